@@ -1,0 +1,149 @@
+"""Command line: ``python -m gis`` (also installed as ``gis``).
+
+Subcommands
+-----------
+``sample``    generate a sample district (seeded; small / district / city scale)
+``validate``  check a project's catalogue and layers, print a readable report
+``run``       the main job: load, validate and run every analysis, writing ``OUT/``
+plus one subcommand per analysis in :data:`STEP_COMMANDS` (e.g. ``check``), which
+runs only that analysis's steps.
+
+Errors in user files print one line naming the file, row, field or YAML key, and
+exit with status 2 — never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__, settings
+from ._errors import GisError
+
+#: Subcommands that run a subset of the pipeline: {command: (steps, help)}.
+STEP_COMMANDS: dict[str, tuple[list[str], str]] = {}
+
+
+def _add_project_args(p: argparse.ArgumentParser, *, out: bool = True) -> None:
+    p.add_argument(
+        "--project",
+        default=None,
+        help="project folder (holding project.yaml) or the yaml file; default: the bundled sample district",
+    )
+    if out:
+        p.add_argument("--out", default="out", help="output folder (default: ./out)")
+        p.add_argument("--quiet", action="store_true", help="no progress display")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gis",
+        description="Recycling-network planning and illegal-dismantling hotspots for a district "
+        "(再生资源回收体系规划与非法拆解热点排查).",
+    )
+    parser.add_argument("--version", action="version", version=f"gis {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("sample", help="generate a sample district (样例数据)")
+    p.add_argument("--out", required=True, help="folder to write the sample project into")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--scale", choices=["small", "district", "city"], default="small")
+
+    p = sub.add_parser("validate", help="check a project's layers and print a report")
+    _add_project_args(p, out=False)
+    p.add_argument("--rejects", default=None, help="also write the rejected rows to this CSV")
+    p.add_argument("--strict", action="store_true", help="exit 1 when any row is rejected")
+
+    p = sub.add_parser("run", help="the main job: all analyses, outputs to --out")
+    _add_project_args(p)
+    p.add_argument("--steps", default=None, help="comma-separated subset of steps to run")
+
+    for name, (steps, help_text) in STEP_COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        _add_project_args(p)
+    return parser
+
+
+def _project(arg: str | None) -> Path:
+    return Path(arg) if arg else settings.SAMPLE_PROJECT_DIR
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from .sample import generate
+
+    result = generate(Path(args.out), seed=args.seed, scale=args.scale)
+    print(f"sample district ({args.scale}, seed {args.seed}) written to {result.out}")
+    for layer, n in result.counts.items():
+        print(f"  {layer:<24} {n:>10,}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .district import load_district
+    from .export import write_csv
+
+    d = load_district(_project(args.project))
+    console = Console()
+    console.print(f"[bold]{d.name}[/bold]  metric CRS {d.crs.to_string()}" + ("  [yellow](sample data 样例数据)[/yellow]" if d.project.sample else ""))
+    table = Table("layer 图层", "file 文件", "coords 坐标", "read 读取", "loaded 载入", "rejected 剔除")
+    for role, infos in d.provenance.items():
+        files = ", ".join(Path(i["file"]).name + (f":{i['layer']}" if i.get("layer") else "") for i in infos)
+        coords = ", ".join(sorted({str(i.get("coords") or i.get("file_crs") or "file CRS") for i in infos}))
+        rejected = int((d.rejects["layer"] == role).sum())
+        n_read = d.read_counts.get(role)
+        table.add_row(role, files, coords, "" if n_read is None else f"{n_read:,}", f"{d.loaded_counts.get(role, 0):,}" if role in d.loaded_counts else "raster/graph", f"{rejected:,}")
+    console.print(table)
+    if len(d.rejects):
+        rt = Table("file", "row", "field", "reason", "value", "detail", title="rejected rows 剔除记录")
+        for r in d.rejects.head(50).itertuples():
+            rt.add_row(Path(r.file).name, str(r.row), str(r.field or ""), str(r.reason), str(r.value or "")[:40], str(r.detail or "")[:60])
+        console.print(rt)
+        if len(d.rejects) > 50:
+            console.print(f"… and {len(d.rejects) - 50} more")
+    if args.rejects:
+        write_csv(d.rejects, Path(args.rejects))
+    console.print(f"{len(d.rejects)} rejected row(s).")
+    return 1 if (args.strict and len(d.rejects)) else 0
+
+
+def cmd_run(args: argparse.Namespace, steps: list[str] | None = None) -> int:
+    from .pipeline import run
+
+    if steps is None and getattr(args, "steps", None):
+        steps = [s.strip() for s in args.steps.split(",") if s.strip()]
+    summary = run(_project(args.project), Path(args.out), steps=steps, progress=not args.quiet)
+    keys = ["district", "sites_total", "incidents_total", "rejects"]
+    print(json.dumps({k: summary.get(k) for k in keys}, ensure_ascii=False))
+    print(f"outputs written to {Path(args.out).resolve()}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "sample":
+            return cmd_sample(args)
+        if args.command == "validate":
+            return cmd_validate(args)
+        if args.command == "run":
+            return cmd_run(args)
+        steps, _ = STEP_COMMANDS[args.command]
+        return cmd_run(args, steps=steps)
+    except GisError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
