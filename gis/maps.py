@@ -1,0 +1,1372 @@
+"""Interactive and static maps of a district and its analyses (专题地图).
+
+One layer model, two renderers. :func:`build_layers` turns a
+:class:`~gis.district.District` and whatever analysis results exist (compliance,
+coverage, siting, hotspots) into a list of :class:`MapLayer` — display-ready
+GeoDataFrames in WGS84 with every user string HTML-escaped and length-capped, or RGBA
+images for rasters. :func:`render_folium` draws them as a self-contained Leaflet page
+(used by ``gis run`` for ``OUT/map.html`` and by the Streamlit app), and
+:func:`render_static` draws them with matplotlib (the PNG fallback when no headless
+Chromium is available).
+
+Coordinates
+-----------
+Everything is shown in **WGS84 (EPSG:4326)**. Chinese commercial basemaps (Amap 高德 /
+Tencent 腾讯 use GCJ-02, Baidu 百度 uses BD-09) are deliberately shifted by
+100–700 m, so our layers would appear offset on them. Use no basemap (the default —
+the page works offline), or a WGS84/CGCS2000 basemap such as Tianditu (天地图 ``*_w``
+layers, :func:`tianditu_basemap`) or OpenStreetMap.
+
+Offline
+-------
+folium loads Leaflet from a CDN. The toolkit runs without network, so
+:func:`localize_assets` replaces those links with ``data:`` URIs of the copies
+vendored in ``gis/assets/`` (Leaflet 1.9.3, Leaflet.markercluster 1.5.3); the HTML
+written by :func:`save_map_html` loads nothing from the internet unless a tile
+basemap is configured.
+
+Safety
+------
+Ledger fields are typed by clerks and may contain anything. Only whitelisted columns
+reach the page, each value passes :func:`escape_text` (``html.escape`` after
+cutting to ``max_text_chars``), and layer names, legend labels and attribution are
+escaped too, so no markup from user data is ever interpreted.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import folium
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from branca.element import Element, MacroElement
+from jinja2 import Template
+
+from gis import settings
+from gis.export import atomic_path
+from gis.schema import (
+    INCIDENT_KIND_LABEL_ZH,
+    SITE_STATUS_LABEL_ZH,
+    TIER_LABEL_ZH,
+    ZONE_LEVEL_LABEL_ZH,
+    IncidentKind,
+    SiteStatus,
+    Tier,
+    ZoneLevel,
+    ZoneType,
+)
+
+__all__ = [
+    "Basemap",
+    "MapLayer",
+    "MapOptions",
+    "build_layers",
+    "build_map",
+    "escape_column",
+    "escape_text",
+    "localize_assets",
+    "render_folium",
+    "render_static",
+    "run_step",
+    "save_map_html",
+    "save_map_png",
+    "tianditu_basemap",
+]
+
+WGS84 = "EPSG:4326"
+WEB_MERCATOR = "EPSG:3857"
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+
+# ---------------------------------------------------------------------------------
+# Palettes (constant text only; never user data)
+# ---------------------------------------------------------------------------------
+
+#: Marker shape and colour per tier (distinct symbols, colour-blind-safe hues).
+TIER_SYMBOL: dict[str, tuple[str, str]] = {
+    Tier.SORTING_CENTRE.value: ("square", "#6a3d9a"),
+    Tier.TRANSFER_STATION.value: ("triangle", "#1f78b4"),
+    Tier.COLLECTION_POINT.value: ("circle", "#33a02c"),
+    Tier.DROP_OFF_POINT.value: ("diamond", "#b2df8a"),
+    Tier.DISMANTLER.value: ("star", "#ff7f00"),
+}
+TIER_LABEL_EN: dict[str, str] = {
+    Tier.SORTING_CENTRE.value: "Sorting centre",
+    Tier.TRANSFER_STATION.value: "Transfer station",
+    Tier.COLLECTION_POINT.value: "Collection point",
+    Tier.DROP_OFF_POINT.value: "Drop-off point",
+    Tier.DISMANTLER.value: "Dismantler",
+}
+#: 四山 control levels, strictest darkest.
+ZONE_LEVEL_COLOR: dict[str, str] = {
+    ZoneLevel.NO_BUILD.value: "#8b0000",
+    ZoneLevel.KEY_CONTROL.value: "#e34a33",
+    ZoneLevel.GENERAL_CONTROL.value: "#fdae6b",
+}
+ZONE_LEVEL_LABEL_EN: dict[str, str] = {
+    ZoneLevel.NO_BUILD.value: "no-build",
+    ZoneLevel.KEY_CONTROL.value: "key control",
+    ZoneLevel.GENERAL_CONTROL.value: "general control",
+}
+ZONE_TYPE_STYLE: dict[str, tuple[str, str, str]] = {
+    ZoneType.ECOLOGICAL_RED_LINE.value: ("#238b45", "生态保护红线", "Ecological red line"),
+    ZoneType.BASIC_FARMLAND.value: ("#c2a83e", "永久基本农田", "Permanent basic farmland"),
+    ZoneType.WATER_SOURCE.value: ("#2171b5", "饮用水水源保护区", "Water-source protection"),
+    ZoneType.URBAN_DEVELOPMENT_BOUNDARY.value: ("#636363", "城镇开发边界", "Urban development boundary"),
+}
+#: GB/T 21010 first-level classes (三调 cartographic colours, approximated).
+LANDUSE_COLOR: dict[str, str] = {
+    "01": "#f5f0a0", "02": "#d9c27a", "03": "#4f9d4f", "04": "#b5d98b",
+    "05": "#e8746f", "06": "#b38f8f", "07": "#f2b6a0", "08": "#d77fc1",
+    "09": "#9e7bb5", "10": "#bdbdbd", "11": "#8fc3ea", "12": "#e0e0e0",
+}
+#: Compliance verdicts (gis.compliance): worst verdict of a site.
+VERDICT_STYLE: dict[str, tuple[str, str, str]] = {
+    "prohibited": ("#d7191c", "违规", "prohibited"),
+    "needs_review": ("#fdae61", "需核查", "needs review"),
+    "ok": ("#1a9641", "合规", "compliant"),
+}
+#: Gi* confidence bins (−3…+3 = cold/hot spot at 99/95/90 %).
+GI_BIN_STYLE: dict[int, tuple[str, str]] = {
+    3: ("#b2182b", "热点 Hot spot 99%"),
+    2: ("#ef8a62", "热点 Hot spot 95%"),
+    1: ("#fddbc7", "热点 Hot spot 90%"),
+    -1: ("#d1e5f0", "冷点 Cold spot 90%"),
+    -2: ("#67a9cf", "冷点 Cold spot 95%"),
+    -3: ("#2166ac", "冷点 Cold spot 99%"),
+}
+INCIDENT_KIND_COLOR: dict[str, str] = dict(
+    zip(
+        [k.value for k in IncidentKind],
+        ["#e31a1c", "#fb9a99", "#ff7f00", "#fdbf6f", "#6a3d9a", "#cab2d6", "#b15928", "#1f78b4"],
+    )
+)
+
+# ---------------------------------------------------------------------------------
+# Options
+# ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Basemap:
+    """A tile layer drawn under the data (optional; needs network).
+
+    Attributes
+    ----------
+    url
+        Leaflet tile URL template (``{z}/{x}/{y}``, optional ``{s}``).
+    attribution
+        Attribution text, shown on the map (required by every provider).
+    name
+        Name in the layer control.
+    subdomains
+        Values of ``{s}``.
+    overlay
+        Draw on top of the base (e.g. a label layer) instead of as the base.
+    """
+
+    url: str
+    attribution: str
+    name: str = "底图 Basemap"
+    subdomains: str | None = None
+    overlay: bool = False
+    max_zoom: int = 18
+
+
+def tianditu_basemap(key: str, kind: str = "vec") -> list[Basemap]:
+    """Tianditu (天地图) Web-Mercator tiles in CGCS2000 (≈ WGS84, no offset).
+
+    Parameters
+    ----------
+    key
+        The district's Tianditu developer key (``tk``).
+    kind
+        ``vec`` (streets) or ``img`` (imagery); the matching label layer is added.
+    """
+    labels = {"vec": "cva", "img": "cia"}[kind]
+
+    def url(layer: str) -> str:
+        return (
+            f"https://t{{s}}.tianditu.gov.cn/{layer}_w/wmts?SERVICE=WMTS&REQUEST=GetTile"
+            f"&VERSION=1.0.0&LAYER={layer}&STYLE=default&TILEMATRIXSET=w&FORMAT=tiles"
+            f"&TILEMATRIX={{z}}&TILEROW={{y}}&TILECOL={{x}}&tk={key}"
+        )
+
+    attr = "© 天地图 Tianditu"
+    return [
+        Basemap(url(kind), attr, "天地图 Tianditu", subdomains="01234567"),
+        Basemap(url(labels), attr, "天地图注记 Tianditu labels", subdomains="01234567", overlay=True),
+    ]
+
+
+@dataclass(frozen=True)
+class MapOptions:
+    """How a map is drawn (defaults in ``layers/map.yaml``, per district under ``map:``)."""
+
+    basemaps: tuple[Basemap, ...] = ()
+    max_plain_markers: int = 300
+    max_vector_polygons: int = 3000
+    simplify_m: float = 15.0
+    max_text_chars: int = 200
+    width: int = 1400
+    height: int = 1000
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any] | None) -> MapOptions:
+        """Options from a ``map`` config section (``Project.section("map")``)."""
+        s = dict(section or {})
+        basemaps: list[Basemap] = []
+        if s.get("tiles"):
+            if not s.get("attribution"):
+                from gis._errors import AnalysisError
+
+                raise AnalysisError("map.tiles needs map.attribution (every tile provider requires it)")
+            basemaps.append(Basemap(str(s["tiles"]), str(s["attribution"]), subdomains=s.get("subdomains")))
+            if s.get("annotation_tiles"):
+                basemaps.append(
+                    Basemap(
+                        str(s["annotation_tiles"]),
+                        str(s["attribution"]),
+                        "注记 Labels",
+                        subdomains=s.get("subdomains"),
+                        overlay=True,
+                    )
+                )
+        kw = {k: type(getattr(cls(), k))(s[k]) for k in (
+            "max_plain_markers", "max_vector_polygons", "simplify_m", "max_text_chars", "width", "height"
+        ) if s.get(k) is not None}
+        return cls(basemaps=tuple(basemaps), **kw)
+
+
+def _district_options(district: Any) -> MapOptions:
+    project = getattr(district, "project", None)
+    if project is not None and hasattr(project, "section"):
+        return MapOptions.from_section(project.section("map"))
+    return MapOptions()
+
+
+# ---------------------------------------------------------------------------------
+# Escaping
+# ---------------------------------------------------------------------------------
+
+
+def escape_text(value: Any, max_chars: int = 200) -> str:
+    """User text made safe for HTML: cut to ``max_chars`` (with ``…``), then escaped.
+
+    ``None``/NaN become ``""``. Cutting happens before escaping so an entity is never
+    split; ``&``, ``<``, ``>``, ``"`` and ``'`` are escaped (:func:`html.escape`).
+    """
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, (pd.Timestamp,)):
+        value = value.date().isoformat() if value == value.normalize() else value.isoformat()
+    text = str(value)
+    if len(text) > max_chars:
+        text = text[: max_chars - 1] + "…"
+    return html.escape(text, quote=True)
+
+
+_ENTITY = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"}
+_ENTITY_RE = re.compile("[&<>\"']")
+
+
+def escape_column(values: pd.Series, max_chars: int = 200) -> pd.Series:
+    """Vectorised :func:`escape_text` over a column (same output, as ``object`` strings)."""
+    s = values
+    if pd.api.types.is_datetime64_any_dtype(s):
+        s = s.dt.strftime("%Y-%m-%d")
+    elif pd.api.types.is_float_dtype(s):
+        s = s.round(2)
+    s = s.astype("string").fillna("")
+    long = s.str.len() > max_chars
+    if long.any():
+        s = s.where(~long, s.str.slice(0, max_chars - 1) + "…")
+    s = s.str.replace(_ENTITY_RE, lambda m: _ENTITY[m.group(0)], regex=True)
+    return s.astype(object)
+
+
+# ---------------------------------------------------------------------------------
+# The layer model
+# ---------------------------------------------------------------------------------
+
+
+@dataclass
+class MapLayer:
+    """One display layer, renderer-independent.
+
+    Attributes
+    ----------
+    key
+        Stable identifier (``sites_transfer_station``, ``gi_grid`` …).
+    title
+        Name in the layer control and legend (Chinese, English secondary).
+    kind
+        ``polygon``, ``point`` or ``image``.
+    gdf
+        Features in EPSG:4326; text columns already escaped; ``_color`` per feature;
+        ``_symbol`` (marker shape) for points.
+    popup
+        ``(column, label)`` pairs shown in the popup.
+    tooltip
+        Column shown on hover.
+    image, bounds
+        For ``image`` layers: an RGBA ``uint8`` array in Web-Mercator pixel grid and
+        its ``(south, west, north, east)`` bounds.
+    legend
+        ``(shape, colour, label)`` entries.
+    show
+        Visible when the page opens.
+    cluster
+        Draw points as clustered markers.
+    attribution
+        Attribution this layer requires (e.g. OSM for road-derived layers).
+    fill_opacity, weight, dash
+        Polygon styling.
+    """
+
+    key: str
+    title: str
+    kind: str
+    gdf: gpd.GeoDataFrame | None = None
+    popup: tuple[tuple[str, str], ...] = ()
+    tooltip: str | None = None
+    image: np.ndarray | None = None
+    bounds: tuple[float, float, float, float] | None = None
+    legend: tuple[tuple[str, str, str], ...] = ()
+    show: bool = True
+    cluster: bool = False
+    attribution: str | None = None
+    fill_opacity: float = 0.35
+    weight: float = 1.0
+    dash: str | None = None
+    size: int = 14
+
+    @property
+    def n(self) -> int:
+        """Number of features (0 for images)."""
+        return 0 if self.gdf is None else len(self.gdf)
+
+
+def _display_frame(
+    gdf: gpd.GeoDataFrame,
+    columns: Sequence[str],
+    *,
+    max_chars: int,
+    simplify_m: float = 0.0,
+) -> gpd.GeoDataFrame:
+    """Whitelisted, escaped columns + simplified geometry in EPSG:4326."""
+    keep = [c for c in columns if c in gdf.columns]
+    geom = gdf.geometry
+    if simplify_m > 0 and gdf.crs is not None and gdf.crs.is_projected:
+        geom = geom.simplify(simplify_m, preserve_topology=True)
+    out = gpd.GeoDataFrame(
+        {c: escape_column(gdf[c], max_chars) for c in keep},
+        geometry=gpd.GeoSeries(geom.values, index=gdf.index, crs=gdf.crs),
+        index=gdf.index,
+    )
+    if out.crs is None:
+        out = out.set_crs(WGS84)
+    out = out.to_crs(WGS84)
+    # 6 decimals ≈ 0.1 m: plenty for display, a third of the JSON
+    out = out.set_geometry(shapely.transform(out.geometry.values, lambda c: np.round(c, 6)))
+    out = out[~out.geometry.is_empty & out.geometry.notna()]
+    return out
+
+
+def _labels(vocab: Mapping[str, str], en: Mapping[str, str] | None, value: str) -> str:
+    zh = vocab.get(value, value)
+    return f"{zh} {en.get(value, '')}".strip() if en else zh
+
+
+# --- district layers ---------------------------------------------------------------
+
+
+def _townships_layer(d: Any, opt: MapOptions) -> MapLayer | None:
+    t = getattr(d, "townships", None)
+    if t is None or len(t) == 0:
+        return None
+    g = _display_frame(
+        t, ["township", "kind", "population", "households"], max_chars=opt.max_text_chars,
+        simplify_m=opt.simplify_m,
+    )
+    g["_color"] = "#444444"
+    return MapLayer(
+        "townships", "镇街 Townships", "polygon", g,
+        popup=(("township", "镇街 Township"), ("population", "常住人口 Population"), ("households", "户数 Households")),
+        tooltip="township", legend=(("line", "#444444", "镇街界 Township boundary"),),
+        fill_opacity=0.0, weight=2.0,
+    )
+
+
+def _polygon_image(
+    gdf: gpd.GeoDataFrame, colors: pd.Series, *, pixel_m: float | None = None, alpha: int = 150
+) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """Rasterise coloured polygons to an RGBA image in Web Mercator (for big layers)."""
+    from rasterio import features
+    from rasterio.transform import from_origin
+
+    merc = gdf.geometry.to_crs(WEB_MERCATOR)
+    minx, miny, maxx, maxy = merc.total_bounds
+    extent = max(maxx - minx, maxy - miny)
+    pixel = pixel_m or max(extent / 2000.0, 1.0)
+    width = max(1, int(np.ceil((maxx - minx) / pixel)))
+    height = max(1, int(np.ceil((maxy - miny) / pixel)))
+    transform = from_origin(minx, maxy, pixel, pixel)
+    codes, uniques = pd.factorize(colors)
+    burned = features.rasterize(
+        zip(merc.values, codes + 1), out_shape=(height, width), transform=transform, fill=0, dtype="int32"
+    )
+    palette = np.zeros((len(uniques) + 1, 4), dtype=np.uint8)
+    for i, hexcol in enumerate(uniques, start=1):
+        palette[i, :3] = _hex_rgb(hexcol)
+        palette[i, 3] = alpha
+    rgba = palette[burned]
+    return rgba, _merc_bounds_latlon(minx, miny, minx + width * pixel, maxy)
+
+
+def _merc_bounds_latlon(minx: float, miny: float, maxx: float, maxy: float) -> tuple[float, float, float, float]:
+    from pyproj import Transformer
+
+    tr = Transformer.from_crs(WEB_MERCATOR, WGS84, always_xy=True)
+    (w, e), (s, n) = tr.transform([minx, maxx], [miny, maxy])
+    return (float(s), float(w), float(n), float(e))
+
+
+def _hex_rgb(hexcol: str) -> tuple[int, int, int]:
+    h = hexcol.lstrip("#")
+    return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
+
+
+def _landuse_color(codes: pd.Series) -> pd.Series:
+    first = codes.astype("string").fillna("").str.slice(0, 2)
+    return first.map(LANDUSE_COLOR).fillna("#f0f0f0").astype(object)
+
+
+def _landuse_legend(codes: Iterable[str]) -> tuple[tuple[str, str, str], ...]:
+    try:
+        from gis.catalog import landuse_classes
+
+        table = landuse_classes()
+    except Exception:  # catalogue unavailable: codes only
+        table = {}
+    out = []
+    for c in sorted({str(c)[:2] for c in codes if c is not None and str(c) not in ("", "nan", "<NA>")}):
+        entry = table.get(c, {})
+        label = f"{c} {entry.get('name_zh', '')} {entry.get('name_en', '')}".strip()
+        out.append(("box", LANDUSE_COLOR.get(c, "#f0f0f0"), label))
+    return tuple(out)
+
+
+def _landuse_layer(d: Any, opt: MapOptions) -> MapLayer | None:
+    lu = getattr(d, "landuse", None)
+    title = "土地利用 Land use (GB/T 21010)"
+    if lu is not None and len(lu):
+        colors = _landuse_color(lu["landuse_code"])
+        legend = _landuse_legend(lu["landuse_code"].dropna().unique())
+        if len(lu) > opt.max_vector_polygons:
+            img, bounds = _polygon_image(lu, colors)
+            return MapLayer("landuse", title, "image", image=img, bounds=bounds, legend=legend, show=False)
+        g = _display_frame(lu, ["landuse_code", "landuse_name"], max_chars=opt.max_text_chars, simplify_m=opt.simplify_m)
+        g["_color"] = colors.loc[g.index]
+        return MapLayer(
+            "landuse", title, "polygon", g,
+            popup=(("landuse_code", "地类编码 Code"), ("landuse_name", "地类名称 Class")),
+            tooltip="landuse_name", legend=legend, show=False, fill_opacity=0.5, weight=0.3,
+        )
+    r = getattr(d, "landuse_raster", None)
+    if r is not None:
+        classes = getattr(r, "classes", {}) or {}
+        lut = {int(v): LANDUSE_COLOR.get(str(code)[:2], "#f0f0f0") for v, code in classes.items()}
+        img, bounds = _raster_image(Path(r.path), lambda a, nod: _categorical_rgba(a, nod, lut))
+        legend = _landuse_legend(classes.values())
+        return MapLayer("landuse", title, "image", image=img, bounds=bounds, legend=legend, show=False)
+    return None
+
+
+def _categorical_rgba(a: np.ndarray, nodata_mask: np.ndarray, lut: Mapping[int, str]) -> np.ndarray:
+    rgba = np.zeros(a.shape + (4,), dtype=np.uint8)
+    for value, hexcol in lut.items():  # loop over classes (≤ tens), not pixels
+        m = (a == value) & ~nodata_mask
+        rgba[m, :3] = _hex_rgb(hexcol)
+        rgba[m, 3] = 150
+    return rgba
+
+
+def _continuous_rgba(a: np.ndarray, nodata_mask: np.ndarray, cmap: str = "YlOrRd") -> np.ndarray:
+    """Colour a surface: zero/nodata transparent, alpha rising with the value."""
+    from matplotlib import colormaps
+
+    valid = ~nodata_mask & np.isfinite(a) & (a > 0)
+    rgba = np.zeros(a.shape + (4,), dtype=np.uint8)
+    if not valid.any():
+        return rgba
+    hi = float(np.nanpercentile(a[valid], 99.5)) or float(a[valid].max())
+    t = np.clip(np.where(valid, a, 0) / hi, 0, 1)
+    rgba[:] = (colormaps[cmap](t) * 255).astype(np.uint8)
+    rgba[..., 3] = np.where(valid, (60 + 170 * t).astype(np.uint8), 0)
+    return rgba
+
+
+def _raster_image(
+    path: Path, colour: Callable[[np.ndarray, np.ndarray], np.ndarray], max_px: int = 1600
+) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """Read band 1 of a GeoTIFF, warp to Web Mercator (≤ ``max_px`` wide), colour it."""
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.warp import calculate_default_transform, reproject
+
+    with rasterio.open(path) as src:
+        src_crs = src.crs or WGS84
+        transform, width, height = calculate_default_transform(
+            src_crs, WEB_MERCATOR, src.width, src.height, *src.bounds
+        )
+        scale = max(1.0, max(width, height) / max_px)
+        width, height = max(1, int(width / scale)), max(1, int(height / scale))
+        transform = transform * transform.scale(scale, scale)
+        nodata = src.nodata
+        dst = np.full((height, width), np.nan if nodata is None else nodata, dtype="float64")
+        categorical = np.issubdtype(np.dtype(src.dtypes[0]), np.integer)
+        reproject(
+            source=rasterio.band(src, 1), destination=dst, src_transform=src.transform, src_crs=src_crs,
+            dst_transform=transform, dst_crs=WEB_MERCATOR,
+            resampling=Resampling.nearest if categorical else Resampling.bilinear,
+            src_nodata=nodata, dst_nodata=np.nan if nodata is None else nodata,
+        )
+    mask = ~np.isfinite(dst) if nodata is None else (dst == nodata) | ~np.isfinite(dst)
+    rgba = colour(dst, mask)
+    minx, maxy = transform.c, transform.f
+    maxx, miny = minx + width * transform.a, maxy + height * transform.e
+    return rgba, _merc_bounds_latlon(minx, miny, maxx, maxy)
+
+
+def _zone_layers(d: Any, opt: MapOptions) -> list[MapLayer]:
+    z = getattr(d, "zones", None)
+    if z is None or len(z) == 0:
+        return []
+    zt = z["zone_type"].astype("string")
+    layers = []
+    fm = z[zt == ZoneType.FOUR_MOUNTAINS.value]
+    if len(fm):
+        g = _display_frame(fm, ["name", "zone_id", "level"], max_chars=opt.max_text_chars, simplify_m=opt.simplify_m)
+        lvl = fm["level"].astype("string").loc[g.index]
+        g["level"] = escape_column(lvl.map(lambda v: _labels(ZONE_LEVEL_LABEL_ZH_STR, ZONE_LEVEL_LABEL_EN, v)
+                                           if isinstance(v, str) else ""), opt.max_text_chars)
+        g["_color"] = lvl.map(ZONE_LEVEL_COLOR).fillna("#fdae6b").astype(object)
+        legend = tuple(
+            ("box", ZONE_LEVEL_COLOR[v], f"四山{ZONE_LEVEL_LABEL_ZH_STR[v]} Four-Mountains {ZONE_LEVEL_LABEL_EN[v]}")
+            for v in ZONE_LEVEL_COLOR
+            if v in set(lvl.dropna())
+        )
+        layers.append(MapLayer(
+            "four_mountains", "四山管制区 Four-Mountains zones", "polygon", g,
+            popup=(("name", "名称 Name"), ("level", "管控级别 Level"), ("zone_id", "编号 ID")),
+            tooltip="level", legend=legend, fill_opacity=0.35, weight=1.0,
+        ))
+    other = z[zt != ZoneType.FOUR_MOUNTAINS.value]
+    if len(other):
+        g = _display_frame(other, ["name", "zone_id", "zone_type"], max_chars=opt.max_text_chars, simplify_m=opt.simplify_m)
+        t = other["zone_type"].astype("string").loc[g.index]
+        g["zone_type"] = escape_column(
+            t.map(lambda v: " ".join(ZONE_TYPE_STYLE[v][1:]) if v in ZONE_TYPE_STYLE else v), opt.max_text_chars
+        )
+        g["_color"] = t.map({k: v[0] for k, v in ZONE_TYPE_STYLE.items()}).fillna("#737373").astype(object)
+        legend = tuple(("hatch", c, f"{zh} {en}") for k, (c, zh, en) in ZONE_TYPE_STYLE.items() if k in set(t.dropna()))
+        layers.append(MapLayer(
+            "other_zones", "其他管控区 Other control zones", "polygon", g,
+            popup=(("name", "名称 Name"), ("zone_type", "类型 Type"), ("zone_id", "编号 ID")),
+            tooltip="zone_type", legend=legend, show=False, fill_opacity=0.2, weight=1.5, dash="5,4",
+        ))
+    return layers
+
+
+ZONE_LEVEL_LABEL_ZH_STR: dict[str, str] = {k.value: v for k, v in ZONE_LEVEL_LABEL_ZH.items()}
+TIER_LABEL_ZH_STR: dict[str, str] = {k.value: v for k, v in TIER_LABEL_ZH.items()}
+SITE_STATUS_ZH_STR: dict[str, str] = {k.value: v for k, v in SITE_STATUS_LABEL_ZH.items()}
+INCIDENT_KIND_ZH_STR: dict[str, str] = {k.value: v for k, v in INCIDENT_KIND_LABEL_ZH.items()}
+
+SITE_POPUP: tuple[tuple[str, str], ...] = (
+    ("site_id", "网点编号 ID"),
+    ("name", "网点名称 Name"),
+    ("tier_label", "网点层级 Tier"),
+    ("operator", "经营者 Operator"),
+    ("address", "经营地址 Address"),
+    ("township", "所属镇街 Township"),
+    ("status_label", "经营状态 Status"),
+    ("business_licence", "营业执照 Licence"),
+    ("dismantling_qualification", "资质认定 Qualification"),
+    ("police_filing", "公安备案 Police filing"),
+    ("capacity_t_per_day", "日处理能力(吨) Capacity t/d"),
+    ("floor_area_m2", "占地面积(㎡) Floor area"),
+    ("business_scope", "经营范围 Scope"),
+)
+
+
+def _site_layers(d: Any, opt: MapOptions, verdicts: pd.DataFrame | None) -> list[MapLayer]:
+    """One layer per tier; colour = compliance verdict when known, else tier colour."""
+    s = getattr(d, "sites", None)
+    if s is None or len(s) == 0:
+        return []
+    s = s.copy()
+    tier = s["tier"].astype("string")
+    s["tier_label"] = tier.map(lambda v: _labels(TIER_LABEL_ZH_STR, TIER_LABEL_EN, v) if isinstance(v, str) else "")
+    s["status_label"] = s["status"].astype("string").map(SITE_STATUS_ZH_STR) if "status" in s else ""
+    popup = list(SITE_POPUP)
+    if verdicts is not None and len(verdicts):
+        s = s.join(verdicts, on="site_id") if "site_id" in s else s
+        popup += [("verdict_label", "合规结论 Compliance"), ("problems", "问题 Problems")]
+        s["verdict_label"] = s["verdict"].map(lambda v: " ".join(VERDICT_STYLE[v][1:]) if v in VERDICT_STYLE else "")
+    cols = [c for c, _ in popup]
+    layers = []
+    for t, (shape, colour) in TIER_SYMBOL.items():
+        sub = s[tier == t]
+        if not len(sub):
+            continue
+        g = _display_frame(sub, cols, max_chars=opt.max_text_chars)
+        if verdicts is not None and "verdict" in sub:
+            g["_color"] = sub["verdict"].map({k: v[0] for k, v in VERDICT_STYLE.items()}).fillna("#969696").loc[g.index].astype(object)
+        else:
+            g["_color"] = colour
+        g["_symbol"] = shape
+        zh, en = TIER_LABEL_ZH_STR[t], TIER_LABEL_EN[t]
+        legend: tuple[tuple[str, str, str], ...] = ((shape, colour if verdicts is None else "#555555", f"{zh} {en}"),)
+        layers.append(MapLayer(
+            f"sites_{t}", f"{zh} {en} ({len(g)})", "point", g, popup=tuple(popup), tooltip="name",
+            legend=legend, cluster=len(g) > opt.max_plain_markers,
+            size=18 if t in (Tier.SORTING_CENTRE.value, Tier.DISMANTLER.value) else 14,
+        ))
+    if verdicts is not None and len(layers):
+        layers[-1].legend = layers[-1].legend + tuple(
+            ("circle", c, f"{zh} {en}") for c, zh, en in VERDICT_STYLE.values()
+        )
+    return layers
+
+
+def _incident_layer(d: Any, opt: MapOptions) -> MapLayer | None:
+    inc = getattr(d, "incidents", None)
+    if inc is None or len(inc) == 0:
+        return None
+    inc = inc.copy()
+    kind = inc["kind"].astype("string")
+    inc["kind_label"] = kind.map(INCIDENT_KIND_ZH_STR)
+    g = _display_frame(
+        inc, ["incident_id", "date", "kind_label", "township", "address", "description"],
+        max_chars=opt.max_text_chars,
+    )
+    g["_color"] = kind.loc[g.index].map(INCIDENT_KIND_COLOR).fillna("#e31a1c").astype(object)
+    g["_symbol"] = "dot"
+    legend = tuple(("dot", INCIDENT_KIND_COLOR[k], INCIDENT_KIND_ZH_STR[k]) for k in INCIDENT_KIND_COLOR if k in set(kind.dropna()))
+    return MapLayer(
+        "incidents", f"事件记录 Incidents ({len(g)})", "point", g,
+        popup=(("incident_id", "记录编号 ID"), ("date", "发现日期 Date"), ("kind_label", "问题类型 Kind"),
+               ("township", "镇街 Township"), ("address", "地址 Address"), ("description", "问题描述 Description")),
+        tooltip="kind_label", legend=legend, show=False, cluster=len(g) > opt.max_plain_markers, size=9,
+    )
+
+
+def _candidate_layer(d: Any, opt: MapOptions) -> MapLayer | None:
+    c = getattr(d, "candidates", None)
+    if c is None or len(c) == 0:
+        return None
+    g = _display_frame(c, ["candidate_id", "name", "kind", "address"], max_chars=opt.max_text_chars)
+    g["_color"] = "#737373"
+    g["_symbol"] = "ring"
+    return MapLayer(
+        "candidates", f"候选站点 Candidate sites ({len(g)})", "point", g,
+        popup=(("candidate_id", "编号 ID"), ("name", "名称 Name"), ("kind", "类型 Kind"), ("address", "地址 Address")),
+        tooltip="name", legend=(("ring", "#737373", "候选站点 Candidate site"),), show=False,
+        cluster=len(g) > opt.max_plain_markers, size=12,
+    )
+
+
+# --- analysis-result adapters ---------------------------------------------------------
+
+
+def _attr(obj: Any, *names: str) -> Any:
+    """First attribute (or mapping key) of ``obj`` among ``names`` that is not None."""
+    if obj is None:
+        return None
+    for n in names:
+        v = obj.get(n) if isinstance(obj, Mapping) else getattr(obj, n, None)
+        if v is not None:
+            return v
+    return None
+
+
+def _gdf(obj: Any, *names: str) -> gpd.GeoDataFrame | None:
+    v = _attr(obj, *names)
+    return v if isinstance(v, gpd.GeoDataFrame) and len(v) else None
+
+
+def _first_col(df: pd.DataFrame, *names: str) -> str | None:
+    return next((n for n in names if n in df.columns), None)
+
+
+_VERDICT_RANK = {"ok": 0, "needs_review": 1, "prohibited": 2}
+
+
+def site_verdicts(compliance: Any) -> pd.DataFrame | None:
+    """Worst verdict and problem text per ``site_id`` from a compliance result.
+
+    Reads, in this order, a per-site frame carrying a ``verdict`` column, or a
+    per-violation frame (``site_id``, ``verdict``, ``rule_id``/``problem``).
+    """
+    sites = _attr(compliance, "sites", "site_results", "site_checks")
+    if isinstance(sites, pd.DataFrame) and "site_id" in sites and _first_col(sites, "verdict", "worst_verdict"):
+        vcol = _first_col(sites, "verdict", "worst_verdict")
+        out = pd.DataFrame({"verdict": sites[vcol].astype("string").values}, index=sites["site_id"].values)
+        pcol = _first_col(sites, "problems", "violations", "rule_ids", "rules_broken")
+        out["problems"] = sites[pcol].map(_join_problems).values if pcol else ""
+        return out[~out.index.duplicated()]
+    viol = _attr(compliance, "violations", "site_violations", "problems")
+    if isinstance(viol, pd.DataFrame) and "site_id" in viol:
+        v = viol.copy()
+        vcol = _first_col(v, "verdict", "severity")
+        v["_rank"] = v[vcol].map(_VERDICT_RANK).fillna(1) if vcol else 2
+        pcol = _first_col(v, "problem", "rule_name", "description", "rule_id")
+        worst = v.groupby("site_id")["_rank"].max()
+        inv = {r: k for k, r in _VERDICT_RANK.items()}
+        out = pd.DataFrame({"verdict": worst.map(inv)})
+        out["problems"] = v.groupby("site_id")[pcol].agg(lambda x: "；".join(map(str, pd.unique(x)))) if pcol else ""
+        checked = _attr(compliance, "checked_site_ids")
+        if checked is not None:
+            out = out.reindex(pd.Index(checked).union(out.index))
+            out["verdict"] = out["verdict"].fillna("ok")
+            out["problems"] = out["problems"].fillna("")
+        return out
+    return None
+
+
+def _join_problems(v: Any) -> str:
+    if isinstance(v, (list, tuple, set, np.ndarray)):
+        return "；".join(map(str, v))
+    return "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+
+
+def _generic_points(
+    gdf: gpd.GeoDataFrame, key: str, title: str, colour: str, symbol: str, popup: Sequence[tuple[str, str]],
+    opt: MapOptions, *, tooltip: str | None = None, show: bool = True, size: int = 16, attribution: str | None = None,
+) -> MapLayer:
+    popup = tuple((c, lbl) for c, lbl in popup if c in gdf.columns)
+    pts = gdf
+    if not (gdf.geom_type == "Point").all():
+        pts = gdf.set_geometry(gdf.geometry.representative_point())
+    g = _display_frame(pts, [c for c, _ in popup], max_chars=opt.max_text_chars)
+    g["_color"] = colour
+    g["_symbol"] = symbol
+    return MapLayer(key, f"{title} ({len(g)})", "point", g, popup=popup,
+                    tooltip=tooltip if tooltip in g.columns else (popup[0][0] if popup else None),
+                    legend=((symbol, colour, title),), show=show, cluster=len(g) > opt.max_plain_markers,
+                    size=size, attribution=attribution)
+
+
+def _generic_polygons(
+    gdf: gpd.GeoDataFrame, key: str, title: str, colour: str | pd.Series, popup: Sequence[tuple[str, str]],
+    opt: MapOptions, *, tooltip: str | None = None, show: bool = True, fill_opacity: float = 0.3,
+    weight: float = 1.0, legend: tuple[tuple[str, str, str], ...] | None = None, attribution: str | None = None,
+    dash: str | None = None,
+) -> MapLayer:
+    popup = tuple((c, lbl) for c, lbl in popup if c in gdf.columns)
+    polys = gdf[gdf.geom_type.isin(["Polygon", "MultiPolygon"])]
+    colors = colour if isinstance(colour, pd.Series) else pd.Series(colour, index=gdf.index)
+    if len(polys) > opt.max_vector_polygons:
+        img, bounds = _polygon_image(polys, colors.loc[polys.index])
+        return MapLayer(key, title, "image", image=img, bounds=bounds, show=show, attribution=attribution,
+                        legend=legend if legend is not None else (("box", str(colors.iloc[0]), title),))
+    g = _display_frame(polys, [c for c, _ in popup], max_chars=opt.max_text_chars, simplify_m=opt.simplify_m)
+    g["_color"] = colors.loc[g.index].astype(object)
+    return MapLayer(key, f"{title} ({len(g)})", "polygon", g, popup=popup,
+                    tooltip=tooltip if tooltip in g.columns else None,
+                    legend=legend if legend is not None else (("box", str(colors.iloc[0]), title),),
+                    show=show, fill_opacity=fill_opacity, weight=weight, attribution=attribution, dash=dash)
+
+
+def _coverage_layers(coverage: Any, d: Any, opt: MapOptions) -> list[MapLayer]:
+    layers = []
+    osm = settings.OSM_ATTRIBUTION if getattr(d, "roads_path", None) is not None else None
+    sa = _gdf(coverage, "service_areas", "service_area")
+    if sa is not None:
+        layers.append(_generic_polygons(
+            sa, "service_areas", "服务范围 Service areas", "#3182bd",
+            (("site_id", "网点编号 Site"), ("name", "网点名称 Name"), ("tier", "层级 Tier"),
+             ("radius_m", "服务半径(米) Radius m"), ("method", "方法 Method")),
+            opt, tooltip="name", fill_opacity=0.12, weight=0.8, attribution=osm, show=False,
+        ))
+    gaps = _gdf(coverage, "gaps", "coverage_gaps")
+    if gaps is not None:
+        layers.append(_generic_polygons(
+            gaps, "gaps", "覆盖缺口 Coverage gaps", "#de2d26",
+            (("rank", "排名 Rank"), ("township", "镇街 Township"), ("uncovered_population", "未覆盖人口 Uncovered population"),
+             ("uncovered_households", "未覆盖户数 Uncovered households")),
+            opt, tooltip="township", fill_opacity=0.45, weight=1.2, attribution=osm,
+        ))
+    return layers
+
+
+def _siting_layers(siting: Any, opt: MapOptions) -> list[MapLayer]:
+    rec = _gdf(siting, "selected", "recommended", "new_sites", "sites")
+    if rec is None:
+        return []
+    return [_generic_points(
+        rec, "recommended", "推荐新址 Recommended sites", "#7a0177", "star",
+        (("rank", "顺序 Rank"), ("candidate_id", "候选编号 Candidate"), ("name", "名称 Name"),
+         ("township", "镇街 Township"), ("added_coverage", "新增覆盖 Added coverage"),
+         ("covered_population", "覆盖人口 Covered population"), ("landuse_code", "地类 Land use")),
+        opt, tooltip="name", size=20,
+    )]
+
+
+def _hotspot_layers(hot: Any, out: Path | None, opt: MapOptions) -> list[MapLayer]:
+    layers: list[MapLayer] = []
+    grid = _gdf(hot, "gi_grid", "grid", "hex_grid", "gi")
+    if grid is not None and "gi_bin" in grid:
+        b = pd.to_numeric(grid["gi_bin"], errors="coerce").fillna(0).astype(int)
+        sig = grid[b != 0]
+        if len(sig):
+            colors = b.loc[sig.index].map({k: v[0] for k, v in GI_BIN_STYLE.items()})
+            legend = tuple(("box", c, lbl) for k, (c, lbl) in GI_BIN_STYLE.items() if k in set(b.loc[sig.index]))
+            layers.append(_generic_polygons(
+                sig, "gi_grid", "Gi* 热点网格 Gi* hot-spot grid", colors,
+                (("gi_bin", "置信分级 Bin"), ("count", "事件数 Incidents"), ("z", "z 值 z-score"),
+                 ("gi_z", "z 值 z-score"), ("p", "p 值 p-value"), ("p_value", "p 值 p-value"),
+                 ("category", "时空模式 Pattern"), ("pattern", "时空模式 Pattern")),
+                opt, fill_opacity=0.55, weight=0.3, legend=legend,
+            ))
+    density = _attr(hot, "density_path", "density_tif")
+    if density is None and out is not None and (out / "density.tif").exists():
+        density = out / "density.tif"
+    if density is not None and Path(density).exists():
+        img, bounds = _raster_image(Path(density), _continuous_rgba)
+        layers.append(MapLayer("density", "事件核密度 Incident density", "image", image=img, bounds=bounds,
+                               legend=(("ramp", "#fd8d3c", "核密度 Kernel density (低→高 low→high)"),), show=False))
+    clusters = _gdf(hot, "clusters")
+    if clusters is not None:
+        lvl_col = _first_col(clusters, "four_mountains_level", "zone_level", "max_level", "fm_level")
+        lvl = clusters[lvl_col].astype("string") if lvl_col else pd.Series(pd.NA, index=clusters.index, dtype="string")
+        colors = lvl.map(ZONE_LEVEL_COLOR).fillna("#6a51a3").astype(object)
+        legend = (("box", "#6a51a3", "事件聚集区 Incident cluster"),) + tuple(
+            ("box", ZONE_LEVEL_COLOR[v], f"聚集区位于四山{ZONE_LEVEL_LABEL_ZH_STR[v]} Cluster in Four-Mountains {ZONE_LEVEL_LABEL_EN[v]}")
+            for v in ZONE_LEVEL_COLOR if v in set(lvl.dropna())
+        )
+        c = clusters.copy()
+        if lvl_col:
+            c["_level_label"] = lvl.map(lambda v: _labels(ZONE_LEVEL_LABEL_ZH_STR, ZONE_LEVEL_LABEL_EN, v) if isinstance(v, str) else "")
+        popup = (("cluster_id", "聚集区编号 Cluster"), ("n", "事件数 Incidents"), ("n_incidents", "事件数 Incidents"),
+                 ("count", "事件数 Incidents"), ("kinds", "问题类型 Kinds"), ("first_date", "最早 First"),
+                 ("last_date", "最近 Last"), ("townships", "镇街 Townships"), ("township", "镇街 Township"),
+                 ("_level_label", "四山级别 Four-Mountains level"), ("rebound", "反弹 Rebound"),
+                 ("priority_rank", "优先级 Priority"), ("score", "得分 Score"))
+        if c.geom_type.isin(["Polygon", "MultiPolygon"]).all():
+            layers.append(_generic_polygons(c, "clusters", "事件聚集区 Incident clusters", colors, popup, opt,
+                                            tooltip="cluster_id", fill_opacity=0.4, weight=2.0, legend=legend))
+        else:
+            lay = _generic_points(c, "clusters", "事件聚集区 Incident clusters", "#6a51a3", "hexagon", popup, opt,
+                                  tooltip="cluster_id", size=18)
+            lay.gdf["_color"] = colors.loc[lay.gdf.index].values
+            lay.legend = legend
+            layers.append(lay)
+    return layers
+
+
+def build_layers(
+    district: Any,
+    results: Mapping[str, Any] | None = None,
+    options: MapOptions | None = None,
+    *,
+    out: Path | None = None,
+) -> list[MapLayer]:
+    """All display layers of a district and the analysis results that exist.
+
+    Parameters
+    ----------
+    district
+        A loaded :class:`gis.district.District`.
+    results
+        Optional analysis results keyed ``compliance``, ``coverage``, ``siting``,
+        ``hotspots`` (the objects the analysis modules return, or the same keys of a
+        pipeline ``context``). Missing keys simply give no layer.
+    options
+        Display options; default: the district's ``map`` section.
+    out
+        Output folder, to find ``density.tif`` when the hotspot result has no path.
+
+    Returns
+    -------
+    list of MapLayer
+        Bottom to top: land use, zones, townships, analysis surfaces, sites, points.
+    """
+    opt = options or _district_options(district)
+    results = results or {}
+    layers: list[MapLayer | None] = [_landuse_layer(district, opt)]
+    layers += _zone_layers(district, opt)
+    layers.append(_townships_layer(district, opt))
+    hot = results.get("hotspots")
+    if hot is not None:
+        layers += [lay for lay in _hotspot_layers(hot, out, opt) if lay.key in ("gi_grid", "density")]
+    cov = results.get("coverage")
+    if cov is not None:
+        layers += _coverage_layers(cov, district, opt)
+    if hot is not None:
+        layers += [lay for lay in _hotspot_layers(hot, out, opt) if lay.key == "clusters"]
+    comp = results.get("compliance")
+    layers += _site_layers(district, opt, site_verdicts(comp) if comp is not None else None)
+    layers.append(_candidate_layer(district, opt))
+    siting = results.get("siting") if results.get("siting") is not None else _attr(cov, "siting", "recommended")
+    if siting is not None:
+        layers += _siting_layers(siting, opt)
+    layers.append(_incident_layer(district, opt))
+    return [lay for lay in layers if lay is not None and (lay.n > 0 or lay.image is not None)]
+
+
+# ---------------------------------------------------------------------------------
+# Folium renderer
+# ---------------------------------------------------------------------------------
+
+_SVG_SHAPES: dict[str, str] = {
+    "circle": '<circle cx="12" cy="12" r="9" fill="{c}" stroke="#222" stroke-width="1.5"/>',
+    "dot": '<circle cx="12" cy="12" r="7" fill="{c}" fill-opacity="0.85" stroke="#fff" stroke-width="1"/>',
+    "ring": '<circle cx="12" cy="12" r="8" fill="none" stroke="{c}" stroke-width="3"/>',
+    "square": '<rect x="3" y="3" width="18" height="18" fill="{c}" stroke="#222" stroke-width="1.5"/>',
+    "triangle": '<polygon points="12,2 22,21 2,21" fill="{c}" stroke="#222" stroke-width="1.5"/>',
+    "diamond": '<polygon points="12,1 23,12 12,23 1,12" fill="{c}" stroke="#222" stroke-width="1.5"/>',
+    "star": '<polygon points="12,1 15,9 23,9 17,14 19,22 12,17 5,22 7,14 1,9 9,9" fill="{c}" stroke="#222" stroke-width="1.2"/>',
+    "hexagon": '<polygon points="12,1 22,6.5 22,17.5 12,23 2,17.5 2,6.5" fill="{c}" stroke="#222" stroke-width="1.5"/>',
+}
+
+
+def _svg(shape: str, colour: str, size: int) -> str:
+    body = _SVG_SHAPES.get(shape, _SVG_SHAPES["circle"]).format(c=html.escape(colour))
+    return f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" viewBox="0 0 24 24">{body}</svg>'
+
+
+_LEGEND_TEMPLATE = """
+{% macro html(this, kwargs) %}
+<div class="gis-legend" style="position:absolute; z-index:1000; bottom:24px; left:10px; max-height:60%;
+ overflow-y:auto; background:rgba(255,255,255,0.92); padding:8px 10px; border:1px solid #999;
+ border-radius:4px; font:12px/1.5 'WenQuanYi Micro Hei','Noto Sans CJK SC','Microsoft YaHei',sans-serif;">
+<div style="font-weight:bold; margin-bottom:4px;">{{ this.title }}</div>
+{{ this.body }}
+</div>
+{% endmacro %}
+"""
+
+
+class Legend(MacroElement):
+    """A fixed legend box (图例) drawn over the map; content built from constants."""
+
+    _template = Template(_LEGEND_TEMPLATE)
+
+    def __init__(self, title: str, entries: Sequence[tuple[str, str, str]]) -> None:
+        super().__init__()
+        self._name = "Legend"
+        self.title = html.escape(title)
+        rows = []
+        for shape, colour, label in entries:
+            if shape in ("box", "hatch", "line", "ramp"):
+                style = {
+                    "box": f"background:{colour};opacity:0.8;",
+                    "hatch": f"background:repeating-linear-gradient(45deg,{colour} 0 3px,transparent 3px 6px);border:1px dashed {colour};",
+                    "line": f"border:2px solid {colour};background:transparent;",
+                    "ramp": "background:linear-gradient(90deg,#ffffb2,#fd8d3c,#bd0026);",
+                }[shape]
+                sym = f'<span style="display:inline-block;width:16px;height:11px;margin-right:5px;vertical-align:middle;{html.escape(style)}"></span>'
+            else:
+                sym = f'<span style="display:inline-block;width:16px;margin-right:5px;vertical-align:middle">{_svg(shape, colour, 14)}</span>'
+            rows.append(f"<div>{sym}{html.escape(label)}</div>")
+        self.body = "\n".join(rows)
+
+
+class _Attribution(MacroElement):
+    """Adds attribution strings to the map's attribution control."""
+
+    _template = Template("""
+{% macro script(this, kwargs) %}
+{% for a in this.items %}{{ this._parent.get_name() }}.attributionControl.addAttribution({{ a|tojson }});
+{% endfor %}
+{% endmacro %}
+""")
+
+    def __init__(self, items: Sequence[str]) -> None:
+        super().__init__()
+        self._name = "Attribution"
+        self.items = [html.escape(a) for a in items]
+
+
+@lru_cache(maxsize=None)
+def _data_uri(path: str, mime: str) -> str:
+    data = Path(path).read_bytes()
+    if mime == "text/css":
+        # inline the images the CSS refers to (leaflet.css: images/layers.png …)
+        base = Path(path).parent
+
+        def repl(m: re.Match[str]) -> str:
+            ref = m.group(1).strip("'\"")
+            f = base / ref
+            if ref.startswith(("data:", "#")) or not f.exists():
+                return m.group(0)
+            return f"url(data:image/png;base64,{base64.b64encode(f.read_bytes()).decode()})"
+
+        data = re.sub(r"url\(([^)]+)\)", repl, data.decode("utf-8")).encode("utf-8")
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+#: folium asset names → vendored file; everything else folium links is dropped (unused).
+_VENDORED: dict[str, tuple[str, str]] = {
+    "leaflet": ("leaflet/leaflet.js", "text/javascript"),
+    "leaflet_css": ("leaflet/leaflet.css", "text/css"),
+    "markerclusterjs": ("leaflet.markercluster/leaflet.markercluster.js", "text/javascript"),
+    "markerclustercss": ("leaflet.markercluster/MarkerCluster.css", "text/css"),
+    "markerclusterdefaultcss": ("leaflet.markercluster/MarkerCluster.Default.css", "text/css"),
+}
+
+
+def localize_assets(element: Any) -> Any:
+    """Point every folium element's JS/CSS at the vendored copies (``data:`` URIs).
+
+    Walks the element tree; links to libraries this module does not use (jQuery,
+    Bootstrap, Font Awesome, awesome-markers) are dropped, so the page makes no
+    request to a CDN. Returns ``element``.
+    """
+    stack = [element]
+    while stack:
+        el = stack.pop()
+        for attr in ("default_js", "default_css"):
+            links = getattr(el, attr, None)
+            if links is None:
+                continue
+            local = []
+            for name, _url in links:
+                if name in _VENDORED:
+                    rel, mime = _VENDORED[name]
+                    local.append((name, _data_uri(str(ASSETS_DIR / rel), mime)))
+            setattr(el, attr, local)
+        stack.extend(getattr(el, "_children", {}).values())
+    return element
+
+
+def _layer_bounds(layers: Sequence[MapLayer]) -> list[list[float]] | None:
+    boxes = []
+    for lay in layers:
+        if lay.gdf is not None and len(lay.gdf):
+            w, s, e, n = lay.gdf.total_bounds
+            boxes.append((s, w, n, e))
+        elif lay.bounds is not None:
+            boxes.append(lay.bounds)
+    if not boxes:
+        return None
+    a = np.array(boxes, dtype=float)
+    return [[float(a[:, 0].min()), float(a[:, 1].min())], [float(a[:, 2].max()), float(a[:, 3].max())]]
+
+
+def render_folium(
+    layers: Sequence[MapLayer],
+    options: MapOptions | None = None,
+    *,
+    title: str = "",
+    attributions: Sequence[str] = (),
+) -> folium.Map:
+    """Draw layers as a Leaflet map (offline assets, layer control, legend).
+
+    Parameters
+    ----------
+    layers
+        From :func:`build_layers`.
+    options
+        Basemaps and limits.
+    title
+        Legend title (escaped).
+    attributions
+        Extra attribution strings (e.g. the sample-data label).
+    """
+    opt = options or MapOptions()
+    bounds = _layer_bounds(layers)
+    m = folium.Map(tiles=None, control_scale=True, prefer_canvas=False, zoom_start=12,
+                   location=[(bounds[0][0] + bounds[1][0]) / 2, (bounds[0][1] + bounds[1][1]) / 2] if bounds else [29.56, 106.45])
+    m.get_root().header.add_child(Element(
+        "<style>.leaflet-container{background:#f4f3ee !important;}"
+        ".leaflet-popup-content{max-width:420px;max-height:320px;overflow:auto;word-break:break-all;"
+        "font-family:'WenQuanYi Micro Hei','Noto Sans CJK SC','Microsoft YaHei',sans-serif;}"
+        ".gis-marker{background:none;border:none;}</style>"
+    ))
+    for bm in opt.basemaps:
+        kw: dict[str, Any] = {"subdomains": bm.subdomains} if bm.subdomains else {}
+        folium.TileLayer(tiles=bm.url, attr=html.escape(bm.attribution), name=bm.name, overlay=bm.overlay,
+                         control=True, max_zoom=bm.max_zoom, **kw).add_to(m)
+    attrs = list(attributions)
+    for lay in layers:
+        _add_layer(m, lay)
+        if lay.attribution and lay.attribution not in attrs:
+            attrs.append(lay.attribution)
+    if attrs:
+        m.add_child(_Attribution(attrs))
+    folium.LayerControl(collapsed=False).add_to(m)
+    legend = [e for lay in layers for e in lay.legend]
+    if legend:
+        m.add_child(Legend(title or "图例 Legend", legend))
+    if bounds:
+        m.fit_bounds(bounds)
+    localize_assets(m)
+    return m
+
+
+def _add_layer(m: folium.Map, lay: MapLayer) -> None:
+    name = html.escape(lay.title)
+    if lay.kind == "image":
+        s, w, n, e = lay.bounds  # type: ignore[misc]
+        folium.raster_layers.ImageOverlay(
+            image=lay.image, bounds=[[s, w], [n, e]], name=name, show=lay.show, opacity=1.0,
+            interactive=False, cross_origin=False, zindex=1,
+        ).add_to(m)
+        return
+    g = lay.gdf
+    assert g is not None
+    fields = [c for c, _ in lay.popup if c in g.columns]
+    aliases = [html.escape(lbl) for c, lbl in lay.popup if c in g.columns]
+    data = g[fields + ["_color"] + (["_symbol"] if "_symbol" in g else []) + ["geometry"]]
+    popup = folium.GeoJsonPopup(fields=fields, aliases=aliases, labels=True, max_width=440) if fields else None
+    tooltip = folium.GeoJsonTooltip(fields=[lay.tooltip], labels=False) if lay.tooltip in g.columns else None
+    if lay.kind == "polygon":
+        fo, weight, dash = lay.fill_opacity, lay.weight, lay.dash
+
+        def style(feature: dict[str, Any]) -> dict[str, Any]:
+            c = feature["properties"]["_color"]
+            return {"color": c, "fillColor": c, "weight": weight, "fillOpacity": fo, "dashArray": dash}
+
+        folium.GeoJson(data, name=name, show=lay.show, style_function=style, popup=popup, tooltip=tooltip,
+                       highlight_function=lambda f: {"weight": weight + 2}, smooth_factor=1.0).add_to(m)
+        return
+    size = lay.size
+    icons = {(sym, col): _svg(sym, col, size) for sym, col in set(zip(data["_symbol"], data["_color"]))}
+
+    def marker_style(feature: dict[str, Any]) -> dict[str, Any]:
+        p = feature["properties"]
+        return {"html": icons[(p["_symbol"], p["_color"])]}
+
+    marker = folium.Marker(icon=folium.DivIcon(html="", icon_size=(size, size), icon_anchor=(size // 2, size // 2),
+                                               class_name="gis-marker"))
+    if lay.cluster:
+        from folium.plugins import MarkerCluster
+
+        parent = MarkerCluster(name=name, show=lay.show, options={"disableClusteringAtZoom": 17,
+                                                                  "chunkedLoading": True}).add_to(m)
+        folium.GeoJson(data, style_function=marker_style, marker=marker, popup=popup, tooltip=tooltip,
+                       control=False).add_to(parent)
+    else:
+        folium.GeoJson(data, name=name, show=lay.show, style_function=marker_style, marker=marker,
+                       popup=popup, tooltip=tooltip).add_to(m)
+
+
+def _district_title(district: Any) -> str:
+    project = getattr(district, "project", None)
+    name = getattr(project, "name", None) or ""
+    return f"{name} 图例 Legend".strip()
+
+
+def _district_attributions(district: Any) -> list[str]:
+    project = getattr(district, "project", None)
+    return [settings.SAMPLE_LABEL] if getattr(project, "sample", False) else []
+
+
+def build_map(
+    district: Any,
+    results: Mapping[str, Any] | None = None,
+    options: MapOptions | None = None,
+    *,
+    out: Path | None = None,
+) -> folium.Map:
+    """The district map with every available analysis layer (see :func:`build_layers`)."""
+    opt = options or _district_options(district)
+    layers = build_layers(district, results, opt, out=out)
+    return render_folium(layers, opt, title=_district_title(district), attributions=_district_attributions(district))
+
+
+# ---------------------------------------------------------------------------------
+# Writers
+# ---------------------------------------------------------------------------------
+
+
+def save_map_html(m: folium.Map, target: str | Path) -> Path:
+    """Write the map as one self-contained HTML page, atomically."""
+    localize_assets(m)
+    with atomic_path(target) as tmp:
+        m.save(str(tmp))
+    return Path(target)
+
+
+def chromium_path() -> str | None:
+    """Path of a headless-capable Chromium/Chrome, or None."""
+    for cand in (os.environ.get("GIS_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
+                 shutil.which("chromium-browser"), shutil.which("google-chrome")):
+        if cand and Path(cand).exists():
+            return cand
+    return None
+
+
+def save_map_png(
+    target: str | Path,
+    *,
+    html_path: str | Path | None = None,
+    layers: Sequence[MapLayer] | None = None,
+    options: MapOptions | None = None,
+    title: str = "",
+    timeout_s: float = 60.0,
+) -> tuple[Path, str]:
+    """A PNG snapshot of the map for reports.
+
+    Renders ``html_path`` with headless Chromium when one is installed; otherwise (or
+    if Chromium fails) draws ``layers`` with matplotlib (:func:`render_static`).
+
+    Returns
+    -------
+    (path, method)
+        ``method`` is ``"chromium"`` or ``"matplotlib"``.
+    """
+    opt = options or MapOptions()
+    target = Path(target)
+    exe = chromium_path()
+    if html_path is not None and exe is not None:
+        with tempfile.TemporaryDirectory(prefix="gis-chromium-") as work:
+            shot = Path(work) / "shot.png"
+            cmd = [
+                exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-quic", f"--user-data-dir={Path(work) / 'profile'}",
+                f"--window-size={opt.width},{opt.height}", "--virtual-time-budget=8000",
+                f"--screenshot={shot}", Path(html_path).resolve().as_uri(),
+            ]
+            try:
+                subprocess.run(cmd, check=True, capture_output=True, timeout=timeout_s)
+                ok = shot.exists() and shot.stat().st_size > 0
+            except (subprocess.SubprocessError, OSError):
+                ok = False
+            if ok:
+                with atomic_path(target) as tmp:
+                    shutil.copyfile(shot, tmp)
+                return target, "chromium"
+    if layers is None:
+        from gis._errors import AnalysisError
+
+        raise AnalysisError("save_map_png: no Chromium available and no layers given for the static fallback")
+    render_static(layers, target, options=opt, title=title)
+    return target, "matplotlib"
+
+
+@lru_cache(maxsize=1)
+def _register_cjk_font() -> str | None:
+    """Make an installed CJK font known to matplotlib (its font cache may predate it)."""
+    from matplotlib import font_manager
+
+    known = {f.name for f in font_manager.fontManager.ttflist}
+    for name in ("WenQuanYi Micro Hei", "Noto Sans CJK SC", "SimHei", "Microsoft YaHei"):
+        if name in known:
+            return name
+    candidates = [
+        "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+        "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+        "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+    ]
+    for path in candidates:
+        if Path(path).exists():
+            font_manager.fontManager.addfont(path)
+            return font_manager.FontProperties(fname=path).get_name()
+    return None
+
+
+def render_static(
+    layers: Sequence[MapLayer], target: str | Path, *, options: MapOptions | None = None, title: str = ""
+) -> Path:
+    """Draw layers with matplotlib in Web Mercator (PNG), with a legend."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    opt = options or MapOptions()
+    _register_cjk_font()
+    plt.rcParams["font.sans-serif"] = ["WenQuanYi Micro Hei", "Noto Sans CJK SC", "SimHei", "Microsoft YaHei", "DejaVu Sans"]
+    plt.rcParams["axes.unicode_minus"] = False
+    fig, ax = plt.subplots(figsize=(opt.width / 100, opt.height / 100), dpi=100)
+    ax.set_facecolor("#f4f3ee")
+    marker_of = {"circle": "o", "dot": ".", "ring": "o", "square": "s", "triangle": "^", "diamond": "D",
+                 "star": "*", "hexagon": "h"}
+    handles = []
+    from pyproj import Transformer
+
+    tr = Transformer.from_crs(WGS84, WEB_MERCATOR, always_xy=True)
+    for lay in layers:
+        if not lay.show and lay.key not in ("landuse",):
+            continue
+        if lay.kind == "image" and lay.image is not None and lay.bounds is not None:
+            s, w, n, e = lay.bounds
+            (x0, x1), (y0, y1) = tr.transform([w, e], [s, n])
+            ax.imshow(lay.image, extent=(x0, x1, y0, y1), origin="upper", zorder=1)
+        elif lay.gdf is not None and len(lay.gdf):
+            g = lay.gdf.to_crs(WEB_MERCATOR)
+            if lay.kind == "polygon":
+                g.plot(ax=ax, color=g["_color"].tolist() if lay.fill_opacity > 0 else "none",
+                       edgecolor=g["_color"].tolist(), alpha=max(lay.fill_opacity, 0.9 if lay.fill_opacity == 0 else 0),
+                       linewidth=lay.weight, zorder=2)
+            else:
+                sym = str(g["_symbol"].iloc[0])
+                ax.scatter(g.geometry.x, g.geometry.y, c=g["_color"].tolist(), marker=marker_of.get(sym, "o"),
+                           s=lay.size * 3, edgecolors="#222222", linewidths=0.5, zorder=3)
+        for shape, colour, label in lay.legend:
+            if shape in ("box", "hatch", "line", "ramp"):
+                handles.append(Patch(facecolor=colour if shape != "line" else "none", edgecolor=colour, label=label))
+            else:
+                handles.append(Line2D([], [], marker=marker_of.get(shape, "o"), color="none", markerfacecolor=colour,
+                                      markeredgecolor="#222222", markersize=8, label=label))
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    if title:
+        ax.set_title(title)
+    if handles:
+        ax.legend(handles=handles, loc="lower left", fontsize=7, framealpha=0.9)
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return Path(target)
+
+
+def run_step(district: Any, out: Path, summary: dict[str, Any], context: dict[str, Any]) -> None:
+    """Pipeline step ``maps``: write ``OUT/map.html`` and ``OUT/map.png``.
+
+    Uses whatever results earlier steps left in ``context`` (``compliance``,
+    ``coverage``, ``siting``, ``hotspots``). Adds ``summary["map"] = {html, png,
+    png_method, layers}``.
+    """
+    out = Path(out)
+    opt = _district_options(district)
+    layers = build_layers(district, context, opt, out=out)
+    m = render_folium(layers, opt, title=_district_title(district), attributions=_district_attributions(district))
+    html_path = save_map_html(m, out / "map.html")
+    png, method = save_map_png(out / "map.png", html_path=html_path, layers=layers, options=opt,
+                               title=_district_title(district))
+    summary["map"] = {
+        "html": html_path.name,
+        "png": png.name,
+        "png_method": method,
+        "layers": [lay.key for lay in layers],
+    }
+
+
+def with_options(options: MapOptions, **changes: Any) -> MapOptions:
+    """A copy of ``options`` with fields changed (e.g. a basemap chosen in the app)."""
+    return replace(options, **changes)
