@@ -281,10 +281,12 @@ def parse_dates(values: pd.Series) -> pd.Series:
     s = values.astype("string").fillna("")
     parts = s.str.extract(_DATE_RE)
     out = pd.to_datetime(
-        pd.DataFrame({"year": parts[0], "month": parts[1], "day": parts[2]}).apply(pd.to_numeric, errors="coerce"),
+        pd.DataFrame({"year": parts[0], "month": parts[1], "day": parts[2]})
+        .apply(pd.to_numeric, errors="coerce")
+        .astype(float),
         errors="coerce",
     )
-    serial = pd.to_numeric(s.where(parts[0].isna()), errors="coerce")
+    serial = pd.to_numeric(s.where(parts[0].isna()), errors="coerce").astype(float)
     serial = serial.where((serial > 20000) & (serial < 80000))
     from_serial = pd.to_datetime(serial, unit="D", origin="1899-12-30", errors="coerce")
     return out.fillna(from_serial)
@@ -299,6 +301,12 @@ def parse_numbers(values: pd.Series) -> pd.Series:
 _LICENCE_NUMBER = re.compile(r"[0-9A-Za-z]{6,}")
 
 
+def _none_for_na(values: pd.Series) -> pd.Series:
+    """Object column with ``None`` (not ``pd.NA``) for missing values."""
+    out = values.astype(object)
+    return out.where(out.notna(), None)
+
+
 def _coerce_field(fld: Field, raw: pd.Series, col: RejectCollector, header: str) -> pd.Series:
     """Turn one text column into its canonical type, rejecting bad cells."""
     text = raw.astype("string").fillna("").str.strip()
@@ -306,14 +314,14 @@ def _coerce_field(fld: Field, raw: pd.Series, col: RejectCollector, header: str)
     if fld.required:
         col.reject(empty, RejectReason.MISSING_VALUE, header, text.to_numpy(), f"required field '{fld.name}' is empty")
     if fld.kind == "str":
-        return text.where(~empty, None).astype(object)
+        return _none_for_na(text.where(~empty, None))
     if fld.kind == "category":
         lookup = value_lookup(fld.vocabulary or fld.name)
         mapped = text.map(lambda v: lookup.get(normalise_label(v)) if v else None)
         unknown = (~empty) & mapped.isna().to_numpy()
         known = sorted(set(lookup.values()))
         col.reject(unknown, RejectReason.UNKNOWN_CATEGORY, header, text.to_numpy(), f"not a known {fld.name}; known: {', '.join(known)}")
-        return mapped.astype(object)
+        return _none_for_na(mapped)
     if fld.kind == "bool":
         lookup = value_lookup("bool")
         mapped = text.map(lambda v: lookup.get(normalise_label(v)) if v else None)
@@ -322,7 +330,11 @@ def _coerce_field(fld: Field, raw: pd.Series, col: RejectCollector, header: str)
         mapped = mapped.where(~numbered, "true")
         bad = (~empty) & mapped.isna().to_numpy()
         col.reject(bad, RejectReason.BAD_VALUE, header, text.to_numpy(), "expected yes/no (有/无, 是/否, 已备案/未备案) or a licence number")
-        return mapped.map({"true": True, "false": False}).astype(object)
+        as_bool = np.full(len(mapped), None, dtype=object)
+        arr = mapped.astype(object).where(mapped.notna(), "").to_numpy(dtype=object)
+        as_bool[arr == "true"] = True
+        as_bool[arr == "false"] = False
+        return pd.Series(as_bool, dtype=object)
     if fld.kind in ("float", "int"):
         nums = parse_numbers(text)
         bad = (~empty) & nums.isna().to_numpy()
@@ -474,6 +486,11 @@ def read_vector_file(spec: LayerSpec) -> gpd.GeoDataFrame:
                 pass
             return pyogrio.read_dataframe(spec.path, encoding="gb18030", **kwargs)
         return pyogrio.read_dataframe(spec.path, **kwargs)
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            spec.path,
+            f"attribute names or values are not in the expected encoding ({exc.reason}); declare `{spec.key}.encoding` (e.g. gb18030)",
+        ) from None
     except pyogrio.errors.DataLayerError as exc:
         raise InputError(spec.path, f"layer {spec.layer!r} not found ({exc})", field=f"{spec.key}.layer") from None
     except pyogrio.errors.DataSourceError as exc:
@@ -636,7 +653,7 @@ class RasterLayer:
         x = pts.x.to_numpy()
         y = pts.y.to_numpy()
         inv = ~self.transform
-        cols, rows = inv * (x, y)
+        cols, rows = inv @ (x, y) if hasattr(inv, "__matmul__") else inv * (x, y)
         rows = np.floor(np.asarray(rows)).astype(np.int64)
         cols = np.floor(np.asarray(cols)).astype(np.int64)
         inside = (rows >= 0) & (rows < self.shape[0]) & (cols >= 0) & (cols < self.shape[1]) & np.isfinite(x)
