@@ -89,7 +89,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .export import write_csv
 
     d = load_district(_project(args.project))
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(f"[bold]{d.name}[/bold]  metric CRS {d.crs.to_string()}" + ("  [yellow](sample data 样例数据)[/yellow]" if d.project.sample else ""))
     table = Table("layer 图层", "file 文件", "coords 坐标", "read 读取", "loaded 载入", "rejected 剔除")
     for role, infos in d.provenance.items():
@@ -100,7 +100,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         table.add_row(role, files, coords, "" if n_read is None else f"{n_read:,}", f"{d.loaded_counts.get(role, 0):,}" if role in d.loaded_counts else "raster/graph", f"{rejected:,}")
     console.print(table)
     if len(d.rejects):
-        rt = Table("file", "row", "field", "reason", "value", "detail", title="rejected rows 剔除记录")
+        rt = Table("file", "row", "field", title="rejected rows 剔除记录")
+        rt.add_column("reason", no_wrap=True)
+        rt.add_column("value")
+        rt.add_column("detail")
         for r in d.rejects.head(50).itertuples():
             rt.add_row(Path(r.file).name, str(r.row), str(r.field or ""), str(r.reason), str(r.value or "")[:40], str(r.detail or "")[:60])
         console.print(rt)

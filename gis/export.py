@@ -53,7 +53,7 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.bool_):
         return bool(obj)
     if isinstance(obj, np.ndarray):
-        return obj.tolist()
+        return _finite(obj.tolist())
     if isinstance(obj, (pd.Timestamp,)):
         return obj.isoformat()
     if isinstance(obj, Path):
@@ -61,11 +61,22 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def _finite(obj: Any) -> Any:
+    """Replace NaN/inf floats (not valid JSON) by ``None``, recursively."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def write_json(data: Mapping[str, Any], target: str | Path) -> Path:
-    """Write ``data`` as pretty UTF-8 JSON (Chinese kept readable)."""
+    """Write ``data`` as pretty UTF-8 JSON (Chinese kept readable; NaN → null)."""
     with atomic_path(target) as tmp:
         tmp.write_text(
-            json.dumps(data, ensure_ascii=False, indent=2, default=_json_default) + "\n",
+            json.dumps(_finite(data), ensure_ascii=False, indent=2, default=_json_default, allow_nan=False) + "\n",
             encoding="utf-8",
         )
     return Path(target)

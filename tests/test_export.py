@@ -1,0 +1,54 @@
+"""Atomic writers: nothing half-written, government-form Excel styling."""
+
+from __future__ import annotations
+
+import json
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+from openpyxl import load_workbook
+from shapely.geometry import Point
+
+from gis.export import atomic_path, write_excel, write_gpkg, write_json
+
+
+def test_failed_write_leaves_target_untouched(tmp_path):
+    target = tmp_path / "summary.json"
+    target.write_text("old", encoding="utf-8")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half", encoding="utf-8")
+            raise RuntimeError("crash mid-write")
+    assert target.read_text(encoding="utf-8") == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_json_handles_numpy_and_chinese(tmp_path):
+    write_json({"n": np.int64(3), "x": np.float64("nan"), "镇街": "井口街道", "a": np.arange(2)}, tmp_path / "s.json")
+    text = (tmp_path / "s.json").read_text(encoding="utf-8")
+    assert "井口街道" in text
+    assert json.loads(text) == {"n": 3, "x": None, "镇街": "井口街道", "a": [0, 1]}
+
+
+def test_gpkg_layers_including_empty_and_lists(tmp_path):
+    a = gpd.GeoDataFrame({"kinds": [["x", "y"]], "n": [1]}, geometry=[Point(0, 0)], crs="EPSG:4544")
+    empty = a.iloc[0:0]
+    write_gpkg({"a": a, "empty": empty}, tmp_path / "o.gpkg")
+    import pyogrio
+
+    assert {n for n, _ in pyogrio.list_layers(tmp_path / "o.gpkg")} == {"a", "empty"}
+    back = gpd.read_file(tmp_path / "o.gpkg", layer="a")
+    assert json.loads(back["kinds"].iloc[0]) == ["x", "y"]
+
+
+def test_excel_header_frozen_and_widths(tmp_path):
+    df = pd.DataFrame({"序号": [1, 2], "网点名称": ["沙坪坝区某某再生资源回收站", "x"]})
+    write_excel({"问题台账": df}, tmp_path / "l.xlsx", title_rows={"问题台账": ["某区问题台账"]})
+    ws = load_workbook(tmp_path / "l.xlsx")["问题台账"]
+    assert ws["A1"].value == "某区问题台账"
+    assert [c.value for c in ws[2]] == ["序号", "网点名称"]
+    assert ws.freeze_panes == "A3"
+    assert ws.column_dimensions["B"].width >= 2 * len("沙坪坝区某某再生资源回收站")
+    assert ws["A2"].font.bold
