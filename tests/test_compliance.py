@@ -1,0 +1,437 @@
+"""Site compliance, rule table and hierarchy linkage (gis.compliance)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import geopandas as gpd
+import networkx as nx
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from shapely.geometry import Point, box
+
+from gis._errors import CatalogError
+from gis.compliance import (
+    DEFAULT_RULES_PATH,
+    LandUseClasses,
+    RuleTable,
+    check_sites,
+    link_hierarchy,
+    locate,
+    sample_raster_codes,
+)
+
+CRS = "EPSG:4544"
+X0, Y0 = 500_000.0, 3_300_000.0
+
+
+def _b(x0, y0, x1, y1):
+    return box(X0 + x0, Y0 + y0, X0 + x1, Y0 + y1)
+
+
+def _p(x, y):
+    return Point(X0 + x, Y0 + y)
+
+
+@pytest.fixture()
+def layers():
+    """A 2 km × 1 km synthetic district: two townships, zones along the top, land use below."""
+    townships = gpd.GeoDataFrame(
+        {"township": ["甲街道", "乙镇"]}, geometry=[_b(0, 0, 1000, 1000), _b(1000, 0, 2000, 1000)], crs=CRS
+    )
+    zones = gpd.GeoDataFrame(
+        {
+            "zone_type": ["four_mountains", "four_mountains", "four_mountains", "four_mountains",
+                          "water_source", "ecological_red_line", "basic_farmland"],
+            "level": ["no_build", "key_control", "general_control", "general_control", None, None, None],
+            "name": ["缙云山", "缙云山", "缙云山", "中梁山", "水源地", "红线", "基本农田"],
+        },
+        geometry=[
+            _b(0, 800, 200, 1000), _b(200, 800, 400, 1000), _b(400, 800, 600, 1000),
+            _b(0, 700, 300, 1000),  # overlaps no_build and key_control: strictest wins
+            _b(1800, 800, 2000, 1000), _b(1600, 800, 1800, 1000), _b(1500, 0, 2000, 300),
+        ],
+        crs=CRS,
+    )
+    landuse = gpd.GeoDataFrame(
+        {"landuse_code": ["0601", "0701", "0808", "05", "0103", "06", "0809", "9999"]},
+        geometry=[
+            _b(0, 0, 1000, 400), _b(0, 400, 1000, 1000), _b(1000, 0, 1100, 100), _b(1100, 0, 1500, 800),
+            _b(1500, 0, 2000, 800), _b(1000, 100, 1100, 400), _b(1900, 900, 2000, 1000), _b(1000, 900, 1050, 950),
+        ],
+        crs=CRS,
+    )
+    return {"townships": townships, "zones": zones, "landuse": landuse}
+
+
+def _sites(rows):
+    base = {"status": "active", "business_licence": True, "dismantling_qualification": True,
+            "police_filing": True, "capacity_t_per_day": np.nan, "floor_area_m2": np.nan,
+            "business_scope": "", "address": "", "township": None}
+    df = pd.DataFrame([{**base, **r} for r in rows])
+    for col in ("business_licence", "dismantling_qualification", "police_filing"):
+        df[col] = df[col].astype("object")
+    geom = [_p(x, y) for x, y in zip(df.pop("x"), df.pop("y"))]
+    df["name"] = df["site_id"]
+    return gpd.GeoDataFrame(df, geometry=geom, crs=CRS)
+
+
+def _by_site(result):
+    return result.violations.groupby("site_id")["rule_id"].agg(set).to_dict()
+
+
+# ------------------------------------------------------------------- rule table
+class TestRuleTable:
+    def test_default_table_validates(self):
+        t = RuleTable.default()
+        ids = [r.id for r in t.rules]
+        assert len(ids) == len(set(ids)) >= 15
+        assert all(r.lead_department for r in t.rules)
+
+    def _section(self):
+        return yaml.safe_load(DEFAULT_RULES_PATH.read_text(encoding="utf-8"))
+
+    def test_unknown_condition_type_names_the_key(self):
+        s = self._section()
+        s["rules"][3]["condition"]["type"] = "inside_volcano"
+        with pytest.raises(CatalogError) as e:
+            RuleTable.from_section(s, source="project.yaml")
+        assert e.value.key == "compliance.rules[3].condition.type"
+        assert e.value.path == "project.yaml"
+
+    @pytest.mark.parametrize(
+        "mutate, key",
+        [
+            (lambda r: r.pop("lead_department"), "compliance.rules[0].lead_department"),
+            (lambda r: r["condition"].pop("zone_type"), "compliance.rules[0].condition.zone_type"),
+            (lambda r: r.update(verdict="maybe"), "compliance.rules[0].verdict"),
+            (lambda r: r["applies_to"].update(tiers=["castle"]), "compliance.rules[0].applies_to.tiers"),
+            (lambda r: r["condition"].update(levels=["sort_of"]), "compliance.rules[0].condition.levels"),
+        ],
+    )
+    def test_missing_or_bad_field(self, mutate, key):
+        s = self._section()
+        mutate(s["rules"][0])
+        with pytest.raises(CatalogError) as e:
+            RuleTable.from_section(s)
+        assert e.value.key == key
+
+    def test_override_by_id_disable_and_add(self):
+        s = self._section()
+        s["rule_overrides"] = {
+            "school_buffer": {"condition": {"distance_m": 350}, "deadline_days": 10},
+            "no_police_filing": {"enabled": False},
+            "big_site_review": {
+                "title_zh": "大型站点复核", "problem_type": "设施复核", "verdict": "needs_review",
+                "applies_to": {"tiers": ["transfer_station"]},
+                "condition": {"type": "below_norm", "field": "capacity_t_per_day", "min": 5},
+                "legal_source": "SB/T 10719-2012", "lead_department": "商务委",
+            },
+        }
+        t = RuleTable.from_section(s)
+        sb = t.get("school_buffer")
+        assert sb.condition["distance_m"] == 350 and sb.condition["receptor"] == "school"
+        assert sb.deadline_days == 10
+        assert not t.get("no_police_filing").enabled
+        assert "no_police_filing" not in [r.id for r in t.enabled]
+        assert t.get("big_site_review").condition_type == "below_norm"
+
+    def test_override_of_unknown_id_without_condition(self):
+        s = self._section()
+        s["rule_overrides"] = {"no_such_rule": {"enabled": False}}
+        with pytest.raises(CatalogError) as e:
+            RuleTable.from_section(s)
+        assert e.value.key == "compliance.rule_overrides.no_such_rule"
+
+    def test_bad_override_field_names_override_key(self):
+        s = self._section()
+        s["rule_overrides"] = {"school_buffer": {"condition": {"type": "nope"}}}
+        with pytest.raises(CatalogError) as e:
+            RuleTable.from_section(s)
+        assert e.value.key == "compliance.rule_overrides.school_buffer.condition.type"
+
+
+class TestLandUseClasses:
+    def test_second_level_inherits_first_level(self):
+        c = LandUseClasses.load()
+        t = c.table(pd.Series(["0702", "0602", "0699", "0105", "9999", None], dtype="object"))
+        assert t["class_entry"].tolist() == ["0702", "0602", "06", "01", None, None]
+        assert t["landuse_code"].tolist()[:4] == ["0702", "0602", "0699", "0105"]
+        assert t["landuse_name"].tolist()[2] == "工矿仓储用地"  # inherited name
+        assert t["receptor"].tolist()[0] == "residential"
+
+
+# --------------------------------------------------------------------- location
+class TestLocate:
+    def test_zones_landuse_township_receptors(self, layers):
+        pts = gpd.GeoSeries([_p(100, 900), _p(250, 900), _p(500, 900), _p(1200, 50), _p(1700, 900)], crs=CRS)
+        loc = locate(pts, **layers, classes=LandUseClasses.load())
+        assert loc["four_mountains_level"].tolist() == ["no_build", "key_control", "general_control", None, None]
+        assert loc["zones"].iloc[0] == "four_mountains:general_control;four_mountains:no_build"
+        assert loc["zone_names"].iloc[0] == "中梁山;缙云山" or set(loc["zone_names"].iloc[0].split(";")) == {"中梁山", "缙云山"}
+        assert loc["in_ecological_red_line"].tolist() == [False, False, False, False, True]
+        assert loc["township"].tolist() == ["甲街道", "甲街道", "甲街道", "乙镇", "乙镇"]
+        assert loc["landuse_code"].tolist()[:4] == ["0701", "0701", "0701", "05"]
+        # site at x=1200 is 100 m east of the school parcel (x ≤ 1100)
+        assert loc["dist_school_m"].iloc[3] == pytest.approx(100.0)
+        # water-source zone starts at x=1800: 100 m
+        assert loc["dist_water_source_m"].iloc[4] == pytest.approx(100.0)
+        # inside residential land: distance 0
+        assert loc["dist_residential_m"].iloc[0] == 0.0
+
+    def test_point_on_zone_boundary_counts_as_inside(self, layers):
+        # exactly on the east edge of the no-build zone (x=200) and on the shared edge
+        # with key_control: inside both, strictest level wins
+        pts = gpd.GeoSeries([_p(200, 900), _p(0, 850), _p(600, 900), _p(600.001, 900)], crs=CRS)
+        loc = locate(pts, **layers, classes=LandUseClasses.load())
+        assert loc["four_mountains_level"].tolist() == ["no_build", "no_build", "general_control", None]
+
+    def test_vector_gap_and_unknown_code_are_null(self, layers):
+        pts = gpd.GeoSeries([_p(1050, 500), _p(1025, 925)], crs=CRS)  # gap; code 9999
+        loc = locate(pts, **layers, classes=LandUseClasses.load())
+        assert loc["landuse_code"].isna().all()
+        assert loc["landuse_raw"].tolist() == [None, "9999"]
+
+    def test_outside_every_layer(self, layers):
+        pts = gpd.GeoSeries([_p(5000, 5000)], crs=CRS)
+        loc = locate(pts, **layers, classes=LandUseClasses.load(), receptor_max_distance_m=500)
+        assert loc["township"].iloc[0] is None
+        assert loc["landuse_code"].iloc[0] is None
+        assert loc["zones"].iloc[0] == ""
+        assert np.isnan(loc["dist_school_m"].iloc[0])
+
+
+# ----------------------------------------------------------------------- raster
+@pytest.fixture()
+def landuse_tif(tmp_path, layers):
+    """The vector land use rasterised at 10 m, nodata 0 in the gaps."""
+    from rasterio.features import rasterize
+    from rasterio.transform import from_origin
+
+    from gis.export import write_geotiff
+
+    lu = layers["landuse"]
+    transform = from_origin(X0, Y0 + 1000, 10, 10)
+    arr = rasterize(
+        zip(lu.geometry, lu["landuse_code"].astype(int)), out_shape=(100, 200), transform=transform,
+        fill=0, dtype="int32",
+    )
+    return write_geotiff(arr, tmp_path / "landuse.tif", transform=transform, crs=CRS, nodata=0)
+
+
+class TestRaster:
+    def test_raster_sampling_matches_vector(self, layers, landuse_tif):
+        rng = np.random.default_rng(3)
+        xy = rng.uniform([5, 5], [1995, 995], size=(300, 2))
+        # keep away from parcel edges (cell-centre rasterisation differs there)
+        edges_x = np.array([0, 1000, 1100, 1500, 1050, 2000, 1900])
+        edges_y = np.array([0, 100, 300, 400, 800, 900, 950, 1000])
+        ok = (np.abs(xy[:, 0, None] - edges_x).min(1) > 15) & (np.abs(xy[:, 1, None] - edges_y).min(1) > 15)
+        pts = gpd.GeoSeries([_p(x, y) for x, y in xy[ok]], crs=CRS)
+        c = LandUseClasses.load()
+        vec = locate(pts, landuse=layers["landuse"], classes=c)
+        ras = locate(pts, landuse_raster=landuse_tif, classes=c)
+        assert (vec["landuse_code"].fillna("-") == ras["landuse_code"].fillna("-")).all()
+        assert ras.loc[ras["landuse_code"].notna(), "landuse_source"].eq("raster").all()
+        # receptor distances from polygonised raster cells agree with the vector
+        np.testing.assert_allclose(vec["dist_school_m"], ras["dist_school_m"], atol=1e-6)
+
+    def test_nodata_cell_and_outside_raster_are_null(self, landuse_tif):
+        pts = gpd.GeoSeries([_p(1050, 500), _p(-50, 500), _p(500, 200)], crs=CRS)
+        codes = sample_raster_codes(landuse_tif, pts)
+        assert codes.tolist() == [None, None, "0601"]
+
+    def test_raster_reprojected_points(self, landuse_tif):
+        pts = gpd.GeoSeries([_p(500, 200)], crs=CRS).to_crs("EPSG:4326")
+        assert sample_raster_codes(landuse_tif, pts).tolist() == ["0601"]
+
+    def test_value_to_code_table(self, landuse_tif):
+        pts = gpd.GeoSeries([_p(500, 200)], crs=CRS)
+        assert sample_raster_codes(landuse_tif, pts, value_to_code={601: "0604"}).tolist() == ["0604"]
+
+
+# ------------------------------------------------------------------------ rules
+class TestCheckSites:
+    def test_each_rule_fires_where_planted(self, layers):
+        sites = _sites([
+            dict(site_id="nb", tier="collection_point", x=100, y=900),
+            dict(site_id="kc_ts", tier="transfer_station", x=250, y=900, floor_area_m2=800),
+            dict(site_id="kc_pt", tier="collection_point", x=350, y=900),
+            dict(site_id="gc", tier="collection_point", x=500, y=900),
+            dict(site_id="erl", tier="collection_point", x=1700, y=900),
+            dict(site_id="farm", tier="collection_point", x=1700, y=100),
+            dict(site_id="ws", tier="drop_off_point", x=1850, y=850),
+            dict(site_id="lu", tier="sorting_centre", x=500, y=600, floor_area_m2=5000),
+            dict(site_id="school", tier="transfer_station", x=1150, y=50, floor_area_m2=600),
+            dict(site_id="lic", tier="collection_point", x=500, y=500, business_licence=False),
+            dict(site_id="qual", tier="collection_point", x=520, y=500, business_scope="报废机动车回收拆解",
+                 dismantling_qualification=False),
+            dict(site_id="pol", tier="collection_point", x=540, y=500, police_filing=False),
+            dict(site_id="area", tier="transfer_station", x=300, y=200, floor_area_m2=120),
+            dict(site_id="gap", tier="collection_point", x=1050, y=500),
+            dict(site_id="out", tier="collection_point", x=5000, y=5000),
+            dict(site_id="clean", tier="collection_point", x=560, y=520, floor_area_m2=20),
+        ])
+        r = check_sites(sites, **layers)
+        got = _by_site(r)
+        assert "four_mountains_no_build" in got["nb"]
+        assert "four_mountains_key_control" in got["kc_ts"]
+        assert "four_mountains_key_control_point" in got["kc_pt"]
+        assert got["gc"] == {"four_mountains_general_control"}
+        assert "ecological_red_line" in got["erl"]
+        assert "basic_farmland" in got["farm"] and "landuse_not_allowed" in got["farm"]
+        assert "water_source_zone" in got["ws"]
+        assert got["lu"] == {"landuse_not_allowed"}  # sorting centre on residential land
+        assert "school_buffer" in got["school"]
+        assert got["lic"] == {"no_business_licence"}
+        assert got["qual"] == {"no_dismantling_qualification"}
+        assert got["pol"] == {"no_police_filing"}
+        assert "floor_area_transfer_station" in got["area"]
+        assert got["gap"] == {"landuse_unknown"}
+        assert "outside_townships" in got["out"] and "landuse_unknown" in got["out"]
+        assert "clean" not in got
+        v = r.sites.set_index("site_id")["verdict"]
+        assert v["clean"] == "ok" and v["nb"] == "prohibited" and v["gap"] == "needs_review"
+        assert pd.isna(r.sites.set_index("site_id").loc["out", "township"])
+        assert r.by_rule.sum() == len(r.violations)
+        row = r.violations.set_index(["site_id", "rule_id"]).loc[("school", "school_buffer")]
+        assert "距最近学校50米" in row["description"]
+        assert row["lead_department"] == "生态环境局" and row["legal_source"].startswith("GB 22128-2019")
+        assert r.violations["township"].loc[r.violations["site_id"] == "nb"].iloc[0] == "甲街道"
+
+    def test_missing_layers_skip_their_rules(self, layers):
+        sites = _sites([dict(site_id="a", tier="collection_point", x=100, y=900)])
+        r = check_sites(sites, townships=layers["townships"])
+        assert "four_mountains_no_build" in r.skipped_rules
+        assert "landuse_unknown" in r.skipped_rules  # no land use at all ≠ a gap
+        # only the linkage finding remains: no transfer station serves the point
+        assert r.violations["rule_id"].tolist() == ["unlinked_point"]
+
+    def test_unknown_attribute_policy(self, layers):
+        sites = _sites([dict(site_id="u", tier="collection_point", x=500, y=500, business_licence=None),
+                        dict(site_id="ts", tier="transfer_station", x=300, y=200, floor_area_m2=600),
+                        dict(site_id="sc", tier="sorting_centre", x=100, y=100, floor_area_m2=6000)])
+        assert len(check_sites(sites, **layers).violations) == 0
+        s = yaml.safe_load(DEFAULT_RULES_PATH.read_text(encoding="utf-8"))
+        s["rule_overrides"] = {"no_business_licence": {"condition": {"unknown": "missing"}}}
+        r = check_sites(sites, **layers, rules=RuleTable.from_section(s))
+        assert r.violations["rule_id"].tolist() == ["no_business_licence"]
+        assert "未登记营业执照" in r.violations["description"].iloc[0]
+
+    def test_incidents_are_located(self, layers):
+        sites = _sites([dict(site_id="a", tier="collection_point", x=500, y=500)])
+        inc = gpd.GeoDataFrame({"incident_id": ["i1", "i2"], "kind": ["illegal_elv_dismantling"] * 2},
+                               geometry=[_p(100, 900), _p(1700, 100)], crs=CRS)
+        r = check_sites(sites, **layers, incidents=inc)
+        assert r.incidents["four_mountains_level"].tolist() == ["no_build", None]
+        assert r.incidents["landuse_code"].tolist() == ["0701", "0103"]
+        assert r.summary()["incidents_in_four_mountains"] == 1
+
+
+# ---------------------------------------------------------------------- linkage
+def _net_sites():
+    return _sites([
+        dict(site_id="sc", tier="sorting_centre", x=100, y=100, capacity_t_per_day=50),
+        dict(site_id="ts1", tier="transfer_station", x=300, y=100, capacity_t_per_day=1.5),
+        dict(site_id="ts2", tier="transfer_station", x=1500, y=100, capacity_t_per_day=10),
+        dict(site_id="ts_closed", tier="transfer_station", x=1900, y=600, status="closed"),
+        dict(site_id="p1", tier="collection_point", x=400, y=100),
+        dict(site_id="p2", tier="collection_point", x=600, y=100),
+        dict(site_id="p3", tier="drop_off_point", x=1400, y=100),
+        dict(site_id="p_far", tier="collection_point", x=1900, y=650),
+    ])
+
+
+class TestLinkage:
+    def test_euclidean_assignment_orphans_overload(self, layers):
+        s = _net_sites()
+        s["township"] = locate(s.geometry, townships=layers["townships"])["township"]
+        params = {"point_max_distance_m": 300, "station_max_distance_m": 5000}
+        lk = link_hierarchy(s, params=params, townships=layers["townships"])
+        a = lk.assignments.set_index("site_id")
+        assert a.loc["p1", "assigned_to"] == "ts1" and a.loc["p1", "link_distance_m"] == pytest.approx(100)
+        assert a.loc["p2", "assigned_to"] == "ts1"
+        assert a.loc["p3", "assigned_to"] == "ts2"
+        assert pd.isna(a.loc["p_far", "assigned_to"])  # the nearby station is closed
+        assert a.loc["ts2", "assigned_to"] == "sc"
+        assert lk.orphans == ["p_far"]
+        st = lk.stations.set_index("site_id")
+        assert st.loc["ts1", "load_t_per_day"] == pytest.approx(2.0)  # two collection points × 1 t
+        assert lk.overloaded == ["ts1"]
+        assert st.loc["sc", "load_t_per_day"] == pytest.approx(2.2)
+        assert lk.townships_without_transfer_station == []
+        assert lk.has_working_sorting_centre
+
+    def test_township_without_station_and_no_working_centre(self, layers):
+        s = _net_sites()
+        s = s[s["site_id"] != "ts2"]
+        s["township"] = locate(s.geometry, townships=layers["townships"])["township"]
+        verdicts = pd.Series(np.where(s["site_id"] == "sc", "prohibited", "ok"), index=s.index)
+        lk = link_hierarchy(s, params={}, townships=layers["townships"], verdicts=verdicts)
+        assert lk.townships_without_transfer_station == ["乙镇"]
+        assert not lk.has_working_sorting_centre
+
+    def test_network_distance_multi_source_dijkstra_matches_networkx(self, layers):
+        # a road along y=100 with a detour: ts2 is nearer in a straight line to p3,
+        # but the road to it goes round via y=700
+        g = nx.MultiDiGraph(crs=CRS)
+        coords = {1: (300, 100), 2: (600, 100), 3: (1000, 100), 4: (1000, 700), 5: (1500, 700),
+                  6: (1500, 100), 7: (1400, 100), 8: (100, 100), 9: (400, 100), 10: (1900, 650)}
+        for k, (x, y) in coords.items():
+            g.add_node(k, x=X0 + x, y=Y0 + y)
+        for a, b in [(8, 1), (1, 9), (9, 2), (2, 3), (3, 4), (4, 5), (5, 6), (6, 7), (3, 7)]:
+            (xa, ya), (xb, yb) = coords[a], coords[b]
+            length = float(np.hypot(xa - xb, ya - yb)) * (5.0 if (a, b) == (3, 7) else 1.0)
+            g.add_edge(a, b, length=length)
+            g.add_edge(b, a, length=length)
+        s = _net_sites()
+        params = {"point_max_distance_m": 3000, "station_max_distance_m": 5000}
+        net = link_hierarchy(s, params=params, graph=g)
+        euc = link_hierarchy(s, params=params)
+        a_net = net.assignments.set_index("site_id")
+        a_euc = euc.assignments.set_index("site_id")
+        assert a_euc.loc["p3", "assigned_to"] == "ts2"
+        ug = nx.Graph()
+        for u, v, d in g.edges(data=True):
+            ug.add_edge(u, v, length=d["length"])
+        d_ts1 = nx.shortest_path_length(ug, 7, 1, weight="length")
+        d_ts2 = nx.shortest_path_length(ug, 7, 6, weight="length")
+        assert a_net.loc["p3", "link_method"] == "network"
+        expect = "ts1" if d_ts1 < d_ts2 else "ts2"
+        assert a_net.loc["p3", "assigned_to"] == expect
+        assert a_net.loc["p3", "link_distance_m"] == pytest.approx(min(d_ts1, d_ts2))
+        assert net.method == "network"
+        # p_far snaps onto an isolated road node: unreachable by road → orphan
+        assert pd.isna(a_net.loc["p_far", "assigned_to"])
+        # a point further from the graph than snap_max_distance_m falls back to euclidean
+        s2 = pd.concat([s, _sites([dict(site_id="q", tier="collection_point", x=600, y=400)])], ignore_index=True)
+        fb = link_hierarchy(s2, params={**params, "snap_max_distance_m": 100}, graph=g)
+        q = fb.assignments.set_index("site_id").loc["q"]
+        assert q["link_method"] == "euclidean" and q["assigned_to"] == "ts1"
+        assert q["link_distance_m"] == pytest.approx(np.hypot(300, 300))
+
+    def test_capacity_enforced(self, layers):
+        s = _net_sites()
+        params = {"point_max_distance_m": 3000, "capacity": "enforce"}
+        lk = link_hierarchy(s, params=params)
+        st = lk.stations.set_index("site_id")
+        assert not lk.overloaded
+        assert (st["load_t_per_day"] <= st["capacity_t_per_day"] + 1e-9).all()
+        a = lk.assignments.set_index("site_id")
+        # ts1 (1.5 t) keeps one of p1/p2; the other moves to ts2
+        assert sorted(a.loc[["p1", "p2"], "assigned_to"]) == ["ts1", "ts2"]
+
+    def test_unlinked_rule_and_summary(self, layers):
+        s = _net_sites()
+        s2 = yaml.safe_load(DEFAULT_RULES_PATH.read_text(encoding="utf-8"))
+        s2["linkage"]["point_max_distance_m"] = 300
+        r = check_sites(s, **layers, rules=RuleTable.from_section(s2))
+        assert "unlinked_point" in _by_site(r)["p_far"]
+        summ = r.summary()
+        assert summ["orphan_points"] == 1
+        assert summ["has_working_sorting_centre"] in (True, False)
+        assert set(summ["sites_in_four_mountains"]) == {"no_build", "key_control", "general_control"}
+        assert r.sites.set_index("site_id").loc["p1", "assigned_to"] == "ts1"
