@@ -710,32 +710,19 @@ class LinkageResult:
     method: str
 
 
-def _graph_arrays(graph: Any, crs: Any) -> tuple[np.ndarray, Any]:
-    """Node coordinates (in ``crs``) and an undirected CSR matrix of edge lengths."""
-    import scipy.sparse as sp
+def _as_csr(graph: Any, crs: Any) -> Any:
+    """The road graph as a :class:`gis.network.NetworkCSR` in ``crs``."""
+    from pyproj import CRS
 
-    nodes = list(graph.nodes)
-    pos = {nd: i for i, nd in enumerate(nodes)}
-    x = np.array([graph.nodes[nd]["x"] for nd in nodes], dtype=float)
-    y = np.array([graph.nodes[nd]["y"] for nd in nodes], dtype=float)
-    gcrs = graph.graph.get("crs") if hasattr(graph, "graph") else None
-    if gcrs is not None and crs is not None:
-        from pyproj import CRS, Transformer
+    from gis.network import NetworkCSR
 
-        if not CRS.from_user_input(gcrs).equals(CRS.from_user_input(crs)):
-            x, y = Transformer.from_crs(gcrs, crs, always_xy=True).transform(x, y)
-    # one pass over the edges to build the sparse matrix (graph construction, not analysis)
-    edges = [(pos[a], pos[b], data.get("length", np.nan)) for a, b, data in graph.edges(data=True)]
-    n = len(nodes)
-    if not edges:
-        return np.column_stack([x, y]), sp.csr_matrix((n, n))
-    e = pd.DataFrame(edges, columns=["u", "v", "w"])
-    e["w"] = e["w"].astype(float).fillna(pd.Series(np.hypot(x[e["u"]] - x[e["v"]], y[e["u"]] - y[e["v"]])))
-    lo, hi = np.minimum(e["u"], e["v"]), np.maximum(e["u"], e["v"])
-    e = pd.DataFrame({"u": lo, "v": hi, "w": e["w"]}).query("u != v")
-    e = e.groupby(["u", "v"], as_index=False)["w"].min()  # keep the shortest parallel edge
-    m = sp.csr_matrix((e["w"].to_numpy(), (e["u"].to_numpy(), e["v"].to_numpy())), shape=(n, n))
-    return np.column_stack([x, y]), m
+    net = graph if isinstance(graph, NetworkCSR) else NetworkCSR.from_graph(graph)
+    if crs is not None and not CRS.from_user_input(net.crs).equals(CRS.from_user_input(crs)):
+        raise AnalysisError(
+            f"road graph CRS {CRS.from_user_input(net.crs).to_string()} differs from the sites' "
+            f"{CRS.from_user_input(crs).to_string()}; load it with gis.network.load_graph(..., crs=district.crs)"
+        )
+    return net
 
 
 def _nearest_euclidean(src: np.ndarray, dst: np.ndarray, limit: float) -> tuple[np.ndarray, np.ndarray]:
@@ -754,24 +741,22 @@ def _nearest_network(
     src: np.ndarray,
     dst: np.ndarray,
     limit: float,
-    nodes_xy: np.ndarray,
-    csr: Any,
+    net: Any,
     snap_max: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Nearest ``dst`` by road distance (multi-source Dijkstra from all ``dst`` nodes).
+    """Nearest ``dst`` by road distance (one multi-source Dijkstra from all ``dst``).
 
-    Distance = snap(src) + network(src node, dst node) + snap(dst). Sources and
-    targets further than ``snap_max`` from the graph are not routed (``routed`` False)
-    and fall back to straight-line distance in the caller.
+    Runs :func:`scipy.sparse.csgraph.dijkstra` with ``min_only=True`` on the reversed
+    graph from the stations' nodes, so that one pass gives, for every node, the road
+    distance *to* its nearest station honouring one-way streets, and which station.
+    Distance = snap(src) + network(src node → dst node) + snap(dst). Points and
+    stations further than ``snap_max`` from the graph are not routed (``routed``
+    False) and fall back to straight-line distance in the caller.
     """
     from scipy.sparse.csgraph import dijkstra
-    from scipy.spatial import cKDTree
 
-    tree = cKDTree(nodes_xy)
-    sxy = shapely.get_coordinates(src)
-    dxy = shapely.get_coordinates(dst)
-    s_snap, s_node = tree.query(sxy) if len(sxy) else (np.array([]), np.array([], dtype=int))
-    d_snap, d_node = tree.query(dxy) if len(dxy) else (np.array([]), np.array([], dtype=int))
+    s_node, s_snap = net.snap(shapely.get_coordinates(src))
+    d_node, d_snap = net.snap(shapely.get_coordinates(dst))
     idx = np.full(len(src), -1, dtype=np.int64)
     dist = np.full(len(src), np.nan)
     routed = s_snap <= snap_max
@@ -783,10 +768,11 @@ def _nearest_network(
     ok_sorted = ok_dst[order]
     keep = np.r_[True, d_node[ok_sorted][1:] != d_node[ok_sorted][:-1]]
     sources = ok_sorted[keep]
-    node_to_dst = np.full(len(nodes_xy), -1, dtype=np.int64)
+    node_to_dst = np.full(net.n, -1, dtype=np.int64)
     node_to_dst[d_node[sources]] = sources
     dn, _pred, src_node = dijkstra(
-        csr, directed=False, indices=d_node[sources], limit=limit, min_only=True, return_predecessors=True
+        net.transposed(), directed=True, indices=d_node[sources], limit=limit,
+        min_only=True, return_predecessors=True,
     )
     at = s_node[routed]
     nd = dn[at]
@@ -828,8 +814,9 @@ def link_hierarchy(
     params
         The ``linkage`` block of the compliance section.
     graph
-        A networkx (osmnx) road graph with node ``x``/``y`` and edge ``length``; None for
-        straight-line distance.
+        A networkx (osmnx) road graph with node ``x``/``y`` and edge ``length`` in the
+        sites' CRS (:func:`gis.network.load_graph`), or a
+        :class:`gis.network.NetworkCSR`; None for straight-line distance.
     townships
         Township polygons (for townships without a transfer station).
     verdicts
@@ -859,9 +846,7 @@ def link_hierarchy(
     demand = cap.where(cap.notna(), tier.map(demand_default)).where(is_point, np.nan)
     capacity = cap.where(cap.notna(), tier.map(cap_default)).where(is_ts | is_sc, np.nan)
 
-    nodes_xy = csr = None
-    if use_net:
-        nodes_xy, csr = _graph_arrays(graph, sites.crs)
+    net = _as_csr(graph, sites.crs) if use_net else None
     geoms = sites.geometry.values
     sid = sites["site_id"].astype(str).to_numpy(dtype=object)
     parts = []
@@ -875,7 +860,7 @@ def link_hierarchy(
         idx, dist = _nearest_euclidean(geoms[li], geoms[ui], limit)
         method = np.full(len(li), "euclidean", dtype=object)
         if use_net and len(li) and len(ui):
-            nidx, ndist, routed = _nearest_network(geoms[li], geoms[ui], limit, nodes_xy, csr, snap_max)
+            nidx, ndist, routed = _nearest_network(geoms[li], geoms[ui], limit, net, snap_max)
             idx = np.where(routed, nidx, idx)
             dist = np.where(routed, ndist, dist)
             method[routed] = "network"
@@ -1357,20 +1342,13 @@ def _worst(
 
 
 # ----------------------------------------------------------------------- district
-def _road_graph(district: Any) -> Any:
-    """The district's road graph from :mod:`gis.network` when available, else None."""
+def _road_graph(district: Any, mode: str) -> Any:
+    """The district's road graph (:func:`gis.network.graph_for_district`), or None."""
     if getattr(district, "roads_path", None) is None:
         return None
-    try:
-        from gis import network  # noqa: PLC0415
-    except ImportError:
-        return None
-    for fn in ("load_graph", "graph_for_district", "road_graph"):
-        f = getattr(network, fn, None)
-        if callable(f):
-            g = f(district)
-            return getattr(g, "graph", g) if not hasattr(g, "nodes") else g
-    return None
+    from gis.network import graph_for_district
+
+    return graph_for_district(district, mode=mode)
 
 
 def check_district(district: Any, *, graph: Any = None, use_network: bool = True) -> ComplianceResult:
@@ -1387,7 +1365,7 @@ def check_district(district: Any, *, graph: Any = None, use_network: bool = True
     else:
         rules = RuleTable.default()
     if graph is None and use_network and rules.linkage.get("distance", "auto") != "euclidean":
-        graph = _road_graph(district)
+        graph = _road_graph(district, str(rules.linkage.get("network_mode", "drive")))
     return check_sites(
         district.sites,
         townships=district.townships,
