@@ -29,15 +29,24 @@ from .schema import REJECT_COLUMNS, Tier
 
 log = logging.getLogger(__name__)
 
-#: Analysis steps of the main job, in order: (name, "module:function").
+#: Analysis steps of the main job: (name, "module:function"). They run in
+#: :data:`STEP_ORDER` order whatever order they are registered in.
 STEPS: list[tuple[str, str]] = []
+
+#: Run order: ledgers gather the problems of compliance and hotspots; maps draw all.
+STEP_ORDER: tuple[str, ...] = ("compliance", "coverage", "hotspots", "ledgers", "maps")
 
 StepFn = Callable[[District, Path, dict[str, Any], dict[str, Any]], None]
 
 
+def _ordered() -> list[tuple[str, str]]:
+    rank = {name: i for i, name in enumerate(STEP_ORDER)}
+    return sorted(STEPS, key=lambda st: rank.get(st[0], len(rank)))
+
+
 def step_names() -> list[str]:
     """Names of the registered analysis steps, in run order."""
-    return [name for name, _ in STEPS]
+    return [name for name, _ in _ordered()]
 
 
 def _resolve(target: str) -> StepFn:
@@ -123,7 +132,7 @@ def run(
     unknown = [s for s in wanted if s not in step_names()]
     if unknown:
         raise GisError(f"unknown step(s) {', '.join(unknown)}; known: {', '.join(step_names()) or '(none)'}")
-    todo = [(n, t) for n, t in STEPS if n in wanted]
+    todo = [(n, t) for n, t in _ordered() if n in wanted]
     show = settings.SHOW_PROGRESS if progress is None else progress
 
     timings: dict[str, float] = {}
@@ -182,5 +191,5 @@ class _progress:
 
 def iter_steps() -> Iterable[tuple[str, StepFn]]:
     """The registered steps as callables (for the app and notebooks)."""
-    for name, target in STEPS:
+    for name, target in _ordered():
         yield name, _resolve(target)
