@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 
 #: Analysis steps of the main job: (name, "module:function"). They run in
 #: :data:`STEP_ORDER` order whatever order they are registered in.
-STEPS: list[tuple[str, str]] = []
+STEPS: list[tuple[str, str]] = [
+    ("maps", "gis.maps:run_step"),
+]
 
 #: Run order: ledgers gather the problems of compliance and hotspots; maps draw all.
 STEP_ORDER: tuple[str, ...] = ("compliance", "coverage", "hotspots", "ledgers", "maps")
