@@ -1,0 +1,307 @@
+"""Clusters, 四山 flags, density, rebound, priority list and the pipeline step of gis.hotspots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+from gis import hotspots
+from gis._errors import AnalysisError
+from gis.catalog import load_yaml
+from gis.settings import LAYERS_DIR
+
+CRS = "EPSG:4544"
+X0, Y0 = 640_000.0, 3_270_000.0  # CGCS2000 3° GK CM 105°E, near Shapingba
+
+PLANTED = [
+    # name, kind, centre offset, radius, n, level (None = outside 四山)
+    ("A", "illegal_elv_dismantling", (2000, 2000), 120, 25, None),
+    ("B", "illegal_ewaste_dismantling", (6000, 2500), 100, 18, "key_control"),
+    ("C", "unlicensed_recycling", (3000, 6500), 150, 30, None),
+    ("D", "illegal_elv_dismantling", (7500, 7000), 90, 15, "no_build"),
+    ("E", "fire_hazard", (2000, 2150), 80, 12, None),  # overlaps A in space, other kind
+]
+
+
+def _zones() -> gpd.GeoDataFrame:
+    geoms = [
+        shapely.box(X0 + 5000, Y0 + 1500, X0 + 7000, Y0 + 3500),  # key control around B
+        shapely.box(X0 + 6800, Y0 + 6300, X0 + 8200, Y0 + 7700),  # no-build around D
+        shapely.box(X0 + 4500, Y0 + 1000, X0 + 9000, Y0 + 9000).difference(
+            shapely.box(X0 + 5000, Y0 + 1500, X0 + 7000, Y0 + 3500)
+        ),
+    ]
+    return gpd.GeoDataFrame(
+        {
+            "zone_type": ["four_mountains"] * 3,
+            "level": ["key_control", "no_build", "general_control"],
+            "name": ["中梁山", "铜锣山", "中梁山"],
+        },
+        geometry=geoms,
+        crs=CRS,
+    )
+
+
+def make_incidents(seed: int = 0, n_noise: int = 300) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+    """Synthetic incidents (metric CRS) with planted clusters; returns (incidents, truth)."""
+    rng = np.random.default_rng(seed)
+    kinds = [p[1] for p in PLANTED]
+    rows = []
+    truth = []
+    start = pd.Timestamp("2022-01-01")
+    for name, kind, (cx, cy), radius, n, _level in PLANTED:
+        ang = rng.uniform(0, 2 * np.pi, n)
+        rad = radius * np.sqrt(rng.uniform(0, 1, n))
+        days = rng.integers(0, 700, n)
+        for i in range(n):
+            rows.append((X0 + cx + rad[i] * np.cos(ang[i]), Y0 + cy + rad[i] * np.sin(ang[i]), kind, days[i]))
+            truth.append(name)
+    noise = rng.uniform([0, 0], [10_000, 10_000], size=(n_noise, 2))
+    for i in range(n_noise):
+        rows.append((X0 + noise[i, 0], Y0 + noise[i, 1], kinds[i % len(kinds)], int(rng.integers(0, 700))))
+        truth.append(None)
+    df = pd.DataFrame(rows, columns=["x", "y", "kind", "day"])
+    df["incident_id"] = [f"I{i:05d}" for i in range(len(df))]
+    df["date"] = start + pd.to_timedelta(df["day"], unit="D")
+    df["status"] = "open"
+    df["closed_date"] = pd.NaT
+    df["township"] = np.where(df["x"] < X0 + 5000, "青木关镇", "歌乐山街道")
+    df["address"] = None
+    gdf = gpd.GeoDataFrame(
+        df.drop(columns=["x", "y", "day"]), geometry=gpd.points_from_xy(df["x"], df["y"]), crs=CRS
+    )
+    return gdf, pd.DataFrame({"incident_id": gdf["incident_id"], "planted": truth})
+
+
+@pytest.fixture(scope="module")
+def config() -> dict:
+    return load_yaml(LAYERS_DIR / "hotspots.yaml")
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return make_incidents()
+
+
+def _recall(result: hotspots.ClusterResult, truth: pd.DataFrame) -> dict[str, str | None]:
+    """Planted cluster -> found cluster id (centroid within radius and majority of members)."""
+    found = result.members.merge(truth, on="incident_id")
+    cl = result.clusters.set_index("cluster_id")
+    out = {}
+    for name, _kind, (cx, cy), radius, n, _lvl in PLANTED:
+        share = found[found["planted"] == name]["cluster_id"].value_counts()
+        out[name] = None
+        if len(share) and share.iloc[0] > n / 2:
+            c = cl.loc[share.index[0]]
+            if np.hypot(c["centroid_x"] - X0 - cx, c["centroid_y"] - Y0 - cy) <= radius:
+                out[name] = share.index[0]
+    return out
+
+
+# ------------------------------------------------------------------ clusters
+
+
+@pytest.mark.parametrize("method", ["dbscan", "hdbscan"])
+def test_planted_clusters_recovered_per_kind(synthetic, method):
+    inc, truth = synthetic
+    res = hotspots.find_clusters(inc, zones=_zones(), method=method, min_cluster_size=5)
+    rec = _recall(res, truth)
+    assert all(rec.values()), rec
+    # A and E overlap in space but are different kinds: kept apart by grouping on kind
+    assert rec["A"] != rec["E"]
+    if method == "dbscan":
+        assert all(30 <= e <= 1500 for e in res.eps.values())
+    assert len(res.members) == res.clusters["n_incidents"].sum()
+
+
+def test_cluster_attributes_and_four_mountains_flags(synthetic):
+    inc, truth = synthetic
+    res = hotspots.find_clusters(inc, zones=_zones())
+    rec = _recall(res, truth)
+    cl = res.clusters.set_index("cluster_id")
+    for name, kind, (cx, cy), _radius, n, level in PLANTED:
+        c = cl.loc[rec[name]]
+        assert (c["four_mountains_level"] if pd.notna(c["four_mountains_level"]) else None) == level
+        assert c["main_kind"] == kind and kind in c["kinds"]
+        assert c["first_date"] <= c["last_date"]
+        assert c.geometry.contains(shapely.Point(c["centroid_x"], c["centroid_y"]))
+        assert c["township"] == ("青木关镇" if cx < 5000 else "歌乐山街道")
+    b = cl.loc[rec["B"]]
+    assert b["share_key_control"] == pytest.approx(1.0)
+    assert "中梁山" in b["fm_ranges"] and "key_control" in b["fm_levels"]
+    d = cl.loc[rec["D"]]
+    assert d["share_no_build"] == pytest.approx(1.0) and "铜锣山" in d["fm_ranges"]
+    assert cl.loc[rec["A"]]["fm_levels"] == [] and cl.loc[rec["A"]]["share_no_build"] == 0
+    # members' lon/lat round-trip to WGS84 near the metric centroid
+    pt = gpd.GeoSeries(gpd.points_from_xy([b["lon"]], [b["lat"]]), crs=4326).to_crs(CRS).iloc[0]
+    assert pt.distance(shapely.Point(b["centroid_x"], b["centroid_y"])) < 0.01
+
+
+def test_time_window_and_kind_filters(synthetic):
+    inc, _ = synthetic
+    res = hotspots.find_clusters(inc, kinds=["unlicensed_recycling"], start="2022-06-01", end="2022-12-31")
+    assert set(res.clusters["main_kind"]) <= {"unlicensed_recycling"}
+    assert (res.clusters["first_date"] >= pd.Timestamp("2022-06-01")).all()
+    assert (res.clusters["last_date"] <= pd.Timestamp("2022-12-31")).all()
+
+
+def test_kdistance_knee_separates_clusters_from_noise():
+    rng = np.random.default_rng(3)
+    tight = np.vstack([rng.normal(c, 20, size=(40, 2)) for c in ((0, 0), (3000, 0), (0, 3000))])
+    noise = rng.uniform(-2000, 5000, size=(200, 2))
+    eps = hotspots.kdistance_eps(np.vstack([tight, noise]), 5)
+    d_tight = np.sort(np.linalg.norm(tight[:40] - tight[:40].mean(0), axis=1))
+    assert 10 < eps < 400
+    assert eps > np.percentile(d_tight, 10)
+
+
+def test_clusters_need_metric_crs_and_fields(synthetic):
+    inc, _ = synthetic
+    with pytest.raises(AnalysisError, match="metric"):
+        hotspots.find_clusters(inc.to_crs(4326))
+    with pytest.raises(AnalysisError, match="'kind'"):
+        hotspots.find_clusters(inc.drop(columns="kind"))
+
+
+# ------------------------------------------------------------------ density
+
+
+def test_binned_kde_matches_sklearn():
+    from sklearn.neighbors import KernelDensity
+
+    rng = np.random.default_rng(2)
+    xy = np.vstack([rng.normal((0, 0), 300, (400, 2)), rng.normal((1500, 800), 150, (200, 2))])
+    bw = 200.0
+    surf = hotspots.kernel_density(xy, bandwidth_m=bw, cell_size_m=20.0, crs=CRS)
+    rows, cols = np.mgrid[0 : surf.array.shape[0] : 7, 0 : surf.array.shape[1] : 7]
+    t = surf.transform
+    xs = t.c + (cols.ravel() + 0.5) * t.a
+    ys = t.f + (rows.ravel() + 0.5) * t.e
+    ref = np.exp(KernelDensity(bandwidth=bw).fit(xy).score_samples(np.column_stack([xs, ys])))
+    ref_km2 = ref * len(xy) * 1e6
+    ours = surf.array[rows.ravel(), cols.ravel()]
+    big = ref_km2 > 0.05 * ref_km2.max()
+    assert np.max(np.abs(ours[big] - ref_km2[big]) / ref_km2[big]) < 0.02
+    # the surface integrates to the number of incidents
+    assert surf.array.sum() * (surf.cell_size_m**2) / 1e6 == pytest.approx(len(xy), rel=1e-3)
+
+
+def test_density_geotiff_written(tmp_path: Path):
+    import rasterio
+
+    xy = np.random.default_rng(0).normal((X0, Y0), 200, (100, 2))
+    surf = hotspots.kernel_density(xy, crs=CRS)
+    assert surf.bandwidth_m == pytest.approx(hotspots.default_bandwidth(xy))
+    path = surf.write(tmp_path / "density.tif")
+    with rasterio.open(path) as src:
+        assert src.crs.to_epsg() == 4544
+        assert np.allclose(src.read(1), surf.array)
+        assert src.tags()["units"] == "incidents per km2"
+
+
+# ------------------------------------------------------------------ rebound
+
+
+def _closure_case() -> gpd.GeoDataFrame:
+    pts = [(0, 0), (50, 0), (1000, 0), (10, 10), (5000, 5000)]
+    df = pd.DataFrame(
+        {
+            "incident_id": ["c1", "new_near", "new_far", "late", "c2"],
+            "date": pd.to_datetime(["2022-01-01", "2022-06-01", "2022-06-01", "2024-01-01", "2022-01-01"]),
+            "kind": "illegal_elv_dismantling",
+            "status": ["closed", "open", "open", "open", "rectified"],
+            "closed_date": pd.to_datetime(["2022-03-01", None, None, None, "2022-02-01"]),
+        }
+    )
+    return gpd.GeoDataFrame(df, geometry=[shapely.Point(X0 + x, Y0 + y) for x, y in pts], crs=CRS)
+
+
+def test_rebound_within_distance_and_window_only():
+    inc = _closure_case()
+    rb = hotspots.detect_rebounds(inc, distance_m=300, window_days=365)
+    assert rb[["closed_id", "incident_id"]].values.tolist() == [["c1", "new_near"]]
+    assert rb["days_after"].iloc[0] == (pd.Timestamp("2022-06-01") - pd.Timestamp("2022-03-01")).days
+    longer = hotspots.detect_rebounds(inc, distance_m=300, window_days=800)
+    assert set(longer["incident_id"]) == {"new_near", "late"}
+    assert len(hotspots.detect_rebounds(inc, distance_m=30, window_days=365)) == 0
+    assert len(hotspots.detect_rebounds(inc.assign(status="open"))) == 0
+
+
+def test_cluster_rebound_flag(synthetic):
+    inc, truth = synthetic
+    inc = inc.copy()
+    a_ids = truth.loc[truth["planted"] == "A", "incident_id"]
+    a = inc["incident_id"].isin(a_ids)
+    first = inc.loc[a, "date"].min()
+    inc.loc[a, ["status"]] = "closed"
+    inc.loc[a, "closed_date"] = inc.loc[a, "date"] + pd.Timedelta(days=5)
+    res = hotspots.find_clusters(inc)
+    rb = hotspots.detect_rebounds(inc)
+    flags = hotspots.cluster_rebounds(res, rb)
+    rec = _recall(res, truth)
+    assert flags.loc[rec["A"], "rebound"]
+    assert flags.loc[rec["A"], "rebound_first_date"] > first
+    assert not flags.loc[rec["C"], "rebound"]
+
+
+# ------------------------------------------------------------------ priority + ledger rows
+
+
+def test_priority_score_and_problem_rows(synthetic, config):
+    inc, truth = synthetic
+    res = hotspots.analyse(inc, config, zones=_zones())
+    pr = res.priority
+    assert list(pr["rank"]) == list(range(1, len(pr) + 1))
+    assert pr["score"].is_monotonic_decreasing and pr["score"].between(0, 100).all()
+    w = config["priority"]["weights"]
+    comp = sum(w[k] * pr[f"c_{k}"] for k in w) / sum(w.values()) * 100
+    np.testing.assert_allclose(pr["score"], comp, atol=0.01)
+    rec = _recall(res.clusters, truth)
+    by_id = pr.set_index("cluster_id")
+    d = by_id.loc[rec["D"]]  # ELV dismantling in the 四山 no-build zone
+    assert d["lead_departments"] == ["生态环境局", "商务委"]
+    assert "林业局" in d["support_departments"] and "规划自然资源局" in d["support_departments"]
+    assert d["support_departments"][-1] == "歌乐山街道（属地）"
+    c = by_id.loc[rec["C"]]
+    assert c["lead_departments"] == ["市场监管局"] and "林业局" not in c["support_departments"]
+    assert by_id.loc[rec["E"]]["lead_departments"] == ["消防救援支队"]
+    # D outranks A (same kind, 四山 no-build) unless A is much larger
+    assert d["c_zone"] == 1.0
+    rows = res.problems
+    assert list(rows.columns) == list(hotspots.PROBLEM_COLUMNS)
+    assert len(rows) == len(pr) and rows["序号"].tolist() == pr["rank"].tolist()
+    row_d = rows[rows["网点名称"].str.contains(rec["D"])].iloc[0]
+    assert "禁建区" in row_d["问题描述"] and "铜锣山" in row_d["问题描述"]
+    assert "渝府令第204号" in row_d["依据"] and row_d["牵头单位"] == "生态环境局、商务委"
+    assert row_d["整改状态"] == "待整改" and row_d["镇街"] == "歌乐山街道"
+    assert pd.Timestamp(row_d["整改时限"]) > pr["last_date"].max()
+    s = res.summary()
+    assert s["clusters"] == len(pr) and s["clusters_in_four_mountains"] >= 2
+    assert s["hot_cells_99"] > 0
+
+
+def test_priority_prefers_recent_rebounded_four_mountains(config):
+    base = pd.DataFrame(
+        {
+            "cluster_id": ["X", "Y"],
+            "n_incidents": [10, 10],
+            "kinds": [["unlicensed_recycling"], ["unlicensed_recycling"]],
+            "last_date": pd.to_datetime(["2024-06-01", "2024-06-01"]),
+            "four_mountains_level": [None, None],
+            "township": ["t", "t"],
+            "rebound": [False, False],
+        }
+    )
+    for col, val in (("four_mountains_level", "general_control"), ("rebound", True)):
+        df = base.copy()
+        df.loc[1, col] = val
+        pr = hotspots.priority_list(df, config)
+        assert pr.iloc[0]["cluster_id"] == "Y"
+    df = base.copy()
+    df.loc[0, "last_date"] = pd.Timestamp("2023-01-01")
+    assert hotspots.priority_list(df, config).iloc[0]["cluster_id"] == "Y"
