@@ -24,7 +24,10 @@ from . import __version__, settings
 from ._errors import GisError
 
 #: Subcommands that run a subset of the pipeline: {command: (steps, help)}.
-STEP_COMMANDS: dict[str, tuple[list[str], str]] = {}
+STEP_COMMANDS: dict[str, tuple[list[str], str]] = {
+    "check": (["compliance", "ledgers"], "site compliance, hierarchy linkage and the 问题台账 / 汇总表 / 摸排表"),
+    "hotspots": (["hotspots"], "illegal-dismantling clusters, Gi* hot spots, density, rebound (热点分析)"),
+}
 
 
 def _add_project_args(p: argparse.ArgumentParser, *, out: bool = True) -> None:

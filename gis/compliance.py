@@ -1212,8 +1212,7 @@ def check_sites(
         classes=rules.classes,
         receptor_max_distance_m=rmax,
     )
-    if "township" in sites:
-        sites = sites.rename(columns={"township": "township_ledger"})
+    sites = _keep_ledger_township(sites)
     for col in loc.columns:
         sites[col] = loc[col]
     have = {
@@ -1313,9 +1312,7 @@ def check_sites(
             classes=rules.classes,
             receptor_max_distance_m=rmax,
         )
-        inc = incidents.copy()
-        if "township" in inc:
-            inc = inc.rename(columns={"township": "township_ledger"})
+        inc = _keep_ledger_township(incidents.copy())
         for col in iloc.columns:
             inc[col] = iloc[col]
     return ComplianceResult(
@@ -1327,6 +1324,19 @@ def check_sites(
         skipped_rules=skipped,
         rules=rules,
     )
+
+
+def _keep_ledger_township(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Keep the ledger's own 镇街 as ``township_ledger`` (the spatial one replaces ``township``).
+
+    :func:`gis.district.load_district` already stores it as ``township_ledger``; a
+    plain GeoDataFrame's ``township`` column is taken to be the ledger's value.
+    """
+    if "township_ledger" in gdf:
+        return gdf.drop(columns=["township"], errors="ignore")
+    if "township" in gdf:
+        return gdf.rename(columns={"township": "township_ledger"})
+    return gdf
 
 
 def _worst(

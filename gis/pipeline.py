@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 #: Analysis steps of the main job: (name, "module:function"). They run in
 #: :data:`STEP_ORDER` order whatever order they are registered in.
 STEPS: list[tuple[str, str]] = [
+    ("compliance", "gis.compliance:run_step"),
+    ("hotspots", "gis.hotspots:run_step"),
+    ("ledgers", "gis.ledgers:run_step"),
     ("maps", "gis.maps:run_step"),
 ]
 

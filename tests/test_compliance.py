@@ -284,7 +284,7 @@ class TestCheckSites:
         assert "ecological_red_line" in got["erl"]
         assert "basic_farmland" in got["farm"] and "landuse_not_allowed" in got["farm"]
         assert "water_source_zone" in got["ws"]
-        assert got["lu"] == {"landuse_not_allowed"}  # sorting centre on residential land
+        assert got["lu"] == {"landuse_not_allowed", "residential_buffer"}  # sorting centre on residential land
         assert "school_buffer" in got["school"]
         assert got["lic"] == {"no_business_licence"}
         assert got["qual"] == {"no_dismantling_qualification"}
@@ -435,3 +435,35 @@ class TestLinkage:
         assert summ["has_working_sorting_centre"] in (True, False)
         assert set(summ["sites_in_four_mountains"]) == {"no_build", "key_control", "general_control"}
         assert r.sites.set_index("site_id").loc["p1", "assigned_to"] == "ts1"
+
+
+# --------------------------------------------------------------------- pipeline
+class TestPipelineStep:
+    def test_gis_check_writes_sites_gpkg_ledgers_and_summary(self, tmp_path):
+        import json
+
+        import pyogrio
+
+        from gis.cli import main
+        from gis.testing import make_tiny_project
+
+        project = make_tiny_project(tmp_path / "proj")
+        out = tmp_path / "out"
+        assert main(["check", "--project", str(project), "--out", str(out), "--quiet"]) == 0
+        summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+        assert summary["steps_run"] == ["load", "compliance", "ledgers"]
+        for key in ("violations_total", "violations_by_rule", "sites_in_four_mountains", "orphan_points",
+                    "townships_without_transfer_station", "has_working_sorting_centre"):
+            assert key in summary
+        assert summary["violations_total"] == sum(summary["violations_by_rule"].values())
+        assert summary["problems_total"] == summary["violations_total"]
+        layers = set(pyogrio.list_layers(out / "sites.gpkg")[:, 0])
+        assert {"sites", "violations", "linkage"} <= layers
+        sites = gpd.read_file(out / "sites.gpkg", layer="sites")
+        assert {"landuse_code", "four_mountains_level", "verdict", "rules_broken", "assigned_to"} <= set(sites.columns)
+        viol = gpd.read_file(out / "sites.gpkg", layer="violations")
+        assert len(viol) == summary["violations_total"]
+        # the tiny project's zone band holds S003 (west township)
+        assert "four_mountains_no_build" in sites.set_index("site_id").loc["S003", "rules_broken"]
+        for name in ("problem_ledger.xlsx", "summary_table.xlsx", "survey_form.xlsx"):
+            assert (out / name).exists()
