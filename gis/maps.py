@@ -286,6 +286,10 @@ _ENTITY_RE = re.compile("[&<>\"']")
 def escape_column(values: pd.Series, max_chars: int = 200) -> pd.Series:
     """Vectorised :func:`escape_text` over a column (same output, as ``object`` strings)."""
     s = values
+    if s.dtype == object:
+        sample = s.dropna()
+        if len(sample) and isinstance(sample.iloc[0], (list, tuple, set, np.ndarray)):
+            s = s.map(_join_problems)
     if pd.api.types.is_datetime64_any_dtype(s):
         s = s.dt.strftime("%Y-%m-%d")
     elif pd.api.types.is_float_dtype(s):
@@ -521,30 +525,44 @@ def _continuous_rgba(a: np.ndarray, nodata_mask: np.ndarray, cmap: str = "YlOrRd
 
 
 def _raster_image(
-    path: Path, colour: Callable[[np.ndarray, np.ndarray], np.ndarray], max_px: int = 1600
+    path: Path | None,
+    colour: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    max_px: int = 1600,
+    *,
+    array: np.ndarray | None = None,
+    transform: Any = None,
+    crs: Any = None,
+    nodata: float | None = None,
 ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
-    """Read band 1 of a GeoTIFF, warp to Web Mercator (≤ ``max_px`` wide), colour it."""
+    """Band 1 of a GeoTIFF (or an in-memory array), warped to Web Mercator, coloured.
+
+    The output is at most ``max_px`` pixels on its long side.
+    """
     import rasterio
     from rasterio.enums import Resampling
+    from rasterio.transform import array_bounds
     from rasterio.warp import calculate_default_transform, reproject
 
-    with rasterio.open(path) as src:
-        src_crs = src.crs or WGS84
-        transform, width, height = calculate_default_transform(
-            src_crs, WEB_MERCATOR, src.width, src.height, *src.bounds
-        )
-        scale = max(1.0, max(width, height) / max_px)
-        width, height = max(1, int(width / scale)), max(1, int(height / scale))
-        transform = transform * transform.scale(scale, scale)
-        nodata = src.nodata
-        dst = np.full((height, width), np.nan if nodata is None else nodata, dtype="float64")
-        categorical = np.issubdtype(np.dtype(src.dtypes[0]), np.integer)
-        reproject(
-            source=rasterio.band(src, 1), destination=dst, src_transform=src.transform, src_crs=src_crs,
-            dst_transform=transform, dst_crs=WEB_MERCATOR,
-            resampling=Resampling.nearest if categorical else Resampling.bilinear,
-            src_nodata=nodata, dst_nodata=np.nan if nodata is None else nodata,
-        )
+    if path is not None:
+        with rasterio.open(path) as src:
+            array, transform, crs, nodata = src.read(1), src.transform, src.crs, src.nodata
+    assert array is not None and transform is not None
+    src_crs = crs or WGS84
+    src_transform = transform
+    h0, w0 = array.shape
+    west, south, east, north = array_bounds(h0, w0, src_transform)
+    dst_transform, width, height = calculate_default_transform(src_crs, WEB_MERCATOR, w0, h0, west, south, east, north)
+    scale = max(1.0, max(width, height) / max_px)
+    width, height = max(1, int(width / scale)), max(1, int(height / scale))
+    transform = dst_transform * dst_transform.scale(scale, scale)
+    dst = np.full((height, width), np.nan if nodata is None else nodata, dtype="float64")
+    categorical = np.issubdtype(array.dtype, np.integer)
+    reproject(
+        source=array, destination=dst, src_transform=src_transform, src_crs=src_crs,
+        dst_transform=transform, dst_crs=WEB_MERCATOR,
+        resampling=Resampling.nearest if categorical else Resampling.bilinear,
+        src_nodata=nodata, dst_nodata=np.nan if nodata is None else nodata,
+    )
     mask = ~np.isfinite(dst) if nodata is None else (dst == nodata) | ~np.isfinite(dst)
     rgba = colour(dst, mask)
     minx, maxy = transform.c, transform.f
@@ -796,20 +814,22 @@ def _generic_polygons(
 def _coverage_layers(coverage: Any, d: Any, opt: MapOptions) -> list[MapLayer]:
     layers = []
     osm = settings.OSM_ATTRIBUTION if getattr(d, "roads_path", None) is not None else None
-    sa = _gdf(coverage, "service_areas", "service_area")
+    parts = coverage.layers() if callable(getattr(coverage, "layers", None)) else {}
+    sa = parts.get("service_areas") if parts.get("service_areas") is not None and len(parts["service_areas"]) else (
+        _gdf(coverage, "service_areas", "service_area"))
     if sa is not None:
         layers.append(_generic_polygons(
             sa, "service_areas", "服务范围 Service areas", "#3182bd",
             (("site_id", "网点编号 Site"), ("name", "网点名称 Name"), ("tier", "层级 Tier"),
-             ("radius_m", "服务半径(米) Radius m"), ("method", "方法 Method")),
+             ("distance_m", "服务半径(米) Distance m"), ("mode", "方式 Mode"), ("method", "方法 Method")),
             opt, tooltip="name", fill_opacity=0.12, weight=0.8, attribution=osm, show=False,
         ))
     gaps = _gdf(coverage, "gaps", "coverage_gaps")
     if gaps is not None:
         layers.append(_generic_polygons(
             gaps, "gaps", "覆盖缺口 Coverage gaps", "#de2d26",
-            (("rank", "排名 Rank"), ("township", "镇街 Township"), ("uncovered_population", "未覆盖人口 Uncovered population"),
-             ("uncovered_households", "未覆盖户数 Uncovered households")),
+            (("rank", "排名 Rank"), ("township", "镇街 Township"), ("population", "未覆盖人口 Uncovered population"),
+             ("households", "未覆盖户数 Uncovered households"), ("area_km2", "面积(km²) Area")),
             opt, tooltip="township", fill_opacity=0.45, weight=1.2, attribution=osm,
         ))
     return layers
@@ -822,15 +842,39 @@ def _siting_layers(siting: Any, opt: MapOptions) -> list[MapLayer]:
     return [_generic_points(
         rec, "recommended", "推荐新址 Recommended sites", "#7a0177", "star",
         (("rank", "顺序 Rank"), ("candidate_id", "候选编号 Candidate"), ("name", "名称 Name"),
-         ("township", "镇街 Township"), ("added_coverage", "新增覆盖 Added coverage"),
-         ("covered_population", "覆盖人口 Covered population"), ("landuse_code", "地类 Land use")),
+         ("township", "镇街 Township"), ("gain_population", "新增覆盖人口 Residents newly covered"),
+         ("cumulative_share", "累计覆盖率 Cumulative share"), ("landuse_code", "地类 Land use"),
+         ("solver", "求解 Solver")),
         opt, tooltip="name", size=20,
     )]
 
 
+def _path_gdf(obj: Any, *paths: str) -> gpd.GeoDataFrame | None:
+    """First non-empty GeoDataFrame among dotted attribute paths (``hex.grid`` …)."""
+    for path in paths:
+        v = obj
+        for part in path.split("."):
+            v = _attr(v, part)
+            if v is None:
+                break
+        if isinstance(v, gpd.GeoDataFrame) and len(v):
+            return v
+    return None
+
+
+CLUSTER_POPUP: tuple[tuple[str, str], ...] = (
+    ("rank", "优先级 Priority rank"), ("score", "得分 Score"), ("cluster_id", "聚集区编号 Cluster"),
+    ("n_incidents", "事件数 Incidents"), ("kinds_label", "问题类型 Kinds"), ("first_date", "最早 First"),
+    ("last_date", "最近 Last"), ("townships", "镇街 Townships"), ("address", "地址 Address"),
+    ("_level_label", "四山级别 Four-Mountains level"), ("fm_ranges", "四山山系 Range"),
+    ("rebound", "反弹 Rebound"), ("lead_departments", "牵头单位 Lead"), ("support_departments", "配合单位 Support"),
+)
+
+
 def _hotspot_layers(hot: Any, out: Path | None, opt: MapOptions) -> list[MapLayer]:
+    """Gi* grid, density surface and incident clusters of a hotspot result."""
     layers: list[MapLayer] = []
-    grid = _gdf(hot, "gi_grid", "grid", "hex_grid", "gi")
+    grid = _path_gdf(hot, "hex.grid", "gi_grid", "grid")
     if grid is not None and "gi_bin" in grid:
         b = pd.to_numeric(grid["gi_bin"], errors="coerce").fillna(0).astype(int)
         sig = grid[b != 0]
@@ -839,41 +883,45 @@ def _hotspot_layers(hot: Any, out: Path | None, opt: MapOptions) -> list[MapLaye
             legend = tuple(("box", c, lbl) for k, (c, lbl) in GI_BIN_STYLE.items() if k in set(b.loc[sig.index]))
             layers.append(_generic_polygons(
                 sig, "gi_grid", "Gi* 热点网格 Gi* hot-spot grid", colors,
-                (("gi_bin", "置信分级 Bin"), ("count", "事件数 Incidents"), ("z", "z 值 z-score"),
-                 ("gi_z", "z 值 z-score"), ("p", "p 值 p-value"), ("p_value", "p 值 p-value"),
-                 ("category", "时空模式 Pattern"), ("pattern", "时空模式 Pattern")),
+                (("gi_bin", "置信分级 Bin"), ("count", "事件数 Incidents"), ("gi_z", "z 值 z-score"),
+                 ("gi_p", "p 值 p-value"), ("emerging", "时空模式 Emerging pattern")),
                 opt, fill_opacity=0.55, weight=0.3, legend=legend,
             ))
-    density = _attr(hot, "density_path", "density_tif")
-    if density is None and out is not None and (out / "density.tif").exists():
-        density = out / "density.tif"
-    if density is not None and Path(density).exists():
-        img, bounds = _raster_image(Path(density), _continuous_rgba)
+    dens = _attr(hot, "density")
+    legend_d = (("ramp", "#fd8d3c", "核密度 Kernel density (低→高 low→high)"),)
+    if dens is not None and getattr(dens, "array", None) is not None:
+        img, bounds = _raster_image(None, _continuous_rgba, array=np.asarray(dens.array, dtype="float64"),
+                                    transform=dens.transform, crs=dens.crs)
         layers.append(MapLayer("density", "事件核密度 Incident density", "image", image=img, bounds=bounds,
-                               legend=(("ramp", "#fd8d3c", "核密度 Kernel density (低→高 low→high)"),), show=False))
-    clusters = _gdf(hot, "clusters")
+                               legend=legend_d, show=False))
+    elif out is not None and (Path(out) / "density.tif").exists():
+        img, bounds = _raster_image(Path(out) / "density.tif", _continuous_rgba)
+        layers.append(MapLayer("density", "事件核密度 Incident density", "image", image=img, bounds=bounds,
+                               legend=legend_d, show=False))
+    clusters = _path_gdf(hot, "priority", "clusters.clusters", "clusters")
     if clusters is not None:
-        lvl_col = _first_col(clusters, "four_mountains_level", "zone_level", "max_level", "fm_level")
-        lvl = clusters[lvl_col].astype("string") if lvl_col else pd.Series(pd.NA, index=clusters.index, dtype="string")
+        c = clusters.copy()
+        lvl = (c["four_mountains_level"].astype("string") if "four_mountains_level" in c
+               else pd.Series(pd.NA, index=c.index, dtype="string"))
         colors = lvl.map(ZONE_LEVEL_COLOR).fillna("#6a51a3").astype(object)
         legend = (("box", "#6a51a3", "事件聚集区 Incident cluster"),) + tuple(
             ("box", ZONE_LEVEL_COLOR[v], f"聚集区位于四山{ZONE_LEVEL_LABEL_ZH_STR[v]} Cluster in Four-Mountains {ZONE_LEVEL_LABEL_EN[v]}")
             for v in ZONE_LEVEL_COLOR if v in set(lvl.dropna())
         )
-        c = clusters.copy()
-        if lvl_col:
-            c["_level_label"] = lvl.map(lambda v: _labels(ZONE_LEVEL_LABEL_ZH_STR, ZONE_LEVEL_LABEL_EN, v) if isinstance(v, str) else "")
-        popup = (("cluster_id", "聚集区编号 Cluster"), ("n", "事件数 Incidents"), ("n_incidents", "事件数 Incidents"),
-                 ("count", "事件数 Incidents"), ("kinds", "问题类型 Kinds"), ("first_date", "最早 First"),
-                 ("last_date", "最近 Last"), ("townships", "镇街 Townships"), ("township", "镇街 Township"),
-                 ("_level_label", "四山级别 Four-Mountains level"), ("rebound", "反弹 Rebound"),
-                 ("priority_rank", "优先级 Priority"), ("score", "得分 Score"))
+        c["_level_label"] = lvl.map(
+            lambda v: _labels(ZONE_LEVEL_LABEL_ZH_STR, ZONE_LEVEL_LABEL_EN, v) if isinstance(v, str) else ""
+        )
+        if "kinds" in c:
+            c["kinds_label"] = c["kinds"].map(
+                lambda ks: "、".join(INCIDENT_KIND_ZH_STR.get(k, str(k)) for k in ks)
+                if isinstance(ks, (list, tuple, np.ndarray)) else ("" if ks is None else str(ks))
+            )
         if c.geom_type.isin(["Polygon", "MultiPolygon"]).all():
-            layers.append(_generic_polygons(c, "clusters", "事件聚集区 Incident clusters", colors, popup, opt,
-                                            tooltip="cluster_id", fill_opacity=0.4, weight=2.0, legend=legend))
+            layers.append(_generic_polygons(c, "clusters", "事件聚集区 Incident clusters", colors, CLUSTER_POPUP, opt,
+                                            tooltip="kinds_label", fill_opacity=0.4, weight=2.0, legend=legend))
         else:
-            lay = _generic_points(c, "clusters", "事件聚集区 Incident clusters", "#6a51a3", "hexagon", popup, opt,
-                                  tooltip="cluster_id", size=18)
+            lay = _generic_points(c, "clusters", "事件聚集区 Incident clusters", "#6a51a3", "hexagon", CLUSTER_POPUP,
+                                  opt, tooltip="kinds_label", size=18)
             lay.gdf["_color"] = colors.loc[lay.gdf.index].values
             lay.legend = legend
             layers.append(lay)

@@ -1,0 +1,332 @@
+"""再生资源回收网络与非法拆解热点 · the Streamlit map app.
+
+Start with ``streamlit run app.py``. Opens the bundled sample district; the sidebar
+picks a district folder on this machine or an uploaded zip (layers + project.yaml).
+A thin layer over :mod:`gis`: the same pipeline steps as ``gis run``
+(:func:`gis.app_support.run_one_step`) and the same map (:mod:`gis.maps`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from gis import app_support as sup
+from gis import maps, settings
+
+st.set_page_config(page_title="回收网络 GIS · Recycling network GIS", page_icon="♻", layout="wide")
+
+CACHE_ROOT = Path(tempfile.gettempdir()) / "gis-app-cache"
+
+#: Steps a step reads results from (its cache key includes theirs).
+DEPENDS: dict[str, tuple[str, ...]] = {
+    "coverage": ("compliance",),
+    "siting": ("compliance", "coverage"),
+    "hotspots": ("compliance",),
+    "ledgers": ("compliance", "hotspots"),
+}
+
+
+# ---------------------------------------------------------------------------------
+# Cached library calls
+# ---------------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner="读取图层 Loading layers …", max_entries=4)
+def load_district(project: str, key: str) -> Any:
+    """The district (cached per project folder state; ``key`` changes with its files)."""
+    from gis.district import load_district as _load
+
+    return _load(project)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def run_step_cached(
+    step: str, pkey: str, skey: str, upstream: tuple[str, ...], _district: Any, _context: dict[str, Any]
+) -> sup.StepOutput:
+    """One pipeline step, cached on (project, its parameters, its inputs' keys)."""
+    tag = hashlib.sha1("|".join(upstream).encode()).hexdigest()[:8]
+    return sup.run_one_step(step, _district, CACHE_ROOT / pkey / f"{step}-{skey}-{tag}", _context)
+
+
+@st.cache_resource(show_spinner="绘制地图 Drawing the map …", max_entries=8)
+def build_map_cached(pkey: str, keys: tuple[str, ...], tiles: str, attribution: str, _district: Any,
+                     _context: dict[str, Any]) -> tuple[Any, list[maps.MapLayer]]:
+    opt = maps._district_options(_district)
+    if tiles:
+        opt = maps.with_options(opt, basemaps=(maps.Basemap(tiles, attribution or tiles),))
+    layers = maps.build_layers(_district, _context, opt)
+    m = maps.render_folium(layers, opt, title=maps._district_title(_district),
+                           attributions=maps._district_attributions(_district))
+    return m, layers
+
+
+# ---------------------------------------------------------------------------------
+# Sidebar: project and parameters
+# ---------------------------------------------------------------------------------
+
+
+def choose_project() -> Path | None:
+    st.sidebar.header("项目 Project")
+    source = st.sidebar.radio(
+        "数据来源 Data source",
+        ["样例区 Bundled sample" if not os.environ.get("GIS_PROJECT") else "默认项目 Default project (GIS_PROJECT)",
+         "本地文件夹 Folder on this machine", "上传 Upload (zip)"],
+        key="source",
+    )
+    if source.startswith(("样例", "默认")):
+        # GIS_PROJECT=/path/to/district streamlit run app.py opens that district instead
+        return Path(os.environ["GIS_PROJECT"]) if os.environ.get("GIS_PROJECT") else settings.SAMPLE_PROJECT_DIR
+    if source.startswith("本地"):
+        text = st.sidebar.text_input("project.yaml 所在文件夹 Folder holding project.yaml", key="project_path")
+        if not text:
+            st.info("请输入项目文件夹路径 Enter the path of a district project folder.")
+            return None
+        path = Path(text).expanduser()
+        if not (path / "project.yaml").exists() and not (path.suffix in (".yaml", ".yml") and path.exists()):
+            st.error(f"找不到 project.yaml · no project.yaml at {path}")
+            return None
+        return path
+    up = st.sidebar.file_uploader(
+        f"项目压缩包 Project zip (≤ {sup.MAX_UPLOAD_BYTES // 2**20} MiB: layers + project.yaml)", type=["zip"],
+        key="upload",
+    )
+    if up is None:
+        st.info("请上传项目压缩包 Upload a zip holding project.yaml and the layer files it names.")
+        return None
+    data = up.getvalue()
+    digest = hashlib.sha1(data).hexdigest()[:16]
+    dest = CACHE_ROOT / "uploads" / digest
+    try:
+        if (dest / ".ok").exists():
+            return next(iter(sorted(dest.rglob("project.yaml"), key=lambda p: len(p.parts)))).parent
+        sup.clear_folder(dest)
+        yaml_path = sup.extract_project_zip(data, dest, name=up.name)
+        (dest / ".ok").touch()
+        return yaml_path.parent
+    except Exception as exc:  # shown to the user, never a traceback
+        sup.clear_folder(dest)
+        st.error(f"上传的项目无法使用 The upload cannot be used: {exc}")
+        return None
+
+
+def choose_params(district: Any) -> tuple[sup.AppParams, str, str]:
+    st.sidebar.header("参数 Parameters")
+    cov = district.project.section("coverage")
+    default_r = int(((cov.get("service_standards") or {}).get("collection_point") or {}).get("distance_m") or 500)
+    radius = st.sidebar.slider("回收网点服务半径(米) Collection-point service radius (m)", 100, 2000, default_r, 50,
+                               key="radius")
+    hot = district.project.section("hotspots").get("clusters") or {}
+    eps = st.sidebar.slider("聚集距离(米, 0=自动) Cluster distance (m, 0 = automatic)", 0, 1500,
+                            int(hot.get("eps_m") or 0), 10, key="eps")
+    start = end = None
+    inc = district.incidents
+    if inc is not None and len(inc) and inc["date"].notna().any():
+        lo, hi = inc["date"].min().date(), inc["date"].max().date()
+        picked = st.sidebar.date_input("事件日期范围 Incident date range", (lo, hi), min_value=lo, max_value=hi,
+                                       key="dates")
+        if isinstance(picked, (tuple, list)) and len(picked) == 2:
+            start, end = picked
+            if (start, end) == (lo, hi):
+                start = end = None
+    k = st.session_state.get("k_new_sites")
+    params = sup.AppParams(
+        service_radius_m=None if radius == default_r else float(radius),
+        cluster_distance_m=None if eps == int(hot.get("eps_m") or 0) else (float(eps) if eps > 0 else None),
+        start=start if isinstance(start, date) else None,
+        end=end if isinstance(end, date) else None,
+        k_new_sites=int(k) if k else None,
+    )
+    with st.sidebar.expander("底图 Basemap (需联网 online only)"):
+        st.caption(
+            "默认无底图，离线可用。图层为 WGS84 坐标；高德/腾讯(GCJ-02)、百度(BD-09)底图会偏移 100–700 米，"
+            "请用天地图 `_w` 图层或 OSM。 Layers are WGS84: GCJ-02/BD-09 basemaps would be offset."
+        )
+        tiles = st.text_input("瓦片地址 Tile URL ({z}/{x}/{y})", key="tiles")
+        attribution = st.text_input("版权声明 Attribution", key="attribution")
+    return params, tiles.strip(), attribution.strip()
+
+
+# ---------------------------------------------------------------------------------
+# Runs
+# ---------------------------------------------------------------------------------
+
+
+def run_steps(district: Any, pkey: str, params: sup.AppParams) -> dict[str, sup.StepOutput]:
+    overrides = params.overrides()
+    d = sup.with_overrides(district, overrides)
+    outputs: dict[str, sup.StepOutput] = {}
+    keys: dict[str, str] = {}
+    context: dict[str, Any] = {}
+    for step in sup.registered_steps():
+        if step == "maps":
+            continue
+        ok, _why = sup.step_available(step)
+        if not ok:
+            continue
+        skey = sup.step_key(step, overrides)
+        deps = DEPENDS.get(step, tuple(keys))
+        upstream = tuple(f"{s}:{keys[s]}" for s in deps if s in keys)
+        keys[step] = f"{skey}-{hashlib.sha1('|'.join(upstream).encode()).hexdigest()[:6]}"
+        with st.spinner(f"{sup.STEP_LABELS.get(step, step)} …"):
+            out = run_step_cached(step, pkey, skey, upstream, d, context)
+        outputs[step] = out
+        context.update(out.context)
+    return outputs
+
+
+def panel_unavailable(step: str, outputs: dict[str, sup.StepOutput]) -> bool:
+    """Say plainly that an analysis is not there (or failed); True when so."""
+    label = sup.STEP_LABELS.get(step, step)
+    if step not in outputs:
+        st.info(f"{label}: {sup.NOT_AVAILABLE}")
+        return True
+    if outputs[step].error:
+        st.warning(f"{label}: 无法运行 could not run — {outputs[step].error}")
+        return True
+    return False
+
+
+def show_table(df: pd.DataFrame | None, key: str, empty: str = "无 None") -> None:
+    if df is None or len(df) == 0:
+        st.caption(empty)
+        return
+    df = pd.DataFrame(df.drop(columns=[c for c in ("geometry",) if c in df.columns]))
+    st.dataframe(df, width="stretch", hide_index=True)
+
+
+# ---------------------------------------------------------------------------------
+# Pages
+# ---------------------------------------------------------------------------------
+
+
+def page_map(district: Any, pkey: str, outputs: dict[str, sup.StepOutput], tiles: str, attribution: str) -> None:
+    from streamlit_folium import st_folium
+
+    summary = sup.merged_summary(outputs)
+    cols = st.columns(4)
+    cols[0].metric("网点 Sites", len(district.sites))
+    cols[1].metric("事件记录 Incidents", 0 if district.incidents is None else len(district.incidents))
+    cols[2].metric("剔除行 Rejected rows", len(district.rejects))
+    cols[3].metric("违规 Violations", summary.get("violations_total", "—"))
+    context = sup.merged_context(outputs)
+    keys = tuple(sorted(f"{s}:{o.summary.get('_key', '')}{id(o)}" for s, o in outputs.items()))
+    m, layers = build_map_cached(pkey, keys, tiles, attribution, district, context)
+    st.caption("图层 Layers: " + " · ".join(lay.title for lay in layers))
+    st_folium(m, height=640, use_container_width=True, returned_objects=[], key="map")
+
+
+def page_planner(outputs: dict[str, sup.StepOutput]) -> None:
+    st.subheader("规划 Planner — 三级回收体系 three-tier network")
+    summary = sup.merged_summary(outputs)
+    if not panel_unavailable("compliance", outputs):
+        net = sup.network_status(summary)
+        show_table(net, "network_status")
+    st.markdown("#### 目标完成情况 Targets (met / unmet)")
+    if not panel_unavailable("coverage", outputs):
+        show_table(sup.targets_table(summary), "targets")
+        st.markdown("#### 各镇街覆盖率 Coverage by township")
+        cov = sup.coverage_overview(outputs["coverage"])
+        if cov.headline is not None:
+            st.metric("人口覆盖率 Population covered", f"{cov.headline:.1%}")
+        show_table(cov.by_township, "coverage_by_township")
+        st.markdown("#### 覆盖缺口 Coverage gaps")
+        show_table(cov.gaps, "gaps")
+    st.markdown("#### 推荐新址 Recommended new sites")
+    step = "siting" if "siting" in outputs or "siting" in sup.registered_steps() else "coverage"
+    if not panel_unavailable(step, outputs):
+        st.slider("新增网点数 k new sites", 1, 50, int(st.session_state.get("k_new_sites") or 10), key="k_new_sites")
+        show_table(sup.recommended_table(outputs[step]), "recommended")
+
+
+def page_inspector(district: Any, outputs: dict[str, sup.StepOutput]) -> None:
+    st.subheader("巡查 Inspector — 非法拆解热点 illegal-dismantling hot spots")
+    towns = sorted(district.townships["township"].dropna().astype(str).unique())
+    c1, c2, c3 = st.columns(3)
+    pick_towns = c1.multiselect("镇街 Township", towns, key="f_township")
+    kinds = [k.value for k in maps.IncidentKind]
+    pick_kinds = c2.multiselect("问题类型 Kind", kinds, format_func=lambda k: f"{maps.INCIDENT_KIND_ZH_STR[k]} {k}",
+                                key="f_kind")
+    since = c3.date_input("最近事件不早于 Last incident on or after", value=None, key="f_since")
+    filt = sup.InspectorFilter(tuple(pick_towns), tuple(pick_kinds), since)
+    st.markdown("#### 整治优先级 Priority list")
+    if not panel_unavailable("hotspots", outputs):
+        hot = sup.hotspot_overview(outputs["hotspots"], filt)
+        cols = st.columns(3)
+        cols[0].metric("聚集区 Clusters", hot.n_clusters)
+        cols[1].metric("位于四山 In Four-Mountains zones", hot.n_in_four_mountains)
+        cols[2].metric("反弹 Rebounds", hot.n_rebounds)
+        show_table(hot.priority, "priority")
+        st.markdown("#### 四山内聚集区 Clusters in the Four-Mountains zones")
+        show_table(hot.in_four_mountains, "clusters_fm")
+        st.markdown("#### 反弹 Rebounds (严防反弹)")
+        show_table(hot.rebounds, "rebounds")
+    st.markdown("#### 问题台账 Problem ledger (preview)")
+    if not panel_unavailable("ledgers", outputs):
+        ledger = sup.ledger_preview(outputs["ledgers"], filt)
+        st.metric("问题数 Problems", 0 if ledger is None else len(ledger))
+        show_table(ledger, "ledger")
+
+
+def page_downloads(district: Any, pkey: str, outputs: dict[str, sup.StepOutput], tiles: str, attribution: str) -> None:
+    st.subheader("下载 Downloads")
+    files = sup.download_files(outputs.values())
+    context = sup.merged_context(outputs)
+    keys = tuple(sorted(f"{s}:{o.summary.get('_key', '')}{id(o)}" for s, o in outputs.items()))
+    m, _ = build_map_cached(pkey, keys, tiles, attribution, district, context)
+    map_path = CACHE_ROOT / pkey / "map" / "map.html"
+    maps.save_map_html(m, map_path)
+    files.append(map_path)
+    if not files:
+        st.info(sup.NOT_AVAILABLE)
+    for f in files:
+        label = sup.FILE_LABELS.get(f.name, f.name)
+        st.download_button(f"⬇ {label} ({f.stat().st_size / 1024:.0f} KB)", f.read_bytes(), file_name=f.name,
+                           key=f"dl_{f.name}")
+
+
+# ---------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------
+
+
+def main() -> None:
+    st.title("再生资源回收网络 GIS")
+    st.caption("Recycling-network planning and illegal-dismantling hot spots · 三级回收体系 · 四山管控 · 问题台账")
+    project = choose_project()
+    if project is None:
+        return
+    try:
+        pkey = sup.project_key(project)
+        district = load_district(str(project), pkey)
+    except Exception as exc:  # bad project: say what and where, no traceback
+        st.error(f"项目无法读取 The project cannot be loaded: {exc}")
+        return
+    if getattr(district.project, "sample", False):
+        st.warning(settings.SAMPLE_LABEL)
+    params, tiles, attribution = choose_params(district)
+    outputs = run_steps(district, pkey, params)
+    st.sidebar.caption(
+        "已运行 Analyses run: " + (", ".join(sup.STEP_LABELS.get(s, s) for s in outputs) or "—")
+    )
+    tab_map, tab_plan, tab_insp, tab_dl = st.tabs(
+        ["地图 Map", "规划 Planner", "巡查 Inspector", "下载 Downloads"]
+    )
+    with tab_map:
+        page_map(district, pkey, outputs, tiles, attribution)
+    with tab_plan:
+        page_planner(outputs)
+    with tab_insp:
+        page_inspector(district, outputs)
+    with tab_dl:
+        page_downloads(district, pkey, outputs, tiles, attribution)
+
+
+main()

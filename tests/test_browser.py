@@ -1,0 +1,241 @@
+"""End-to-end: the real Streamlit app on localhost, driven by headless Chromium.
+
+The session fixture makes sure Debian's Chromium is installed (``apt-get install
+chromium`` when missing and running as root — never a browser download, never
+``playwright install``), starts ``streamlit run app.py`` on a free port against the
+bundled sample district, and drives it with playwright's Python package using
+``/usr/bin/chromium``. Each page is opened, checked for Streamlit exception boxes,
+and screenshotted (``docs/screenshots/`` when ``GIS_SCREENSHOTS=1`` or the file is
+missing, always under pytest's tmp folder). The map test fails when the folium map
+shows no Leaflet layers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gis import settings
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+REPO = settings.PACKAGE_ROOT
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = REPO / "docs" / "screenshots"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+#: Streamlit's error box for an uncaught exception in the script.
+EXCEPTION_SELECTOR = '[data-testid="stException"]'
+MAP_IFRAME = 'iframe[title="streamlit_folium.st_folium"]'
+
+
+def _apt_install(*packages: str) -> tuple[bool, str]:
+    if shutil.which("apt-get") is None:
+        return False, "apt-get not available"
+    if os.geteuid() != 0:
+        return False, "not root, cannot apt-get install"
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    try:
+        subprocess.run(["apt-get", "update"], check=True, capture_output=True, timeout=300, env=env)
+        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *packages], check=True,
+                       capture_output=True, timeout=600, env=env)
+    except (subprocess.SubprocessError, OSError) as exc:
+        return False, f"apt-get install {' '.join(packages)} failed: {exc}"
+    return True, ""
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's Chromium, installed from the Debian packages when missing."""
+    if not CHROMIUM.exists():
+        ok, why = _apt_install("chromium", "chromium-driver")
+        if not ok or not CHROMIUM.exists():
+            pytest.skip(f"headless Chromium unavailable: {why}")
+    if not _has_cjk_font():
+        _apt_install("fonts-wqy-microhei")  # legible Chinese in screenshots; optional
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.skip("the playwright Python package is not installed")
+    return CHROMIUM
+
+
+def _has_cjk_font() -> bool:
+    try:
+        out = subprocess.run(["fc-list", ":lang=zh"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return bool(out.strip())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def app_project() -> Path:
+    """The bundled sample (``GIS_TEST_PROJECT`` may name another project folder)."""
+    if os.environ.get("GIS_TEST_PROJECT"):
+        return Path(os.environ["GIS_TEST_PROJECT"])
+    path = settings.SAMPLE_PROJECT_DIR
+    if not (path / "project.yaml").exists():
+        pytest.fail(f"the bundled sample district is missing at {path}: run `make sample`")
+    return path
+
+
+@pytest.fixture(scope="session")
+def app_url(chromium: Path, app_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``streamlit run app.py`` on 127.0.0.1:<free port> against the bundled sample."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("streamlit") / "server.log"
+    env = dict(os.environ, GIS_PROGRESS="0", STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    env.pop("GIS_PROJECT", None)
+    if app_project.resolve() != settings.SAMPLE_PROJECT_DIR.resolve():
+        env["GIS_PROJECT"] = str(app_project)
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"),
+             "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+            cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.read().decode().strip() == "ok":
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not become healthy:\n{log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def browser(chromium: Path) -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    profile = tempfile.mkdtemp(prefix="gis-chromium-profile-")
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            profile, executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True,
+            viewport={"width": 1400, "height": 1000}, locale="zh-CN",
+        )
+        try:
+            yield ctx
+        finally:
+            ctx.close()
+            shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def app_page(browser: object, app_url: str) -> object:
+    """The app opened once; waits until the first script run has finished."""
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(app_url, wait_until="domcontentloaded", timeout=60_000)
+    page.wait_for_selector('[data-testid="stApp"]', timeout=60_000)
+    _wait_idle(page)
+    return page
+
+
+def _wait_idle(page: object, timeout_s: float = 240) -> None:
+    """Wait until Streamlit reports the script is no longer running."""
+    deadline = time.monotonic() + timeout_s
+    time.sleep(1.0)
+    while time.monotonic() < deadline:
+        running = page.locator('[data-testid="stStatusWidget"]').count()  # type: ignore[attr-defined]
+        if not running:
+            return
+        time.sleep(0.5)
+    pytest.fail("the app did not finish its run in time")
+
+
+def _save(page: object, name: str, tmp_dir: Path) -> Path:
+    shot = tmp_dir / name
+    page.screenshot(path=str(shot), full_page=True)  # type: ignore[attr-defined]
+    target = SCREENSHOTS / name
+    if os.environ.get("GIS_SCREENSHOTS") == "1" or not target.exists():
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, target)
+    return shot
+
+
+def _assert_no_exception(page: object) -> None:
+    boxes = page.locator(EXCEPTION_SELECTOR)  # type: ignore[attr-defined]
+    if boxes.count():
+        pytest.fail("the app shows an exception:\n" + boxes.first.inner_text()[:3000])
+
+
+def test_map_page_shows_layers(app_page: object, tmp_path_factory: pytest.TempPathFactory) -> None:
+    page = app_page
+    _assert_no_exception(page)
+    iframe = page.locator(MAP_IFRAME)  # type: ignore[attr-defined]
+    iframe.first.wait_for(state="attached", timeout=120_000)
+    frame = page.frame_locator(MAP_IFRAME).first  # type: ignore[attr-defined]
+    frame.locator(".leaflet-container").wait_for(timeout=60_000)
+    # vector layers (SVG paths) and markers are drawn
+    frame.locator("path.leaflet-interactive, .leaflet-marker-icon").first.wait_for(timeout=60_000)
+    n_paths = frame.locator("path.leaflet-interactive").count()
+    n_markers = frame.locator(".leaflet-marker-icon").count()
+    overlays = frame.locator(".leaflet-control-layers-overlays label").count()
+    assert n_paths + n_markers > 0, "the map has no drawn layers"
+    assert overlays >= 3, f"layer control lists {overlays} layers"
+    legend = frame.locator(".gis-legend")
+    assert legend.count() == 1 and "图例" in legend.inner_text()
+    page.wait_for_timeout(1000)  # type: ignore[attr-defined]
+    shot = _save(page, "map.png", tmp_path_factory.mktemp("shots"))
+    assert shot.stat().st_size > 10_000
+    _assert_no_exception(page)
+
+
+@pytest.mark.parametrize(
+    ("tab", "name", "expect"),
+    [
+        ("规划 Planner", "planner.png", "三级回收体系"),
+        ("巡查 Inspector", "inspector.png", "问题台账"),
+        ("下载 Downloads", "downloads.png", "map.html"),
+    ],
+)
+def test_pages_render(app_page: object, tab: str, name: str, expect: str,
+                      tmp_path_factory: pytest.TempPathFactory) -> None:
+    page = app_page
+    page.get_by_role("tab", name=tab).click()  # type: ignore[attr-defined]
+    _wait_idle(page)
+    panel = page.locator('[data-baseweb="tab-panel"]:visible, [role="tabpanel"]:visible').first  # type: ignore[attr-defined]
+    panel.wait_for(timeout=30_000)
+    assert expect in panel.inner_text()
+    _assert_no_exception(page)
+    _save(page, name, tmp_path_factory.mktemp("shots"))
