@@ -1,0 +1,941 @@
+"""Service areas (服务范围), population coverage, targets (目标任务) and coverage gaps.
+
+For each tier a service standard (``layers/coverage.yaml``: collection and drop-off
+points 500 m walk — GB 50180-2018 10-minute living circle; transfer stations by
+drive distance; the sorting centre district-wide) is measured two ways:
+
+* **Euclidean**: straight-line distance to the nearest site (KD-tree).
+* **Network**: one multi-source Dijkstra pass over the road graph
+  (:mod:`scipy.sparse.csgraph`) from a virtual super-source joined to every site's
+  nearest node by an edge as long as the site's snap distance. It gives every node
+  its distance to the nearest site — never one isochrone per site. A resident
+  cell's network distance is
+
+  .. math:: d_j = s_j + \\min_f \\bigl(s_f + D(n_j \\to n_f)\\bigr)
+
+  with :math:`s_j`, :math:`s_f` the straight-line snap distances of the cell and
+  the site to their nearest nodes :math:`n_j`, :math:`n_f` and :math:`D` the
+  shortest-path length from the resident's node to the site's node (on the
+  driving graph, one-way streets are followed in the resident → site direction).
+  A cell is covered when :math:`d_j \\le L`, the standard's distance.
+
+Only sites that are *active* and *compliant* count (see :func:`eligible_sites`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import scipy.sparse as sp
+import shapely
+from scipy.sparse.csgraph import connected_components, dijkstra
+from scipy.spatial import cKDTree
+
+from gis._errors import AnalysisError, CatalogError
+from gis.network import NetworkCSR, points_xy
+
+#: Tiers counted by default in target rows that do not name theirs.
+DEFAULT_TARGET_TIERS: tuple[str, ...] = (
+    "sorting_centre",
+    "transfer_station",
+    "collection_point",
+    "drop_off_point",
+)
+
+METRICS: tuple[str, ...] = (
+    "count",
+    "township_presence",
+    "population_coverage",
+    "household_coverage",
+    "households_per_point",
+    "townships_meeting_norm",
+)
+
+
+# ---------------------------------------------------------------------------
+# distances
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class NodeDistances:
+    """Distance of every network node to its nearest facility.
+
+    Attributes
+    ----------
+    distance
+        Metres from each node to the nearest facility (``inf`` beyond ``limit``
+        or unreachable), including the facility's snap distance.
+    facility
+        Index (into the facility array) of that nearest facility, ``-1`` if none.
+    limit
+        The search limit used (metres).
+    """
+
+    distance: npt.NDArray[np.float64]
+    facility: npt.NDArray[np.int64]
+    limit: float
+
+
+def multi_source_distances(
+    net: NetworkCSR,
+    facilities_xy: npt.ArrayLike,
+    *,
+    limit: float = np.inf,
+    max_snap_m: float = np.inf,
+    towards_facility: bool = True,
+) -> NodeDistances:
+    """One Dijkstra pass giving every node its distance to the nearest facility.
+
+    A virtual super-source ``S`` gets an edge ``S → n_f`` of length ``s_f`` (the
+    facility's snap distance) to every facility's nearest node; Dijkstra from ``S``
+    with ``limit`` then labels each node with
+    :math:`\\min_f (s_f + D(n_f, n))`. The nearest facility of each node is read
+    off the shortest-path tree: the node's ancestor directly below ``S``
+    (pointer jumping over the predecessor array, :math:`O(n \\log h)`).
+
+    Parameters
+    ----------
+    net
+        The road network.
+    facilities_xy
+        ``m × 2`` facility coordinates in ``net.crs``.
+    limit
+        Stop the search beyond this distance (the service standard).
+    max_snap_m
+        Facilities further than this from every node are ignored.
+    towards_facility
+        Measure resident → facility (reverse graph) rather than facility → resident;
+        the two differ only on one-way streets.
+    """
+    fxy = np.asarray(facilities_xy, float).reshape(-1, 2)
+    n = net.n
+    dist = np.full(n, np.inf)
+    fac = np.full(n, -1, np.int64)
+    if len(fxy) == 0:
+        return NodeDistances(dist, fac, float(limit))
+    fnode, fsnap = net.snap(fxy)
+    ok = fsnap <= max_snap_m
+    if not ok.any():
+        return NodeDistances(dist, fac, float(limit))
+    fidx = np.flatnonzero(ok)
+    # per node keep the facility with the smallest snap distance
+    order = np.lexsort((fsnap[fidx], fnode[fidx]))
+    fidx = fidx[order]
+    first = np.r_[True, fnode[fidx][1:] != fnode[fidx][:-1]]
+    fidx = fidx[first]
+    A = net.transposed() if towards_facility else net.matrix
+    S = n
+    super_row = sp.csr_matrix(
+        (fsnap[fidx], (np.zeros(len(fidx), np.int64), fnode[fidx])), shape=(1, n + 1)
+    )
+    G = sp.vstack([sp.hstack([A, sp.csr_matrix((n, 1))]), super_row], format="csr")
+    d, pred = dijkstra(G, directed=True, indices=S, limit=limit, return_predecessors=True)
+    d = d[:n]
+    pred = pred[:n].astype(np.int64)
+    reached = np.isfinite(d)
+    # root facility node: the node whose predecessor is S
+    anc = np.where(pred == S, np.arange(n), pred)
+    anc = np.where(reached, anc, np.arange(n))
+    for _ in range(64):
+        nxt = anc[anc]
+        if np.array_equal(nxt, anc):
+            break
+        anc = nxt
+    node_fac = np.full(n, -1, np.int64)
+    node_fac[fnode[fidx]] = fidx
+    fac = np.where(reached, node_fac[anc], -1)
+    return NodeDistances(np.where(reached, d, np.inf), fac, float(limit))
+
+
+def network_point_distances(
+    net: NetworkCSR,
+    nodes: NodeDistances,
+    points: npt.ArrayLike,
+    *,
+    max_snap_m: float = np.inf,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Network distance of arbitrary points (snapped) to their nearest facility.
+
+    Returns ``(distance, facility, snap)``: :math:`s_j + d(n_j)`, the facility
+    index (-1 if none within the limit) and the snap distance :math:`s_j`.
+    Points further than ``max_snap_m`` from the network get ``inf``.
+    """
+    node, snap = net.snap(points)
+    d = snap + nodes.distance[node]
+    f = nodes.facility[node].copy()
+    bad = (snap > max_snap_m) | ~np.isfinite(d)
+    d[bad] = np.inf
+    f[bad] = -1
+    return d, f, snap
+
+
+def euclidean_distances(
+    facilities_xy: npt.ArrayLike, points: npt.ArrayLike
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Straight-line distance of each point to its nearest facility and its index."""
+    fxy = np.asarray(facilities_xy, float).reshape(-1, 2)
+    pxy = np.asarray(points, float).reshape(-1, 2)
+    if len(fxy) == 0:
+        return np.full(len(pxy), np.inf), np.full(len(pxy), -1, np.int64)
+    d, i = cKDTree(fxy).query(pxy)
+    return d, i.astype(np.int64)
+
+
+# ---------------------------------------------------------------------------
+# coverage of one standard
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Standard:
+    """A tier's service standard (``service_standards.<tier>`` in coverage.yaml)."""
+
+    tier: str
+    mode: str  # walk | drive | euclidean | district
+    distance_m: float | None
+    label_zh: str = ""
+
+    @classmethod
+    def from_config(cls, tier: str, config: Mapping[str, Any]) -> Standard:
+        """Read ``service_standards.<tier>``; a bad entry raises CatalogError."""
+        std = (config.get("service_standards") or {}).get(tier)
+        if std is None:
+            raise CatalogError("coverage", f"service_standards.{tier}", "no service standard for this tier")
+        mode = str(std.get("mode", "walk"))
+        if mode not in ("walk", "drive", "euclidean", "district"):
+            raise CatalogError("coverage", f"service_standards.{tier}.mode",
+                               "must be walk, drive, euclidean or district")
+        dist = std.get("distance_m")
+        if mode != "district":
+            try:
+                dist = float(dist)
+            except (TypeError, ValueError):
+                raise CatalogError("coverage", f"service_standards.{tier}.distance_m",
+                                   "must be a positive number of metres") from None
+            if not dist > 0:
+                raise CatalogError("coverage", f"service_standards.{tier}.distance_m",
+                                   "must be a positive number of metres")
+        return cls(tier, mode, dist, str(std.get("label_zh", "")))
+
+
+@dataclass
+class CoverageResult:
+    """Coverage of residents by one tier's sites under its service standard.
+
+    Attributes
+    ----------
+    standard
+        The service standard applied.
+    points
+        The population cells: ``population``, ``households`` (the township's 户数
+        spread over its cells in proportion to population), ``township``,
+        ``dist_euclidean``, ``dist_network`` (``inf`` when unreachable or no road
+        network), ``snap_m``, ``site`` (index into ``sites`` of the serving site,
+        -1 none), ``covered`` (by network distance where a network was given, else
+        Euclidean) and ``covered_euclidean``.
+    sites
+        The sites counted (active and compliant), in their given order.
+    by_township
+        Per township: ``population``, ``covered_population``, ``population_share``,
+        ``households``, ``covered_households``, ``household_share``,
+        ``population_share_euclidean``.
+    population_covered_share, household_covered_share, population_covered_share_euclidean
+        District-wide shares (``household_covered_share`` is NaN without 户数).
+    service_areas
+        One polygon per site (its catchment within the standard, for the map).
+    method
+        ``network`` or ``euclidean`` (what ``covered`` used).
+    """
+
+    standard: Standard
+    points: gpd.GeoDataFrame
+    sites: gpd.GeoDataFrame
+    by_township: pd.DataFrame
+    population_covered_share: float
+    household_covered_share: float
+    population_covered_share_euclidean: float
+    service_areas: gpd.GeoDataFrame
+    method: str
+    node_distances: NodeDistances | None = field(default=None, repr=False)
+
+
+def compute_coverage(
+    points: gpd.GeoDataFrame,
+    sites: gpd.GeoDataFrame,
+    standard: Standard,
+    *,
+    network: NetworkCSR | None = None,
+    max_snap_m: float = 1000.0,
+    townships: gpd.GeoDataFrame | None = None,
+) -> CoverageResult:
+    """Coverage of population cells by sites under one service standard.
+
+    Parameters
+    ----------
+    points
+        Population cells (points, metric CRS) with ``population`` and optionally
+        ``township`` and ``households``.
+    sites
+        The sites that count (already filtered to active, compliant ones).
+    standard
+        Service standard (mode and distance).
+    network
+        The road network of the standard's mode; ``None`` → Euclidean only.
+    max_snap_m
+        Cells or sites further than this from any node are unreachable by road.
+    townships
+        Township polygons with ``households``; used to fill ``households`` when
+        ``points`` lacks it.
+
+    Returns
+    -------
+    CoverageResult
+    """
+    pts = points.copy()
+    if "population" not in pts:
+        raise AnalysisError("population cells need a 'population' column")
+    pts["population"] = pd.to_numeric(pts["population"], errors="coerce").fillna(0.0).astype(float)
+    if "township" not in pts:
+        pts["township"] = None
+    if "households" not in pts:
+        pts["households"] = _spread_households(pts, townships)
+    pxy = points_xy(pts)
+    sxy = points_xy(sites) if len(sites) else np.empty((0, 2))
+    L = standard.distance_m
+    if standard.mode == "district":
+        has = len(sites) > 0
+        pts["dist_euclidean"] = np.where(has, 0.0, np.inf)
+        pts["dist_network"] = pts["dist_euclidean"]
+        pts["snap_m"] = 0.0
+        pts["site"] = np.where(has, 0, -1)
+        pts["covered_euclidean"] = has
+        pts["covered"] = has
+        method = "district"
+        nodes = None
+    else:
+        de, fe = euclidean_distances(sxy, pxy)
+        pts["dist_euclidean"] = de
+        pts["covered_euclidean"] = de <= L
+        nodes = None
+        if network is not None and standard.mode in ("walk", "drive"):
+            nodes = multi_source_distances(network, sxy, limit=L, max_snap_m=max_snap_m)
+            dn, fn, snap = network_point_distances(network, nodes, pxy, max_snap_m=max_snap_m)
+            pts["dist_network"] = dn
+            pts["snap_m"] = snap
+            pts["site"] = fn
+            pts["covered"] = dn <= L
+            pts.loc[~pts["covered"], "site"] = -1
+            method = "network"
+        else:
+            pts["dist_network"] = np.inf
+            pts["snap_m"] = 0.0
+            pts["site"] = np.where(de <= L, fe, -1)
+            pts["covered"] = pts["covered_euclidean"]
+            method = "euclidean"
+    by_tw = _by_township(pts)
+    pop = pts["population"].sum()
+    hh = pts["households"].sum(min_count=1)
+    share = float(pts.loc[pts["covered"], "population"].sum() / pop) if pop > 0 else float("nan")
+    share_e = float(pts.loc[pts["covered_euclidean"], "population"].sum() / pop) if pop > 0 else float("nan")
+    hshare = (
+        float(pts.loc[pts["covered"], "households"].sum() / hh) if pd.notna(hh) and hh > 0 else float("nan")
+    )
+    areas = service_areas(sites, standard, network=network, nodes=nodes)
+    return CoverageResult(standard, pts, sites, by_tw, share, hshare, share_e, areas, method, nodes)
+
+
+def _spread_households(pts: gpd.GeoDataFrame, townships: gpd.GeoDataFrame | None) -> pd.Series:
+    """Households per cell: the township's 户数 × the cell's share of its population."""
+    if townships is None or "households" not in townships or "township" not in townships:
+        return pd.Series(np.nan, index=pts.index)
+    hh = pd.to_numeric(townships.set_index("township")["households"], errors="coerce")
+    tw_pop = pts.groupby("township")["population"].sum()
+    ratio = (hh / tw_pop).replace([np.inf, -np.inf], np.nan)
+    return pts["population"] * pts["township"].map(ratio).astype(float)
+
+
+def _by_township(pts: gpd.GeoDataFrame) -> pd.DataFrame:
+    tw = pts["township"].astype("string").fillna("(无镇街)")
+    cov = pts["covered"].to_numpy()
+    cove = pts["covered_euclidean"].to_numpy()
+    df = pd.DataFrame(
+        {
+            "township": tw.to_numpy(),
+            "population": pts["population"].to_numpy(),
+            "covered_population": np.where(cov, pts["population"], 0.0),
+            "covered_population_euclidean": np.where(cove, pts["population"], 0.0),
+            "households": pts["households"].to_numpy(dtype=float),
+            "covered_households": np.where(cov, pts["households"].to_numpy(dtype=float), 0.0),
+        }
+    )
+    g = df.groupby("township", sort=True).sum(min_count=1)
+    g["population_share"] = g["covered_population"] / g["population"].where(g["population"] > 0)
+    g["population_share_euclidean"] = g["covered_population_euclidean"] / g["population"].where(g["population"] > 0)
+    g["household_share"] = g["covered_households"] / g["households"].where(g["households"] > 0)
+    return g.reset_index()
+
+
+def service_areas(
+    sites: gpd.GeoDataFrame,
+    standard: Standard,
+    *,
+    network: NetworkCSR | None = None,
+    nodes: NodeDistances | None = None,
+    display_buffer_m: float = 30.0,
+) -> gpd.GeoDataFrame:
+    """One service-area polygon per site, for the map.
+
+    Network mode: the concave hull of the nodes the site serves within the
+    standard (its share of the multi-source search — nearest-site catchments do not
+    overlap), buffered by ``display_buffer_m``. Euclidean mode: a disc of radius
+    ``distance_m``. These are display geometries; coverage shares are computed on
+    the cells, not on these polygons.
+    """
+    crs = sites.crs
+    cols = [c for c in ("site_id", "name", "tier", "township") if c in sites]
+    base = pd.DataFrame(sites[cols].reset_index(drop=True)) if len(sites) else pd.DataFrame(columns=cols)
+    base["site_index"] = np.arange(len(base))
+    base["mode"] = standard.mode
+    base["distance_m"] = standard.distance_m
+    if len(sites) == 0 or standard.mode == "district":
+        return gpd.GeoDataFrame(base, geometry=gpd.GeoSeries([None] * len(base), crs=crs), crs=crs)
+    sxy = points_xy(sites)
+    if network is None or nodes is None:
+        geoms = shapely.buffer(shapely.points(sxy), standard.distance_m)
+    else:
+        reached = np.flatnonzero(nodes.facility >= 0)
+        fac = nodes.facility[reached]
+        order = np.argsort(fac, kind="stable")
+        xy = np.r_[network.xy[reached[order]], sxy]
+        idx = np.r_[fac[order], np.arange(len(sites))]
+        order2 = np.argsort(idx, kind="stable")
+        mp = shapely.multipoints(xy[order2], indices=idx[order2])
+        hull = shapely.concave_hull(mp, ratio=0.3)
+        geoms = shapely.buffer(hull, display_buffer_m)
+    base["reached_nodes"] = (
+        np.bincount(nodes.facility[nodes.facility >= 0], minlength=len(sites)) if nodes is not None else 0
+    )
+    return gpd.GeoDataFrame(base, geometry=np.asarray(geoms), crs=crs)
+
+
+# ---------------------------------------------------------------------------
+# households per point (SB/T 10719)
+# ---------------------------------------------------------------------------
+
+
+def households_per_point(
+    townships: gpd.GeoDataFrame, sites: gpd.GeoDataFrame, config: Mapping[str, Any]
+) -> pd.DataFrame:
+    """Households per collection/drop-off point in each township against the norm.
+
+    SB/T 10719-2012 《再生资源回收站点建设管理规范》: one point per ``urban``
+    (2,000) households in 街道 and per ``rural`` (2,500) in 镇/乡 (configurable).
+    ``required = ceil(households / norm)``; ``met = points >= required``.
+
+    A township is urban when its ``urban`` field is true, or — without one — when its
+    ``kind``/name says 街道 (street).
+    """
+    norm_cfg = config.get("households_per_point") or {}
+    tiers = list(norm_cfg.get("tiers") or ["collection_point", "drop_off_point"])
+    urban_norm = float(norm_cfg.get("urban", 2000))
+    rural_norm = float(norm_cfg.get("rural", 2500))
+    tw = townships.reset_index(drop=True)
+    pts = sites.loc[sites["tier"].astype(str).isin(tiers)] if len(sites) else sites
+    counts = np.zeros(len(tw), np.int64)
+    if len(pts):
+        j = gpd.sjoin(pts[["geometry"]], tw[["geometry"]], how="inner", predicate="within")
+        j = j[~j.index.duplicated()]
+        counts = np.bincount(j["index_right"].to_numpy(), minlength=len(tw))
+    hh = pd.to_numeric(tw.get("households", pd.Series(np.nan, index=tw.index)), errors="coerce")
+    urban = _is_urban(tw)
+    norm = np.where(urban, urban_norm, rural_norm)
+    required = np.ceil(hh / norm)
+    out = pd.DataFrame(
+        {
+            "township": tw["township"].astype(str),
+            "urban": urban,
+            "households": hh,
+            "points": counts,
+            "norm_households_per_point": norm,
+            "households_per_point": np.where(counts > 0, hh / np.maximum(counts, 1), np.inf),
+            "required_points": required,
+        }
+    )
+    out["shortfall"] = np.maximum(out["required_points"] - out["points"], 0)
+    out["met"] = (out["points"] >= out["required_points"]) & out["households"].notna()
+    return out
+
+
+def _is_urban(tw: pd.DataFrame) -> npt.NDArray[np.bool_]:
+    if "urban" in tw and tw["urban"].notna().any():
+        u = tw["urban"]
+        if u.dtype == object:
+            u = u.map(lambda v: str(v).strip().lower() in ("true", "1", "yes", "是", "城镇"))
+        return u.fillna(False).astype(bool).to_numpy()
+    text = tw.get("kind", pd.Series("", index=tw.index)).astype("string").fillna("") + tw["township"].astype(str)
+    return text.str.contains("街道|street", regex=True).to_numpy()
+
+
+# ---------------------------------------------------------------------------
+# gaps
+# ---------------------------------------------------------------------------
+
+
+def coverage_gaps(
+    points: gpd.GeoDataFrame,
+    *,
+    min_population: float = 0.0,
+    max_gaps: int | None = None,
+    cell_size_m: float | None = None,
+) -> gpd.GeoDataFrame:
+    """Uncovered population as polygons of merged cells, ranked by uncovered residents.
+
+    Uncovered cells (``covered`` false, ``population`` > 0) are squares of side
+    ``cell_size_m`` (default: the median nearest-neighbour spacing of all cells)
+    around their centres; cells closer than ``1.5 ×`` that spacing (the
+    8-neighbourhood on a raster) are joined by connected components
+    (:func:`scipy.sparse.csgraph.connected_components`) and dissolved. Each gap
+    gets ``population`` (uncovered residents), ``households``, ``cells``,
+    ``township`` (the township holding most of its uncovered residents) and
+    ``rank`` (1 = largest).
+    """
+    crs = points.crs
+    cols = ["rank", "gap_id", "township", "population", "households", "cells", "area_km2"]
+    empty = gpd.GeoDataFrame({c: [] for c in cols}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+    if len(points) == 0:
+        return empty
+    xy_all = points_xy(points)
+    if cell_size_m is None:
+        if len(points) > 1:
+            d, _ = cKDTree(xy_all).query(xy_all, k=2)
+            cell_size_m = float(np.median(d[:, 1]))
+        else:
+            cell_size_m = 100.0
+    unc = points.loc[~points["covered"].to_numpy(bool) & (points["population"].to_numpy(float) > 0)]
+    if len(unc) == 0:
+        return empty
+    xy = points_xy(unc)
+    pairs = cKDTree(xy).query_pairs(1.5 * cell_size_m, output_type="ndarray")
+    n = len(unc)
+    adj = sp.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)) if len(pairs) else sp.coo_matrix((n, n))
+    _, comp = connected_components(adj, directed=False)
+    pop = np.bincount(comp, weights=unc["population"].to_numpy(float))
+    hh_vals = pd.to_numeric(unc.get("households", pd.Series(np.nan, index=unc.index)), errors="coerce").to_numpy(float)
+    hh = np.bincount(comp, weights=np.nan_to_num(hh_vals))
+    hh = np.where(np.bincount(comp, weights=np.isfinite(hh_vals).astype(float)) > 0, hh, np.nan)
+    ncell = np.bincount(comp)
+    order = np.argsort(-pop, kind="stable")
+    order = order[pop[order] >= min_population]
+    if max_gaps is not None:
+        order = order[: int(max_gaps)]
+    if len(order) == 0:
+        return empty
+    rank_of = np.full(len(pop), -1)
+    rank_of[order] = np.arange(1, len(order) + 1)
+    sel = rank_of[comp] > 0
+    half = cell_size_m / 2
+    boxes = shapely.box(xy[sel, 0] - half, xy[sel, 1] - half, xy[sel, 0] + half, xy[sel, 1] + half)
+    cells = gpd.GeoDataFrame({"rank": rank_of[comp][sel]}, geometry=boxes, crs=crs)
+    merged = cells.dissolve(by="rank").sort_index()
+    tw = pd.DataFrame({"rank": rank_of[comp], "township": unc["township"].astype("string").fillna("(无镇街)").to_numpy(),
+                       "population": unc["population"].to_numpy(float)})
+    tw = tw[tw["rank"] > 0].groupby(["rank", "township"])["population"].sum().reset_index()
+    main_tw = tw.sort_values(["rank", "population"], ascending=[True, False]).drop_duplicates("rank").set_index("rank")["township"]
+    out = gpd.GeoDataFrame(
+        {
+            "rank": np.arange(1, len(order) + 1),
+            "gap_id": [f"GAP{r:04d}" for r in range(1, len(order) + 1)],
+            "township": main_tw.reindex(np.arange(1, len(order) + 1)).to_numpy(),
+            "population": pop[order],
+            "households": hh[order],
+            "cells": ncell[order],
+        },
+        geometry=merged.geometry.reindex(np.arange(1, len(order) + 1)).to_numpy(),
+        crs=crs,
+    )
+    out["area_km2"] = out.geometry.area / 1e6
+    return out
+
+
+# ---------------------------------------------------------------------------
+# targets
+# ---------------------------------------------------------------------------
+
+
+def check_targets(
+    targets: Sequence[Mapping[str, Any]],
+    *,
+    sites: gpd.GeoDataFrame,
+    townships: gpd.GeoDataFrame,
+    coverage_for: Any,
+    households_table: Any,
+    source: str = "project.yaml",
+) -> list[dict[str, Any]]:
+    """Check a target table (目标任务表) against the active, compliant sites.
+
+    Parameters
+    ----------
+    targets
+        Rows ``{name, metric, tiers, target}`` (``layers/targets.yaml``).
+    sites
+        Active, compliant sites (metric CRS, ``tier``).
+    townships
+        Township polygons (``township``, ``households``).
+    coverage_for
+        Callable ``(tiers, row) -> CoverageResult`` for the coverage metrics.
+    households_table
+        Callable ``(tiers) -> DataFrame`` of :func:`households_per_point`.
+    source
+        Name used in :class:`~gis._errors.CatalogError` messages.
+
+    Returns
+    -------
+    list of dict
+        ``{name, metric, tiers, target, actual, met}`` per row.
+    """
+    out: list[dict[str, Any]] = []
+    tier_col = sites["tier"].astype(str) if len(sites) else pd.Series([], dtype=str)
+    for i, row in enumerate(targets):
+        key = f"targets[{i}]"
+        if not isinstance(row, Mapping):
+            raise CatalogError(source, key, "each target must be a mapping {name, metric, tiers, target}")
+        metric = row.get("metric")
+        if metric not in METRICS:
+            raise CatalogError(source, f"{key}.metric", f"unknown metric {metric!r}; expected one of {METRICS}")
+        tiers = row.get("tiers") or list(DEFAULT_TARGET_TIERS)
+        if isinstance(tiers, str):
+            tiers = [tiers]
+        tiers = [str(t) for t in tiers]
+        try:
+            target = float(row.get("target"))
+        except (TypeError, ValueError):
+            raise CatalogError(source, f"{key}.target", "must be a number") from None
+        chosen = sites.loc[tier_col.isin(tiers).to_numpy()] if len(sites) else sites
+        if metric == "count":
+            actual: float = float(len(chosen))
+            met = actual >= target
+        elif metric == "township_presence":
+            k = int(row.get("min_per_township", 1))
+            counts = _per_township(chosen, townships)
+            actual = float((counts >= k).mean()) if len(counts) else float("nan")
+            met = bool(actual >= target - 1e-12)
+        elif metric in ("population_coverage", "household_coverage"):
+            res = coverage_for(tiers, row)
+            actual = res.population_covered_share if metric == "population_coverage" else res.household_covered_share
+            met = bool(np.isfinite(actual) and actual >= target - 1e-12)
+        elif metric == "households_per_point":
+            hh = pd.to_numeric(townships.get("households", pd.Series(dtype=float)), errors="coerce").sum(min_count=1)
+            actual = float(hh / len(chosen)) if len(chosen) and pd.notna(hh) else float("inf") if pd.notna(hh) else float("nan")
+            met = bool(np.isfinite(actual) and actual <= target)
+        else:  # townships_meeting_norm
+            tab = households_table(tiers)
+            actual = float(tab["met"].mean()) if len(tab) else float("nan")
+            met = bool(np.isfinite(actual) and actual >= target - 1e-12)
+        out.append(
+            {
+                "name": str(row.get("name") or f"{metric} {tiers}"),
+                "metric": metric,
+                "tiers": tiers,
+                "target": target,
+                "actual": _round(actual),
+                "met": bool(met),
+            }
+        )
+    return out
+
+
+def _round(x: float | None) -> float | None:
+    """Round for JSON; NaN and ±inf (e.g. households per point with no point) → None."""
+    if x is None or not np.isfinite(x):
+        return None
+    return float(round(x, 6))
+
+
+def _per_township(sites: gpd.GeoDataFrame, townships: gpd.GeoDataFrame) -> npt.NDArray[np.int64]:
+    tw = townships.reset_index(drop=True)
+    if len(sites) == 0:
+        return np.zeros(len(tw), np.int64)
+    j = gpd.sjoin(sites[["geometry"]], tw[["geometry"]], how="inner", predicate="within")
+    j = j[~j.index.duplicated()]
+    return np.bincount(j["index_right"].to_numpy(), minlength=len(tw))
+
+
+# ---------------------------------------------------------------------------
+# the district
+# ---------------------------------------------------------------------------
+
+
+def eligible_sites(district: Any, compliance: Any = None) -> gpd.GeoDataFrame:
+    """The district's active, compliant sites (the ones that count).
+
+    Active: ``status`` is ``active`` (a ledger without a status column counts
+    every site as active). Compliant: no rule with verdict ``prohibited`` broken
+    (:mod:`gis.compliance`; the pipeline's compliance result is reused when given).
+    """
+    sites = district.sites
+    if len(sites) == 0:
+        return sites.copy()
+    status = sites["status"] if "status" in sites else pd.Series(None, index=sites.index)
+    active = (status.astype("string") == "active").fillna(False).to_numpy(bool)
+    if status.isna().all():
+        active[:] = True
+    if compliance is None:
+        from gis.compliance import RuleTable, check_sites
+        from gis.schema import field_names
+
+        cols = [c for c in field_names("sites") if c in sites] + [sites.geometry.name]
+        rules = RuleTable.from_section(district.project.section("compliance"), source=district.project.path)
+        compliance = check_sites(
+            sites[cols], townships=district.townships, zones=district.zones, landuse=district.landuse,
+            landuse_raster=district.landuse_raster, rules=rules, graph=None,
+        )
+    verdict = compliance.sites.set_index("site_id")["verdict"] if len(compliance.sites) else pd.Series(dtype=object)
+    v = sites["site_id"].map(verdict[~verdict.index.duplicated()]).astype("string").fillna("ok")
+    ok = (v != "prohibited").to_numpy(bool)
+    return sites.loc[active & ok].copy()
+
+
+@dataclass
+class DistrictCoverage:
+    """Coverage, targets, gaps and recommended sites of one district.
+
+    Attributes
+    ----------
+    sites
+        The active, compliant sites counted.
+    by_tier
+        :class:`CoverageResult` per tier with a service standard and sites or a
+        headline role.
+    headline
+        The result of ``headline_tier`` (drives ``population_covered_share`` and gaps).
+    households
+        :func:`households_per_point` table per township.
+    targets
+        ``[{name, metric, tiers, target, actual, met}]``.
+    gaps
+        :func:`coverage_gaps` of the headline tier.
+    siting
+        :class:`gis.siting.SitingOutcome` or ``None`` (no population / no candidates).
+    networks
+        ``{mode: NetworkCSR}`` used.
+    """
+
+    sites: gpd.GeoDataFrame
+    by_tier: dict[str, CoverageResult]
+    headline: CoverageResult | None
+    households: pd.DataFrame
+    targets: list[dict[str, Any]]
+    gaps: gpd.GeoDataFrame
+    siting: Any
+    networks: dict[str, NetworkCSR]
+    config: dict[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        """``coverage`` and ``targets`` keys for ``summary.json``."""
+        h = self.headline
+        cov: dict[str, Any] = {
+            "headline_tier": h.standard.tier if h else None,
+            "method": h.method if h else None,
+            "population_covered_share": _round(h.population_covered_share) if h else None,
+            "household_covered_share": _round(h.household_covered_share) if h else None,
+            "population_covered_share_euclidean": _round(h.population_covered_share_euclidean) if h else None,
+            "standard": {"mode": h.standard.mode, "distance_m": h.standard.distance_m} if h else None,
+            "by_township": {},
+            "by_tier": {
+                t: {
+                    "sites": int(len(r.sites)),
+                    "mode": r.standard.mode,
+                    "distance_m": r.standard.distance_m,
+                    "method": r.method,
+                    "population_covered_share": _round(r.population_covered_share),
+                    "household_covered_share": _round(r.household_covered_share),
+                }
+                for t, r in self.by_tier.items()
+            },
+            "gaps": int(len(self.gaps)),
+            "uncovered_population_in_gaps": float(self.gaps["population"].sum()) if len(self.gaps) else 0.0,
+        }
+        if h is not None:
+            hh = self.households.set_index("township")
+            for _, r in h.by_township.iterrows():
+                tw = str(r["township"])
+                entry = {
+                    "population": _round(r["population"]),
+                    "population_share": _round(r["population_share"]),
+                    "household_share": _round(r["household_share"]),
+                }
+                if tw in hh.index:
+                    e = hh.loc[tw]
+                    entry.update(
+                        points=int(e["points"]),
+                        households_per_point=_round(float(e["households_per_point"])),
+                        norm_households_per_point=float(e["norm_households_per_point"]),
+                        households_norm_met=bool(e["met"]),
+                    )
+                cov["by_township"][tw] = entry
+        if self.siting is not None:
+            cov["siting"] = self.siting.summary()
+        return {"coverage": cov, "targets": self.targets}
+
+    def layers(self) -> dict[str, gpd.GeoDataFrame]:
+        """The layers of ``coverage.gpkg``."""
+        crs = self.sites.crs
+        areas = [r.service_areas for r in self.by_tier.values() if len(r.service_areas)]
+        sa = (
+            gpd.GeoDataFrame(pd.concat(areas, ignore_index=True), crs=crs)
+            if areas
+            else gpd.GeoDataFrame({"tier": []}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+        )
+        rec = (
+            self.siting.recommended
+            if self.siting is not None
+            else gpd.GeoDataFrame({"rank": []}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+        )
+        out = {"service_areas": sa, "gaps": self.gaps, "recommended_sites": rec}
+        if self.headline is not None:
+            cells = self.headline.points.copy()
+            for c in ("dist_euclidean", "dist_network"):
+                cells[c] = cells[c].where(np.isfinite(cells[c]))
+            out["population_cells"] = cells
+        return out
+
+
+def analyse_district(
+    district: Any, *, compliance: Any = None, networks: Mapping[str, NetworkCSR] | None = None
+) -> DistrictCoverage:
+    """Coverage of every tier, targets, households per point, gaps and new sites.
+
+    Parameters
+    ----------
+    district
+        A loaded :class:`gis.district.District`.
+    compliance
+        A :class:`gis.compliance.ComplianceResult` already computed (pipeline).
+    networks
+        ``{mode: NetworkCSR}`` already built (else read from ``district.roads_path``).
+    """
+    from gis import network as gnet
+    from gis import siting
+
+    cfg = district.project.section("coverage")
+    max_snap = float(cfg.get("max_snap_m", 1000.0))
+    sites = eligible_sites(district, compliance)
+    nets: dict[str, NetworkCSR] = dict(networks or {})
+
+    def net_for(mode: str) -> NetworkCSR | None:
+        if mode not in ("walk", "drive") or district.roads_path is None:
+            return None
+        if mode not in nets:
+            G = gnet.graph_for_district(district, mode=mode)  # type: ignore[arg-type]
+            nets[mode] = NetworkCSR.from_graph(G)
+        return nets[mode]
+
+    try:
+        pop = district.population_points()
+    except Exception:  # LayerMissingError: no population layer
+        pop = None
+    tiers_cfg = cfg.get("service_standards") or {}
+    headline_tier = str(cfg.get("headline_tier", "collection_point"))
+    tier_col = sites["tier"].astype(str) if len(sites) else pd.Series([], dtype=str)
+    by_tier: dict[str, CoverageResult] = {}
+    cache: dict[tuple[Any, ...], CoverageResult] = {}
+
+    def cover(tiers: Sequence[str], std: Standard) -> CoverageResult:
+        key = (tuple(sorted(tiers)), std.mode, std.distance_m)
+        if key not in cache:
+            s = sites.loc[tier_col.isin(list(tiers)).to_numpy()] if len(sites) else sites
+            cache[key] = compute_coverage(pop, s, std, network=net_for(std.mode), max_snap_m=max_snap,
+                                          townships=district.townships)
+        return cache[key]
+
+    if pop is not None:
+        for tier in tiers_cfg:
+            if tier == headline_tier or (tier_col == tier).any():
+                by_tier[tier] = cover([tier], Standard.from_config(tier, cfg))
+    headline = by_tier.get(headline_tier)
+
+    def coverage_for(tiers: Sequence[str], row: Mapping[str, Any]) -> CoverageResult:
+        if pop is None:
+            raise AnalysisError("coverage targets need a population layer")
+        std = Standard.from_config(tiers[0], cfg)
+        if row.get("distance_m") is not None or row.get("mode") is not None:
+            std = Standard(std.tier, str(row.get("mode", std.mode)), float(row.get("distance_m", std.distance_m)))
+        return cover(tiers, std)
+
+    def households_table(tiers: Sequence[str]) -> pd.DataFrame:
+        c = dict(cfg)
+        c["households_per_point"] = {**(cfg.get("households_per_point") or {}), "tiers": list(tiers)}
+        return households_per_point(district.townships, sites, c)
+
+    targets = district.project.targets or _default_targets()
+    target_rows = check_targets(
+        targets, sites=sites, townships=district.townships, coverage_for=coverage_for,
+        households_table=households_table, source=str(district.project.path),
+    )
+    hh_tab = households_per_point(district.townships, sites, cfg)
+    gcfg = cfg.get("gaps") or {}
+    gaps = (
+        coverage_gaps(headline.points, min_population=float(gcfg.get("min_population", 0)),
+                      max_gaps=gcfg.get("max_gaps"))
+        if headline is not None
+        else coverage_gaps(gpd.GeoDataFrame(geometry=gpd.GeoSeries([], crs=district.crs)))
+    )
+    outcome = None
+    scfg = cfg.get("siting") or {}
+    if headline is not None and headline.standard.mode != "district":
+        kind = str(scfg.get("candidates", "both"))
+        parts = []
+        if kind in ("district", "both") and district.candidates is not None and len(district.candidates):
+            c = district.candidates.copy()
+            c["kind"] = c["kind"].fillna("given") if "kind" in c else "given"
+            parts.append(c)
+        if kind in ("grid", "both"):
+            parts.append(siting.grid_candidates(district.boundary, float(scfg.get("grid_spacing_m", 300)),
+                                                district.crs))
+        if parts:
+            cand = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=district.crs)
+            from gis.compliance import RuleTable
+
+            rules = RuleTable.from_section(district.project.section("compliance"), source=district.project.path)
+            checked = siting.eligible_candidates(
+                cand, headline_tier, townships=district.townships, zones=district.zones,
+                landuse=district.landuse, landuse_raster=district.landuse_raster, rules=rules,
+            )
+            outcome = siting.recommend_sites(
+                headline.points, checked, distance_m=float(headline.standard.distance_m), tier=headline_tier,
+                network=net_for(headline.standard.mode), max_snap_m=max_snap, config=scfg,
+            )
+    return DistrictCoverage(sites, by_tier, headline, hh_tab, target_rows, gaps, outcome, nets, cfg)
+
+
+def _default_targets() -> list[dict[str, Any]]:
+    from gis import settings
+    from gis.catalog import load_yaml
+
+    return list(load_yaml(settings.LAYERS_DIR / "targets.yaml").get("default") or [])
+
+
+def run_step(district: Any, out: Path, summary: dict[str, Any], context: dict[str, Any]) -> None:
+    """Pipeline step: write ``OUT/coverage.gpkg`` and the coverage / targets keys.
+
+    Layers: ``service_areas`` (one polygon per site and tier), ``gaps`` (uncovered
+    population, ranked), ``recommended_sites`` (MCLP choice), ``population_cells``
+    (each cell's distance and coverage for the headline tier). Adds ``coverage``
+    and ``targets`` to ``summary``; leaves the :class:`DistrictCoverage` in
+    ``context["coverage"]`` for the map and the app.
+    """
+    from gis import export
+
+    result = analyse_district(district, compliance=context.get("compliance"), networks=context.get("networks"))
+    export.write_gpkg(result.layers(), Path(out) / "coverage.gpkg")
+    summary.update(result.summary())
+    context["coverage"] = result
+    context["networks"] = result.networks
