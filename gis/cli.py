@@ -27,6 +27,7 @@ from ._errors import GisError
 STEP_COMMANDS: dict[str, tuple[list[str], str]] = {
     "check": (["compliance", "ledgers"], "site compliance, hierarchy linkage and the 问题台账 / 汇总表 / 摸排表"),
     "hotspots": (["hotspots"], "illegal-dismantling clusters, Gi* hot spots, density, rebound (热点分析)"),
+    "coverage": (["coverage"], "service areas, coverage against targets, gaps and new-site recommendations (覆盖分析)"),
 }
 
 

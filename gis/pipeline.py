@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 #: :data:`STEP_ORDER` order whatever order they are registered in.
 STEPS: list[tuple[str, str]] = [
     ("compliance", "gis.compliance:run_step"),
+    ("coverage", "gis.coverage:run_step"),
     ("hotspots", "gis.hotspots:run_step"),
     ("ledgers", "gis.ledgers:run_step"),
     ("maps", "gis.maps:run_step"),
