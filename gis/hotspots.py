@@ -631,7 +631,7 @@ def kernel_density(
     padding_m
         Margin around the points (default 3 σ).
     """
-    from rasterio.transform import from_origin
+    from affine import Affine
 
     xy = np.asarray(xy, dtype=float).reshape(-1, 2)
     if len(xy) == 0:
@@ -654,7 +654,7 @@ def kernel_density(
     smooth = ndimage.gaussian_filter(counts, sigma=bw / cell, mode="constant", truncate=4.0)
     per_km2 = (smooth / cell**2 * 1e6).astype(np.float32)
     return DensitySurface(
-        array=per_km2, transform=from_origin(minx, maxy, cell, cell), crs=crs, bandwidth_m=bw, cell_size_m=cell
+        array=per_km2, transform=Affine(cell, 0.0, minx, 0.0, -cell, maxy), crs=crs, bandwidth_m=bw, cell_size_m=cell
     )
 
 
@@ -683,9 +683,10 @@ def detect_rebounds(
     -------
     DataFrame
         One row per (closed site, rebound incident): ``closed_id``,
-        ``closed_date``, ``incident_id``, ``date``, ``distance_m``, ``days_after``.
+        ``closed_date``, ``incident_id``, ``date``, ``distance_m``, ``days_after``,
+        ``kind`` (of the new incident).
     """
-    cols = ["closed_id", "closed_date", "incident_id", "date", "distance_m", "days_after"]
+    cols = ["closed_id", "closed_date", "incident_id", "date", "distance_m", "days_after", "kind"]
     if incidents is None or len(incidents) == 0 or "closed_date" not in incidents.columns:
         return pd.DataFrame(columns=cols)
     status = incidents["status"].astype(str).to_numpy() if "status" in incidents.columns else None
@@ -717,26 +718,77 @@ def detect_rebounds(
             "date": t_new[keep],
             "distance_m": p["d"].to_numpy(),
             "days_after": days[keep],
+            "kind": incidents["kind"].astype(str).to_numpy()[p["b"].to_numpy()],
         }
     )
     return out.sort_values(["closed_date", "closed_id", "date"]).reset_index(drop=True)
 
 
-def cluster_rebounds(result: ClusterResult, rebounds: pd.DataFrame) -> pd.DataFrame:
-    """Per cluster: whether any of its closed sites rebounded, and when first.
+def cluster_rebounds(
+    result: ClusterResult,
+    incidents: pd.DataFrame,
+    rebounds: pd.DataFrame,
+    *,
+    window_days: float = 365.0,
+    closed_statuses: tuple[str, ...] | list[str] = ("closed", "rectified"),
+    min_closed_share: float = 0.5,
+) -> pd.DataFrame:
+    """Closure and rebound (反弹) of each cluster.
 
-    Returns a frame indexed by ``cluster_id`` with ``rebound`` (bool),
-    ``rebound_first_date`` and ``rebound_incidents`` (distinct rebound incidents).
+    A cluster is *closed* at :math:`t_c`, the latest ``closed_date`` among its
+    members with a closed status, when those closed members are at least
+    ``min_closed_share`` of the members reported up to :math:`t_c` (the site was
+    shut down as a whole, 关停取缔 — not one stray record). It *rebounded* when
+    an incident of one of the cluster's kinds, within the rebound distance of one
+    of its closed members (the pairs of :func:`detect_rebounds`), is dated in
+    :math:`(t_c,\\ t_c + \\Delta]`.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by ``cluster_id``: ``closed`` (bool), ``closed_date`` (:math:`t_c`
+        or NaT), ``rebound`` (bool), ``rebound_first_date``, ``rebound_incidents``.
     """
     ids = result.clusters["cluster_id"]
     out = pd.DataFrame(index=pd.Index(ids, name="cluster_id"))
+    out["closed"] = False
+    out["closed_date"] = pd.NaT
     out["rebound"] = False
     out["rebound_first_date"] = pd.NaT
     out["rebound_incidents"] = 0
-    if len(rebounds) == 0 or len(result.members) == 0:
+    if len(result.members) == 0 or "closed_date" not in incidents.columns:
+        return out
+    inc = pd.DataFrame(
+        {
+            "incident_id": incidents["incident_id"].to_numpy(),
+            "date": pd.to_datetime(incidents["date"]).to_numpy(),
+            "cdate": pd.to_datetime(incidents["closed_date"]).to_numpy(),
+            "is_closed": incidents["status"].astype(str).isin(list(closed_statuses)).to_numpy()
+            if "status" in incidents.columns
+            else True,
+        }
+    )
+    mem = result.members.merge(inc, on="incident_id", how="left")
+    mem["is_closed"] &= mem["cdate"].notna()
+    tc = mem[mem["is_closed"]].groupby("cluster_id")["cdate"].max()
+    if len(tc) == 0:
+        return out
+    mem["tc"] = mem["cluster_id"].map(tc)
+    upto = mem[mem["tc"].notna() & (mem["date"] <= mem["tc"])]
+    share = upto.groupby("cluster_id")["is_closed"].mean()
+    closed_ids = share.index[share >= min_closed_share]
+    out.loc[closed_ids, "closed"] = True
+    out.loc[closed_ids, "closed_date"] = tc.reindex(closed_ids).to_numpy()
+    if len(rebounds) == 0 or len(closed_ids) == 0:
         return out
     cmap = result.members.set_index("incident_id")["cluster_id"]
-    r = rebounds.assign(cluster_id=rebounds["closed_id"].map(cmap)).dropna(subset=["cluster_id"])
+    r = rebounds.assign(cluster_id=rebounds["closed_id"].map(cmap))
+    r = r[r["cluster_id"].isin(closed_ids)]
+    kinds = result.clusters.set_index("cluster_id")["kinds"]
+    r = r.assign(t_c=r["cluster_id"].map(out["closed_date"]))
+    days = (pd.to_datetime(r["date"]) - pd.to_datetime(r["t_c"])).dt.days
+    same_kind = np.array([k in kinds[c] for k, c in zip(r["kind"], r["cluster_id"])], dtype=bool)
+    r = r[(days > 0).to_numpy() & (days <= window_days).to_numpy() & same_kind]
     if len(r) == 0:
         return out
     agg = r.groupby("cluster_id").agg(
@@ -956,8 +1008,17 @@ def analyse(
         window_days=float(rb_cfg.get("window_days", 365)),
         closed_statuses=tuple(rb_cfg.get("closed_statuses", ("closed", "rectified"))),
     )
-    cr = cluster_rebounds(res, rebounds)
-    res.clusters = res.clusters.merge(cr, left_on="cluster_id", right_index=True, how="left")
+    cr = cluster_rebounds(
+        res,
+        incidents,
+        rebounds,
+        window_days=float(rb_cfg.get("window_days", 365)),
+        closed_statuses=tuple(rb_cfg.get("closed_statuses", ("closed", "rectified"))),
+        min_closed_share=float(rb_cfg.get("min_closed_share", 0.5)),
+    )
+    res.clusters = res.clusters.drop(columns="closed_date").merge(
+        cr, left_on="cluster_id", right_index=True, how="left"
+    )
     pr = priority_list(res.clusters, config, as_of=config.get("priority", {}).get("as_of"))
     problems = problem_rows(pr, config)
     gcfg = dict(config.get("gistar", {}))

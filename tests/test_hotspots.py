@@ -237,15 +237,19 @@ def test_cluster_rebound_flag(synthetic):
     inc = inc.copy()
     a_ids = truth.loc[truth["planted"] == "A", "incident_id"]
     a = inc["incident_id"].isin(a_ids)
-    first = inc.loc[a, "date"].min()
-    inc.loc[a, ["status"]] = "closed"
-    inc.loc[a, "closed_date"] = inc.loc[a, "date"] + pd.Timedelta(days=5)
+    closure = inc.loc[a, "date"].median().normalize()
+    before = a & (inc["date"] <= closure)
+    inc.loc[before, "status"] = "closed"
+    inc.loc[before, "closed_date"] = closure
+    expected_first = inc.loc[a & (inc["date"] > closure), "date"].min()
     res = hotspots.find_clusters(inc)
     rb = hotspots.detect_rebounds(inc)
-    flags = hotspots.cluster_rebounds(res, rb)
+    flags = hotspots.cluster_rebounds(res, inc, rb)
     rec = _recall(res, truth)
     assert flags.loc[rec["A"], "rebound"]
-    assert flags.loc[rec["A"], "rebound_first_date"] > first
+    assert flags.loc[rec["A"], "closed"] and flags.loc[rec["A"], "closed_date"] == closure
+    assert flags.loc[rec["A"], "rebound_first_date"] == expected_first
+    assert not flags.loc[rec["C"], "closed"]
     assert not flags.loc[rec["C"], "rebound"]
 
 
