@@ -239,3 +239,33 @@ def test_pages_render(app_page: object, tab: str, name: str, expect: str,
     assert expect in panel.inner_text()
     _assert_no_exception(page)
     _save(page, name, tmp_path_factory.mktemp("shots"))
+
+
+def test_hostile_ledger_popup_shows_text_not_markup(browser: object, tmp_path: Path) -> None:
+    """A site named ``<script>…`` shows as text in its popup; no script runs."""
+    import dataclasses
+
+    from gis import maps
+    from gis.district import load_district
+    from gis.testing import make_tiny_project
+
+    d = load_district(make_tiny_project(tmp_path / "tiny"))
+    sites = d.sites.copy()
+    sites["name"] = "<img src=x onerror=alert(1)><script>alert('x')</script>"
+    sites["address"] = "回收站 ♻️🚗 " + "长" * 10_000
+    d = dataclasses.replace(d, sites=sites)
+    html = maps.save_map_html(maps.build_map(d), tmp_path / "hostile.html")
+    page = browser.new_page()  # type: ignore[attr-defined]
+    dialogs: list[str] = []
+    page.on("dialog", lambda dlg: (dialogs.append(dlg.message), dlg.dismiss()))
+    page.goto(html.as_uri())
+    page.locator(".leaflet-marker-icon").first.click()
+    popup = page.locator(".leaflet-popup-content")
+    popup.wait_for(timeout=10_000)
+    text = popup.inner_text()
+    assert "<script>alert('x')</script>" in text and "<img src=x" in text
+    assert "♻️🚗" in text and "长" * 10_000 not in text
+    assert popup.locator("script, img").count() == 0
+    page.wait_for_timeout(500)
+    assert dialogs == []
+    page.close()

@@ -1,0 +1,171 @@
+"""gis.maps: layers, offline self-contained HTML, escaping of hostile ledgers, PNG."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings as hsettings, strategies as st
+
+from gis import maps
+from gis.district import load_district
+
+HOSTILE = [
+    "<script>alert('x')</script>",
+    'He said "hi" & \'bye\' </script><img src=x onerror=alert(1)>',
+    "长" * 10_000,
+    "回收站 ♻️🚗💥 emoji",
+    "`${alert(2)}`",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory):
+    from gis.testing import make_tiny_project
+
+    return load_district(make_tiny_project(tmp_path_factory.mktemp("tiny") / "tiny"))
+
+
+@pytest.fixture(scope="module")
+def hostile(tiny):
+    sites = tiny.sites.copy()
+    n = len(sites)
+    sites["name"] = [HOSTILE[i % len(HOSTILE)] for i in range(n)]
+    sites["address"] = "<b onmouseover=alert(3)>地址</b>"
+    sites["operator"] = "</div><iframe src=javascript:alert(4)>"
+    return dataclasses.replace(tiny, sites=sites)
+
+
+# --------------------------------------------------------------------- escaping
+
+
+@given(st.lists(st.one_of(st.none(), st.text(max_size=300)), max_size=30), st.integers(2, 250))
+@hsettings(max_examples=60, deadline=None)
+def test_escape_column_equals_escape_text(values: list[str | None], cap: int) -> None:
+    got = maps.escape_column(pd.Series(values, dtype=object), cap).tolist()
+    assert got == [maps.escape_text(v, cap) for v in values]
+    for v in got:
+        assert "<" not in v and ">" not in v and '"' not in v
+
+
+def test_escape_text_cuts_before_escaping() -> None:
+    assert maps.escape_text("<" * 10, 5) == "&lt;" * 4 + "…"
+    assert maps.escape_text(None) == "" and maps.escape_text(float("nan")) == ""
+    assert maps.escape_text("🚗" * 3) == "🚗🚗🚗"
+
+
+def test_hostile_ledger_renders_safely(hostile, tmp_path: Path) -> None:
+    m = maps.build_map(hostile)
+    page = maps.save_map_html(m, tmp_path / "map.html").read_text(encoding="utf-8")
+    # no markup from user data survives: every tag we find is one we wrote
+    assert "<script>alert" not in page
+    assert "<img src=x" not in page and "<iframe src=javascript" not in page
+    assert "<b onmouseover" not in page
+    assert page.count("</script>") == page.count("<script")  # nothing closes our script blocks early
+    # the text is there, escaped (JSON keeps the entities), emoji intact, long names cut
+    assert "\\u0026lt;script\\u0026gt;alert" in page or "&lt;script&gt;alert" in page
+    assert "♻️🚗💥" in page or "\\u267b" in page.lower()
+    assert "长" * 10_000 not in page
+    assert ("长" * 199 + "…") in page or ("\\u957f" * 199) in page.lower()
+
+
+def test_only_whitelisted_columns_reach_the_page(tiny, tmp_path: Path) -> None:
+    sites = tiny.sites.copy()
+    sites["secret_note"] = "INTERNAL-ONLY-7f3a"
+    d = dataclasses.replace(tiny, sites=sites)
+    page = maps.save_map_html(maps.build_map(d), tmp_path / "m.html").read_text(encoding="utf-8")
+    assert "INTERNAL-ONLY-7f3a" not in page
+
+
+# --------------------------------------------------------------------- layers
+
+
+def test_district_layers_in_wgs84_with_distinct_tier_symbols(tiny) -> None:
+    layers = maps.build_layers(tiny)
+    keys = [lay.key for lay in layers]
+    assert {"townships", "four_mountains", "landuse", "incidents"} <= set(keys)
+    site_layers = [lay for lay in layers if lay.key.startswith("sites_")]
+    assert sum(lay.n for lay in site_layers) == len(tiny.sites)
+    symbols = {lay.gdf["_symbol"].iloc[0] for lay in site_layers}
+    assert len(symbols) == len(site_layers)  # one distinct shape per tier
+    for lay in layers:
+        if lay.gdf is not None:
+            assert lay.gdf.crs.to_epsg() == 4326
+            w, s, e, n = lay.gdf.total_bounds
+            assert 105 < w <= e < 108 and 28 < s <= n < 31
+    fm = next(lay for lay in layers if lay.key == "four_mountains")
+    assert set(fm.gdf["_color"]) <= set(maps.ZONE_LEVEL_COLOR.values())
+
+
+def test_map_is_offline_and_self_contained(tiny, tmp_path: Path) -> None:
+    page = maps.save_map_html(maps.build_map(tiny), tmp_path / "map.html").read_text(encoding="utf-8")
+    srcs = re.findall(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"', page)
+    assert srcs, "Leaflet must be linked"
+    assert all(s.startswith("data:") for s in srcs), srcs
+    assert "cdn.jsdelivr" not in page and "cdnjs" not in page and "code.jquery" not in page
+    assert "tile.openstreetmap" not in page  # no basemap by default
+    assert "L.control.layers" in page and "gis-legend" in page
+
+
+def test_many_points_are_clustered_and_big_layers_become_images(tiny) -> None:
+    opt = maps.MapOptions(max_plain_markers=0, max_vector_polygons=1)
+    layers = maps.build_layers(tiny, options=opt)
+    lu = next(lay for lay in layers if lay.key == "landuse")
+    assert lu.kind == "image" and lu.image.shape[2] == 4 and lu.image[..., 3].any()
+    s, w, n, e = lu.bounds
+    assert s < n and w < e
+    html = maps.render_folium(layers, opt).get_root().render()
+    assert "L.markerClusterGroup" in html
+    assert "L.imageOverlay" in html
+
+
+def test_basemap_and_attributions(tiny) -> None:
+    bm = maps.tianditu_basemap("KEY123")
+    opt = maps.MapOptions(basemaps=tuple(bm))
+    html = maps.build_map(tiny, options=opt).get_root().render()
+    assert "tianditu.gov.cn/vec_w" in html and "tk=KEY123" in html and "Tianditu" in html
+    section = {"tiles": "https://example.test/{z}/{x}/{y}.png", "attribution": "© Example <b>"}
+    opt2 = maps.MapOptions.from_section(section)
+    html2 = maps.build_map(tiny, options=opt2).get_root().render()
+    assert "example.test" in html2 and "Example" in html2 and "Example <b>" not in html2
+    with pytest.raises(Exception, match="attribution"):
+        maps.MapOptions.from_section({"tiles": "https://x/{z}/{x}/{y}.png"})
+
+
+def test_coverage_layers_carry_osm_attribution() -> None:
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    areas = gpd.GeoDataFrame({"site_id": ["S1"], "name": ["<x>"]}, geometry=[box(0, 0, 500, 500)], crs="EPSG:4544")
+    areas = areas.set_geometry(areas.translate(443000, 3270000))
+    cov = type("Cov", (), {"service_areas": areas, "gaps": None})()
+    d = type("D", (), {"roads_path": Path("roads.osm")})()
+    (sa,) = maps._coverage_layers(cov, d, maps.MapOptions())
+    assert sa.attribution == maps.settings.OSM_ATTRIBUTION
+    html = maps.render_folium([sa]).get_root().render()
+    assert "OpenStreetMap" in html
+
+
+def test_result_layers_from_pipeline_context(tiny, tmp_path: Path) -> None:
+    from gis import pipeline
+
+    summary = pipeline.run(tiny.project.path, tmp_path / "out", progress=False)
+    assert (tmp_path / "out" / "map.html").stat().st_size > 50_000
+    assert (tmp_path / "out" / "map.png").stat().st_size > 5_000
+    assert summary["map"]["html"] == "map.html"
+    if "compliance" in summary["steps_run"]:
+        page = (tmp_path / "out" / "map.html").read_text(encoding="utf-8")
+        assert "需核查 needs review" in page  # legend of compliance verdicts
+    if "hotspots" in summary["steps_run"] and summary["hotspots"]["hot_cells_99"]:
+        assert "gi_grid" in summary["map"]["layers"]
+
+
+def test_png_falls_back_to_matplotlib(tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    layers = maps.build_layers(tiny)
+    monkeypatch.setattr(maps, "chromium_path", lambda: None)
+    path, method = maps.save_map_png(tmp_path / "m.png", html_path=None, layers=layers, title="测试 test")
+    assert method == "matplotlib"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
