@@ -136,13 +136,15 @@ def choose_params(district: Any) -> tuple[sup.AppParams, str, str]:
             start, end = picked
             if (start, end) == (lo, hi):
                 start = end = None
+    default_k = int((cov.get("siting") or {}).get("k_new") or 10)
+    st.session_state.setdefault("k_default", default_k)
     k = st.session_state.get("k_new_sites")
     params = sup.AppParams(
         service_radius_m=None if radius == default_r else float(radius),
         cluster_distance_m=None if eps == int(hot.get("eps_m") or 0) else (float(eps) if eps > 0 else None),
         start=start if isinstance(start, date) else None,
         end=end if isinstance(end, date) else None,
-        k_new_sites=int(k) if k else None,
+        k_new_sites=int(k) if k and int(k) != default_k else None,
     )
     with st.sidebar.expander("底图 Basemap (需联网 online only)"):
         st.caption(
@@ -234,15 +236,14 @@ def page_planner(outputs: dict[str, sup.StepOutput]) -> None:
         show_table(sup.targets_table(summary), "targets")
         st.markdown("#### 各镇街覆盖率 Coverage by township")
         cov = sup.coverage_overview(outputs["coverage"])
-        if cov.headline is not None:
-            st.metric("人口覆盖率 Population covered", f"{cov.headline:.1%}")
+        st.metric("人口覆盖率 Population covered", sup.format_share(cov.headline))
         show_table(cov.by_township, "coverage_by_township")
         st.markdown("#### 覆盖缺口 Coverage gaps")
         show_table(cov.gaps, "gaps")
     st.markdown("#### 推荐新址 Recommended new sites")
     step = "siting" if "siting" in outputs or "siting" in sup.registered_steps() else "coverage"
     if not panel_unavailable(step, outputs):
-        st.slider("新增网点数 k new sites", 1, 50, int(st.session_state.get("k_new_sites") or 10), key="k_new_sites")
+        st.slider("新增网点数 k new sites", 1, 50, int(st.session_state.get("k_default") or 10), key="k_new_sites")
         show_table(sup.recommended_table(outputs[step]), "recommended")
 
 

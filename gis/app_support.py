@@ -377,6 +377,11 @@ def network_status(summary: Mapping[str, Any]) -> pd.DataFrame:
 ZONE_ZH = {"no_build": "禁建区", "key_control": "重点控建区", "general_control": "一般控建区"}
 
 
+def format_share(x: float | None) -> str:
+    """A share as shown in the app (``—`` when not computed)."""
+    return "—" if x is None or x != x else f"{x:.1%}"
+
+
 def targets_table(summary: Mapping[str, Any]) -> pd.DataFrame:
     """Targets met/unmet (``summary["targets"]`` of the coverage step)."""
     rows = summary.get("targets") or []

@@ -554,7 +554,7 @@ def _raster_image(
     dst_transform, width, height = calculate_default_transform(src_crs, WEB_MERCATOR, w0, h0, west, south, east, north)
     scale = max(1.0, max(width, height) / max_px)
     width, height = max(1, int(width / scale)), max(1, int(height / scale))
-    transform = dst_transform * dst_transform.scale(scale, scale)
+    transform = dst_transform @ type(dst_transform).scale(scale, scale)
     dst = np.full((height, width), np.nan if nodata is None else nodata, dtype="float64")
     categorical = np.issubdtype(array.dtype, np.integer)
     reproject(

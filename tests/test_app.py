@@ -1,0 +1,255 @@
+"""The Streamlit app driven by ``streamlit.testing.v1.AppTest``, and its upload guard.
+
+Every page is rendered; parameters are changed and the numbers the app shows are
+compared with the library's own results for the same parameters; a parameter
+re-runs only the analysis that reads it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from gis import app_support as sup
+from gis import settings
+from gis._errors import InputError
+
+APP = str(settings.PACKAGE_ROOT / "app.py")
+RUN_ONE_STEP = sup.run_one_step  # the library call, unaffected by the spy below
+
+
+@pytest.fixture(scope="module")
+def app_project() -> Path:
+    """The bundled sample (``GIS_TEST_PROJECT`` may name another project folder)."""
+    if os.environ.get("GIS_TEST_PROJECT"):
+        return Path(os.environ["GIS_TEST_PROJECT"])
+    path = settings.SAMPLE_PROJECT_DIR
+    if not (path / "project.yaml").exists():
+        pytest.fail(f"the bundled sample district is missing at {path}: run `make sample`")
+    return path
+
+
+@pytest.fixture(scope="module")
+def district(app_project: Path):
+    from gis.district import load_district
+
+    return load_district(app_project)
+
+
+@pytest.fixture()
+def app(app_project: Path, monkeypatch: pytest.MonkeyPatch):
+    from streamlit.testing.v1 import AppTest
+
+    if app_project.resolve() != settings.SAMPLE_PROJECT_DIR.resolve():
+        monkeypatch.setenv("GIS_PROJECT", str(app_project))
+    else:
+        monkeypatch.delenv("GIS_PROJECT", raising=False)
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.fixture()
+def step_calls(monkeypatch: pytest.MonkeyPatch) -> Counter:
+    """Counts the pipeline steps the app actually runs (cache misses)."""
+    calls: Counter = Counter()
+    real = sup.run_one_step
+
+    def spy(step, *a, **kw):
+        calls[step] += 1
+        return real(step, *a, **kw)
+
+    monkeypatch.setattr(sup, "run_one_step", spy)
+    return calls
+
+
+def metric(at, label_start: str) -> str:
+    for m in at.metric:
+        if m.label.startswith(label_start):
+            return m.value
+    raise AssertionError(f"no metric {label_start!r}: {[m.label for m in at.metric]}")
+
+
+def texts(at) -> str:
+    parts = [e.value for e in at.info] + [e.value for e in at.warning] + [e.value for e in at.markdown]
+    parts += [e.value for e in at.caption] + [e.value for e in at.error]
+    return "\n".join(map(str, parts))
+
+
+def library_outputs(district, params: sup.AppParams, tmp: Path) -> dict[str, sup.StepOutput]:
+    """The same steps run directly through the library, in pipeline order."""
+    d = sup.with_overrides(district, params.overrides())
+    ctx: dict = {}
+    outs = {}
+    for step in sup.registered_steps():
+        if step == "maps":
+            continue
+        o = RUN_ONE_STEP(step, d, tmp / step, ctx)
+        ctx.update(o.context)
+        outs[step] = o
+    return outs
+
+
+# ------------------------------------------------------------------------- pages
+
+
+def test_every_page_renders_with_the_library_numbers(app, district, tmp_path: Path) -> None:
+    at = app
+    assert [t.label for t in at.tabs] == ["地图 Map", "规划 Planner", "巡查 Inspector", "下载 Downloads"]
+    assert metric(at, "网点 Sites") == str(len(district.sites))
+    assert metric(at, "剔除行") == str(len(district.rejects))
+    lib = library_outputs(district, sup.AppParams(), tmp_path)
+    body = texts(at)
+    for step, label in sup.STEP_LABELS.items():
+        if step in lib:
+            assert f"{label}: {sup.NOT_AVAILABLE}" not in body
+        else:  # an analysis that has not landed says so plainly
+            assert f"{label}: {sup.NOT_AVAILABLE}" in body
+    if "compliance" in lib:
+        assert metric(at, "违规 Violations") == str(lib["compliance"].summary["violations_total"])
+    if "hotspots" in lib:
+        hs = lib["hotspots"].summary["hotspots"]
+        assert metric(at, "聚集区 Clusters") == str(hs["clusters"])
+        assert metric(at, "位于四山") == str(hs["clusters_in_four_mountains"])
+    if "ledgers" in lib:
+        assert metric(at, "问题数 Problems") == str(lib["ledgers"].summary["problems_total"])
+    if "coverage" in lib:
+        share = lib["coverage"].summary["coverage"]["population_covered_share"]
+        assert metric(at, "人口覆盖率") == sup.format_share(share)
+    # downloads: the ledgers and the map page
+    names = " ".join(b.label for b in at.get("download_button"))
+    assert "map.html" in names
+    if "ledgers" in lib:
+        assert "problem_ledger.xlsx" in names and "summary_table.xlsx" in names
+
+
+def test_cluster_distance_reruns_only_the_hotspot_analysis(app, district, step_calls, tmp_path: Path) -> None:
+    at = app
+    if "hotspots" not in sup.registered_steps():
+        assert f"{sup.STEP_LABELS['hotspots']}: {sup.NOT_AVAILABLE}" in texts(at)
+        return
+    at.slider(key="eps").set_value(150).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert step_calls["hotspots"] == 1
+    assert step_calls["compliance"] == 0 and step_calls["coverage"] == 0
+    lib = library_outputs(district, sup.AppParams(cluster_distance_m=150.0), tmp_path)
+    hs = lib["hotspots"].summary["hotspots"]
+    assert metric(at, "聚集区 Clusters") == str(hs["clusters"])
+    assert metric(at, "反弹 Rebounds") == str(sup.hotspot_overview(lib["hotspots"]).n_rebounds)
+    # back to the first value: served from the cache, no new run
+    at.slider(key="eps").set_value(0).run()
+    assert step_calls["hotspots"] == 1
+
+
+def test_service_radius_changes_coverage(app, district, step_calls, tmp_path: Path) -> None:
+    at = app
+    if "coverage" not in sup.registered_steps():
+        assert f"{sup.STEP_LABELS['coverage']}: {sup.NOT_AVAILABLE}" in texts(at)
+        return
+    at.slider(key="radius").set_value(300).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert step_calls["coverage"] == 1 and step_calls["hotspots"] == 0
+    lib = library_outputs(district, sup.AppParams(service_radius_m=300.0), tmp_path)
+    share = lib["coverage"].summary["coverage"]["population_covered_share"]
+    assert metric(at, "人口覆盖率") == sup.format_share(share)
+
+
+def test_inspector_township_filter(app, district) -> None:
+    at = app
+    if "ledgers" not in sup.registered_steps():
+        return
+    towns = sorted(district.townships["township"].astype(str))
+    at.multiselect(key="f_township").set_value([towns[0]]).run()
+    assert not at.exception
+    ledger = next(df.value for df in at.dataframe if "镇街" in df.value.columns and "问题类型" in df.value.columns)
+    assert set(ledger["镇街"].astype(str)) <= {towns[0]}
+
+
+def test_date_range_limits_the_hotspot_window(app, district, tmp_path: Path) -> None:
+    at = app
+    if "hotspots" not in sup.registered_steps() or district.incidents is None:
+        return
+    lo, hi = district.incidents["date"].min().date(), district.incidents["date"].max().date()
+    mid = lo + (hi - lo) / 2
+    at.date_input(key="dates").set_value((mid, hi)).run()
+    assert not at.exception
+    lib = library_outputs(district, sup.AppParams(start=mid, end=hi), tmp_path)
+    assert metric(at, "聚集区 Clusters") == str(lib["hotspots"].summary["hotspots"]["clusters"])
+
+
+# ------------------------------------------------------------------------- uploads
+
+
+def _zip(entries: dict[str, bytes], *, symlink: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+        if symlink:
+            info = zipfile.ZipInfo(symlink)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(info, "/etc/passwd")
+    return buf.getvalue()
+
+
+def test_upload_of_a_project_zip_loads(tmp_path: Path) -> None:
+    from gis.district import load_district
+    from gis.testing import make_tiny_project
+
+    proj = make_tiny_project(tmp_path / "src" / "tiny").parent
+    entries = {f"tiny/{p.relative_to(proj)}": p.read_bytes() for p in proj.rglob("*") if p.is_file()}
+    yaml_path = sup.extract_project_zip(_zip(entries), tmp_path / "dest")
+    assert yaml_path == (tmp_path / "dest" / "tiny" / "project.yaml").resolve()
+    assert len(load_district(yaml_path).sites) == len(load_district(proj).sites)
+
+
+@pytest.mark.parametrize(
+    ("entries", "symlink", "match"),
+    [
+        ({"../evil.csv": b"x", "project.yaml": b"name: x"}, None, "outside"),
+        ({"/etc/evil.csv": b"x", "project.yaml": b"name: x"}, None, "outside"),
+        ({"a/../../evil.csv": b"x"}, None, "outside"),
+        ({"C:/evil.csv": b"x"}, None, "outside"),
+        ({"project.yaml": b"name: x", "run.py": b"import os"}, None, "not a data file"),
+        ({"project.yaml": b"name: x", "x.sh": b"rm -rf /"}, None, "not a data file"),
+        ({"project.yaml": b"name: x"}, "link.csv", "symbolic link"),
+        ({"layers.csv": b"a,b"}, None, "no project.yaml"),
+    ],
+)
+def test_upload_rejects_hostile_zips(tmp_path: Path, entries, symlink, match) -> None:
+    with pytest.raises(InputError, match=match):
+        sup.extract_project_zip(_zip(entries, symlink=symlink), tmp_path / "dest")
+    assert not (tmp_path / "evil.csv").exists()
+
+
+def test_upload_size_limits(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not a zip"):
+        sup.extract_project_zip(b"PK-not-really", tmp_path / "a")
+    data = _zip({"project.yaml": b"name: x", "big.csv": b"0" * 200_000})
+    with pytest.raises(InputError, match="limit"):
+        sup.extract_project_zip(data, tmp_path / "b", max_bytes=1000)
+    with pytest.raises(InputError, match="unpacks to|limit"):  # highly compressible: a zip bomb in small
+        sup.extract_project_zip(data, tmp_path / "c", max_unpacked=100_000)
+    with pytest.raises(InputError, match="files"):
+        sup.extract_project_zip(data, tmp_path / "d", max_files=1)
+
+
+def test_params_become_section_overrides(district) -> None:
+    p = sup.AppParams(service_radius_m=300, cluster_distance_m=120, k_new_sites=5)
+    d = sup.with_overrides(district, p.overrides())
+    cov = d.project.section("coverage")
+    assert cov["service_standards"]["collection_point"]["distance_m"] == 300
+    assert cov["service_standards"]["drop_off_point"]["distance_m"] == 300
+    assert cov["service_standards"]["transfer_station"] == district.project.section("coverage")["service_standards"]["transfer_station"]
+    assert cov["siting"]["k_new"] == 5
+    assert d.project.section("hotspots")["clusters"]["eps_m"] == 120
+    assert district.project.section("hotspots")["clusters"].get("eps_m") != 120  # the original is untouched
+    assert sup.step_key("compliance", p.overrides()) == sup.step_key("compliance", {})
+    assert sup.step_key("hotspots", p.overrides()) != sup.step_key("hotspots", {})
