@@ -1,0 +1,59 @@
+"""The analyst notebooks run top to bottom on the sample district (nbclient).
+
+They call the library (``gis``), so a library change that breaks an analyst's workflow
+fails here. Executed in the test interpreter's own ipykernel (the ``.venv``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from gis import settings
+
+NOTEBOOKS = sorted((settings.PACKAGE_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_the_four_notebooks_exist() -> None:
+    assert [p.name for p in NOTEBOOKS] == [
+        "01_load_and_validate.ipynb",
+        "02_compliance_and_ledgers.ipynb",
+        "03_coverage_and_siting.ipynb",
+        "04_hotspots_over_time.ipynb",
+    ]
+
+
+@pytest.fixture(scope="module")
+def project() -> Path:
+    if os.environ.get("GIS_TEST_PROJECT"):
+        return Path(os.environ["GIS_TEST_PROJECT"])
+    path = settings.SAMPLE_PROJECT_DIR
+    if not (path / "project.yaml").exists():
+        pytest.fail(f"the bundled sample district is missing at {path}: run `make sample`")
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_top_to_bottom(path: Path, project: Path, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from jupyter_client.kernelspec import NATIVE_KERNEL_NAME
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    monkeypatch.setenv("GIS_PROJECT", str(project))
+    monkeypatch.setenv("GIS_PROGRESS", "0")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    # the native kernel is this interpreter's ipykernel (sys.executable), i.e. the .venv
+    assert NATIVE_KERNEL_NAME == "python3"
+    client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
+    # the last cell is the map: a Leaflet page came out
+    last = nb.cells[-1].outputs
+    assert any("leaflet" in str(o.get("data", {}).get("text/html", "")).lower() for o in last), sys.executable
