@@ -122,23 +122,33 @@ def space_time_gi_star(counts: np.ndarray, w: sp.spmatrix, time_steps: int = 1) 
     x = np.asarray(counts, dtype=float)
     n, t = x.shape
     ws = with_self_weight(w, 1.0)
+    nn = n * t
+    xbar = x.mean()
+    s = np.sqrt(max((x**2).mean() - xbar**2, 0.0))
+    if s == 0:
+        raise AnalysisError("space-time Gi* is undefined: every bin has the same count")
+    # (S ⊗ W*) x without forming the Kronecker product: spatial lag, then sum over time lags
+    spatial = np.asarray(ws @ x)
+    csum = np.cumsum(spatial, axis=1)
+    lag = csum.copy()
+    if time_steps + 1 < t:
+        lag[:, time_steps + 1 :] -= csum[:, : t - time_steps - 1]
+    n_lags = np.minimum(np.arange(t), time_steps) + 1  # steps in each bin's neighbourhood
+    wi = np.asarray(ws.sum(axis=1)).ravel()[:, None] * n_lags[None, :]
+    s1 = np.asarray(ws.multiply(ws).sum(axis=1)).ravel()[:, None] * n_lags[None, :]
+    den = s * np.sqrt(np.maximum(nn * s1 - wi**2, 0.0) / (nn - 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(den > 0, (lag - xbar * wi) / den, 0.0)
+    return z
+
+
+def _space_time_weights(w: sp.spmatrix, t: int, time_steps: int) -> sp.csr_matrix:
+    """The explicit space-time weights :math:`\\sum_l S_l \\otimes W^*` (time-major bins; tests)."""
+    ws = with_self_weight(w, 1.0)
     shift = sp.csr_matrix((t, t))
     for lag in range(0, time_steps + 1):
         shift = shift + sp.eye(t, k=-lag, format="csr")
-    # order bins time-major: index = step * n + cell
-    wst = sp.kron(shift, ws, format="csr")
-    xv = x.T.ravel()
-    nn = len(xv)
-    xbar = xv.mean()
-    s = np.sqrt(max((xv**2).mean() - xbar**2, 0.0))
-    if s == 0:
-        raise AnalysisError("space-time Gi* is undefined: every bin has the same count")
-    wi = np.asarray(wst.sum(axis=1)).ravel()
-    s1 = np.asarray(wst.multiply(wst).sum(axis=1)).ravel()
-    den = s * np.sqrt(np.maximum(nn * s1 - wi**2, 0.0) / (nn - 1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(den > 0, (wst @ xv - xbar * wi) / den, 0.0)
-    return z.reshape(t, n).T
+    return sp.kron(shift, ws, format="csr")
 
 
 @dataclass

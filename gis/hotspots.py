@@ -667,6 +667,7 @@ def detect_rebounds(
     distance_m: float = 300.0,
     window_days: float = 365.0,
     closed_statuses: tuple[str, ...] | list[str] = ("closed", "rectified"),
+    same_kind: bool = True,
 ) -> pd.DataFrame:
     """Closed or rectified sites with new incidents nearby after closure (反弹).
 
@@ -676,8 +677,10 @@ def detect_rebounds(
     .. math:: \\lVert s_j - s_i \\rVert \\le D, \\qquad
               t_{close,i} < t_j \\le t_{close,i} + \\Delta
 
-    (``distance_m`` = *D*, ``window_days`` = Δ). Pairs are found with one KD-tree
-    sparse distance query.
+    (``distance_m`` = *D*, ``window_days`` = Δ) and, with ``same_kind``, *j* is of
+    the same incident kind as *i* (the same illegal activity came back, not an
+    unrelated complaint next door). Pairs are found with one KD-tree sparse
+    distance query.
 
     Returns
     -------
@@ -708,6 +711,9 @@ def detect_rebounds(
     t_new = dates[pairs["b"].to_numpy()]
     days = (t_new - t_close) / np.timedelta64(1, "D")
     keep = (days > 0) & (days <= window_days)
+    if same_kind:
+        kind = incidents["kind"].astype(str).to_numpy()
+        keep &= kind[pairs["a"].to_numpy()] == kind[pairs["b"].to_numpy()]
     ids = incidents["incident_id"].to_numpy()
     p = pairs[keep]
     out = pd.DataFrame(
@@ -798,6 +804,65 @@ def cluster_rebounds(
     out.loc[agg.index, "rebound_first_date"] = agg["rebound_first_date"]
     out.loc[agg.index, "rebound_incidents"] = agg["rebound_incidents"].astype(int)
     return out
+
+
+def match_planted(
+    result: ClusterResult,
+    clusters_truth: pd.DataFrame,
+    incidents_truth: pd.DataFrame,
+) -> pd.DataFrame:
+    """Match found clusters to planted (known) clusters, e.g. the sample's truth files.
+
+    A planted cluster is *recovered* by the found cluster holding most of its
+    members when that cluster holds a majority (> half) of them and its centre
+    lies within the planted ``radius_m`` of the planted centre (``lon``/``lat``,
+    WGS84).
+
+    Parameters
+    ----------
+    result
+        Output of :func:`find_clusters`.
+    clusters_truth
+        ``cluster_id``, ``lon``, ``lat``, ``radius_m``, ``n_incidents`` and
+        optionally ``four_mountains_level``.
+    incidents_truth
+        ``incident_id``, ``cluster_id`` (empty for background incidents).
+
+    Returns
+    -------
+    DataFrame
+        One row per planted cluster: ``truth_id``, ``found_id``, ``shared``,
+        ``distance_m``, ``recovered``, ``level_truth``, ``level_found``.
+    """
+    t = clusters_truth.copy()
+    t["truth_id"] = t["cluster_id"].astype(str)
+    mt = incidents_truth.dropna(subset=["cluster_id"]).copy()
+    mt["truth_id"] = mt["cluster_id"].astype(str)
+    mt = mt[mt["truth_id"].str.strip().ne("")]
+    found = result.members.rename(columns={"cluster_id": "found_id"})
+    m = mt[["incident_id", "truth_id"]].merge(found, on="incident_id", how="inner")
+    best = m.groupby(["truth_id", "found_id"]).size().rename("shared").reset_index()
+    best = best.sort_values(["truth_id", "shared"], ascending=[True, False]).drop_duplicates("truth_id")
+    out = t[["truth_id", "lon", "lat", "radius_m", "n_incidents"]].merge(best, on="truth_id", how="left")
+    crs = result.clusters.crs
+    centres = gpd.GeoSeries(gpd.points_from_xy(out["lon"], out["lat"]), crs=4326).to_crs(crs)
+    cl = result.clusters.set_index("cluster_id")
+    has = out["found_id"].notna().to_numpy()
+    fx = np.full(len(out), np.nan)
+    fy = np.full(len(out), np.nan)
+    fx[has] = cl.loc[out.loc[has, "found_id"], "centroid_x"].to_numpy()
+    fy[has] = cl.loc[out.loc[has, "found_id"], "centroid_y"].to_numpy()
+    out["distance_m"] = np.hypot(fx - centres.x.to_numpy(), fy - centres.y.to_numpy())
+    out["shared"] = out["shared"].fillna(0).astype(int)
+    out["recovered"] = has & (out["shared"] * 2 > out["n_incidents"]) & (out["distance_m"] <= out["radius_m"])
+    if "four_mountains_level" in t.columns:
+        out["level_truth"] = t["four_mountains_level"].where(t["four_mountains_level"].map(_present), None).to_numpy()
+    else:
+        out["level_truth"] = None
+    lv = np.full(len(out), None, dtype=object)
+    lv[has] = cl.loc[out.loc[has, "found_id"], "four_mountains_level"].to_numpy()
+    out["level_found"] = [v if _present(v) else None for v in lv]
+    return out.drop(columns=["lon", "lat"])
 
 
 # ============================================================ priority
@@ -1007,6 +1072,7 @@ def analyse(
         distance_m=float(rb_cfg.get("distance_m", 300)),
         window_days=float(rb_cfg.get("window_days", 365)),
         closed_statuses=tuple(rb_cfg.get("closed_statuses", ("closed", "rectified"))),
+        same_kind=bool(rb_cfg.get("same_kind", True)),
     )
     cr = cluster_rebounds(
         res,

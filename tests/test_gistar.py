@@ -91,7 +91,7 @@ def _esda_zs(x, w, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         lw = W.from_sparse(sp.csr_matrix(w))
-        return esda.G_Local(x, lw, transform="B", star=True, **kw)
+        return esda.G_Local(x, lw, transform="B", star=True, n_jobs=1, **kw)
 
 
 @pytest.mark.parametrize("kind", ["lattice", "knn"])
@@ -211,3 +211,15 @@ def test_emerging_categories_on_planted_patterns():
         cell = grid.locate(np.array([c], dtype=float))[0]
         assert res.category[cell] == name, (name, res.category[cell])
     assert (res.category == "no_pattern").mean() > 0.7
+
+
+def test_space_time_gi_star_equals_gi_star_on_explicit_kronecker_weights(grid_counts):
+    grid, _, _ = grid_counts
+    rng = np.random.default_rng(3)
+    counts = rng.poisson(1.0, size=(len(grid), 6)).astype(float)
+    w = gistar.lattice_weights(grid, 300.0)
+    for lags in (0, 1, 2):
+        z = emerging.space_time_gi_star(counts, w, time_steps=lags)
+        wst = emerging._space_time_weights(w, 6, lags)
+        ref = gistar.gi_star(counts.T.ravel(), wst - sp.diags(wst.diagonal()), self_weight=1.0).z
+        np.testing.assert_allclose(z, ref.reshape(6, -1).T, atol=1e-10)

@@ -230,6 +230,10 @@ def test_rebound_within_distance_and_window_only():
     assert set(longer["incident_id"]) == {"new_near", "late"}
     assert len(hotspots.detect_rebounds(inc, distance_m=30, window_days=365)) == 0
     assert len(hotspots.detect_rebounds(inc.assign(status="open"))) == 0
+    other = inc.copy()
+    other.loc[other["incident_id"] == "new_near", "kind"] = "fire_hazard"
+    assert len(hotspots.detect_rebounds(other)) == 0
+    assert len(hotspots.detect_rebounds(other, same_kind=False)) == 1
 
 
 def test_cluster_rebound_flag(synthetic):
@@ -309,3 +313,108 @@ def test_priority_prefers_recent_rebounded_four_mountains(config):
     df = base.copy()
     df.loc[0, "last_date"] = pd.Timestamp("2023-01-01")
     assert hotspots.priority_list(df, config).iloc[0]["cluster_id"] == "Y"
+
+
+# ------------------------------------------------------------------ pipeline step
+
+
+@pytest.fixture()
+def synthetic_district(tiny_project, synthetic):
+    """The tiny project's catalogue with synthetic townships, zones and incidents (EPSG:4544)."""
+    import dataclasses
+
+    from gis.district import load_district
+    from pyproj import CRS as ProjCRS
+
+    d = load_district(tiny_project)
+    inc, _ = synthetic
+    towns = gpd.GeoDataFrame(
+        {"township": ["青木关镇", "歌乐山街道"]},
+        geometry=[shapely.box(X0, Y0, X0 + 5000, Y0 + 10_000), shapely.box(X0 + 5000, Y0, X0 + 10_000, Y0 + 10_000)],
+        crs=CRS,
+    )
+    return dataclasses.replace(
+        d, crs=ProjCRS(CRS), townships=towns, zones=_zones(), incidents=inc, sites=d.sites.to_crs(CRS)
+    )
+
+
+def test_run_step_writes_outputs_and_context(synthetic_district, tmp_path):
+    import pyogrio
+    import rasterio
+
+    summary: dict = {}
+    context: dict = {}
+    hotspots.run_step(synthetic_district, tmp_path, summary, context)
+    layers = dict(pyogrio.list_layers(tmp_path / "hotspots.gpkg"))
+    assert {"clusters", "cluster_centroids", "hex_gistar", "priority", "rebounds"} <= set(layers)
+    hs = summary["hotspots"]
+    assert hs["clusters"] == len(PLANTED)
+    assert hs["clusters_in_four_mountains"] == 2 and hs["hot_cells_99"] > 0 and hs["rebounds"] == 0
+    grid = gpd.read_file(tmp_path / "hotspots.gpkg", layer="hex_gistar")
+    assert {"count", "gi_z", "gi_p", "gi_bin", "emerging"} <= set(grid.columns)
+    assert grid["count"].sum() == len(synthetic_district.incidents)
+    pr = gpd.read_file(tmp_path / "hotspots.gpkg", layer="priority")
+    assert pr["rank"].tolist() == list(range(1, len(PLANTED) + 1))
+    with rasterio.open(tmp_path / "density.tif") as src:
+        arr = src.read(1)
+        total = arr.sum() * abs(src.transform.a * src.transform.e) / 1e6
+    assert total == pytest.approx(len(synthetic_district.incidents), rel=0.05)  # mass inside the district
+    assert isinstance(context["hotspots"], hotspots.HotspotResult)
+    probs = context["hotspot_problems"]
+    assert list(probs.columns) == list(hotspots.PROBLEM_COLUMNS) and len(probs) == len(PLANTED)
+
+
+def test_run_step_with_few_incidents(tiny_project, tmp_path):
+    from gis.district import load_district
+
+    summary: dict = {}
+    context: dict = {}
+    hotspots.run_step(load_district(tiny_project), tmp_path, summary, context)
+    assert summary["hotspots"]["clusters"] == 0
+    assert len(context["hotspot_problems"]) == 0
+    assert (tmp_path / "hotspots.gpkg").exists() and (tmp_path / "density.tif").exists()
+
+
+# ------------------------------------------------------------------ the bundled sample district
+
+
+@pytest.fixture(scope="module")
+def sample_hotspots(sample_district):
+    config = sample_district.project.section("hotspots")
+    d = sample_district
+    return hotspots.analyse(d.incidents, config, zones=d.zones, townships=d.townships, area=d.boundary)
+
+
+@pytest.fixture(scope="module")
+def sample_truth(sample_project):
+    clusters = pd.read_csv(sample_project / "truth" / "clusters_truth.csv")
+    members = pd.read_csv(sample_project / "truth" / "incidents_truth.csv")
+    return clusters, members
+
+
+def test_sample_planted_clusters_recovered_with_four_mountains_levels(sample_hotspots, sample_truth):
+    clusters, members = sample_truth
+    m = hotspots.match_planted(sample_hotspots.clusters, clusters, members)
+    assert m["recovered"].mean() >= 0.9, m
+    in_fm = m[m["level_truth"].notna()]
+    assert len(in_fm) > 0
+    assert in_fm["recovered"].all() and (in_fm["level_found"] == in_fm["level_truth"]).all(), in_fm
+    outside = m[m["level_truth"].isna() & m["recovered"]]
+    assert outside["level_found"].isna().all()
+
+
+def test_sample_rebounds_and_closures_match_truth(sample_hotspots, sample_truth):
+    clusters, members = sample_truth
+    m = hotspots.match_planted(sample_hotspots.clusters, clusters, members)
+    m = m[m["recovered"]].set_index("truth_id")
+    t = clusters.assign(truth_id=clusters["cluster_id"].astype(str)).set_index("truth_id").loc[m.index]
+    found = sample_hotspots.clusters.clusters.set_index("cluster_id").loc[m["found_id"]]
+    assert t["rebound"].any()
+    assert np.array_equal(found["rebound"].to_numpy(bool), t["rebound"].to_numpy(bool))
+    reb = t["rebound"].to_numpy(bool)
+    assert (pd.to_datetime(found["rebound_first_date"])[reb].to_numpy() == pd.to_datetime(t["rebound_first_date"])[reb].to_numpy()).all()
+    closed = t["closed_date"].notna().to_numpy()
+    assert (pd.to_datetime(found["closed_date"])[closed].to_numpy() == pd.to_datetime(t["closed_date"])[closed].to_numpy()).all()
+    # rebounded clusters are ranked and flagged in the problem ledger
+    rows = sample_hotspots.problems
+    assert (rows["整改状态"] == "反弹").sum() == reb.sum()
