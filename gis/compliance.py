@@ -737,32 +737,59 @@ def _nearest_euclidean(src: np.ndarray, dst: np.ndarray, limit: float) -> tuple[
     return idx, dist
 
 
+def _main_component(net: Any) -> np.ndarray:
+    """Row indices of the largest strongly connected component of the road graph.
+
+    Sites snap only onto it, so that every snapped pair is mutually reachable (a
+    site snapped onto a dead-end one-way fragment or an isolated service road would
+    otherwise look unreachable from everywhere).
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    _, labels = connected_components(net.matrix, directed=True, connection="strong")
+    return np.flatnonzero(labels == np.bincount(labels).argmax())
+
+
+def _snap(nodes: np.ndarray, xy: np.ndarray, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest of ``nodes`` (row indices into ``xy``) for each point, and the distance."""
+    from scipy.spatial import cKDTree
+
+    if not len(pts):
+        return np.empty(0, np.int64), np.empty(0, float)
+    d, i = cKDTree(xy[nodes]).query(pts)
+    return nodes[i].astype(np.int64), d
+
+
 def _nearest_network(
     src: np.ndarray,
     dst: np.ndarray,
     limit: float,
     net: Any,
     snap_max: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Nearest ``dst`` by road distance (one multi-source Dijkstra from all ``dst``).
 
     Runs :func:`scipy.sparse.csgraph.dijkstra` with ``min_only=True`` on the reversed
     graph from the stations' nodes, so that one pass gives, for every node, the road
     distance *to* its nearest station honouring one-way streets, and which station.
-    Distance = snap(src) + network(src node → dst node) + snap(dst). Points and
-    stations further than ``snap_max`` from the graph are not routed (``routed``
-    False) and fall back to straight-line distance in the caller.
+    Distance = snap(src) + network(src node → dst node) + snap(dst), snapping onto
+    the largest strongly connected component. Points and stations further than
+    ``snap_max`` from it are not routed (``routed`` False) and fall back to
+    straight-line distance in the caller. Returns (station index or -1, distance,
+    routed mask of ``src``, routable mask of ``dst``).
     """
     from scipy.sparse.csgraph import dijkstra
 
-    s_node, s_snap = net.snap(shapely.get_coordinates(src))
-    d_node, d_snap = net.snap(shapely.get_coordinates(dst))
+    main = _main_component(net)
+    s_node, s_snap = _snap(main, net.xy, shapely.get_coordinates(src))
+    d_node, d_snap = _snap(main, net.xy, shapely.get_coordinates(dst))
     idx = np.full(len(src), -1, dtype=np.int64)
     dist = np.full(len(src), np.nan)
     routed = s_snap <= snap_max
-    ok_dst = np.flatnonzero(d_snap <= snap_max)
+    dst_ok = d_snap <= snap_max
+    ok_dst = np.flatnonzero(dst_ok)
     if not len(ok_dst) or not routed.any():
-        return idx, dist, routed
+        return idx, dist, routed & False, dst_ok
     # one station per node (the one nearest to the node wins the node)
     order = np.lexsort((d_snap[ok_dst], d_node[ok_dst]))
     ok_sorted = ok_dst[order]
@@ -783,7 +810,7 @@ def _nearest_network(
     within = total <= limit
     idx[ri[within]] = station[within]
     dist[ri[within]] = total[within]
-    return idx, dist, routed
+    return idx, dist, routed, dst_ok
 
 
 def link_hierarchy(
@@ -825,8 +852,8 @@ def link_hierarchy(
     p = dict(params or {})
     serving = set(p.get("serving_statuses", ["active"]))
     linked = set(p.get("linked_statuses", ["active", "planned"]))
-    pmax = float(p.get("point_max_distance_m", 3000))
-    smax = float(p.get("station_max_distance_m", 30000))
+    pmax = float(p.get("point_max_distance_m", 4000))
+    smax = float(p.get("station_max_distance_m", 60000))
     snap_max = float(p.get("snap_max_distance_m", 500))
     demand_default = dict(p.get("point_demand_t_per_day", {"collection_point": 1.0, "drop_off_point": 0.2}))
     cap_default = dict(p.get("default_capacity_t_per_day", {"transfer_station": 30.0, "sorting_centre": 100.0}))
@@ -860,10 +887,17 @@ def link_hierarchy(
         idx, dist = _nearest_euclidean(geoms[li], geoms[ui], limit)
         method = np.full(len(li), "euclidean", dtype=object)
         if use_net and len(li) and len(ui):
-            nidx, ndist, routed = _nearest_network(geoms[li], geoms[ui], limit, net, snap_max)
-            idx = np.where(routed, nidx, idx)
-            dist = np.where(routed, ndist, dist)
-            method[routed] = "network"
+            nidx, ndist, routed, dst_ok = _nearest_network(geoms[li], geoms[ui], limit, net, snap_max)
+            # stations off the road graph are reached in a straight line; a routed site
+            # takes whichever is nearer, the routed station or an off-graph one
+            off = np.flatnonzero(~dst_ok)
+            oidx, odist = _nearest_euclidean(geoms[li], geoms[ui][off], limit)
+            oidx = np.where(oidx >= 0, off[np.clip(oidx, 0, None)] if len(off) else -1, -1)
+            use_off = routed & (oidx >= 0) & ((nidx < 0) | (odist < np.nan_to_num(ndist, nan=np.inf)))
+            use_net_hit = routed & ~use_off
+            idx = np.where(use_off, oidx, np.where(use_net_hit, nidx, idx))
+            dist = np.where(use_off, odist, np.where(use_net_hit, ndist, dist))
+            method[use_net_hit] = "network"
         if enforce and points_level and len(li) and len(ui):
             idx, dist = _capacitated(geoms[li], geoms[ui], demand.to_numpy()[li], capacity.to_numpy()[ui], limit, idx, dist)
         parts.append(

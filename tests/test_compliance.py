@@ -404,14 +404,29 @@ class TestLinkage:
         assert a_net.loc["p3", "assigned_to"] == expect
         assert a_net.loc["p3", "link_distance_m"] == pytest.approx(min(d_ts1, d_ts2))
         assert net.method == "network"
-        # p_far snaps onto an isolated road node: unreachable by road → orphan
-        assert pd.isna(a_net.loc["p_far", "assigned_to"])
+        # p_far lies on an isolated road node; sites snap onto the largest strongly
+        # connected component instead (node 5 at (1500, 700)), then route to ts2
+        assert a_net.loc["p_far", "assigned_to"] == "ts2"
+        assert a_net.loc["p_far", "link_distance_m"] == pytest.approx(np.hypot(400, 50) + 600)
         # a point further from the graph than snap_max_distance_m falls back to euclidean
         s2 = pd.concat([s, _sites([dict(site_id="q", tier="collection_point", x=600, y=400)])], ignore_index=True)
         fb = link_hierarchy(s2, params={**params, "snap_max_distance_m": 100}, graph=g)
         q = fb.assignments.set_index("site_id").loc["q"]
         assert q["link_method"] == "euclidean" and q["assigned_to"] == "ts1"
         assert q["link_distance_m"] == pytest.approx(np.hypot(300, 300))
+        # a station off the road graph is reached in a straight line when that is nearer
+        # (p3 is 100 m by road from ts2; ts_off is 50 m away but 50 m off the graph)
+        s3 = pd.concat([s, _sites([dict(site_id="ts_off", tier="transfer_station", x=1400, y=150)])],
+                       ignore_index=True)
+        off = link_hierarchy(s3, params={**params, "snap_max_distance_m": 30}, graph=g)
+        p3 = off.assignments.set_index("site_id").loc["p3"]
+        assert p3["assigned_to"] == "ts_off" and p3["link_method"] == "euclidean"
+        assert p3["link_distance_m"] == pytest.approx(50.0)
+        # a sorting centre off the graph still serves the routed stations
+        s4 = s.copy()
+        s4.loc[s4["site_id"] == "sc", "geometry"] = _p(100, 900)
+        sc_off = link_hierarchy(s4, params={**params, "snap_max_distance_m": 100}, graph=g)
+        assert sc_off.assignments.set_index("site_id").loc[["ts1", "ts2"], "assigned_to"].tolist() == ["sc", "sc"]
 
     def test_capacity_enforced(self, layers):
         s = _net_sites()
@@ -467,3 +482,148 @@ class TestPipelineStep:
         assert "four_mountains_no_build" in sites.set_index("site_id").loc["S003", "rules_broken"]
         for name in ("problem_ledger.xlsx", "summary_table.xlsx", "survey_form.xlsx"):
             assert (out / name).exists()
+
+
+# --------------------------------------------------------------- sample district
+def _sample_project(tmp_path_factory) -> Path:
+    """The bundled sample district, or a freshly generated small one."""
+    from gis import settings
+
+    bundled = settings.SAMPLE_PROJECT_DIR
+    if (bundled / "project.yaml").exists() and (bundled / "truth" / "sites_truth.csv").exists():
+        return bundled
+    from gis.sample import generate
+
+    out = tmp_path_factory.mktemp("sample_district")
+    generate(out, seed=42, scale="small")
+    return out
+
+
+def _without_candidates(project_yaml: Path):
+    """The project minus its candidate sites (compliance does not read them)."""
+    from gis.catalog import load_project
+
+    project = load_project(project_yaml)
+    project.layers.pop("candidates", None)
+    return project
+
+
+@pytest.fixture(scope="module")
+def sample_check(tmp_path_factory):
+    from gis.district import load_district
+    from gis.compliance import check_district
+
+    root = _sample_project(tmp_path_factory)
+    d = load_district(_without_candidates(root / "project.yaml"))
+    result = check_district(d)
+    truth = pd.read_csv(root / "truth" / "sites_truth.csv", encoding="utf-8-sig")
+    truth = truth[truth["site_id"].isin(result.sites["site_id"])].set_index("site_id")
+    truth["planted"] = truth["planted"].fillna("").astype(str)
+    return d, result, truth
+
+
+def _expected(rule, truth: pd.DataFrame, sites: pd.DataFrame) -> set[str]:
+    """Sites that must break ``rule``, from the rule-independent planted situations."""
+    s = sites.set_index("site_id").loc[truth.index]
+    tier = truth["tier"]
+    applies = tier.isin(rule.tiers)
+    if rule.scope_keywords:
+        kw = s["business_scope"].astype(object).fillna("").str.contains("|".join(rule.scope_keywords))
+        applies = (applies | kw) if rule.match == "any" else (applies & kw)
+    if rule.statuses:
+        applies &= truth["status"].isin(rule.statuses)
+    codes = truth["planted"].str.split(";")
+    c = rule.condition
+    t = rule.condition_type
+
+    def has(pred) -> pd.Series:
+        return codes.map(lambda cs: any(pred(x) for x in cs))
+
+    if t == "in_zone" and c["zone_type"] == "four_mountains":
+        hit = has(lambda x: x.startswith("four_mountains:") and x.split(":")[1] in c["levels"])
+    elif t == "in_zone":
+        hit = has(lambda x: x == c["zone_type"])
+    elif t == "landuse_not_allowed":
+        hit = has(lambda x: x.startswith("landuse_not_allowed:"))
+    elif t == "near_receptor":
+        hit = has(lambda x: x.startswith(f"near_receptor:{c['receptor']}:")
+                  and float(x.split(":")[2]) <= float(c["distance_m"]))
+    elif t == "missing_attribute":
+        code = {"business_licence": "no_business_licence", "dismantling_qualification": "no_dismantling_qualification",
+                "police_filing": "no_police_filing"}[c["field"]]
+        hit = has(lambda x: x == code)
+    elif t == "below_norm" and c["field"] == "floor_area_m2":
+        hit = has(lambda x: x == "floor_area_below_norm")
+    elif t == "unlinked" and "collection_point" in rule.tiers:
+        hit = has(lambda x: x == "far_from_transfer_station")
+    else:  # landuse_unknown, outside_townships, unlinked stations: nothing planted
+        hit = pd.Series(False, index=truth.index)
+    return set(truth.index[(hit & applies).to_numpy()])
+
+
+_SAMPLE_RULES = [r.id for r in RuleTable.default().enabled]
+
+
+class TestSampleDistrict:
+    """Every planted violation is found, with no false verdicts on clean sites."""
+
+    @pytest.mark.parametrize("rule_id", _SAMPLE_RULES)
+    def test_rule_matches_planted_situations(self, sample_check, rule_id):
+        d, result, truth = sample_check
+        rule = result.rules.get(rule_id)
+        expected = _expected(rule, truth, result.sites)
+        found = set(result.violations.loc[result.violations["rule_id"] == rule_id, "site_id"])
+        assert expected <= found, f"{rule_id}: planted but not found {sorted(expected - found)}"
+        if rule_id in ("unlinked_point", "unlinked_station"):
+            # linkage also orphans planted sites in remote zones; never a clean site
+            assert not (found & set(truth.index[truth["clean"]]))
+        else:
+            assert found == expected, f"{rule_id}: found without a planted situation {sorted(found - expected)}"
+
+    def test_planted_rules_are_exercised(self, sample_check):
+        d, result, truth = sample_check
+        fired = set(result.violations["rule_id"])
+        for rid in ("four_mountains_no_build", "four_mountains_key_control_point", "four_mountains_general_control",
+                    "ecological_red_line", "basic_farmland", "water_source_zone", "landuse_not_allowed",
+                    "school_buffer", "no_business_licence", "no_dismantling_qualification", "no_police_filing",
+                    "unlinked_point"):
+            assert rid in fired
+
+    def test_clean_sites_have_no_verdict(self, sample_check):
+        d, result, truth = sample_check
+        clean = truth.index[truth["clean"]]
+        s = result.sites.set_index("site_id").loc[clean]
+        assert len(clean) > 100
+        assert (s["verdict"] == "ok").all(), s.loc[s["verdict"] != "ok", "rules_broken"].to_dict()
+        assert (s["n_violations"] == 0).all()
+
+    def test_linkage_on_sample(self, sample_check):
+        d, result, truth = sample_check
+        lk = result.linkage
+        towns = pd.read_csv(d.project.root / "truth" / "townships_truth.csv", encoding="utf-8-sig")
+        assert set(lk.townships_without_transfer_station) == set(towns.loc[~towns["has_transfer_station"], "township"])
+        assert lk.has_working_sorting_centre
+        if d.roads_path is not None:
+            assert lk.method == "network"
+        far = truth.index[truth["planted"].str.contains("far_from_transfer_station")
+                          & truth["status"].isin(["active", "planned"])]
+        assert set(far) <= set(lk.orphans)
+        summ = result.summary()
+        assert summ["sites_in_four_mountains"]["no_build"] == truth["planted"].str.contains("four_mountains:no_build").sum()
+
+    def test_raster_land_use_gives_the_same_findings(self, sample_check):
+        from gis.compliance import check_district
+        from gis.district import load_district
+
+        d, result, truth = sample_check
+        raster_yaml = d.project.root / "project_raster.yaml"
+        if not raster_yaml.exists():
+            pytest.skip("sample has no raster variant")
+        dr = load_district(_without_candidates(raster_yaml))
+        assert dr.landuse is None and dr.landuse_raster is not None
+        rr = check_district(dr)
+        assert rr.sites["landuse_source"].dropna().eq("raster").all()
+        key = ["site_id", "rule_id"]
+        a = result.violations[key].sort_values(key).reset_index(drop=True)
+        b = rr.violations[key].sort_values(key).reset_index(drop=True)
+        pd.testing.assert_frame_equal(a, b)
