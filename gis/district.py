@@ -214,7 +214,8 @@ def load_district(project: str | Path | Project) -> District:
         gdf = add(role, proj.layers[role]).to_crs(crs)
         gdf, rej = _reject_outside(gdf, role, boundary, proj.outside_tolerance_m)
         rejects.append(rej)
-        gdf["township_ledger"] = gdf["township"]
+        # candidates have no township field of their own
+        gdf["township_ledger"] = gdf["township"] if "township" in gdf.columns else pd.Series(None, index=gdf.index, dtype=object)
         spatial = assign_township(gdf.geometry, townships)
         gdf["township"] = np.where(pd.notna(spatial), spatial, gdf["township_ledger"])
         layers[role] = gdf
