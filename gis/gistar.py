@@ -210,10 +210,10 @@ class HexGrid:
     def index_of(self, q: np.ndarray, r: np.ndarray) -> np.ndarray:
         """Row index of axial cells ``(q, r)`` in this grid, −1 where absent."""
         keys = self._key(q, r)
-        pos = np.searchsorted(self._keys, keys)
-        pos_c = np.minimum(pos, max(len(self._keys) - 1, 0))
-        found = (len(self._keys) > 0) & (self._keys[pos_c] == keys) if len(self._keys) else np.zeros(len(keys), bool)
-        return np.where(found, pos_c, -1)
+        if len(self._keys) == 0:
+            return np.full(len(keys), -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+        return np.where(self._keys[pos] == keys, pos, -1)
 
     def locate(self, xy: np.ndarray) -> np.ndarray:
         """Index of the cell containing each point, −1 for points outside the grid."""

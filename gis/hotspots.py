@@ -793,8 +793,9 @@ def cluster_rebounds(
     kinds = result.clusters.set_index("cluster_id")["kinds"]
     r = r.assign(t_c=r["cluster_id"].map(out["closed_date"]))
     days = (pd.to_datetime(r["date"]) - pd.to_datetime(r["t_c"])).dt.days
-    same_kind = np.array([k in kinds[c] for k, c in zip(r["kind"], r["cluster_id"])], dtype=bool)
-    r = r[(days > 0).to_numpy() & (days <= window_days).to_numpy() & same_kind]
+    r = r[(days > 0).to_numpy() & (days <= window_days).to_numpy()]
+    cluster_kinds = kinds.explode().rename("kind").reset_index().drop_duplicates()
+    r = r.merge(cluster_kinds, on=["cluster_id", "kind"], how="inner")  # the cluster's own kinds
     if len(r) == 0:
         return out
     agg = r.groupby("cluster_id").agg(
