@@ -285,6 +285,13 @@ TOWNSHIPS: tuple[tuple[str, str, float, float, str], ...] = (
 )
 #: Townships deliberately left without a transfer station.
 TOWNSHIPS_WITHOUT_TS = ("中梁镇", "凤凰镇", "詹家溪街道")
+_TOWNSHIP_NAMES = np.array([t[0] for t in TOWNSHIPS], dtype=object)
+_TOWNSHIP_SHORT = np.array([t[0].removesuffix("街道").removesuffix("镇") for t in TOWNSHIPS], dtype=object)
+
+
+def _seq_ids(prefix: str, numbers: npt.ArrayLike, width: int) -> npt.NDArray[np.object_]:
+    """``prefix`` + zero-padded ``numbers`` (vectorised)."""
+    return np.char.add(prefix, np.char.zfill(np.asarray(numbers).astype(str), width)).astype(object)
 
 _ROAD_STEMS = (
     "天陈", "汉渝", "凤天", "小龙坎", "沙坪", "杨公桥", "土湾", "石碾盘", "双碑", "井口", "歌乐", "西永",
@@ -554,7 +561,6 @@ def _roads(rng: np.random.Generator, geo: _Geo, p: ScaleParams) -> _Roads:
     xs, ys, ways = [], [], []
     n0 = 0
     stems = list(_ROAD_STEMS)
-    lattices = []
     for kind, step, jit in (("urban", p.road_urban_m, 0.1), ("rural", p.road_rural_m, 0.12)):
         gx = np.arange(minx, maxx + step, step)
         gy = np.arange(miny, maxy + step, step)
@@ -578,7 +584,6 @@ def _roads(rng: np.random.Generator, geo: _Geo, p: ScaleParams) -> _Roads:
             for way in w:
                 way["name"] = way["name"].replace("大道", "公路").replace("支路", "村道").replace("路", "村道", 1)
         ways += w
-        lattices.append((ok, ids))
     x = np.concatenate(xs)
     y = np.concatenate(ys)
     n_urban = len(xs[0])
@@ -882,7 +887,7 @@ def _situations(ev: pd.DataFrame, tier: npt.ArrayLike, attrs: pd.DataFrame) -> n
     parts.append(np.where(attrs["资质认定"].to_numpy() == "未取得", "no_dismantling_qualification", ""))
     parts.append(np.where(attrs["公安备案"].to_numpy() == "未备案", "no_police_filing", ""))
     area = attrs["占地面积(㎡)"].to_numpy(dtype=float)
-    norm = np.array([FLOOR_NORM_M2.get(Tier(t), -np.inf) for t in tier])
+    norm = pd.Series(tier).map({str(k): v for k, v in FLOOR_NORM_M2.items()}).fillna(-np.inf).to_numpy(float)
     parts.append(np.where(area < norm, "floor_area_below_norm", ""))
     far = (tier == str(Tier.COLLECTION_POINT)) & (ev["d_ts"].to_numpy() > FAR_FROM_TS_M)
     parts.append(np.where(far, "far_from_transfer_station", ""))
@@ -1030,8 +1035,8 @@ def _site_attributes(rng: np.random.Generator, tiers: npt.ArrayLike, township: n
     """Clean ledger attributes for sites of the given tiers (names, licences, areas …)."""
     tiers = np.asarray(tiers, dtype=object)
     n = len(tiers)
-    tname = np.array([TOWNSHIPS[i][0] for i in township], dtype=object)
-    short = np.array([s.replace("街道", "").replace("镇", "") for s in tname], dtype=object)
+    tname = _TOWNSHIP_NAMES[np.asarray(township)]
+    short = _TOWNSHIP_SHORT[np.asarray(township)]
     stems = rng.choice(np.array(_ROAD_STEMS, dtype=object), n)
     comm = rng.choice(np.array(_COMMUNITY, dtype=object), n)
     person = _names(rng, n)
@@ -1183,7 +1188,6 @@ def _sites(rng: np.random.Generator, geo: _Geo, ix: _Index, pop: _Population, p:
 
     tiers_plan = [(k, t, s) for k, t, s in _PLAN for _ in range(p.plant_factor)]
     # 1. transfer stations: one clean, population-weighted location per township
-    n_town = len(TOWNSHIPS)
     cx, cy = _population_points(rng, pop, 40_000)
     ux, uy = _uniform_in(rng, geo.district, 40_000)
     cx, cy = np.concatenate([cx, ux]), np.concatenate([cy, uy])
@@ -1259,7 +1263,7 @@ def _sites(rng: np.random.Generator, geo: _Geo, ix: _Index, pop: _Population, p:
     attrs.loc[nq, "资质认定"] = "未取得"
     attrs.loc[nq[tier[nq] == str(Tier.COLLECTION_POINT)], "经营范围"] = "废旧家电回收、拆解"
     fl = np.flatnonzero(key == "floor")
-    norm = np.array([FLOOR_NORM_M2[Tier(t)] for t in tier[fl]])
+    norm = pd.Series(tier[fl]).map({str(k): v for k, v in FLOOR_NORM_M2.items()}).to_numpy(float)
     attrs.loc[fl, "占地面积(㎡)"] = np.round(norm * rng.uniform(0.3, 0.7, len(fl)))
     sc_planned = np.flatnonzero((tier == str(Tier.SORTING_CENTRE)) & (key != ""))
     attrs.loc[sc_planned, "占地面积(㎡)"] = 2400.0  # also below the 3,000 m² norm
@@ -1319,7 +1323,7 @@ def _incidents(rng: np.random.Generator, geo: _Geo, pop: _Population, p: ScalePa
         [("缙云山" if i % 3 == 2 else "中梁山") if i < n_band else None for i in range(n_cl)], dtype=object
     )
     sig_hi = {"no_build": 150.0, "key_control": 100.0, "general_control": 170.0, None: 200.0}
-    sigma = np.array([rng.uniform(80.0, sig_hi[lv]) for lv in cl_level])
+    sigma = rng.uniform(80.0, pd.Series(cl_level, dtype=object).map(lambda lv: sig_hi[lv]).to_numpy(float))
     cx = np.zeros(n_cl)
     cy = np.zeros(n_cl)
     water = shapely.union_all([geo.river, *geo.reservoirs])
@@ -1359,7 +1363,7 @@ def _incidents(rng: np.random.Generator, geo: _Geo, pop: _Population, p: ScalePa
     if len(ok) < len(out):
         raise RuntimeError("not enough room for incident clusters")
     cx[out], cy[out] = px[ok[: len(out)]], py[ok[: len(out)]]
-    kind = np.array([_MAIN_KINDS[i % 4] for i in rng.permutation(n_cl)], dtype=object)
+    kind = np.array([str(k) for k in _MAIN_KINDS], dtype=object)[rng.permutation(n_cl) % 4]
     n_rebound = max(3, round(n_cl * 0.25)) if n_cl >= 12 else min(3, n_cl)
     n_closed = max(2, round(n_cl * 0.15))
     role = np.full(n_cl, "open", dtype=object)
@@ -1429,10 +1433,12 @@ def _incidents(rng: np.random.Generator, geo: _Geo, pop: _Population, p: ScalePa
     cols = dict(x=all_x, y=all_y, kind=all_kind, date=all_date, cid=all_cid, phase=all_phase, status=status, cdate=cdate)
     cols = {k: v[order] for k, v in cols.items()}
     years = cols["date"].astype("datetime64[Y]").astype(int) + 1970
-    ids = np.char.add(np.char.add("XS", years.astype(str)), np.char.zfill(np.arange(1, n + 1).astype(str), 6)).astype(object)
+    ids = _seq_ids(np.char.add("XS", years.astype(str)), np.arange(1, n + 1), 6)
     twn = _township_of(geo, cols["x"], cols["y"])
-    tname = np.array([t[0] for t in TOWNSHIPS], dtype=object)[twn]
+    tname = _TOWNSHIP_NAMES[twn]
     lon, lat = to_lonlat(cols["x"], cols["y"])
+    kind_zh = pd.Series(cols["kind"]).map({str(k): v for k, v in INCIDENT_KIND_LABEL_ZH.items()}).to_numpy(dtype=object)
+    desc = pd.Series(cols["kind"]).map({str(k): v for k, v in _DESCRIPTION.items()}).to_numpy(dtype=object)
     elv = cols["kind"] == IncidentKind.ILLEGAL_ELV_DISMANTLING
     dest = np.where(elv, rng.choice(_DESTINATIONS, n, p=[0.4, 0.3, 0.2, 0.1]), "")
     stems = rng.choice(np.array(_ROAD_STEMS, dtype=object), n)
@@ -1440,14 +1446,14 @@ def _incidents(rng: np.random.Generator, geo: _Geo, pop: _Population, p: ScalePa
         {
             "记录编号": ids,
             "发现日期": pd.to_datetime(cols["date"]).strftime("%Y-%m-%d"),
-            "问题类型": [INCIDENT_KIND_LABEL_ZH[IncidentKind(k)] for k in cols["kind"]],
+            "问题类型": kind_zh,
             "线索来源": rng.choice(np.array(["摸排", "举报", "巡查", "执法"], dtype=object), n, p=[0.35, 0.3, 0.25, 0.1]),
             "处置状态": cols["status"],
             "关停日期": pd.Series(pd.to_datetime(cols["cdate"]).strftime("%Y-%m-%d")).fillna("").to_numpy(),
             "五大总成流向": dest,
             "所属镇街": tname,
             "地址": "重庆市沙坪坝区" + tname + stems + "路附近",
-            "问题描述": [_DESCRIPTION[IncidentKind(k)] for k in cols["kind"]],
+            "问题描述": desc,
             "经度": np.char.mod("%.7f", lon),
             "纬度": np.char.mod("%.7f", lat),
         }
@@ -1455,40 +1461,41 @@ def _incidents(rng: np.random.Generator, geo: _Geo, pop: _Population, p: ScalePa
     truth = pd.DataFrame(
         {
             "incident_id": ids,
-            "cluster_id": np.where(cols["cid"] >= 0, np.char.add("C", np.char.zfill(cols["cid"].astype(str), 3)), ""),
+            "cluster_id": np.where(cols["cid"] >= 0, _seq_ids("C", cols["cid"], 3), ""),
             "phase": cols["phase"],
         }
     )
-    # cluster truth
-    mid = cols["cid"]
+    # cluster truth (one row per cluster, grouped over the members)
     clon, clat = to_lonlat(cx, cy)
-    rows = []
-    for i in range(n_cl):  # one summary row per cluster (vectorised members above)
-        mm = mid == i
-        d = np.hypot(cols["x"][mm] - cx[i], cols["y"][mm] - cy[i])
-        dd = cols["date"][mm]
-        post = mm & (cols["phase"] == "after_closure")
-        rows.append(
-            {
-                "cluster_id": f"C{i:03d}",
-                "kind": str(kind[i]),
-                "lon": round(float(clon[i]), 7),
-                "lat": round(float(clat[i]), 7),
-                "radius_m": round(float(np.quantile(d, 0.95, method="inverted_cdf")) + 0.05, 1),
-                "max_dist_m": round(float(d.max()), 1),
-                "sigma_m": round(float(sigma[i]), 1),
-                "n_incidents": int(mm.sum()),
-                "four_mountains_level": cl_level[i] or "",
-                "four_mountains_range": cl_range[i] or "",
-                "township": TOWNSHIPS[_township_of(geo, cx[i : i + 1], cy[i : i + 1])[0]][0],
-                "first_date": str(dd.min()),
-                "last_date": str(dd.max()),
-                "closed_date": "" if np.isnat(closed[i]) else str(closed[i]),
-                "rebound": bool(reb[i]),
-                "rebound_first_date": str(cols["date"][post].min()) if post.any() else "",
-            }
-        )
-    clusters = pd.DataFrame(rows)
+    m = pd.DataFrame({"cid": cols["cid"], "date": cols["date"], "phase": cols["phase"]})
+    m["d"] = np.hypot(cols["x"] - cx[np.maximum(cols["cid"], 0)], cols["y"] - cy[np.maximum(cols["cid"], 0)])
+    m = m[m["cid"] >= 0]
+    g = m.groupby("cid")
+    post = m[m["phase"] == "after_closure"].groupby("cid")["date"].min()
+    q95 = g["d"].quantile(0.95, interpolation="higher").reindex(range(n_cl)).to_numpy()
+    nd = np.datetime_as_string
+    clusters = pd.DataFrame(
+        {
+            "cluster_id": _seq_ids("C", np.arange(n_cl), 3),
+            "kind": kind,
+            "lon": np.round(clon, 7),
+            "lat": np.round(clat, 7),
+            "radius_m": np.round(q95 + 0.05, 1),
+            "max_dist_m": np.round(g["d"].max().reindex(range(n_cl)).to_numpy(), 1),
+            "sigma_m": np.round(sigma, 1),
+            "n_incidents": g.size().reindex(range(n_cl)).to_numpy(),
+            "four_mountains_level": np.where(pd.notna(cl_level), cl_level, ""),
+            "four_mountains_range": np.where(pd.notna(cl_range), cl_range, ""),
+            "township": _TOWNSHIP_NAMES[_township_of(geo, cx, cy)],
+            "first_date": nd(g["date"].min().reindex(range(n_cl)).to_numpy().astype("datetime64[D]")),
+            "last_date": nd(g["date"].max().reindex(range(n_cl)).to_numpy().astype("datetime64[D]")),
+            "closed_date": np.where(np.isnat(closed), "", nd(closed)),
+            "rebound": reb,
+            "rebound_first_date": np.where(
+                reb, nd(post.reindex(range(n_cl)).to_numpy().astype("datetime64[D]")), ""
+            ),
+        }
+    )
     # two deliberately bad rows
     bad = []
     for field_, value, reason in (("发现日期", "2023年13月", RejectReason.BAD_VALUE), ("问题类型", "乱堆乱放", RejectReason.UNKNOWN_CATEGORY)):
@@ -1530,13 +1537,14 @@ def _ledger(
     good = np.flatnonzero(s.key != "__bad__")
     badb = np.flatnonzero(s.key == "__bad__")
     twn = _township_of(geo, s.x, s.y)
-    o = good[np.lexsort((rng.random(len(good)), twn[good], [order_tier[t] for t in s.tier[good]]))]
-    tier_labels = np.array([TIER_LABEL_ZH[Tier(t)] for t in s.tier], dtype=object)
+    tier_s = pd.Series(s.tier, dtype=object)
+    o = good[np.lexsort((rng.random(len(good)), twn[good], tier_s[good].map(order_tier).to_numpy()))]
+    tier_labels = tier_s.map({str(k): v for k, v in TIER_LABEL_ZH.items()}).to_numpy(dtype=object)
     ids = np.empty(len(s.x), dtype=object)
-    for t in order_tier:
-        m = o[s.tier[o] == t]
-        ids[m] = [f"SPB-{_ID_CODE[Tier(t)]}-{k + 1:04d}" for k in range(len(m))]
-    ids[badb] = [f"SPB-HS-{9001 + k:04d}" for k in range(len(badb))]
+    rank = pd.Series(s.tier[o]).groupby(s.tier[o]).cumcount().to_numpy() + 1  # 1.. within each tier
+    prefix = pd.Series(s.tier[o]).map({str(k): f"SPB-{v}-" for k, v in _ID_CODE.items()}).to_numpy(dtype=str)
+    ids[o] = np.char.add(prefix, np.char.zfill(rank.astype(str), 4))
+    ids[badb] = _seq_ids("SPB-HS-", 9001 + np.arange(len(badb)), 4)
     lon, lat = to_lonlat(s.x, s.y)
     glon, glat = wgs84_to_gcj02(lon, lat)
     table = pd.DataFrame({"网点编号": ids, "网点名称": s.attrs["网点名称"], "网点层级": tier_labels})
@@ -1623,10 +1631,10 @@ def _candidates(
     attrs = pd.DataFrame({"营业执照": "有", "资质认定": "", "公安备案": "已备案", "占地面积(㎡)": 1000.0}, index=np.arange(len(x)))
     why = _situations(ev, tiers, attrs)
     twn = _township_of(geo, x, y)
-    tname = np.array([t[0] for t in TOWNSHIPS], dtype=object)[twn]
-    short = np.array([t.replace("街道", "").replace("镇", "") for t in tname], dtype=object)
+    tname = _TOWNSHIP_NAMES[twn]
+    short = _TOWNSHIP_SHORT[twn]
     stems = rng.choice(np.array(_ROAD_STEMS, dtype=object), len(x))
-    ids = [f"LJZ-{k + 1:03d}" for k in range(len(x))]
+    ids = _seq_ids("LJZ-", np.arange(1, len(x) + 1), 3)
     lon, lat = to_lonlat(x, y)
     blon, blat = wgs84_to_bd09(lon, lat)
     table = pd.DataFrame(
