@@ -3,8 +3,8 @@
 Every site of the ledger — and every incident location — is placed against the
 district's layers in one vectorised pass:
 
-* the GB/T 21010 land-use class under it (vector overlay through the spatial index
-  of the land-use polygons, *and* raster sampling by index arithmetic on a land-use
+* the GB/T 21010 land-use class under it (vector overlay: a spatial index on the
+  points queried with the prepared land-use polygons, *and* raster sampling by index arithmetic on a land-use
   GeoTIFF, whichever the district provides; with both, the vector wins and the
   raster fills its gaps);
 * every control zone it falls in (四山 / 生态保护红线 / 永久基本农田 / 饮用水水源保护区)
@@ -206,19 +206,24 @@ class LandUseClasses:
         the code is null or unknown), ``landuse_name``, ``class_entry``, ``receptor``.
         """
         codes = codes.astype("object").where(codes.notna(), None)
-        uniq = pd.unique(codes.dropna())
-        entry = {c: self.resolve(c) for c in uniq}  # loop over distinct codes only
-        e = codes.map(entry)
-        known = e.notna()
-        out = pd.DataFrame(index=codes.index)
-        out["landuse_code"] = codes.where(known, None).astype("object")
-        out["class_entry"] = e.astype("object")
-        name = {k: self.classes[k].get("name_zh") for k in self.classes}
-        own_name = codes.map(lambda c: self.classes.get(str(c), {}).get("name_zh") if c else None)
-        out["landuse_name"] = own_name.where(own_name.notna(), e.map(name)).where(known, None)
-        rec = {k: self.classes[k].get("receptor") for k in self.classes}
-        own_rec = codes.map(lambda c: self.classes.get(str(c), {}).get("receptor") if c else None)
-        out["receptor"] = own_rec.where(own_rec.notna(), e.map(rec)).where(known, None)
+        uniq = [str(c) for c in pd.unique(codes.dropna())]
+        # resolve each distinct code once (a district has tens of classes, not sites)
+        rows = {}
+        for c in uniq:
+            e = self.resolve(c)
+            own = self.classes.get(c, {})
+            base = self.classes.get(e, {}) if e else {}
+            rows[c] = (
+                c if e else None,
+                e,
+                (own.get("name_zh") or base.get("name_zh")) if e else None,
+                (own.get("receptor") or base.get("receptor")) if e else None,
+            )
+        lookup = pd.DataFrame.from_dict(
+            rows, orient="index", columns=["landuse_code", "class_entry", "landuse_name", "receptor"]
+        )
+        key = codes.astype("string").to_numpy(dtype=object, na_value=None)
+        out = lookup.reindex(key).set_axis(codes.index)
         for col in out.columns:
             out[col] = _none(out[col])
         return out
@@ -485,7 +490,8 @@ def sample_raster_codes(
         if value_to_code:
             mapped = pd.Series(v).map({int(k): str(c) for k, c in value_to_code.items()})
         else:
-            mapped = pd.Series(v).map(lambda x: f"{x:02d}" if x < 100 else f"{x:04d}")
+            sv = v.astype(str)
+            mapped = pd.Series(np.where(v < 100, np.char.zfill(sv, 2), np.char.zfill(sv, 4)), dtype=object)
         out.iloc[np.flatnonzero(valid)] = mapped.to_numpy(dtype=object)
     return out.where(out.notna(), None)
 
@@ -525,6 +531,20 @@ def _raster_receptor_geoms(
             gs = gs.to_crs(crs)
         out[receptor] = gs.values
     return out
+
+
+def _covering(points: np.ndarray, polygons: np.ndarray, tree: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """(point index, polygon index) of every polygon covering a point (boundary inside).
+
+    The spatial index is built on the points and queried with the polygons, so each
+    polygon is prepared once and tested against the points in its envelope — about
+    ten times faster than querying a polygon index point by point on parcel layers.
+    """
+    if not len(points) or not len(polygons):
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    tree = tree if tree is not None else shapely.STRtree(points)
+    poly_i, pt_i = tree.query(polygons, predicate="covers")
+    return pt_i.astype(np.int64), poly_i.astype(np.int64)
 
 
 def _first_hit(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -575,10 +595,11 @@ def locate(
     geoms = points.values
     n = len(points)
     out = pd.DataFrame(index=points.index)
+    ptree = shapely.STRtree(geoms) if n else None
 
     # 属地: township polygon covering the point (boundary counts as inside).
     if townships is not None and len(townships):
-        l, r = townships.sindex.query(geoms, predicate="intersects")
+        l, r = _covering(geoms, townships.geometry.values, ptree)
         hit = _first_hit(n, l, r)
         names = townships["township"].to_numpy(dtype=object)
         out["township"] = np.where(hit >= 0, names[np.clip(hit, 0, None)], None)
@@ -590,10 +611,10 @@ def locate(
     source = pd.Series([None] * n, index=points.index, dtype="object")
     receptor_geoms: dict[str, list[np.ndarray]] = {r: [] for r in RECEPTORS}
     if landuse is not None and len(landuse):
-        l, r = landuse.sindex.query(geoms, predicate="intersects")
+        l, r = _covering(geoms, landuse.geometry.values, ptree)
         hit = _first_hit(n, l, r)
         lc = landuse["landuse_code"].astype("object").where(landuse["landuse_code"].notna(), None)
-        lc = lc.map(lambda c: str(c).strip() if c is not None else None).to_numpy(dtype=object)
+        lc = lc.astype("string").str.strip().to_numpy(dtype=object, na_value=None)
         got = hit >= 0
         codes.iloc[np.flatnonzero(got)] = lc[hit[got]]
         source.iloc[np.flatnonzero(got)] = "vector"
@@ -631,7 +652,7 @@ def locate(
     out["zones"] = ""
     out["zone_names"] = ""
     if zones is not None and len(zones):
-        l, r = zones.sindex.query(geoms, predicate="intersects")
+        l, r = _covering(geoms, zones.geometry.values, ptree)
         zt = zones["zone_type"].astype(str).to_numpy(dtype=object)
         lv = zones["level"].astype("object").where(zones["level"].notna(), None).to_numpy(dtype=object) if "level" in zones else np.full(len(zones), None, dtype=object)
         nm = zones["name"].astype("object").where(zones["name"].notna(), "").to_numpy(dtype=object) if "name" in zones else np.full(len(zones), "", dtype=object)
@@ -650,12 +671,12 @@ def locate(
             out.iloc[best["i"].to_numpy(), col] = best["level"].to_numpy(dtype=object)
         label = pairs["zone_type"] + np.where(pairs["level"].notna(), ":" + pairs["level"].astype(str), "")
         pairs["label"] = label
-        agg = pairs.sort_values(["i", "label"]).groupby("i").agg(
-            zones=("label", lambda s: ";".join(dict.fromkeys(s))),
-            zone_names=("name", lambda s: ";".join(x for x in dict.fromkeys(s) if x)),
-        )
-        out.iloc[agg.index.to_numpy(), out.columns.get_loc("zones")] = agg["zones"].to_numpy()
-        out.iloc[agg.index.to_numpy(), out.columns.get_loc("zone_names")] = agg["zone_names"].to_numpy()
+        pairs = pairs.sort_values(["i", "label"], kind="stable")
+        zl = pairs.drop_duplicates(["i", "label"]).groupby("i")["label"].agg(";".join)
+        named = pairs[pairs["name"].astype(str) != ""].drop_duplicates(["i", "name"])
+        zn = named.groupby("i")["name"].agg(";".join)
+        out.iloc[zl.index.to_numpy(), out.columns.get_loc("zones")] = zl.to_numpy()
+        out.iloc[zn.index.to_numpy(), out.columns.get_loc("zone_names")] = zn.to_numpy()
         ws = zones.geometry.values[(zones["zone_type"].astype(str) == "water_source").to_numpy()]
         if len(ws):
             receptor_geoms["water_source"].append(ws)
@@ -923,7 +944,7 @@ def link_hierarchy(
         }
     )
     load = assignments.dropna(subset=["assigned_to"]).groupby("assigned_to").agg(
-        n_assigned=("site_id", "size"), load_t_per_day=("demand_t_per_day", lambda s: float(np.nansum(s)))
+        n_assigned=("site_id", "size"), load_t_per_day=("demand_t_per_day", "sum")
     )
     stations = stations.merge(load, left_on="site_id", right_index=True, how="left")
     stations["n_assigned"] = stations["n_assigned"].fillna(0).astype(int)

@@ -19,6 +19,7 @@ other step that leaves a DataFrame with :data:`LEDGER_COLUMNS` in
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -258,7 +259,7 @@ def survey_form(
     s = dict(settings or {})
     kws = s.get("elv_scope_keywords", ["报废机动车", "报废汽车", "汽车拆解", "机动车拆解"])
     scope = _text(sites["business_scope"]) if "business_scope" in sites else pd.Series("", index=sites.index)
-    pattern = "|".join(map(__import__("re").escape, kws))
+    pattern = "|".join(map(re.escape, kws))
     sel = (sites["tier"].astype(str) == "dismantler") | scope.str.contains(pattern, regex=True)
     st = sites.loc[sel]
     town = st["township"].astype("object") if "township" in st else pd.Series(None, index=st.index, dtype=object)
