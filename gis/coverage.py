@@ -495,14 +495,22 @@ def coverage_gaps(
     min_population: float = 0.0,
     max_gaps: int | None = None,
     cell_size_m: float | None = None,
+    raster: Any = None,
 ) -> gpd.GeoDataFrame:
     """Uncovered population as polygons of merged cells, ranked by uncovered residents.
+
+    When the points come from a population raster (``row``/``col`` columns and the
+    :class:`gis.io.RasterLayer` passed as ``raster``), each cell is its true
+    footprint — drawn in the raster's CRS and projected — so neighbouring cells share
+    edges exactly and merge into clean polygons (a raster in degrees is not a square
+    grid once projected).
 
     Uncovered cells (``covered`` false, ``population`` > 0) are squares of side
     ``cell_size_m`` (default: the median nearest-neighbour spacing of all cells)
     around their centres; cells closer than ``1.5 ×`` that spacing (the
-    8-neighbourhood on a raster) are joined by connected components
-    (:func:`scipy.sparse.csgraph.connected_components`) and dissolved. Each gap
+    8-neighbourhood on a raster) and in the same township are joined by connected
+    components (:func:`scipy.sparse.csgraph.connected_components`) and dissolved,
+    so a gap never straddles a township boundary. Each gap
     gets ``population`` (uncovered residents), ``households``, ``cells``,
     ``township`` (the township holding most of its uncovered residents) and
     ``rank`` (1 = largest).
@@ -524,6 +532,10 @@ def coverage_gaps(
         return empty
     xy = points_xy(unc)
     pairs = cKDTree(xy).query_pairs(1.5 * cell_size_m, output_type="ndarray")
+    # a gap never straddles a township boundary: each gap has one township to act on it
+    tw_codes = pd.factorize(unc["township"].astype("string").fillna("(无镇街)"))[0]
+    if len(pairs):
+        pairs = pairs[tw_codes[pairs[:, 0]] == tw_codes[pairs[:, 1]]]
     n = len(unc)
     adj = sp.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)) if len(pairs) else sp.coo_matrix((n, n))
     _, comp = connected_components(adj, directed=False)
@@ -541,10 +553,21 @@ def coverage_gaps(
     rank_of = np.full(len(pop), -1)
     rank_of[order] = np.arange(1, len(order) + 1)
     sel = rank_of[comp] > 0
-    half = cell_size_m / 2
-    boxes = shapely.box(xy[sel, 0] - half, xy[sel, 1] - half, xy[sel, 0] + half, xy[sel, 1] + half)
-    cells = gpd.GeoDataFrame({"rank": rank_of[comp][sel]}, geometry=boxes, crs=crs)
-    merged = cells.dissolve(by="rank").sort_index()
+    if raster is not None and {"row", "col"} <= set(unc.columns):
+        r = unc["row"].to_numpy(float)[sel]
+        c = unc["col"].to_numpy(float)[sel]
+        x0, y0 = raster.transform * (c, r)
+        x1, y1 = raster.transform * (c + 1, r + 1)
+        boxes = gpd.GeoSeries(shapely.box(x0, y0, x1, y1), crs=raster.crs).to_crs(crs).to_numpy()
+    else:
+        half = cell_size_m / 2
+        boxes = shapely.box(xy[sel, 0] - half, xy[sel, 1] - half, xy[sel, 0] + half, xy[sel, 1] + half)
+    ranks = rank_of[comp][sel]
+    by_rank = pd.Series(np.arange(len(ranks))).groupby(ranks).indices
+    # cells tile without overlap: the coverage union is exact and much faster than union_all
+    merged = gpd.GeoSeries(
+        {rank: shapely.coverage_union_all(boxes[idx]) for rank, idx in sorted(by_rank.items())}, crs=crs
+    ).rename("geometry").to_frame()
     tw = pd.DataFrame({"rank": rank_of[comp], "township": unc["township"].astype("string").fillna("(无镇街)").to_numpy(),
                        "population": unc["population"].to_numpy(float)})
     tw = tw[tw["rank"] > 0].groupby(["rank", "township"])["population"].sum().reset_index()
@@ -883,7 +906,7 @@ def analyse_district(
     hh_tab = households_per_point(district.townships, sites, cfg)
     gcfg = cfg.get("gaps") or {}
     gaps = (
-        coverage_gaps(headline.points, min_population=float(gcfg.get("min_population", 0)),
+        coverage_gaps(headline.points, min_population=float(gcfg.get("min_population", 0)), raster=district.population_raster,
                       max_gaps=gcfg.get("max_gaps"))
         if headline is not None
         else coverage_gaps(gpd.GeoDataFrame(geometry=gpd.GeoSeries([], crs=district.crs)))

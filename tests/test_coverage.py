@@ -267,3 +267,23 @@ def test_run_step_writes_coverage_gpkg_and_summary(network_district, tmp_path):
     assert "S002" not in set(res.sites["site_id"]) and "S001" in set(res.sites["site_id"])
     assert res.gaps["population"].is_monotonic_decreasing
     assert len(res.siting.recommended) == 5
+
+
+def test_gaps_from_raster_are_true_cell_footprints_within_one_township(sample_district):
+    """Gaps built from a population raster in degrees: exact cell footprints, clean unions."""
+    pts = sample_district.population_points().copy()
+    rng = np.random.default_rng(0)
+    pts["covered"] = rng.random(len(pts)) < 0.5
+    raster = sample_district.population_raster
+    gaps = coverage.coverage_gaps(pts, raster=raster)
+    assert gaps.geometry.is_valid.all()
+    assert gaps.geom_type.isin(["Polygon", "MultiPolygon"]).all()
+    # one 0.001° cell at ~29.6°N is ~96.9 m × 110.9 m: area per cell must match, no slivers or overlaps
+    per_cell = gaps.geometry.area / gaps["cells"]
+    assert per_cell.between(10_500, 11_000).all()
+    # every gap lies in the township it names (属地)
+    tw = sample_district.townships.set_index("township").geometry
+    inside = [tw[t].buffer(200).contains(g) for t, g in zip(gaps["township"], gaps.geometry)]
+    assert all(inside)
+    uncovered = pts.loc[~pts["covered"], "population"].sum()
+    assert gaps["population"].sum() == pytest.approx(uncovered)
