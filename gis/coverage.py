@@ -556,8 +556,8 @@ def coverage_gaps(
     if raster is not None and {"row", "col"} <= set(unc.columns):
         r = unc["row"].to_numpy(float)[sel]
         c = unc["col"].to_numpy(float)[sel]
-        x0, y0 = raster.transform * (c, r)
-        x1, y1 = raster.transform * (c + 1, r + 1)
+        x0, y0 = raster.transform @ (c, r)
+        x1, y1 = raster.transform @ (c + 1, r + 1)
         boxes = gpd.GeoSeries(shapely.box(x0, y0, x1, y1), crs=raster.crs).to_crs(crs).to_numpy()
     else:
         half = cell_size_m / 2

@@ -116,7 +116,7 @@ class District:
             if r.nodata is not None:
                 valid &= arr != r.nodata
             rows, cols = np.nonzero(valid)
-            xs, ys = r.transform * (cols + 0.5, rows + 0.5)
+            xs, ys = r.transform @ (cols + 0.5, rows + 0.5)
             pts = gpd.GeoDataFrame(
                 {"population": arr[rows, cols], "row": rows, "col": cols},
                 geometry=gpd.points_from_xy(xs, ys),

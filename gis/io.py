@@ -653,7 +653,7 @@ class RasterLayer:
         x = pts.x.to_numpy()
         y = pts.y.to_numpy()
         inv = ~self.transform
-        cols, rows = inv @ (x, y) if hasattr(inv, "__matmul__") else inv * (x, y)
+        cols, rows = inv @ (x, y)
         rows = np.floor(np.asarray(rows)).astype(np.int64)
         cols = np.floor(np.asarray(cols)).astype(np.int64)
         inside = (rows >= 0) & (rows < self.shape[0]) & (cols >= 0) & (cols < self.shape[1]) & np.isfinite(x)
