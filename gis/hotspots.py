@@ -941,7 +941,11 @@ def priority_list(
 def problem_rows(priority: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
     """Rows of the 问题台账 (problem ledger) for the ranked clusters.
 
-    Columns :data:`PROBLEM_COLUMNS`; one row per cluster in priority order.
+    Columns :data:`PROBLEM_COLUMNS` plus ``cluster_id``, ``score`` and ``source``
+    (``hotspots``); one row per cluster in priority order, as a GeoDataFrame of
+    cluster centres when ``priority`` is one. 整改时限 comes from the score band
+    (``priority.deadline_days``), 整改状态 is 反弹 for rebounded clusters, 已整改
+    when no member is open, else 待整改.
     """
     kinds_cfg: dict[str, Any] = config.get("kinds", {})
     fm_cfg: dict[str, Any] = config.get("four_mountains", {})
@@ -991,7 +995,18 @@ def problem_rows(priority: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame
                 "整改状态": status,
             }
         )
-    return pd.DataFrame(rows, columns=list(PROBLEM_COLUMNS))
+    table = pd.DataFrame(rows, columns=list(PROBLEM_COLUMNS))
+    if len(priority):
+        table["cluster_id"] = priority["cluster_id"].to_numpy()
+        table["score"] = priority["score"].to_numpy()
+    else:
+        table["cluster_id"] = pd.Series(dtype=object)
+        table["score"] = pd.Series(dtype=float)
+    table["source"] = "hotspots"
+    if isinstance(priority, gpd.GeoDataFrame) and {"centroid_x", "centroid_y"} <= set(priority.columns):
+        pts = gpd.points_from_xy(priority["centroid_x"], priority["centroid_y"])
+        return gpd.GeoDataFrame(table, geometry=pts, crs=priority.crs)
+    return table
 
 
 def _present(value: Any) -> bool:
