@@ -181,6 +181,7 @@ def run_steps(district: Any, pkey: str, params: sup.AppParams) -> dict[str, sup.
             out = run_step_cached(step, pkey, skey, upstream, d, context)
         outputs[step] = out
         context.update(out.context)
+    st.session_state["_step_keys"] = tuple(sorted(f"{s}:{k}" for s, k in keys.items() if s in outputs))
     return outputs
 
 
@@ -219,7 +220,7 @@ def page_map(district: Any, pkey: str, outputs: dict[str, sup.StepOutput], tiles
     cols[2].metric("剔除行 Rejected rows", len(district.rejects))
     cols[3].metric("违规 Violations", summary.get("violations_total", "—"))
     context = sup.merged_context(outputs)
-    keys = tuple(sorted(f"{s}:{o.summary.get('_key', '')}{id(o)}" for s, o in outputs.items()))
+    keys = st.session_state.get("_step_keys", ())
     m, layers = build_map_cached(pkey, keys, tiles, attribution, district, context)
     st.caption("图层 Layers: " + " · ".join(lay.title for lay in layers))
     st_folium(m, height=640, use_container_width=True, returned_objects=[], key="map")
@@ -280,7 +281,7 @@ def page_downloads(district: Any, pkey: str, outputs: dict[str, sup.StepOutput],
     st.subheader("下载 Downloads")
     files = sup.download_files(outputs.values())
     context = sup.merged_context(outputs)
-    keys = tuple(sorted(f"{s}:{o.summary.get('_key', '')}{id(o)}" for s, o in outputs.items()))
+    keys = st.session_state.get("_step_keys", ())
     m, _ = build_map_cached(pkey, keys, tiles, attribution, district, context)
     map_path = CACHE_ROOT / pkey / "map" / "map.html"
     maps.save_map_html(m, map_path)

@@ -219,6 +219,7 @@ class MapOptions:
     basemaps: tuple[Basemap, ...] = ()
     max_plain_markers: int = 300
     max_vector_polygons: int = 3000
+    max_vertices: int = 50_000
     simplify_m: float = 15.0
     max_text_chars: int = 200
     width: int = 1400
@@ -246,7 +247,7 @@ class MapOptions:
                     )
                 )
         kw = {k: type(getattr(cls(), k))(s[k]) for k in (
-            "max_plain_markers", "max_vector_polygons", "simplify_m", "max_text_chars", "width", "height"
+            "max_plain_markers", "max_vector_polygons", "max_vertices", "simplify_m", "max_text_chars", "width", "height"
         ) if s.get(k) is not None}
         return cls(basemaps=tuple(basemaps), **kw)
 
@@ -371,7 +372,7 @@ def _display_frame(
     max_chars: int,
     simplify_m: float = 0.0,
 ) -> gpd.GeoDataFrame:
-    """Whitelisted, escaped columns + simplified geometry in EPSG:4326."""
+    """Whitelisted, escaped columns + simplified geometry (``simplify_m``) in EPSG:4326."""
     keep = [c for c in columns if c in gdf.columns]
     geom = gdf.geometry
     if simplify_m > 0 and gdf.crs is not None and gdf.crs.is_projected:
@@ -388,6 +389,10 @@ def _display_frame(
     out = out.set_geometry(shapely.transform(out.geometry.values, lambda c: np.round(c, 6)))
     out = out[~out.geometry.is_empty & out.geometry.notna()]
     return out
+
+
+def _n_vertices(gdf: gpd.GeoDataFrame) -> int:
+    return int(shapely.get_num_coordinates(gdf.geometry.values).sum())
 
 
 def _labels(vocab: Mapping[str, str], en: Mapping[str, str] | None, value: str) -> str:
@@ -480,7 +485,7 @@ def _landuse_layer(d: Any, opt: MapOptions) -> MapLayer | None:
     if lu is not None and len(lu):
         colors = _landuse_color(lu["landuse_code"])
         legend = _landuse_legend(lu["landuse_code"].dropna().unique())
-        if len(lu) > opt.max_vector_polygons:
+        if len(lu) > opt.max_vector_polygons or _n_vertices(lu) > opt.max_vertices:
             img, bounds = _polygon_image(lu, colors)
             return MapLayer("landuse", title, "image", image=img, bounds=bounds, legend=legend, show=False)
         g = _display_frame(lu, ["landuse_code", "landuse_name"], max_chars=opt.max_text_chars, simplify_m=opt.simplify_m)
@@ -799,7 +804,7 @@ def _generic_polygons(
     popup = tuple((c, lbl) for c, lbl in popup if c in gdf.columns)
     polys = gdf[gdf.geom_type.isin(["Polygon", "MultiPolygon"])]
     colors = colour if isinstance(colour, pd.Series) else pd.Series(colour, index=gdf.index)
-    if len(polys) > opt.max_vector_polygons:
+    if len(polys) > opt.max_vector_polygons or _n_vertices(polys) > opt.max_vertices:
         img, bounds = _polygon_image(polys, colors.loc[polys.index])
         return MapLayer(key, title, "image", image=img, bounds=bounds, show=show, attribution=attribution,
                         legend=legend if legend is not None else (("box", str(colors.iloc[0]), title),))
@@ -814,9 +819,11 @@ def _generic_polygons(
 def _coverage_layers(coverage: Any, d: Any, opt: MapOptions) -> list[MapLayer]:
     layers = []
     osm = settings.OSM_ATTRIBUTION if getattr(d, "roads_path", None) is not None else None
-    parts = coverage.layers() if callable(getattr(coverage, "layers", None)) else {}
-    sa = parts.get("service_areas") if parts.get("service_areas") is not None and len(parts["service_areas"]) else (
-        _gdf(coverage, "service_areas", "service_area"))
+    by_tier = _attr(coverage, "by_tier") or {}
+    areas = [r.service_areas for r in by_tier.values()
+             if isinstance(getattr(r, "service_areas", None), gpd.GeoDataFrame) and len(r.service_areas)]
+    sa = (gpd.GeoDataFrame(pd.concat(areas, ignore_index=True), crs=areas[0].crs) if areas
+          else _gdf(coverage, "service_areas", "service_area"))
     if sa is not None:
         layers.append(_generic_polygons(
             sa, "service_areas", "服务范围 Service areas", "#3182bd",
@@ -1291,7 +1298,7 @@ def save_map_png(
                 exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--disable-quic", f"--user-data-dir={Path(work) / 'profile'}",
-                f"--window-size={opt.width},{opt.height}", "--virtual-time-budget=8000",
+                f"--window-size={opt.width},{opt.height}", "--virtual-time-budget=4000",
                 f"--screenshot={shot}", Path(html_path).resolve().as_uri(),
             ]
             try:

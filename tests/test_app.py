@@ -21,7 +21,7 @@ from gis import settings
 from gis._errors import InputError
 
 APP = str(settings.PACKAGE_ROOT / "app.py")
-RUN_ONE_STEP = sup.run_one_step  # the library call, unaffected by the spy below
+RUN_ONE_STEP = sup.run_one_step  # the library call, wrapped by the recorder below
 
 
 @pytest.fixture(scope="module")
@@ -56,18 +56,45 @@ def app(app_project: Path, monkeypatch: pytest.MonkeyPatch):
     return at
 
 
+class Recorder:
+    """Spy on the library calls the app makes: each step run (a cache miss) and its output."""
+
+    def __init__(self) -> None:
+        self.calls: Counter = Counter()
+        self.outputs: dict[tuple[str, str], sup.StepOutput] = {}
+
+    def __call__(self, step, district, out, context=None):
+        self.calls[step] += 1
+        result = RUN_ONE_STEP(step, district, out, context)
+        skey = Path(out).name.split("-")[1]
+        self.outputs[(step, skey)] = result
+        return result
+
+    def output(self, step: str, params: sup.AppParams) -> sup.StepOutput:
+        """The library's result for ``step`` under ``params`` (as run for the app)."""
+        return self.outputs[(step, sup.step_key(step, params.overrides()))]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def recorder() -> Recorder:
+    """Installed before the first app run of this module (the cache is per process)."""
+    rec = Recorder()
+    mp = pytest.MonkeyPatch()
+    mp.setattr(sup, "run_one_step", rec)
+    yield rec
+    mp.undo()
+
+
 @pytest.fixture()
-def step_calls(monkeypatch: pytest.MonkeyPatch) -> Counter:
-    """Counts the pipeline steps the app actually runs (cache misses)."""
-    calls: Counter = Counter()
-    real = sup.run_one_step
+def step_calls(recorder: Recorder) -> Counter:
+    """Steps the app runs during one test (cache misses)."""
+    before = Counter(recorder.calls)
 
-    def spy(step, *a, **kw):
-        calls[step] += 1
-        return real(step, *a, **kw)
+    class Delta(Counter):
+        def __getitem__(self, k):  # type: ignore[override]
+            return recorder.calls[k] - before[k]
 
-    monkeypatch.setattr(sup, "run_one_step", spy)
-    return calls
+    return Delta()
 
 
 def metric(at, label_start: str) -> str:
@@ -83,29 +110,22 @@ def texts(at) -> str:
     return "\n".join(map(str, parts))
 
 
-def library_outputs(district, params: sup.AppParams, tmp: Path) -> dict[str, sup.StepOutput]:
-    """The same steps run directly through the library, in pipeline order."""
-    d = sup.with_overrides(district, params.overrides())
-    ctx: dict = {}
-    outs = {}
-    for step in sup.registered_steps():
-        if step == "maps":
-            continue
-        o = RUN_ONE_STEP(step, d, tmp / step, ctx)
-        ctx.update(o.context)
-        outs[step] = o
-    return outs
+def library_outputs(recorder: Recorder, params: sup.AppParams) -> dict[str, sup.StepOutput]:
+    """The library's step results for ``params`` (every registered step the app runs)."""
+    return {step: recorder.output(step, params) for step in sup.registered_steps()
+            if step != "maps" and (step, sup.step_key(step, params.overrides())) in recorder.outputs}
 
 
 # ------------------------------------------------------------------------- pages
 
 
-def test_every_page_renders_with_the_library_numbers(app, district, tmp_path: Path) -> None:
+def test_every_page_renders_with_the_library_numbers(app, district, recorder) -> None:
     at = app
     assert [t.label for t in at.tabs] == ["地图 Map", "规划 Planner", "巡查 Inspector", "下载 Downloads"]
     assert metric(at, "网点 Sites") == str(len(district.sites))
     assert metric(at, "剔除行") == str(len(district.rejects))
-    lib = library_outputs(district, sup.AppParams(), tmp_path)
+    lib = library_outputs(recorder, sup.AppParams())
+    assert set(lib) == {s for s in sup.registered_steps() if s != "maps"}
     body = texts(at)
     for step, label in sup.STEP_LABELS.items():
         if step in lib:
@@ -130,7 +150,7 @@ def test_every_page_renders_with_the_library_numbers(app, district, tmp_path: Pa
         assert "problem_ledger.xlsx" in names and "summary_table.xlsx" in names
 
 
-def test_cluster_distance_reruns_only_the_hotspot_analysis(app, district, step_calls, tmp_path: Path) -> None:
+def test_cluster_distance_reruns_only_the_hotspot_analysis(app, step_calls, recorder) -> None:
     at = app
     if "hotspots" not in sup.registered_steps():
         assert f"{sup.STEP_LABELS['hotspots']}: {sup.NOT_AVAILABLE}" in texts(at)
@@ -139,8 +159,9 @@ def test_cluster_distance_reruns_only_the_hotspot_analysis(app, district, step_c
     assert not at.exception, [e.value for e in at.exception]
     assert step_calls["hotspots"] == 1
     assert step_calls["compliance"] == 0 and step_calls["coverage"] == 0
-    lib = library_outputs(district, sup.AppParams(cluster_distance_m=150.0), tmp_path)
+    lib = library_outputs(recorder, sup.AppParams(cluster_distance_m=150.0))
     hs = lib["hotspots"].summary["hotspots"]
+    assert set(lib["hotspots"].context["hotspots"].clusters.eps.values()) <= {150.0, None}
     assert metric(at, "聚集区 Clusters") == str(hs["clusters"])
     assert metric(at, "反弹 Rebounds") == str(sup.hotspot_overview(lib["hotspots"]).n_rebounds)
     # back to the first value: served from the cache, no new run
@@ -148,7 +169,7 @@ def test_cluster_distance_reruns_only_the_hotspot_analysis(app, district, step_c
     assert step_calls["hotspots"] == 1
 
 
-def test_service_radius_changes_coverage(app, district, step_calls, tmp_path: Path) -> None:
+def test_service_radius_changes_coverage(app, step_calls, recorder) -> None:
     at = app
     if "coverage" not in sup.registered_steps():
         assert f"{sup.STEP_LABELS['coverage']}: {sup.NOT_AVAILABLE}" in texts(at)
@@ -156,8 +177,11 @@ def test_service_radius_changes_coverage(app, district, step_calls, tmp_path: Pa
     at.slider(key="radius").set_value(300).run()
     assert not at.exception, [e.value for e in at.exception]
     assert step_calls["coverage"] == 1 and step_calls["hotspots"] == 0
-    lib = library_outputs(district, sup.AppParams(service_radius_m=300.0), tmp_path)
+    lib = library_outputs(recorder, sup.AppParams(service_radius_m=300.0))
+    assert lib["coverage"].summary["coverage"]["standard"]["distance_m"] == 300
     share = lib["coverage"].summary["coverage"]["population_covered_share"]
+    default = library_outputs(recorder, sup.AppParams())["coverage"].summary["coverage"]
+    assert share <= default["population_covered_share"]  # a smaller radius covers no more residents
     assert metric(at, "人口覆盖率") == sup.format_share(share)
 
 
@@ -172,7 +196,7 @@ def test_inspector_township_filter(app, district) -> None:
     assert set(ledger["镇街"].astype(str)) <= {towns[0]}
 
 
-def test_date_range_limits_the_hotspot_window(app, district, tmp_path: Path) -> None:
+def test_date_range_limits_the_hotspot_window(app, district, recorder) -> None:
     at = app
     if "hotspots" not in sup.registered_steps() or district.incidents is None:
         return
@@ -180,7 +204,7 @@ def test_date_range_limits_the_hotspot_window(app, district, tmp_path: Path) -> 
     mid = lo + (hi - lo) / 2
     at.date_input(key="dates").set_value((mid, hi)).run()
     assert not at.exception
-    lib = library_outputs(district, sup.AppParams(start=mid, end=hi), tmp_path)
+    lib = library_outputs(recorder, sup.AppParams(start=mid, end=hi))
     assert metric(at, "聚集区 Clusters") == str(lib["hotspots"].summary["hotspots"]["clusters"])
 
 
