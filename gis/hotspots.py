@@ -116,12 +116,16 @@ def cluster_labels(
     eps: float | None = None,
     eps_bounds: tuple[float, float] | None = None,
     hdbscan_min_samples: int | None = None,
+    hdbscan_min_probability: float = 0.1,
 ) -> tuple[np.ndarray, float | None]:
     """Cluster labels (−1 = noise) of points, and the DBSCAN eps used.
 
     DBSCAN (``sklearn.cluster.DBSCAN``, ``min_samples = min_cluster_size``; eps
     from :func:`kdistance_eps` unless given) or HDBSCAN
-    (``sklearn.cluster.HDBSCAN``, which needs no distance).
+    (``sklearn.cluster.HDBSCAN``, which needs no distance; members whose
+    membership strength ``probabilities_`` is below ``hdbscan_min_probability``
+    are returned as noise, and clusters left smaller than ``min_cluster_size``
+    are dropped).
     """
     from sklearn.cluster import DBSCAN, HDBSCAN
 
@@ -134,14 +138,39 @@ def cluster_labels(
         labels = DBSCAN(eps=eps, min_samples=min_cluster_size, algorithm="kd_tree").fit_predict(xy)
         return labels.astype(np.int64), eps
     if method == "hdbscan":
-        labels = HDBSCAN(
+        model = HDBSCAN(
             min_cluster_size=max(min_cluster_size, 2),
             min_samples=hdbscan_min_samples,
             algorithm="kd_tree",
             copy=True,
-        ).fit_predict(xy)
-        return labels.astype(np.int64), None
+        ).fit(xy)
+        labels = model.labels_.astype(np.int64).copy()
+        # fringe records HDBSCAN attaches with little strength are background, not the site
+        labels[model.probabilities_ < hdbscan_min_probability] = -1
+        ids, counts = np.unique(labels[labels >= 0], return_counts=True)
+        labels[np.isin(labels, ids[counts < min_cluster_size])] = -1
+        return labels, None
     raise AnalysisError(f"unknown clustering method '{method}' (dbscan or hdbscan)")
+
+
+def drop_dispersed(xy: np.ndarray, labels: np.ndarray, max_spread_m: float) -> np.ndarray:
+    """Labels with dispersed clusters set to noise (−1).
+
+    A cluster is dispersed when the median distance of its members from their
+    coordinate-wise median centre exceeds ``max_spread_m`` (for a circular
+    Gaussian cluster of scale σ that median is 1.18 σ).
+    """
+    labels = np.asarray(labels).copy()
+    ok = labels >= 0
+    if not ok.any():
+        return labels
+    df = pd.DataFrame({"l": labels[ok], "x": xy[ok, 0], "y": xy[ok, 1]})
+    centre = df.groupby("l")[["x", "y"]].transform("median")
+    df["d"] = np.hypot(df["x"] - centre["x"], df["y"] - centre["y"])
+    spread = df.groupby("l")["d"].median()
+    bad = spread.index[spread > max_spread_m].to_numpy()
+    labels[np.isin(labels, bad)] = -1
+    return labels
 
 
 @dataclass
@@ -203,9 +232,11 @@ def find_clusters(
     eps_m: float | None = None,
     eps_bounds_m: tuple[float, float] | None = (30.0, 1500.0),
     hdbscan_min_samples: int | None = None,
+    hdbscan_min_probability: float = 0.1,
     outline: str = "concave",
     concave_ratio: float = 0.4,
     outline_buffer_m: float = 25.0,
+    max_spread_m: float | None = 500.0,
 ) -> ClusterResult:
     """Find clusters of incidents and describe them.
 
@@ -231,6 +262,10 @@ def find_clusters(
         DBSCAN distance (None: knee of the k-distance curve, clamped to the bounds).
     outline, concave_ratio, outline_buffer_m
         Outline shape: ``convex`` hull or ``concave`` hull (shapely), buffered.
+    max_spread_m
+        Clusters whose median member distance from their centre exceeds this are
+        dropped as dispersed (HDBSCAN in particular groups sparse background
+        records into district-wide "clusters" no inspector can visit); None keeps all.
 
     Notes
     -----
@@ -267,8 +302,11 @@ def find_clusters(
             eps=eps_m,
             eps_bounds=tuple(eps_bounds_m) if eps_bounds_m else None,
             hdbscan_min_samples=hdbscan_min_samples,
+            hdbscan_min_probability=hdbscan_min_probability,
         )
         eps_used[str(g)] = eps
+        if max_spread_m is not None:
+            lab = drop_dispersed(xy[sel], lab, max_spread_m)
         ok = lab >= 0
         labels[sel[ok]] = lab[ok] + next_id
         group_of[sel] = g

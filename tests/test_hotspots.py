@@ -150,6 +150,15 @@ def test_time_window_and_kind_filters(synthetic):
     assert (res.clusters["last_date"] <= pd.Timestamp("2022-12-31")).all()
 
 
+def test_dispersed_clusters_dropped():
+    rng = np.random.default_rng(4)
+    tight = rng.normal(0, 50, size=(30, 2))
+    wide = rng.uniform(-5000, 5000, size=(30, 2))
+    labels = np.r_[np.zeros(30, int), np.ones(30, int), -np.ones(2, int)]
+    out = hotspots.drop_dispersed(np.vstack([tight, wide, [[0, 0], [1, 1]]]), labels, 500.0)
+    assert (out[:30] == 0).all() and (out[30:] == -1).all()
+
+
 def test_kdistance_knee_separates_clusters_from_noise():
     rng = np.random.default_rng(3)
     tight = np.vstack([rng.normal(c, 20, size=(40, 2)) for c in ((0, 0), (3000, 0), (0, 3000))])
@@ -403,6 +412,17 @@ def test_sample_planted_clusters_recovered_with_four_mountains_levels(sample_hot
     assert in_fm["recovered"].all() and (in_fm["level_found"] == in_fm["level_truth"]).all(), in_fm
     outside = m[m["level_truth"].isna() & m["recovered"]]
     assert outside["level_found"].isna().all()
+    # precision: every cluster found is a planted one (no district-wide noise "clusters")
+    assert len(sample_hotspots.clusters.clusters) == m["recovered"].sum()
+
+
+def test_sample_hdbscan_recall(sample_district, sample_truth):
+    clusters, members = sample_truth
+    d = sample_district
+    res = hotspots.find_clusters(d.incidents, zones=d.zones, method="hdbscan")
+    m = hotspots.match_planted(res, clusters, members)
+    assert m["recovered"].mean() >= 0.9
+    assert (res.clusters["radius_m"] < 2000).all()
 
 
 def test_sample_rebounds_and_closures_match_truth(sample_hotspots, sample_truth):
@@ -420,3 +440,15 @@ def test_sample_rebounds_and_closures_match_truth(sample_hotspots, sample_truth)
     # rebounded clusters are ranked and flagged in the problem ledger
     rows = sample_hotspots.problems
     assert (rows["整改状态"] == "反弹").sum() == reb.sum()
+
+
+def test_cli_hotspots_subcommand_runs_the_step_alone(tiny_project, tmp_path):
+    import json
+
+    from gis.cli import main
+
+    assert main(["hotspots", "--project", str(tiny_project), "--out", str(tmp_path), "--quiet"]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
+    assert summary["steps_run"] == ["load", "hotspots"]
+    assert set(summary["hotspots"]) >= {"clusters", "clusters_in_four_mountains", "hot_cells_99", "rebounds"}
+    assert (tmp_path / "hotspots.gpkg").exists() and (tmp_path / "density.tif").exists()
