@@ -154,6 +154,43 @@ class TestRuleTable:
         assert e.value.key == "compliance.rule_overrides.school_buffer.condition.type"
 
 
+class TestProjectOverrides:
+    def test_project_yaml_compliance_block(self, tmp_path):
+        from gis.catalog import load_project
+        from gis.testing import make_tiny_project
+
+        path = make_tiny_project(tmp_path / "proj")
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw["compliance"] = {
+            "rules": [{"id": "no_police_filing", "enabled": False},
+                      {"id": "school_buffer", "condition": {"distance_m": 400}}],
+            "rule_overrides": {"landuse_unknown": {"verdict": "prohibited"}},
+            "linkage": {"point_max_distance_m": 1500},
+        }
+        path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+        project = load_project(path)
+        t = RuleTable.from_section(project.section("compliance"), source=project.path)
+        assert not t.get("no_police_filing").enabled
+        assert t.get("school_buffer").condition == {"type": "near_receptor", "receptor": "school", "distance_m": 400}
+        assert t.get("landuse_unknown").verdict == "prohibited"
+        assert t.linkage["point_max_distance_m"] == 1500 and t.linkage["station_max_distance_m"] == 60000
+        assert len(t.rules) == len(RuleTable.default().rules)
+
+    def test_bad_project_rule_names_project_key(self, tmp_path):
+        from gis.catalog import load_project
+        from gis.testing import make_tiny_project
+
+        path = make_tiny_project(tmp_path / "proj")
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw["compliance"] = {"rules": [{"id": "school_buffer", "condition": {"type": "near_volcano"}}]}
+        path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+        project = load_project(path)
+        with pytest.raises(CatalogError) as e:
+            RuleTable.from_section(project.section("compliance"), source=project.path)
+        assert e.value.key.startswith("compliance.rules[") and e.value.key.endswith("].condition.type")
+        assert e.value.path == str(project.path)
+
+
 class TestLandUseClasses:
     def test_second_level_inherits_first_level(self):
         c = LandUseClasses.load()
@@ -247,6 +284,21 @@ class TestRaster:
     def test_raster_reprojected_points(self, landuse_tif):
         pts = gpd.GeoSeries([_p(500, 200)], crs=CRS).to_crs("EPSG:4326")
         assert sample_raster_codes(landuse_tif, pts).tolist() == ["0601"]
+
+    def test_nodata_site_breaks_landuse_unknown_like_a_gap(self, layers, landuse_tif):
+        sites = _sites([
+            dict(site_id="gap", tier="collection_point", x=1050, y=500),  # nodata cell
+            dict(site_id="ok", tier="collection_point", x=500, y=500),
+            dict(site_id="ts", tier="transfer_station", x=300, y=200, floor_area_m2=600),
+            dict(site_id="sc", tier="sorting_centre", x=100, y=100, floor_area_m2=6000),
+        ])
+        r = check_sites(sites, townships=layers["townships"], zones=layers["zones"], landuse_raster=landuse_tif)
+        got = _by_site(r)
+        assert got == {"gap": {"landuse_unknown"}}
+        s = r.sites.set_index("site_id")
+        assert pd.isna(s.loc["gap", "landuse_code"]) and s.loc["ok", "landuse_code"] == "0701"
+        assert s.loc["ok", "landuse_source"] == "raster"
+        assert "网点所在位置无地类数据" in r.violations.set_index("site_id").loc["gap", "description"]
 
     def test_value_to_code_table(self, landuse_tif):
         pts = gpd.GeoSeries([_p(500, 200)], crs=CRS)
