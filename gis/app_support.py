@@ -389,12 +389,13 @@ def targets_table(summary: Mapping[str, Any]) -> pd.DataFrame:
     if df.empty:
         return df
     if "met" in df:
-        df["met"] = df["met"].map(lambda v: "✅ 达标 met" if v is True else ("❌ 未达标 unmet" if v is False else "—"))
+        df["met"] = df["met"].map(lambda v: "达标 met" if v is True else ("未达标 unmet" if v is False else "—"))
     keep = [c for c in ("name", "metric", "tiers", "target", "actual", "met") if c in df]
     df = df[keep].rename(columns={"name": "目标 Target", "metric": "指标 Metric", "tiers": "层级 Tiers",
                                   "target": "目标值 Target", "actual": "现状 Actual", "met": "达标 Met"})
     for c in df.columns:
-        df[c] = df[c].map(lambda v: "、".join(map(str, v)) if isinstance(v, (list, tuple)) else v)
+        df[c] = df[c].map(lambda v: "、".join(map(str, v)) if isinstance(v, (list, tuple))
+                          else (f"{v:.4g}" if isinstance(v, float) else v))
     return df.astype(str)
 
 
@@ -418,7 +419,9 @@ def coverage_overview(output: StepOutput) -> CoverageOverview:
         t = headline.by_township
         cols = [c for c in ("township", "population", "covered_population", "population_share",
                             "households", "covered_households", "household_share") if c in t]
-        by_tw = t[cols].rename(columns={
+        by_tw = pd.DataFrame(t[cols]).round({"population": 0, "covered_population": 0, "households": 0,
+                                             "covered_households": 0, "population_share": 3,
+                                             "household_share": 3}).rename(columns={
             "township": "镇街 Township", "population": "人口 Population",
             "covered_population": "覆盖人口 Covered", "population_share": "人口覆盖率 Share",
             "households": "户数 Households", "covered_households": "覆盖户数 Covered households",

@@ -834,10 +834,10 @@ def _coverage_layers(coverage: Any, d: Any, opt: MapOptions) -> list[MapLayer]:
     gaps = _gdf(coverage, "gaps", "coverage_gaps")
     if gaps is not None:
         layers.append(_generic_polygons(
-            gaps, "gaps", "覆盖缺口 Coverage gaps", "#de2d26",
+            gaps, "gaps", "覆盖缺口 Coverage gaps", "#e7298a",
             (("rank", "排名 Rank"), ("township", "镇街 Township"), ("population", "未覆盖人口 Uncovered population"),
              ("households", "未覆盖户数 Uncovered households"), ("area_km2", "面积(km²) Area")),
-            opt, tooltip="township", fill_opacity=0.45, weight=1.2, attribution=osm,
+            opt, tooltip="township", fill_opacity=0.3, weight=1.0, attribution=osm, show=False,
         ))
     return layers
 
@@ -1008,9 +1008,9 @@ def _svg(shape: str, colour: str, size: int) -> str:
 
 _LEGEND_TEMPLATE = """
 {% macro html(this, kwargs) %}
-<div class="gis-legend" style="position:absolute; z-index:1000; bottom:24px; left:10px; max-height:60%;
+<div class="gis-legend" style="position:absolute; z-index:1000; bottom:24px; left:10px; max-height:42%;
  overflow-y:auto; background:rgba(255,255,255,0.92); padding:8px 10px; border:1px solid #999;
- border-radius:4px; font:12px/1.5 'WenQuanYi Micro Hei','Noto Sans CJK SC','Microsoft YaHei',sans-serif;">
+ border-radius:4px; font:11px/1.45 'WenQuanYi Micro Hei','Noto Sans CJK SC','Microsoft YaHei',sans-serif;">
 <div style="font-weight:bold; margin-bottom:4px;">{{ this.title }}</div>
 {{ this.body }}
 </div>

@@ -152,7 +152,7 @@ def browser(chromium: Path) -> Iterator[object]:
     with sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(
             profile, executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True,
-            viewport={"width": 1400, "height": 1000}, locale="zh-CN",
+            viewport={"width": 1400, "height": 1300}, locale="zh-CN",
         )
         try:
             yield ctx
@@ -259,7 +259,7 @@ def test_hostile_ledger_popup_shows_text_not_markup(browser: object, tmp_path: P
     dialogs: list[str] = []
     page.on("dialog", lambda dlg: (dialogs.append(dlg.message), dlg.dismiss()))
     page.goto(html.as_uri())
-    page.locator(".leaflet-marker-icon").first.click()
+    page.locator(".leaflet-marker-icon").first.dispatch_event("click")  # legend may overlap it
     popup = page.locator(".leaflet-popup-content")
     popup.wait_for(timeout=10_000)
     text = popup.inner_text()
