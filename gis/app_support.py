@@ -343,6 +343,7 @@ FILE_LABELS: dict[str, str] = {
     "summary_table.xlsx": "汇总表 Summary table (summary_table.xlsx)",
     "survey_form.xlsx": "摸排表 Survey form (survey_form.xlsx)",
     "sites.gpkg": "网点合规 Sites with compliance (sites.gpkg)",
+    "ledgers.gpkg": "台账图层 Ledgers as map layers (ledgers.gpkg)",
     "coverage.gpkg": "覆盖与选址 Coverage, gaps, recommended sites (coverage.gpkg)",
     "hotspots.gpkg": "热点 Clusters, Gi* grid, priority (hotspots.gpkg)",
     "density.tif": "核密度 Density surface (density.tif)",
