@@ -98,7 +98,7 @@ def problems_from_compliance(result: Any, *, settings: Mapping[str, Any] | None 
     -------
     GeoDataFrame with :data:`LEDGER_COLUMNS` (序号 left null: numbered when the ledger
     is assembled) plus ``site_id``, ``rule_id``, ``verdict``, ``source`` and the site
-    point. 配合单位 = the rule's co-departments plus the township (属地); a site outside
+    point. 配合单位 = the rule's co-departments plus "<township>（属地）"; a site outside
     every township takes its ledger township, else "辖区外（待核实）". 整改状态 is
     已关停取缔 for a closed site, else 待整改; 整改时限 is ``reference_date +
     deadline_days`` when a reference date is set, else "N日内".
@@ -112,7 +112,8 @@ def problems_from_compliance(result: Any, *, settings: Mapping[str, Any] | None 
         town = town.where(town.notna(), v["township_ledger"])
     town = _text(town, OUTSIDE_TOWNSHIP_LABEL).replace("", OUTSIDE_TOWNSHIP_LABEL)
     co = _text(v["co_departments"])
-    co = np.where(co != "", co + "、" + town, town)
+    owner = town + "（属地）"
+    co = np.where(co != "", co + "、" + owner, owner)
     ref = s.get("reference_date")
     days = v["deadline_days"].astype(int)
     if ref:
