@@ -245,13 +245,13 @@ class TestLocate:
 @pytest.fixture()
 def landuse_tif(tmp_path, layers):
     """The vector land use rasterised at 10 m, nodata 0 in the gaps."""
+    from affine import Affine
     from rasterio.features import rasterize
-    from rasterio.transform import from_origin
 
     from gis.export import write_geotiff
 
     lu = layers["landuse"]
-    transform = from_origin(X0, Y0 + 1000, 10, 10)
+    transform = Affine(10.0, 0.0, X0, 0.0, -10.0, Y0 + 1000)
     arr = rasterize(
         zip(lu.geometry, lu["landuse_code"].astype(int)), out_shape=(100, 200), transform=transform,
         fill=0, dtype="int32",
@@ -551,22 +551,13 @@ def _sample_project(tmp_path_factory) -> Path:
     return out
 
 
-def _without_candidates(project_yaml: Path):
-    """The project minus its candidate sites (compliance does not read them)."""
-    from gis.catalog import load_project
-
-    project = load_project(project_yaml)
-    project.layers.pop("candidates", None)
-    return project
-
-
 @pytest.fixture(scope="module")
 def sample_check(tmp_path_factory):
     from gis.district import load_district
     from gis.compliance import check_district
 
     root = _sample_project(tmp_path_factory)
-    d = load_district(_without_candidates(root / "project.yaml"))
+    d = load_district(root)
     result = check_district(d)
     truth = pd.read_csv(root / "truth" / "sites_truth.csv", encoding="utf-8-sig")
     truth = truth[truth["site_id"].isin(result.sites["site_id"])].set_index("site_id")
@@ -671,7 +662,7 @@ class TestSampleDistrict:
         raster_yaml = d.project.root / "project_raster.yaml"
         if not raster_yaml.exists():
             pytest.skip("sample has no raster variant")
-        dr = load_district(_without_candidates(raster_yaml))
+        dr = load_district(raster_yaml)
         assert dr.landuse is None and dr.landuse_raster is not None
         rr = check_district(dr)
         assert rr.sites["landuse_source"].dropna().eq("raster").all()
