@@ -59,12 +59,12 @@ def run_step_cached(
 @st.cache_resource(show_spinner="绘制地图 Drawing the map …", max_entries=8)
 def build_map_cached(pkey: str, keys: tuple[str, ...], tiles: str, attribution: str, _district: Any,
                      _context: dict[str, Any]) -> tuple[Any, list[maps.MapLayer]]:
-    opt = maps._district_options(_district)
+    opt = maps.district_options(_district)
     if tiles:
         opt = maps.with_options(opt, basemaps=(maps.Basemap(tiles, attribution or tiles),))
     layers = maps.build_layers(_district, _context, opt)
-    m = maps.render_folium(layers, opt, title=maps._district_title(_district),
-                           attributions=maps._district_attributions(_district))
+    m = maps.render_folium(layers, opt, title=maps.district_title(_district),
+                           attributions=maps.district_attributions(_district))
     return m, layers
 
 
@@ -283,8 +283,10 @@ def page_downloads(district: Any, pkey: str, outputs: dict[str, sup.StepOutput],
     context = sup.merged_context(outputs)
     keys = st.session_state.get("_step_keys", ())
     m, _ = build_map_cached(pkey, keys, tiles, attribution, district, context)
-    map_path = CACHE_ROOT / pkey / "map" / "map.html"
-    maps.save_map_html(m, map_path)
+    tag = hashlib.sha1("|".join(keys + (tiles, attribution)).encode()).hexdigest()[:12]
+    map_path = CACHE_ROOT / pkey / "map" / tag / "map.html"
+    if not map_path.exists():
+        maps.save_map_html(m, map_path)
     files.append(map_path)
     if not files:
         st.info(sup.NOT_AVAILABLE)

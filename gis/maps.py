@@ -252,7 +252,8 @@ class MapOptions:
         return cls(basemaps=tuple(basemaps), **kw)
 
 
-def _district_options(district: Any) -> MapOptions:
+def district_options(district: Any) -> MapOptions:
+    """Map options of a district (``layers/map.yaml`` merged with its ``map:`` section)."""
     project = getattr(district, "project", None)
     if project is not None and hasattr(project, "section"):
         return MapOptions.from_section(project.section("map"))
@@ -962,7 +963,7 @@ def build_layers(
     list of MapLayer
         Bottom to top: land use, zones, townships, analysis surfaces, sites, points.
     """
-    opt = options or _district_options(district)
+    opt = options or district_options(district)
     results = results or {}
     layers: list[MapLayer | None] = [_landuse_layer(district, opt)]
     layers += _zone_layers(district, opt)
@@ -1223,13 +1224,15 @@ def _add_layer(m: folium.Map, lay: MapLayer) -> None:
                        popup=popup, tooltip=tooltip).add_to(m)
 
 
-def _district_title(district: Any) -> str:
+def district_title(district: Any) -> str:
+    """Legend title: the district's name."""
     project = getattr(district, "project", None)
     name = getattr(project, "name", None) or ""
     return f"{name} 图例 Legend".strip()
 
 
-def _district_attributions(district: Any) -> list[str]:
+def district_attributions(district: Any) -> list[str]:
+    """Attribution lines every map of the district carries (the sample-data label)."""
     project = getattr(district, "project", None)
     return [settings.SAMPLE_LABEL] if getattr(project, "sample", False) else []
 
@@ -1242,9 +1245,9 @@ def build_map(
     out: Path | None = None,
 ) -> folium.Map:
     """The district map with every available analysis layer (see :func:`build_layers`)."""
-    opt = options or _district_options(district)
+    opt = options or district_options(district)
     layers = build_layers(district, results, opt, out=out)
-    return render_folium(layers, opt, title=_district_title(district), attributions=_district_attributions(district))
+    return render_folium(layers, opt, title=district_title(district), attributions=district_attributions(district))
 
 
 # ---------------------------------------------------------------------------------
@@ -1408,12 +1411,12 @@ def run_step(district: Any, out: Path, summary: dict[str, Any], context: dict[st
     png_method, layers}``.
     """
     out = Path(out)
-    opt = _district_options(district)
+    opt = district_options(district)
     layers = build_layers(district, context, opt, out=out)
-    m = render_folium(layers, opt, title=_district_title(district), attributions=_district_attributions(district))
+    m = render_folium(layers, opt, title=district_title(district), attributions=district_attributions(district))
     html_path = save_map_html(m, out / "map.html")
     png, method = save_map_png(out / "map.png", html_path=html_path, layers=layers, options=opt,
-                               title=_district_title(district))
+                               title=district_title(district))
     summary["map"] = {
         "html": html_path.name,
         "png": png.name,
