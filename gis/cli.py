@@ -54,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="generate a sample district (样例数据)")
     p.add_argument("--out", required=True, help="folder to write the sample project into")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--scale", choices=["small", "district", "city"], default="small")
+    p.add_argument("--scale", choices=["small", "district", "city", "municipality"], default="small")
+    p.add_argument("--districts", type=int, default=None, help="municipality: number of districts (default 38)")
+    p.add_argument("--district-scale", default="municipal", help="municipality: scale of each district (default municipal)")
 
     p = sub.add_parser("validate", help="check a project's layers and print a report")
     _add_project_args(p, out=False)
@@ -64,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="the main job: all analyses, outputs to --out")
     _add_project_args(p)
     p.add_argument("--steps", default=None, help="comma-separated subset of steps to run")
+    p.add_argument("--engine", choices=["single", "dask"], default="single", help="municipality: single process or Dask")
+    p.add_argument("--scheduler", default=None, help="Dask scheduler address (default: LocalCluster on 127.0.0.1)")
+
+    p = sub.add_parser("rollup", help="municipal summary (市级汇总) from per-district results")
+    p.add_argument("--runs", required=True, help="folder of district results (RUNS/districts/<code>/summary.json)")
+    p.add_argument("--out", default=None, help="output folder (default: --runs)")
 
     for name, (steps, help_text) in STEP_COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
@@ -78,6 +86,17 @@ def _project(arg: str | None) -> Path:
 def cmd_sample(args: argparse.Namespace) -> int:
     from .sample import generate
 
+    if args.scale == "municipality":
+        from .municipal import CHONGQING_DISTRICTS, generate_municipality
+
+        m = generate_municipality(
+            Path(args.out), seed=args.seed, districts=args.districts or len(CHONGQING_DISTRICTS),
+            district_scale=args.district_scale,
+        )
+        print(f"sample municipality ({len(m.districts)} districts, seed {args.seed}) written to {m.out}")
+        for layer, n in m.counts.items():
+            print(f"  {layer:<24} {n:>12,}")
+        return 0
     result = generate(Path(args.out), seed=args.seed, scale=args.scale)
     print(f"sample district ({args.scale}, seed {args.seed}) written to {result.out}")
     for layer, n in result.counts.items():
@@ -124,6 +143,18 @@ def cmd_run(args: argparse.Namespace, steps: list[str] | None = None) -> int:
 
     if steps is None and getattr(args, "steps", None):
         steps = [s.strip() for s in args.steps.split(",") if s.strip()]
+    from .municipal import is_municipality
+
+    if is_municipality(args.project):
+        from .parallel import run_municipality
+
+        res = run_municipality(args.project, Path(args.out), engine=getattr(args, "engine", "single"),
+                               scheduler=getattr(args, "scheduler", None), steps=steps)
+        print(json.dumps({"engine": res["engine"], "districts": len(res["districts"]), **{k: res["municipal"][k] for k in ("sites", "incidents", "clusters", "cross_border_clusters")}}, ensure_ascii=False))
+        print(f"outputs written to {Path(args.out).resolve()}")
+        return 0
+    if getattr(args, "engine", "single") == "dask":
+        raise GisError("--engine dask partitions a municipality by district: give --project a folder with municipality.yaml")
     summary = run(_project(args.project), Path(args.out), steps=steps, progress=not args.quiet)
     keys = ["district", "sites_total", "incidents_total", "rejects"]
     print(json.dumps({k: summary.get(k) for k in keys}, ensure_ascii=False))
@@ -142,6 +173,12 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_validate(args)
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "rollup":
+            from .municipal import rollup
+
+            r = rollup(Path(args.runs), Path(args.out or args.runs))
+            print(json.dumps({k: r.summary[k] for k in ("districts", "sites_total", "clusters_merged", "cross_border_clusters")}, ensure_ascii=False))
+            return 0
         steps, _ = STEP_COMMANDS[args.command]
         return cmd_run(args, steps=steps)
     except GisError as exc:

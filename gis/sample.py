@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,10 +177,51 @@ class ScaleParams:
 
 
 SCALES: dict[str, ScaleParams] = {
+    # one district of a municipal mosaic (gis.municipal): 38 of them give >= 200k sites,
+    # >= 2M incidents and >= 10M population cells
+    "municipal": ScaleParams("municipal", 0.0005, 20.0, 200.0, 1000.0, 4300, 1800, 20, 4, 860, 30, 0.4, 100),
     "small": ScaleParams("small", 0.001, 20.0, 250.0, 1500.0, 200, 90, 1, 1, 12, 5, 0.4, 30),
     "district": ScaleParams("district", 0.001, 20.0, 250.0, 1500.0, 1000, 450, 10, 3, 60, 10, 0.4, 60),
     "city": ScaleParams("city", 0.00023, 20.0, 150.0, 800.0, 14000, 6000, 60, 10, 1800, 40, 0.4, 200),
 }
+
+
+@dataclass(frozen=True)
+class Tile:
+    """Placement of one district of a municipal mosaic (see :mod:`gis.municipal`).
+
+    The district is generated exactly as the single sample district, then moved by
+    ``(dlon, dlat)`` degrees; its outline is the whole :data:`BOX` (so that tiles
+    share their borders) and its two 四山 ridges are periodic in latitude (so that
+    each range runs on, unbroken, into the districts north and south of it).
+
+    Attributes
+    ----------
+    dlon, dlat
+        Offset of the tile from :data:`BOX` (degrees).
+    name, code
+        District name and administrative code.
+    range_names
+        Names given to the west (``缙云山``) and east (``中梁山``) ridge.
+    """
+
+    dlon: float
+    dlat: float
+    name: str
+    code: str
+    range_names: tuple[str, str] = ("缙云山", "中梁山")
+
+    def rename(self, text: Any) -> Any:
+        """Replace the generator's ridge names by this tile's range names."""
+        if not isinstance(text, str):
+            return text
+        names = {"缙云山": self.range_names[0], "中梁山": self.range_names[1]}
+        return re.sub("缙云山|中梁山", lambda m: names[m.group()], text)
+
+
+#: The tile being generated (None for the single sample district). Module state:
+#: generation of a tile happens in one process at a time (gis.municipal uses processes).
+_TILE: Tile | None = None
 
 
 @dataclass
@@ -219,8 +261,9 @@ def _transformers() -> tuple[Transformer, Transformer]:
 
 
 def to_metric(lon: Any, lat: Any) -> tuple[FloatArray, FloatArray]:
-    """WGS84 lon/lat → EPSG:4544 metres."""
-    x, y = _transformers()[0].transform(np.asarray(lon, float), np.asarray(lat, float))
+    """WGS84 lon/lat → EPSG:4544 metres (of the tile's position when generating a tile)."""
+    dlon, dlat = (_TILE.dlon, _TILE.dlat) if _TILE is not None else (0.0, 0.0)
+    x, y = _transformers()[0].transform(np.asarray(lon, float) + dlon, np.asarray(lat, float) + dlat)
     return np.asarray(x, float), np.asarray(y, float)
 
 
@@ -341,6 +384,8 @@ def _district_outline(rng: np.random.Generator) -> tuple[shapely.Geometry, shape
     r = (np.abs(c) ** 3 + np.abs(s) ** 3) ** (-1 / 3) * (1 + wob)
     outline = shapely.Polygon(np.column_stack([cx + a * r * c, cy + b * r * s]))
     outline = shapely.intersection(outline, _ll_poly(*BOX, n=40))
+    if _TILE is not None:  # mosaic tiles fill their box so that neighbours share borders
+        outline = _ll_poly(*BOX, n=40)
     lat = np.linspace(BOX[1] - 0.02, BOX[3] + 0.02, 80)
     phase = rng.uniform(0, 2 * np.pi)
     lon = 106.486 + 0.006 * np.sin((lat - BOX[1]) / 0.35 * 2 * np.pi * 1.3 + phase)
@@ -349,7 +394,7 @@ def _district_outline(rng: np.random.Generator) -> tuple[shapely.Geometry, shape
     west = shapely.Polygon(
         np.vstack([[rx[0] - 60_000, ry[0]], np.column_stack([rx + 150.0, ry]), [rx[-1] - 60_000, ry[-1]]])
     )
-    district = shapely.intersection(outline, west)
+    district = shapely.intersection(outline, west) if _TILE is None else outline
     district = shapely.make_valid(district)
     if district.geom_type != "Polygon":
         district = max(shapely.get_parts(district), key=lambda g: g.area)
@@ -364,6 +409,13 @@ def _build_geometry(rng: np.random.Generator) -> _Geo:
         "中梁山": _ll_line([(106.375, 29.43), (106.397, 29.62), (106.418, 29.82)]),
         "缙云山": _ll_line([(106.283, 29.675), (106.333, 29.82)]),
     }
+    if _TILE is not None:  # periodic in latitude (period = box height): continuous across tiles
+        lat = np.linspace(BOX[1] - 0.1, BOX[3] + 0.1, 181)
+        ph = 2 * np.pi * (lat - BOX[1]) / (BOX[3] - BOX[1])
+        ridges = {
+            "中梁山": _ll_line(list(zip(106.398 + 0.010 * np.sin(ph), lat))),
+            "缙云山": _ll_line(list(zip(106.262 + 0.004 * np.sin(ph + 1.0), lat))),
+        }
     bands: dict[tuple[str, str], shapely.Geometry] = {}
     for name, line in ridges.items():
         inner = None
@@ -1761,7 +1813,7 @@ convert them with `gis.coords` (the loaders do, per `coords:` in `project.yaml`)
 """
 
 
-def generate(out: Path, seed: int = 42, scale: str = "small") -> SampleResult:
+def generate(out: Path, seed: int = 42, scale: str = "small", *, tile: Tile | None = None) -> SampleResult:
     """Generate the sample district into ``out`` (样例数据, clearly labelled as such).
 
     Parameters
@@ -1773,7 +1825,11 @@ def generate(out: Path, seed: int = 42, scale: str = "small") -> SampleResult:
         Seed of the :class:`numpy.random.Generator` all draws come from.
     scale
         ``small`` (bundled: ~300 sites, ~700 incidents), ``district`` (~5×) or ``city``
-        (≥ 20,000 sites, ≥ 100,000 incidents, ≥ 1,000,000 population cells).
+        (≥ 20,000 sites, ≥ 100,000 incidents, ≥ 1,000,000 population cells), or
+        ``municipal`` (one district of the municipal mosaic).
+    tile
+        Generate one district of a municipal mosaic (:class:`Tile`; used by
+        :func:`gis.municipal.generate_municipality`).
 
     Returns
     -------
@@ -1782,7 +1838,19 @@ def generate(out: Path, seed: int = 42, scale: str = "small") -> SampleResult:
     """
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
+    global _TILE
+    _TILE = tile
+    try:
+        result = _generate(Path(out), seed, scale)
+    finally:
+        _TILE = None
+    return result
+
+
+def _generate(out: Path, seed: int, scale: str) -> SampleResult:
     p = SCALES[scale]
+    tile = _TILE
+    d_name, d_code = (tile.name, tile.code) if tile is not None else (DISTRICT_NAME, DISTRICT_CODE)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -1812,7 +1880,7 @@ def generate(out: Path, seed: int = 42, scale: str = "small") -> SampleResult:
     twn = gpd.GeoDataFrame(
         {
             "镇街名称": [t[0] for t in TOWNSHIPS],
-            "镇街代码": [DISTRICT_CODE + t[4] for t in TOWNSHIPS],
+            "镇街代码": [d_code + t[4] for t in TOWNSHIPS],
             "类型": kinds,
             "常住人口": np.round(pop_by_t, 1),
             "户数": hh.astype(int),
@@ -1827,6 +1895,8 @@ def generate(out: Path, seed: int = 42, scale: str = "small") -> SampleResult:
     zl = {}
     for zt, label in (("four_mountains", "四山"), ("ecological_red_line", "生态保护红线"), ("basic_farmland", "永久基本农田"), ("water_source", "饮用水水源保护区")):
         z = zones[zones["zone_type"] == zt].reset_index(drop=True)
+        if tile is not None:
+            z["name"] = z["name"].map(tile.rename)
         zl[zt] = gpd.GeoDataFrame(
             {
                 "编号": [f"{zt[:2].upper()}{k + 1:03d}" for k in range(len(z))],
@@ -1861,7 +1931,8 @@ def generate(out: Path, seed: int = 42, scale: str = "small") -> SampleResult:
     )
     files["landuse_raster"] = write_geotiff(arr, out / "landuse.tif", transform=transform, crs=f"EPSG:{METRIC_EPSG}", nodata=0, tags=tags)
     files["population"] = write_geotiff(
-        pop.array, out / "population.tif", transform=from_origin(BOX[0], BOX[3], pop.res, pop.res),
+        pop.array, out / "population.tif",
+        transform=from_origin(BOX[0] + (tile.dlon if tile else 0.0), BOX[3] + (tile.dlat if tile else 0.0), pop.res, pop.res),
         crs="EPSG:4326", nodata=-1.0, tags=tags,
     )
     _write_osm(roads, out / "roads.osm")
@@ -1884,7 +1955,7 @@ def generate(out: Path, seed: int = 42, scale: str = "small") -> SampleResult:
     town_truth = pd.DataFrame(
         {
             "township": [t[0] for t in TOWNSHIPS],
-            "township_code": [DISTRICT_CODE + t[4] for t in TOWNSHIPS],
+            "township_code": [d_code + t[4] for t in TOWNSHIPS],
             "kind": kinds,
             "population": np.round(pop_by_t, 1),
             "households": hh.astype(int),
@@ -1894,7 +1965,9 @@ def generate(out: Path, seed: int = 42, scale: str = "small") -> SampleResult:
     truth_files = {
         "sites": write_csv(sites_truth, tdir / "sites_truth.csv"),
         "bad_rows": write_csv(bad_rows, tdir / "bad_rows.csv"),
-        "clusters": write_csv(inc["clusters"], tdir / "clusters_truth.csv"),
+        "clusters": write_csv(
+            inc["clusters"] if tile is None else inc["clusters"].map(tile.rename), tdir / "clusters_truth.csv"
+        ),
         "incidents": write_csv(inc["truth"], tdir / "incidents_truth.csv"),
         "candidates": write_csv(cand_truth, tdir / "candidates_truth.csv"),
         "townships": write_csv(town_truth, tdir / "townships_truth.csv"),
@@ -1916,8 +1989,12 @@ def generate(out: Path, seed: int = 42, scale: str = "small") -> SampleResult:
         "bad_rows": len(bad_rows),
     }
     header = f"# {settings.SAMPLE_LABEL}\n# generated by gis.sample (seed {seed}, scale {scale}); see README.md\n"
-    _dump_yaml(_project_yaml(p, seed, counts, raster=False), out / "project.yaml", header)
-    _dump_yaml(_project_yaml(p, seed, counts, raster=True), out / "project_raster.yaml", header)
+    for raster, fname in ((False, "project.yaml"), (True, "project_raster.yaml")):
+        py = _project_yaml(p, seed, counts, raster=raster)
+        if tile is not None:
+            py.update(name=d_name, code=d_code)
+            py["generator"]["tile"] = {"dlon": tile.dlon, "dlat": tile.dlat}
+        _dump_yaml(py, out / fname, header)
     files["project"] = out / "project.yaml"
     readme = _README.format(
         label=settings.SAMPLE_LABEL, seed=seed, scale=scale, n_sites=counts["sites"], n_bad_sites=len(bad_sites),
