@@ -237,7 +237,7 @@ def page_planner(outputs: dict[str, sup.StepOutput]) -> None:
         show_table(sup.targets_table(summary), "targets")
         st.markdown("#### 各镇街覆盖率 Coverage by township")
         cov = sup.coverage_overview(outputs["coverage"])
-        st.metric("人口覆盖率 Population covered", sup.format_share(cov.headline))
+        st.metric(cov.label, sup.format_share(cov.headline))
         show_table(cov.by_township, "coverage_by_township")
         st.markdown("#### 覆盖缺口 Coverage gaps")
         show_table(cov.gaps, "gaps")

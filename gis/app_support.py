@@ -407,6 +407,7 @@ class CoverageOverview:
     headline: float | None
     by_township: pd.DataFrame | None
     gaps: pd.DataFrame | None
+    label: str = "人口覆盖率 Population covered"
 
 
 def coverage_overview(output: StepOutput) -> CoverageOverview:
@@ -435,7 +436,18 @@ def coverage_overview(output: StepOutput) -> CoverageOverview:
             "households": "未覆盖户数 Households", "area_km2": "面积 km²"})
     else:
         gaps = None
-    return CoverageOverview(None if head is None else float(head), by_tw, gaps)
+    label = "人口覆盖率 Population covered"
+    std = getattr(headline, "standard", None)
+    if std is not None:
+        from .schema import TIER_LABEL_ZH, Tier
+
+        tier = str(getattr(std, "tier", ""))
+        tier_zh = TIER_LABEL_ZH.get(Tier(tier), tier) if tier in {t.value for t in Tier} else tier
+        mode = {"walk": "步行 walk", "drive": "车行 drive"}.get(str(getattr(std, "mode", "")), str(getattr(std, "mode", "")))
+        dist = getattr(std, "distance_m", None)
+        method = cov.get("method", "")
+        label += f" — {tier_zh} {tier}, {mode} {dist:.0f} m ({method})" if dist else f" — {tier_zh} {tier} ({method})"
+    return CoverageOverview(None if head is None else float(head), by_tw, gaps, label)
 
 
 def recommended_table(output: StepOutput) -> pd.DataFrame | None:
