@@ -1262,16 +1262,20 @@ def check_sites(
     rmax = max(
         [float(r.condition["distance_m"]) for r in rules.enabled if r.condition_type == "near_receptor"] + [1000.0]
     )
-    locator = locator or locate
-    loc = locator(
-        sites.geometry,
-        townships=townships,
-        zones=zones,
-        landuse=landuse,
-        landuse_raster=landuse_raster,
-        classes=rules.classes,
-        receptor_max_distance_m=rmax,
-    )
+    base_locator = locator or locate
+
+    def locator(points: gpd.GeoSeries) -> pd.DataFrame:
+        return base_locator(
+            points,
+            townships=townships,
+            zones=zones,
+            landuse=landuse,
+            landuse_raster=landuse_raster,
+            classes=rules.classes,
+            receptor_max_distance_m=rmax,
+        )
+
+    loc = locator(sites.geometry)
     sites = _keep_ledger_township(sites)
     for col in loc.columns:
         sites[col] = loc[col]
@@ -1363,15 +1367,7 @@ def check_sites(
 
     inc = None
     if incidents is not None and len(incidents):
-        iloc = locator(
-            incidents.geometry,
-            townships=townships,
-            zones=zones,
-            landuse=landuse,
-            landuse_raster=landuse_raster,
-            classes=rules.classes,
-            receptor_max_distance_m=rmax,
-        )
+        iloc = locator(incidents.geometry)
         inc = _keep_ledger_township(incidents.copy())
         for col in iloc.columns:
             inc[col] = iloc[col]

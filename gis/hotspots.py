@@ -30,7 +30,14 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from gis._errors import AnalysisError
-from gis.schema import INCIDENT_KIND_LABEL_ZH, ZONE_LEVEL_LABEL_ZH, ZONE_LEVEL_RANK, IncidentKind, ZoneLevel
+from gis.schema import (
+    INCIDENT_KIND_LABEL_ZH,
+    PROBLEM_LEDGER_COLUMNS,
+    ZONE_LEVEL_LABEL_ZH,
+    ZONE_LEVEL_RANK,
+    IncidentKind,
+    ZoneLevel,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,20 +45,7 @@ log = logging.getLogger(__name__)
 _LEVEL_BY_RANK: dict[int, str] = {rank: level.value for level, rank in ZONE_LEVEL_RANK.items()}
 
 #: Columns of the 问题台账 rows this module produces (``context["hotspot_problems"]``).
-PROBLEM_COLUMNS: tuple[str, ...] = (
-    "序号",
-    "镇街",
-    "网点名称",
-    "经营地址",
-    "问题类型",
-    "问题描述",
-    "依据",
-    "牵头单位",
-    "配合单位",
-    "整改措施",
-    "整改时限",
-    "整改状态",
-)
+PROBLEM_COLUMNS: tuple[str, ...] = PROBLEM_LEDGER_COLUMNS
 
 
 # ================================================================ clusters

@@ -29,7 +29,7 @@ import pandas as pd
 
 from gis import export
 from gis._errors import InputError
-from gis.schema import SITE_STATUS_LABEL_ZH, SiteStatus
+from gis.schema import PROBLEM_LEDGER_COLUMNS, SITE_STATUS_LABEL_ZH, SiteStatus
 
 __all__ = [
     "LEDGER_COLUMNS",
@@ -46,20 +46,7 @@ __all__ = [
 ]
 
 #: Headers of the 问题台账 (problem ledger), exactly as on the annex.
-LEDGER_COLUMNS: tuple[str, ...] = (
-    "序号",
-    "镇街",
-    "网点名称",
-    "经营地址",
-    "问题类型",
-    "问题描述",
-    "依据",
-    "牵头单位",
-    "配合单位",
-    "整改措施",
-    "整改时限",
-    "整改状态",
-)
+LEDGER_COLUMNS: tuple[str, ...] = PROBLEM_LEDGER_COLUMNS
 
 #: Fixed headers of the 汇总表; one column per 问题类型 goes between 检查网点数 and 问题总数.
 SUMMARY_FIXED_COLUMNS: tuple[str, ...] = ("序号", "镇街", "检查网点数", "问题总数", "已关停取缔", "已整改", "未整改")

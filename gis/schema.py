@@ -280,6 +280,23 @@ class RejectReason(StrEnum):
     BAD_VALUE = "bad_value"  # non-numeric number, unparseable date
 
 
+#: Headers of the 问题台账 (problem ledger), exactly as on the Shapingba campaign's annex 2.
+#: Every step that files problems (compliance, hotspots) produces rows with these columns.
+PROBLEM_LEDGER_COLUMNS: tuple[str, ...] = (
+    "序号",
+    "镇街",
+    "网点名称",
+    "经营地址",
+    "问题类型",
+    "问题描述",
+    "依据",
+    "牵头单位",
+    "配合单位",
+    "整改措施",
+    "整改时限",
+    "整改状态",
+)
+
 #: Columns of the rejects table (``OUT/rejects.csv``).
 REJECT_COLUMNS: tuple[str, ...] = ("layer", "file", "row", "field", "value", "reason", "detail")
 

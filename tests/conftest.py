@@ -35,6 +35,9 @@ def tiny_project(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def sample_project() -> Path:
+    """The bundled sample (``GIS_TEST_PROJECT`` may name another project folder)."""
+    if os.environ.get("GIS_TEST_PROJECT"):
+        return Path(os.environ["GIS_TEST_PROJECT"])
     path = settings.SAMPLE_PROJECT_DIR
     if not (path / "project.yaml").exists():
         pytest.fail(f"the bundled sample district is missing at {path}: run `make sample`")

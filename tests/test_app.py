@@ -25,29 +25,18 @@ RUN_ONE_STEP = sup.run_one_step  # the library call, wrapped by the recorder bel
 
 
 @pytest.fixture(scope="module")
-def app_project() -> Path:
-    """The bundled sample (``GIS_TEST_PROJECT`` may name another project folder)."""
-    if os.environ.get("GIS_TEST_PROJECT"):
-        return Path(os.environ["GIS_TEST_PROJECT"])
-    path = settings.SAMPLE_PROJECT_DIR
-    if not (path / "project.yaml").exists():
-        pytest.fail(f"the bundled sample district is missing at {path}: run `make sample`")
-    return path
-
-
-@pytest.fixture(scope="module")
-def district(app_project: Path):
+def district(sample_project: Path):
     from gis.district import load_district
 
-    return load_district(app_project)
+    return load_district(sample_project)
 
 
 @pytest.fixture()
-def app(app_project: Path, monkeypatch: pytest.MonkeyPatch):
+def app(sample_project: Path, monkeypatch: pytest.MonkeyPatch):
     from streamlit.testing.v1 import AppTest
 
-    if app_project.resolve() != settings.SAMPLE_PROJECT_DIR.resolve():
-        monkeypatch.setenv("GIS_PROJECT", str(app_project))
+    if sample_project.resolve() != settings.SAMPLE_PROJECT_DIR.resolve():
+        monkeypatch.setenv("GIS_PROJECT", str(sample_project))
     else:
         monkeypatch.delenv("GIS_PROJECT", raising=False)
     at = AppTest.from_file(APP, default_timeout=300)

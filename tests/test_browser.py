@@ -93,25 +93,14 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def app_project() -> Path:
-    """The bundled sample (``GIS_TEST_PROJECT`` may name another project folder)."""
-    if os.environ.get("GIS_TEST_PROJECT"):
-        return Path(os.environ["GIS_TEST_PROJECT"])
-    path = settings.SAMPLE_PROJECT_DIR
-    if not (path / "project.yaml").exists():
-        pytest.fail(f"the bundled sample district is missing at {path}: run `make sample`")
-    return path
-
-
-@pytest.fixture(scope="session")
-def app_url(chromium: Path, app_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def app_url(chromium: Path, sample_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``streamlit run app.py`` on 127.0.0.1:<free port> against the bundled sample."""
     port = _free_port()
     log = tmp_path_factory.mktemp("streamlit") / "server.log"
     env = dict(os.environ, GIS_PROGRESS="0", STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
     env.pop("GIS_PROJECT", None)
-    if app_project.resolve() != settings.SAMPLE_PROJECT_DIR.resolve():
-        env["GIS_PROJECT"] = str(app_project)
+    if sample_project.resolve() != settings.SAMPLE_PROJECT_DIR.resolve():
+        env["GIS_PROJECT"] = str(sample_project)
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"),

@@ -27,25 +27,15 @@ def test_the_four_notebooks_exist() -> None:
     ]
 
 
-@pytest.fixture(scope="module")
-def project() -> Path:
-    if os.environ.get("GIS_TEST_PROJECT"):
-        return Path(os.environ["GIS_TEST_PROJECT"])
-    path = settings.SAMPLE_PROJECT_DIR
-    if not (path / "project.yaml").exists():
-        pytest.fail(f"the bundled sample district is missing at {path}: run `make sample`")
-    return path
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_top_to_bottom(path: Path, project: Path, tmp_path: Path,
+def test_notebook_runs_top_to_bottom(path: Path, sample_project: Path, tmp_path: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from jupyter_client.kernelspec import NATIVE_KERNEL_NAME
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    monkeypatch.setenv("GIS_PROJECT", str(project))
+    monkeypatch.setenv("GIS_PROJECT", str(sample_project))
     monkeypatch.setenv("GIS_PROGRESS", "0")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     # the native kernel is this interpreter's ipykernel (sys.executable), i.e. the .venv
