@@ -677,6 +677,10 @@ def locate(
         zn = named.groupby("i")["name"].agg(";".join)
         out.iloc[zl.index.to_numpy(), out.columns.get_loc("zones")] = zl.to_numpy()
         out.iloc[zn.index.to_numpy(), out.columns.get_loc("zone_names")] = zn.to_numpy()
+        for t, part in named.groupby("zone_type"):
+            by_type = part.groupby("i")["name"].agg(";".join)
+            out[f"zone_names_{t}"] = ""
+            out.iloc[by_type.index.to_numpy(), out.columns.get_loc(f"zone_names_{t}")] = by_type.to_numpy()
         ws = zones.geometry.values[(zones["zone_type"].astype(str) == "water_source").to_numpy()]
         if len(ws):
             receptor_geoms["water_source"].append(ws)
@@ -1172,8 +1176,9 @@ def _evaluate(
                 m = m & loc["zones"].str.contains(pat, regex=True).to_numpy()
         label = ZONE_TYPE_LABEL_ZH.get(c["zone_type"], c["zone_type"])
         lvl = loc["four_mountains_level"].map({k.value: v for k, v in ZONE_LEVEL_LABEL_ZH.items()}).fillna("")
+        names = loc.get(f"zone_names_{c['zone_type']}", pd.Series("", index=loc.index)).fillna("")
         desc = "位于" + label + (lvl if c["zone_type"] == "four_mountains" else "") + np.where(
-            loc["zone_names"] != "", "（" + loc["zone_names"] + "）", ""
+            names != "", "（" + names + "）", ""
         )
         return m, pd.Series(desc, index=sites.index)
     if t in ("landuse_not_allowed", "landuse_unknown"):
