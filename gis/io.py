@@ -160,6 +160,8 @@ def read_table(spec: LayerSpec) -> RawTable:
             grid = pd.read_csv(
                 _io.StringIO(text), header=None, dtype=str, keep_default_na=False, skip_blank_lines=False
             )
+        except pd.errors.EmptyDataError:
+            raise InputError(path, "the file is empty") from None
         except pd.errors.ParserError as exc:
             m = re.search(r"line (\d+)", str(exc))
             raise InputError(path, f"not a well-formed CSV: {exc}", row=int(m.group(1)) if m else None) from None
@@ -169,7 +171,9 @@ def read_table(spec: LayerSpec) -> RawTable:
                 path, sheet_name=spec.sheet if spec.sheet is not None else 0, header=None, dtype=str
             ).fillna("")
         except ValueError as exc:
-            raise InputError(path, f"cannot read sheet {spec.sheet!r}: {exc}") from None
+            if "sheet" in str(exc).lower() or "worksheet" in str(exc).lower():
+                raise InputError(path, f"cannot read sheet {spec.sheet!r}: {exc}", field=f"{spec.key}.sheet") from None
+            raise InputError(path, f"not a readable .xlsx workbook ({exc})") from None
         except Exception as exc:  # zipfile/openpyxl errors on a corrupt workbook
             raise InputError(path, f"not a readable .xlsx workbook ({type(exc).__name__}: {exc})") from None
     grid = grid.map(lambda v: v.strip() if isinstance(v, str) else ("" if v is None else str(v)))

@@ -209,3 +209,31 @@ def test_landuse_raster_codes_and_nodata(tmp_path):
     r = raster_layer(spec(path, role="landuse", classes="gbt21010"))
     pts = gpd.GeoSeries([Point(500050, 3270950), Point(500150, 3270950), Point(500050, 3270850), Point(400000, 0)], crs="EPSG:4544")
     assert r.sample_codes(pts).tolist() == ["0701", "0101", None, None]
+
+
+def test_empty_and_corrupt_files_give_clear_errors(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match="empty") as err:
+        points_from_table(spec(empty, coords="wgs84"))
+    assert err.value.path == str(empty)
+    broken = tmp_path / "broken.xlsx"
+    broken.write_text("not a workbook", encoding="utf-8")
+    with pytest.raises(InputError, match="not a readable .xlsx"):
+        points_from_table(spec(broken, coords="wgs84"))
+    good = tmp_path / "ok.xlsx"
+    LEDGER.to_excel(good, index=False)
+    with pytest.raises(InputError, match="sheet") as err:
+        points_from_table(spec(good, coords="wgs84", sheet="台账2"))
+    assert err.value.field == "layers.sites.sheet"
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text('网点编号,网点名称,网点层级,经度,纬度\nA,"unterminated,回收网点,106.4,29.6\n', encoding="utf-8")
+    with pytest.raises(InputError, match="well-formed CSV"):
+        points_from_table(spec(quoted, coords="wgs84"))
+
+
+def test_header_only_ledger_loads_nothing_and_rejects_nothing(tmp_path):
+    path = tmp_path / "header.csv"
+    path.write_text("网点编号,网点名称,网点层级,经度,纬度\n", encoding="utf-8")
+    layer, rejects, n, _ = points_from_table(spec(path, coords="wgs84"))
+    assert n == 0 and len(layer) == 0 and len(rejects) == 0
