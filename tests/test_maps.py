@@ -110,6 +110,15 @@ def test_map_is_offline_and_self_contained(tiny, tmp_path: Path) -> None:
     assert "L.control.layers" in page and "gis-legend" in page
 
 
+def test_map_has_no_zoom_animation_so_snapshots_are_aligned(tiny, tmp_path: Path) -> None:
+    """A snapshot taken during the initial fitBounds animation drew markers at another zoom
+    than the polygons (sites appeared outside the district in map.png)."""
+    page = maps.save_map_html(maps.build_map(tiny), tmp_path / "map.html").read_text(encoding="utf-8")
+    for option in ('"zoomAnimation": false', '"fadeAnimation": false', '"markerZoomAnimation": false'):
+        assert option in page
+    assert '"zoomSnap": 0.25' in page  # fractional zoom: the district fills the view
+
+
 def test_many_points_are_clustered_and_big_layers_become_images(tiny) -> None:
     opt = maps.MapOptions(max_plain_markers=0, max_vector_polygons=1)
     layers = maps.build_layers(tiny, options=opt)
