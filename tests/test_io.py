@@ -237,3 +237,14 @@ def test_header_only_ledger_loads_nothing_and_rejects_nothing(tmp_path):
     path.write_text("网点编号,网点名称,网点层级,经度,纬度\n", encoding="utf-8")
     layer, rejects, n, _ = points_from_table(spec(path, coords="wgs84"))
     assert n == 0 and len(layer) == 0 and len(rejects) == 0
+
+
+def test_impossible_coordinates_are_out_of_range(tmp_path):
+    path = tmp_path / "range.csv"
+    pd.DataFrame(
+        {"编号": ["A", "B", "C"], "名称": ["a", "b", "c"], "层级": ["回收网点"] * 3,
+         "经度": ["106.4", "200.5", "106.4"], "纬度": ["29.6", "29.6", "-95"]}
+    ).to_csv(path, index=False)
+    layer, rejects, n, _ = points_from_table(spec(path, coords="wgs84"))
+    assert n == 3 and len(layer) == 1
+    assert dict(zip(rejects["row"], rejects["reason"])) == {3: "coordinates_out_of_range", 4: "coordinates_out_of_range"}
