@@ -85,11 +85,15 @@ def choose_project() -> Path | None:
         # GIS_PROJECT=/path/to/district streamlit run app.py opens that district instead
         return Path(os.environ["GIS_PROJECT"]) if os.environ.get("GIS_PROJECT") else settings.SAMPLE_PROJECT_DIR
     if source.startswith("本地"):
-        text = st.sidebar.text_input("project.yaml 所在文件夹 Folder holding project.yaml", key="project_path")
+        text = st.sidebar.text_input(
+            "项目文件夹 Folder: project.yaml (区县 district), municipality.yaml (市 municipality) "
+            "或各区县结果 or per-district results", key="project_path")
         if not text:
             st.info("请输入项目文件夹路径 Enter the path of a district project folder.")
             return None
         path = Path(text).expanduser()
+        if sup.project_kind(path) != "district":
+            return path
         if not (path / "project.yaml").exists() and not (path.suffix in (".yaml", ".yml") and path.exists()):
             st.error(f"找不到 project.yaml · no project.yaml at {path}")
             return None
@@ -296,6 +300,76 @@ def page_downloads(district: Any, pkey: str, outputs: dict[str, sup.StepOutput],
                            key=f"dl_{f.name}")
 
 
+@st.cache_resource(show_spinner="市级汇总 Rolling up the districts …", max_entries=4)
+def rollup_cached(runs: str, key: str) -> Any:
+    """The roll-up of per-district results (cached per folder state; written under the app cache)."""
+    from gis.municipal import rollup
+
+    return rollup(runs, CACHE_ROOT / "municipal" / key / "rollup")
+
+
+def page_municipal(project: Path | None, kind: str) -> None:
+    st.subheader("市级汇总 Municipal roll-up — 各区县目标、覆盖、四山聚集区、部门违规")
+    if project is None or kind == "district":
+        st.info(sup.NEEDS_MUNICIPALITY)
+        return
+    key = sup.folder_key(project)
+    runs = project
+    if kind == "municipality":
+        from gis.municipal import load_index
+
+        index = load_index(project)
+        st.caption(f"{index.get('name', '')} · {len(index['districts'])} 区县 districts ({project / 'municipality.yaml'})")
+        runs = CACHE_ROOT / "municipal" / key / "runs"
+        if not sup.municipal_runs_complete(project, runs):
+            st.info("各区县尚未分析 The districts have not been analysed yet: 每个区县运行一次 `gis run` "
+                    f"({', '.join(sup.MUNICIPAL_STEPS)})，大的市可能需要较长时间 — may take long for a large municipality.")
+            if not st.button(f"运行各区县分析 Run the {len(index['districts'])} district analyses", key="run_municipal"):
+                return
+            bar = st.progress(0.0)
+            sup.municipal_district_runs(
+                project, runs, on_district=lambda i, n, name: bar.progress(i / n, text=f"{name} ({i + 1}/{n})"))
+            bar.progress(1.0, text="完成 Done")
+    else:
+        st.caption(f"各区县结果 Per-district results: {project}")
+    try:
+        r = rollup_cached(str(runs), key)
+    except Exception as exc:  # unreadable results: say what and where
+        st.error(f"无法汇总 The roll-up failed: {exc}")
+        return
+    ov = sup.municipal_overview(r)
+    h = ov.headline
+    if h.get("sample"):
+        st.warning(settings.SAMPLE_LABEL)
+    cols = st.columns(4)
+    cols[0].metric("区县 Districts", h["districts"])
+    cols[1].metric("网点 Sites", h["sites_total"])
+    cols[2].metric("事件记录 Incidents", h["incidents_total"])
+    cols[3].metric("违规 Violations", h["violations_total"])
+    cols = st.columns(3)
+    cols[0].metric("全市人口覆盖率 Population covered (municipality)", sup.format_share(h["population_covered_share"]))
+    cols[1].metric("聚集区(合并后) Clusters (merged)", h["clusters_merged"])
+    cols[2].metric("跨区聚集区 Cross-border clusters", h["cross_border_clusters"])
+    st.markdown("#### 各区县目标完成 Targets met per district")
+    show_table(ov.targets_by_district, "muni_targets_by_district")
+    with st.expander("各区县指标明细 Every target of every district"):
+        show_table(ov.targets, "muni_targets")
+    st.markdown("#### 各区县覆盖率 Coverage by district")
+    show_table(ov.coverage, "muni_coverage")
+    st.markdown("#### 四山聚集区 Clusters per Four-Mountains range (缙云山 · 中梁山 · 铜锣山 · 明月山)")
+    show_table(ov.ranges, "muni_ranges")
+    st.markdown(f"#### 跨区聚集区 Cross-border clusters (合并距离 merged within {h['merge_distance_m']:.0f} m)")
+    show_table(ov.cross_border, "muni_cross_border")
+    st.markdown("#### 部门违规 Violations by department")
+    show_table(ov.departments, "muni_departments")
+    with st.expander("按区县 By district"):
+        show_table(ov.departments_by_district, "muni_departments_by_district")
+    xlsx = CACHE_ROOT / "municipal" / key / "rollup" / "municipal_summary.xlsx"
+    if xlsx.exists():
+        st.download_button(f"⬇ 市级汇总表 Municipal summary (municipal_summary.xlsx, {xlsx.stat().st_size / 1024:.0f} KB)",
+                           xlsx.read_bytes(), file_name="municipal_summary.xlsx", key="dl_municipal_summary")
+
+
 # ---------------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------------
@@ -306,6 +380,10 @@ def main() -> None:
     st.caption("Recycling-network planning and illegal-dismantling hot spots · 三级回收体系 · 四山管控 · 问题台账")
     project = choose_project()
     if project is None:
+        return
+    kind = sup.project_kind(project)
+    if kind != "district":  # a municipality or a folder of district results: the roll-up only
+        page_municipal(project, kind)
         return
     try:
         pkey = sup.project_key(project)
@@ -320,8 +398,8 @@ def main() -> None:
     st.sidebar.caption(
         "已运行 Analyses run: " + (", ".join(sup.STEP_LABELS.get(s, s) for s in outputs) or "—")
     )
-    tab_map, tab_plan, tab_insp, tab_dl = st.tabs(
-        ["地图 Map", "规划 Planner", "巡查 Inspector", "下载 Downloads"]
+    tab_map, tab_plan, tab_insp, tab_dl, tab_muni = st.tabs(
+        ["地图 Map", "规划 Planner", "巡查 Inspector", "下载 Downloads", "市级汇总 Municipal"]
     )
     with tab_map:
         page_map(district, pkey, outputs, tiles, attribution)
@@ -331,6 +409,8 @@ def main() -> None:
         page_inspector(district, outputs)
     with tab_dl:
         page_downloads(district, pkey, outputs, tiles, attribution)
+    with tab_muni:
+        page_municipal(project, "district")
 
 
 main()

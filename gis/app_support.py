@@ -565,3 +565,153 @@ def ledger_preview(output: StepOutput, filt: InspectorFilter | None = None) -> p
     if filt is not None and filt.townships and "镇街" in led:
         led = led[led["镇街"].astype(str).isin(filt.townships)]
     return led
+
+
+# ---------------------------------------------------------------------------------
+# Municipal page (市级汇总): a municipality or a folder of per-district results
+# ---------------------------------------------------------------------------------
+
+#: Pipeline steps run per district for the roll-up (what :func:`gis.municipal.rollup` reads).
+MUNICIPAL_STEPS: tuple[str, ...] = ("compliance", "coverage", "hotspots", "ledgers")
+NEEDS_MUNICIPALITY = (
+    "市级汇总需要一个市（多区县）项目：含 municipality.yaml 的文件夹，或各区县 `gis run` 结果所在的文件夹。"
+    "当前项目是单个区县，没有可汇总的数据。 — The municipal roll-up needs a municipality: a folder with "
+    "municipality.yaml, or a folder of per-district `gis run` results. This project is a single district, "
+    "so there is nothing to roll up."
+)
+
+
+def project_kind(path: str | Path) -> str:
+    """``municipality`` (holds ``municipality.yaml``), ``runs`` (per-district results) or ``district``.
+
+    A folder holding ``project.yaml`` (or the file itself) is a district; a folder
+    whose ``districts/<code>/`` or ``<any>/`` sub-folders hold ``summary.json``
+    (:func:`gis.municipal.district_runs`) is a folder of results.
+    """
+    from gis._errors import GisError
+    from gis.municipal import district_runs, is_municipality
+
+    p = Path(path)
+    if is_municipality(p):
+        return "municipality"
+    if p.is_dir() and not (p / "project.yaml").exists():
+        try:
+            found = district_runs(p)
+        except GisError:
+            return "district"
+        if found and found != [p]:
+            return "runs"
+    return "district"
+
+
+def folder_key(path: str | Path) -> str:
+    """A cache key that changes whenever any file under ``path`` changes (size or mtime)."""
+    p = Path(path).resolve()
+    h = hashlib.sha1(str(p).encode())
+    for f in sorted(p.rglob("*")):
+        if f.is_file():
+            st_ = f.stat()
+            h.update(f"{f.relative_to(p)}:{st_.st_size}:{st_.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def municipal_district_runs(
+    index_folder: str | Path, runs: str | Path, *, steps: Iterable[str] = MUNICIPAL_STEPS,
+    on_district: Any = None,
+) -> Path:
+    """Run every district of a municipality (``gis run``) into ``runs/districts/<code>/``.
+
+    Districts whose results are already complete (a ``.done`` marker written after
+    their ``summary.json``) are skipped, so an interrupted run resumes.
+    ``on_district(i, n, name)`` is called before each district (progress display).
+    """
+    from gis import pipeline
+    from gis.municipal import load_index
+
+    index = load_index(index_folder)
+    root: Path = index["root"]
+    runs = Path(runs)
+    entries = index["districts"]
+    for i, e in enumerate(entries):
+        out = runs / "districts" / str(e["code"])
+        if (out / ".done").exists():
+            continue
+        if on_district is not None:
+            on_district(i, len(entries), str(e["name"]))
+        pipeline.run(root / e["path"], out, steps=list(steps), progress=False)
+        (out / ".done").touch()
+    return runs
+
+
+def municipal_runs_complete(index_folder: str | Path, runs: str | Path) -> bool:
+    """Whether every district of the municipality has results under ``runs``."""
+    from gis.municipal import load_index
+
+    index = load_index(index_folder)
+    return all((Path(runs) / "districts" / str(e["code"]) / ".done").exists() for e in index["districts"])
+
+
+@dataclass
+class MunicipalOverview:
+    """The municipal page: headline figures and tables of a :class:`gis.municipal.Rollup`."""
+
+    headline: dict[str, Any]
+    targets_by_district: pd.DataFrame
+    targets: pd.DataFrame
+    coverage: pd.DataFrame
+    ranges: pd.DataFrame
+    cross_border: pd.DataFrame
+    departments: pd.DataFrame
+    departments_by_district: pd.DataFrame
+
+
+_RANGE_COLS = {"range": "山系 Range", "clusters": "聚集区 Clusters", "cross_border": "跨区 Cross-border",
+               "incidents": "事件数 Incidents", "no_build": "禁建区内 In no-build zone", "districts": "涉及区县 Districts"}
+_CROSS_COLS = {"merged_id": "编号 ID", "range": "山系 Range", "districts": "涉及区县 Districts",
+               "n_parts": "区内分段 Parts", "n_incidents": "事件数 Incidents", "main_kind": "主要类型 Main kind",
+               "four_mountains_level": "四山级别 Level"}
+
+
+def municipal_overview(r: Any) -> MunicipalOverview:
+    """Page tables from a :class:`gis.municipal.Rollup` (no figure is recomputed here).
+
+    ``headline`` holds the roll-up's own ``summary`` keys; the tables are its
+    ``districts``, ``targets``, ``coverage``, ``ranges``, ``clusters`` (cross-border
+    ones) and ``departments`` frames with bilingual column names.
+    """
+    s = r.summary
+    d = pd.DataFrame(r.districts.drop(columns="geometry"))
+    tbd = pd.DataFrame({
+        "区县 District": d["区县"], "代码 Code": d["代码"].astype(str),
+        "达标 Targets met": [f"{m}/{n}" for m, n in zip(d["达标指标数"], d["指标数"])],
+        "网点 Sites": d["网点数"], "违规 Violations": d["违规条数"], "聚集区 Clusters": d["聚集区数"],
+        "四山聚集区 In Four-Mountains": d["四山聚集区数"], "问题台账 Problems": d["问题台账条数"],
+    })
+    tg = r.targets.copy()
+    tg["代码"] = tg["代码"].astype(str)
+    tg = tg.rename(columns={"区县": "区县 District", "代码": "代码 Code", "指标": "指标 Target", "口径": "口径 Metric",
+                            "目标值": "目标值 Target value", "实际值": "实际值 Actual", "是否达标": "是否达标 Met"})
+    for c in ("目标值 Target value", "实际值 Actual"):
+        tg[c] = tg[c].map(lambda v: "、".join(map(str, v)) if isinstance(v, (list, tuple)) else v).astype(str)
+    cov = r.coverage.copy()
+    cov["代码"] = cov["代码"].astype(str)
+    cov = cov.rename(columns={"区县": "区县 District", "代码": "代码 Code", "覆盖口径": "覆盖口径 Tier",
+                              "方式": "方式 Method", "服务半径(米)": "服务半径(米) Radius (m)",
+                              "常住人口": "常住人口 Population", "覆盖人口": "覆盖人口 Covered",
+                              "人口覆盖率": "人口覆盖率 Share", "户覆盖率": "户覆盖率 Household share",
+                              "覆盖缺口数": "覆盖缺口数 Gaps"})
+    ranges = pd.DataFrame(r.ranges).rename(columns=_RANGE_COLS)
+    cl = r.clusters
+    cb = pd.DataFrame(cl.loc[cl["cross_border"].astype(bool)].drop(columns="geometry")) if len(cl) else pd.DataFrame(columns=list(_CROSS_COLS))
+    cb = cb[[c for c in _CROSS_COLS if c in cb]].rename(columns=_CROSS_COLS)
+    if "四山级别 Level" in cb:
+        cb["四山级别 Level"] = cb["四山级别 Level"].map(lambda v: ZONE_ZH.get(v, "") if isinstance(v, str) else "")
+    dep = r.departments.groupby("牵头部门", as_index=False)[["违规条数", "台账问题数"]].sum()
+    dep = dep.sort_values(["违规条数", "台账问题数"], ascending=False).reset_index(drop=True)
+    dep = dep.rename(columns={"牵头部门": "牵头部门 Lead department", "违规条数": "违规条数 Violations",
+                              "台账问题数": "台账问题数 Ledger problems"})
+    dbd = r.departments.copy()
+    dbd["代码"] = dbd["代码"].astype(str)
+    dbd = dbd.rename(columns={"牵头部门": "牵头部门 Lead department", "区县": "区县 District", "代码": "代码 Code",
+                              "违规条数": "违规条数 Violations", "台账问题数": "台账问题数 Ledger problems"})
+    return MunicipalOverview(dict(s), tbd, tg, cov, ranges, cb, dep, dbd)

@@ -110,7 +110,8 @@ def library_outputs(recorder: Recorder, params: sup.AppParams) -> dict[str, sup.
 
 def test_every_page_renders_with_the_library_numbers(app, district, recorder) -> None:
     at = app
-    assert [t.label for t in at.tabs] == ["地图 Map", "规划 Planner", "巡查 Inspector", "下载 Downloads"]
+    assert [t.label for t in at.tabs] == ["地图 Map", "规划 Planner", "巡查 Inspector", "下载 Downloads", "市级汇总 Municipal"]
+    assert sup.NEEDS_MUNICIPALITY in texts(at)  # a single district: the roll-up page says it needs a municipality
     assert metric(at, "网点 Sites") == str(len(district.sites))
     assert metric(at, "剔除行") == str(len(district.rejects))
     lib = library_outputs(recorder, sup.AppParams())
