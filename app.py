@@ -327,8 +327,12 @@ def page_municipal(project: Path | None, kind: str) -> None:
             if not st.button(f"运行各区县分析 Run the {len(index['districts'])} district analyses", key="run_municipal"):
                 return
             bar = st.progress(0.0)
-            sup.municipal_district_runs(
-                project, runs, on_district=lambda i, n, name: bar.progress(i / n, text=f"{name} ({i + 1}/{n})"))
+            try:
+                sup.municipal_district_runs(
+                    project, runs, on_district=lambda i, n, name: bar.progress(i / n, text=f"{name} ({i + 1}/{n})"))
+            except Exception as exc:  # a district's data cannot be analysed: say which, no traceback
+                st.error(f"区县分析失败 A district analysis failed: {exc}")
+                return
             bar.progress(1.0, text="完成 Done")
     else:
         st.caption(f"各区县结果 Per-district results: {project}")

@@ -23,7 +23,7 @@ import json
 import shutil
 import stat
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path, PurePosixPath
@@ -617,7 +617,7 @@ def folder_key(path: str | Path) -> str:
 
 def municipal_district_runs(
     index_folder: str | Path, runs: str | Path, *, steps: Iterable[str] = MUNICIPAL_STEPS,
-    on_district: Any = None,
+    on_district: Callable[[int, int, str], Any] | None = None,
 ) -> Path:
     """Run every district of a municipality (``gis run``) into ``runs/districts/<code>/``.
 

@@ -131,3 +131,10 @@ def test_project_kind(muni, sample_project, tmp_path) -> None:
     assert sup.project_kind(muni / "municipality.yaml") == "municipality"
     assert sup.project_kind(sample_project) == "district"
     assert sup.project_kind(tmp_path) == "district"  # empty folder: not a roll-up source
+
+
+def test_district_runs_resume_without_rerunning_finished_districts(opened, muni) -> None:
+    runs = opened[1]
+    called: list[tuple[int, int, str]] = []
+    assert sup.municipal_district_runs(muni, runs, on_district=lambda i, n, name: called.append((i, n, name))) == runs
+    assert called == []  # every district has its .done marker
