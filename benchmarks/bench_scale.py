@@ -55,8 +55,8 @@ def _run(engine: str, project: Path, out: Path, steps: str) -> tuple[dict, float
     stdout, _ = proc.communicate()
     stop.set()
     th.join()
-    if proc.returncode:
-        raise SystemExit(f"{engine} run failed ({proc.returncode})")
+    if proc.returncode:  # e.g. killed by the OOM killer: keep the peak it reached
+        return {"failed": proc.returncode}, peak / 2**30
     return json.loads(stdout.strip().splitlines()[-1]), peak / 2**30
 
 
@@ -77,7 +77,13 @@ def main() -> None:
     rows = {}
     for engine in ("single", "dask"):
         rows[engine] = _run(engine, project, WORK / f"muni_out_{engine}", a.steps)
-        print(engine, rows[engine][0]["wall_s"], rows[engine][1], flush=True)
+        print(engine, rows[engine][0].get("wall_s", rows[engine][0]), rows[engine][1], flush=True)
+        (WORK / f"scale_{a.districts}_{a.district_scale}_{engine}.json").write_text(
+            json.dumps({"counts": counts, "gen_s": gen_s, "result": rows[engine][0], "peak_gib": rows[engine][1]},
+                       ensure_ascii=False, default=str), encoding="utf-8")
+    failed = [e for e, r in rows.items() if "failed" in r[0]]
+    if failed:
+        raise SystemExit(f"{', '.join(failed)} run failed: {[rows[e] for e in failed]}; RESULTS.md not updated")
     same = rows["single"][0]["municipal"] == rows["dask"][0]["municipal"]
     s, d = rows["single"], rows["dask"]
     md = f"""## Municipal scale: single process vs Dask (`bench_scale.py`)
