@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -34,13 +36,16 @@ if __name__ == "__main__":
 """
 
 
-def _run(engine: str, project: Path, out: Path, steps: str) -> tuple[dict, float]:
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, engine, str(project), str(out), steps], stdout=subprocess.PIPE, text=True)
+def _run(engine: str, project: Path, out: Path, steps: str, mem_limit_gib: float) -> tuple[dict, float]:
+    """Run one engine in its own process group; kill the group past ``mem_limit_gib`` of summed RSS."""
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, engine, str(project), str(out), steps],
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
     peak = 0
+    over = False
     stop = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak, over
         p = psutil.Process(proc.pid)
         while not stop.is_set():
             try:
@@ -48,6 +53,9 @@ def _run(engine: str, project: Path, out: Path, steps: str) -> tuple[dict, float
                 peak = max(peak, rss)
             except psutil.Error:
                 pass
+            if peak > mem_limit_gib * 2**30 and not over:  # the ceiling: stop before the machine swaps or OOMs
+                over = True
+                os.killpg(proc.pid, signal.SIGKILL)
             time.sleep(0.2)
 
     th = threading.Thread(target=sample, daemon=True)
@@ -55,6 +63,8 @@ def _run(engine: str, project: Path, out: Path, steps: str) -> tuple[dict, float
     stdout, _ = proc.communicate()
     stop.set()
     th.join()
+    if over:
+        return {"failed": f"killed at the {mem_limit_gib:g} GiB memory ceiling"}, peak / 2**30
     if proc.returncode:  # e.g. killed by the OOM killer: keep the peak it reached
         return {"failed": proc.returncode}, peak / 2**30
     return json.loads(stdout.strip().splitlines()[-1]), peak / 2**30
@@ -65,6 +75,7 @@ def main() -> None:
     ap.add_argument("--districts", type=int, default=38)
     ap.add_argument("--district-scale", default="municipal")
     ap.add_argument("--steps", default="compliance,coverage,hotspots")
+    ap.add_argument("--mem-limit-gib", type=float, default=18.0, help="kill a run whose process tree exceeds this RSS")
     a = ap.parse_args()
     from gis.municipal import generate_municipality, load_index
 
@@ -76,7 +87,7 @@ def main() -> None:
     counts = load_index(project)["counts"]
     rows = {}
     for engine in ("single", "dask"):
-        rows[engine] = _run(engine, project, WORK / f"muni_out_{engine}", a.steps)
+        rows[engine] = _run(engine, project, WORK / f"muni_out_{engine}", a.steps, a.mem_limit_gib)
         print(engine, rows[engine][0].get("wall_s", rows[engine][0]), rows[engine][1], flush=True)
         (WORK / f"scale_{a.districts}_{a.district_scale}_{engine}.json").write_text(
             json.dumps({"counts": counts, "gen_s": gen_s, "result": rows[engine][0], "peak_gib": rows[engine][1]},

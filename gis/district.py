@@ -275,7 +275,8 @@ def _reject_outside(
             "file": gdf.loc[far, "source_file"].to_numpy(),
             "row": gdf.loc[far, "source_row"].to_numpy(),
             "field": "geometry",
-            "value": [f"{p.x:.1f}, {p.y:.1f}" for p in gdf.geometry[far]],
+            # as lon/lat (WGS84, after any GCJ-02/BD-09 repair): what a planner can look up
+            "value": [f"{p.x:.6f}, {p.y:.6f} (WGS84)" for p in gdf.geometry[far].to_crs(4326)],
             "reason": RejectReason.OUTSIDE_DISTRICT.value,
             "detail": [f"{d / 1000:.1f} km outside the district (tolerance {tolerance_m:.0f} m)" for d in dist[far]],
         }

@@ -1012,11 +1012,17 @@ _LEGEND_TEMPLATE = """
 <div class="gis-legend" style="position:absolute; z-index:1000; bottom:24px; left:10px; max-height:42%;
  overflow-y:auto; background:rgba(255,255,255,0.92); padding:8px 10px; border:1px solid #999;
  border-radius:4px; font:11px/1.45 'WenQuanYi Micro Hei','Noto Sans CJK SC','Microsoft YaHei',sans-serif;">
-<div style="font-weight:bold; margin-bottom:4px;">{{ this.title }}</div>
+<details open><summary style="font-weight:bold; margin-bottom:4px; cursor:pointer;">{{ this.title }}</summary>
+<div style="{{ this.columns }}">
 {{ this.body }}
+</div></details>
 </div>
 {% endmacro %}
 """
+
+
+#: Legend entries above which the legend box uses two columns.
+LEGEND_ONE_COLUMN_MAX = 14
 
 
 class Legend(MacroElement):
@@ -1040,8 +1046,10 @@ class Legend(MacroElement):
                 sym = f'<span style="display:inline-block;width:16px;height:11px;margin-right:5px;vertical-align:middle;{html.escape(style)}"></span>'
             else:
                 sym = f'<span style="display:inline-block;width:16px;margin-right:5px;vertical-align:middle">{_svg(shape, colour, 14)}</span>'
-            rows.append(f"<div>{sym}{html.escape(label)}</div>")
+            rows.append(f'<div style="break-inside:avoid;">{sym}{html.escape(label)}</div>')
         self.body = "\n".join(rows)
+        # a long legend flows into two columns, so a snapshot (map.png) shows every entry
+        self.columns = "column-count:2; column-gap:14px;" if len(rows) > LEGEND_ONE_COLUMN_MAX else ""
 
 
 class _Attribution(MacroElement):

@@ -96,6 +96,19 @@ def test_sample_bad_rows_are_rejected_as_recorded(sample_project, sample_distric
     assert want == got
 
 
+
+def test_outside_district_reject_names_the_point_as_lon_lat(sample_project, sample_district):
+    """The reject shows where the point is (WGS84 lon/lat), near what the ledger holds."""
+    rej = sample_district.rejects[sample_district.rejects["reason"] == "outside_district"]
+    assert len(rej) >= 1
+    ledger = pd.read_csv(sample_project / "sites_ledger.csv", dtype=str, keep_default_na=False, encoding="gb18030")
+    for _, r in rej.iterrows():
+        lon, lat = (float(v) for v in r["value"].removesuffix(" (WGS84)").split(","))
+        row = ledger.iloc[int(r["row"]) - 2]
+        # GCJ-02 → WGS84 moves a point by well under 0.01°
+        assert abs(lon - float(row["经度"])) < 0.01 and abs(lat - float(row["纬度"])) < 0.01
+
+
 # ----------------------------------------------------------------------------- real OSM data
 
 
