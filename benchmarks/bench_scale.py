@@ -73,6 +73,26 @@ def _run(engine: str, project: Path, out: Path, steps: str, mem_limit_gib: float
     return json.loads(stdout.strip().splitlines()[-1]), peak / 2**30
 
 
+def same_features(a: Path, b: Path) -> dict[str, bool]:
+    """Layer by layer, are the attributes of two ``municipal_analysis.gpkg`` equal?
+
+    Geometries are points built from the ``x``/``y`` columns (cells, incidents) or
+    the hexagon keys, so the attribute tables decide.
+    """
+    import pandas as pd
+    import pyogrio
+
+    out = {}
+    for layer in ("sites", "hexes", "incidents", "cells"):
+        fa, fb = (pyogrio.read_dataframe(f, layer=layer, read_geometry=False) for f in (a, b))
+        try:
+            pd.testing.assert_frame_equal(fa, fb)
+            out[layer] = True
+        except AssertionError:
+            out[layer] = False
+    return out
+
+
 def _result_file(a: argparse.Namespace, engine: str) -> Path:
     return WORK / f"scale_{a.districts}_{a.district_scale}_{engine}.json"
 
@@ -116,6 +136,11 @@ def report(a: argparse.Namespace) -> str:
         same = s["result"]["municipal"] == d["result"]["municipal"]
         lines.append(f"Ratio single/dask wall time: {s['result']['wall_s'] / d['result']['wall_s']:.2f}. "
                      f"Municipal summaries equal: **{same}**.")
+        gpkgs = [WORK / f"muni_out_{e}" / "municipal_analysis.gpkg" for e in ENGINES]
+        if all(g.exists() for g in gpkgs):
+            eq = same_features(*gpkgs)
+            lines.append("Per-feature results equal (`municipal_analysis.gpkg`, every row and attribute): "
+                         + ", ".join(f"{k} **{v}**" for k, v in eq.items()) + ".")
     verdicts = []
     for e in ENGINES:
         r = runs[e]
