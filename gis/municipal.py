@@ -477,9 +477,9 @@ def rollup(runs: str | Path, out: str | Path, *, merge_distance_m: float = 100.0
             "区县汇总": pd.DataFrame(districts.drop(columns="geometry")),
             "目标完成": targets,
             "覆盖率": coverage,
-            "四山聚集区": ranges,
-            "跨区聚集区": pd.DataFrame(clusters.drop(columns="geometry")).loc[:, _CLUSTER_SHEET_COLS]
-            if len(clusters) else pd.DataFrame(columns=_CLUSTER_SHEET_COLS),
+            "四山聚集区": ranges.rename(columns=_RANGE_SHEET_COLS),
+            "跨区聚集区": _cluster_sheet(clusters[clusters["cross_border"].astype(bool)] if len(clusters) else clusters),
+            "全部聚集区": _cluster_sheet(clusters),
             "部门违规": dept,
         },
         out / "municipal_summary.xlsx",
@@ -491,7 +491,26 @@ def rollup(runs: str | Path, out: str | Path, *, merge_distance_m: float = 100.0
                   clusters=clusters, ranges=ranges, summary=summary)
 
 
-_CLUSTER_SHEET_COLS = ["merged_id", "range", "cross_border", "districts", "n_incidents", "main_kind", "four_mountains_level"]
+#: Chinese headers of the workbook's cluster sheets (the :class:`Rollup` frames keep English names).
+_CLUSTER_SHEET_COLS = {"merged_id": "编号", "range": "四山山系", "cross_border": "是否跨区", "districts": "涉及区县",
+                       "n_parts": "区内分段数", "n_incidents": "事件数", "main_kind": "主要问题类型",
+                       "four_mountains_level": "四山管控级别"}
+_RANGE_SHEET_COLS = {"range": "四山山系", "clusters": "聚集区数", "cross_border": "跨区聚集区数",
+                     "incidents": "事件数", "no_build": "禁建区内聚集区数", "districts": "涉及区县"}
+
+
+def _cluster_sheet(clusters: pd.DataFrame) -> pd.DataFrame:
+    """Merged clusters as a workbook sheet: Chinese headers and labels, largest first."""
+    from .schema import INCIDENT_KIND_LABEL_ZH, ZONE_LEVEL_LABEL_ZH
+
+    t = pd.DataFrame(clusters.drop(columns="geometry", errors="ignore")).reindex(columns=list(_CLUSTER_SHEET_COLS))
+    t = t.sort_values(["n_incidents", "merged_id"], ascending=[False, True], kind="stable")
+    t["cross_border"] = t["cross_border"].map(lambda v: "是" if bool(v) else "否")
+    t["main_kind"] = t["main_kind"].map(lambda k: INCIDENT_KIND_LABEL_ZH.get(k, k) if isinstance(k, str) else "")
+    t["four_mountains_level"] = t["four_mountains_level"].map(
+        lambda v: ZONE_LEVEL_LABEL_ZH.get(v, v) if isinstance(v, str) else "")
+    t["range"] = t["range"].map(lambda v: v if isinstance(v, str) else "")
+    return t.rename(columns=_CLUSTER_SHEET_COLS).reset_index(drop=True)
 
 
 def _merged_clusters(frames: Sequence[gpd.GeoDataFrame], crs: Any, distance_m: float) -> gpd.GeoDataFrame:

@@ -103,7 +103,20 @@ def test_rollup_merges_the_cross_border_cluster_and_writes_excel_and_gpkg(runs, 
     assert len(r.targets) == sum(len(d) for d in [r.targets[r.targets["代码"] == c] for c in r.districts["代码"]])
     assert r.departments["违规条数"].sum() == s["violations_total"]
     wb = openpyxl.load_workbook(tmp_path / "municipal_summary.xlsx", read_only=True)
-    assert {"区县汇总", "目标完成", "覆盖率", "四山聚集区", "部门违规"} <= set(wb.sheetnames)
+    assert {"区县汇总", "目标完成", "覆盖率", "四山聚集区", "跨区聚集区", "全部聚集区", "部门违规"} <= set(wb.sheetnames)
+    wb.close()
+    xlsx = tmp_path / "municipal_summary.xlsx"
+    rg = pd.read_excel(xlsx, sheet_name="四山聚集区")
+    assert list(rg["四山山系"]) == list(FOUR_RANGES)
+    assert dict(zip(rg["四山山系"], rg["跨区聚集区数"])) == s["cross_border_by_range"]
+    # the cross-border sheet holds exactly the cross-border clusters, in Chinese
+    cbs = pd.read_excel(xlsx, sheet_name="跨区聚集区", dtype=str)
+    assert len(cbs) == s["cross_border_clusters"] and set(cbs["是否跨区"]) == {"是"}
+    assert set(cbs["编号"]) == set(r.clusters.loc[r.clusters["cross_border"], "merged_id"])
+    assert cbs["主要问题类型"].str.contains("[\u4e00-\u9fff]").all()
+    allc = pd.read_excel(xlsx, sheet_name="全部聚集区", dtype=str)
+    assert len(allc) == s["clusters_merged"]
+    assert pd.to_numeric(allc["事件数"]).is_monotonic_decreasing
     assert {n for n, _ in pyogrio.list_layers(tmp_path / "municipal.gpkg")} == {"districts", "clusters"}
     cov = r.coverage.set_index("代码")["人口覆盖率"]
     for code, share in s["coverage_by_district"].items():
