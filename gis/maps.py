@@ -1009,7 +1009,7 @@ def _svg(shape: str, colour: str, size: int) -> str:
 
 _LEGEND_TEMPLATE = """
 {% macro html(this, kwargs) %}
-<div class="gis-legend" style="position:absolute; z-index:1000; bottom:24px; left:10px; max-height:42%;
+<div class="gis-legend" style="position:absolute; z-index:1000; bottom:24px; {{ this.side }}:10px; max-height:{{ this.max_height }};
  overflow-y:auto; background:rgba(255,255,255,0.92); padding:8px 10px; border:1px solid #999;
  border-radius:4px; font:11px/1.45 'WenQuanYi Micro Hei','Noto Sans CJK SC','Microsoft YaHei',sans-serif;">
 <details open><summary style="font-weight:bold; margin-bottom:4px; cursor:pointer;">{{ this.title }}</summary>
@@ -1021,8 +1021,10 @@ _LEGEND_TEMPLATE = """
 """
 
 
-#: Legend entries above which the legend box uses two columns.
+#: Legend entries above which a two-column legend (``columns=2``) uses its second column.
 LEGEND_ONE_COLUMN_MAX = 14
+#: Width (px) kept free for a full-page legend of one / two columns when the map is fitted.
+LEGEND_STRIP_PX = {False: 380, True: 740}
 
 
 class Legend(MacroElement):
@@ -1030,7 +1032,7 @@ class Legend(MacroElement):
 
     _template = Template(_LEGEND_TEMPLATE)
 
-    def __init__(self, title: str, entries: Sequence[tuple[str, str, str]]) -> None:
+    def __init__(self, title: str, entries: Sequence[tuple[str, str, str]], columns: int = 1) -> None:
         super().__init__()
         self._name = "Legend"
         self.title = html.escape(title)
@@ -1048,8 +1050,14 @@ class Legend(MacroElement):
                 sym = f'<span style="display:inline-block;width:16px;margin-right:5px;vertical-align:middle">{_svg(shape, colour, 14)}</span>'
             rows.append(f'<div style="break-inside:avoid;">{sym}{html.escape(label)}</div>')
         self.body = "\n".join(rows)
-        # a long legend flows into two columns, so a snapshot (map.png) shows every entry
-        self.columns = "column-count:2; column-gap:14px;" if len(rows) > LEGEND_ONE_COLUMN_MAX else ""
+        # a long legend may flow into two columns, so a full-page map (map.html, map.png) shows every entry
+        #: a full-page legend (``columns=2``) stands bottom right, under the layer control,
+        #: and the map is fitted beside it (:func:`render_folium`)
+        self.full_page = columns >= 2
+        self.two_columns = self.full_page and len(rows) > LEGEND_ONE_COLUMN_MAX
+        self.columns = "column-count:2; column-gap:14px;" if self.two_columns else ""
+        self.side = "right" if self.full_page else "left"
+        self.max_height = "55%" if self.full_page else "42%"
 
 
 class _Attribution(MacroElement):
@@ -1140,6 +1148,7 @@ def render_folium(
     *,
     title: str = "",
     attributions: Sequence[str] = (),
+    legend_columns: int = 1,
 ) -> folium.Map:
     """Draw layers as a Leaflet map (offline assets, layer control, legend).
 
@@ -1153,6 +1162,12 @@ def render_folium(
         Legend title (escaped).
     attributions
         Extra attribution strings (e.g. the sample-data label).
+    legend_columns
+        1: a narrow, scrolling legend bottom left (the app's small map). 2: a
+        full-page map (``map.html`` / ``map.png``): the legend, in two columns when
+        long, stands bottom right under the layer control and the district is
+        fitted beside it, so nothing is hidden. Either way the legend folds away
+        (click its title).
     """
     opt = options or MapOptions()
     bounds = _layer_bounds(layers)
@@ -1179,11 +1194,14 @@ def render_folium(
     if attrs:
         m.add_child(_Attribution(attrs))
     folium.LayerControl(collapsed=False).add_to(m)
-    legend = [e for lay in layers for e in lay.legend]
-    if legend:
-        m.add_child(Legend(title or "图例 Legend", legend))
+    entries = [e for lay in layers for e in lay.legend]
+    legend = Legend(title or "图例 Legend", entries, columns=legend_columns) if entries else None
+    if legend is not None:
+        m.add_child(legend)
     if bounds:
-        m.fit_bounds(bounds)
+        # a full-page legend keeps a strip on the right free of the district
+        pad = (LEGEND_STRIP_PX[legend.two_columns], 0) if legend is not None and legend.full_page else None
+        m.fit_bounds(bounds, padding_bottom_right=pad)
     localize_assets(m)
     return m
 
@@ -1424,7 +1442,8 @@ def run_step(district: Any, out: Path, summary: dict[str, Any], context: dict[st
     out = Path(out)
     opt = district_options(district)
     layers = build_layers(district, context, opt, out=out)
-    m = render_folium(layers, opt, title=district_title(district), attributions=district_attributions(district))
+    m = render_folium(layers, opt, title=district_title(district), attributions=district_attributions(district),
+                      legend_columns=2)
     html_path = save_map_html(m, out / "map.html")
     png, method = save_map_png(out / "map.png", html_path=html_path, layers=layers, options=opt,
                                title=district_title(district))

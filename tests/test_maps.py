@@ -110,6 +110,34 @@ def test_map_is_offline_and_self_contained(tiny, tmp_path: Path) -> None:
     assert "L.control.layers" in page and "gis-legend" in page
 
 
+def test_legend_folds_and_uses_two_columns_only_when_asked() -> None:
+    entries = [("box", "#abcdef", f"类 {i} <b>&</b>") for i in range(maps.LEGEND_ONE_COLUMN_MAX + 1)]
+
+    def page(columns: int) -> str:
+        m = maps.folium.Map(tiles=None)
+        m.add_child(maps.Legend("图例 Legend", entries, columns=columns))
+        return m.get_root().render()
+
+    narrow, wide = page(1), page(2)
+    assert "<details open>" in narrow and "column-count" not in narrow
+    assert "column-count:2" in wide
+    assert "<b>&</b>" not in wide and "&lt;b&gt;&amp;&lt;/b&gt;" in wide  # labels escaped
+    few = maps.folium.Map(tiles=None)
+    few.add_child(maps.Legend("图例", entries[:3], columns=2))
+    assert "column-count" not in few.get_root().render()  # a short legend stays one column
+
+
+def test_pipeline_map_html_has_the_two_column_legend(tmp_path: Path) -> None:
+    from gis.pipeline import run
+
+    root = Path(__file__).resolve().parents[1] / "data" / "sample_district"
+    run(root, tmp_path, steps=["maps"], progress=False)
+    page = (tmp_path / "map.html").read_text(encoding="utf-8")
+    assert "column-count:2" in page and "right:10px" in page
+    # the district is fitted beside the legend's strip, so the legend hides none of it
+    assert re.search(r'"paddingBottomRight": \[%d, 0\]' % maps.LEGEND_STRIP_PX[True], page)
+
+
 def test_map_has_no_zoom_animation_so_snapshots_are_aligned(tiny, tmp_path: Path) -> None:
     """A snapshot taken during the initial fitBounds animation drew markers at another zoom
     than the polygons (sites appeared outside the district in map.png)."""
