@@ -1021,7 +1021,7 @@ _LEGEND_TEMPLATE = """
 """
 
 
-#: Legend entries above which a two-column legend (``columns=2``) uses its second column.
+#: Legend entries above which a full-page legend flows into two columns.
 LEGEND_ONE_COLUMN_MAX = 14
 #: Width (px) kept free for a full-page legend of one / two columns when the map is fitted.
 LEGEND_STRIP_PX = {False: 380, True: 740}
@@ -1032,7 +1032,7 @@ class Legend(MacroElement):
 
     _template = Template(_LEGEND_TEMPLATE)
 
-    def __init__(self, title: str, entries: Sequence[tuple[str, str, str]], columns: int = 1) -> None:
+    def __init__(self, title: str, entries: Sequence[tuple[str, str, str]], full_page: bool = False) -> None:
         super().__init__()
         self._name = "Legend"
         self.title = html.escape(title)
@@ -1050,11 +1050,10 @@ class Legend(MacroElement):
                 sym = f'<span style="display:inline-block;width:16px;margin-right:5px;vertical-align:middle">{_svg(shape, colour, 14)}</span>'
             rows.append(f'<div style="break-inside:avoid;">{sym}{html.escape(label)}</div>')
         self.body = "\n".join(rows)
-        # a long legend may flow into two columns, so a full-page map (map.html, map.png) shows every entry
-        #: a full-page legend (``columns=2``) stands bottom right, under the layer control,
-        #: and the map is fitted beside it (:func:`render_folium`)
-        self.full_page = columns >= 2
-        self.two_columns = self.full_page and len(rows) > LEGEND_ONE_COLUMN_MAX
+        # a full-page legend (map.html, map.png) stands bottom right, under the layer control,
+        # in two columns when long, so every entry shows; the map is fitted beside it (render_folium)
+        self.full_page = full_page
+        self.two_columns = full_page and len(rows) > LEGEND_ONE_COLUMN_MAX
         self.columns = "column-count:2; column-gap:14px;" if self.two_columns else ""
         self.side = "right" if self.full_page else "left"
         self.max_height = "55%" if self.full_page else "42%"
@@ -1148,7 +1147,7 @@ def render_folium(
     *,
     title: str = "",
     attributions: Sequence[str] = (),
-    legend_columns: int = 1,
+    full_page_legend: bool = False,
 ) -> folium.Map:
     """Draw layers as a Leaflet map (offline assets, layer control, legend).
 
@@ -1162,10 +1161,10 @@ def render_folium(
         Legend title (escaped).
     attributions
         Extra attribution strings (e.g. the sample-data label).
-    legend_columns
-        1: a narrow, scrolling legend bottom left (the app's small map). 2: a
-        full-page map (``map.html`` / ``map.png``): the legend, in two columns when
-        long, stands bottom right under the layer control and the district is
+    full_page_legend
+        False: a narrow, scrolling legend bottom left (the app's small map). True:
+        for a full-page map (``map.html`` / ``map.png``), the legend, in two columns
+        when long, stands bottom right under the layer control and the district is
         fitted beside it, so nothing is hidden. Either way the legend folds away
         (click its title).
     """
@@ -1195,7 +1194,7 @@ def render_folium(
         m.add_child(_Attribution(attrs))
     folium.LayerControl(collapsed=False).add_to(m)
     entries = [e for lay in layers for e in lay.legend]
-    legend = Legend(title or "图例 Legend", entries, columns=legend_columns) if entries else None
+    legend = Legend(title or "图例 Legend", entries, full_page=full_page_legend) if entries else None
     if legend is not None:
         m.add_child(legend)
     if bounds:
@@ -1443,7 +1442,7 @@ def run_step(district: Any, out: Path, summary: dict[str, Any], context: dict[st
     opt = district_options(district)
     layers = build_layers(district, context, opt, out=out)
     m = render_folium(layers, opt, title=district_title(district), attributions=district_attributions(district),
-                      legend_columns=2)
+                      full_page_legend=True)
     html_path = save_map_html(m, out / "map.html")
     png, method = save_map_png(out / "map.png", html_path=html_path, layers=layers, options=opt,
                                title=district_title(district))

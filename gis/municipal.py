@@ -505,11 +505,12 @@ def _cluster_sheet(clusters: pd.DataFrame) -> pd.DataFrame:
 
     t = pd.DataFrame(clusters.drop(columns="geometry", errors="ignore")).reindex(columns=list(_CLUSTER_SHEET_COLS))
     t = t.sort_values(["n_incidents", "merged_id"], ascending=[False, True], kind="stable")
-    t["cross_border"] = t["cross_border"].map(lambda v: "是" if bool(v) else "否")
-    t["main_kind"] = t["main_kind"].map(lambda k: INCIDENT_KIND_LABEL_ZH.get(k, k) if isinstance(k, str) else "")
-    t["four_mountains_level"] = t["four_mountains_level"].map(
-        lambda v: ZONE_LEVEL_LABEL_ZH.get(v, v) if isinstance(v, str) else "")
-    t["range"] = t["range"].map(lambda v: v if isinstance(v, str) else "")
+    t["cross_border"] = np.where(t["cross_border"].fillna(False).astype(bool), "是", "否")
+    kind_zh = {k.value: v for k, v in INCIDENT_KIND_LABEL_ZH.items()}
+    level_zh = {k.value: v for k, v in ZONE_LEVEL_LABEL_ZH.items()}
+    t["main_kind"] = t["main_kind"].map(kind_zh).fillna(t["main_kind"]).fillna("")
+    t["four_mountains_level"] = t["four_mountains_level"].map(level_zh).fillna(t["four_mountains_level"]).fillna("")
+    t["range"] = t["range"].fillna("")
     return t.rename(columns=_CLUSTER_SHEET_COLS).reset_index(drop=True)
 
 

@@ -110,20 +110,20 @@ def test_map_is_offline_and_self_contained(tiny, tmp_path: Path) -> None:
     assert "L.control.layers" in page and "gis-legend" in page
 
 
-def test_legend_folds_and_uses_two_columns_only_when_asked() -> None:
+def test_legend_folds_and_uses_two_columns_only_on_a_full_page() -> None:
     entries = [("box", "#abcdef", f"类 {i} <b>&</b>") for i in range(maps.LEGEND_ONE_COLUMN_MAX + 1)]
 
-    def page(columns: int) -> str:
+    def page(full_page: bool) -> str:
         m = maps.folium.Map(tiles=None)
-        m.add_child(maps.Legend("图例 Legend", entries, columns=columns))
+        m.add_child(maps.Legend("图例 Legend", entries, full_page=full_page))
         return m.get_root().render()
 
-    narrow, wide = page(1), page(2)
+    narrow, wide = page(False), page(True)
     assert "<details open>" in narrow and "column-count" not in narrow
     assert "column-count:2" in wide
     assert "<b>&</b>" not in wide and "&lt;b&gt;&amp;&lt;/b&gt;" in wide  # labels escaped
     few = maps.folium.Map(tiles=None)
-    few.add_child(maps.Legend("图例", entries[:3], columns=2))
+    few.add_child(maps.Legend("图例", entries[:3], full_page=True))
     assert "column-count" not in few.get_root().render()  # a short legend stays one column
 
 
