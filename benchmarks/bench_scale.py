@@ -28,6 +28,9 @@ import psutil
 
 from benchmarks._common import WORK, machine, write_section
 
+#: The two engines compared, in run order.
+ENGINES = ("single", "dask")
+
 CHILD = r"""
 import json, sys, time
 from gis.parallel import run_municipality
@@ -152,9 +155,6 @@ def report(a: argparse.Namespace) -> str:
            "**not measured at that size** — this run is smaller; no figure here is extrapolated."),
     ]
     return "\n".join(lines) + "\n"
-
-
-ENGINES = ("single", "dask")
 
 
 def main() -> None:

@@ -1009,11 +1009,12 @@ def _svg(shape: str, colour: str, size: int) -> str:
 
 _LEGEND_TEMPLATE = """
 {% macro html(this, kwargs) %}
-<div class="gis-legend" style="position:absolute; z-index:1000; bottom:24px; {{ this.side }}:10px; max-height:{{ this.max_height }};
+<div class="gis-legend" style="position:absolute; z-index:1000; bottom:24px;
+ {% if this.full_page %}right:10px; max-height:55%;{% else %}left:10px; max-height:42%;{% endif %}
  overflow-y:auto; background:rgba(255,255,255,0.92); padding:8px 10px; border:1px solid #999;
  border-radius:4px; font:11px/1.45 'WenQuanYi Micro Hei','Noto Sans CJK SC','Microsoft YaHei',sans-serif;">
 <details open><summary style="font-weight:bold; margin-bottom:4px; cursor:pointer;">{{ this.title }}</summary>
-<div style="{{ this.columns }}">
+<div{% if this.two_columns %} style="column-count:2; column-gap:14px;"{% endif %}>
 {{ this.body }}
 </div></details>
 </div>
@@ -1054,9 +1055,6 @@ class Legend(MacroElement):
         # in two columns when long, so every entry shows; the map is fitted beside it (render_folium)
         self.full_page = full_page
         self.two_columns = full_page and len(rows) > LEGEND_ONE_COLUMN_MAX
-        self.columns = "column-count:2; column-gap:14px;" if self.two_columns else ""
-        self.side = "right" if self.full_page else "left"
-        self.max_height = "55%" if self.full_page else "42%"
 
 
 class _Attribution(MacroElement):

@@ -96,7 +96,6 @@ def test_sample_bad_rows_are_rejected_as_recorded(sample_project, sample_distric
     assert want == got
 
 
-
 def test_outside_district_reject_names_the_point_as_lon_lat(sample_project, sample_district):
     """The reject shows where the point is (WGS84 lon/lat), near what the ledger holds."""
     rej = sample_district.rejects[sample_district.rejects["reason"] == "outside_district"]
