@@ -1,0 +1,138 @@
+"""Record (or compare) a content digest of the sample district's outputs.
+
+The "outputs identical before and after" check of a refactoring: ``summary.json``
+without timings, and for every GeoPackage layer, CSV, workbook sheet and raster a
+stable digest (row count, columns, sha256 of the normalised rows sorted, geometries
+as WKB with coordinates rounded to the millimetre).
+
+Usage (from the checkout root)::
+
+    python tests/baseline/record.py                 # run the sample, (re)write sample_outputs.json
+    python tests/baseline/record.py --out OUT       # digest an existing run folder instead
+    python tests/baseline/record.py --check         # compare with the recorded digest
+
+Re-record whenever the sample data or an analysis changes on purpose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+RECORD = HERE / "sample_outputs.json"
+#: summary.json keys that change from run to run (wall-clock timings).
+VOLATILE_SUMMARY_KEYS = ("timings_s",)
+#: Decimals kept for coordinates (metres or degrees → sub-millimetre either way at 7).
+COORD_DECIMALS = 3
+FLOAT_DIGITS = 9
+
+
+def _cell(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, (float, np.floating)):
+        return format(float(v), f".{FLOAT_DIGITS}g")
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return "[" + ",".join(_cell(x) for x in v) + "]"
+    if isinstance(v, pd.Timestamp):
+        return v.isoformat()
+    return str(v)
+
+
+def frame_digest(df: pd.DataFrame) -> dict[str, Any]:
+    """Row count, columns and a sha256 of the sorted normalised rows of a (Geo)DataFrame."""
+    import shapely
+
+    cols = [str(c) for c in df.columns]
+    data = pd.DataFrame(df).copy()
+    for c in data.columns:
+        s = data[c]
+        if str(s.dtype) == "geometry" or (len(s) and isinstance(s.dropna().iloc[0] if s.notna().any() else None,
+                                                                  shapely.Geometry)):
+            geoms = np.asarray(s.to_numpy(), dtype=object)
+            rounded = shapely.transform(geoms, lambda xy: np.round(xy, COORD_DECIMALS))
+            data[c] = [g.wkb_hex if g is not None else "" for g in shapely.normalize(rounded)]
+    rows = sorted("\x1f".join(_cell(v) for v in row) for row in data.itertuples(index=False, name=None))
+    h = hashlib.sha256("\x1e".join(rows).encode()).hexdigest()
+    return {"rows": int(len(df)), "columns": cols, "sha256": h}
+
+
+def digest_folder(out: Path) -> dict[str, Any]:
+    """Digest of every deterministic output in a ``gis run`` folder."""
+    import geopandas as gpd
+    import pyogrio
+
+    res: dict[str, Any] = {}
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    for k in VOLATILE_SUMMARY_KEYS:
+        summary.pop(k, None)
+    res["summary.json"] = summary
+    for f in sorted(out.glob("*.gpkg")):
+        for name, _ in pyogrio.list_layers(f):
+            res[f"{f.name}:{name}"] = frame_digest(gpd.read_file(f, layer=name))
+    for f in sorted(out.glob("*.csv")):
+        res[f.name] = frame_digest(pd.read_csv(f, dtype=str, keep_default_na=False))
+    for f in sorted(out.glob("*.xlsx")):
+        for sheet, df in pd.read_excel(f, sheet_name=None, dtype=str, header=None).items():
+            res[f"{f.name}:{sheet}"] = frame_digest(df)
+    for f in sorted(out.glob("*.tif")):
+        import rasterio
+
+        with rasterio.open(f) as src:
+            arr = src.read()
+            res[f.name] = {
+                "shape": list(arr.shape), "crs": str(src.crs),
+                "transform": [round(v, COORD_DECIMALS) for v in tuple(src.transform)[:6]],
+                "sha256": hashlib.sha256(np.round(arr.astype("float64"), 6).tobytes()).hexdigest(),
+            }
+    return res
+
+
+def run_sample(out: Path) -> None:
+    """``python -m gis run --out OUT`` on the bundled sample, quietly."""
+    subprocess.run([sys.executable, "-m", "gis", "run", "--out", str(out), "--quiet"], check=True,
+                   cwd=HERE.parent.parent, capture_output=True)
+
+
+def differences(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
+    """Readable list of the entries that differ."""
+    out = []
+    for key in sorted(set(expected) | set(actual)):
+        if expected.get(key) != actual.get(key):
+            out.append(f"{key}: expected {json.dumps(expected.get(key), ensure_ascii=False)[:300]} "
+                       f"got {json.dumps(actual.get(key), ensure_ascii=False)[:300]}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=None, help="digest this existing run folder (default: run the sample)")
+    ap.add_argument("--check", action="store_true", help="compare with the record instead of writing it")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(args.out) if args.out else Path(tmp) / "out"
+        if not args.out:
+            run_sample(out)
+        digest = digest_folder(out)
+    if args.check:
+        diff = differences(json.loads(RECORD.read_text(encoding="utf-8")), digest)
+        print("\n".join(diff) or "identical")
+        return 1 if diff else 0
+    RECORD.write_text(json.dumps(digest, ensure_ascii=False, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    print(f"recorded {len(digest)} entries in {RECORD}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
