@@ -25,15 +25,6 @@ st.set_page_config(page_title="回收网络 GIS · Recycling network GIS", page_
 
 CACHE_ROOT = Path(tempfile.gettempdir()) / "gis-app-cache"
 
-#: Steps a step reads results from (its cache key includes theirs).
-DEPENDS: dict[str, tuple[str, ...]] = {
-    "coverage": ("compliance",),
-    "siting": ("compliance", "coverage"),
-    "hotspots": ("compliance",),
-    "ledgers": ("compliance", "hotspots"),
-}
-
-
 # ---------------------------------------------------------------------------------
 # Cached library calls
 # ---------------------------------------------------------------------------------
@@ -178,7 +169,7 @@ def run_steps(district: Any, pkey: str, params: sup.AppParams) -> dict[str, sup.
         if not ok:
             continue
         skey = sup.step_key(step, overrides)
-        deps = DEPENDS.get(step, tuple(keys))
+        deps = sup.step_upstream(step)
         upstream = tuple(f"{s}:{keys[s]}" for s in deps if s in keys)
         keys[step] = f"{skey}-{hashlib.sha1('|'.join(upstream).encode()).hexdigest()[:6]}"
         with st.spinner(f"{sup.STEP_LABELS.get(step, step)} …"):
@@ -246,7 +237,7 @@ def page_planner(outputs: dict[str, sup.StepOutput]) -> None:
         st.markdown("#### 覆盖缺口 Coverage gaps")
         show_table(cov.gaps, "gaps")
     st.markdown("#### 推荐新址 Recommended new sites")
-    step = "siting" if "siting" in outputs or "siting" in sup.registered_steps() else "coverage"
+    step = "coverage"  # the coverage step chooses the new sites (MCLP)
     if not panel_unavailable(step, outputs):
         st.slider("新增网点数 k new sites", 1, 50, int(st.session_state.get("k_default") or 10), key="k_new_sites")
         show_table(sup.recommended_table(outputs[step]), "recommended")

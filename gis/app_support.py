@@ -1,9 +1,8 @@
 """Non-UI helpers of the Streamlit app (``app.py``): projects, uploads, step runs.
 
 The app stays a thin layer: it loads a district with :func:`gis.district.load_district`,
-runs the pipeline's own steps (:data:`gis.pipeline.STEPS`, the same
-``run_step(district, out, summary, context)`` functions ``gis run`` uses) and shows
-what they return. Sidebar parameters become overrides of the project's config
+runs the steps of the one registry (:data:`gis.steps.STEPS`, the same step
+functions ``gis run`` uses) and shows what they return. Sidebar parameters become overrides of the project's config
 sections (``coverage:``, ``hotspots:`` …), so a parameter change re-runs only the step
 that reads that section.
 
@@ -18,7 +17,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import importlib
 import json
 import shutil
 import stat
@@ -32,7 +30,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gis import steps
 from gis._errors import InputError
+from gis.district import District
 
 #: Largest accepted upload (compressed) and total unpacked size.
 MAX_UPLOAD_BYTES: int = 200 * 1024 * 1024
@@ -48,21 +48,11 @@ ALLOWED_SUFFIXES: frozenset[str] = frozenset(
     }
 )
 
-#: Steps whose results the app shows, in pipeline order, with their UI names.
-STEP_LABELS: dict[str, str] = {
-    "compliance": "合规核查 Compliance",
-    "coverage": "覆盖与选址 Coverage & siting",
-    "hotspots": "热点分析 Hotspots",
-    "ledgers": "台账 Ledgers",
-}
+#: Steps whose results the app shows (every analysis but the map), with their UI names.
+STEP_LABELS: dict[str, str] = {s.name: s.label for s in steps.STEPS if s.name not in ("load", "maps")}
 
-#: Which config section each step reads (its cache key includes that section's overrides).
-STEP_SECTIONS: dict[str, tuple[str, ...]] = {
-    "compliance": ("compliance",),
-    "coverage": ("coverage", "targets"),
-    "hotspots": ("hotspots",),
-    "ledgers": ("compliance", "hotspots"),
-}
+#: Which config sections each step reads (its cache key includes those sections' overrides).
+STEP_SECTIONS: dict[str, tuple[str, ...]] = {s.name: s.params for s in steps.STEPS}
 
 NOT_AVAILABLE = "该分析尚未提供 — analysis not available yet"
 
@@ -211,7 +201,7 @@ class AppParams:
         return out
 
 
-def with_overrides(district: Any, overrides: Mapping[str, Mapping[str, Any]]) -> Any:
+def with_overrides(district: District, overrides: Mapping[str, Mapping[str, Any]]) -> District:
     """A copy of ``district`` whose project config has ``overrides`` deep-merged in.
 
     The layers are shared (not copied); only the project's ``raw`` config changes, so
@@ -238,32 +228,25 @@ def step_key(step: str, overrides: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def registered_steps() -> list[str]:
-    """Analysis steps registered in the pipeline, in run order."""
-    from gis import pipeline
-
-    return pipeline.step_names()
+    """Analysis steps of the registry (after ``load``), in run order."""
+    return steps.analysis_names()
 
 
 def step_available(step: str) -> tuple[bool, str]:
-    """Whether a pipeline step exists and imports; ``(False, reason)`` otherwise."""
-    from gis import pipeline
+    """Whether ``step`` is in the registry; ``(False, reason)`` otherwise."""
+    if step in steps.analysis_names():
+        return True, ""
+    return False, NOT_AVAILABLE
 
-    target = dict(pipeline.STEPS).get(step)
-    if target is None:
-        return False, NOT_AVAILABLE
-    module, func = target.split(":")
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as exc:  # a module still being written
-        return False, f"{NOT_AVAILABLE} ({exc})"
-    if not hasattr(mod, func):
-        return False, NOT_AVAILABLE
-    return True, ""
+
+def step_upstream(step: str) -> tuple[str, ...]:
+    """Steps whose results ``step`` reads (its cache key includes theirs)."""
+    return steps.upstream(step)
 
 
 @dataclass
 class StepOutput:
-    """What one step produced: summary keys, context entries and files written."""
+    """What one step produced: summary keys, results (by name) and files written."""
 
     step: str
     summary: dict[str, Any] = field(default_factory=dict)
@@ -273,28 +256,26 @@ class StepOutput:
 
 
 def run_one_step(
-    step: str, district: Any, out: str | Path, context_in: Mapping[str, Any] | None = None
+    step: str, district: District, out: str | Path, context_in: Mapping[str, Any] | None = None
 ) -> StepOutput:
-    """Run one registered pipeline step into ``out``; errors are captured, not raised.
+    """Run one registered step into ``out``; errors are captured, not raised.
 
-    A :class:`gis._errors.GisError` (bad data, missing layer) is reported in
-    ``error`` so the app can say why a panel is empty; other exceptions propagate.
+    ``context_in`` holds earlier steps' results by name (:meth:`gis.steps.RunContext.results`);
+    the output's ``context`` holds the results this step set. A
+    :class:`gis._errors.GisError` (bad data, missing layer) is reported in ``error``
+    so the app can say why a panel is empty; other exceptions propagate.
     """
-    from gis import pipeline
     from gis._errors import GisError
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    target = dict(pipeline.STEPS)[step]
-    fn = pipeline._resolve(target)
-    summary: dict[str, Any] = {}
-    context: dict[str, Any] = dict(context_in or {})
-    before = set(context)
+    ctx = steps.RunContext.from_results(district, context_in)
+    before = {k: id(v) for k, v in ctx.results().items()}
     try:
-        fn(district, out, summary, context)
+        summary, ctx = steps.run_steps(district, out, [step], ctx=ctx)
     except GisError as exc:
         return StepOutput(step, error=f"{type(exc).__name__}: {exc}")
-    new_ctx = {k: v for k, v in context.items() if k not in before or k == step}
+    new_ctx = {k: v for k, v in ctx.results().items() if before.get(k) != id(v) or k == step}
     files = sorted(p for p in out.iterdir() if p.is_file() and not p.name.startswith("."))
     return StepOutput(step, summary, new_ctx, files)
 
@@ -330,11 +311,6 @@ def merged_context(outputs: Mapping[str, StepOutput]) -> dict[str, Any]:
     for o in outputs.values():
         out.update(o.context)
     return out
-
-
-def step_folder(output: StepOutput) -> Path | None:
-    """Folder the step wrote into."""
-    return output.files[0].parent if output.files else None
 
 
 #: Download labels (Chinese first).

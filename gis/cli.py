@@ -5,8 +5,8 @@ Subcommands
 ``sample``    generate a sample district (seeded; small / district / city scale)
 ``validate``  check a project's catalogue and layers, print a readable report
 ``run``       the main job: load, validate and run every analysis, writing ``OUT/``
-plus one subcommand per analysis in :data:`STEP_COMMANDS` (e.g. ``check``), which
-runs only that analysis's steps.
+plus one subcommand per analysis step that declares one in the registry
+(:data:`gis.steps.STEPS`, e.g. ``check``), which runs only that step and the steps it needs.
 
 Errors in user files print one line naming the file, row, field or YAML key, and
 exit with status 2 — never a traceback.
@@ -23,12 +23,11 @@ from pathlib import Path
 from . import __version__, settings
 from ._errors import GisError
 
-#: Subcommands that run a subset of the pipeline: {command: (steps, help)}.
-STEP_COMMANDS: dict[str, tuple[list[str], str]] = {
-    "check": (["compliance", "ledgers"], "site compliance, hierarchy linkage and the 问题台账 / 汇总表 / 摸排表"),
-    "hotspots": (["hotspots"], "illegal-dismantling clusters, Gi* hot spots, density, rebound (热点分析)"),
-    "coverage": (["coverage"], "service areas, coverage against targets, gaps and new-site recommendations (覆盖分析)"),
-}
+def step_commands() -> dict[str, tuple[list[str], str]]:
+    """Subcommands that run a subset of the pipeline: ``{command: (steps, help)}`` from the registry."""
+    from .steps import closure, commands
+
+    return {cmd: (closure([step.name]), step.help) for cmd, step in commands().items()}
 
 
 def _add_project_args(p: argparse.ArgumentParser, *, out: bool = True) -> None:
@@ -65,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="the main job: all analyses, outputs to --out")
     _add_project_args(p)
-    p.add_argument("--steps", default=None, help="comma-separated subset of steps to run")
+    p.add_argument("--steps", default=None, help="comma-separated subset of steps to run (see docs/ARCHITECTURE.md)")
     p.add_argument("--engine", choices=["single", "dask"], default="single", help="municipality: single process or Dask")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (default: LocalCluster on 127.0.0.1)")
 
@@ -73,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", required=True, help="folder of district results (RUNS/districts/<code>/summary.json)")
     p.add_argument("--out", default=None, help="output folder (default: --runs)")
 
-    for name, (steps, help_text) in STEP_COMMANDS.items():
+    for name, (_steps, help_text) in step_commands().items():
         p = sub.add_parser(name, help=help_text)
         _add_project_args(p)
     return parser
@@ -179,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             r = rollup(Path(args.runs), Path(args.out or args.runs))
             print(json.dumps({k: r.summary[k] for k in ("districts", "sites_total", "clusters_merged", "cross_border_clusters")}, ensure_ascii=False))
             return 0
-        steps, _ = STEP_COMMANDS[args.command]
+        steps, _ = step_commands()[args.command]
         return cmd_run(args, steps=steps)
     except GisError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -67,7 +67,6 @@ __all__ = [
     "check_sites",
     "link_hierarchy",
     "locate",
-    "run_step",
     "sample_raster_codes",
 ]
 
@@ -1447,34 +1446,6 @@ def check_district(district: Any, *, graph: Any = None, use_network: bool = True
         rules=rules,
         graph=graph,
     )
-
-
-def run_step(district: Any, out: Path, summary: dict, context: dict) -> None:
-    """Pipeline step: write ``OUT/sites.gpkg`` and leave the problems for the ledger.
-
-    Layers of ``sites.gpkg``: ``sites`` (compliance fields and assignments),
-    ``violations`` (one row per site × rule), ``linkage`` (lines from each linked site
-    to its station), ``incidents_located`` (when the district has incidents).
-    Adds ``violations_total``, ``violations_by_rule``, ``sites_in_four_mountains``,
-    ``orphan_points``, ``townships_without_transfer_station``,
-    ``has_working_sorting_centre`` (and a few more) to ``summary``; puts the result in
-    ``context["compliance"]`` and the ledger rows in ``context["site_problems"]``.
-    """
-    from gis import export
-    from gis.ledgers import problems_from_compliance
-
-    result = check_district(district)
-    layers = {
-        "sites": result.sites,
-        "violations": result.violations,
-        "linkage": linkage_lines(result),
-    }
-    if result.incidents is not None:
-        layers["incidents_located"] = result.incidents
-    export.write_gpkg(layers, Path(out) / "sites.gpkg")
-    summary.update(result.summary())
-    context["compliance"] = result
-    context["site_problems"] = problems_from_compliance(result)
 
 
 def linkage_lines(result: ComplianceResult) -> gpd.GeoDataFrame:

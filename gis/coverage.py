@@ -944,21 +944,3 @@ def _default_targets() -> list[dict[str, Any]]:
     from gis.catalog import load_yaml
 
     return list(load_yaml(settings.LAYERS_DIR / "targets.yaml").get("default") or [])
-
-
-def run_step(district: Any, out: Path, summary: dict[str, Any], context: dict[str, Any]) -> None:
-    """Pipeline step: write ``OUT/coverage.gpkg`` and the coverage / targets keys.
-
-    Layers: ``service_areas`` (one polygon per site and tier), ``gaps`` (uncovered
-    population, ranked), ``recommended_sites`` (MCLP choice), ``population_cells``
-    (each cell's distance and coverage for the headline tier). Adds ``coverage``
-    and ``targets`` to ``summary``; leaves the :class:`DistrictCoverage` in
-    ``context["coverage"]`` for the map and the app.
-    """
-    from gis import export
-
-    result = analyse_district(district, compliance=context.get("compliance"), networks=context.get("networks"))
-    export.write_gpkg(result.layers(), Path(out) / "coverage.gpkg")
-    summary.update(result.summary())
-    context["coverage"] = result
-    context["networks"] = result.networks

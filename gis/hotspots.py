@@ -12,7 +12,7 @@ What inspectors need from the incident records (摸排/举报/巡查/执法记�
 * :func:`detect_rebounds` — closed or rectified sites that came back (严防反弹);
 * :func:`priority_list` / :func:`problem_rows` — clusters ranked by a documented
   score with lead and co-operating departments, as rows of the 问题台账;
-* :func:`run_step` — the pipeline step writing ``hotspots.gpkg`` and ``density.tif``.
+* the pipeline step writing ``hotspots.gpkg`` and ``density.tif`` is :func:`gis.steps.run_hotspots`.
 """
 
 from __future__ import annotations
@@ -1168,44 +1168,3 @@ def analyse(
         max_pixels=int(dcfg.get("max_pixels", 16_000_000)),
     )
     return HotspotResult(clusters=res, priority=pr, problems=problems, hex=hx, density=dens, rebounds=rebounds)
-
-
-def run_step(district: Any, out: Path, summary: dict[str, Any], context: dict[str, Any]) -> None:
-    """Pipeline step: ``OUT/hotspots.gpkg``, ``OUT/density.tif`` and ``summary['hotspots']``.
-
-    Layers of ``hotspots.gpkg``: ``clusters`` (outlines), ``cluster_centroids``,
-    ``hex_gistar`` (the grid with Gi* and emerging categories), ``priority``
-    (ranked clusters with departments) and ``rebounds`` (closed sites that came
-    back, as points). ``context["hotspots"]`` holds the :class:`HotspotResult`
-    and ``context["hotspot_problems"]`` the 问题台账 rows.
-    """
-    from gis.export import write_gpkg
-
-    out = Path(out)
-    incidents = district.incidents
-    if incidents is None or len(incidents) == 0:
-        summary["hotspots"] = {"clusters": 0, "clusters_in_four_mountains": 0, "hot_cells_99": 0, "rebounds": 0}
-        context["hotspot_problems"] = pd.DataFrame(columns=list(PROBLEM_COLUMNS))
-        log.warning("no incidents: hot-spot step skipped")
-        return
-    config = district.project.section("hotspots")
-    res = analyse(incidents, config, zones=district.zones, townships=district.townships, area=district.boundary)
-    layers: dict[str, gpd.GeoDataFrame] = {"clusters": res.clusters.clusters}
-    c = res.clusters.clusters
-    layers["cluster_centroids"] = gpd.GeoDataFrame(
-        c.drop(columns="geometry"), geometry=gpd.points_from_xy(c["centroid_x"], c["centroid_y"]), crs=c.crs
-    )
-    if res.hex is not None:
-        layers["hex_gistar"] = res.hex.grid
-    layers["priority"] = res.priority
-    rb = res.rebounds
-    pos = incidents.set_index("incident_id").geometry
-    layers["rebounds"] = gpd.GeoDataFrame(
-        rb, geometry=pos.reindex(rb["incident_id"]).to_numpy() if len(rb) else [], crs=incidents.crs
-    )
-    write_gpkg(layers, out / "hotspots.gpkg")
-    if res.density is not None:
-        res.density.write(out / "density.tif", tags={"district": district.name})
-    summary["hotspots"] = res.summary()
-    context["hotspots"] = res
-    context["hotspot_problems"] = res.problems

@@ -39,7 +39,6 @@ __all__ = [
     "build_ledgers",
     "problem_ledger",
     "problems_from_compliance",
-    "run_step",
     "summary_table",
     "survey_form",
     "write_ledgers",
@@ -399,36 +398,3 @@ def write_ledgers(ledgers: LedgerSet, out: str | Path, *, sample: bool = False) 
         out / "ledgers.gpkg",
     )
     return paths
-
-
-def run_step(district: Any, out: Path, summary: dict, context: dict) -> None:
-    """Pipeline step (after compliance and hotspots): write the three forms.
-
-    Uses ``context["compliance"]`` (running the compliance check when absent),
-    ``context["site_problems"]`` and, when present, ``context["hotspot_problems"]``.
-    Adds ``problems_total``, ``problems_by_type`` and ``problems_by_department`` to
-    ``summary``.
-    """
-    from gis import compliance
-
-    result = context.get("compliance")
-    if result is None:
-        result = compliance.check_district(district)
-        context["compliance"] = result
-    project = getattr(district, "project", None)
-    name = str(getattr(project, "name", None) or "")
-    sample = bool(getattr(project, "sample", False))
-    ledgers = build_ledgers(
-        result,
-        district_name=name,
-        townships=district.townships,
-        extra_problems=context.get("hotspot_problems"),
-        site_problems=context.get("site_problems"),
-    )
-    write_ledgers(ledgers, out, sample=sample)
-    context["ledgers"] = ledgers
-    summary["problems_total"] = int(len(ledgers.ledger))
-    summary["problems_by_type"] = {str(k): int(v) for k, v in ledgers.ledger["问题类型"].value_counts().items()}
-    summary["problems_by_department"] = {
-        str(k): int(v) for k, v in ledgers.ledger["牵头单位"].value_counts().items()
-    }

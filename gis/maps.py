@@ -81,7 +81,6 @@ __all__ = [
     "localize_assets",
     "render_folium",
     "render_static",
-    "run_step",
     "save_map_html",
     "save_map_png",
     "tianditu_basemap",
@@ -1427,29 +1426,6 @@ def render_static(
         fig.savefig(tmp, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return Path(target)
-
-
-def run_step(district: Any, out: Path, summary: dict[str, Any], context: dict[str, Any]) -> None:
-    """Pipeline step ``maps``: write ``OUT/map.html`` and ``OUT/map.png``.
-
-    Uses whatever results earlier steps left in ``context`` (``compliance``,
-    ``coverage``, ``siting``, ``hotspots``). Adds ``summary["map"] = {html, png,
-    png_method, layers}``.
-    """
-    out = Path(out)
-    opt = district_options(district)
-    layers = build_layers(district, context, opt, out=out)
-    m = render_folium(layers, opt, title=district_title(district), attributions=district_attributions(district),
-                      full_page_legend=True)
-    html_path = save_map_html(m, out / "map.html")
-    png, method = save_map_png(out / "map.png", html_path=html_path, layers=layers, options=opt,
-                               title=district_title(district))
-    summary["map"] = {
-        "html": html_path.name,
-        "png": png.name,
-        "png_method": method,
-        "layers": [lay.key for lay in layers],
-    }
 
 
 def with_options(options: MapOptions, **changes: Any) -> MapOptions:

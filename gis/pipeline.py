@@ -1,109 +1,31 @@
 """The main job: load a district, run every analysis step, write ``OUT/``.
 
-``run(project, out)`` loads the district (:func:`gis.district.load_district`),
-writes the cleaned layers (``district.gpkg``) and the rejects (``rejects.csv``),
-then runs the analysis steps in :data:`STEPS` order. Each step is a function
-``run_step(district, out, summary, context)`` in its own module that writes its
-files, adds its keys to ``summary`` and leaves results in ``context`` for later
-steps (the ledger step gathers problems found by compliance and hotspots; the map
-step draws everything). ``summary.json`` is written last.
+``run(project, out)`` loads the district (:func:`gis.district.load_district`) and
+runs the steps of the registry :data:`gis.steps.STEPS` in order: ``load`` writes
+the cleaned layers (``district.gpkg``) and the rejects (``rejects.csv``), then
+compliance, coverage, hotspots, ledgers and maps each write their files and
+add their keys to the summary; ``summary.json`` is written last.
 """
 
 from __future__ import annotations
 
-import importlib
-import logging
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import geopandas as gpd
-import pandas as pd
+from gis import settings, steps
+from gis._errors import GisError
+from gis.district import load_district
+from gis.export import write_json
 
-from . import __version__, settings
-from ._errors import GisError
-from .district import District, load_district
-from .export import write_csv, write_gpkg, write_json
-from .schema import REJECT_COLUMNS, Tier
-
-log = logging.getLogger(__name__)
-
-#: Analysis steps of the main job: (name, "module:function"). They run in
-#: :data:`STEP_ORDER` order whatever order they are registered in.
-STEPS: list[tuple[str, str]] = [
-    ("compliance", "gis.compliance:run_step"),
-    ("coverage", "gis.coverage:run_step"),
-    ("hotspots", "gis.hotspots:run_step"),
-    ("ledgers", "gis.ledgers:run_step"),
-    ("maps", "gis.maps:run_step"),
-]
-
-#: Run order: ledgers gather the problems of compliance and hotspots; maps draw all.
-STEP_ORDER: tuple[str, ...] = ("compliance", "coverage", "hotspots", "ledgers", "maps")
-
-StepFn = Callable[[District, Path, dict[str, Any], dict[str, Any]], None]
-
-
-def _ordered() -> list[tuple[str, str]]:
-    rank = {name: i for i, name in enumerate(STEP_ORDER)}
-    return sorted(STEPS, key=lambda st: rank.get(st[0], len(rank)))
+# re-exported for callers of the former pipeline API
+district_summary = steps.district_summary
+write_district = steps.write_district
 
 
 def step_names() -> list[str]:
-    """Names of the registered analysis steps, in run order."""
-    return [name for name, _ in _ordered()]
-
-
-def _resolve(target: str) -> StepFn:
-    module, func = target.split(":")
-    return getattr(importlib.import_module(module), func)
-
-
-def district_summary(d: District) -> dict[str, Any]:
-    """The load part of ``summary.json``: counts that balance against the inputs."""
-    sites = d.sites
-    by_tier = {t.value: int((sites["tier"] == t.value).sum()) for t in Tier}
-    by_status = sites["status"].fillna("unknown").value_counts().sort_index().to_dict()
-    rejects = d.rejects
-    return {
-        "district": d.name,
-        "code": d.project.code,
-        "sample": d.project.sample,
-        "label": settings.SAMPLE_LABEL if d.project.sample else None,
-        "toolkit_version": __version__,
-        "metric_crs": d.crs.to_string(),
-        "sites_total": int(len(sites)),
-        "sites_by_tier": {k: v for k, v in by_tier.items() if v},
-        "sites_by_status": {str(k): int(v) for k, v in by_status.items()},
-        "incidents_total": int(len(d.incidents)) if d.incidents is not None else 0,
-        "townships_total": int(len(d.townships)),
-        "read": dict(d.read_counts),
-        "loaded": {k: v for k, v in d.loaded_counts.items() if k in d.read_counts},
-        "rejects": int(len(rejects)),
-        "rejects_by_reason": {str(k): int(v) for k, v in rejects["reason"].value_counts().sort_index().items()},
-        "rejects_by_layer": {str(k): int(v) for k, v in rejects["layer"].value_counts().sort_index().items()},
-        "coordinate_conversions": {
-            role: [
-                {"file": Path(i["file"]).name, "from": i.get("coords"), "to": "wgs84 → " + d.crs.to_string()}
-                for i in infos
-                if i.get("coords")
-            ]
-            for role, infos in d.provenance.items()
-        },
-    }
-
-
-def write_district(d: District, out: Path) -> None:
-    """Write the cleaned layers (``district.gpkg``) and the rejects (``rejects.csv``)."""
-    layers: dict[str, gpd.GeoDataFrame] = {}
-    for role in ("townships", "sites", "incidents", "candidates", "zones", "landuse", "population"):
-        gdf = getattr(d, role)
-        if isinstance(gdf, gpd.GeoDataFrame):
-            layers[role] = gdf
-    write_gpkg(layers, out / "district.gpkg")
-    rejects = d.rejects if len(d.rejects) else pd.DataFrame(columns=list(REJECT_COLUMNS))
-    write_csv(rejects, out / "rejects.csv")
+    """Names of the analysis steps (after ``load``), in run order."""
+    return steps.analysis_names()
 
 
 def run(
@@ -122,7 +44,7 @@ def run(
     out
         Output folder (created).
     steps
-        Analysis steps to run (default: all of :data:`STEPS`). Loading always runs.
+        Analysis steps to run (default: all of :data:`gis.steps.STEPS`). Loading always runs.
     progress
         Show a progress display (default: :data:`gis.settings.SHOW_PROGRESS`).
 
@@ -130,33 +52,38 @@ def run(
     -------
     dict
         The summary, also written to ``OUT/summary.json``.
+
+    Raises
+    ------
+    GisError
+        An unknown step name, or a problem in the project's files (one line naming it).
+
+    Examples
+    --------
+    >>> from gis.pipeline import run
+    >>> summary = run("data/sample_district", "out", steps=["compliance"])  # doctest: +SKIP
+    >>> summary["steps_run"]                                                  # doctest: +SKIP
+    ['load', 'compliance']
     """
+    from gis import steps as registry
+
     project = Path(project) if project is not None else settings.SAMPLE_PROJECT_DIR
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    wanted = list(steps) if steps is not None else step_names()
-    unknown = [s for s in wanted if s not in step_names()]
+    wanted = list(steps) if steps is not None else registry.analysis_names()
+    unknown = [s for s in wanted if s not in registry.analysis_names()]
     if unknown:
-        raise GisError(f"unknown step(s) {', '.join(unknown)}; known: {', '.join(step_names()) or '(none)'}")
-    todo = [(n, t) for n, t in _ordered() if n in wanted]
+        raise GisError(f"unknown step(s) {', '.join(unknown)}; known: {', '.join(registry.analysis_names())}")
+    todo = ["load"] + [n for n in registry.analysis_names() if n in wanted]
     show = settings.SHOW_PROGRESS if progress is None else progress
-
     timings: dict[str, float] = {}
-    context: dict[str, Any] = {}
-    with _progress(show, 1 + len(todo)) as advance:
-        t0 = time.perf_counter()
+    with _progress(show, len(todo)) as advance:
         advance("load 读取图层")
         d = load_district(project)
-        summary = district_summary(d)
-        write_district(d, out)
-        timings["load"] = round(time.perf_counter() - t0, 3)
-        context["district"] = d
-        for name, target in todo:
-            advance(name)
-            t0 = time.perf_counter()
-            _resolve(target)(d, out, summary, context)
-            timings[name] = round(time.perf_counter() - t0, 3)
-    summary["steps_run"] = ["load"] + [n for n, _ in todo]
+        summary, _ = registry.run_steps(
+            d, out, todo, on_step=lambda s: advance(s.name) if s.name != "load" else None, timings=timings
+        )
+    summary["steps_run"] = todo
     summary["timings_s"] = timings
     write_json(summary, out / "summary.json")
     return summary
@@ -193,9 +120,3 @@ class _progress:
             if exc[0] is None:
                 self._p.update(self._task, completed=self.total, description="gis run · done")
             self._p.__exit__(*exc)
-
-
-def iter_steps() -> Iterable[tuple[str, StepFn]]:
-    """The registered steps as callables (for the app and notebooks)."""
-    for name, target in _ordered():
-        yield name, _resolve(target)
