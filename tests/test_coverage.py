@@ -249,9 +249,10 @@ def network_district(tmp_path_factory):
 def test_run_step_writes_coverage_gpkg_and_summary(network_district, tmp_path):
     import pyogrio
 
-    summary: dict = {}
-    context: dict = {}
-    coverage.run_step(network_district, tmp_path, summary, context)
+    from gis.steps import run_steps
+
+    summary, ctx = run_steps(network_district, tmp_path, ["coverage"])
+    context = ctx.results()
     layers = {name for name, _ in pyogrio.list_layers(tmp_path / "coverage.gpkg")}
     assert {"service_areas", "gaps", "recommended_sites", "population_cells"} <= layers
     cov = summary["coverage"]

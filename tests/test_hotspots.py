@@ -353,9 +353,10 @@ def test_run_step_writes_outputs_and_context(synthetic_district, tmp_path):
     import pyogrio
     import rasterio
 
-    summary: dict = {}
-    context: dict = {}
-    hotspots.run_step(synthetic_district, tmp_path, summary, context)
+    from gis.steps import run_steps
+
+    summary, ctx = run_steps(synthetic_district, tmp_path, ["hotspots"])
+    context = ctx.results()
     layers = dict(pyogrio.list_layers(tmp_path / "hotspots.gpkg"))
     assert {"clusters", "cluster_centroids", "hex_gistar", "priority", "rebounds"} <= set(layers)
     hs = summary["hotspots"]
@@ -378,9 +379,10 @@ def test_run_step_writes_outputs_and_context(synthetic_district, tmp_path):
 def test_run_step_with_few_incidents(tiny_project, tmp_path):
     from gis.district import load_district
 
-    summary: dict = {}
-    context: dict = {}
-    hotspots.run_step(load_district(tiny_project), tmp_path, summary, context)
+    from gis.steps import run_steps
+
+    summary, ctx = run_steps(load_district(tiny_project), tmp_path, ["hotspots"])
+    context = ctx.results()
     assert summary["hotspots"]["clusters"] == 0
     assert len(context["hotspot_problems"]) == 0
     assert (tmp_path / "hotspots.gpkg").exists() and (tmp_path / "density.tif").exists()
