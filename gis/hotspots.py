@@ -622,13 +622,6 @@ class DensitySurface:
     bandwidth_m: float
     cell_size_m: float
 
-    def write(self, target: str | Path, *, tags: dict[str, str] | None = None) -> Path:
-        """Write the surface as a GeoTIFF (:func:`gis.export.write_geotiff`)."""
-        from gis.export import write_geotiff
-
-        base = {"units": "incidents per km2", "kernel": "gaussian", "bandwidth_m": f"{self.bandwidth_m:.1f}"}
-        return write_geotiff(self.array, target, transform=self.transform, crs=self.crs, tags={**base, **(tags or {})})
-
 
 def kernel_density(
     xy: np.ndarray,
