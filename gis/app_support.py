@@ -33,6 +33,7 @@ import pandas as pd
 from gis import steps
 from gis._errors import InputError
 from gis.district import District
+from gis.params import Params
 
 #: Largest accepted upload (compressed) and total unpacked size.
 MAX_UPLOAD_BYTES: int = 200 * 1024 * 1024
@@ -177,6 +178,20 @@ class AppParams:
     start: date | None = None
     end: date | None = None
     k_new_sites: int | None = None
+
+    def apply(self, params: Params) -> Params:
+        """The typed parameters with the sidebar's values (:func:`dataclasses.replace`)."""
+        p = params if self.service_radius_m is None else params.with_service_radius(float(self.service_radius_m))
+        if self.k_new_sites is not None:
+            siting = dataclasses.replace(p.coverage.siting, k_new=int(self.k_new_sites))
+            p = dataclasses.replace(p, coverage=dataclasses.replace(p.coverage, siting=siting))
+        cl = {k: v for k, v in (("eps_m", None if self.cluster_distance_m is None else float(self.cluster_distance_m)),
+                                ("start", self.start and self.start.isoformat()),
+                                ("end", self.end and self.end.isoformat())) if v is not None}
+        if cl:
+            clusters = dataclasses.replace(p.hotspots.clusters, **cl)
+            p = dataclasses.replace(p, hotspots=dataclasses.replace(p.hotspots, clusters=clusters))
+        return p
 
     def overrides(self) -> dict[str, dict[str, Any]]:
         """Config-section overrides, ``{section: {...}}`` (see :meth:`Project.section`)."""

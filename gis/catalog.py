@@ -164,8 +164,8 @@ class Project:
     path: Path
     name: str
     layers: dict[str, list[LayerSpec]]
+    outside_tolerance_m: float
     metric_crs: str | None = None
-    outside_tolerance_m: float = settings.OUTSIDE_DISTRICT_TOLERANCE_M
     sample: bool = False
     code: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
@@ -201,6 +201,11 @@ class Project:
         if not isinstance(override, Mapping):
             raise CatalogError(self.path, name, "must be a mapping")
         return deep_merge(defaults, override)
+
+
+def project_defaults() -> dict[str, Any]:
+    """Top-level ``project.yaml`` keys' defaults (``layers/project.yaml``)."""
+    return load_yaml(settings.LAYERS_DIR / "project.yaml")
 
 
 def deep_merge(base: Any, override: Any) -> Any:
@@ -314,7 +319,7 @@ def load_project(project: str | Path) -> Project:
             raise CatalogError(path, "crs.metric", f"{metric} is not a projected (metric) CRS")
         metric_crs = str(metric)
 
-    tol = raw.get("outside_tolerance_m", settings.OUTSIDE_DISTRICT_TOLERANCE_M)
+    tol = raw.get("outside_tolerance_m", project_defaults()["outside_tolerance_m"])
     if not isinstance(tol, (int, float)) or tol < 0:
         raise CatalogError(path, "outside_tolerance_m", "must be a non-negative number of metres")
 

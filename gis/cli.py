@@ -109,7 +109,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     from .district import load_district
     from .export import write_csv
+    from .params import load_params
 
+    load_params(_project(args.project))  # unknown keys / wrong types: one line, before reading layers
     d = load_district(_project(args.project))
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(f"[bold]{d.name}[/bold]  metric CRS {d.crs.to_string()}" + ("  [yellow](sample data 样例数据)[/yellow]" if d.project.sample else ""))

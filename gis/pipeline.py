@@ -17,6 +17,7 @@ from gis import settings, steps
 from gis._errors import GisError
 from gis.district import load_district
 from gis.export import write_json
+from gis.params import load_params
 
 # re-exported for callers of the former pipeline API
 district_summary = steps.district_summary
@@ -79,6 +80,7 @@ def run(
     timings: dict[str, float] = {}
     with _progress(show, len(todo)) as advance:
         advance("load 读取图层")
+        load_params(project)  # refuse unknown / misspelt keys and wrong types before any analysis
         d = load_district(project)
         summary, _ = registry.run_steps(
             d, out, todo, on_step=lambda s: advance(s.name) if s.name != "load" else None, timings=timings

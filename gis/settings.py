@@ -24,10 +24,6 @@ SHARED_OSM_DIR: Path = Path(
     os.environ.get("GIS_SHARED_OSM", PACKAGE_ROOT.parent / "shared" / "data" / "chongqing_osm")
 )
 
-#: Tolerance (metres) by which a point may fall outside the district's township
-#: outline before it is rejected as ``outside_district``.
-OUTSIDE_DISTRICT_TOLERANCE_M: float = 2000.0
-
 #: Encodings tried, in order, when a CSV does not declare one. GB18030 is a
 #: superset of GBK and GB2312, which Chinese Excel exports use.
 CSV_ENCODINGS: tuple[str, ...] = ("utf-8-sig", "gb18030")

@@ -39,13 +39,13 @@ import pandas as pd
 
 from gis import __version__, compliance, coverage, hotspots, ledgers, maps, settings
 from gis._errors import GisError
-from gis.catalog import Project
 from gis.compliance import ComplianceResult
 from gis.coverage import DistrictCoverage
 from gis.district import District
 from gis.export import write_csv, write_geotiff, write_gpkg
 from gis.hotspots import DensitySurface, HotspotResult
 from gis.ledgers import LedgerSet
+from gis.params import Params, params_for
 from gis.schema import REJECT_COLUMNS, Tier
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,8 @@ class RunContext:
     district
         The loaded district (:func:`gis.district.load_district`).
     params
-        The project whose config sections the steps read (``project.yaml`` deep-merged
-        over ``layers/*.yaml``; see :meth:`gis.catalog.Project.section`).
+        The typed parameters (:class:`gis.params.Params`: ``layers/*.yaml`` deep-merged
+        with the project's ``project.yaml``); built from ``district.project`` when not given.
     compliance
         :class:`gis.compliance.ComplianceResult` of the ``compliance`` step.
     site_problems
@@ -79,7 +79,7 @@ class RunContext:
     """
 
     district: District
-    params: Project | None = None
+    params: Params | None = None
     compliance: ComplianceResult | None = None
     site_problems: pd.DataFrame | None = None
     coverage: DistrictCoverage | None = None
@@ -90,7 +90,7 @@ class RunContext:
 
     def __post_init__(self) -> None:
         if self.params is None:
-            self.params = self.district.project
+            self.params = params_for(self.district.project)
 
     @classmethod
     def result_names(cls) -> tuple[str, ...]:
@@ -283,7 +283,7 @@ def run_hotspots(ctx: RunContext, out: Path) -> dict[str, Any]:
         ctx.hotspot_problems = pd.DataFrame(columns=list(hotspots.PROBLEM_COLUMNS))
         log.warning("no incidents: hot-spot step skipped")
         return {"hotspots": {"clusters": 0, "clusters_in_four_mountains": 0, "hot_cells_99": 0, "rebounds": 0}}
-    config = ctx.params.section("hotspots")
+    config = d.project.section("hotspots")  # the hotspots module still reads the plain mapping
     res = hotspots.analyse(incidents, config, zones=d.zones, townships=d.townships, area=d.boundary)
     write_gpkg(_hotspot_layers(res, incidents), out / "hotspots.gpkg")
     if res.density is not None:

@@ -78,6 +78,7 @@ def test_section_merges_defaults_with_project(tiny_project, tmp_path, monkeypatc
     (layers / "demo.yaml").write_text(
         "radius_m: 500\nrules:\n  - {id: R1, enabled: true, x: 1}\n  - {id: R2, enabled: true}\n", encoding="utf-8"
     )
+    (layers / "project.yaml").write_text((settings.LAYERS_DIR / "project.yaml").read_text(encoding="utf-8"), encoding="utf-8")
     monkeypatch.setattr(settings, "LAYERS_DIR", layers)
     _rewrite(tiny_project, lambda d: d.__setitem__("demo", {"radius_m": 300, "rules": [{"id": "R2", "enabled": False}, {"id": "R9"}]}))
     sec = load_project(tiny_project).section("demo")
