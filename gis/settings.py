@@ -13,8 +13,12 @@ from pathlib import Path
 #: Root of the installed source tree (``gis/..``).
 PACKAGE_ROOT: Path = Path(__file__).resolve().parent.parent
 
-#: The bundled layer and rule catalogues (YAML).
-LAYERS_DIR: Path = PACKAGE_ROOT / "layers"
+#: The bundled layer and rule catalogues (YAML): ``layers/`` of the checkout, or the
+#: copy an installed wheel carries as ``gis/layers`` (mapped by setup.py at build time).
+LAYERS_DIR: Path = (
+    PACKAGE_ROOT / "layers" if (PACKAGE_ROOT / "layers" / "coverage.yaml").exists()
+    else Path(__file__).resolve().parent / "layers"
+)
 
 #: The bundled sample district, used when no project is named.
 SAMPLE_PROJECT_DIR: Path = PACKAGE_ROOT / "data" / "sample_district"
