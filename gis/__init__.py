@@ -15,11 +15,11 @@ __all__ = ["__version__", "load_district", "run"]
 def __getattr__(name: str):
     # lazy: importing gis must stay cheap (the CLI's --help, the app's first paint)
     if name == "load_district":
-        from .district import load_district
+        from gis.district import load_district
 
         return load_district
     if name == "run":
-        from .pipeline import run
+        from gis.pipeline import run
 
         return run
     raise AttributeError(f"module 'gis' has no attribute {name!r}")

@@ -430,7 +430,7 @@ def coverage_overview(output: StepOutput) -> CoverageOverview:
     label = "人口覆盖率 Population covered"
     std = getattr(headline, "standard", None)
     if std is not None:
-        from .schema import TIER_LABEL_ZH, Tier
+        from gis.schema import TIER_LABEL_ZH, Tier
 
         tier = str(getattr(std, "tier", ""))
         tier_zh = TIER_LABEL_ZH.get(Tier(tier), tier) if tier in {t.value for t in Tier} else tier

@@ -22,9 +22,9 @@ from typing import Any
 
 import yaml
 
-from . import settings
-from ._errors import CatalogError
-from .schema import LAYER_FIELDS, LAYER_ROLES, REQUIRED_ROLES, ZoneLevel, ZoneType
+from gis import settings
+from gis._errors import CatalogError
+from gis.schema import LAYER_FIELDS, LAYER_ROLES, REQUIRED_ROLES, ZoneLevel, ZoneType
 
 #: File formats the loaders read, by suffix.
 FORMAT_BY_SUFFIX: dict[str, str] = {
@@ -270,7 +270,7 @@ def load_project(project: str | Path) -> Project:
         key or layer, an unknown role, format or coordinate convention, a file
         that does not exist.
     """
-    from .coords import parse_convention  # local: coords is a leaf module
+    from gis.coords import parse_convention  # local: coords is a leaf module
 
     path = find_project_file(project)
     raw = load_yaml(path)

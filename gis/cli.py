@@ -20,12 +20,12 @@ import logging
 import sys
 from pathlib import Path
 
-from . import __version__, settings
-from ._errors import GisError
+from gis import __version__, settings
+from gis._errors import GisError
 
 def step_commands() -> dict[str, tuple[list[str], str]]:
     """Subcommands that run a subset of the pipeline: ``{command: (steps, help)}`` from the registry."""
-    from .steps import closure, commands
+    from gis.steps import closure, commands
 
     return {cmd: (closure([step.name]), step.help) for cmd, step in commands().items()}
 
@@ -83,10 +83,10 @@ def _project(arg: str | None) -> Path:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from .sample import generate
+    from gis.sample import generate
 
     if args.scale == "municipality":
-        from .municipal import CHONGQING_DISTRICTS, generate_municipality
+        from gis.municipal import CHONGQING_DISTRICTS, generate_municipality
 
         m = generate_municipality(
             Path(args.out), seed=args.seed, districts=args.districts or len(CHONGQING_DISTRICTS),
@@ -107,9 +107,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from .district import load_district
-    from .export import write_csv
-    from .params import load_params
+    from gis.district import load_district
+    from gis.export import write_csv
+    from gis.params import load_params
 
     load_params(_project(args.project))  # unknown keys / wrong types: one line, before reading layers
     d = load_district(_project(args.project))
@@ -140,14 +140,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace, steps: list[str] | None = None) -> int:
-    from .pipeline import run
+    from gis.pipeline import run
 
     if steps is None and getattr(args, "steps", None):
         steps = [s.strip() for s in args.steps.split(",") if s.strip()]
-    from .municipal import is_municipality
+    from gis.municipal import is_municipality
 
     if is_municipality(args.project):
-        from .parallel import run_municipality
+        from gis.parallel import run_municipality
 
         res = run_municipality(args.project, Path(args.out), engine=getattr(args, "engine", "single"),
                                scheduler=getattr(args, "scheduler", None), steps=steps)
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return cmd_run(args)
         if args.command == "rollup":
-            from .municipal import rollup
+            from gis.municipal import rollup
 
             r = rollup(Path(args.runs), Path(args.out or args.runs))
             print(json.dumps({k: r.summary[k] for k in ("districts", "sites_total", "clusters_merged", "cross_border_clusters")}, ensure_ascii=False))

@@ -20,10 +20,10 @@ import pandas as pd
 import shapely
 from pyproj import CRS
 
-from ._errors import InputError, LayerMissingError
-from .catalog import LayerSpec, Project, load_project
-from .io import RasterLayer, empty_rejects, points_from_table, raster_layer, vector_layer
-from .schema import LAYER_FIELDS, RejectReason
+from gis._errors import InputError, LayerMissingError
+from gis.catalog import LayerSpec, Project, load_project
+from gis.io import RasterLayer, empty_rejects, points_from_table, raster_layer, vector_layer
+from gis.schema import RejectReason
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,94 @@ def assign_township(points: gpd.GeoSeries, townships: gpd.GeoDataFrame) -> np.nd
     return out
 
 
+@dataclass
+class _Reading:
+    """What loading the layers of one project collects: rejects, row counts, provenance."""
+
+    rejects: list[pd.DataFrame] = field(default_factory=list)
+    read: dict[str, int] = field(default_factory=dict)
+    prov: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def add(self, role: str, specs: list[LayerSpec]) -> gpd.GeoDataFrame | None:
+        """Read every file of a role (tables as points, vector files) into one WGS84 frame."""
+        frames = []
+        for spec in specs:
+            if spec.kind == "table":
+                gdf, rej, n, info = points_from_table(spec)
+            else:
+                gdf, rej, n, info = vector_layer(spec)
+            gdf["source_file"] = str(spec.path)
+            if spec.role == "zones":
+                gdf["source_layer"] = spec.layer or spec.path.stem
+            frames.append(gdf)
+            self.rejects.append(rej)
+            self.read[role] = self.read.get(role, 0) + n
+            self.prov.setdefault(role, []).append(info)
+        if not frames:
+            return None
+        return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs="EPSG:4326")
+
+    def rejects_table(self) -> pd.DataFrame:
+        """All rejects, sorted by layer, file and row."""
+        nonempty = [r for r in self.rejects if len(r)]
+        if not nonempty:
+            return empty_rejects()
+        table = pd.concat(nonempty, ignore_index=True)
+        return table.sort_values(["layer", "file", "row"], kind="stable").reset_index(drop=True)
+
+
+def _townships(proj: Project, reading: _Reading) -> tuple[gpd.GeoDataFrame, CRS]:
+    """The township polygons in the metric CRS (declared, or chosen from their longitude)."""
+    from gis.coords import choose_metric_crs
+
+    townships = reading.add("townships", proj.layers["townships"])
+    if townships is None or townships.empty:
+        raise InputError(proj.layers["townships"][0].path, "no usable township polygons")
+    if proj.metric_crs:
+        crs = CRS.from_user_input(proj.metric_crs)
+    else:
+        crs = choose_metric_crs(*townships.total_bounds[[0, 2]])
+    return townships.to_crs(crs), crs
+
+
+def _point_layers(
+    proj: Project, reading: _Reading, townships: gpd.GeoDataFrame, crs: CRS
+) -> dict[str, gpd.GeoDataFrame]:
+    """Sites, incidents, candidates: outside points rejected, township assigned spatially."""
+    boundary = shapely.union_all(townships.geometry.values)
+    layers: dict[str, gpd.GeoDataFrame] = {}
+    for role in POINT_ROLES:
+        if not proj.has(role):
+            continue
+        gdf = reading.add(role, proj.layers[role]).to_crs(crs)
+        gdf, rej = _reject_outside(gdf, role, boundary, proj.outside_tolerance_m)
+        reading.rejects.append(rej)
+        # candidates have no township field of their own
+        gdf["township_ledger"] = gdf["township"] if "township" in gdf.columns else pd.Series(None, index=gdf.index, dtype=object)
+        spatial = assign_township(gdf.geometry, townships)
+        gdf["township"] = np.where(pd.notna(spatial), spatial, gdf["township_ledger"])
+        layers[role] = gdf
+    return layers
+
+
+def _area_layers(proj: Project, reading: _Reading, crs: CRS) -> dict[str, Any]:
+    """Zones, land use, population: vector layers in the metric CRS, or raster layers."""
+    layers: dict[str, Any] = {}
+    for role in ("zones", "landuse", "population"):
+        if not proj.has(role):
+            continue
+        specs = proj.layers[role]
+        if specs[0].kind == "raster":
+            if role == "population":
+                layers["population_raster"] = raster_layer(specs[0])
+            elif role == "landuse":
+                layers["landuse_raster"] = raster_layer(specs[0])
+            reading.prov[role] = [{"file": str(specs[0].path), "format": "tif"}]
+            continue
+        layers[role] = reading.add(role, specs).to_crs(crs)
+    return layers
+
+
 def load_district(project: str | Path | Project) -> District:
     """Load and validate every layer of a district project.
 
@@ -169,94 +257,34 @@ def load_district(project: str | Path | Project) -> District:
         When ``project.yaml`` is malformed (file and key named).
     InputError
         When a whole file is unusable (file, and row/field where one is at fault).
+
+    Examples
+    --------
+    >>> from gis.district import load_district
+    >>> d = load_district("data/sample_district")          # doctest: +SKIP
+    >>> d.crs.to_string(), len(d.sites), len(d.rejects)    # doctest: +SKIP
+    ('EPSG:4544', 348, 9)
+    >>> d.project.section("coverage")["headline_tier"]     # doctest: +SKIP
+    'collection_point'
     """
-    from .coords import choose_metric_crs
-
     proj = project if isinstance(project, Project) else load_project(project)
-    rejects: list[pd.DataFrame] = []
-    read: dict[str, int] = {}
-    loaded: dict[str, int] = {}
-    prov: dict[str, Any] = {}
-
-    def add(role: str, specs: list[LayerSpec]) -> gpd.GeoDataFrame | None:
-        frames = []
-        for spec in specs:
-            if spec.kind == "table":
-                gdf, rej, n, info = points_from_table(spec)
-            else:
-                gdf, rej, n, info = vector_layer(spec)
-            gdf["source_file"] = str(spec.path)
-            if spec.role == "zones":
-                gdf["source_layer"] = spec.layer or spec.path.stem
-            frames.append(gdf)
-            rejects.append(rej)
-            read[role] = read.get(role, 0) + n
-            prov.setdefault(role, []).append(info)
-        if not frames:
-            return None
-        return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs="EPSG:4326")
-
-    # townships first: they fix the metric CRS and the district outline
-    townships = add("townships", proj.layers["townships"])
-    if townships is None or townships.empty:
-        raise InputError(proj.layers["townships"][0].path, "no usable township polygons")
-    if proj.metric_crs:
-        crs = CRS.from_user_input(proj.metric_crs)
-    else:
-        crs = choose_metric_crs(*townships.total_bounds[[0, 2]])
-    townships = townships.to_crs(crs)
-    boundary = shapely.union_all(townships.geometry.values)
-
-    layers: dict[str, Any] = {"townships": townships}
-    for role in POINT_ROLES:
-        if not proj.has(role):
-            continue
-        gdf = add(role, proj.layers[role]).to_crs(crs)
-        gdf, rej = _reject_outside(gdf, role, boundary, proj.outside_tolerance_m)
-        rejects.append(rej)
-        # candidates have no township field of their own
-        gdf["township_ledger"] = gdf["township"] if "township" in gdf.columns else pd.Series(None, index=gdf.index, dtype=object)
-        spatial = assign_township(gdf.geometry, townships)
-        gdf["township"] = np.where(pd.notna(spatial), spatial, gdf["township_ledger"])
-        layers[role] = gdf
-
-    for role in ("zones", "landuse", "population"):
-        if not proj.has(role):
-            continue
-        specs = proj.layers[role]
-        if specs[0].kind == "raster":
-            if role == "population" and specs[0].kind == "raster":
-                layers["population_raster"] = raster_layer(specs[0])
-            elif role == "landuse":
-                layers["landuse_raster"] = raster_layer(specs[0])
-            prov[role] = [{"file": str(specs[0].path), "format": "tif"}]
-            continue
-        gdf = add(role, specs)
-        layers[role] = gdf.to_crs(crs)
-
+    reading = _Reading()
+    townships, crs = _townships(proj, reading)
+    layers: dict[str, Any] = {"townships": townships, **_point_layers(proj, reading, townships, crs)}
+    layers.update(_area_layers(proj, reading, crs))
     roads_path = None
     if proj.has("roads"):
         roads_path = proj.layers["roads"][0].path
-        prov["roads"] = [{"file": str(roads_path), "format": proj.layers["roads"][0].format}]
-
-    for role, gdf in layers.items():
-        if isinstance(gdf, gpd.GeoDataFrame):
-            loaded[role] = len(gdf)
-
-    nonempty = [r for r in rejects if len(r)]
-    all_rejects = (
-        pd.concat(nonempty, ignore_index=True).sort_values(["layer", "file", "row"], kind="stable").reset_index(drop=True)
-        if nonempty
-        else empty_rejects()
-    )
+        reading.prov["roads"] = [{"file": str(roads_path), "format": proj.layers["roads"][0].format}]
+    loaded = {role: len(gdf) for role, gdf in layers.items() if isinstance(gdf, gpd.GeoDataFrame)}
     district = District(
         project=proj,
         crs=crs,
         roads_path=roads_path,
-        rejects=all_rejects,
-        read_counts=read,
+        rejects=reading.rejects_table(),
+        read_counts=reading.read,
         loaded_counts=loaded,
-        provenance=prov,
+        provenance=reading.prov,
         **layers,
     )
     _check_balance(district)
@@ -291,8 +319,3 @@ def _check_balance(d: District) -> None:
         got = d.loaded_counts.get(role, 0)
         if got + rejected != n:  # pragma: no cover - internal invariant
             raise AssertionError(f"{role}: loaded {got} + rejected {rejected} != read {n}")
-
-
-def canonical_columns(role: str) -> list[str]:
-    """Canonical attribute columns of a role (without geometry)."""
-    return [f.name for f in LAYER_FIELDS[role]]

@@ -96,15 +96,6 @@ INCIDENT_KIND_LABEL_ZH: dict[IncidentKind, str] = {
 }
 
 
-class IncidentStatus(StrEnum):
-    """Handling status of an incident."""
-
-    OPEN = "open"  #: 待整改
-    RECTIFIED = "rectified"  #: 已整改
-    CLOSED = "closed"  #: 已关停取缔
-    REBOUNDED = "rebounded"  #: 反弹
-
-
 class IncidentSource(StrEnum):
     """Where an incident record comes from."""
 

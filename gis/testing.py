@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 from shapely.geometry import box
 
-from .export import write_csv, write_gpkg
+from gis.export import write_csv, write_gpkg
 
 #: Centre of the tiny district (WGS84), inside Shapingba.
 TINY_ORIGIN = (106.40, 29.60)
@@ -55,7 +55,7 @@ def make_tiny_project(folder: str | Path, *, ledger_encoding: str = "gb18030") -
     7 bad — see :data:`TINY_BAD_ROWS`) in GCJ-02 with Chinese headers, and 4
     incident records in WGS84.
     """
-    from .coords import wgs84_to_gcj02
+    from gis.coords import wgs84_to_gcj02
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
