@@ -20,6 +20,7 @@ import streamlit as st
 
 from gis import app_support as sup
 from gis import maps, settings
+from gis.district import District
 
 st.set_page_config(page_title="回收网络 GIS · Recycling network GIS", page_icon="♻", layout="wide")
 
@@ -31,7 +32,7 @@ CACHE_ROOT = Path(tempfile.gettempdir()) / "gis-app-cache"
 
 
 @st.cache_resource(show_spinner="读取图层 Loading layers …", max_entries=4)
-def load_district(project: str, key: str) -> Any:
+def load_district(project: str, key: str) -> District:
     """The district (cached per project folder state; ``key`` changes with its files)."""
     from gis.district import load_district as _load
 
@@ -40,7 +41,7 @@ def load_district(project: str, key: str) -> Any:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def run_step_cached(
-    step: str, pkey: str, skey: str, upstream: tuple[str, ...], _district: Any, _context: dict[str, Any]
+    step: str, pkey: str, skey: str, upstream: tuple[str, ...], _district: District, _context: dict[str, Any]
 ) -> sup.StepOutput:
     """One pipeline step, cached on (project, its parameters, its inputs' keys)."""
     tag = hashlib.sha1("|".join(upstream).encode()).hexdigest()[:8]
@@ -48,7 +49,7 @@ def run_step_cached(
 
 
 @st.cache_resource(show_spinner="绘制地图 Drawing the map …", max_entries=8)
-def build_map_cached(pkey: str, keys: tuple[str, ...], tiles: str, attribution: str, _district: Any,
+def build_map_cached(pkey: str, keys: tuple[str, ...], tiles: str, attribution: str, _district: District,
                      _context: dict[str, Any]) -> tuple[Any, list[maps.MapLayer]]:
     opt = maps.district_options(_district)
     if tiles:
@@ -112,7 +113,7 @@ def choose_project() -> Path | None:
         return None
 
 
-def choose_params(district: Any) -> tuple[sup.AppParams, str, str]:
+def choose_params(district: District) -> tuple[sup.AppParams, str, str]:
     st.sidebar.header("参数 Parameters")
     cov = district.project.section("coverage")
     default_r = int(((cov.get("service_standards") or {}).get("collection_point") or {}).get("distance_m") or 500)
@@ -156,7 +157,7 @@ def choose_params(district: Any) -> tuple[sup.AppParams, str, str]:
 # ---------------------------------------------------------------------------------
 
 
-def run_steps(district: Any, pkey: str, params: sup.AppParams) -> dict[str, sup.StepOutput]:
+def run_steps(district: District, pkey: str, params: sup.AppParams) -> dict[str, sup.StepOutput]:
     overrides = params.overrides()
     d = sup.with_overrides(district, overrides)
     outputs: dict[str, sup.StepOutput] = {}
@@ -205,7 +206,7 @@ def show_table(df: pd.DataFrame | None, key: str, empty: str = "无 None") -> No
 # ---------------------------------------------------------------------------------
 
 
-def page_map(district: Any, pkey: str, outputs: dict[str, sup.StepOutput], tiles: str, attribution: str) -> None:
+def page_map(district: District, pkey: str, outputs: dict[str, sup.StepOutput], tiles: str, attribution: str) -> None:
     from streamlit_folium import st_folium
 
     summary = sup.merged_summary(outputs)
@@ -243,7 +244,7 @@ def page_planner(outputs: dict[str, sup.StepOutput]) -> None:
         show_table(sup.recommended_table(outputs[step]), "recommended")
 
 
-def page_inspector(district: Any, outputs: dict[str, sup.StepOutput]) -> None:
+def page_inspector(district: District, outputs: dict[str, sup.StepOutput]) -> None:
     st.subheader("巡查 Inspector — 非法拆解热点 illegal-dismantling hot spots")
     towns = sorted(district.townships["township"].dropna().astype(str).unique())
     c1, c2, c3 = st.columns(3)
@@ -272,7 +273,7 @@ def page_inspector(district: Any, outputs: dict[str, sup.StepOutput]) -> None:
         show_table(ledger, "ledger")
 
 
-def page_downloads(district: Any, pkey: str, outputs: dict[str, sup.StepOutput], tiles: str, attribution: str) -> None:
+def page_downloads(district: District, pkey: str, outputs: dict[str, sup.StepOutput], tiles: str, attribution: str) -> None:
     st.subheader("下载 Downloads")
     files = sup.download_files(outputs.values())
     context = sup.merged_context(outputs)

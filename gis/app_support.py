@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,9 @@ from gis import steps
 from gis._errors import InputError
 from gis.district import District
 from gis.params import Params
+
+if TYPE_CHECKING:  # municipal imports the sample generator; only its type is needed here
+    from gis.municipal import Rollup
 
 #: Largest accepted upload (compressed) and total unpacked size.
 MAX_UPLOAD_BYTES: int = 200 * 1024 * 1024
@@ -663,7 +666,7 @@ _CROSS_COLS = {"merged_id": "编号 ID", "range": "山系 Range", "districts": "
                "four_mountains_level": "四山级别 Level"}
 
 
-def municipal_overview(r: Any) -> MunicipalOverview:
+def municipal_overview(r: Rollup) -> MunicipalOverview:
     """Page tables from a :class:`gis.municipal.Rollup` (no figure is recomputed here).
 
     ``headline`` holds the roll-up's own ``summary`` keys; the tables are its

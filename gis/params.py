@@ -343,6 +343,15 @@ class ProjectParams(Section):
     outside_tolerance_m: float
 
 
+@dataclass(frozen=True)
+class MunicipalParams(Section):
+    """``layers/municipal.yaml``: the Dask engine's cross-border grid and distances."""
+
+    coverage_tiers: tuple[str, ...]
+    hex_spacing_m: float
+    eps_m: float
+
+
 #: Section name → its dataclass (file ``layers/<name>.yaml``).
 SECTIONS: dict[str, type[Section]] = {
     "compliance": ComplianceParams,
@@ -351,6 +360,7 @@ SECTIONS: dict[str, type[Section]] = {
     "map": MapParams,
     "targets": TargetParams,
     "project": ProjectParams,
+    "municipal": MunicipalParams,
 }
 
 #: Top-level keys of ``project.yaml`` that are not parameter sections.
@@ -367,6 +377,7 @@ class Params:
     hotspots: HotspotsParams
     map: MapParams
     targets: tuple[Target, ...]
+    municipal: MunicipalParams
 
     @property
     def outside_tolerance_m(self) -> float:
@@ -473,12 +484,14 @@ def check_project_keys(project: Project) -> None:
         One line: the file, the dotted key path and the nearest valid key.
     """
     raw = project.raw
-    valid = [*PROJECT_KEYS, *(s for s in SECTIONS if s not in ("project", "targets")),
+    valid = [*PROJECT_KEYS, *(s for s in SECTIONS if s not in ("project", "targets", "municipal")),
              *(f.name for f in dataclasses.fields(ProjectParams))]
     for k in raw:
         if k not in valid:
             raise CatalogError(project.path, str(k), f"unknown key; {_nearest(k, valid)}")
     for name, cls in SECTIONS.items():
+        if name == "municipal":
+            continue
         if name == "project":
             _build(cls, {k: raw[k] for k in raw if k in cls.__dataclass_fields__}, project.path, "", True)
         elif name == "targets":
@@ -501,7 +514,9 @@ def build_section(name: str, project: Project | None = None) -> Section:
     cls = SECTIONS[name]
     defaults = load_yaml(section_file(name))
     _build(cls, defaults, section_file(name), "", False)  # the bundled file itself is complete
-    if name == "project":
+    if name == "municipal":
+        override = {}
+    elif name == "project":
         override = {k: v for k, v in (project.raw if project else {}).items() if k in cls.__dataclass_fields__}
     else:
         override = (project.raw.get(name) if project else None) or {}
@@ -525,9 +540,42 @@ def params_for(project: Project) -> Params:
         hotspots=build_section("hotspots", project),  # type: ignore[arg-type]
         map=build_section("map", project),  # type: ignore[arg-type]
         targets=table,
+        municipal=build_section("municipal", project),  # type: ignore[arg-type]
     )
 
 
 def load_params(project: str | Path | Project) -> Params:
     """The typed parameters of a project folder / ``project.yaml`` (or a loaded :class:`Project`)."""
     return params_for(project if isinstance(project, Project) else load_project(project))
+
+
+def default_params() -> Params:
+    """The toolkit-wide parameters (``layers/*.yaml`` alone, no project)."""
+    targets = build_section("targets")
+    return Params(
+        project=build_section("project"),  # type: ignore[arg-type]
+        compliance=build_section("compliance"),  # type: ignore[arg-type]
+        coverage=build_section("coverage"),  # type: ignore[arg-type]
+        hotspots=build_section("hotspots"),  # type: ignore[arg-type]
+        map=build_section("map"),  # type: ignore[arg-type]
+        targets=targets.default,  # type: ignore[attr-defined]
+        municipal=build_section("municipal"),  # type: ignore[arg-type]
+    )
+
+
+def engine_params(p: Params | None = None) -> dict[str, Any]:
+    """The Dask engine's parameters (:mod:`gis.parallel`), all read from ``layers/*.yaml``.
+
+    ``coverage_radius_m`` is the collection-point service radius, ``band_cells`` the
+    Gi* band and ``min_samples`` the DBSCAN minimum of the hotspots section;
+    ``coverage_tiers``, ``hex_spacing_m`` and ``eps_m`` come from ``municipal.yaml``.
+    """
+    p = p if p is not None else default_params()
+    return {
+        "coverage_radius_m": p.coverage.service_standards["collection_point"].distance_m,
+        "coverage_tiers": list(p.municipal.coverage_tiers),
+        "hex_spacing_m": p.municipal.hex_spacing_m,
+        "band_cells": p.hotspots.gistar.band_cells,
+        "eps_m": p.municipal.eps_m,
+        "min_samples": p.hotspots.clusters.min_cluster_size,
+    }

@@ -138,3 +138,15 @@ def test_app_sliders_and_project_overrides_give_the_same_typed_parameters(sample
     ap = sup.AppParams(service_radius_m=350, cluster_distance_m=150, start=date(2023, 1, 1), k_new_sites=4)
     d = sup.with_overrides(load_district(sample_project), ap.overrides())
     assert params.params_for(d.project) == ap.apply(params.load_params(sample_project))
+
+
+def test_dask_engine_parameters_come_from_the_yaml():
+    e = params.engine_params()
+    cov = load_yaml(params.section_file("coverage"))
+    hs = load_yaml(params.section_file("hotspots"))
+    mu = load_yaml(params.section_file("municipal"))
+    assert e["coverage_radius_m"] == cov["service_standards"]["collection_point"]["distance_m"]
+    assert e["band_cells"] == hs["gistar"]["band_cells"] and e["min_samples"] == hs["clusters"]["min_cluster_size"]
+    assert e["hex_spacing_m"] == mu["hex_spacing_m"] and e["eps_m"] == mu["eps_m"]
+    p = params.default_params().with_service_radius(250)
+    assert params.engine_params(p)["coverage_radius_m"] == 250.0
