@@ -52,14 +52,13 @@ from ._errors import AnalysisError
 log = logging.getLogger(__name__)
 
 #: Municipal analysis parameters (fixed, not data-driven, so that partitions agree).
-DEFAULTS: dict[str, Any] = {
-    "coverage_radius_m": 500.0,  # collection-point service radius (straight line)
-    "coverage_tiers": ["collection_point", "drop_off_point"],
-    "hex_spacing_m": 500.0,
-    "band_cells": 2.0,  # Gi* distance band in hexagon spacings
-    "eps_m": 200.0,  # DBSCAN distance
-    "min_samples": 5,
-}
+def defaults() -> dict[str, Any]:
+    """The engine's parameters, read from ``layers/*.yaml`` (:func:`gis.params.engine_params`)."""
+    from gis.params import engine_params
+
+    return engine_params()
+
+
 #: Coordinate offset (m) separating incident kinds, so one DBSCAN pass clusters each
 #: kind on its own (points of different kinds are never within eps).
 KIND_OFFSET_M = 1.0e7
@@ -352,7 +351,7 @@ def _finish(
 
 def analyse_single(parts: Sequence[Partition], crs: Any, params: dict[str, Any] | None = None) -> MunicipalAnalysis:
     """The municipal analyses in one process, over the merged layers."""
-    prm = {**DEFAULTS, **(params or {})}
+    prm = {**defaults(), **(params or {})}
     sites = gpd.GeoDataFrame(pd.concat([p.sites for p in parts], ignore_index=True), crs=crs)
     zones = gpd.GeoDataFrame(pd.concat([p.zones for p in parts], ignore_index=True), crs=crs)
     sites = sites.join(fm_overlay(sites, zones))
@@ -381,7 +380,7 @@ def analyse_dask(client: Any, parts: Sequence[Any], bounds: Sequence[tuple[float
     import dask.dataframe as dd
     import dask_geopandas
 
-    prm = {**DEFAULTS, **(params or {})}
+    prm = {**defaults(), **(params or {})}
     R, band, eps, ms = prm["coverage_radius_m"], prm["band_cells"] * prm["hex_spacing_m"], prm["eps_m"], int(prm["min_samples"])
     n = len(parts)
     # 四山 overlay: dask-geopandas map_partitions, one partition per district
@@ -516,7 +515,7 @@ def run_municipality(
     steps
         Pipeline steps per district (default all); ``[]`` runs none.
     params
-        Overrides of :data:`DEFAULTS`.
+        Overrides of :func:`defaults` (read from ``layers/*.yaml``).
     """
     from . import pipeline
     from .export import write_gpkg, write_json
