@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from gis import settings
-
 HERE = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location("baseline_record", HERE / "baseline" / "record.py")
 record = importlib.util.module_from_spec(_spec)
@@ -27,9 +25,7 @@ def sample_run(tmp_path_factory) -> Path:
     if os.environ.get("GIS_TEST_PROJECT"):
         pytest.skip("the baseline is recorded for the bundled sample district only")
     out = tmp_path_factory.mktemp("baseline") / "out"
-    from gis.pipeline import run
-
-    run(settings.SAMPLE_PROJECT_DIR, out, progress=False)
+    record.run_sample(out)  # the README's main job: `python -m gis run --out OUT`, no configuration
     return out
 
 
@@ -47,3 +43,13 @@ def test_digest_notices_a_changed_cell(sample_run, tmp_path):
     df.iloc[0, 0] = df.iloc[0, 0] + "x"
     assert record.frame_digest(df)["sha256"] != before["sha256"]
     assert record.frame_digest(df.iloc[::-1])["sha256"] == record.frame_digest(df)["sha256"]
+
+
+def test_main_job_on_bundled_sample_balances(sample_run):
+    """Every row read is either loaded or rejected, and the load files are there."""
+    summary = json.loads((sample_run / "summary.json").read_text(encoding="utf-8"))
+    assert summary["sample"] is True and summary["steps_run"][0] == "load"
+    for role, n in summary["read"].items():
+        assert summary["loaded"].get(role, 0) + summary["rejects_by_layer"].get(role, 0) == n
+    for f in ("summary.json", "rejects.csv", "district.gpkg"):
+        assert (sample_run / f).exists()

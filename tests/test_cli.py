@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,16 +80,4 @@ def test_unknown_step_is_reported(tiny_project, tmp_path):
     r = gis("run", "--project", str(tiny_project), "--out", str(tmp_path), "--steps", "astrology")
     assert r.returncode == 2 and "unknown step" in r.stderr
 
-
-@pytest.mark.slow
-def test_main_job_on_bundled_sample(sample_project, tmp_path):
-    """The README's main job: `python -m gis run` on the bundled sample, no configuration."""
-    out = tmp_path / "out"
-    r = gis("run", "--out", str(out), "--quiet")
-    assert r.returncode == 0, r.stderr[-2000:]
-    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    assert summary["sample"] is True
-    for role, n in summary["read"].items():
-        assert summary["loaded"].get(role, 0) + summary["rejects_by_layer"].get(role, 0) == n
-    for f in ("summary.json", "rejects.csv", "district.gpkg"):
-        assert (out / f).exists()
+# the README's main job on the bundled sample: tests/test_baseline.py (one run, compared with the record)
