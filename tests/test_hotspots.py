@@ -206,7 +206,9 @@ def test_density_geotiff_written(tmp_path: Path):
     xy = np.random.default_rng(0).normal((X0, Y0), 200, (100, 2))
     surf = hotspots.kernel_density(xy, crs=CRS)
     assert surf.bandwidth_m == pytest.approx(hotspots.default_bandwidth(xy))
-    path = surf.write(tmp_path / "density.tif")
+    from gis.steps import write_density
+
+    path = write_density(surf, tmp_path / "density.tif")
     with rasterio.open(path) as src:
         assert src.crs.to_epsg() == 4544
         assert np.allclose(src.read(1), surf.array)
