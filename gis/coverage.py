@@ -445,8 +445,8 @@ def households_per_point(
     """
     norm_cfg = config.get("households_per_point") or {}
     tiers = list(norm_cfg.get("tiers") or ["collection_point", "drop_off_point"])
-    urban_norm = float(norm_cfg.get("urban", 2000))
-    rural_norm = float(norm_cfg.get("rural", 2500))
+    urban_norm = float(norm_cfg["urban"])
+    rural_norm = float(norm_cfg["rural"])
     tw = townships.reset_index(drop=True)
     pts = sites.loc[sites["tier"].astype(str).isin(tiers)] if len(sites) else sites
     counts = np.zeros(len(tw), np.int64)
@@ -849,7 +849,7 @@ def analyse_district(
     from gis import siting
 
     cfg = district.project.section("coverage")
-    max_snap = float(cfg.get("max_snap_m", 1000.0))
+    max_snap = float(cfg["max_snap_m"])
     sites = eligible_sites(district, compliance)
     nets: dict[str, NetworkCSR] = dict(networks or {})
 
@@ -906,7 +906,7 @@ def analyse_district(
     hh_tab = households_per_point(district.townships, sites, cfg)
     gcfg = cfg.get("gaps") or {}
     gaps = (
-        coverage_gaps(headline.points, min_population=float(gcfg.get("min_population", 0)), raster=district.population_raster,
+        coverage_gaps(headline.points, min_population=float(gcfg["min_population"]), raster=district.population_raster,
                       max_gaps=gcfg.get("max_gaps"))
         if headline is not None
         else coverage_gaps(gpd.GeoDataFrame(geometry=gpd.GeoSeries([], crs=district.crs)))
@@ -921,7 +921,7 @@ def analyse_district(
             c["kind"] = c["kind"].fillna("given") if "kind" in c else "given"
             parts.append(c)
         if kind in ("grid", "both"):
-            parts.append(siting.grid_candidates(district.boundary, float(scfg.get("grid_spacing_m", 300)),
+            parts.append(siting.grid_candidates(district.boundary, float(scfg["grid_spacing_m"]),
                                                 district.crs))
         if parts:
             cand = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=district.crs)

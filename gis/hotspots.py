@@ -561,15 +561,15 @@ def hex_hot_spots(
         from gis import emerging as emg
 
         step, labels = emg.time_step_index(inc["date"], emerging.get("time_step", "month"), emerging.get("stages"))
-        if len(labels) >= int(emerging.get("min_steps", 4)):
+        if len(labels) >= int(emerging["min_steps"]):
             em = emg.emerging_hot_spots(
                 grid.locate(xy),
                 step,
                 len(grid),
                 w,
                 steps=labels,
-                time_steps=int(emerging.get("neighborhood_time_steps", 1)),
-                alpha=float(emerging.get("alpha", 0.05)),
+                time_steps=int(emerging["neighborhood_time_steps"]),
+                alpha=float(emerging["alpha"]),
             )
             cols.update(emerging=em.category, trend_z=em.trend_z, trend_p=em.trend_p)
     return HexHotSpots(
@@ -924,10 +924,10 @@ def priority_list(
     n = out["n_incidents"].to_numpy(dtype=float)
     out["c_size"] = np.log1p(n) / np.log1p(n.max())
     age = (as_of - pd.to_datetime(out["last_date"])).dt.days.clip(lower=0).to_numpy(dtype=float)
-    out["c_recency"] = 0.5 ** (age / float(pr.get("recency_half_life_days", 180)))
+    out["c_recency"] = 0.5 ** (age / float(pr["recency_half_life_days"]))
     rank = out["four_mountains_level"].map(lambda v: ZONE_LEVEL_RANK[ZoneLevel(v)] if _present(v) else 0)
     out["c_zone"] = rank.fillna(0).to_numpy(dtype=float) / 3.0
-    sev = {k: float(v.get("severity", 0.5)) for k, v in kinds_cfg.items()}
+    sev = {k: float(v["severity"]) for k, v in kinds_cfg.items()}
     out["c_kind"] = out["kinds"].map(lambda ks: max((sev.get(k, 0.5) for k in ks), default=0.0))
     reb = out["rebound"] if "rebound" in out.columns else pd.Series(False, index=out.index)
     out["c_rebound"] = reb.fillna(False).astype(float)
@@ -1110,8 +1110,8 @@ def analyse(
     rb_cfg = config.get("rebound", {})
     rebounds = detect_rebounds(
         incidents,
-        distance_m=float(rb_cfg.get("distance_m", 300)),
-        window_days=float(rb_cfg.get("window_days", 365)),
+        distance_m=float(rb_cfg["distance_m"]),
+        window_days=float(rb_cfg["window_days"]),
         closed_statuses=tuple(rb_cfg.get("closed_statuses", ("closed", "rectified"))),
         same_kind=bool(rb_cfg.get("same_kind", True)),
     )
@@ -1119,9 +1119,9 @@ def analyse(
         res,
         incidents,
         rebounds,
-        window_days=float(rb_cfg.get("window_days", 365)),
+        window_days=float(rb_cfg["window_days"]),
         closed_statuses=tuple(rb_cfg.get("closed_statuses", ("closed", "rectified"))),
-        min_closed_share=float(rb_cfg.get("min_closed_share", 0.5)),
+        min_closed_share=float(rb_cfg["min_closed_share"]),
     )
     res.clusters = res.clusters.drop(columns="closed_date").merge(
         cr, left_on="cluster_id", right_index=True, how="left"
@@ -1135,14 +1135,14 @@ def analyse(
             incidents,
             area=area,
             cell_size_m=gcfg.get("cell_size_m"),
-            cell_size_factor=float(gcfg.get("cell_size_factor", 2.0)),
+            cell_size_factor=float(gcfg["cell_size_factor"]),
             cell_size_bounds_m=tuple(gcfg.get("cell_size_bounds_m", (100, 2000))),
-            max_cells=int(gcfg.get("max_cells", 250_000)),
+            max_cells=int(gcfg["max_cells"]),
             weights=gcfg.get("weights", "distance_band"),
-            band_cells=float(gcfg.get("band_cells", 2)),
-            knn=int(gcfg.get("knn", 8)),
+            band_cells=float(gcfg["band_cells"]),
+            knn=int(gcfg["knn"]),
             fdr=bool(gcfg.get("fdr", True)),
-            permutations=int(gcfg.get("permutations", 0)),
+            permutations=int(gcfg["permutations"]),
             seed=gcfg.get("seed"),
             kinds=gcfg.get("kinds"),
             emerging=config.get("emerging"),
@@ -1155,9 +1155,9 @@ def analyse(
         xy,
         crs=incidents.crs,
         bandwidth_m=dcfg.get("bandwidth_m"),
-        cell_size_m=float(dcfg.get("cell_size_m", 50)),
+        cell_size_m=float(dcfg["cell_size_m"]),
         bounds=tuple(shapely.bounds(area)) if area is not None and dcfg.get("padding_m") is None else None,
         padding_m=dcfg.get("padding_m"),
-        max_pixels=int(dcfg.get("max_pixels", 16_000_000)),
+        max_pixels=int(dcfg["max_pixels"]),
     )
     return HotspotResult(clusters=res, priority=pr, problems=problems, hex=hx, density=dens, rebounds=rebounds)

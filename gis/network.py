@@ -307,7 +307,7 @@ def graph_from_roads(
 
     src = source or "<roads>"
     cfg = config if config is not None else coverage_config()
-    tol = float(tolerance_m if tolerance_m is not None else cfg.get("node_tolerance_m", 0.5))
+    tol = float(tolerance_m if tolerance_m is not None else cfg["node_tolerance_m"])
     if tol <= 0:
         raise AnalysisError("node_tolerance_m must be positive")
     if roads.crs is None:

@@ -450,7 +450,7 @@ def solve_mclp(
     w = np.asarray(weights, float)
     cov0 = np.zeros(A.shape[1], bool) if covered0 is None else np.asarray(covered0, bool)
     n_open = int((~cov0 & (w > 0)).sum())
-    if A.shape[0] <= int(cfg.get("exact_max_candidates", 0)) and n_open <= int(cfg.get("exact_max_demand", 0)):
+    if A.shape[0] <= int(cfg["exact_max_candidates"]) and n_open <= int(cfg["exact_max_demand"]):
         res = exact_mclp(A, w, k, covered0=cov0, time_limit_s=cfg.get("exact_time_limit_s"))
         if res.extra.get("status") == "Optimal":
             return res
@@ -539,8 +539,8 @@ def recommend_sites(
         ``max_new``, exact-solver limits).
     """
     cfg = dict(config or {})
-    k = int(cfg.get("k_new", 10))
-    target = float(cfg.get("target_share", 0.95))
+    k = int(cfg["k_new"])
+    target = float(cfg["target_share"])
     w = points["population"].to_numpy(float)
     cov0 = points["covered"].to_numpy(bool)
     total = w.sum()
@@ -548,7 +548,7 @@ def recommend_sites(
     A = coverage_matrix(points_xy(elig) if len(elig) else np.empty((0, 2)), points_xy(points), distance_m,
                         network=network, max_snap_m=max_snap_m)
     mclp = solve_mclp(A, w, k, covered0=cov0, config=cfg)
-    lscp = greedy_lscp(A, w, target, covered0=cov0, max_new=int(cfg.get("max_new", 500)))
+    lscp = greedy_lscp(A, w, target, covered0=cov0, max_new=int(cfg["max_new"]))
     order = np.argsort(-mclp.gains, kind="stable")
     sel = mclp.selected[order]
     rec = elig.iloc[sel].copy().reset_index(drop=True)
