@@ -53,6 +53,7 @@ import yaml
 
 from gis._errors import AnalysisError, CatalogError
 from gis.schema import TIER_LABEL_ZH, ZONE_LEVEL_LABEL_ZH, ZONE_LEVEL_RANK, Tier, ZoneLevel
+from gis.routing import as_network, nearest_by_network, nearest_euclidean
 from gis.settings import LAYERS_DIR
 
 __all__ = [
@@ -735,109 +736,6 @@ class LinkageResult:
     method: str
 
 
-def _as_csr(graph: Any, crs: Any) -> Any:
-    """The road graph as a :class:`gis.network.NetworkCSR` in ``crs``."""
-    from pyproj import CRS
-
-    from gis.network import NetworkCSR
-
-    net = graph if isinstance(graph, NetworkCSR) else NetworkCSR.from_graph(graph)
-    if crs is not None and not CRS.from_user_input(net.crs).equals(CRS.from_user_input(crs)):
-        raise AnalysisError(
-            f"road graph CRS {CRS.from_user_input(net.crs).to_string()} differs from the sites' "
-            f"{CRS.from_user_input(crs).to_string()}; load it with gis.network.load_graph(..., crs=district.crs)"
-        )
-    return net
-
-
-def _nearest_euclidean(src: np.ndarray, dst: np.ndarray, limit: float) -> tuple[np.ndarray, np.ndarray]:
-    """Index of the nearest ``dst`` for each ``src`` within ``limit`` (-1 if none), distance."""
-    idx = np.full(len(src), -1, dtype=np.int64)
-    dist = np.full(len(src), np.nan)
-    if len(src) and len(dst):
-        tree = shapely.STRtree(dst)
-        (si, ti), d = tree.query_nearest(src, max_distance=limit, return_distance=True, all_matches=False)
-        idx[si] = ti
-        dist[si] = d
-    return idx, dist
-
-
-def _main_component(net: Any) -> np.ndarray:
-    """Row indices of the largest strongly connected component of the road graph.
-
-    Sites snap only onto it, so that every snapped pair is mutually reachable (a
-    site snapped onto a dead-end one-way fragment or an isolated service road would
-    otherwise look unreachable from everywhere).
-    """
-    from scipy.sparse.csgraph import connected_components
-
-    _, labels = connected_components(net.matrix, directed=True, connection="strong")
-    return np.flatnonzero(labels == np.bincount(labels).argmax())
-
-
-def _snap(nodes: np.ndarray, xy: np.ndarray, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest of ``nodes`` (row indices into ``xy``) for each point, and the distance."""
-    from scipy.spatial import cKDTree
-
-    if not len(pts):
-        return np.empty(0, np.int64), np.empty(0, float)
-    d, i = cKDTree(xy[nodes]).query(pts)
-    return nodes[i].astype(np.int64), d
-
-
-def _nearest_network(
-    src: np.ndarray,
-    dst: np.ndarray,
-    limit: float,
-    net: Any,
-    snap_max: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Nearest ``dst`` by road distance (one multi-source Dijkstra from all ``dst``).
-
-    Runs :func:`scipy.sparse.csgraph.dijkstra` with ``min_only=True`` on the reversed
-    graph from the stations' nodes, so that one pass gives, for every node, the road
-    distance *to* its nearest station honouring one-way streets, and which station.
-    Distance = snap(src) + network(src node → dst node) + snap(dst), snapping onto
-    the largest strongly connected component. Points and stations further than
-    ``snap_max`` from it are not routed (``routed`` False) and fall back to
-    straight-line distance in the caller. Returns (station index or -1, distance,
-    routed mask of ``src``, routable mask of ``dst``).
-    """
-    from scipy.sparse.csgraph import dijkstra
-
-    main = _main_component(net)
-    s_node, s_snap = _snap(main, net.xy, shapely.get_coordinates(src))
-    d_node, d_snap = _snap(main, net.xy, shapely.get_coordinates(dst))
-    idx = np.full(len(src), -1, dtype=np.int64)
-    dist = np.full(len(src), np.nan)
-    routed = s_snap <= snap_max
-    dst_ok = d_snap <= snap_max
-    ok_dst = np.flatnonzero(dst_ok)
-    if not len(ok_dst) or not routed.any():
-        return idx, dist, routed & False, dst_ok
-    # one station per node (the one nearest to the node wins the node)
-    order = np.lexsort((d_snap[ok_dst], d_node[ok_dst]))
-    ok_sorted = ok_dst[order]
-    keep = np.r_[True, d_node[ok_sorted][1:] != d_node[ok_sorted][:-1]]
-    sources = ok_sorted[keep]
-    node_to_dst = np.full(net.n, -1, dtype=np.int64)
-    node_to_dst[d_node[sources]] = sources
-    dn, _pred, src_node = dijkstra(
-        net.transposed(), directed=True, indices=d_node[sources], limit=limit,
-        min_only=True, return_predecessors=True,
-    )
-    at = s_node[routed]
-    nd = dn[at]
-    reach = np.isfinite(nd) & (src_node[at] >= 0)
-    ri = np.flatnonzero(routed)[reach]
-    station = node_to_dst[src_node[at][reach]]
-    total = s_snap[ri] + nd[reach] + d_snap[station]
-    within = total <= limit
-    idx[ri[within]] = station[within]
-    dist[ri[within]] = total[within]
-    return idx, dist, routed, dst_ok
-
-
 def link_hierarchy(
     sites: gpd.GeoDataFrame,
     *,
@@ -898,7 +796,7 @@ def link_hierarchy(
     demand = cap.where(cap.notna(), tier.map(demand_default)).where(is_point, np.nan)
     capacity = cap.where(cap.notna(), tier.map(cap_default)).where(is_ts | is_sc, np.nan)
 
-    net = _as_csr(graph, sites.crs) if use_net else None
+    net = as_network(graph, sites.crs) if use_net else None
     geoms = sites.geometry.values
     sid = sites["site_id"].astype(str).to_numpy(dtype=object)
     parts = []
@@ -909,14 +807,14 @@ def link_hierarchy(
     ):
         li = np.flatnonzero(lower.to_numpy())
         ui = np.flatnonzero(upper.to_numpy())
-        idx, dist = _nearest_euclidean(geoms[li], geoms[ui], limit)
+        idx, dist = nearest_euclidean(geoms[li], geoms[ui], limit)
         method = np.full(len(li), "euclidean", dtype=object)
         if use_net and len(li) and len(ui):
-            nidx, ndist, routed, dst_ok = _nearest_network(geoms[li], geoms[ui], limit, net, snap_max)
+            nidx, ndist, routed, dst_ok = nearest_by_network(geoms[li], geoms[ui], limit, net, snap_max)
             # stations off the road graph are reached in a straight line; a routed site
             # takes whichever is nearer, the routed station or an off-graph one
             off = np.flatnonzero(~dst_ok)
-            oidx, odist = _nearest_euclidean(geoms[li], geoms[ui][off], limit)
+            oidx, odist = nearest_euclidean(geoms[li], geoms[ui][off], limit)
             oidx = np.where(oidx >= 0, off[np.clip(oidx, 0, None)] if len(off) else -1, -1)
             use_off = routed & (oidx >= 0) & ((nidx < 0) | (odist < np.nan_to_num(ndist, nan=np.inf)))
             use_net_hit = routed & ~use_off

@@ -35,11 +35,18 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 import shapely
-from scipy.sparse.csgraph import connected_components, dijkstra
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from gis._errors import AnalysisError, CatalogError
-from gis.network import NetworkCSR, points_xy
+from gis.routing import (
+    NetworkCSR,
+    NodeDistances,
+    euclidean_distances,
+    multi_source_distances,
+    network_point_distances,
+    points_xy,
+)
 
 #: Tiers counted by default in target rows that do not name theirs.
 DEFAULT_TARGET_TIERS: tuple[str, ...] = (
@@ -57,136 +64,6 @@ METRICS: tuple[str, ...] = (
     "households_per_point",
     "townships_meeting_norm",
 )
-
-
-# ---------------------------------------------------------------------------
-# distances
-# ---------------------------------------------------------------------------
-
-
-@dataclass
-class NodeDistances:
-    """Distance of every network node to its nearest facility.
-
-    Attributes
-    ----------
-    distance
-        Metres from each node to the nearest facility (``inf`` beyond ``limit``
-        or unreachable), including the facility's snap distance.
-    facility
-        Index (into the facility array) of that nearest facility, ``-1`` if none.
-    limit
-        The search limit used (metres).
-    """
-
-    distance: npt.NDArray[np.float64]
-    facility: npt.NDArray[np.int64]
-    limit: float
-
-
-def multi_source_distances(
-    net: NetworkCSR,
-    facilities_xy: npt.ArrayLike,
-    *,
-    limit: float = np.inf,
-    max_snap_m: float = np.inf,
-    towards_facility: bool = True,
-) -> NodeDistances:
-    """One Dijkstra pass giving every node its distance to the nearest facility.
-
-    A virtual super-source ``S`` gets an edge ``S → n_f`` of length ``s_f`` (the
-    facility's snap distance) to every facility's nearest node; Dijkstra from ``S``
-    with ``limit`` then labels each node with
-    :math:`\\min_f (s_f + D(n_f, n))`. The nearest facility of each node is read
-    off the shortest-path tree: the node's ancestor directly below ``S``
-    (pointer jumping over the predecessor array, :math:`O(n \\log h)`).
-
-    Parameters
-    ----------
-    net
-        The road network.
-    facilities_xy
-        ``m × 2`` facility coordinates in ``net.crs``.
-    limit
-        Stop the search beyond this distance (the service standard).
-    max_snap_m
-        Facilities further than this from every node are ignored.
-    towards_facility
-        Measure resident → facility (reverse graph) rather than facility → resident;
-        the two differ only on one-way streets.
-    """
-    fxy = np.asarray(facilities_xy, float).reshape(-1, 2)
-    n = net.n
-    dist = np.full(n, np.inf)
-    fac = np.full(n, -1, np.int64)
-    if len(fxy) == 0:
-        return NodeDistances(dist, fac, float(limit))
-    fnode, fsnap = net.snap(fxy)
-    ok = fsnap <= max_snap_m
-    if not ok.any():
-        return NodeDistances(dist, fac, float(limit))
-    fidx = np.flatnonzero(ok)
-    # per node keep the facility with the smallest snap distance
-    order = np.lexsort((fsnap[fidx], fnode[fidx]))
-    fidx = fidx[order]
-    first = np.r_[True, fnode[fidx][1:] != fnode[fidx][:-1]]
-    fidx = fidx[first]
-    A = net.transposed() if towards_facility else net.matrix
-    S = n
-    super_row = sp.csr_matrix(
-        (fsnap[fidx], (np.zeros(len(fidx), np.int64), fnode[fidx])), shape=(1, n + 1)
-    )
-    G = sp.vstack([sp.hstack([A, sp.csr_matrix((n, 1))]), super_row], format="csr")
-    d, pred = dijkstra(G, directed=True, indices=S, limit=limit, return_predecessors=True)
-    d = d[:n]
-    pred = pred[:n].astype(np.int64)
-    reached = np.isfinite(d)
-    # root facility node: the node whose predecessor is S
-    anc = np.where(pred == S, np.arange(n), pred)
-    anc = np.where(reached, anc, np.arange(n))
-    for _ in range(64):
-        nxt = anc[anc]
-        if np.array_equal(nxt, anc):
-            break
-        anc = nxt
-    node_fac = np.full(n, -1, np.int64)
-    node_fac[fnode[fidx]] = fidx
-    fac = np.where(reached, node_fac[anc], -1)
-    return NodeDistances(np.where(reached, d, np.inf), fac, float(limit))
-
-
-def network_point_distances(
-    net: NetworkCSR,
-    nodes: NodeDistances,
-    points: npt.ArrayLike,
-    *,
-    max_snap_m: float = np.inf,
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    """Network distance of arbitrary points (snapped) to their nearest facility.
-
-    Returns ``(distance, facility, snap)``: :math:`s_j + d(n_j)`, the facility
-    index (-1 if none within the limit) and the snap distance :math:`s_j`.
-    Points further than ``max_snap_m`` from the network get ``inf``.
-    """
-    node, snap = net.snap(points)
-    d = snap + nodes.distance[node]
-    f = nodes.facility[node].copy()
-    bad = (snap > max_snap_m) | ~np.isfinite(d)
-    d[bad] = np.inf
-    f[bad] = -1
-    return d, f, snap
-
-
-def euclidean_distances(
-    facilities_xy: npt.ArrayLike, points: npt.ArrayLike
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-    """Straight-line distance of each point to its nearest facility and its index."""
-    fxy = np.asarray(facilities_xy, float).reshape(-1, 2)
-    pxy = np.asarray(points, float).reshape(-1, 2)
-    if len(fxy) == 0:
-        return np.full(len(pxy), np.inf), np.full(len(pxy), -1, np.int64)
-    d, i = cKDTree(fxy).query(pxy)
-    return d, i.astype(np.int64)
 
 
 # ---------------------------------------------------------------------------

@@ -8,28 +8,23 @@ the district's metric CRS with, on every edge, ``length`` (metres), ``speed_kph`
 Nothing is downloaded: :func:`download_graph` exists for analysts who want it, and
 refuses unless explicitly allowed.
 
-Analyses do not run shortest paths on the networkx graph: :class:`NetworkCSR` is a
-compact ``scipy.sparse`` CSR export of it (parallel edges reduced to the shortest),
-with a KD-tree over the node coordinates for snapping points to the network, on
-which :mod:`scipy.sparse.csgraph` runs multi-source Dijkstra in C.
+Analyses do not run shortest paths on the networkx graph: :class:`gis.routing.NetworkCSR`
+is a compact ``scipy.sparse`` CSR export of it, and :mod:`gis.routing` holds every
+snapping and distance function (multi-source Dijkstra, straight-line fallback).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import geopandas as gpd
 import networkx as nx
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 import pyproj
-import scipy.sparse as sp
 import shapely
-from scipy.spatial import cKDTree
 
 from gis import settings
 from gis._errors import AnalysisError, InputError
@@ -424,105 +419,3 @@ def graph_from_roads(
     G = ox.graph_from_gdfs(gdf_nodes, gdf_edges, graph_attrs={"crs": crs, "simplified": True})
     G.graph["mode"] = mode
     return G
-
-
-# ---------------------------------------------------------------------------
-# CSR export
-# ---------------------------------------------------------------------------
-
-
-@dataclass
-class NetworkCSR:
-    """A road graph as a sparse adjacency matrix, for fast shortest paths.
-
-    Attributes
-    ----------
-    matrix
-        ``n × n`` CSR matrix; entry ``(i, j)`` is the weight (``length`` in metres
-        by default) of the shortest edge ``i → j``. Explicit zeros are edges
-        (scipy ≥ 1.11 :mod:`scipy.sparse.csgraph` semantics).
-    node_ids
-        Graph node id of each row.
-    xy
-        ``n × 2`` node coordinates in ``crs``.
-    crs
-        Metric CRS.
-    weight
-        The edge attribute the matrix holds.
-    """
-
-    matrix: sp.csr_matrix
-    node_ids: npt.NDArray[Any]
-    xy: npt.NDArray[np.float64]
-    crs: pyproj.CRS
-    weight: str = "length"
-    _tree: cKDTree | None = field(default=None, repr=False)
-
-    @property
-    def n(self) -> int:
-        """Number of nodes."""
-        return self.matrix.shape[0]
-
-    @classmethod
-    def from_graph(cls, G: nx.MultiDiGraph, weight: str = "length") -> NetworkCSR:
-        """Export a graph; parallel edges keep their smallest ``weight``."""
-        node_ids = np.array(list(G.nodes))
-        index = {n: i for i, n in enumerate(node_ids)}
-        xy = np.array([(d["x"], d["y"]) for _, d in G.nodes(data=True)], dtype=float)
-        e = np.array([(index[u], index[v], w) for u, v, w in G.edges(data=weight)], dtype=float)
-        if e.size == 0:
-            raise AnalysisError("the road graph has no edges")
-        if np.isnan(e[:, 2]).any():
-            raise AnalysisError(f"some road edges have no '{weight}'")
-        return cls.from_edges(e[:, 0].astype(np.int64), e[:, 1].astype(np.int64), e[:, 2], node_ids, xy,
-                              pyproj.CRS(G.graph.get("crs")), weight)
-
-    @classmethod
-    def from_edges(
-        cls,
-        u: npt.NDArray[np.int64],
-        v: npt.NDArray[np.int64],
-        w: npt.NDArray[np.float64],
-        node_ids: npt.NDArray[Any],
-        xy: npt.NDArray[np.float64],
-        crs: Any,
-        weight: str = "length",
-    ) -> NetworkCSR:
-        """Build from edge arrays (row indices ``u``, ``v``, weights ``w``)."""
-        n = len(node_ids)
-        order = np.lexsort((w, v, u))
-        u, v, w = u[order], v[order], w[order]
-        firsts = np.r_[True, (u[1:] != u[:-1]) | (v[1:] != v[:-1])]
-        mat = sp.csr_matrix((w[firsts], (u[firsts], v[firsts])), shape=(n, n))
-        return cls(mat, np.asarray(node_ids), np.asarray(xy, float), pyproj.CRS(crs), weight)
-
-    @property
-    def tree(self) -> cKDTree:
-        """KD-tree over the node coordinates (built once)."""
-        if self._tree is None:
-            self._tree = cKDTree(self.xy)
-        return self._tree
-
-    def snap(self, xy: npt.ArrayLike) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-        """Nearest node (row index) of each point and the straight-line snap distance.
-
-        ``xy`` is ``m × 2`` in the same metric CRS.
-        """
-        pts = np.asarray(xy, float).reshape(-1, 2)
-        if len(pts) == 0:
-            return np.empty(0, np.int64), np.empty(0, float)
-        dist, idx = self.tree.query(pts)
-        return idx.astype(np.int64), dist
-
-    def transposed(self) -> sp.csr_matrix:
-        """The reversed graph (``j → i`` for every ``i → j``), as CSR."""
-        return self.matrix.T.tocsr()
-
-
-def points_xy(geoms: gpd.GeoSeries | gpd.GeoDataFrame) -> npt.NDArray[np.float64]:
-    """``m × 2`` coordinates of point geometries (centroids for anything else)."""
-    gs = geoms.geometry if isinstance(geoms, gpd.GeoDataFrame) else geoms
-    arr = gs.to_numpy()
-    if len(arr) and not (gs.geom_type == "Point").all():
-        arr = shapely.centroid(arr)
-    return shapely.get_coordinates(arr).reshape(-1, 2)
