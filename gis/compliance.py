@@ -53,6 +53,7 @@ import yaml
 
 from gis._errors import AnalysisError, CatalogError
 from gis.schema import TIER_LABEL_ZH, ZONE_LEVEL_LABEL_ZH, ZONE_LEVEL_RANK, Tier, ZoneLevel
+from gis.raster import sample_raster_codes, value_to_gbt21010
 from gis.routing import as_network, nearest_by_network, nearest_euclidean
 from gis.settings import LAYERS_DIR
 
@@ -441,62 +442,6 @@ def _validate_linkage(linkage: Mapping[str, Any], source: str | Path) -> None:
 
 
 # ------------------------------------------------------------------------ location
-def sample_raster_codes(
-    path: str | Path,
-    points: gpd.GeoSeries,
-    *,
-    value_to_code: Mapping[int, str] | None = None,
-    nodata: float | int | None = None,
-) -> pd.Series:
-    """Land-use code under each point of a classified GeoTIFF (index arithmetic).
-
-    Rows and columns come from the inverse affine transform,
-    ``(col, row) = floor(~T · (x, y))``, computed for all points at once; the band is
-    read once. Points outside the raster and cells equal to ``nodata`` give null.
-
-    Parameters
-    ----------
-    path
-        Single-band classified raster.
-    points
-        Points (any CRS with a defined ``crs``; reprojected to the raster's).
-    value_to_code
-        Raster value → GB/T 21010 code; default ``str(value)`` zero-padded to 2 or 4
-        digits (the class table stores ``raster_value = int(code)``).
-    nodata
-        Overrides the file's nodata value.
-    """
-    import rasterio
-
-    with rasterio.open(path) as ds:
-        pts = points.to_crs(ds.crs) if points.crs is not None and ds.crs is not None else points
-        xs = shapely.get_x(pts.values)
-        ys = shapely.get_y(pts.values)
-        inv = ~ds.transform
-        cols = np.floor(inv.a * xs + inv.b * ys + inv.c).astype(np.int64)
-        rows = np.floor(inv.d * xs + inv.e * ys + inv.f).astype(np.int64)
-        inside = (rows >= 0) & (rows < ds.height) & (cols >= 0) & (cols < ds.width)
-        band = ds.read(1)
-        nd = ds.nodata if nodata is None else nodata
-    vals = np.zeros(len(xs), dtype=band.dtype)
-    vals[inside] = band[rows[inside], cols[inside]]
-    valid = inside.copy()
-    if np.issubdtype(vals.dtype, np.floating):
-        valid &= ~np.isnan(vals)
-    if nd is not None:
-        valid &= vals != nd
-    out = pd.Series([None] * len(xs), index=points.index, dtype="object")
-    if valid.any():
-        v = vals[valid].astype(np.int64)
-        if value_to_code:
-            mapped = pd.Series(v).map({int(k): str(c) for k, c in value_to_code.items()})
-        else:
-            sv = v.astype(str)
-            mapped = pd.Series(np.where(v < 100, np.char.zfill(sv, 2), np.char.zfill(sv, 4)), dtype=object)
-        out.iloc[np.flatnonzero(valid)] = mapped.to_numpy(dtype=object)
-    return out.where(out.notna(), None)
-
-
 def _raster_receptor_geoms(
     path: str | Path,
     crs: Any,
@@ -515,8 +460,7 @@ def _raster_receptor_geoms(
     if nodata is not None:
         values = values[values != nodata]
     codes = [
-        str(value_to_code[int(v)]) if value_to_code and int(v) in value_to_code
-        else (f"{int(v):02d}" if int(v) < 100 else f"{int(v):04d}")
+        str(value_to_code[int(v)]) if value_to_code and int(v) in value_to_code else str(value_to_gbt21010(np.array([int(v)]))[0])
         for v in values
     ]
     out: dict[str, np.ndarray] = {}
