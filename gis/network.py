@@ -16,6 +16,7 @@ snapping and distance function (multi-source Dijkstra, straight-line fallback).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -305,6 +306,23 @@ def graph_from_roads(
     tol = float(tolerance_m if tolerance_m is not None else cfg.get("node_tolerance_m", 0.5))
     if tol <= 0:
         raise AnalysisError("node_tolerance_m must be positive")
+    r, crs = _usable_roads(roads, mode, cfg, src, crs)
+    v = _road_vertices(r, tol, src)
+    edges, attr_line = _undirected_edges(r, v)
+    gdf_edges = _directed_edges(edges, r, attr_line, mode, crs)
+    gdf_nodes = _road_nodes(edges, v, crs)
+    G = ox.graph_from_gdfs(gdf_nodes, gdf_edges, graph_attrs={"crs": crs, "simplified": True})
+    G.graph["mode"] = mode
+    return G
+
+
+def _usable_roads(
+    roads: gpd.GeoDataFrame, mode: Mode, cfg: Mapping[str, Any], src: str | Path, crs: Any
+) -> tuple[gpd.GeoDataFrame, pyproj.CRS]:
+    """The road lines usable in ``mode`` (a speed for their class), single-part, in the metric CRS.
+
+    Adds ``_class`` and ``_speed`` (km/h); ``crs`` None chooses one from the roads' extent.
+    """
     if roads.crs is None:
         raise InputError(src, "road layer has no CRS")
     cls_col = "fclass" if "fclass" in roads.columns else ("highway" if "highway" in roads.columns else None)
@@ -327,10 +345,29 @@ def graph_from_roads(
 
         crs = choose_metric_crs(r.to_crs(4326).total_bounds)
     crs = pyproj.CRS(crs)
-    r = r.to_crs(crs).explode(index_parts=False).reset_index(drop=True)
+    return r.to_crs(crs).explode(index_parts=False).reset_index(drop=True), crs
 
+
+@dataclass
+class _Vertices:
+    """Line vertices on the rounding grid: coordinates, line, vertex id, and which are nodes."""
+
+    coords: np.ndarray
+    line: np.ndarray
+    vid: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+    is_node: np.ndarray
+
+
+def _road_vertices(r: gpd.GeoDataFrame, tol: float, src: str | Path) -> _Vertices:
+    """Vertex ids ``round(xy / tol)`` and the node flags.
+
+    A vertex is a node when it ends a line, is shared by two or more lines, or
+    occurs twice in one line (a loop); consecutive duplicates within a line are dropped
+    and lines left with fewer than two vertices are skipped.
+    """
     coords, line = shapely.get_coordinates(r.geometry.to_numpy(), return_index=True)
-    # vertex ids on the rounding grid; drop consecutive duplicates within a line
     key = np.round(coords / tol).astype(np.int64)
     _, vid = np.unique(key, axis=0, return_inverse=True)
     vid = vid.ravel()
@@ -340,8 +377,7 @@ def graph_from_roads(
     valid_line = counts >= 2
     m = valid_line[line]
     coords, line, vid = coords[m], line[m], vid[m]
-    n = len(vid)
-    if n == 0:
+    if len(vid) == 0:
         raise InputError(src, "road lines have no length", field="geometry")
     first = np.r_[True, line[1:] != line[:-1]]
     last = np.r_[line[1:] != line[:-1], True]
@@ -352,8 +388,16 @@ def graph_from_roads(
     endpoint = np.zeros(vid.max() + 1, bool)
     endpoint[vid[first | last]] = True
     is_node_vertex = endpoint | (lines_per_vertex >= 2) | (occ > lines_per_vertex)
-    is_node = is_node_vertex[vid]
+    return _Vertices(coords, line, vid, first, last, is_node_vertex[vid])
 
+
+def _undirected_edges(r: gpd.GeoDataFrame, v: _Vertices) -> tuple[pd.DataFrame, np.ndarray]:
+    """One edge per piece of line between two nodes; ``length`` = :math:`\\sum` segment lengths.
+
+    Returns the edges (``u``, ``v``, ``length``, ``highway``, ``speed_kph``, ``osm_id``,
+    ``name``, ``geometry``) and the line each edge comes from.
+    """
+    coords, line, vid, first, last, is_node = v.coords, v.line, v.vid, v.first, v.last, v.is_node
     seg_start = ~last  # positions that start a segment p -> p+1
     edge_start = is_node & seg_start
     edge_of = np.cumsum(edge_start) - 1  # edge id of the segment starting at p
@@ -371,7 +415,6 @@ def graph_from_roads(
     order = np.lexsort((pos, eid))
     geoms = shapely.linestrings(coords[pos[order]], indices=eid[order])
     attr_line = line[start_pos]
-
     edges = pd.DataFrame(
         {
             "u": u_v,
@@ -384,6 +427,17 @@ def graph_from_roads(
         }
     )
     edges["geometry"] = geoms
+    return edges, attr_line
+
+
+def _directed_edges(
+    edges: pd.DataFrame, r: gpd.GeoDataFrame, attr_line: np.ndarray, mode: Mode, crs: pyproj.CRS
+) -> gpd.GeoDataFrame:
+    """Both directions of two-way edges, one of one-way edges (``drive`` only); osmnx-indexed.
+
+    ``travel_time`` = ``length`` / (``speed_kph`` / 3.6) seconds.
+    """
+    n_edges = len(edges)
     oneway = (
         r["oneway"].astype("string").str.strip().str.lower().fillna("b").to_numpy()[attr_line]
         if "oneway" in r
@@ -404,18 +458,18 @@ def graph_from_roads(
     all_edges = pd.concat([fwd, bwd], ignore_index=True)
     all_edges["key"] = all_edges.groupby(["u", "v"]).cumcount()
     all_edges["travel_time"] = all_edges["length"] / (all_edges["speed_kph"] / 3.6)
-    gdf_edges = gpd.GeoDataFrame(all_edges, geometry="geometry", crs=crs).set_index(["u", "v", "key"])
+    return gpd.GeoDataFrame(all_edges, geometry="geometry", crs=crs).set_index(["u", "v", "key"])
 
-    node_ids = np.unique(np.r_[u_v, v_v])
-    first_pos = np.full(vid.max() + 1, -1)
-    first_pos[vid[::-1]] = np.arange(n)[::-1]
-    xy = coords[first_pos[node_ids]]
-    gdf_nodes = gpd.GeoDataFrame(
+
+def _road_nodes(edges: pd.DataFrame, v: _Vertices, crs: pyproj.CRS) -> gpd.GeoDataFrame:
+    """The graph nodes: every edge end, at the first occurrence of its vertex."""
+    node_ids = np.unique(np.r_[edges["u"].to_numpy(), edges["v"].to_numpy()])
+    first_pos = np.full(v.vid.max() + 1, -1)
+    first_pos[v.vid[::-1]] = np.arange(len(v.vid))[::-1]
+    xy = v.coords[first_pos[node_ids]]
+    return gpd.GeoDataFrame(
         {"x": xy[:, 0], "y": xy[:, 1]},
         geometry=shapely.points(xy),
         index=pd.Index(node_ids, name="osmid"),
         crs=crs,
     )
-    G = ox.graph_from_gdfs(gdf_nodes, gdf_edges, graph_attrs={"crs": crs, "simplified": True})
-    G.graph["mode"] = mode
-    return G
