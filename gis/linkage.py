@@ -100,18 +100,11 @@ def link_hierarchy(
         Worst verdict per site (aligned with ``sites``) for the working-centre test.
     """
     p = dict(params or {})
-    serving = set(p.get("serving_statuses", ["active"]))
-    linked = set(p.get("linked_statuses", ["active", "planned"]))
-    pmax = float(p.get("point_max_distance_m", 4000))
-    smax = float(p.get("station_max_distance_m", 60000))
-    snap_max = float(p.get("snap_max_distance_m", 500))
-    demand_default = dict(p.get("point_demand_t_per_day", {"collection_point": 1.0, "drop_off_point": 0.2}))
-    cap_default = dict(p.get("default_capacity_t_per_day", {"transfer_station": 30.0, "sorting_centre": 100.0}))
+    serving, linked, pmax, smax, snap_max = _limits(p)
     mode = p.get("distance", "auto")
     use_net = graph is not None and mode in ("auto", "network")
     if mode == "network" and graph is None:
         raise AnalysisError("compliance.linkage.distance is 'network' but the district has no road graph")
-
     tier = sites["tier"].astype(str)
     status = sites["status"].astype("object").where(sites["status"].notna(), "active").astype(str)
     is_point = tier.isin(["collection_point", "drop_off_point"])
@@ -119,9 +112,7 @@ def link_hierarchy(
     is_sc = tier == "sorting_centre"
     serves = status.isin(serving)
     needs = status.isin(linked)
-    cap = pd.to_numeric(sites["capacity_t_per_day"], errors="coerce") if "capacity_t_per_day" in sites else pd.Series(np.nan, index=sites.index)
-    demand = cap.where(cap.notna(), tier.map(demand_default)).where(is_point, np.nan)
-    capacity = cap.where(cap.notna(), tier.map(cap_default)).where(is_ts | is_sc, np.nan)
+    demand, capacity = _demand_capacity(sites, tier, p)
 
     net = as_network(graph, sites.crs) if use_net else None
     geoms = sites.geometry.values
@@ -134,36 +125,120 @@ def link_hierarchy(
     ):
         li = np.flatnonzero(lower.to_numpy())
         ui = np.flatnonzero(upper.to_numpy())
-        idx, dist = nearest_euclidean(geoms[li], geoms[ui], limit)
-        method = np.full(len(li), "euclidean", dtype=object)
-        if use_net and len(li) and len(ui):
-            nidx, ndist, routed, dst_ok = nearest_by_network(geoms[li], geoms[ui], limit, net, snap_max)
-            # stations off the road graph are reached in a straight line; a routed site
-            # takes whichever is nearer, the routed station or an off-graph one
-            off = np.flatnonzero(~dst_ok)
-            oidx, odist = nearest_euclidean(geoms[li], geoms[ui][off], limit)
-            oidx = np.where(oidx >= 0, off[np.clip(oidx, 0, None)] if len(off) else -1, -1)
-            use_off = routed & (oidx >= 0) & ((nidx < 0) | (odist < np.nan_to_num(ndist, nan=np.inf)))
-            use_net_hit = routed & ~use_off
-            idx = np.where(use_off, oidx, np.where(use_net_hit, nidx, idx))
-            dist = np.where(use_off, odist, np.where(use_net_hit, ndist, dist))
-            method[use_net_hit] = "network"
+        idx, dist, method = _nearest_upper(geoms[li], geoms[ui], limit, net if use_net else None, snap_max)
         if enforce and points_level and len(li) and len(ui):
             idx, dist = _capacitated(geoms[li], geoms[ui], demand.to_numpy()[li], capacity.to_numpy()[ui], limit, idx, dist)
-        parts.append(
-            pd.DataFrame(
-                {
-                    "site_id": sid[li],
-                    "tier": tier.to_numpy()[li],
-                    "assigned_to": np.where(idx >= 0, sid[ui][np.clip(idx, 0, None)] if len(ui) else None, None),
-                    "link_distance_m": dist,
-                    "link_method": np.where(idx >= 0, method, None),
-                    "demand_t_per_day": demand.to_numpy()[li],
-                }
-            )
-        )
+        parts.append(_assignment_rows(li, ui, idx, dist, method, sid, tier, demand))
     assignments = pd.concat(parts, ignore_index=True)
-    srv = (is_ts | is_sc) & serves
+    stations = _station_loads(sites, (is_ts | is_sc) & serves, sid, tier, capacity, assignments)
+    orphans = assignments.loc[assignments["assigned_to"].isna(), "site_id"].tolist()
+    overloaded = stations.loc[stations["overloaded"], "site_id"].tolist()
+    return LinkageResult(
+        assignments=assignments,
+        stations=stations,
+        orphans=orphans,
+        overloaded=overloaded,
+        townships_without_transfer_station=_townships_without(sites, is_ts & serves, townships),
+        has_working_sorting_centre=_has_working_centre(sites, is_sc & (status == "active"), verdicts),
+        method="network" if use_net else "euclidean",
+    )
+
+
+def _assignment_rows(
+    li: np.ndarray, ui: np.ndarray, idx: np.ndarray, dist: np.ndarray, method: np.ndarray,
+    sid: np.ndarray, tier: pd.Series, demand: pd.Series,
+) -> pd.DataFrame:
+    """One row per linked site ``li``: its station among ``ui`` (``idx``, -1 = none), distance, method."""
+    return pd.DataFrame(
+        {
+            "site_id": sid[li],
+            "tier": tier.to_numpy()[li],
+            "assigned_to": np.where(idx >= 0, sid[ui][np.clip(idx, 0, None)] if len(ui) else None, None),
+            "link_distance_m": dist,
+            "link_method": np.where(idx >= 0, method, None),
+            "demand_t_per_day": demand.to_numpy()[li],
+        }
+    )
+
+
+def _limits(p: Mapping[str, Any]) -> tuple[set[str], set[str], float, float, float]:
+    """Serving and linked statuses, point / station distance limits and snap limit (m)."""
+    return (
+        set(p.get("serving_statuses", ["active"])),
+        set(p.get("linked_statuses", ["active", "planned"])),
+        float(p.get("point_max_distance_m", 4000)),
+        float(p.get("station_max_distance_m", 60000)),
+        float(p.get("snap_max_distance_m", 500)),
+    )
+
+
+def _has_working_centre(sites: gpd.GeoDataFrame, active_sc: pd.Series, verdicts: pd.Series | None) -> bool:
+    """Whether an active sorting centre without a ``prohibited`` verdict exists."""
+    ok_verdict = (
+        verdicts.reindex(sites.index).fillna("ok") != "prohibited"
+        if verdicts is not None
+        else pd.Series(True, index=sites.index)
+    )
+    return bool((active_sc & ok_verdict).any())
+
+
+def _demand_capacity(sites: gpd.GeoDataFrame, tier: pd.Series, p: Mapping[str, Any]) -> tuple[pd.Series, pd.Series]:
+    """Demand of each point and capacity of each station (t/day).
+
+    A site's own ``capacity_t_per_day`` when given, else the tier's
+    ``point_demand_t_per_day`` / ``default_capacity_t_per_day``; NaN for the other tiers.
+    """
+    demand_default = dict(p.get("point_demand_t_per_day", {"collection_point": 1.0, "drop_off_point": 0.2}))
+    cap_default = dict(p.get("default_capacity_t_per_day", {"transfer_station": 30.0, "sorting_centre": 100.0}))
+    cap = pd.to_numeric(sites["capacity_t_per_day"], errors="coerce") if "capacity_t_per_day" in sites else pd.Series(np.nan, index=sites.index)
+    demand = cap.where(cap.notna(), tier.map(demand_default)).where(tier.isin(["collection_point", "drop_off_point"]), np.nan)
+    capacity = cap.where(cap.notna(), tier.map(cap_default)).where(tier.isin(["transfer_station", "sorting_centre"]), np.nan)
+    return demand, capacity
+
+
+def _townships_without(sites: gpd.GeoDataFrame, serving_ts: pd.Series, townships: gpd.GeoDataFrame | None) -> list[str]:
+    """Townships (in layer order) with no serving transfer station inside them."""
+    if townships is None or not len(townships):
+        return []
+    have = set(sites.loc[serving_ts, "township"].dropna()) if "township" in sites else set()
+    return [t for t in townships["township"].astype(str) if t not in have]
+
+
+def _nearest_upper(
+    src: np.ndarray, dst: np.ndarray, limit: float, net: Any, snap_max: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest serving station of each linked site: by road when ``net`` is given, else straight line.
+
+    Stations off the road graph are reached in a straight line; a routed site takes
+    whichever is nearer, the routed station or an off-graph one. Returns (station
+    index or -1, distance, ``network``/``euclidean`` per site).
+    """
+    idx, dist = nearest_euclidean(src, dst, limit)
+    method = np.full(len(src), "euclidean", dtype=object)
+    if net is None or not len(src) or not len(dst):
+        return idx, dist, method
+    nidx, ndist, routed, dst_ok = nearest_by_network(src, dst, limit, net, snap_max)
+    off = np.flatnonzero(~dst_ok)
+    oidx, odist = nearest_euclidean(src, dst[off], limit)
+    oidx = np.where(oidx >= 0, off[np.clip(oidx, 0, None)] if len(off) else -1, -1)
+    use_off = routed & (oidx >= 0) & ((nidx < 0) | (odist < np.nan_to_num(ndist, nan=np.inf)))
+    use_net_hit = routed & ~use_off
+    idx = np.where(use_off, oidx, np.where(use_net_hit, nidx, idx))
+    dist = np.where(use_off, odist, np.where(use_net_hit, ndist, dist))
+    method[use_net_hit] = "network"
+    return idx, dist, method
+
+
+def _station_loads(
+    sites: gpd.GeoDataFrame, srv: pd.Series, sid: np.ndarray, tier: pd.Series, capacity: pd.Series,
+    assignments: pd.DataFrame,
+) -> pd.DataFrame:
+    """Load of every serving station and sorting centre.
+
+    A transfer station's load is :math:`\\sum` of its points' demand; a sorting
+    centre's is the sum of its stations' loads; ``utilisation`` = load / capacity,
+    ``overloaded`` when load > capacity.
+    """
     stations = pd.DataFrame(
         {
             "site_id": sid[srv.to_numpy()],
@@ -178,7 +253,6 @@ def link_hierarchy(
     stations = stations.merge(load, left_on="site_id", right_index=True, how="left")
     stations["n_assigned"] = stations["n_assigned"].fillna(0).astype(int)
     stations["load_t_per_day"] = stations["load_t_per_day"].fillna(0.0)
-    # sorting centres take the summed load of their stations
     ts_load = stations.set_index("site_id")["load_t_per_day"]
     a_ts = assignments[assignments["tier"] == "transfer_station"].dropna(subset=["assigned_to"])
     sc_load = a_ts.assign(load=a_ts["site_id"].map(ts_load).fillna(0.0)).groupby("assigned_to")["load"].sum()
@@ -186,27 +260,7 @@ def link_hierarchy(
     stations.loc[is_sc_row, "load_t_per_day"] = stations.loc[is_sc_row, "site_id"].map(sc_load).astype(float).fillna(0.0)
     stations["utilisation"] = stations["load_t_per_day"] / stations["capacity_t_per_day"]
     stations["overloaded"] = stations["load_t_per_day"] > stations["capacity_t_per_day"]
-    orphans = assignments.loc[assignments["assigned_to"].isna(), "site_id"].tolist()
-    overloaded = stations.loc[stations["overloaded"], "site_id"].tolist()
-    no_ts: list[str] = []
-    if townships is not None and len(townships):
-        have = set(sites.loc[is_ts & serves, "township"].dropna()) if "township" in sites else set()
-        no_ts = [t for t in townships["township"].astype(str) if t not in have]
-    ok_verdict = (
-        verdicts.reindex(sites.index).fillna("ok") != "prohibited"
-        if verdicts is not None
-        else pd.Series(True, index=sites.index)
-    )
-    working = bool((is_sc & (status == "active") & ok_verdict).any())
-    return LinkageResult(
-        assignments=assignments,
-        stations=stations,
-        orphans=orphans,
-        overloaded=overloaded,
-        townships_without_transfer_station=no_ts,
-        has_working_sorting_centre=working,
-        method="network" if use_net else "euclidean",
-    )
+    return stations
 
 
 def _capacitated(
