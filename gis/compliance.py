@@ -188,8 +188,17 @@ def locate(
     n = len(points)
     out = pd.DataFrame(index=points.index)
     ptree = shapely.STRtree(geoms) if n else None
+    receptor_geoms: dict[str, list[np.ndarray]] = {r: [] for r in RECEPTORS}
+    _locate_township(out, geoms, townships, ptree)
+    _locate_landuse(out, points, ptree, landuse, landuse_raster, classes, receptor_geoms)
+    _locate_zones(out, geoms, zones, ptree, receptor_geoms)
+    _receptor_distances(out, geoms, receptor_geoms, receptor_max_distance_m)
+    return out
 
-    # 属地: township polygon covering the point (boundary counts as inside).
+
+def _locate_township(out: pd.DataFrame, geoms: np.ndarray, townships: gpd.GeoDataFrame | None, ptree: Any) -> None:
+    """属地: the township polygon covering each point (boundary counts as inside); adds ``township``."""
+    n = len(geoms)
     if townships is not None and len(townships):
         l, r = _covering(geoms, townships.geometry.values, ptree)
         hit = _first_hit(n, l, r)
@@ -198,10 +207,19 @@ def locate(
     else:
         out["township"] = None
 
-    # Land use: vector overlay first, raster fills the gaps.
+
+def _locate_landuse(
+    out: pd.DataFrame, points: gpd.GeoSeries, ptree: Any, landuse: gpd.GeoDataFrame | None, landuse_raster: Any,
+    classes: LandUseClasses, receptor_geoms: dict[str, list[np.ndarray]],
+) -> None:
+    """Land use under each point: vector overlay first, the raster fills the gaps.
+
+    Adds ``landuse_code``, ``landuse_name``, ``landuse_class``, ``landuse_source``,
+    ``landuse_raw``; appends the receptor-class polygons to ``receptor_geoms``.
+    """
+    geoms, n = points.values, len(points)
     codes = pd.Series([None] * n, index=points.index, dtype="object")
     source = pd.Series([None] * n, index=points.index, dtype="object")
-    receptor_geoms: dict[str, list[np.ndarray]] = {r: [] for r in RECEPTORS}
     if landuse is not None and len(landuse):
         l, r = _covering(geoms, landuse.geometry.values, ptree)
         hit = _first_hit(n, l, r)
@@ -236,59 +254,83 @@ def locate(
     out["landuse_source"] = source.where(tab["landuse_code"].notna(), None)
     out["landuse_raw"] = codes  # what the layer said, even when the table does not know it
 
-    # Zones: every zone covering the point, strictest 四山 level.
+
+def _locate_zones(
+    out: pd.DataFrame, geoms: np.ndarray, zones: gpd.GeoDataFrame | None, ptree: Any,
+    receptor_geoms: dict[str, list[np.ndarray]],
+) -> None:
+    """Every zone covering each point and the strictest 四山 level.
+
+    Adds ``in_<zone_type>``, ``four_mountains_level``, ``zones``, ``zone_names`` and
+    ``zone_names_<zone_type>``; water-source zones become receptors.
+    """
     zone_types = [z for z in ZONE_TYPE_LABEL_ZH]
     for zt in zone_types:
         out[f"in_{zt}"] = False
     out["four_mountains_level"] = None
     out["zones"] = ""
     out["zone_names"] = ""
-    if zones is not None and len(zones):
-        l, r = _covering(geoms, zones.geometry.values, ptree)
-        zt = zones["zone_type"].astype(str).to_numpy(dtype=object)
-        lv = zones["level"].astype("object").where(zones["level"].notna(), None).to_numpy(dtype=object) if "level" in zones else np.full(len(zones), None, dtype=object)
-        nm = zones["name"].astype("object").where(zones["name"].notna(), "").to_numpy(dtype=object) if "name" in zones else np.full(len(zones), "", dtype=object)
-        pairs = pd.DataFrame({"i": l, "zone_type": zt[r], "level": lv[r], "name": nm[r]})
-        pairs = pairs.drop_duplicates(["i", "zone_type", "level"])
-        for t in set(pairs["zone_type"]):
-            if t not in zone_types:
-                out[f"in_{t}"] = False
-            idx = pairs.loc[pairs["zone_type"] == t, "i"].unique()
-            out.iloc[idx, out.columns.get_loc(f"in_{t}")] = True
-        fm = pairs[(pairs["zone_type"] == "four_mountains") & pairs["level"].notna()].copy()
-        if len(fm):
-            fm["rank"] = fm["level"].map({k.value: v for k, v in ZONE_LEVEL_RANK.items()}).fillna(0)
-            best = fm.sort_values(["i", "rank"], ascending=[True, False]).drop_duplicates("i")
-            col = out.columns.get_loc("four_mountains_level")
-            out.iloc[best["i"].to_numpy(), col] = best["level"].to_numpy(dtype=object)
-        label = pairs["zone_type"] + np.where(pairs["level"].notna(), ":" + pairs["level"].astype(str), "")
-        pairs["label"] = label
-        pairs = pairs.sort_values(["i", "label"], kind="stable")
-        zl = pairs.drop_duplicates(["i", "label"]).groupby("i")["label"].agg(";".join)
-        named = pairs[pairs["name"].astype(str) != ""].drop_duplicates(["i", "name"])
-        zn = named.groupby("i")["name"].agg(";".join)
-        out.iloc[zl.index.to_numpy(), out.columns.get_loc("zones")] = zl.to_numpy()
-        out.iloc[zn.index.to_numpy(), out.columns.get_loc("zone_names")] = zn.to_numpy()
-        for t, part in named.groupby("zone_type"):
-            by_type = part.groupby("i")["name"].agg(";".join)
-            out[f"zone_names_{t}"] = ""
-            out.iloc[by_type.index.to_numpy(), out.columns.get_loc(f"zone_names_{t}")] = by_type.to_numpy()
-        ws = zones.geometry.values[(zones["zone_type"].astype(str) == "water_source").to_numpy()]
-        if len(ws):
-            receptor_geoms["water_source"].append(ws)
+    if zones is None or not len(zones):
+        return
+    l, r = _covering(geoms, zones.geometry.values, ptree)
+    zt = zones["zone_type"].astype(str).to_numpy(dtype=object)
+    lv = zones["level"].astype("object").where(zones["level"].notna(), None).to_numpy(dtype=object) if "level" in zones else np.full(len(zones), None, dtype=object)
+    nm = zones["name"].astype("object").where(zones["name"].notna(), "").to_numpy(dtype=object) if "name" in zones else np.full(len(zones), "", dtype=object)
+    pairs = pd.DataFrame({"i": l, "zone_type": zt[r], "level": lv[r], "name": nm[r]})
+    pairs = pairs.drop_duplicates(["i", "zone_type", "level"])
+    for t in set(pairs["zone_type"]):
+        if t not in zone_types:
+            out[f"in_{t}"] = False
+        idx = pairs.loc[pairs["zone_type"] == t, "i"].unique()
+        out.iloc[idx, out.columns.get_loc(f"in_{t}")] = True
+    _strictest_four_mountains(out, pairs)
+    _zone_labels(out, pairs)
+    ws = zones.geometry.values[(zones["zone_type"].astype(str) == "water_source").to_numpy()]
+    if len(ws):
+        receptor_geoms["water_source"].append(ws)
 
-    # Receptors: nearest distance per class within the search radius.
+
+def _strictest_four_mountains(out: pd.DataFrame, pairs: pd.DataFrame) -> None:
+    """``four_mountains_level`` = the highest-ranked 四山 level among a point's zones."""
+    fm = pairs[(pairs["zone_type"] == "four_mountains") & pairs["level"].notna()].copy()
+    if len(fm):
+        fm["rank"] = fm["level"].map({k.value: v for k, v in ZONE_LEVEL_RANK.items()}).fillna(0)
+        best = fm.sort_values(["i", "rank"], ascending=[True, False]).drop_duplicates("i")
+        col = out.columns.get_loc("four_mountains_level")
+        out.iloc[best["i"].to_numpy(), col] = best["level"].to_numpy(dtype=object)
+
+
+def _zone_labels(out: pd.DataFrame, pairs: pd.DataFrame) -> None:
+    """``zones`` (``zone_type[:level]``), ``zone_names`` and per-type names, ``;``-joined and sorted."""
+    label = pairs["zone_type"] + np.where(pairs["level"].notna(), ":" + pairs["level"].astype(str), "")
+    pairs["label"] = label
+    pairs = pairs.sort_values(["i", "label"], kind="stable")
+    zl = pairs.drop_duplicates(["i", "label"]).groupby("i")["label"].agg(";".join)
+    named = pairs[pairs["name"].astype(str) != ""].drop_duplicates(["i", "name"])
+    zn = named.groupby("i")["name"].agg(";".join)
+    out.iloc[zl.index.to_numpy(), out.columns.get_loc("zones")] = zl.to_numpy()
+    out.iloc[zn.index.to_numpy(), out.columns.get_loc("zone_names")] = zn.to_numpy()
+    for t, part in named.groupby("zone_type"):
+        by_type = part.groupby("i")["name"].agg(";".join)
+        out[f"zone_names_{t}"] = ""
+        out.iloc[by_type.index.to_numpy(), out.columns.get_loc(f"zone_names_{t}")] = by_type.to_numpy()
+
+
+def _receptor_distances(
+    out: pd.DataFrame, geoms: np.ndarray, receptor_geoms: dict[str, list[np.ndarray]], max_distance_m: float
+) -> None:
+    """``dist_<receptor>_m``: nearest receptor of each class within ``max_distance_m`` (NaN beyond)."""
+    n = len(geoms)
     for rec in RECEPTORS:
         dist = np.full(n, np.nan)
         parts = [g for g in receptor_geoms[rec] if len(g)]
         if parts and n:
             tree = shapely.STRtree(np.concatenate(parts))
             (pi, _ti), d = tree.query_nearest(
-                geoms, max_distance=receptor_max_distance_m, return_distance=True, all_matches=False
+                geoms, max_distance=max_distance_m, return_distance=True, all_matches=False
             )
             dist[pi] = d
         out[f"dist_{rec}_m"] = dist
-    return out
 
 
 # ------------------------------------------------------------------------ checking
@@ -523,53 +565,94 @@ def check_sites(
     sites = sites.copy()
     if "status" not in sites:
         sites["status"] = "active"
-    rmax = max(
-        [float(r.condition["distance_m"]) for r in rules.enabled if r.condition_type == "near_receptor"] + [1000.0]
-    )
-    base_locator = locator or locate
-
-    def locator(points: gpd.GeoSeries) -> pd.DataFrame:
-        return base_locator(
-            points,
-            townships=townships,
-            zones=zones,
-            landuse=landuse,
-            landuse_raster=landuse_raster,
-            classes=rules.classes,
-            receptor_max_distance_m=rmax,
-        )
-
+    locator = _bound_locator(locator or locate, rules, townships=townships, zones=zones, landuse=landuse,
+                             landuse_raster=landuse_raster)
     loc = locator(sites.geometry)
     sites = _keep_ledger_township(sites)
     for col in loc.columns:
         sites[col] = loc[col]
-    have = {
-        "zones": zones is not None,
-        "landuse": landuse is not None or landuse_raster is not None,
-    }
+    have = {"zones": zones is not None, "landuse": landuse is not None or landuse_raster is not None}
 
     # Pre-linkage verdicts (working-centre test), then linkage, then the unlinked rule.
     allowed = rules.classes.allowed_pairs()
-    results: dict[str, tuple[np.ndarray, pd.Series]] = {}
-    skipped: dict[str, str] = {}
-    for rule in rules.enabled:
-        if rule.condition_type == "unlinked":
-            continue
-        r = _evaluate(rule, sites, loc, rules.classes, allowed, set(), have)
-        if isinstance(r, str):
-            skipped[rule.id] = r
-        else:
-            results[rule.id] = (r[0] & _applies(rule, sites), r[1])
+    results, skipped = _evaluate_rules(rules, sites, loc, allowed, set(), have, unlinked=False)
     pre = _worst(rules, results, len(sites), sites.index)
     linkage = link_hierarchy(
         sites, params=rules.linkage, graph=graph, townships=townships, verdicts=pre
     )
-    orphans = set(linkage.orphans)
-    for rule in rules.enabled:
-        if rule.condition_type == "unlinked":
-            m, desc = _evaluate(rule, sites, loc, rules.classes, allowed, orphans, have)  # type: ignore[misc]
-            results[rule.id] = (m & _applies(rule, sites), desc)
+    late, late_skipped = _evaluate_rules(rules, sites, loc, allowed, set(linkage.orphans), have, unlinked=True)
+    results.update(late)
+    skipped.update(late_skipped)
+    violations = _violation_rows(rules, results, sites)
+    _mark_sites(sites, rules, results, violations, linkage)
+    by_rule = pd.Series({r.id: int((violations["rule_id"] == r.id).sum()) for r in rules.enabled}, dtype=int)
 
+    inc = None
+    if incidents is not None and len(incidents):
+        inc = _keep_ledger_township(incidents.copy())
+        iloc = locator(incidents.geometry)
+        for col in iloc.columns:
+            inc[col] = iloc[col]
+    return ComplianceResult(
+        sites=sites,
+        violations=violations,
+        by_rule=by_rule,
+        incidents=inc,
+        linkage=linkage,
+        skipped_rules=skipped,
+        rules=rules,
+    )
+
+
+def _bound_locator(base: Any, rules: RuleTable, **layers: Any) -> Any:
+    """:func:`locate` (or a replacement) bound to the district's layers and class table.
+
+    Receptors are searched up to the largest ``near_receptor`` distance of the
+    enabled rules, at least 1000 m.
+    """
+    rmax = max(
+        [float(r.condition["distance_m"]) for r in rules.enabled if r.condition_type == "near_receptor"] + [1000.0]
+    )
+
+    def bound(points: gpd.GeoSeries) -> pd.DataFrame:
+        return base(points, classes=rules.classes, receptor_max_distance_m=rmax, **layers)
+
+    return bound
+
+
+def _evaluate_rules(
+    rules: RuleTable, sites: gpd.GeoDataFrame, loc: pd.DataFrame, allowed: set[str], orphans: set[str],
+    have: dict[str, bool], *, unlinked: bool,
+) -> tuple[dict[str, tuple[np.ndarray, pd.Series]], dict[str, str]]:
+    """Masks and descriptions of the enabled rules (only the ``unlinked`` ones, or all others).
+
+    Returns ``{rule_id: (broken mask ∧ applies, description)}`` and
+    ``{rule_id: reason}`` for the rules skipped for a missing layer.
+    """
+    results: dict[str, tuple[np.ndarray, pd.Series]] = {}
+    skipped: dict[str, str] = {}
+    for rule in rules.enabled:
+        if (rule.condition_type == "unlinked") != unlinked:
+            continue
+        r = _evaluate(rule, sites, loc, rules.classes, allowed, orphans, have)
+        if isinstance(r, str):
+            skipped[rule.id] = r
+        else:
+            results[rule.id] = (r[0] & _applies(rule, sites), r[1])
+    return results, skipped
+
+
+_VIOLATION_COLUMNS = [
+    "site_id", "name", "address", "township", "township_ledger", "tier", "site_status", "rule_id",
+    "verdict", "problem_type", "title_zh", "description", "legal_source", "lead_department",
+    "co_departments", "measure_zh", "deadline_days", "geometry",
+]
+
+
+def _violation_rows(
+    rules: RuleTable, results: dict[str, tuple[np.ndarray, pd.Series]], sites: gpd.GeoDataFrame
+) -> gpd.GeoDataFrame:
+    """One row per (site, broken rule), in rule-table order, with the rule's ledger fields."""
     frames = []
     for rule in rules.enabled:
         if rule.id not in results:
@@ -602,16 +685,17 @@ def check_sites(
                 }
             )
         )
-    cols = [
-        "site_id", "name", "address", "township", "township_ledger", "tier", "site_status", "rule_id",
-        "verdict", "problem_type", "title_zh", "description", "legal_source", "lead_department",
-        "co_departments", "measure_zh", "deadline_days", "geometry",
-    ]
+    cols = _VIOLATION_COLUMNS
     vdf = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({c: [] for c in cols})
-    violations = gpd.GeoDataFrame(vdf[cols], geometry="geometry", crs=sites.crs)
+    return gpd.GeoDataFrame(vdf[cols], geometry="geometry", crs=sites.crs)
 
-    worst = _worst(rules, results, len(sites), sites.index)
-    sites["verdict"] = worst
+
+def _mark_sites(
+    sites: gpd.GeoDataFrame, rules: RuleTable, results: dict[str, tuple[np.ndarray, pd.Series]],
+    violations: gpd.GeoDataFrame, linkage: LinkageResult,
+) -> None:
+    """Add ``verdict`` (worst), ``rules_broken``, ``n_violations`` and the linkage columns to ``sites``."""
+    sites["verdict"] = _worst(rules, results, len(sites), sites.index)
     if len(violations):
         broken = violations.groupby("site_id")["rule_id"].agg(";".join)
         cnt = violations.groupby("site_id").size()
@@ -625,25 +709,6 @@ def check_sites(
     a = linkage.assignments.set_index("site_id")
     for col in ("assigned_to", "link_distance_m", "link_method"):
         sites[col] = key.map(a[col]) if len(a) else None
-    by_rule = pd.Series(
-        {r.id: int((violations["rule_id"] == r.id).sum()) for r in rules.enabled}, dtype=int
-    )
-
-    inc = None
-    if incidents is not None and len(incidents):
-        iloc = locator(incidents.geometry)
-        inc = _keep_ledger_township(incidents.copy())
-        for col in iloc.columns:
-            inc[col] = iloc[col]
-    return ComplianceResult(
-        sites=sites,
-        violations=violations,
-        by_rule=by_rule,
-        incidents=inc,
-        linkage=linkage,
-        skipped_rules=skipped,
-        rules=rules,
-    )
 
 
 def _keep_ledger_township(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
