@@ -93,7 +93,7 @@ def link_hierarchy(
     graph
         A networkx (osmnx) road graph with node ``x``/``y`` and edge ``length`` in the
         sites' CRS (:func:`gis.network.load_graph`), or a
-        :class:`gis.network.NetworkCSR`; None for straight-line distance.
+        :class:`gis.routing.NetworkCSR`; None for straight-line distance.
     townships
         Township polygons (for townships without a transfer station).
     verdicts

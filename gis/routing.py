@@ -269,8 +269,8 @@ def euclidean_distances(
     return d, i.astype(np.int64)
 
 
-def as_network(graph: Any, crs: Any) -> Any:
-    """The road graph as a :class:`gis.network.NetworkCSR` in ``crs``."""
+def as_network(graph: nx.MultiDiGraph | NetworkCSR, crs: Any) -> NetworkCSR:
+    """The road graph as a :class:`gis.routing.NetworkCSR` in ``crs``."""
     net = graph if isinstance(graph, NetworkCSR) else NetworkCSR.from_graph(graph)
     if crs is not None and not pyproj.CRS.from_user_input(net.crs).equals(pyproj.CRS.from_user_input(crs)):
         raise AnalysisError(
@@ -292,7 +292,7 @@ def nearest_euclidean(src: np.ndarray, dst: np.ndarray, limit: float) -> tuple[n
     return idx, dist
 
 
-def main_component(net: Any) -> np.ndarray:
+def main_component(net: NetworkCSR) -> np.ndarray:
     """Row indices of the largest strongly connected component of the road graph.
 
     Sites snap only onto it, so that every snapped pair is mutually reachable (a
@@ -315,7 +315,7 @@ def nearest_by_network(
     src: np.ndarray,
     dst: np.ndarray,
     limit: float,
-    net: Any,
+    net: NetworkCSR,
     snap_max: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Nearest ``dst`` by road distance (one multi-source Dijkstra from all ``dst``).
