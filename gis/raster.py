@@ -50,7 +50,7 @@ def cell_index(
     >>> from affine import Affine
     >>> r, c, ok = cell_index(Affine(10, 0, 0, 0, -10, 100), (10, 10), [5.0, 150.0], [95.0, 5.0])
     >>> r.tolist(), c.tolist(), ok.tolist()
-    ([0, 0], [0, 15], [True, False])
+    ([0, 9], [0, 15], [True, False])
     """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
