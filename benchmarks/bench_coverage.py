@@ -1,6 +1,6 @@
 """Benchmark: multi-source network coverage vs per-site ego_graph isochrones.
 
-Ours: one :func:`gis.coverage.multi_source_distances` pass (scipy.sparse.csgraph
+Ours: one :func:`gis.routing.multi_source_distances` pass (scipy.sparse.csgraph
 Dijkstra from a super-source). Peer: the osmnx-tutorial isochrone approach — one
 ``networkx.ego_graph(G, site_node, radius=L - snap, distance="length")`` per site,
 covered nodes = union of the ego graphs. Same graph, same sites, same radius; the
@@ -22,17 +22,17 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import WORK, machine, peak_memory, timed, write_section  # noqa: E402
-from gis import coverage, network, settings  # noqa: E402
+from gis import network, routing, settings  # noqa: E402
 
 LIMIT = 500.0
 
 
-def ours(net: network.NetworkCSR, sxy: np.ndarray) -> np.ndarray:
-    nodes = coverage.multi_source_distances(net, sxy, limit=LIMIT)
+def ours(net: routing.NetworkCSR, sxy: np.ndarray) -> np.ndarray:
+    nodes = routing.multi_source_distances(net, sxy, limit=LIMIT)
     return nodes.distance <= LIMIT
 
 
-def peer(G: nx.MultiDiGraph, net: network.NetworkCSR, sxy: np.ndarray) -> np.ndarray:
+def peer(G: nx.MultiDiGraph, net: routing.NetworkCSR, sxy: np.ndarray) -> np.ndarray:
     R = G.reverse(copy=False)  # resident -> site
     fnode, fsnap = net.snap(sxy)
     covered: set = set()
@@ -44,7 +44,7 @@ def peer(G: nx.MultiDiGraph, net: network.NetworkCSR, sxy: np.ndarray) -> np.nda
 
 
 def case(label: str, G: nx.MultiDiGraph, sxy: np.ndarray, repeat_peer: int = 3) -> dict:
-    net = network.NetworkCSR.from_graph(G)
+    net = routing.NetworkCSR.from_graph(G)
     t_ours, a = timed(lambda: ours(net, sxy), repeat=5)
     t_peer, b = timed(lambda: peer(G, net, sxy), repeat=repeat_peer)
     same = bool(np.array_equal(a, b))
@@ -65,7 +65,7 @@ def main() -> None:
     if (osm / "road_yuzhong.geojson").exists():
         for name in ("yuzhong", "nanan", "jiangbei"):
             G = network.load_graph(osm / f"road_{name}.geojson", mode="walk")
-            net = network.NetworkCSR.from_graph(G)
+            net = routing.NetworkCSR.from_graph(G)
             sxy = net.xy[rng.choice(net.n, 200, replace=False)] + rng.uniform(-100, 100, (200, 2))
             rows.append(case(f"real OSM {name} (walk)", G, sxy))
     else:
@@ -83,10 +83,10 @@ def main() -> None:
     pts = truth[truth["tier"].isin(["collection_point", "drop_off_point"])]
     G = network.load_graph(city / "roads.osm", mode="walk")
     sites = gpd.GeoSeries(gpd.points_from_xy(pts["lon"], pts["lat"]), crs=4326).to_crs(G.graph["crs"])
-    rows.append(case(f"city sample (walk, {len(sites):,} points)", G, network.points_xy(sites), repeat_peer=1))
+    rows.append(case(f"city sample (walk, {len(sites):,} points)", G, routing.points_xy(sites), repeat_peer=1))
 
     lines = [
-        f"Multi-source network coverage (`gis.coverage.multi_source_distances`, one scipy Dijkstra from a "
+        f"Multi-source network coverage (`gis.routing.multi_source_distances`, one scipy Dijkstra from a "
         f"super-source) vs per-site `networkx.ego_graph` isochrones (radius {LIMIT:.0f} m minus the site's snap "
         f"distance), walking graph. Covered node sets checked identical. {machine()}.",
         "",

@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import machine, peak_memory, timed, write_section  # noqa: E402
-from gis import network, settings, siting  # noqa: E402
+from gis import network, routing, settings, siting  # noqa: E402
 
 SIZES = [(500, 80, 5), (1000, 150, 10), (2000, 300, 20), (3000, 400, 25)]  # spopt needs ~3 min at the last
 LIMIT = 500.0
@@ -32,7 +32,7 @@ def main() -> None:
     path = settings.SHARED_OSM_DIR / "road_nanan.geojson"
     if not path.exists():
         raise SystemExit(f"real OSM data not at {path}")
-    net = network.NetworkCSR.from_graph(network.load_graph(path, mode="walk"))
+    net = routing.NetworkCSR.from_graph(network.load_graph(path, mode="walk"))
     rows = []
     for n_dem, n_cand, k in SIZES:
         rng = np.random.default_rng(n_dem)

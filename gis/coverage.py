@@ -35,11 +35,18 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 import shapely
-from scipy.sparse.csgraph import connected_components, dijkstra
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from gis._errors import AnalysisError, CatalogError
-from gis.network import NetworkCSR, points_xy
+from gis.routing import (
+    NetworkCSR,
+    NodeDistances,
+    euclidean_distances,
+    multi_source_distances,
+    network_point_distances,
+    points_xy,
+)
 
 #: Tiers counted by default in target rows that do not name theirs.
 DEFAULT_TARGET_TIERS: tuple[str, ...] = (
@@ -57,136 +64,6 @@ METRICS: tuple[str, ...] = (
     "households_per_point",
     "townships_meeting_norm",
 )
-
-
-# ---------------------------------------------------------------------------
-# distances
-# ---------------------------------------------------------------------------
-
-
-@dataclass
-class NodeDistances:
-    """Distance of every network node to its nearest facility.
-
-    Attributes
-    ----------
-    distance
-        Metres from each node to the nearest facility (``inf`` beyond ``limit``
-        or unreachable), including the facility's snap distance.
-    facility
-        Index (into the facility array) of that nearest facility, ``-1`` if none.
-    limit
-        The search limit used (metres).
-    """
-
-    distance: npt.NDArray[np.float64]
-    facility: npt.NDArray[np.int64]
-    limit: float
-
-
-def multi_source_distances(
-    net: NetworkCSR,
-    facilities_xy: npt.ArrayLike,
-    *,
-    limit: float = np.inf,
-    max_snap_m: float = np.inf,
-    towards_facility: bool = True,
-) -> NodeDistances:
-    """One Dijkstra pass giving every node its distance to the nearest facility.
-
-    A virtual super-source ``S`` gets an edge ``S → n_f`` of length ``s_f`` (the
-    facility's snap distance) to every facility's nearest node; Dijkstra from ``S``
-    with ``limit`` then labels each node with
-    :math:`\\min_f (s_f + D(n_f, n))`. The nearest facility of each node is read
-    off the shortest-path tree: the node's ancestor directly below ``S``
-    (pointer jumping over the predecessor array, :math:`O(n \\log h)`).
-
-    Parameters
-    ----------
-    net
-        The road network.
-    facilities_xy
-        ``m × 2`` facility coordinates in ``net.crs``.
-    limit
-        Stop the search beyond this distance (the service standard).
-    max_snap_m
-        Facilities further than this from every node are ignored.
-    towards_facility
-        Measure resident → facility (reverse graph) rather than facility → resident;
-        the two differ only on one-way streets.
-    """
-    fxy = np.asarray(facilities_xy, float).reshape(-1, 2)
-    n = net.n
-    dist = np.full(n, np.inf)
-    fac = np.full(n, -1, np.int64)
-    if len(fxy) == 0:
-        return NodeDistances(dist, fac, float(limit))
-    fnode, fsnap = net.snap(fxy)
-    ok = fsnap <= max_snap_m
-    if not ok.any():
-        return NodeDistances(dist, fac, float(limit))
-    fidx = np.flatnonzero(ok)
-    # per node keep the facility with the smallest snap distance
-    order = np.lexsort((fsnap[fidx], fnode[fidx]))
-    fidx = fidx[order]
-    first = np.r_[True, fnode[fidx][1:] != fnode[fidx][:-1]]
-    fidx = fidx[first]
-    A = net.transposed() if towards_facility else net.matrix
-    S = n
-    super_row = sp.csr_matrix(
-        (fsnap[fidx], (np.zeros(len(fidx), np.int64), fnode[fidx])), shape=(1, n + 1)
-    )
-    G = sp.vstack([sp.hstack([A, sp.csr_matrix((n, 1))]), super_row], format="csr")
-    d, pred = dijkstra(G, directed=True, indices=S, limit=limit, return_predecessors=True)
-    d = d[:n]
-    pred = pred[:n].astype(np.int64)
-    reached = np.isfinite(d)
-    # root facility node: the node whose predecessor is S
-    anc = np.where(pred == S, np.arange(n), pred)
-    anc = np.where(reached, anc, np.arange(n))
-    for _ in range(64):
-        nxt = anc[anc]
-        if np.array_equal(nxt, anc):
-            break
-        anc = nxt
-    node_fac = np.full(n, -1, np.int64)
-    node_fac[fnode[fidx]] = fidx
-    fac = np.where(reached, node_fac[anc], -1)
-    return NodeDistances(np.where(reached, d, np.inf), fac, float(limit))
-
-
-def network_point_distances(
-    net: NetworkCSR,
-    nodes: NodeDistances,
-    points: npt.ArrayLike,
-    *,
-    max_snap_m: float = np.inf,
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    """Network distance of arbitrary points (snapped) to their nearest facility.
-
-    Returns ``(distance, facility, snap)``: :math:`s_j + d(n_j)`, the facility
-    index (-1 if none within the limit) and the snap distance :math:`s_j`.
-    Points further than ``max_snap_m`` from the network get ``inf``.
-    """
-    node, snap = net.snap(points)
-    d = snap + nodes.distance[node]
-    f = nodes.facility[node].copy()
-    bad = (snap > max_snap_m) | ~np.isfinite(d)
-    d[bad] = np.inf
-    f[bad] = -1
-    return d, f, snap
-
-
-def euclidean_distances(
-    facilities_xy: npt.ArrayLike, points: npt.ArrayLike
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-    """Straight-line distance of each point to its nearest facility and its index."""
-    fxy = np.asarray(facilities_xy, float).reshape(-1, 2)
-    pxy = np.asarray(points, float).reshape(-1, 2)
-    if len(fxy) == 0:
-        return np.full(len(pxy), np.inf), np.full(len(pxy), -1, np.int64)
-    d, i = cKDTree(fxy).query(pxy)
-    return d, i.astype(np.int64)
 
 
 # ---------------------------------------------------------------------------
@@ -309,37 +186,7 @@ def compute_coverage(
         pts["households"] = _spread_households(pts, townships)
     pxy = points_xy(pts)
     sxy = points_xy(sites) if len(sites) else np.empty((0, 2))
-    L = standard.distance_m
-    if standard.mode == "district":
-        has = len(sites) > 0
-        pts["dist_euclidean"] = np.where(has, 0.0, np.inf)
-        pts["dist_network"] = pts["dist_euclidean"]
-        pts["snap_m"] = 0.0
-        pts["site"] = np.where(has, 0, -1)
-        pts["covered_euclidean"] = has
-        pts["covered"] = has
-        method = "district"
-        nodes = None
-    else:
-        de, fe = euclidean_distances(sxy, pxy)
-        pts["dist_euclidean"] = de
-        pts["covered_euclidean"] = de <= L
-        nodes = None
-        if network is not None and standard.mode in ("walk", "drive"):
-            nodes = multi_source_distances(network, sxy, limit=L, max_snap_m=max_snap_m)
-            dn, fn, snap = network_point_distances(network, nodes, pxy, max_snap_m=max_snap_m)
-            pts["dist_network"] = dn
-            pts["snap_m"] = snap
-            pts["site"] = fn
-            pts["covered"] = dn <= L
-            pts.loc[~pts["covered"], "site"] = -1
-            method = "network"
-        else:
-            pts["dist_network"] = np.inf
-            pts["snap_m"] = 0.0
-            pts["site"] = np.where(de <= L, fe, -1)
-            pts["covered"] = pts["covered_euclidean"]
-            method = "euclidean"
+    method, nodes = _point_distances(pts, pxy, sxy, len(sites), standard, network, max_snap_m)
     by_tw = _by_township(pts)
     pop = pts["population"].sum()
     hh = pts["households"].sum(min_count=1)
@@ -350,6 +197,46 @@ def compute_coverage(
     )
     areas = service_areas(sites, standard, network=network, nodes=nodes)
     return CoverageResult(standard, pts, sites, by_tw, share, hshare, share_e, areas, method, nodes)
+
+
+def _point_distances(
+    pts: gpd.GeoDataFrame, pxy: np.ndarray, sxy: np.ndarray, n_sites: int, standard: Standard,
+    network: NetworkCSR | None, max_snap_m: float,
+) -> tuple[str, NodeDistances | None]:
+    """Distance of every point to its nearest site; adds the distance and ``covered`` columns.
+
+    ``district`` standards cover everything when a site exists; ``walk``/``drive``
+    with a network use :func:`gis.routing.multi_source_distances` (covered when
+    :math:`s_j + d(n_j) \\le L`); otherwise straight-line distance. Returns the
+    method (``district``, ``network``, ``euclidean``) and the node distances.
+    """
+    L = standard.distance_m
+    if standard.mode == "district":
+        has = n_sites > 0
+        pts["dist_euclidean"] = np.where(has, 0.0, np.inf)
+        pts["dist_network"] = pts["dist_euclidean"]
+        pts["snap_m"] = 0.0
+        pts["site"] = np.where(has, 0, -1)
+        pts["covered_euclidean"] = has
+        pts["covered"] = has
+        return "district", None
+    de, fe = euclidean_distances(sxy, pxy)
+    pts["dist_euclidean"] = de
+    pts["covered_euclidean"] = de <= L
+    if network is not None and standard.mode in ("walk", "drive"):
+        nodes = multi_source_distances(network, sxy, limit=L, max_snap_m=max_snap_m)
+        dn, fn, snap = network_point_distances(network, nodes, pxy, max_snap_m=max_snap_m)
+        pts["dist_network"] = dn
+        pts["snap_m"] = snap
+        pts["site"] = fn
+        pts["covered"] = dn <= L
+        pts.loc[~pts["covered"], "site"] = -1
+        return "network", nodes
+    pts["dist_network"] = np.inf
+    pts["snap_m"] = 0.0
+    pts["site"] = np.where(de <= L, fe, -1)
+    pts["covered"] = pts["covered_euclidean"]
+    return "euclidean", None
 
 
 def _spread_households(pts: gpd.GeoDataFrame, townships: gpd.GeoDataFrame | None) -> pd.Series:
@@ -520,13 +407,8 @@ def coverage_gaps(
     empty = gpd.GeoDataFrame({c: [] for c in cols}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
     if len(points) == 0:
         return empty
-    xy_all = points_xy(points)
     if cell_size_m is None:
-        if len(points) > 1:
-            d, _ = cKDTree(xy_all).query(xy_all, k=2)
-            cell_size_m = float(np.median(d[:, 1]))
-        else:
-            cell_size_m = 100.0
+        cell_size_m = _cell_spacing(points_xy(points))
     unc = points.loc[~points["covered"].to_numpy(bool) & (points["population"].to_numpy(float) > 0)]
     if len(unc) == 0:
         return empty
@@ -539,11 +421,7 @@ def coverage_gaps(
     n = len(unc)
     adj = sp.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)) if len(pairs) else sp.coo_matrix((n, n))
     _, comp = connected_components(adj, directed=False)
-    pop = np.bincount(comp, weights=unc["population"].to_numpy(float))
-    hh_vals = pd.to_numeric(unc.get("households", pd.Series(np.nan, index=unc.index)), errors="coerce").to_numpy(float)
-    hh = np.bincount(comp, weights=np.nan_to_num(hh_vals))
-    hh = np.where(np.bincount(comp, weights=np.isfinite(hh_vals).astype(float)) > 0, hh, np.nan)
-    ncell = np.bincount(comp)
+    pop, hh, ncell = _gap_totals(unc, comp)
     order = np.argsort(-pop, kind="stable")
     order = order[pop[order] >= min_population]
     if max_gaps is not None:
@@ -552,22 +430,7 @@ def coverage_gaps(
         return empty
     rank_of = np.full(len(pop), -1)
     rank_of[order] = np.arange(1, len(order) + 1)
-    sel = rank_of[comp] > 0
-    if raster is not None and {"row", "col"} <= set(unc.columns):
-        r = unc["row"].to_numpy(float)[sel]
-        c = unc["col"].to_numpy(float)[sel]
-        x0, y0 = raster.transform @ (c, r)
-        x1, y1 = raster.transform @ (c + 1, r + 1)
-        boxes = gpd.GeoSeries(shapely.box(x0, y0, x1, y1), crs=raster.crs).to_crs(crs).to_numpy()
-    else:
-        half = cell_size_m / 2
-        boxes = shapely.box(xy[sel, 0] - half, xy[sel, 1] - half, xy[sel, 0] + half, xy[sel, 1] + half)
-    ranks = rank_of[comp][sel]
-    by_rank = pd.Series(np.arange(len(ranks))).groupby(ranks).indices
-    # cells tile without overlap: the coverage union is exact and much faster than union_all
-    merged = gpd.GeoSeries(
-        {rank: shapely.coverage_union_all(boxes[idx]) for rank, idx in sorted(by_rank.items())}, crs=crs
-    ).rename("geometry").to_frame()
+    merged = _gap_polygons(unc, xy, rank_of[comp], cell_size_m, raster, crs)
     tw = pd.DataFrame({"rank": rank_of[comp], "township": unc["township"].astype("string").fillna("(无镇街)").to_numpy(),
                        "population": unc["population"].to_numpy(float)})
     tw = tw[tw["rank"] > 0].groupby(["rank", "township"])["population"].sum().reset_index()
@@ -581,11 +444,54 @@ def coverage_gaps(
             "households": hh[order],
             "cells": ncell[order],
         },
-        geometry=merged.geometry.reindex(np.arange(1, len(order) + 1)).to_numpy(),
+        geometry=merged.reindex(np.arange(1, len(order) + 1)).to_numpy(),
         crs=crs,
     )
     out["area_km2"] = out.geometry.area / 1e6
     return out
+
+
+def _cell_spacing(xy: np.ndarray) -> float:
+    """Median nearest-neighbour spacing of the cells (100 m for a single cell)."""
+    if len(xy) > 1:
+        d, _ = cKDTree(xy).query(xy, k=2)
+        return float(np.median(d[:, 1]))
+    return 100.0
+
+
+def _gap_totals(unc: gpd.GeoDataFrame, comp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Uncovered population, households (NaN when none known) and cell count per component."""
+    pop = np.bincount(comp, weights=unc["population"].to_numpy(float))
+    hh_vals = pd.to_numeric(unc.get("households", pd.Series(np.nan, index=unc.index)), errors="coerce").to_numpy(float)
+    hh = np.bincount(comp, weights=np.nan_to_num(hh_vals))
+    hh = np.where(np.bincount(comp, weights=np.isfinite(hh_vals).astype(float)) > 0, hh, np.nan)
+    return pop, hh, np.bincount(comp)
+
+
+def _gap_polygons(
+    unc: gpd.GeoDataFrame, xy: np.ndarray, cell_rank: np.ndarray, cell_size_m: float, raster: Any, crs: Any
+) -> gpd.GeoSeries:
+    """Dissolved footprint of the ranked gaps' cells, indexed by rank.
+
+    Raster cells are drawn in the raster's CRS (true footprints), others as squares
+    of side ``cell_size_m``; cells tile without overlap, so
+    :func:`shapely.coverage_union_all` is exact.
+    """
+    sel = cell_rank > 0
+    if raster is not None and {"row", "col"} <= set(unc.columns):
+        r = unc["row"].to_numpy(float)[sel]
+        c = unc["col"].to_numpy(float)[sel]
+        x0, y0 = raster.transform @ (c, r)
+        x1, y1 = raster.transform @ (c + 1, r + 1)
+        boxes = gpd.GeoSeries(shapely.box(x0, y0, x1, y1), crs=raster.crs).to_crs(crs).to_numpy()
+    else:
+        half = cell_size_m / 2
+        boxes = shapely.box(xy[sel, 0] - half, xy[sel, 1] - half, xy[sel, 0] + half, xy[sel, 1] + half)
+    ranks = cell_rank[sel]
+    by_rank = pd.Series(np.arange(len(ranks))).groupby(ranks).indices
+    return gpd.GeoSeries(
+        {rank: shapely.coverage_union_all(boxes[idx]) for rank, idx in sorted(by_rank.items())}, crs=crs
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -846,7 +752,6 @@ def analyse_district(
         ``{mode: NetworkCSR}`` already built (else read from ``district.roads_path``).
     """
     from gis import network as gnet
-    from gis import siting
 
     cfg = district.project.section("coverage")
     max_snap = float(cfg["max_snap_m"])
@@ -904,39 +809,55 @@ def analyse_district(
         households_table=households_table, source=str(district.project.path),
     )
     hh_tab = households_per_point(district.townships, sites, cfg)
-    gcfg = cfg.get("gaps") or {}
-    gaps = (
-        coverage_gaps(headline.points, min_population=float(gcfg["min_population"]), raster=district.population_raster,
-                      max_gaps=gcfg.get("max_gaps"))
-        if headline is not None
-        else coverage_gaps(gpd.GeoDataFrame(geometry=gpd.GeoSeries([], crs=district.crs)))
-    )
-    outcome = None
+    gaps = _headline_gaps(district, headline, cfg.get("gaps") or {})
     scfg = cfg.get("siting") or {}
+    outcome = None
     if headline is not None and headline.standard.mode != "district":
-        kind = str(scfg.get("candidates", "both"))
-        parts = []
-        if kind in ("district", "both") and district.candidates is not None and len(district.candidates):
-            c = district.candidates.copy()
-            c["kind"] = c["kind"].fillna("given") if "kind" in c else "given"
-            parts.append(c)
-        if kind in ("grid", "both"):
-            parts.append(siting.grid_candidates(district.boundary, float(scfg["grid_spacing_m"]),
-                                                district.crs))
-        if parts:
-            cand = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=district.crs)
-            from gis.compliance import RuleTable
-
-            rules = RuleTable.from_section(district.project.section("compliance"), source=district.project.path)
-            checked = siting.eligible_candidates(
-                cand, headline_tier, townships=district.townships, zones=district.zones,
-                landuse=district.landuse, landuse_raster=district.landuse_raster, rules=rules,
-            )
-            outcome = siting.recommend_sites(
-                headline.points, checked, distance_m=float(headline.standard.distance_m), tier=headline_tier,
-                network=net_for(headline.standard.mode), max_snap_m=max_snap, config=scfg,
-            )
+        outcome = _recommend(district, headline, headline_tier, scfg, net_for(headline.standard.mode), max_snap)
     return DistrictCoverage(sites, by_tier, headline, hh_tab, target_rows, gaps, outcome, nets, cfg)
+
+
+def _headline_gaps(district: Any, headline: CoverageResult | None, gcfg: Mapping[str, Any]) -> gpd.GeoDataFrame:
+    """:func:`coverage_gaps` of the headline tier (an empty layer without population)."""
+    if headline is None:
+        return coverage_gaps(gpd.GeoDataFrame(geometry=gpd.GeoSeries([], crs=district.crs)))
+    return coverage_gaps(headline.points, min_population=float(gcfg["min_population"]),
+                         raster=district.population_raster, max_gaps=gcfg.get("max_gaps"))
+
+
+def _recommend(
+    district: Any, headline: CoverageResult, headline_tier: str, scfg: Mapping[str, Any],
+    net: NetworkCSR | None, max_snap: float,
+) -> Any:
+    """New sites for the headline tier (:func:`gis.siting.recommend_sites`), or None without candidates.
+
+    Candidates are the district's own (``candidates: district``), a grid over the
+    district (``grid``) or both; each is checked against the compliance rules first.
+    """
+    from gis import siting
+    from gis.rules import RuleTable
+
+    kind = str(scfg.get("candidates", "both"))
+    parts = []
+    if kind in ("district", "both") and district.candidates is not None and len(district.candidates):
+        c = district.candidates.copy()
+        c["kind"] = c["kind"].fillna("given") if "kind" in c else "given"
+        parts.append(c)
+    if kind in ("grid", "both"):
+        parts.append(siting.grid_candidates(district.boundary, float(scfg["grid_spacing_m"]),
+                                            district.crs))
+    if not parts:
+        return None
+    cand = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=district.crs)
+    rules = RuleTable.from_section(district.project.section("compliance"), source=district.project.path)
+    checked = siting.eligible_candidates(
+        cand, headline_tier, townships=district.townships, zones=district.zones,
+        landuse=district.landuse, landuse_raster=district.landuse_raster, rules=rules,
+    )
+    return siting.recommend_sites(
+        headline.points, checked, distance_m=float(headline.standard.distance_m), tier=headline_tier,
+        network=net, max_snap_m=max_snap, config=scfg,
+    )
 
 
 def _default_targets() -> list[dict[str, Any]]:

@@ -652,26 +652,18 @@ class RasterLayer:
         return self._array
 
     def cell_index(self, points: gpd.GeoSeries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Row, column and inside-mask of each point in the raster grid."""
+        """Row, column and inside-mask of each point in the raster grid (:func:`gis.raster.cell_index`)."""
+        from .raster import cell_index
+
         pts = points.to_crs(self.crs)
-        x = pts.x.to_numpy()
-        y = pts.y.to_numpy()
-        inv = ~self.transform
-        cols, rows = inv @ (x, y)
-        rows = np.floor(np.asarray(rows)).astype(np.int64)
-        cols = np.floor(np.asarray(cols)).astype(np.int64)
-        inside = (rows >= 0) & (rows < self.shape[0]) & (cols >= 0) & (cols < self.shape[1]) & np.isfinite(x)
-        return rows, cols, inside
+        return cell_index(self.transform, self.shape, pts.x.to_numpy(), pts.y.to_numpy())
 
     def sample(self, points: gpd.GeoSeries) -> np.ndarray:
-        """Raw cell values under points; NaN where outside the raster or on nodata."""
-        rows, cols, inside = self.cell_index(points)
-        arr = self.read()
-        out = np.full(len(points), np.nan)
-        out[inside] = arr[rows[inside], cols[inside]]
-        if self.nodata is not None:
-            out[out == self.nodata] = np.nan
-        return out
+        """Raw cell values under points; NaN where outside the raster or on nodata (:func:`gis.raster.sample_band`)."""
+        from .raster import sample_band
+
+        pts = points.to_crs(self.crs)
+        return sample_band(self.read(), self.transform, pts.x.to_numpy(), pts.y.to_numpy(), self.nodata)
 
     def sample_codes(self, points: gpd.GeoSeries) -> np.ndarray:
         """Land-use codes (strings) under points; ``None`` on nodata, gaps or outside."""

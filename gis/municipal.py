@@ -391,52 +391,14 @@ def rollup(runs: str | Path, out: str | Path, *, merge_distance_m: float = 100.0
     out = Path(out)
     dist_rows, target_rows, cov_rows, dept_rows, outlines, cluster_frames = [], [], [], [], [], []
     for folder in district_runs(runs):
-        try:
-            s = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise InputError(folder / "summary.json", f"unreadable: {exc}") from exc
-        name, code = s.get("district"), str(s.get("code") or folder.name)
-        targets = s.get("targets") or []
-        met = [t for t in targets if t.get("met")]
-        cov = s.get("coverage") or {}
-        hs = s.get("hotspots") or {}
-        tw = gpd.read_file(folder / "district.gpkg", layer="townships").to_crs(4326)
-        outline = shapely.union_all(tw.geometry.values)
-        outlines.append(outline)
-        cells = _read_layer(folder / "coverage.gpkg", "population_cells")
-        pop = covered = None
-        if cells is not None and len(cells) and "covered" in cells:
-            pop = float(cells["population"].sum())
-            covered = float(cells.loc[cells["covered"].astype(bool), "population"].sum())
-        share = cov.get("population_covered_share")
-        cov_rows.append({
-            "区县": name, "代码": code, "覆盖口径": cov.get("headline_tier"), "方式": cov.get("method"),
-            "服务半径(米)": (cov.get("standard") or {}).get("distance_m"),
-            "常住人口": pop, "覆盖人口": covered, "人口覆盖率": share,
-            "户覆盖率": cov.get("household_covered_share"), "覆盖缺口数": cov.get("gaps"),
-        })
-        for t in targets:
-            target_rows.append({"区县": name, "代码": code, "指标": t.get("name"), "口径": t.get("metric"),
-                                "目标值": t.get("target"), "实际值": t.get("actual"), "是否达标": "是" if t.get("met") else "否"})
-        viol = _read_layer(folder / "sites.gpkg", "violations")
-        if viol is not None and len(viol):
-            vc = viol["lead_department"].fillna("（未定）").astype(str).value_counts()
-            for dept, n in vc.items():
-                dept_rows.append({"区县": name, "代码": code, "牵头部门": dept, "违规条数": int(n), "台账问题数": 0})
-        for dept, n in (s.get("problems_by_department") or {}).items():
-            dept_rows.append({"区县": name, "代码": code, "牵头部门": dept, "违规条数": 0, "台账问题数": int(n)})
-        cl = _read_layer(folder / "hotspots.gpkg", "clusters")
-        if cl is not None and len(cl):
-            cl = cl.to_crs(4326)
-            cl["district"], cl["district_code"] = name, code
-            cluster_frames.append(cl)
-        dist_rows.append({
-            "区县": name, "代码": code, "网点数": s.get("sites_total"), "事件数": s.get("incidents_total"),
-            "剔除行数": s.get("rejects"), "违规条数": s.get("violations_total"),
-            "达标指标数": len(met), "指标数": len(targets), "人口覆盖率": share,
-            "聚集区数": hs.get("clusters"), "四山聚集区数": hs.get("clusters_in_four_mountains"),
-            "问题台账条数": s.get("problems_total"), "样例数据": bool(s.get("sample")),
-        })
+        d = _read_district_run(folder)
+        dist_rows.append(d.row)
+        target_rows += d.targets
+        cov_rows.append(d.coverage)
+        dept_rows += d.departments
+        outlines.append(d.outline)
+        if d.clusters is not None:
+            cluster_frames.append(d.clusters)
     districts = gpd.GeoDataFrame(pd.DataFrame(dist_rows), geometry=outlines, crs=4326)
     lon = districts.total_bounds[[0, 2]]
     crs = choose_metric_crs(float(lon[0]), float(lon[1]))
@@ -447,9 +409,89 @@ def rollup(runs: str | Path, out: str | Path, *, merge_distance_m: float = 100.0
     dept = pd.DataFrame(dept_rows, columns=["区县", "代码", "牵头部门", "违规条数", "台账问题数"])
     dept = dept.groupby(["牵头部门", "区县", "代码"], as_index=False)[["违规条数", "台账问题数"]].sum()
     dept = dept.sort_values(["牵头部门", "代码"]).reset_index(drop=True)
+    summary = _rollup_summary(districts, dist_rows, cov_rows, clusters, sum(len(f) for f in cluster_frames), ranges, dept)
+    summary["merge_distance_m"] = merge_distance_m
+    summary["metric_crs"] = crs.to_string()
+    res = Rollup(districts=districts, targets=targets, coverage=coverage, departments=dept,
+                 clusters=clusters, ranges=ranges, summary=summary)
+    _write_rollup(res, out)
+    return res
+
+
+@dataclass
+class _DistrictRun:
+    """What one district's ``gis run`` outputs contribute to the roll-up."""
+
+    row: dict[str, Any]
+    targets: list[dict[str, Any]]
+    coverage: dict[str, Any]
+    departments: list[dict[str, Any]]
+    outline: Any
+    clusters: gpd.GeoDataFrame | None
+
+
+def _read_district_run(folder: Path) -> _DistrictRun:
+    """Read ``summary.json``, the township outline, coverage cells, violations and clusters of one run."""
+    try:
+        s = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(folder / "summary.json", f"unreadable: {exc}") from exc
+    name, code = s.get("district"), str(s.get("code") or folder.name)
+    targets = s.get("targets") or []
+    cov = s.get("coverage") or {}
+    hs = s.get("hotspots") or {}
+    tw = gpd.read_file(folder / "district.gpkg", layer="townships").to_crs(4326)
+    cells = _read_layer(folder / "coverage.gpkg", "population_cells")
+    pop = covered = None
+    if cells is not None and len(cells) and "covered" in cells:
+        pop = float(cells["population"].sum())
+        covered = float(cells.loc[cells["covered"].astype(bool), "population"].sum())
+    share = cov.get("population_covered_share")
+    cov_row = {
+        "区县": name, "代码": code, "覆盖口径": cov.get("headline_tier"), "方式": cov.get("method"),
+        "服务半径(米)": (cov.get("standard") or {}).get("distance_m"),
+        "常住人口": pop, "覆盖人口": covered, "人口覆盖率": share,
+        "户覆盖率": cov.get("household_covered_share"), "覆盖缺口数": cov.get("gaps"),
+    }
+    target_rows = [{"区县": name, "代码": code, "指标": t.get("name"), "口径": t.get("metric"),
+                    "目标值": t.get("target"), "实际值": t.get("actual"), "是否达标": "是" if t.get("met") else "否"}
+                   for t in targets]
+    dept_rows = []
+    viol = _read_layer(folder / "sites.gpkg", "violations")
+    if viol is not None and len(viol):
+        vc = viol["lead_department"].fillna("（未定）").astype(str).value_counts()
+        dept_rows += [{"区县": name, "代码": code, "牵头部门": dept, "违规条数": int(n), "台账问题数": 0} for dept, n in vc.items()]
+    dept_rows += [{"区县": name, "代码": code, "牵头部门": dept, "违规条数": 0, "台账问题数": int(n)}
+                  for dept, n in (s.get("problems_by_department") or {}).items()]
+    cl = _read_layer(folder / "hotspots.gpkg", "clusters")
+    if cl is not None and len(cl):
+        cl = cl.to_crs(4326)
+        cl["district"], cl["district_code"] = name, code
+    else:
+        cl = None
+    row = {
+        "区县": name, "代码": code, "网点数": s.get("sites_total"), "事件数": s.get("incidents_total"),
+        "剔除行数": s.get("rejects"), "违规条数": s.get("violations_total"),
+        "达标指标数": len([t for t in targets if t.get("met")]), "指标数": len(targets), "人口覆盖率": share,
+        "聚集区数": hs.get("clusters"), "四山聚集区数": hs.get("clusters_in_four_mountains"),
+        "问题台账条数": s.get("problems_total"), "样例数据": bool(s.get("sample")),
+    }
+    return _DistrictRun(row, target_rows, cov_row, dept_rows, shapely.union_all(tw.geometry.values), cl)
+
+
+def _rollup_summary(
+    districts: gpd.GeoDataFrame, dist_rows: Sequence[Mapping[str, Any]], cov_rows: Sequence[Mapping[str, Any]],
+    clusters: gpd.GeoDataFrame, n_district_clusters: int, ranges: pd.DataFrame, dept: pd.DataFrame,
+) -> dict[str, Any]:
+    """Headline figures of the roll-up (``municipal_summary.json``).
+
+    ``population_covered_share`` = :math:`\\sum` covered / :math:`\\sum` population
+    over the districts' cells (not a mean of the district shares).
+    """
+    coverage = pd.DataFrame(cov_rows)
     tot_pop = float(np.nansum(coverage["常住人口"].to_numpy(dtype=float))) if len(coverage) else 0.0
     tot_cov = float(np.nansum(coverage["覆盖人口"].to_numpy(dtype=float))) if len(coverage) else 0.0
-    summary = {
+    return {
         "municipality": "重庆市（样例）" if bool(districts["样例数据"].all()) else "municipality",
         "sample": bool(districts["样例数据"].all()),
         "districts": int(len(districts)),
@@ -460,35 +502,36 @@ def rollup(runs: str | Path, out: str | Path, *, merge_distance_m: float = 100.0
         "population": tot_pop,
         "population_covered_share": round(tot_cov / tot_pop, 4) if tot_pop else None,
         "coverage_by_district": {r["代码"]: r["人口覆盖率"] for r in cov_rows},
-        "clusters_district_level": int(sum(len(f) for f in cluster_frames)),
+        "clusters_district_level": int(n_district_clusters),
         "clusters_merged": int(clusters["merged_id"].nunique()) if len(clusters) else 0,
         "cross_border_clusters": int(clusters.loc[clusters["cross_border"], "merged_id"].nunique()) if len(clusters) else 0,
         "clusters_by_range": {r["range"]: int(r["clusters"]) for _, r in ranges.iterrows()},
         "cross_border_by_range": {r["range"]: int(r["cross_border"]) for _, r in ranges.iterrows()},
         "violations_by_department": {str(k): int(v) for k, v in dept.groupby("牵头部门")["违规条数"].sum().items()},
         "problems_by_department": {str(k): int(v) for k, v in dept.groupby("牵头部门")["台账问题数"].sum().items()},
-        "merge_distance_m": merge_distance_m,
-        "metric_crs": crs.to_string(),
     }
+
+
+def _write_rollup(res: Rollup, out: Path) -> None:
+    """``municipal_summary.xlsx`` (Chinese sheets), ``municipal.gpkg`` and ``municipal_summary.json``."""
     out.mkdir(parents=True, exist_ok=True)
-    label = [f"重庆市再生资源回收体系市级汇总（{settings.SAMPLE_LABEL}）" if summary["sample"] else "市级汇总"]
+    clusters = res.clusters
+    label = [f"重庆市再生资源回收体系市级汇总（{settings.SAMPLE_LABEL}）" if res.summary["sample"] else "市级汇总"]
     write_excel(
         {
-            "区县汇总": pd.DataFrame(districts.drop(columns="geometry")),
-            "目标完成": targets,
-            "覆盖率": coverage,
-            "四山聚集区": ranges.rename(columns=_RANGE_SHEET_COLS),
+            "区县汇总": pd.DataFrame(res.districts.drop(columns="geometry")),
+            "目标完成": res.targets,
+            "覆盖率": res.coverage,
+            "四山聚集区": res.ranges.rename(columns=_RANGE_SHEET_COLS),
             "跨区聚集区": _cluster_sheet(clusters[clusters["cross_border"].astype(bool)] if len(clusters) else clusters),
             "全部聚集区": _cluster_sheet(clusters),
-            "部门违规": dept,
+            "部门违规": res.departments,
         },
         out / "municipal_summary.xlsx",
         title_rows={"区县汇总": label},
     )
-    write_gpkg({"districts": districts, "clusters": clusters}, out / "municipal.gpkg")
-    write_json(summary, out / "municipal_summary.json")
-    return Rollup(districts=districts, targets=targets, coverage=coverage, departments=dept,
-                  clusters=clusters, ranges=ranges, summary=summary)
+    write_gpkg({"districts": res.districts, "clusters": clusters}, out / "municipal.gpkg")
+    write_json(res.summary, out / "municipal_summary.json")
 
 
 #: Chinese headers of the workbook's cluster sheets (the :class:`Rollup` frames keep English names).

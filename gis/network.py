@@ -8,28 +8,24 @@ the district's metric CRS with, on every edge, ``length`` (metres), ``speed_kph`
 Nothing is downloaded: :func:`download_graph` exists for analysts who want it, and
 refuses unless explicitly allowed.
 
-Analyses do not run shortest paths on the networkx graph: :class:`NetworkCSR` is a
-compact ``scipy.sparse`` CSR export of it (parallel edges reduced to the shortest),
-with a KD-tree over the node coordinates for snapping points to the network, on
-which :mod:`scipy.sparse.csgraph` runs multi-source Dijkstra in C.
+Analyses do not run shortest paths on the networkx graph: :class:`gis.routing.NetworkCSR`
+is a compact ``scipy.sparse`` CSR export of it, and :mod:`gis.routing` holds every
+snapping and distance function (multi-source Dijkstra, straight-line fallback).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import geopandas as gpd
 import networkx as nx
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 import pyproj
-import scipy.sparse as sp
 import shapely
-from scipy.spatial import cKDTree
 
 from gis import settings
 from gis._errors import AnalysisError, InputError
@@ -310,6 +306,23 @@ def graph_from_roads(
     tol = float(tolerance_m if tolerance_m is not None else cfg["node_tolerance_m"])
     if tol <= 0:
         raise AnalysisError("node_tolerance_m must be positive")
+    r, crs = _usable_roads(roads, mode, cfg, src, crs)
+    v = _road_vertices(r, tol, src)
+    edges, attr_line = _undirected_edges(r, v)
+    gdf_edges = _directed_edges(edges, r, attr_line, mode, crs)
+    gdf_nodes = _road_nodes(edges, v, crs)
+    G = ox.graph_from_gdfs(gdf_nodes, gdf_edges, graph_attrs={"crs": crs, "simplified": True})
+    G.graph["mode"] = mode
+    return G
+
+
+def _usable_roads(
+    roads: gpd.GeoDataFrame, mode: Mode, cfg: Mapping[str, Any], src: str | Path, crs: Any
+) -> tuple[gpd.GeoDataFrame, pyproj.CRS]:
+    """The road lines usable in ``mode`` (a speed for their class), single-part, in the metric CRS.
+
+    Adds ``_class`` and ``_speed`` (km/h); ``crs`` None chooses one from the roads' extent.
+    """
     if roads.crs is None:
         raise InputError(src, "road layer has no CRS")
     cls_col = "fclass" if "fclass" in roads.columns else ("highway" if "highway" in roads.columns else None)
@@ -332,10 +345,29 @@ def graph_from_roads(
 
         crs = choose_metric_crs(r.to_crs(4326).total_bounds)
     crs = pyproj.CRS(crs)
-    r = r.to_crs(crs).explode(index_parts=False).reset_index(drop=True)
+    return r.to_crs(crs).explode(index_parts=False).reset_index(drop=True), crs
 
+
+@dataclass
+class _Vertices:
+    """Line vertices on the rounding grid: coordinates, line, vertex id, and which are nodes."""
+
+    coords: np.ndarray
+    line: np.ndarray
+    vid: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+    is_node: np.ndarray
+
+
+def _road_vertices(r: gpd.GeoDataFrame, tol: float, src: str | Path) -> _Vertices:
+    """Vertex ids ``round(xy / tol)`` and the node flags.
+
+    A vertex is a node when it ends a line, is shared by two or more lines, or
+    occurs twice in one line (a loop); consecutive duplicates within a line are dropped
+    and lines left with fewer than two vertices are skipped.
+    """
     coords, line = shapely.get_coordinates(r.geometry.to_numpy(), return_index=True)
-    # vertex ids on the rounding grid; drop consecutive duplicates within a line
     key = np.round(coords / tol).astype(np.int64)
     _, vid = np.unique(key, axis=0, return_inverse=True)
     vid = vid.ravel()
@@ -345,8 +377,7 @@ def graph_from_roads(
     valid_line = counts >= 2
     m = valid_line[line]
     coords, line, vid = coords[m], line[m], vid[m]
-    n = len(vid)
-    if n == 0:
+    if len(vid) == 0:
         raise InputError(src, "road lines have no length", field="geometry")
     first = np.r_[True, line[1:] != line[:-1]]
     last = np.r_[line[1:] != line[:-1], True]
@@ -357,8 +388,16 @@ def graph_from_roads(
     endpoint = np.zeros(vid.max() + 1, bool)
     endpoint[vid[first | last]] = True
     is_node_vertex = endpoint | (lines_per_vertex >= 2) | (occ > lines_per_vertex)
-    is_node = is_node_vertex[vid]
+    return _Vertices(coords, line, vid, first, last, is_node_vertex[vid])
 
+
+def _undirected_edges(r: gpd.GeoDataFrame, v: _Vertices) -> tuple[pd.DataFrame, np.ndarray]:
+    """One edge per piece of line between two nodes; ``length`` = :math:`\\sum` segment lengths.
+
+    Returns the edges (``u``, ``v``, ``length``, ``highway``, ``speed_kph``, ``osm_id``,
+    ``name``, ``geometry``) and the line each edge comes from.
+    """
+    coords, line, vid, first, last, is_node = v.coords, v.line, v.vid, v.first, v.last, v.is_node
     seg_start = ~last  # positions that start a segment p -> p+1
     edge_start = is_node & seg_start
     edge_of = np.cumsum(edge_start) - 1  # edge id of the segment starting at p
@@ -376,7 +415,6 @@ def graph_from_roads(
     order = np.lexsort((pos, eid))
     geoms = shapely.linestrings(coords[pos[order]], indices=eid[order])
     attr_line = line[start_pos]
-
     edges = pd.DataFrame(
         {
             "u": u_v,
@@ -389,6 +427,17 @@ def graph_from_roads(
         }
     )
     edges["geometry"] = geoms
+    return edges, attr_line
+
+
+def _directed_edges(
+    edges: pd.DataFrame, r: gpd.GeoDataFrame, attr_line: np.ndarray, mode: Mode, crs: pyproj.CRS
+) -> gpd.GeoDataFrame:
+    """Both directions of two-way edges, one of one-way edges (``drive`` only); osmnx-indexed.
+
+    ``travel_time`` = ``length`` / (``speed_kph`` / 3.6) seconds.
+    """
+    n_edges = len(edges)
     oneway = (
         r["oneway"].astype("string").str.strip().str.lower().fillna("b").to_numpy()[attr_line]
         if "oneway" in r
@@ -409,120 +458,18 @@ def graph_from_roads(
     all_edges = pd.concat([fwd, bwd], ignore_index=True)
     all_edges["key"] = all_edges.groupby(["u", "v"]).cumcount()
     all_edges["travel_time"] = all_edges["length"] / (all_edges["speed_kph"] / 3.6)
-    gdf_edges = gpd.GeoDataFrame(all_edges, geometry="geometry", crs=crs).set_index(["u", "v", "key"])
+    return gpd.GeoDataFrame(all_edges, geometry="geometry", crs=crs).set_index(["u", "v", "key"])
 
-    node_ids = np.unique(np.r_[u_v, v_v])
-    first_pos = np.full(vid.max() + 1, -1)
-    first_pos[vid[::-1]] = np.arange(n)[::-1]
-    xy = coords[first_pos[node_ids]]
-    gdf_nodes = gpd.GeoDataFrame(
+
+def _road_nodes(edges: pd.DataFrame, v: _Vertices, crs: pyproj.CRS) -> gpd.GeoDataFrame:
+    """The graph nodes: every edge end, at the first occurrence of its vertex."""
+    node_ids = np.unique(np.r_[edges["u"].to_numpy(), edges["v"].to_numpy()])
+    first_pos = np.full(v.vid.max() + 1, -1)
+    first_pos[v.vid[::-1]] = np.arange(len(v.vid))[::-1]
+    xy = v.coords[first_pos[node_ids]]
+    return gpd.GeoDataFrame(
         {"x": xy[:, 0], "y": xy[:, 1]},
         geometry=shapely.points(xy),
         index=pd.Index(node_ids, name="osmid"),
         crs=crs,
     )
-    G = ox.graph_from_gdfs(gdf_nodes, gdf_edges, graph_attrs={"crs": crs, "simplified": True})
-    G.graph["mode"] = mode
-    return G
-
-
-# ---------------------------------------------------------------------------
-# CSR export
-# ---------------------------------------------------------------------------
-
-
-@dataclass
-class NetworkCSR:
-    """A road graph as a sparse adjacency matrix, for fast shortest paths.
-
-    Attributes
-    ----------
-    matrix
-        ``n × n`` CSR matrix; entry ``(i, j)`` is the weight (``length`` in metres
-        by default) of the shortest edge ``i → j``. Explicit zeros are edges
-        (scipy ≥ 1.11 :mod:`scipy.sparse.csgraph` semantics).
-    node_ids
-        Graph node id of each row.
-    xy
-        ``n × 2`` node coordinates in ``crs``.
-    crs
-        Metric CRS.
-    weight
-        The edge attribute the matrix holds.
-    """
-
-    matrix: sp.csr_matrix
-    node_ids: npt.NDArray[Any]
-    xy: npt.NDArray[np.float64]
-    crs: pyproj.CRS
-    weight: str = "length"
-    _tree: cKDTree | None = field(default=None, repr=False)
-
-    @property
-    def n(self) -> int:
-        """Number of nodes."""
-        return self.matrix.shape[0]
-
-    @classmethod
-    def from_graph(cls, G: nx.MultiDiGraph, weight: str = "length") -> NetworkCSR:
-        """Export a graph; parallel edges keep their smallest ``weight``."""
-        node_ids = np.array(list(G.nodes))
-        index = {n: i for i, n in enumerate(node_ids)}
-        xy = np.array([(d["x"], d["y"]) for _, d in G.nodes(data=True)], dtype=float)
-        e = np.array([(index[u], index[v], w) for u, v, w in G.edges(data=weight)], dtype=float)
-        if e.size == 0:
-            raise AnalysisError("the road graph has no edges")
-        if np.isnan(e[:, 2]).any():
-            raise AnalysisError(f"some road edges have no '{weight}'")
-        return cls.from_edges(e[:, 0].astype(np.int64), e[:, 1].astype(np.int64), e[:, 2], node_ids, xy,
-                              pyproj.CRS(G.graph.get("crs")), weight)
-
-    @classmethod
-    def from_edges(
-        cls,
-        u: npt.NDArray[np.int64],
-        v: npt.NDArray[np.int64],
-        w: npt.NDArray[np.float64],
-        node_ids: npt.NDArray[Any],
-        xy: npt.NDArray[np.float64],
-        crs: Any,
-        weight: str = "length",
-    ) -> NetworkCSR:
-        """Build from edge arrays (row indices ``u``, ``v``, weights ``w``)."""
-        n = len(node_ids)
-        order = np.lexsort((w, v, u))
-        u, v, w = u[order], v[order], w[order]
-        firsts = np.r_[True, (u[1:] != u[:-1]) | (v[1:] != v[:-1])]
-        mat = sp.csr_matrix((w[firsts], (u[firsts], v[firsts])), shape=(n, n))
-        return cls(mat, np.asarray(node_ids), np.asarray(xy, float), pyproj.CRS(crs), weight)
-
-    @property
-    def tree(self) -> cKDTree:
-        """KD-tree over the node coordinates (built once)."""
-        if self._tree is None:
-            self._tree = cKDTree(self.xy)
-        return self._tree
-
-    def snap(self, xy: npt.ArrayLike) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-        """Nearest node (row index) of each point and the straight-line snap distance.
-
-        ``xy`` is ``m × 2`` in the same metric CRS.
-        """
-        pts = np.asarray(xy, float).reshape(-1, 2)
-        if len(pts) == 0:
-            return np.empty(0, np.int64), np.empty(0, float)
-        dist, idx = self.tree.query(pts)
-        return idx.astype(np.int64), dist
-
-    def transposed(self) -> sp.csr_matrix:
-        """The reversed graph (``j → i`` for every ``i → j``), as CSR."""
-        return self.matrix.T.tocsr()
-
-
-def points_xy(geoms: gpd.GeoSeries | gpd.GeoDataFrame) -> npt.NDArray[np.float64]:
-    """``m × 2`` coordinates of point geometries (centroids for anything else)."""
-    gs = geoms.geometry if isinstance(geoms, gpd.GeoDataFrame) else geoms
-    arr = gs.to_numpy()
-    if len(arr) and not (gs.geom_type == "Point").all():
-        arr = shapely.centroid(arr)
-    return shapely.get_coordinates(arr).reshape(-1, 2)

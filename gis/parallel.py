@@ -376,25 +376,10 @@ def analyse_dask(client: Any, parts: Sequence[Any], bounds: Sequence[tuple[float
     ``parts`` are futures of :class:`Partition` (one per district, living on the
     workers); only per-partition results and small global statistics travel.
     """
-    import dask
-    import dask.dataframe as dd
-    import dask_geopandas
-
     prm = {**defaults(), **(params or {})}
     R, band, eps, ms = prm["coverage_radius_m"], prm["band_cells"] * prm["hex_spacing_m"], prm["eps_m"], int(prm["min_samples"])
     n = len(parts)
-    # 四山 overlay: dask-geopandas map_partitions, one partition per district
-    zones = gpd.GeoDataFrame(pd.concat(client.gather([client.submit(lambda p: p.zones, f) for f in parts]), ignore_index=True), crs=crs)
-    site_parts = [dask.delayed(lambda p: p.sites)(f) for f in parts]
-    meta = gpd.GeoDataFrame({"district_code": pd.Series(dtype=object), "site_id": pd.Series(dtype=object), "tier": pd.Series(dtype=object),
-                             "status": pd.Series(dtype=object)}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
-    dsites = dd.from_delayed(site_parts, meta=meta, verify_meta=False)
-    if not isinstance(dsites, dask_geopandas.GeoDataFrame):
-        dsites = dask_geopandas.from_dask_dataframe(dsites, geometry="geometry")
-    ometa = pd.DataFrame({"fm_level": pd.Series(dtype=object), "fm_range": pd.Series(dtype=object)})
-    fm = dsites.map_partitions(fm_overlay, zones, meta=ometa)
-    site_list, fm_list = dask.compute(dsites, fm, scheduler=client)
-    sites = gpd.GeoDataFrame(site_list.reset_index(drop=True), crs=crs).join(fm_list.reset_index(drop=True))
+    sites = _dask_fm_overlay(client, parts, crs)
 
     # coverage: cells of each district vs sites within bounds + R
     def cov_part(p: Partition, *nbrs: Partition) -> pd.DataFrame:
@@ -415,23 +400,7 @@ def analyse_dask(client: Any, parts: Sequence[Any], bounds: Sequence[tuple[float
         idx = grid.index_of(qr[:, 0], qr[:, 1])
         ok = idx >= 0
         np.add.at(counts, idx[ok], c[ok])
-    xbar, s = counts.mean(), np.sqrt(max((counts**2).mean() - counts.mean() ** 2, 0.0))
-    if s == 0:
-        raise AnalysisError("Gi* is undefined: every hexagon has the same count")
-    # Gi*: hexagons in strips of q (key order), halo = cells within the band
-    kq = int(np.ceil(band / grid.spacing)) + 2
-    strips = np.array_split(np.unique(grid.q), max(2 * n, 2))
-    gi_futs = []
-    for st in strips:
-        if not len(st):
-            continue
-        sub = (grid.q >= st[0] - kq) & (grid.q <= st[-1] + kq)
-        g = grid.subset(sub)
-        owned = np.flatnonzero((g.q >= st[0]) & (g.q <= st[-1]))
-        gi_futs.append((np.flatnonzero(sub)[owned], client.submit(gi_local, g, counts[sub], owned, band, xbar, s, len(grid))))
-    z, nn = np.zeros(len(grid)), np.zeros(len(grid), np.int64)
-    for idx, f in gi_futs:
-        z[idx], nn[idx] = f.result()
+    z, nn = _dask_gi(client, grid, counts, band, max(2 * n, 2))
     # DBSCAN: global ids, kinds, halo 2 eps
     meta_inc = client.gather([client.submit(lambda p: (len(p.incidents), sorted(p.incidents["kind"].unique())), f) for f in parts])
     offsets = np.concatenate([[0], np.cumsum([m[0] for m in meta_inc])])
@@ -455,6 +424,48 @@ def analyse_dask(client: Any, parts: Sequence[Any], bounds: Sequence[tuple[float
     return _finish(sites, cells, grid, counts, z, nn, inc, labels, prm)
 
 
+def _dask_fm_overlay(client: Any, parts: Sequence[Any], crs: Any) -> gpd.GeoDataFrame:
+    """四山 overlay of every site: dask-geopandas ``map_partitions``, one partition per district."""
+    import dask
+    import dask.dataframe as dd
+    import dask_geopandas
+
+    zones = gpd.GeoDataFrame(pd.concat(client.gather([client.submit(lambda p: p.zones, f) for f in parts]), ignore_index=True), crs=crs)
+    site_parts = [dask.delayed(lambda p: p.sites)(f) for f in parts]
+    meta = gpd.GeoDataFrame({"district_code": pd.Series(dtype=object), "site_id": pd.Series(dtype=object), "tier": pd.Series(dtype=object),
+                             "status": pd.Series(dtype=object)}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+    dsites = dd.from_delayed(site_parts, meta=meta, verify_meta=False)
+    if not isinstance(dsites, dask_geopandas.GeoDataFrame):
+        dsites = dask_geopandas.from_dask_dataframe(dsites, geometry="geometry")
+    ometa = pd.DataFrame({"fm_level": pd.Series(dtype=object), "fm_range": pd.Series(dtype=object)})
+    fm = dsites.map_partitions(fm_overlay, zones, meta=ometa)
+    site_list, fm_list = dask.compute(dsites, fm, scheduler=client)
+    return gpd.GeoDataFrame(site_list.reset_index(drop=True), crs=crs).join(fm_list.reset_index(drop=True))
+
+
+def _dask_gi(client: Any, grid: Any, counts: np.ndarray, band: float, n_strips: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gi* of every hexagon: strips of ``q`` (key order) as tasks, halo = cells within the band.
+
+    :math:`\\bar X` and *S* are the global mean and standard deviation of ``counts``.
+    """
+    xbar, s = counts.mean(), np.sqrt(max((counts**2).mean() - counts.mean() ** 2, 0.0))
+    if s == 0:
+        raise AnalysisError("Gi* is undefined: every hexagon has the same count")
+    kq = int(np.ceil(band / grid.spacing)) + 2
+    gi_futs = []
+    for st in np.array_split(np.unique(grid.q), n_strips):
+        if not len(st):
+            continue
+        sub = (grid.q >= st[0] - kq) & (grid.q <= st[-1] + kq)
+        g = grid.subset(sub)
+        owned = np.flatnonzero((g.q >= st[0]) & (g.q <= st[-1]))
+        gi_futs.append((np.flatnonzero(sub)[owned], client.submit(gi_local, g, counts[sub], owned, band, xbar, s, len(grid))))
+    z, nn = np.zeros(len(grid)), np.zeros(len(grid), np.int64)
+    for idx, f in gi_futs:
+        z[idx], nn[idx] = f.result()
+    return z, nn
+
+
 @dataclass
 class _Bounds:
     bounds: tuple[float, float, float, float]
@@ -463,15 +474,53 @@ class _Bounds:
 # ====================================================================== driver
 
 
-def municipal_crs(index: dict[str, Any]) -> Any:
-    """One metric CRS for the whole municipality (by its central longitude)."""
-    from .coords import choose_metric_crs
-    from .sample import BOX
+def district_lonlat_bounds(project: str | Path) -> tuple[float, float, float, float]:
+    """Lon/lat bounds (EPSG:4326) of a district's townships, read from its own layer.
 
-    d = index["districts"]
-    lon0 = min(BOX[0] + float(e.get("dlon", 0.0)) for e in d)
-    lon1 = max(BOX[2] + float(e.get("dlon", 0.0)) for e in d)
-    return choose_metric_crs(lon0, lon1)
+    Parameters
+    ----------
+    project
+        A district project folder (``project.yaml``).
+
+    Returns
+    -------
+    tuple of float
+        ``(lon_min, lat_min, lon_max, lat_max)`` of the union of every township
+        layer, whatever CRS or coordinate convention the files are written in.
+    """
+    from .catalog import load_project
+    from .io import vector_layer
+
+    proj = load_project(project)
+    b = np.asarray([vector_layer(spec)[0].total_bounds for spec in proj.layers["townships"]], dtype=float)
+    return float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())
+
+
+def municipal_crs(bounds: Sequence[tuple[float, float, float, float]]) -> Any:
+    """One metric CRS for the whole municipality, from its districts' own outlines.
+
+    Parameters
+    ----------
+    bounds
+        Lon/lat bounds of every district (:func:`district_lonlat_bounds`).
+
+    Returns
+    -------
+    pyproj.CRS
+        :func:`gis.coords.choose_metric_crs` of the union extent
+        :math:`(\\min \\lambda_0, \\min \\varphi_0, \\max \\lambda_1, \\max \\varphi_1)`:
+        the CGCS2000 3° Gauss-Krüger zone of its centre inside China, the UTM zone
+        elsewhere.
+
+    Examples
+    --------
+    >>> municipal_crs([(106.2, 29.4, 106.5, 29.7), (106.5, 29.4, 106.8, 29.7)]).to_epsg()
+    4545
+    """
+    from .coords import choose_metric_crs
+
+    b = np.asarray(bounds, dtype=float)
+    return choose_metric_crs((float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())))
 
 
 def local_client(n_workers: int = 2, threads_per_worker: int = 1, **kwargs: Any) -> Any:
@@ -517,52 +566,94 @@ def run_municipality(
     params
         Overrides of :func:`defaults` (read from ``layers/*.yaml``).
     """
-    from . import pipeline
-    from .export import write_gpkg, write_json
-    from .municipal import load_index, rollup
+    from .municipal import load_index
 
     if engine not in ("single", "dask"):
         raise AnalysisError(f"unknown engine '{engine}' (single or dask)")
     index = load_index(project)
     root: Path = index["root"]
-    out = Path(out)
-    crs = municipal_crs(index)
-    entries = index["districts"]
-    dirs = [root / e["path"] for e in entries]
-    codes = [str(e["code"]) for e in entries]
-    outs = [out / "districts" / c for c in codes]
-    timings: dict[str, float] = {}
-    own_client = None
-    t0 = time.perf_counter()
+    codes = [str(e["code"]) for e in index["districts"]]
+    job = _Job(dirs=[root / e["path"] for e in index["districts"]], codes=codes,
+               outs=[Path(out) / "districts" / c for c in codes], steps=steps, params=params)
     if engine == "single":
-        summaries = [pipeline.run(d, o, steps=steps, progress=False) if steps != [] else None for d, o in zip(dirs, outs)]
-        timings["districts"] = round(time.perf_counter() - t0, 3)
-        t0 = time.perf_counter()
-        parts = [load_partition(d, c, crs) for d, c in zip(dirs, codes)]
-        res = analyse_single(parts, crs, params)
+        summaries, res, crs, timings = _run_single(job)
     else:
+        own_client = None
         if client is None:
             from distributed import Client
 
             own_client = client = Client(scheduler) if scheduler else local_client()
         try:
-            if steps != []:
-                futs = [client.submit(pipeline.run, d, o, steps=steps, progress=False, pure=False) for d, o in zip(dirs, outs)]
-                summaries = client.gather(futs)
-            else:
-                summaries = [None] * len(dirs)
-            timings["districts"] = round(time.perf_counter() - t0, 3)
-            t0 = time.perf_counter()
-            parts = [client.submit(load_partition, d, c, crs, pure=False) for d, c in zip(dirs, codes)]
-            bounds = client.gather([client.submit(lambda p: p.bounds, f) for f in parts])
-            res = analyse_dask(client, parts, bounds, codes, crs, params)
+            summaries, res, crs, timings = _run_dask(client, job)
         finally:
             if own_client is not None:
-                cluster = own_client.cluster
-                own_client.close()
-                if cluster is not None:
-                    cluster.close()
+                _close(own_client)
+    return _write_outputs(Path(out), index, engine, job, summaries, res, crs, timings)
+
+
+@dataclass
+class _Job:
+    """What :func:`run_municipality` runs: district folders, codes, output folders."""
+
+    dirs: list[Path]
+    codes: list[str]
+    outs: list[Path]
+    steps: Sequence[str] | None
+    params: dict[str, Any] | None
+
+
+def _run_single(job: _Job) -> tuple[list[Any], MunicipalAnalysis, Any, dict[str, float]]:
+    """District pipelines, then the municipal analyses, in this process."""
+    from . import pipeline
+
+    t0 = time.perf_counter()
+    summaries = [pipeline.run(d, o, steps=job.steps, progress=False) if job.steps != [] else None
+                 for d, o in zip(job.dirs, job.outs)]
+    timings = {"districts": round(time.perf_counter() - t0, 3)}
+    t0 = time.perf_counter()
+    crs = municipal_crs([district_lonlat_bounds(d) for d in job.dirs])
+    parts = [load_partition(d, c, crs) for d, c in zip(job.dirs, job.codes)]
+    res = analyse_single(parts, crs, job.params)
     timings["municipal"] = round(time.perf_counter() - t0, 3)
+    return summaries, res, crs, timings
+
+
+def _run_dask(client: Any, job: _Job) -> tuple[list[Any], MunicipalAnalysis, Any, dict[str, float]]:
+    """District pipelines as tasks, then the partitioned municipal analyses."""
+    from . import pipeline
+
+    t0 = time.perf_counter()
+    if job.steps != []:
+        futs = [client.submit(pipeline.run, d, o, steps=job.steps, progress=False, pure=False) for d, o in zip(job.dirs, job.outs)]
+        summaries = client.gather(futs)
+    else:
+        summaries = [None] * len(job.dirs)
+    timings = {"districts": round(time.perf_counter() - t0, 3)}
+    t0 = time.perf_counter()
+    crs = municipal_crs(client.gather([client.submit(district_lonlat_bounds, d, pure=False) for d in job.dirs]))
+    parts = [client.submit(load_partition, d, c, crs, pure=False) for d, c in zip(job.dirs, job.codes)]
+    bounds = client.gather([client.submit(lambda p: p.bounds, f) for f in parts])
+    res = analyse_dask(client, parts, bounds, job.codes, crs, job.params)
+    timings["municipal"] = round(time.perf_counter() - t0, 3)
+    return summaries, res, crs, timings
+
+
+def _close(client: Any) -> None:
+    """Close a client this module started, and its cluster."""
+    cluster = client.cluster
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
+def _write_outputs(
+    out: Path, index: dict[str, Any], engine: str, job: _Job, summaries: list[Any], res: MunicipalAnalysis,
+    crs: Any, timings: dict[str, float],
+) -> dict[str, Any]:
+    """``municipal_analysis.gpkg``, the roll-up and ``summary.json``; returns the summary."""
+    from .export import write_gpkg, write_json
+    from .municipal import rollup
+
     cells = gpd.GeoDataFrame(res.cells, geometry=gpd.points_from_xy(res.cells["x"], res.cells["y"]), crs=crs)
     inc = gpd.GeoDataFrame(res.incidents, geometry=gpd.points_from_xy(res.incidents["x"], res.incidents["y"]), crs=crs)
     write_gpkg({"sites": res.sites, "hexes": res.hexes, "incidents": inc, "cells": cells}, out / "municipal_analysis.gpkg")
@@ -570,10 +661,10 @@ def run_municipality(
         "municipality": index.get("name"),
         "engine": engine,
         "metric_crs": crs.to_string(),
-        "districts": {c: _strip(s) for c, s in zip(codes, summaries) if s is not None},
+        "districts": {c: _strip(s) for c, s in zip(job.codes, summaries) if s is not None},
         "municipal": res.summary,
     }
-    if steps != [] and all(s is not None for s in summaries):
+    if job.steps != [] and all(s is not None for s in summaries):
         summary["rollup"] = rollup(out, out).summary
     write_json({**summary, "timings_s": timings}, out / "summary.json")
     return {**summary, "timings_s": timings, "analysis": res}

@@ -42,7 +42,7 @@ from scipy.sparse.csgraph import dijkstra
 from scipy.spatial import cKDTree
 
 from gis._errors import AnalysisError
-from gis.network import NetworkCSR, points_xy
+from gis.routing import NetworkCSR, points_xy
 
 # ---------------------------------------------------------------------------
 # candidates

@@ -14,13 +14,13 @@ import shapely
 import yaml
 from shapely.geometry import LineString, box
 
-from gis import coverage, network
+from gis import coverage, network, routing
 from gis._errors import CatalogError
 
 CRS = "EPSG:4545"
 
 
-def brute_force_node_distances(G: nx.MultiDiGraph, net: network.NetworkCSR, sxy: np.ndarray, limit: float):
+def brute_force_node_distances(G: nx.MultiDiGraph, net: routing.NetworkCSR, sxy: np.ndarray, limit: float):
     """Per-site networkx Dijkstra (resident -> site: on the reversed graph), min over sites."""
     R = G.reverse(copy=False)
     fnode, fsnap = net.snap(sxy)
@@ -41,13 +41,13 @@ def brute_force_node_distances(G: nx.MultiDiGraph, net: network.NetworkCSR, sxy:
 @pytest.mark.parametrize("mode,limit", [("walk", 500.0), ("drive", 3000.0)])
 def test_network_coverage_equals_brute_force_on_real_osm(shared_osm, name, mode, limit):
     G = network.load_graph(shared_osm / f"road_{name}.geojson", mode=mode, crs=CRS)
-    net = network.NetworkCSR.from_graph(G)
+    net = routing.NetworkCSR.from_graph(G)
     rng = np.random.default_rng(7)
     # sites and residents near the roads: node positions jittered by up to 150 m
     sxy = net.xy[rng.choice(net.n, 40, replace=False)] + rng.uniform(-150, 150, (40, 2))
     pxy = net.xy[rng.choice(net.n, 3000)] + rng.uniform(-150, 150, (3000, 2))
-    nodes = coverage.multi_source_distances(net, sxy, limit=limit)
-    d, fac, snap = coverage.network_point_distances(net, nodes, pxy)
+    nodes = routing.multi_source_distances(net, sxy, limit=limit)
+    d, fac, snap = routing.network_point_distances(net, nodes, pxy)
     best = brute_force_node_distances(G, net, sxy, limit)
     pnode, psnap = net.snap(pxy)
     brute = psnap + best[pnode]
@@ -68,7 +68,7 @@ def test_euclidean_distances_match_brute_force():
     rng = np.random.default_rng(1)
     s = rng.uniform(0, 1000, (25, 2))
     p = rng.uniform(0, 1000, (500, 2))
-    d, i = coverage.euclidean_distances(s, p)
+    d, i = routing.euclidean_distances(s, p)
     full = np.hypot(*(p[:, None, :] - s[None, :, :]).transpose(2, 0, 1))
     np.testing.assert_allclose(d, full.min(axis=1))
     assert np.array_equal(i, full.argmin(axis=1))
@@ -103,7 +103,7 @@ def grid_town(n_streets: int = 11, spacing: float = 200.0):
 def test_compute_coverage_shares_by_township_and_service_areas():
     roads, townships, pts, L = grid_town()
     G = network.graph_from_roads(roads, mode="walk", crs=CRS)
-    net = network.NetworkCSR.from_graph(G)
+    net = routing.NetworkCSR.from_graph(G)
     sites = gpd.GeoDataFrame({"site_id": ["A"], "tier": ["collection_point"]},
                              geometry=gpd.points_from_xy([X0 + 400], [Y0 + 400]), crs=CRS)
     std = coverage.Standard("collection_point", "walk", 500.0)

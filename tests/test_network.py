@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from shapely.geometry import LineString, MultiLineString
 
-from gis import network
+from gis import network, routing
 from gis._errors import AnalysisError, InputError
 
 CRS = "EPSG:4544"
@@ -144,7 +144,7 @@ def test_csr_keeps_the_shortest_parallel_edge_and_snaps():
     v = np.array([1, 1, 2])
     w = np.array([5.0, 3.0, 0.0])
     xy = np.array([[0.0, 0.0], [3.0, 0.0], [3.0, 0.0]])
-    net = network.NetworkCSR.from_edges(u, v, w, np.array([10, 11, 12]), xy, CRS)
+    net = routing.NetworkCSR.from_edges(u, v, w, np.array([10, 11, 12]), xy, CRS)
     assert net.matrix[0, 1] == 3.0 and net.matrix.nnz == 2  # explicit zero kept as an edge
     idx, d = net.snap([[0.0, 1.0]])
     assert idx[0] == 0 and d[0] == pytest.approx(1.0)
@@ -166,5 +166,5 @@ def test_real_osm_roads_build_routable_graphs(shared_osm, name):
     big = max(nx.weakly_connected_components(drive), key=len)
     assert len(big) > 0.8 * drive.number_of_nodes()
     assert not any(d["highway"] in ("footway", "steps") for _, _, d in drive.edges(data=True))
-    csr = network.NetworkCSR.from_graph(drive)
+    csr = routing.NetworkCSR.from_graph(drive)
     assert csr.n == drive.number_of_nodes()

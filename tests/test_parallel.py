@@ -123,3 +123,44 @@ def test_dask_engine_equals_single_process_on_a_localcluster(tmp_path):
             pd.testing.assert_frame_equal(_read(tmp_path / "single", code, gpkg, layer), _read(tmp_path / "dask", code, gpkg, layer), check_exact=True)
     js = json.loads((tmp_path / "dask" / "summary.json").read_text(encoding="utf-8"))
     assert js["engine"] == "dask"
+
+
+def test_dask_engine_on_a_municipality_far_from_chongqing(tmp_path):
+    """Three districts moved to Ürümqi (87.4–88.1°E), each written in its own CRS: the
+    metric CRS comes from their outlines (CGCS2000 GK zone CM 87°E, EPSG:4538), and the
+    dask engine on a LocalCluster equals the single-process engine, cross-border clusters
+    included."""
+    from _far_municipality import far_municipality
+
+    from gis.parallel import local_client, run_municipality
+
+    muni = far_municipality()
+    single = run_municipality(muni, tmp_path / "single", engine="single", steps=[])
+    client = local_client(n_workers=2, threads_per_worker=1)
+    try:
+        dask_ = run_municipality(muni, tmp_path / "dask", engine="dask", client=client, steps=[])
+    finally:
+        cluster = client.cluster
+        client.close()
+        cluster.close()
+    assert single["metric_crs"] == dask_["metric_crs"] == "EPSG:4538"
+    assert single["municipal"] == dask_["municipal"]
+    assert single["municipal"]["cross_border_clusters"] == 2  # one planted on each of the two shared borders
+    assert single["municipal"]["sites"] == 3 * dask_["analysis"].sites.groupby("district_code").size().iloc[0]
+    A, B = single["analysis"], dask_["analysis"]
+    for name in ("sites", "cells", "hexes", "incidents"):
+        pd.testing.assert_frame_equal(pd.DataFrame(getattr(A, name)), pd.DataFrame(getattr(B, name)), check_exact=True)
+    # the hexagons lie where the districts are (lon/lat of the grid's centre near Ürümqi)
+    lon, lat = B.hexes.to_crs("EPSG:4326").geometry.union_all().centroid.coords[0]
+    assert 87.4 < lon < 88.2 and 43.7 < lat < 44.1
+
+
+def test_municipal_crs_from_the_outlines_not_a_fixed_box():
+    from gis.parallel import municipal_crs
+
+    # Shapingba-like extent: CGCS2000 3° GK zone of the centre (CM 105°E)
+    assert municipal_crs([(106.2, 29.4, 106.5, 29.7)]).to_epsg() == 4544
+    # two districts whose union's centre (106.5°E) rounds to CM 108°E
+    assert municipal_crs([(106.2, 29.4, 106.5, 29.7), (106.5, 29.4, 106.8, 29.7)]).to_epsg() == 4545
+    # outside China: the UTM zone of the centre (New York, zone 18N)
+    assert municipal_crs([(-74.1, 40.6, -73.9, 40.9), (-73.9, 40.6, -73.7, 40.9)]).to_epsg() == 32618

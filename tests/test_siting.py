@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 from scipy.sparse.csgraph import dijkstra
 
-from gis import coverage, network, siting
+from gis import coverage, network, routing, siting
 from test_coverage import CRS, X0, Y0, grid_town, make_network_project
 
 
@@ -55,10 +55,10 @@ def test_lscp_reaches_target_with_few_sites():
 
 def test_network_coverage_matrix_equals_dense_distances():
     roads, townships, pts, L = grid_town()
-    net = network.NetworkCSR.from_graph(network.graph_from_roads(roads, mode="walk", crs=CRS))
+    net = routing.NetworkCSR.from_graph(network.graph_from_roads(roads, mode="walk", crs=CRS))
     rng = np.random.default_rng(5)
     cxy = rng.uniform([X0, Y0], [X0 + L, Y0 + L], (30, 2))
-    dxy = network.points_xy(pts)
+    dxy = routing.points_xy(pts)
     A = siting.coverage_matrix(cxy, dxy, 500.0, network=net, batch=7)
     full = dijkstra(net.transposed(), indices=np.arange(net.n))
     cn, cs = net.snap(cxy)
@@ -67,8 +67,8 @@ def test_network_coverage_matrix_equals_dense_distances():
     assert np.array_equal(A.toarray(), dense <= 500.0)
     # and it agrees with the multi-source coverage of each single candidate
     for i in (0, 13):
-        nodes = coverage.multi_source_distances(net, cxy[i : i + 1], limit=500.0)
-        d, _, _ = coverage.network_point_distances(net, nodes, dxy)
+        nodes = routing.multi_source_distances(net, cxy[i : i + 1], limit=500.0)
+        d, _, _ = routing.network_point_distances(net, nodes, dxy)
         assert np.array_equal(A[i].toarray().ravel(), d <= 500.0)
 
 
