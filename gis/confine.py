@@ -184,3 +184,11 @@ def escape_markdown(text: Any) -> str:
     Control characters are replaced, so a name cannot start new lines or blocks.
     """
     return _MD_SPECIAL.sub(r"\\\1", re.sub(r"[\x00-\x1f\x7f]", " ", str(text)))
+
+
+def redact(message: str, root: Path) -> str:
+    """An error text with the project folder's absolute path removed (project-relative names only)."""
+    text = str(message)
+    for form in {str(Path(root)), str(Path(root).resolve())}:
+        text = text.replace(form + "/", "").replace(form, ".")
+    return text
