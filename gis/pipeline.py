@@ -23,7 +23,9 @@ import pandas as pd
 
 from . import __version__, settings
 from ._errors import GisError
+from .catalog import load_project
 from .district import District, load_district
+from .outdir import atomic_output
 from .export import write_csv, write_gpkg, write_json
 from .schema import REJECT_COLUMNS, Tier
 
@@ -112,6 +114,7 @@ def run(
     *,
     steps: Sequence[str] | None = None,
     progress: bool | None = None,
+    confined: bool = False,
 ) -> dict[str, Any]:
     """Run the main job on a district project.
 
@@ -133,7 +136,6 @@ def run(
     """
     project = Path(project) if project is not None else settings.SAMPLE_PROJECT_DIR
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     wanted = list(steps) if steps is not None else step_names()
     unknown = [s for s in wanted if s not in step_names()]
     if unknown:
@@ -146,19 +148,21 @@ def run(
     with _progress(show, 1 + len(todo)) as advance:
         t0 = time.perf_counter()
         advance("load 读取图层")
-        d = load_district(project)
-        summary = district_summary(d)
-        write_district(d, out)
-        timings["load"] = round(time.perf_counter() - t0, 3)
-        context["district"] = d
-        for name, target in todo:
-            advance(name)
-            t0 = time.perf_counter()
-            _resolve(target)(d, out, summary, context)
-            timings[name] = round(time.perf_counter() - t0, 3)
-    summary["steps_run"] = ["load"] + [n for n, _ in todo]
-    summary["timings_s"] = timings
-    write_json(summary, out / "summary.json")
+        d = load_district(load_project(project, confined=confined))  # validated before anything is written
+        with atomic_output(out) as (folder, run_id):  # gis.outdir: locked temp sibling, swapped in when complete
+            summary = district_summary(d)
+            summary["run_id"] = run_id
+            write_district(d, folder)
+            timings["load"] = round(time.perf_counter() - t0, 3)
+            context["district"] = d
+            for name, target in todo:
+                advance(name)
+                t0 = time.perf_counter()
+                _resolve(target)(d, folder, summary, context)
+                timings[name] = round(time.perf_counter() - t0, 3)
+            summary["steps_run"] = ["load"] + [n for n, _ in todo]
+            summary["timings_s"] = timings
+            write_json(summary, folder / "summary.json")
     return summary
 
 
