@@ -1268,6 +1268,11 @@ def check_sites(
         [float(r.condition["distance_m"]) for r in rules.enabled if r.condition_type == "near_receptor"] + [1000.0]
     )
     base_locator = locator or locate
+    from .precheck import landuse_rule_skips, landuse_skip_reason  # honest skips (gis.precheck)
+
+    lu_skips = landuse_rule_skips(rules.enabled, landuse_skip_reason(landuse, landuse_raster))
+    if lu_skips:
+        landuse = landuse_raster = None
 
     def locator(points: gpd.GeoSeries) -> pd.DataFrame:
         return base_locator(
@@ -1301,6 +1306,9 @@ def check_sites(
             skipped[rule.id] = r
         else:
             results[rule.id] = (r[0] & _applies(rule, sites), r[1])
+    for rid, why in lu_skips.items():
+        results.pop(rid, None)
+        skipped[rid] = why
     pre = _worst(rules, results, len(sites), sites.index)
     linkage = link_hierarchy(
         sites, params=rules.linkage, graph=graph, townships=townships, verdicts=pre
