@@ -26,6 +26,7 @@ from ._errors import GisError
 from .catalog import load_project
 from .district import District, load_district
 from .outdir import atomic_output
+from .precheck import check_inputs
 from .export import write_csv, write_gpkg, write_json
 from .schema import REJECT_COLUMNS, Tier
 
@@ -148,7 +149,9 @@ def run(
     with _progress(show, 1 + len(todo)) as advance:
         t0 = time.perf_counter()
         advance("load 读取图层")
-        d = load_district(load_project(project, confined=confined))  # validated before anything is written
+        proj = load_project(project, confined=confined)
+        check_inputs(proj)  # gis.precheck: fail now, not minutes later
+        d = load_district(proj)  # validated before anything is written
         with atomic_output(out) as (folder, run_id):  # gis.outdir: locked temp sibling, swapped in when complete
             summary = district_summary(d)
             summary["run_id"] = run_id
