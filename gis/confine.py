@@ -23,6 +23,7 @@ import re
 import shutil
 import zipfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from collections.abc import Iterable
 from typing import Any
 
 from ._errors import CatalogError, InputError
@@ -192,3 +193,34 @@ def redact(message: str, root: Path) -> str:
     for form in {str(Path(root)), str(Path(root).resolve())}:
         text = text.replace(form + "/", "").replace(form, ".")
     return text
+
+
+def prune_sessions(base: Path, active: Iterable[str]) -> list[Path]:
+    """Delete the upload folders of sessions no longer active (their session ended).
+
+    Parameters
+    ----------
+    base
+        Folder holding the ``session-<id>`` upload folders.
+    active
+        Ids of the sessions still open.
+
+    Returns
+    -------
+    list of Path
+        The folders deleted.
+    """
+    keep = {f"session-{re.sub(r'[^A-Za-z0-9_-]', '', str(s))[:64]}" for s in active}
+    base = Path(base)
+    if not base.exists():
+        return []
+    gone = [p for p in base.iterdir() if p.is_dir() and p.name.startswith("session-") and p.name not in keep]
+    for p in gone:
+        shutil.rmtree(p, ignore_errors=True)
+    return gone
+
+
+def is_inside(path: Path, base: Path) -> bool:
+    """Whether ``path`` lies inside ``base`` (both resolved)."""
+    p, b = Path(path).resolve(), Path(base).resolve()
+    return p == b or b in p.parents
