@@ -171,7 +171,7 @@ def _poisoned_project(folder: Path) -> Path:
     ledger.loc[0, "网点名称"] = FORMULAS[0]
     ledger.loc[1, "网点名称"] = FORMULAS[1]
     ledger["经营地址"] = FORMULAS[3]
-    ledger.loc[5, "纬度"] = "=1+1"  # goes to rejects.csv as the rejected value
+    ledger.loc[6, "经度"] = "=1+1"  # S007, non-numeric longitude: goes to rejects.csv as the rejected value
     ledger.to_csv(folder / "sites_ledger.csv", index=False, encoding="gb18030")
     town = gpd.read_file(folder / "townships.gpkg")
     town.loc[1, "镇街名称"] = "=2+2"
@@ -203,7 +203,8 @@ def test_no_formula_in_any_workbook_or_csv_the_run_writes(tmp_path):
                     assert cell.data_type != "f", (book.name, ws.title, cell.coordinate)
                     if isinstance(cell.value, str) and is_formula_like(cell.value):
                         seen.append(cell.value)
-    assert FORMULAS[0] in seen  # the site name is there, as text
+    # township name, address and district name reached the workbooks — as text cells
+    assert {"=2+2", FORMULAS[3]} <= set(seen) and any(v.startswith("=cmd") for v in seen)
     for table in tables:
         with table.open(encoding="utf-8-sig", newline="") as fh:
             cells = [c for row in csv.reader(fh) for c in row]
@@ -353,21 +354,30 @@ def _cli(*args: str, **kw) -> subprocess.Popen:
     return subprocess.Popen([PY, "-m", "gis", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
 
 
+def _kill_when(proc: subprocess.Popen, tmp_glob: Path, files: int, timeout: float = 600) -> bool:
+    """SIGKILL ``proc`` once its temporary output folder holds ``files`` files; False if it ended first."""
+    t0 = time.perf_counter()
+    while proc.poll() is None and time.perf_counter() - t0 < timeout:
+        if sum(1 for d in tmp_glob.parent.glob(tmp_glob.name) for p in d.rglob("*") if p.is_file()) >= files:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def test_killed_runs_leave_previous_outputs_byte_identical(tmp_path):
     project = make_tiny_project(tmp_path / "p").parent
     out = tmp_path / "out"
-    t0 = time.perf_counter()
     first = _cli("run", "--project", str(project), "--out", str(out), "--quiet")
     assert first.wait(timeout=600) == 0, first.stderr.read().decode()
-    duration = time.perf_counter() - t0
     before = _tree_digest(out)
     assert "summary.json" in before and "run_manifest.json" in before
-    for fraction in (0.3, 0.6, 0.9):
+    n = len(before) - 1  # outputs a complete run writes before its manifest
+    for files in sorted({1, n // 2, n - 1}):  # early, half-way, last output being written
         proc = _cli("run", "--project", str(project), "--out", str(out), "--quiet", start_new_session=True)
-        time.sleep(duration * fraction)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-        assert _tree_digest(out) == before, f"killed at {fraction:.0%}"
+        assert _kill_when(proc, tmp_path / ".out.tmp-*", files), f"run ended before {files} outputs"
+        assert _tree_digest(out) == before, f"killed after {files} of {n} outputs"
     again = _cli("run", "--project", str(project), "--out", str(out), "--quiet")
     assert again.wait(timeout=600) == 0
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.") and not p.name.endswith(".lock")]
@@ -378,6 +388,21 @@ def test_killed_runs_leave_previous_outputs_byte_identical(tmp_path):
     manifest = json.loads((out / "run_manifest.json").read_text(encoding="utf-8"))
     assert summary["run_id"] == manifest["run_id"]
     assert set(manifest["files"]) == set(_tree_digest(out)) - {"run_manifest.json"}
+
+
+def test_kill_between_the_two_renames_is_recovered(tmp_path):
+    from gis.outdir import recover
+
+    out = tmp_path / "out"
+    with atomic_output(out) as (folder, _):
+        (folder / "summary.json").write_text("previous", encoding="utf-8")
+    before = _tree_digest(out)
+    os.replace(out, tmp_path / ".out.old-x")  # state after the first rename of a killed swap
+    (tmp_path / ".out.tmp-x").mkdir()
+    with output_lock(out):
+        recover(out)
+    assert _tree_digest(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
 
 
 def test_failure_mid_run_or_full_disk_keeps_previous_outputs(tmp_path, monkeypatch):
