@@ -14,6 +14,7 @@ instead of filing a 地类不明 problem for every site.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -60,8 +61,43 @@ def check_road_file(path: Path, fmt: str) -> None:
         raise InputError(path, "the road file holds no features")
 
 
+#: Key endings that name a quantity (metres, km, km/h, seconds, days, months, m², shares): the value must be a number.
+NUMERIC_KEY = re.compile(r"(_m|_km|_kmh|_s|_min|_days|_months|_m2|_ha|_pct|_share|_ratio)$")
+
+
+def check_values(raw: Any, path: Path, prefix: str = "") -> None:
+    """Refuse non-numbers where ``project.yaml`` names a quantity (e.g. ``distance_m: "abc"``).
+
+    Checked: every key ending in a unit suffix (:data:`NUMERIC_KEY`) and every
+    ``targets[i].target``; ``null`` is allowed (= use the default). The typed
+    parameter schema checks more; this catches, at ``gis validate`` time, what
+    would otherwise fail minutes into ``gis run``.
+
+    Raises
+    ------
+    CatalogError
+        Naming the file and the dotted key.
+    """
+    from ._errors import CatalogError
+
+    if isinstance(raw, dict):
+        for k, v in raw.items():
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if key == "layers":
+                continue
+            numeric = isinstance(k, str) and (NUMERIC_KEY.search(k) or (k == "target" and prefix.startswith("targets[")))
+            if numeric and v is not None and not isinstance(v, (dict, list)):
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+                    raise CatalogError(path, key, f"must be a number, got {str(v)[:40]!r}")
+            check_values(v, path, key)
+    elif isinstance(raw, list):
+        for i, v in enumerate(raw):
+            check_values(v, path, f"{prefix}[{i}]")
+
+
 def check_inputs(project: Any) -> None:
     """Every pre-analysis check of a loaded :class:`gis.catalog.Project` (raises on the first)."""
+    check_values(project.raw, project.path)
     for spec in project.layers.get("roads") or []:
         check_road_file(spec.path, spec.format)
 

@@ -470,3 +470,25 @@ def test_validate_catches_empty_or_truncated_osm(tmp_path, content):
     res = _validate(yaml_path.parent)
     assert res.returncode == 2
     assert "roads.osm" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "section, key",
+    [("targets", "targets[0].target"), ("coverage", "coverage.service_standards.collection_point.distance_m")],
+)
+def test_validate_catches_non_numeric_parameters(tmp_path, section, key):
+    yaml_path = make_tiny_project(tmp_path / "p")
+    raw = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+    if section == "targets":
+        raw["targets"][0]["target"] = "abc"
+    else:
+        raw["coverage"] = {"service_standards": {"collection_point": {"distance_m": "abc"}}}
+    yaml_path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    res = _validate(yaml_path.parent)
+    assert res.returncode == 2
+    assert key in res.stderr and "'abc'" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    out = tmp_path / "out"
+    env = {**os.environ, "GIS_PROGRESS": "0", "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([PY, "-m", "gis", "run", "--project", str(yaml_path.parent), "--out", str(out), "--quiet"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 2 and not out.exists()  # nothing written when validation fails
