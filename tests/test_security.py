@@ -492,3 +492,16 @@ def test_validate_catches_non_numeric_parameters(tmp_path, section, key):
     run = subprocess.run([PY, "-m", "gis", "run", "--project", str(yaml_path.parent), "--out", str(out), "--quiet"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 2 and not out.exists()  # nothing written when validation fails
+
+
+def test_time_bins_are_bounded_before_allocation():
+    from gis.emerging import time_step_index
+
+    dates = pd.Series(pd.to_datetime(["2023-01-05", "2023-03-01"]))
+    idx, labels = time_step_index(dates, "month")
+    assert labels == ["2023-01", "2023-02", "2023-03"] and idx.tolist() == [0, 2]
+    far = pd.Series([pd.Timestamp("1700-01-01"), pd.Timestamp("2023-01-01")])  # past the date window, e.g. from code
+    t0 = time.perf_counter()
+    with pytest.raises(GisError, match="analysis.max_time_bins"):
+        time_step_index(far, "month")
+    assert time.perf_counter() - t0 < 5
