@@ -21,8 +21,13 @@ from .safeyaml import YamlLimits
 
 
 def limits_path() -> Path:
-    """The limits file ``layers/limits.yaml``."""
-    return settings.LAYERS_DIR / "limits.yaml"
+    """The limits file: ``limits.yaml`` of the active layers folder, else the bundled one.
+
+    A custom :data:`gis.settings.LAYERS_DIR` without its own ``limits.yaml`` keeps
+    the toolkit's limits (a layers folder can never switch the limits off).
+    """
+    own = settings.LAYERS_DIR / "limits.yaml"
+    return own if own.exists() else settings.PACKAGE_ROOT / "layers" / "limits.yaml"
 
 
 def load_limits(path: Path | None = None) -> dict[str, Any]:

@@ -109,8 +109,14 @@ def landuse_skip_reason(landuse: Any, landuse_raster: Any) -> str | None:
     "no class" value); a vector layer when it has no feature.
     """
     if landuse_raster is not None:
-        arr = np.asarray(landuse_raster.read())
-        nodata = getattr(landuse_raster, "nodata", None)
+        if isinstance(landuse_raster, (str, Path)):  # a GeoTIFF path (as check_sites also accepts)
+            import rasterio
+
+            with rasterio.open(landuse_raster) as src:
+                arr, nodata = src.read(1), src.nodata
+        else:
+            arr = np.asarray(landuse_raster.read())
+            nodata = getattr(landuse_raster, "nodata", None)
         valid = arr != 0
         if nodata is not None:
             valid &= ~(np.isnan(arr) if np.isnan(nodata) else arr == nodata)
