@@ -505,3 +505,20 @@ def test_time_bins_are_bounded_before_allocation():
     with pytest.raises(GisError, match="analysis.max_time_bins"):
         time_step_index(far, "month")
     assert time.perf_counter() - t0 < 5
+
+
+def test_cli_confined_refuses_a_path_outside_in_one_line(tmp_path):
+    tiny = make_tiny_project(tmp_path / "tiny").parent
+    up = tmp_path / "up"
+    up.mkdir()
+    (up / "project.yaml").write_text(
+        _escaping_project(tiny, "../tiny/sites_ledger.csv", lambda p: f"../tiny/{p.name}"), encoding="utf-8"
+    )
+    env = {**os.environ, "GIS_PROGRESS": "0", "PYTHONPATH": str(ROOT)}
+    free = subprocess.run([PY, "-m", "gis", "validate", "--project", str(up)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert free.returncode == 0  # the attack works without confinement …
+    res = subprocess.run([PY, "-m", "gis", "validate", "--project", str(up), "--confined"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 2 and "leaves the project folder" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
