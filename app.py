@@ -115,7 +115,8 @@ def choose_project() -> Path | None:
         return Path(st.session_state["upload_project"])
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-    sid = get_script_run_ctx().session_id
+    ctx = get_script_run_ctx()
+    sid = ctx.session_id if ctx is not None else "local"
     try:  # per-session folder: the previous upload and ended sessions' folders are deleted
         confine.prune_sessions(UPLOAD_ROOT, [s.session.id for s in st.runtime.get_instance()._session_mgr.list_sessions()])
     except Exception:  # runtime internals differ between Streamlit versions: the cap below still holds
