@@ -86,7 +86,9 @@ def _printable(text: str) -> str:
 # ------------------------------------------------------------------------ uploads
 
 
-def check_zip_quota(zf: zipfile.ZipFile, name: str, table: dict[str, Any] | None = None) -> None:
+def check_zip_quota(
+    zf: zipfile.ZipFile, name: str, table: dict[str, Any] | None = None, uploaded_bytes: int | None = None
+) -> None:
     """Refuse a zip whose entries exceed the upload quotas, before extracting anything.
 
     Checks, with :math:`u_i` the declared uncompressed and :math:`c_i` the compressed
@@ -100,6 +102,9 @@ def check_zip_quota(zf: zipfile.ZipFile, name: str, table: dict[str, Any] | None
         Naming the upload, the entry (escaped) and the ``limits.yaml`` key.
     """
     table = table if table is not None else load_limits()
+    max_zip = float(limit("upload", "max_zip_mib", table)) * MIB
+    if uploaded_bytes is not None and uploaded_bytes > max_zip:
+        raise InputError(name, f"upload is {uploaded_bytes / MIB:.0f} MiB; the limit is {max_zip / MIB:.0f} MiB (upload.max_zip_mib)")
     infos = [i for i in zf.infolist() if not i.is_dir()]
     max_entries = int(limit("upload", "max_entries", table))
     if len(infos) > max_entries:

@@ -123,6 +123,9 @@ def test_zip_bomb_by_ratio_is_refused_before_extraction(tmp_path):
         extract_project_zip(bomb, tmp_path / "u")
     assert not any((tmp_path / "u").rglob("sites.csv"))
     table = load_limits()
+    table["upload"]["max_zip_mib"] = 0.5
+    with pytest.raises(InputError, match="upload.max_zip_mib"):
+        check_zip_quota(zipfile.ZipFile(io.BytesIO(bomb)), "u.zip", table, uploaded_bytes=2**20)
     table["upload"]["max_entries"] = 2
     with pytest.raises(InputError, match="upload.max_entries"):
         check_zip_quota(zipfile.ZipFile(io.BytesIO(_zip({"a.csv": "1", "b.csv": "2", "c.csv": "3"}))), "u.zip", table)
