@@ -110,7 +110,7 @@ def extract_project_zip(
         raise InputError(name, f"not a zip file ({exc})") from None
     from .confine import check_zip_quota
 
-    check_zip_quota(zf, name)  # entries, unpacked size, compression ratio (layers/limits.yaml upload.*)
+    check_zip_quota(zf, name, uploaded_bytes=len(data))  # upload size, entries, unpacked size, compression ratio (layers/limits.yaml upload.*)
     dest = Path(dest).resolve()
     dest.mkdir(parents=True, exist_ok=True)
     with zf:
