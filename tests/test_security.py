@@ -596,3 +596,16 @@ def test_app_makes_no_request_outside_loopback(tmp_path):
         log.close()
         shutil.rmtree(profile, ignore_errors=True)
     assert outside == []
+
+
+def test_hot_spot_grid_size_is_checked_before_allocation():
+    from shapely.geometry import Point
+
+    from gis.hotspots import hex_hot_spots
+
+    inc = gpd.GeoDataFrame({"kind": ["x"] * 4, "date": pd.to_datetime(["2023-01-01"] * 4)}, geometry=[Point(500000 + 300 * i, 3300000 + 200 * i) for i in range(4)],
+                           crs="EPSG:4544")
+    t0 = time.perf_counter()
+    with pytest.raises(GisError, match="analysis.max_grid_cells") as err:
+        hex_hot_spots(inc, cell_size_m=0.01)
+    assert "cell_size_m" in str(err.value) and time.perf_counter() - t0 < 5
