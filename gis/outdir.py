@@ -23,7 +23,6 @@ import contextlib
 import datetime as _dt
 import errno
 import hashlib
-import json
 import os
 import shutil
 import uuid
