@@ -99,7 +99,7 @@ def choose_project() -> Path | None:
         if sup.project_kind(path) != "district":
             return path
         if not (path / "project.yaml").exists() and not (path.suffix in (".yaml", ".yml") and path.exists()):
-            st.error(f"找不到 project.yaml · no project.yaml at {path}")
+            st.error("找不到 project.yaml · no project.yaml at " + confine.escape_markdown(path))
             return None
         return path
     up = st.sidebar.file_uploader(
@@ -208,7 +208,7 @@ def panel_unavailable(step: str, outputs: dict[str, sup.StepOutput]) -> bool:
         st.info(f"{label}: {sup.NOT_AVAILABLE}")
         return True
     if outputs[step].error:
-        st.warning(f"{label}: 无法运行 could not run — {outputs[step].error}")
+        st.warning(f"{label}: 无法运行 could not run — " + confine.escape_markdown(outputs[step].error))
         return True
     return False
 
@@ -343,7 +343,7 @@ def page_municipal(project: Path | None, kind: str) -> None:
                 sup.municipal_district_runs(
                     project, runs, on_district=lambda i, n, name: bar.progress(i / n, text=f"{name} ({i + 1}/{n})"))
             except Exception as exc:  # a district's data cannot be analysed: say which, no traceback
-                st.error(f"区县分析失败 A district analysis failed: {exc}")
+                st.error("区县分析失败 A district analysis failed: " + confine.escape_markdown(exc))
                 return
             bar.progress(1.0, text="完成 Done")
     else:
@@ -351,7 +351,7 @@ def page_municipal(project: Path | None, kind: str) -> None:
     try:
         r = rollup_cached(str(runs), key)
     except Exception as exc:  # unreadable results: say what and where
-        st.error(f"无法汇总 The roll-up failed: {exc}")
+        st.error("无法汇总 The roll-up failed: " + confine.escape_markdown(exc))
         return
     ov = sup.municipal_overview(r)
     h = ov.headline
