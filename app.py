@@ -19,12 +19,14 @@ import pandas as pd
 import streamlit as st
 
 from gis import app_support as sup
+from gis import confine
 from gis import maps, settings
 from gis.district import District
 
 st.set_page_config(page_title="回收网络 GIS · Recycling network GIS", page_icon="♻", layout="wide")
 
 CACHE_ROOT = Path(tempfile.gettempdir()) / "gis-app-cache"
+UPLOAD_ROOT = CACHE_ROOT / "uploads"
 
 # ---------------------------------------------------------------------------------
 # Cached library calls
@@ -34,9 +36,11 @@ CACHE_ROOT = Path(tempfile.gettempdir()) / "gis-app-cache"
 @st.cache_resource(show_spinner="读取图层 Loading layers …", max_entries=4)
 def load_district(project: str, key: str) -> District:
     """The district (cached per project folder state; ``key`` changes with its files)."""
+    from gis.catalog import load_project
     from gis.district import load_district as _load
 
-    return _load(project)
+    # an uploaded project may read only files inside its own folder (gis.confine)
+    return _load(load_project(project, confined=confine.is_inside(Path(project), UPLOAD_ROOT)))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -87,7 +91,7 @@ def choose_project() -> Path | None:
         if sup.project_kind(path) != "district":
             return path
         if not (path / "project.yaml").exists() and not (path.suffix in (".yaml", ".yml") and path.exists()):
-            st.error(f"找不到 project.yaml · no project.yaml at {path}")
+            st.error("找不到 project.yaml · no project.yaml at " + confine.escape_markdown(path))
             return None
         return path
     up = st.sidebar.file_uploader(
@@ -99,17 +103,25 @@ def choose_project() -> Path | None:
         return None
     data = up.getvalue()
     digest = hashlib.sha1(data).hexdigest()[:16]
-    dest = CACHE_ROOT / "uploads" / digest
+    if st.session_state.get("upload_digest") == digest and st.session_state.get("upload_project"):
+        return Path(st.session_state["upload_project"])
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    sid = ctx.session_id if ctx is not None else "local"
+    try:  # per-session folder: the previous upload and ended sessions' folders are deleted
+        confine.prune_sessions(UPLOAD_ROOT, [s.session.id for s in st.runtime.get_instance()._session_mgr.list_sessions()])
+    except Exception:  # runtime internals differ between Streamlit versions: the cap below still holds
+        pass
+    dest = confine.session_upload_dir(UPLOAD_ROOT, sid)
     try:
-        if (dest / ".ok").exists():
-            return next(iter(sorted(dest.rglob("project.yaml"), key=lambda p: len(p.parts)))).parent
-        sup.clear_folder(dest)
         yaml_path = sup.extract_project_zip(data, dest, name=up.name)
-        (dest / ".ok").touch()
+        confine.enforce_upload_cap(UPLOAD_ROOT, keep=dest)
+        st.session_state["upload_digest"], st.session_state["upload_project"] = digest, str(yaml_path.parent)
         return yaml_path.parent
-    except Exception as exc:  # shown to the user, never a traceback
-        sup.clear_folder(dest)
-        st.error(f"上传的项目无法使用 The upload cannot be used: {exc}")
+    except Exception as exc:  # shown to the user, never a traceback; escaped (Markdown), no server paths
+        confine.drop_session_dir(UPLOAD_ROOT, sid)
+        st.error("上传的项目无法使用 The upload cannot be used: " + confine.escape_markdown(confine.redact(str(exc), dest)))
         return None
 
 
@@ -188,7 +200,7 @@ def panel_unavailable(step: str, outputs: dict[str, sup.StepOutput]) -> bool:
         st.info(f"{label}: {sup.NOT_AVAILABLE}")
         return True
     if outputs[step].error:
-        st.warning(f"{label}: 无法运行 could not run — {outputs[step].error}")
+        st.warning(f"{label}: 无法运行 could not run — " + confine.escape_markdown(outputs[step].error))
         return True
     return False
 
@@ -323,7 +335,7 @@ def page_municipal(project: Path | None, kind: str) -> None:
                 sup.municipal_district_runs(
                     project, runs, on_district=lambda i, n, name: bar.progress(i / n, text=f"{name} ({i + 1}/{n})"))
             except Exception as exc:  # a district's data cannot be analysed: say which, no traceback
-                st.error(f"区县分析失败 A district analysis failed: {exc}")
+                st.error("区县分析失败 A district analysis failed: " + confine.escape_markdown(exc))
                 return
             bar.progress(1.0, text="完成 Done")
     else:
@@ -331,7 +343,7 @@ def page_municipal(project: Path | None, kind: str) -> None:
     try:
         r = rollup_cached(str(runs), key)
     except Exception as exc:  # unreadable results: say what and where
-        st.error(f"无法汇总 The roll-up failed: {exc}")
+        st.error("无法汇总 The roll-up failed: " + confine.escape_markdown(exc))
         return
     ov = sup.municipal_overview(r)
     h = ov.headline
@@ -385,7 +397,7 @@ def main() -> None:
         pkey = sup.project_key(project)
         district = load_district(str(project), pkey)
     except Exception as exc:  # bad project: say what and where, no traceback
-        st.error(f"项目无法读取 The project cannot be loaded: {exc}")
+        st.error("项目无法读取 The project cannot be loaded: " + confine.escape_markdown(confine.redact(str(exc), Path(project))))
         return
     if getattr(district.project, "sample", False):
         st.warning(settings.SAMPLE_LABEL)

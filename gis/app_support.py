@@ -102,6 +102,9 @@ def extract_project_zip(
         zf = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as exc:
         raise InputError(name, f"not a zip file ({exc})") from None
+    from .confine import check_zip_quota
+
+    check_zip_quota(zf, name, uploaded_bytes=len(data))  # upload size, entries, unpacked size, compression ratio (layers/limits.yaml upload.*)
     dest = Path(dest).resolve()
     dest.mkdir(parents=True, exist_ok=True)
     with zf:

@@ -236,8 +236,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise CatalogError(path, "(file)", "file not found") from None
     except UnicodeDecodeError as exc:
         raise CatalogError(path, "(file)", f"not UTF-8 text ({exc.reason})") from None
+    from .limits import yaml_limits
+    from .safeyaml import YamlBombError, safe_load_bounded
+
     try:
-        data = yaml.safe_load(text)
+        data = safe_load_bounded(text, yaml_limits())
+    except YamlBombError as exc:
+        raise CatalogError(path, "(aliases)", str(exc)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -260,7 +265,7 @@ def find_project_file(project: str | Path) -> Path:
     return p.resolve()
 
 
-def load_project(project: str | Path) -> Project:
+def load_project(project: str | Path, *, confined: bool = False) -> Project:
     """Read and validate a ``project.yaml`` (a folder holding one, or the file itself).
 
     Raises
@@ -300,7 +305,7 @@ def load_project(project: str | Path) -> Project:
         specs = []
         for i, item in enumerate(entries):
             key = f"layers.{role}" + (f"[{i}]" if isinstance(entry, list) else "")
-            specs.append(_layer_spec(path, root, role, key, item, parse_convention))
+            specs.append(_layer_spec(path, root, role, key, item, parse_convention, confined))
         layers[role] = specs
 
     crs_block = raw.get("crs") or {}
@@ -340,7 +345,7 @@ def load_project(project: str | Path) -> Project:
     )
 
 
-def _layer_spec(path: Path, root: Path, role: str, key: str, item: Any, parse_convention) -> LayerSpec:
+def _layer_spec(path: Path, root: Path, role: str, key: str, item: Any, parse_convention, confined: bool = False) -> LayerSpec:
     if isinstance(item, str):
         item = {"file": item}
     if not isinstance(item, Mapping):
@@ -351,6 +356,10 @@ def _layer_spec(path: Path, root: Path, role: str, key: str, item: Any, parse_co
     file = item.get("file")
     if not isinstance(file, str) or not file:
         raise CatalogError(path, f"{key}.file", "required: the layer's file name")
+    if confined:  # uploads and --confined: only files inside the project folder (gis.confine)
+        from .confine import confined_path
+
+        fpath = confined_path(root, file, yaml_path=path, key=f"{key}.file")
     fpath = (root / file).resolve()
     if not fpath.exists():
         raise CatalogError(path, f"{key}.file", f"file not found: {fpath}")

@@ -36,6 +36,7 @@ def _add_project_args(p: argparse.ArgumentParser, *, out: bool = True) -> None:
         default=None,
         help="project folder (holding project.yaml) or the yaml file; default: the bundled sample district",
     )
+    p.add_argument("--confined", action="store_true", help="read only files inside the project folder (as for uploads)")
     if out:
         p.add_argument("--out", default="out", help="output folder (default: ./out)")
         p.add_argument("--quiet", action="store_true", help="no progress display")
@@ -111,8 +112,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from gis.export import write_csv
     from gis.params import load_params
 
+    from gis.catalog import load_project
+    from gis.precheck import check_inputs
+
     load_params(_project(args.project))  # unknown keys / wrong types: one line, before reading layers
-    d = load_district(_project(args.project))
+    proj = load_project(_project(args.project), confined=args.confined)
+    check_inputs(proj)
+    d = load_district(proj)
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(f"[bold]{d.name}[/bold]  metric CRS {d.crs.to_string()}" + ("  [yellow](sample data 样例数据)[/yellow]" if d.project.sample else ""))
     table = Table("layer 图层", "file 文件", "coords 坐标", "read 读取", "loaded 载入", "rejected 剔除")
@@ -156,7 +162,7 @@ def cmd_run(args: argparse.Namespace, steps: list[str] | None = None) -> int:
         return 0
     if getattr(args, "engine", "single") == "dask":
         raise GisError("--engine dask partitions a municipality by district: give --project a folder with municipality.yaml")
-    summary = run(_project(args.project), Path(args.out), steps=steps, progress=not args.quiet)
+    summary = run(_project(args.project), Path(args.out), steps=steps, progress=not args.quiet, confined=args.confined)
     keys = ["district", "sites_total", "incidents_total", "rejects"]
     print(json.dumps({k: summary.get(k) for k in keys}, ensure_ascii=False))
     print(f"outputs written to {Path(args.out).resolve()}")

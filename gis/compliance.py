@@ -564,6 +564,11 @@ def check_sites(
     sites = sites.copy()
     if "status" not in sites:
         sites["status"] = "active"
+    from gis.precheck import landuse_rule_skips, landuse_skip_reason  # honest skips
+
+    lu_skips = landuse_rule_skips(rules.enabled, landuse_skip_reason(landuse, landuse_raster))
+    if lu_skips:
+        landuse = landuse_raster = None
     locator = _bound_locator(locator or locate, rules, townships=townships, zones=zones, landuse=landuse,
                              landuse_raster=landuse_raster)
     loc = locator(sites.geometry)
@@ -575,6 +580,9 @@ def check_sites(
     # Pre-linkage verdicts (working-centre test), then linkage, then the unlinked rule.
     allowed = rules.classes.allowed_pairs()
     results, skipped = _evaluate_rules(rules, sites, loc, allowed, set(), have, unlinked=False)
+    for rid, why in lu_skips.items():
+        results.pop(rid, None)
+        skipped[rid] = why
     pre = _worst(rules, results, len(sites), sites.index)
     linkage = link_hierarchy(
         sites, params=rules.linkage, graph=graph, townships=townships, verdicts=pre

@@ -186,6 +186,10 @@ def time_step_index(
         freq = "M" if time_step == "month" else "Q"
         per = dates.dt.to_period(freq)
         lo, hi = per.min(), per.max()
+        if per.notna().any():  # bounded before allocating (analysis.max_time_bins in layers/limits.yaml)
+            from .limits import time_bins
+
+            time_bins(lo.to_timestamp(), hi.to_timestamp(), 1 if freq == "M" else 3)
         labels = pd.period_range(lo, hi, freq=freq)
         idx = (per - lo).apply(lambda off: off.n).to_numpy(dtype=np.int64)
         return idx, [str(p) for p in labels]

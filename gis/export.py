@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -83,10 +84,64 @@ def write_json(data: Mapping[str, Any], target: str | Path) -> Path:
 
 
 def write_csv(df: pd.DataFrame, target: str | Path, *, encoding: str = "utf-8-sig") -> Path:
-    """Write a table as CSV. ``utf-8-sig`` so that Excel on Chinese Windows opens it."""
+    """Write a table as CSV. ``utf-8-sig`` so that Excel on Chinese Windows opens it.
+
+    Text cells that a spreadsheet would run as a formula are neutralised
+    (:func:`neutralise_csv_frame`).
+    """
     with atomic_path(target) as tmp:
-        df.to_csv(tmp, index=False, encoding=encoding)
+        neutralise_csv_frame(df).to_csv(tmp, index=False, encoding=encoding)
     return Path(target)
+
+
+#: First characters that make Excel / WPS / LibreOffice read a cell as a formula
+#: (OWASP "CSV injection"): ``= + - @``, tab and carriage return.
+FORMULA_TRIGGERS: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
+
+_PLAIN_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
+def is_formula_like(value: object) -> bool:
+    """Whether a text value would be run as a formula by a spreadsheet (公式注入).
+
+    A plain signed number such as ``-3.5`` is data, not a formula, and stays as it is.
+    """
+    return (
+        isinstance(value, str)
+        and value.startswith(FORMULA_TRIGGERS)
+        and not _PLAIN_NUMBER.match(value)
+    )
+
+
+def neutralise_csv_value(value: object) -> object:
+    """OWASP CSV-injection defence: prefix a formula-like text with ``'``."""
+    return "'" + value if is_formula_like(value) else value
+
+
+def neutralise_csv_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``df`` whose text cells (and headers) cannot run as formulas."""
+    out = df.copy()
+    out.columns = [neutralise_csv_value(c) for c in out.columns]
+    for col in out.columns:
+        s = out[col]
+        if s.dtype == object or isinstance(s.dtype, pd.StringDtype):
+            if s.map(is_formula_like).any():
+                out[col] = s.map(neutralise_csv_value)
+    return out
+
+
+def store_text_cells(ws: Any) -> None:
+    """Make every formula-looking cell of an openpyxl worksheet a plain string cell.
+
+    openpyxl stores any string beginning with ``=`` as a live formula (e.g. a
+    clickable ``=HYPERLINK(...)`` in a site name). Such cells become string
+    cells with Excel's quote prefix, so Excel shows the text and never runs it.
+    """
+    for row in ws.iter_rows():
+        for cell in row:
+            if cell.data_type == "f" or is_formula_like(cell.value):
+                cell.data_type = "s"
+                cell.quotePrefix = True
 
 
 def write_gpkg(layers: Mapping[str, gpd.GeoDataFrame], target: str | Path) -> Path:
@@ -158,6 +213,7 @@ def write_excel(
                     cell.fill = fill
                     cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
                 ws.freeze_panes = ws.cell(row=header_row + 1, column=1)
+                store_text_cells(ws)
                 for j, col in enumerate(df.columns, start=1):
                     texts = [str(col)] + [str(v) for v in df[col].head(500).tolist()]
                     width = max(_display_width(t) for t in texts) + 2

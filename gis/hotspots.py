@@ -534,6 +534,10 @@ def hex_hot_spots(
     if cell_size_m is None:
         cell_size_m = gistar.choose_cell_size(xy, factor=cell_size_factor, bounds=bounds, max_cells=max_cells)
         cell_size_m = float(np.clip(cell_size_m, *cell_size_bounds_m))
+    from .limits import check_size  # before allocating: cells ≈ W·H / s² (analysis.max_grid_cells)
+
+    check_size((bounds[2] - bounds[0]) * (bounds[3] - bounds[1]) / max(float(cell_size_m), 1e-9) ** 2,
+               "analysis", "max_grid_cells", "the hot-spot grid's cells (raise hotspots cell_size_m)")
     grid = gistar.HexGrid.covering(bounds, cell_size_m, crs=incidents.crs, mask=area)
     if len(grid) > 4 * max_cells:
         raise AnalysisError(f"a {cell_size_m:.0f} m hexagon grid has {len(grid)} cells; raise cell_size_m")

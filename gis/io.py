@@ -28,6 +28,7 @@ from pyproj import CRS
 from . import settings
 from ._errors import InputError
 from .catalog import LayerSpec, column_aliases, normalise_label, value_lookup
+from .limits import check_size, date_window
 from .schema import LAYER_FIELDS, LAYER_ID_FIELD, REJECT_COLUMNS, Field, RejectReason
 
 # ----------------------------------------------------------------------------- rejects
@@ -114,12 +115,17 @@ class RawTable:
         Spreadsheet row number of the header.
     encoding
         Encoding used (CSV only).
+    malformed
+        ``{spreadsheet row: what is wrong}`` for CSV records with more fields than
+        the file's usual width (e.g. an unquoted comma); their extra cells are
+        dropped and the caller rejects them.
     """
 
     frame: pd.DataFrame
     rows: np.ndarray
     header_row: int
     encoding: str | None = None
+    malformed: dict[int, str] = field(default_factory=dict)
 
 
 def read_table(spec: LayerSpec) -> RawTable:
@@ -137,6 +143,7 @@ def read_table(spec: LayerSpec) -> RawTable:
     """
     path = spec.path
     encoding = None
+    malformed: dict[int, str] = {}
     if spec.format == "csv":
         data = path.read_bytes()
         encodings = (spec.encoding,) if spec.encoding else settings.CSV_ENCODINGS
@@ -163,8 +170,10 @@ def read_table(spec: LayerSpec) -> RawTable:
         except pd.errors.EmptyDataError:
             raise InputError(path, "the file is empty") from None
         except pd.errors.ParserError as exc:
-            m = re.search(r"line (\d+)", str(exc))
-            raise InputError(path, f"not a well-formed CSV: {exc}", row=int(m.group(1)) if m else None) from None
+            if "Expected" not in str(exc):  # e.g. EOF inside a quoted field: the file is broken
+                m = re.search(r"line (\d+)", str(exc))
+                raise InputError(path, f"not a well-formed CSV: {exc}", row=int(m.group(1)) if m else None) from None
+            grid, malformed = _ragged_csv(text)
     else:
         try:
             grid = pd.read_excel(
@@ -175,7 +184,9 @@ def read_table(spec: LayerSpec) -> RawTable:
                 raise InputError(path, f"cannot read sheet {spec.sheet!r}: {exc}", field=f"{spec.key}.sheet") from None
             raise InputError(path, f"not a readable .xlsx workbook ({exc})") from None
         except Exception as exc:  # zipfile/openpyxl errors on a corrupt workbook
-            raise InputError(path, f"not a readable .xlsx workbook ({type(exc).__name__}: {exc})") from None
+            raise InputError(
+                path, f"not a readable .xlsx workbook (the file is not a complete Excel package: {type(exc).__name__})"
+            ) from None
     grid = grid.map(lambda v: v.strip() if isinstance(v, str) else ("" if v is None else str(v)))
     # drop fully empty rows but keep their numbers accounted as not records
     header_idx = _find_header(grid, spec)
@@ -184,7 +195,30 @@ def read_table(spec: LayerSpec) -> RawTable:
     body.columns = _dedupe_headers(header)
     rows = np.arange(header_idx + 2, header_idx + 2 + len(body))
     nonempty = (body != "").any(axis=1).to_numpy()
-    return RawTable(body[nonempty].reset_index(drop=True), rows[nonempty], header_idx + 1, encoding)
+    bad = {r: why for r, why in malformed.items() if r > header_idx + 1}
+    return RawTable(body[nonempty].reset_index(drop=True), rows[nonempty], header_idx + 1, encoding, bad)
+
+
+def _ragged_csv(text: str) -> tuple[pd.DataFrame, dict[int, str]]:
+    """Parse a CSV whose records do not all have the same number of fields.
+
+    The file's width :math:`w` is the most common number of fields per record.
+    A record with more than :math:`w` fields, the extra ones not all empty, is
+    kept truncated to :math:`w` cells and reported in the returned
+    ``{record number (1-based): reason}``; shorter records are padded with ``""``.
+    """
+    import csv
+
+    records = list(csv.reader(_io.StringIO(text, newline="")))
+    lengths = pd.Series([len(r) for r in records if r])
+    width = int(lengths.mode().max()) if len(lengths) else 0
+    malformed: dict[int, str] = {}
+    cells = []
+    for i, rec in enumerate(records, start=1):
+        if len(rec) > width and any(c.strip() for c in rec[width:]):
+            malformed[i] = f"{len(rec)} fields where the file has {width} (an unquoted comma?)"
+        cells.append((rec + [""] * width)[:width])
+    return pd.DataFrame(cells, dtype=str), malformed
 
 
 def _dedupe_headers(header: list[str]) -> list[str]:
@@ -348,7 +382,16 @@ def _coerce_field(fld: Field, raw: pd.Series, col: RejectCollector, header: str)
         dates = parse_dates(text)
         bad = (~empty) & dates.isna().to_numpy()
         col.reject(bad, RejectReason.BAD_VALUE, header, text.to_numpy(), "not a date (expected e.g. 2023-05-01 or 2023年5月1日)")
-        return dates
+        lo, hi = date_window()
+        implausible = (~empty) & dates.notna().to_numpy() & ~dates.between(lo, hi).to_numpy()
+        col.reject(
+            implausible,
+            RejectReason.BAD_VALUE,
+            header,
+            text.to_numpy(),
+            f"implausible date: outside {lo:%Y-%m-%d} – {hi:%Y-%m-%d} (dates.* in layers/limits.yaml)",
+        )
+        return dates.where(~implausible)
     raise ValueError(f"unknown field kind {fld.kind}")
 
 
@@ -414,6 +457,7 @@ def points_from_table(spec: LayerSpec) -> tuple[gpd.GeoDataFrame, pd.DataFrame, 
     table = read_table(spec)
     mapping = map_columns(list(table.frame.columns), spec, coordinates=True)
     col = RejectCollector(spec.role, spec.path, table.rows)
+    reject_malformed(table, col)
     attrs = coerce_fields(table.frame, spec, mapping, col)
     conv = parse_convention(spec.coords)
     geographic = isinstance(conv, str) or (isinstance(conv, CRS) and conv.is_geographic)
@@ -446,6 +490,16 @@ def points_from_table(spec: LayerSpec) -> tuple[gpd.GeoDataFrame, pd.DataFrame, 
     return layer, col.frame(), len(table.rows), info
 
 
+def reject_malformed(table: RawTable, col: RejectCollector) -> None:
+    """Reject the records :func:`read_table` found malformed (file, row and reason kept)."""
+    if not table.malformed:
+        return
+    bad = np.isin(table.rows, list(table.malformed))
+    col.reject(bad, RejectReason.BAD_VALUE, "(row)", None, None)
+    col.detail[bad] = [f"malformed row: {table.malformed[int(r)]}" for r in table.rows[bad]]
+    col.value[bad] = [",".join(table.frame.iloc[i].tolist())[:200] for i in np.flatnonzero(bad)]
+
+
 def _reject_duplicate_ids(attrs: pd.DataFrame, spec: LayerSpec, mapping: dict[str, str], col: RejectCollector) -> None:
     id_field = LAYER_ID_FIELD.get(spec.role)
     if not id_field or id_field not in mapping:
@@ -474,22 +528,24 @@ def read_vector_file(spec: LayerSpec) -> gpd.GeoDataFrame:
     usual encoding of Shapefiles made on Chinese Windows).
     """
     import pyogrio
+    from shapely.errors import GEOSException
 
     kwargs: dict[str, Any] = {}
     if spec.layer is not None:
         kwargs["layer"] = spec.layer
+    if spec.format == "shp":
+        for side in (".shx", ".dbf"):
+            if not spec.path.with_suffix(side).exists() and not spec.path.with_suffix(side.upper()).exists():
+                raise InputError(
+                    spec.path.with_suffix(side), f"missing: a Shapefile needs its {side} beside {spec.path.name}"
+                )
     try:
-        if spec.encoding:
-            return pyogrio.read_dataframe(spec.path, encoding=spec.encoding, **kwargs)
-        if spec.format == "shp" and not spec.path.with_suffix(".cpg").exists():
-            try:
-                gdf = pyogrio.read_dataframe(spec.path, encoding="utf-8", **kwargs)
-                if not _has_replacement_chars(gdf):
-                    return gdf
-            except UnicodeDecodeError:
-                pass
-            return pyogrio.read_dataframe(spec.path, encoding="gb18030", **kwargs)
-        return pyogrio.read_dataframe(spec.path, **kwargs)
+        try:
+            return _read_vector_encoded(spec, kwargs, pyogrio.read_dataframe)
+        except (GEOSException, ValueError) as exc:
+            if isinstance(exc, UnicodeDecodeError):
+                raise
+            return _read_vector_encoded(spec, kwargs, _read_tolerant)
     except UnicodeDecodeError as exc:
         raise InputError(
             spec.path,
@@ -499,6 +555,51 @@ def read_vector_file(spec: LayerSpec) -> gpd.GeoDataFrame:
         raise InputError(spec.path, f"layer {spec.layer!r} not found ({exc})", field=f"{spec.key}.layer") from None
     except pyogrio.errors.DataSourceError as exc:
         raise InputError(spec.path, f"not a readable {spec.format} file ({exc})") from None
+
+
+def _read_vector_encoded(spec: LayerSpec, kwargs: dict[str, Any], reader: Any) -> gpd.GeoDataFrame:
+    """Call ``reader`` with the declared encoding, or UTF-8 then GB18030 for a Shapefile without .cpg."""
+    if spec.encoding:
+        return reader(spec.path, encoding=spec.encoding, **kwargs)
+    if spec.format == "shp" and not spec.path.with_suffix(".cpg").exists():
+        try:
+            gdf = reader(spec.path, encoding="utf-8", **kwargs)
+            if not _has_replacement_chars(gdf):
+                return gdf
+        except UnicodeDecodeError:
+            pass
+        return reader(spec.path, encoding="gb18030", **kwargs)
+    return reader(spec.path, **kwargs)
+
+
+def _read_tolerant(path: Path, **kwargs: Any) -> gpd.GeoDataFrame:
+    """Read a vector file feature by feature where one geometry cannot be built.
+
+    Used when a file holds a geometry GEOS refuses to construct (a polygon ring
+    that is not closed, too few points). Such features get a ``None`` geometry and
+    are listed in ``gdf.attrs["unbuildable"]`` (0-based positions) so the loader
+    rejects them with their reason instead of refusing the whole file.
+    """
+    import pyogrio.raw
+
+    meta, _fids, wkb, fields = pyogrio.raw.read(path, **kwargs)
+    geoms = np.array([_from_wkb_or_none(g) for g in wkb], dtype=object)
+    unbuildable = [i for i, (g, raw) in enumerate(zip(geoms, wkb)) if g is None and raw is not None]
+    data = {name: values for name, values in zip(meta["fields"], fields)}
+    gdf = gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms), crs=meta.get("crs"))
+    gdf.attrs["unbuildable"] = unbuildable
+    return gdf
+
+
+def _from_wkb_or_none(raw: bytes | None) -> Any:
+    from shapely.errors import GEOSException
+
+    if raw is None:
+        return None
+    try:
+        return shapely.from_wkb(raw)
+    except (GEOSException, ValueError):
+        return None
 
 
 def _has_replacement_chars(gdf: pd.DataFrame) -> bool:
@@ -542,6 +643,12 @@ def vector_layer(spec: LayerSpec) -> tuple[gpd.GeoDataFrame, pd.DataFrame, int, 
     if gdf.crs is None and spec.coords is None:
         raise InputError(spec.path, f"the file has no CRS: declare it as `{spec.key}.coords` (e.g. EPSG:4544 or wgs84)")
     declared = parse_convention(spec.coords) if spec.coords else None
+    unbuildable = np.zeros(n, dtype=bool)
+    unbuildable[list(gdf.attrs.get("unbuildable", []))] = True
+    col.reject(unbuildable, RejectReason.INVALID_GEOMETRY, "geometry", None, "geometry cannot be built (a polygon ring not closed, or too few points)")
+    nonfinite = _nonfinite_geometries(geom.values)
+    col.reject(nonfinite, RejectReason.INVALID_GEOMETRY, "geometry", None, "coordinates are not numbers (NaN or infinite)")
+    geom = geom.where(~(unbuildable | nonfinite), None)
     empty = (geom.isna() | geom.is_empty).to_numpy()
     col.reject(empty, RejectReason.EMPTY_GEOMETRY, "geometry", None, "feature has no geometry")
     valid = np.asarray(shapely.is_valid(geom.values), dtype=bool) | empty
@@ -575,6 +682,15 @@ def vector_layer(spec: LayerSpec) -> tuple[gpd.GeoDataFrame, pd.DataFrame, int, 
         "repaired_geometries": int((~valid & ok).sum()),
     }
     return out, col.frame(), n, info
+
+
+def _nonfinite_geometries(geoms: np.ndarray) -> np.ndarray:
+    """Mask of geometries with any NaN or infinite coordinate."""
+    coords, index = shapely.get_coordinates(geoms, return_index=True)
+    bad = np.zeros(len(geoms), dtype=bool)
+    if len(coords):
+        bad[index[~np.isfinite(coords).all(axis=1)]] = True
+    return bad
 
 
 def _map_vector_columns(headers: list[str], spec: LayerSpec, fill: dict[str, str]) -> dict[str, str]:
@@ -691,6 +807,12 @@ def raster_layer(spec: LayerSpec) -> RasterLayer:
     except rasterio.errors.RasterioIOError as exc:
         raise InputError(spec.path, f"not a readable GeoTIFF ({exc})") from None
     with src:
+        if src.transform.is_identity and not src.gcps[0]:
+            raise InputError(
+                spec.path,
+                "the raster has no georeferencing (no geotransform): export it as a GeoTIFF with its coordinates",
+            )
+        check_size(src.width * src.height, "analysis", "max_raster_cells", f"{spec.path.name}: raster cells")
         crs = src.crs
         if crs is None and spec.coords is None:
             raise InputError(spec.path, f"the raster has no CRS: declare it as `{spec.key}.coords`")

@@ -259,7 +259,9 @@ def load_index(path: str | Path) -> dict[str, Any]:
         p = p / INDEX_FILE
     if not p.exists():
         raise InputError(p, f"no {INDEX_FILE} (generate one with `gis sample --scale municipality`)")
-    data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    from .catalog import load_yaml  # bounded (gis.safeyaml): no alias bombs
+
+    data = load_yaml(p)
     if not isinstance(data.get("districts"), list) or not data["districts"]:
         raise InputError(p, "key 'districts' must be a non-empty list")
     for i, d in enumerate(data["districts"]):

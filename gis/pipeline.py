@@ -19,6 +19,10 @@ from gis.district import load_district
 from gis.export import write_json
 from gis.params import load_params
 
+from gis.catalog import load_project
+from gis.outdir import atomic_output
+from gis.precheck import check_inputs
+
 # re-exported for callers of the former pipeline API
 district_summary = steps.district_summary
 write_district = steps.write_district
@@ -35,6 +39,7 @@ def run(
     *,
     steps: Sequence[str] | None = None,
     progress: bool | None = None,
+    confined: bool = False,
 ) -> dict[str, Any]:
     """Run the main job on a district project.
 
@@ -70,7 +75,6 @@ def run(
 
     project = Path(project) if project is not None else settings.SAMPLE_PROJECT_DIR
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     wanted = list(steps) if steps is not None else registry.analysis_names()
     unknown = [s for s in wanted if s not in registry.analysis_names()]
     if unknown:
@@ -81,13 +85,17 @@ def run(
     with _progress(show, len(todo)) as advance:
         advance("load 读取图层")
         load_params(project)  # refuse unknown / misspelt keys and wrong types before any analysis
-        d = load_district(project)
-        summary, _ = registry.run_steps(
-            d, out, todo, on_step=lambda s: advance(s.name) if s.name != "load" else None, timings=timings
-        )
-    summary["steps_run"] = todo
-    summary["timings_s"] = timings
-    write_json(summary, out / "summary.json")
+        proj = load_project(project, confined=confined)
+        check_inputs(proj)  # gis.precheck: fail now, not minutes later
+        d = load_district(proj)  # validated before anything is written
+        with atomic_output(out) as (folder, run_id):  # gis.outdir: locked temp sibling, swapped in when complete
+            summary, _ = registry.run_steps(
+                d, folder, todo, on_step=lambda s: advance(s.name) if s.name != "load" else None, timings=timings
+            )
+            summary["run_id"] = run_id
+            summary["steps_run"] = todo
+            summary["timings_s"] = timings
+            write_json(summary, folder / "summary.json")
     return summary
 
 

@@ -52,3 +52,25 @@ def test_excel_header_frozen_and_widths(tmp_path):
     assert ws.freeze_panes == "A3"
     assert ws.column_dimensions["B"].width >= 2 * len("沙坪坝区某某再生资源回收站")
     assert ws["A2"].font.bold
+
+
+def test_formula_text_is_stored_as_text_in_excel(tmp_path):
+    df = pd.DataFrame({"网点名称": ['=HYPERLINK("http://evil","点")', "@SUM(A1)", "普通"], "面积": [-3.5, 1, 2]})
+    write_excel({"台账": df}, tmp_path / "l.xlsx", title_rows={"台账": ["=1+1区问题台账"]})
+    ws = load_workbook(tmp_path / "l.xlsx")["台账"]
+    assert ws["A1"].value == "=1+1区问题台账" and ws["A1"].data_type == "s"
+    assert [ws.cell(row=r, column=1).value for r in (3, 4, 5)] == df["网点名称"].tolist()
+    assert all(c.data_type != "f" for row in ws.iter_rows() for c in row)
+    assert ws["A3"].quotePrefix and not ws["A5"].quotePrefix
+    assert ws["B3"].value == -3.5  # numbers stay numbers
+
+
+def test_csv_cells_are_neutralised_owasp_style(tmp_path):
+    from gis.export import write_csv
+
+    df = pd.DataFrame({"=名称": ["=1+1", "+cmd", "-2+3", "@x", "\tx", "-3.5", "普通"], "n": [1, -2, 3, 4, 5, 6, 7]})
+    write_csv(df, tmp_path / "r.csv")
+    back = pd.read_csv(tmp_path / "r.csv", dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    assert back.columns.tolist() == ["'=名称", "n"]
+    assert back["'=名称"].tolist() == ["'=1+1", "'+cmd", "'-2+3", "'@x", "'\tx", "-3.5", "普通"]
+    assert back["n"].tolist() == ["1", "-2", "3", "4", "5", "6", "7"]

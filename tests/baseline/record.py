@@ -47,7 +47,10 @@ def _cell(v: Any) -> str:
         return "[" + ",".join(_cell(x) for x in v) + "]"
     if isinstance(v, pd.Timestamp):
         return v.isoformat()
-    return str(v)
+    return str(v).replace(_REPO_PREFIX, "<repo>/")  # source paths: the same run in another checkout
+
+
+_REPO_PREFIX = str(HERE.parents[1]) + "/"
 
 
 def frame_digest(df: pd.DataFrame) -> dict[str, Any]:
