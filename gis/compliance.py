@@ -618,9 +618,10 @@ def locate(
         got = hit >= 0
         codes.iloc[np.flatnonzero(got)] = lc[hit[got]]
         source.iloc[np.flatnonzero(got)] = "vector"
-        ltab = classes.table(pd.Series(lc, dtype="object"))
+        distinct = [str(c) for c in pd.unique(pd.Series(lc, dtype="object").dropna())]
         for rec in RECEPTORS:
-            sel = (ltab["receptor"] == rec).to_numpy()
+            # receptor_codes: a class may be several receptors (三调 08H2 school and hospital)
+            sel = pd.Series(lc, dtype="object").isin(classes.receptor_codes(rec, distinct)).to_numpy()
             if sel.any():
                 receptor_geoms[rec].append(landuse.geometry.values[sel])
     if landuse_raster is not None:
