@@ -326,6 +326,11 @@ class RuleTable:
                     )
                 keyed[str(rid)] = (key, {"id": rid, **patch})
                 order.append(str(rid))
+        from gis.departments import legal_basis  # 依据 = national source + the project's own campaign plan
+
+        campaign = section.get("campaign") or {}
+        for rid in order:
+            keyed[rid][1]["legal_source"] = legal_basis(keyed[rid][1], campaign) or keyed[rid][1].get("legal_source")
         rules = [_parse_rule(keyed[rid][1], keyed[rid][0], source) for rid in order]
         linkage = dict(section.get("linkage") or {})
         _validate_linkage(linkage, source)
@@ -1156,7 +1161,7 @@ def _evaluate(
     classes: LandUseClasses,
     allowed: set[str],
     orphans: set[str],
-    have: Mapping[str, bool],
+    have: Mapping[str, Any],
 ) -> tuple[np.ndarray, pd.Series] | str:
     """Mask of sites breaking ``rule`` and their 问题描述; or a skip reason."""
     c = rule.condition
@@ -1176,6 +1181,10 @@ def _evaluate(
                 pat = "|".join(f"{c['zone_type']}:{lv}" for lv in levels)
                 m = m & loc["zones"].str.contains(pat, regex=True).to_numpy()
         label = ZONE_TYPE_LABEL_ZH.get(c["zone_type"], c["zone_type"])
+        if c.get("outside"):  # e.g. 城镇开发边界: what may stand outside it
+            if c["zone_type"] not in have.get("zone_types", ()):
+                return f"district has no {c['zone_type']} zone"
+            return ~m, pd.Series("位于" + label + "外", index=sites.index)
         lvl = loc["four_mountains_level"].map({k.value: v for k, v in ZONE_LEVEL_LABEL_ZH.items()}).fillna("")
         names = loc.get(f"zone_names_{c['zone_type']}", pd.Series("", index=loc.index)).fillna("")
         desc = "位于" + label + (lvl if c["zone_type"] == "four_mountains" else "") + np.where(
@@ -1288,6 +1297,7 @@ def check_sites(
     have = {
         "zones": zones is not None,
         "landuse": landuse is not None or landuse_raster is not None,
+        "zone_types": set(zones["zone_type"].astype(str)) if zones is not None and len(zones) else set(),
     }
 
     # Pre-linkage verdicts (working-centre test), then linkage, then the unlinked rule.
