@@ -372,3 +372,38 @@ def scheme_for_layer(
         raise CatalogError(source, f"{key}.scheme", f"unknown land-use scheme {declared!r}; one of {', '.join(SCHEMES)}")
     sc = LandUseScheme.load(str(declared), layers_dir)
     return SchemeDetection(sc, True, (sc.name,), code_report(codes, sc))
+
+
+def layer_codes(district: Any) -> pd.Series:
+    """The land-use codes of a loaded district: the vector ``landuse_code`` column, else
+    the distinct values of the raster (through its ``classes`` map when it has one)."""
+    if getattr(district, "landuse", None) is not None and len(district.landuse):
+        return normalise_codes(district.landuse["landuse_code"])
+    raster = getattr(district, "landuse_raster", None)
+    if raster is None:
+        return pd.Series([], dtype=object)
+    import rasterio
+
+    with rasterio.open(raster.path) as ds:
+        band = ds.read(1)
+        nodata = raster.nodata if getattr(raster, "nodata", None) is not None else ds.nodata
+    vals, counts = np.unique(band, return_counts=True)
+    keep = vals != nodata if nodata is not None else np.ones(len(vals), bool)
+    v2c = getattr(raster, "classes", None)
+    v2c = v2c if isinstance(v2c, Mapping) else {}
+    codes = [v2c.get(int(v), int(v)) for v in vals[keep]]
+    return normalise_codes(np.repeat(np.array(codes, dtype=object), counts[keep]) if codes else [])
+
+
+def check_district(district: Any) -> SchemeDetection | None:
+    """The scheme of a loaded district's land-use layer, declared or detected (``gis validate``).
+
+    None when the district has no land-use layer. Raises the one-line
+    :class:`~gis._errors.CatalogError` of :func:`detect_scheme` when undeclared and ambiguous.
+    """
+    spec = district.project.spec("landuse") if hasattr(district.project, "spec") else None
+    codes = layer_codes(district)
+    if spec is None and not len(codes):
+        return None
+    key = getattr(spec, "key", "layers.landuse")
+    return scheme_for_layer(spec, codes, source=district.project.path, key=key)
