@@ -407,3 +407,14 @@ def check_district(district: Any) -> SchemeDetection | None:
         return None
     key = getattr(spec, "key", "layers.landuse")
     return scheme_for_layer(spec, codes, source=district.project.path, key=key)
+
+
+def classes_for_project(project: Any) -> LandUseScheme | None:
+    """The declared scheme of a project's land-use layer, for the rule table; None when undeclared.
+
+    (Undeclared layers keep the legacy class table until the bundled sample is coded in
+    corrected GB/T 21010; ``gis validate`` still reports the detected scheme.)
+    """
+    spec = project.spec("landuse") if project is not None and hasattr(project, "spec") else None
+    scheme = getattr(spec, "scheme", None)
+    return LandUseScheme.load(str(scheme)) if scheme else None
