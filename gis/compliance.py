@@ -1443,7 +1443,9 @@ def check_district(district: Any, *, graph: Any = None, use_network: bool = True
     project = getattr(district, "project", None)
     if project is not None:
         src = getattr(project, "path", DEFAULT_RULES_PATH)
-        rules = RuleTable.from_section(project.section("compliance"), source=src)
+        from gis.landuse import classes_for_project  # the layer's declared scheme (scheme: in project.yaml)
+
+        rules = RuleTable.from_section(project.section("compliance"), source=src, classes=classes_for_project(project))
     else:
         rules = RuleTable.default()
     if graph is None and use_network and rules.linkage.get("distance", "auto") != "euclidean":
