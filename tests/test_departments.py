@@ -112,3 +112,16 @@ class TestViolationKinds:
         spec = deps.violation_kinds[kind]
         assert deps.check(spec["lead"], source="", key="")[0] == lead
         assert spec["basis"]
+
+
+def test_seed_kinds_are_incident_kinds_with_the_same_leads(deps):
+    from gis.catalog import normalise_label, value_lookup
+    from gis.schema import INCIDENT_KIND_LABEL_ZH, IncidentKind
+
+    hot = yaml.safe_load((LAYERS_DIR / "hotspots.yaml").read_text(encoding="utf-8"))["kinds"]
+    look = value_lookup("incident_kind")
+    for kind, spec in deps.violation_kinds.items():
+        assert IncidentKind(kind) in INCIDENT_KIND_LABEL_ZH
+        assert look[normalise_label(spec["label_zh"])] == kind  # an incident table may write the label
+        assert deps.check(hot[kind]["lead"], source="", key="") == deps.check(spec["lead"], source="", key="")
+    assert look[normalise_label("乱堆乱放")] == "random_dumping"
