@@ -619,6 +619,7 @@ def evaluate_targets(
         rows.append({"name": str(row["name"]), "metric": row["metric"], "categories": list(row["categories"]),
                      "tiers": list(row["tiers"]), "target": float(row["target"]),
                      "direction": METRICS[row["metric"]], **res})
+        rows[-1]["actual"] = rows[-1]["built"]  # the former check_targets key (app, rollup)
     rej = [r for r in ctx["rejects"] if len(r)]
     rejects = pd.concat(rej, ignore_index=True).drop_duplicates() if rej else pd.DataFrame(columns=["file", "row", "field", "reason", "value"])
     return TargetReport(rows, rejects)
@@ -654,17 +655,18 @@ def _coverage_share(district: Any) -> CoverageShare | None:
     except Exception:  # no population layer: coverage targets are reported as missing data
         return None
     cfg = district.project.section("coverage")
+    nets: dict[str, Any] = {}
 
     def share(sites: gpd.GeoDataFrame, row: Mapping[str, Any]) -> tuple[float, float]:
         tiers = list(row.get("tiers") or []) or list(sites["tier"].astype(str).unique()) or ["collection_point"]
         std = gcov.Standard.from_config(tiers[0], cfg)
         if row.get("distance_m") is not None or row.get("mode") is not None:
             std = gcov.Standard(std.tier, str(row.get("mode", std.mode)), float(row.get("distance_m", std.distance_m)))
-        net = None
-        if std.mode in ("walk", "drive") and district.roads_path is not None:
+        if std.mode in ("walk", "drive") and district.roads_path is not None and std.mode not in nets:
             from gis import network as gnet
 
-            net = gcov.NetworkCSR.from_graph(gnet.graph_for_district(district, mode=std.mode))
+            nets[std.mode] = gcov.NetworkCSR.from_graph(gnet.graph_for_district(district, mode=std.mode))
+        net = nets.get(std.mode)
         res = gcov.compute_coverage(pop, sites, std, network=net, max_snap_m=float(cfg.get("max_snap_m", 1000.0)),
                                     townships=district.townships)
         return res.population_covered_share, res.household_covered_share
@@ -672,8 +674,26 @@ def _coverage_share(district: Any) -> CoverageShare | None:
     return share
 
 
-def evaluate_district(district: Any, compliance: Any = None) -> TargetReport:
-    """Validate and evaluate the targets of a loaded :class:`gis.district.District`."""
+def evaluate_district(
+    district: Any,
+    compliance: Any = None,
+    *,
+    eligible: gpd.GeoDataFrame | None = None,
+    coverage_share: CoverageShare | None = None,
+) -> TargetReport:
+    """Validate and evaluate the targets of a loaded :class:`gis.district.District`.
+
+    Parameters
+    ----------
+    compliance
+        A :class:`gis.compliance.ComplianceResult` already computed (else computed).
+    eligible
+        The active, compliant sites (:func:`gis.coverage.eligible_sites`) when the
+        caller has them; they count as built.
+    coverage_share
+        ``(sites, row) -> (population share, household share)``; default: the district's
+        service standards with a road network built once per mode.
+    """
     from gis.coverage import eligible_sites
 
     targets = validate_project(district.project)
@@ -681,11 +701,12 @@ def evaluate_district(district: Any, compliance: Any = None) -> TargetReport:
     cats = load_categories(district.project.raw.get("categories"), source=src)
     tables = table_specs(district.project.raw, district.project.root, source=src)
     sites = district.sites
-    ok = eligible_sites(district, compliance)
-    eligible = pd.Series(sites.index.isin(ok.index), index=sites.index)
+    ok = eligible if eligible is not None else eligible_sites(district, compliance)
+    flags = pd.Series(sites.index.isin(ok.index), index=sites.index)
     norms = district.project.section("coverage").get("households_per_point") or {}
+    share = coverage_share if coverage_share is not None else _coverage_share(district)
     return evaluate_targets(targets, categories=cats, tables=tables, sites=sites, townships=district.townships,
-                            eligible=eligible, coverage_share=_coverage_share(district), norms=norms, source=src)
+                            eligible=flags, coverage_share=share, norms=norms, source=src)
 
 
 def write_report(report: TargetReport, out: str | Path) -> dict[str, Path]:
