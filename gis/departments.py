@@ -189,3 +189,32 @@ def foreign_campaign_citations(
                 bad.append(str(r.get("id")))
                 break
     return bad
+
+
+def prefix_columns(
+    table: Any, district_name: str, columns: Sequence[str] = ("牵头单位", "配合单位"), *, departments: DepartmentTable | None = None
+) -> Any:
+    """Write the departments of ledger ``columns`` as the district does (区商务委 / 县商务委).
+
+    Each cell is split at ``、``; a known department becomes its full name with the
+    district's prefix (:func:`district_prefix`), anything else (``井口街道（属地）``) is
+    kept. One lookup per distinct cell. Returns a copy; a district name without a 区/县
+    suffix leaves the names as they are.
+    """
+    deps = departments or DepartmentTable.load()
+    prefix = district_prefix(district_name, deps.prefix_by_suffix)
+    out = table.copy()
+    if prefix is None:
+        return out
+
+    def one(cell: Any) -> Any:
+        if not isinstance(cell, str) or not cell:
+            return cell
+        parts = [deps.full_name(p, prefix) if deps.resolve(p) else p for p in split_departments(cell)]
+        return "、".join(dict.fromkeys(parts))
+
+    for col in columns:
+        if col in out:
+            uniq = {v: one(v) for v in out[col].dropna().unique()}
+            out[col] = out[col].map(lambda v: uniq.get(v, v))
+    return out

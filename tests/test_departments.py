@@ -125,3 +125,15 @@ def test_seed_kinds_are_incident_kinds_with_the_same_leads(deps):
         assert look[normalise_label(spec["label_zh"])] == kind  # an incident table may write the label
         assert deps.check(hot[kind]["lead"], source="", key="") == deps.check(spec["lead"], source="", key="")
     assert look[normalise_label("乱堆乱放")] == "random_dumping"
+
+
+def test_ledger_columns_get_the_district_prefix(deps):
+    import pandas as pd
+
+    from gis.departments import prefix_columns
+
+    t = pd.DataFrame({"牵头单位": ["公安局", "生态环境局、商务委"], "配合单位": ["城管局、井口街道（属地）", None]})
+    county = prefix_columns(t, "石柱土家族自治县", departments=deps)
+    assert county["牵头单位"].tolist() == ["县公安局", "县生态环境局、县商务委"]
+    assert county["配合单位"].tolist()[0] == "县城市管理局、井口街道（属地）"
+    assert prefix_columns(t, "沙坪坝区", departments=deps)["牵头单位"].tolist()[0] == "区公安分局"
