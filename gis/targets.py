@@ -46,6 +46,7 @@ before any analysis; ``gis validate`` and ``gis run`` call it first.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -404,8 +405,6 @@ def ledger_items(sites: gpd.GeoDataFrame, category: Category, townships: gpd.Geo
 
 
 def _escape(s: str) -> str:
-    import re
-
     return re.escape(s)
 
 
@@ -531,10 +530,12 @@ def _items_for(row: Mapping[str, Any], ctx: Mapping[str, Any]) -> tuple[pd.DataF
             ctx["rejects"].append(rej)
             parts.append(items)
     items = pd.concat(parts) if parts else pd.DataFrame(columns=["state", "township", "key"])
-    if row["tiers"] and all(cats[c].source == "ledger" for c in ids):
+    unit = "enterprise" if units == {"enterprise"} else "site"
+    if not all(cats[c].source == "ledger" for c in ids):
+        return items, unit
+    if row["tiers"]:  # category AND tiers: the category's sites of those tiers
         items = items.loc[items.index.isin(ctx["sites"].index[ctx["sites"]["tier"].astype(str).isin(row["tiers"])])]
-    return items[~items.index.duplicated()] if all(cats[c].source == "ledger" for c in ids) else items, (
-        "enterprise" if units == {"enterprise"} else "site")
+    return items[~items.index.duplicated()], unit  # a site in two of the row's categories counts once
 
 
 def _ratio(row: Mapping[str, Any], ctx: Mapping[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,6 @@ crosswalk to canonical classes, detection and the buffers they drive."""
 from __future__ import annotations
 
 import geopandas as gpd
-import pandas as pd
 import pytest
 import shapely
 

@@ -6,7 +6,6 @@ import math
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
