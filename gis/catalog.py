@@ -71,6 +71,7 @@ _LAYER_KEYS = frozenset(
         "lat",
         "columns",
         "classes",
+        "scheme",
         "zone_type",
         "level",
         "name",
@@ -104,6 +105,9 @@ class LayerSpec:
         Explicit ``{canonical: header}`` mapping, taking precedence over aliases.
     classes
         Class table of a land-use raster (``gbt21010`` or a ``{value: code}`` map).
+    scheme
+        Land-use classification scheme of a land-use layer (:data:`gis.landuse.SCHEMES`);
+        ``None``: detected from the codes (:func:`gis.landuse.detect_scheme`).
     zone_type, level, name
         Values that fill these zone columns when the file lacks them.
     """
@@ -120,6 +124,7 @@ class LayerSpec:
     lat: str | None = None
     columns: Mapping[str, str] = field(default_factory=dict)
     classes: Any = None
+    scheme: str | None = None
     zone_type: str | None = None
     level: str | None = None
     name: str | None = None
@@ -397,6 +402,12 @@ def _layer_spec(path: Path, root: Path, role: str, key: str, item: Any, parse_co
     level = item.get("level")
     if level is not None and level not in {z.value for z in ZoneLevel}:
         raise CatalogError(path, f"{key}.level", f"unknown level; known: {', '.join(z.value for z in ZoneLevel)}")
+    scheme = item.get("scheme")
+    if scheme is not None:
+        from .landuse import SCHEMES
+
+        if role != "landuse" or scheme not in SCHEMES:
+            raise CatalogError(path, f"{key}.scheme", f"a land-use layer's scheme: one of {', '.join(SCHEMES)}")
     classes = item.get("classes")
     if role == "landuse" and fmt in RASTER_FORMATS and classes is None:
         classes = "gbt21010"
@@ -413,6 +424,7 @@ def _layer_spec(path: Path, root: Path, role: str, key: str, item: Any, parse_co
         lat=item.get("lat"),
         columns=dict(columns),
         classes=classes,
+        scheme=scheme,
         zone_type=zone_type,
         level=level,
         name=item.get("name"),

@@ -108,17 +108,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from gis.catalog import load_project
     from gis.district import load_district
     from gis.export import write_csv
+    from gis.landuse import check_district
     from gis.params import load_params
-
-    from gis.catalog import load_project
     from gis.precheck import check_inputs
+    from gis.targets import validate_project
 
     load_params(_project(args.project))  # unknown keys / wrong types: one line, before reading layers
+    validate_project(_project(args.project))  # targets, categories, target tables: before any layer is read
     proj = load_project(_project(args.project), confined=args.confined)
     check_inputs(proj)
     d = load_district(proj)
+    scheme = check_district(d)  # land-use scheme declared or detected; ambiguous codes stop here
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(f"[bold]{d.name}[/bold]  metric CRS {d.crs.to_string()}" + ("  [yellow](sample data 样例数据)[/yellow]" if d.project.sample else ""))
     table = Table("layer 图层", "file 文件", "coords 坐标", "read 读取", "loaded 载入", "rejected 剔除")
@@ -129,6 +132,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         n_read = d.read_counts.get(role)
         table.add_row(role, files, coords, "" if n_read is None else f"{n_read:,}", f"{d.loaded_counts.get(role, 0):,}" if role in d.loaded_counts else "raster/graph", f"{rejected:,}")
     console.print(table)
+    if scheme is not None:
+        console.print(scheme.message())
     if len(d.rejects):
         rt = Table("file", "row", "field", title="rejected rows 剔除记录")
         rt.add_column("reason", no_wrap=True)
@@ -162,6 +167,9 @@ def cmd_run(args: argparse.Namespace, steps: list[str] | None = None) -> int:
         return 0
     if getattr(args, "engine", "single") == "dask":
         raise GisError("--engine dask partitions a municipality by district: give --project a folder with municipality.yaml")
+    from gis.targets import validate_project
+
+    validate_project(_project(args.project))  # a bad target stops the run before --out is written
     summary = run(_project(args.project), Path(args.out), steps=steps, progress=not args.quiet, confined=args.confined)
     keys = ["district", "sites_total", "incidents_total", "rejects"]
     print(json.dumps({k: summary.get(k) for k in keys}, ensure_ascii=False))

@@ -227,9 +227,10 @@ def _locate_landuse(
         got = hit >= 0
         codes.iloc[np.flatnonzero(got)] = lc[hit[got]]
         source.iloc[np.flatnonzero(got)] = "vector"
-        ltab = classes.table(pd.Series(lc, dtype="object"))
+        distinct = [str(c) for c in pd.unique(pd.Series(lc, dtype="object").dropna())]
         for rec in RECEPTORS:
-            sel = (ltab["receptor"] == rec).to_numpy()
+            # receptor_codes: a class may be several receptors (三调 08H2 school and hospital)
+            sel = pd.Series(lc, dtype="object").isin(classes.receptor_codes(rec, distinct)).to_numpy()
             if sel.any():
                 receptor_geoms[rec].append(landuse.geometry.values[sel])
     if landuse_raster is not None:
@@ -455,7 +456,7 @@ def _evaluate(
     classes: LandUseClasses,
     allowed: set[str],
     orphans: set[str],
-    have: Mapping[str, bool],
+    have: Mapping[str, Any],
 ) -> tuple[np.ndarray, pd.Series] | str:
     """Mask of sites breaking ``rule`` and their 问题描述; or a skip reason."""
     c = rule.condition
@@ -475,6 +476,10 @@ def _evaluate(
                 pat = "|".join(f"{c['zone_type']}:{lv}" for lv in levels)
                 m = m & loc["zones"].str.contains(pat, regex=True).to_numpy()
         label = ZONE_TYPE_LABEL_ZH.get(c["zone_type"], c["zone_type"])
+        if c.get("outside"):  # e.g. 城镇开发边界: what may stand outside it
+            if c["zone_type"] not in have.get("zone_types", ()):
+                return f"district has no {c['zone_type']} zone"
+            return ~m, pd.Series("位于" + label + "外", index=sites.index)
         lvl = loc["four_mountains_level"].map({k.value: v for k, v in ZONE_LEVEL_LABEL_ZH.items()}).fillna("")
         names = loc.get(f"zone_names_{c['zone_type']}", pd.Series("", index=loc.index)).fillna("")
         desc = "位于" + label + (lvl if c["zone_type"] == "four_mountains" else "") + np.where(
@@ -575,7 +580,11 @@ def check_sites(
     sites = _keep_ledger_township(sites)
     for col in loc.columns:
         sites[col] = loc[col]
-    have = {"zones": zones is not None, "landuse": landuse is not None or landuse_raster is not None}
+    have = {
+        "zones": zones is not None,
+        "landuse": landuse is not None or landuse_raster is not None,
+        "zone_types": set(zones["zone_type"].astype(str)) if zones is not None and len(zones) else set(),
+    }
 
     # Pre-linkage verdicts (working-centre test), then linkage, then the unlinked rule.
     allowed = rules.classes.allowed_pairs()
@@ -763,7 +772,9 @@ def check_district(district: Any, *, graph: Any = None, use_network: bool = True
     project = getattr(district, "project", None)
     if project is not None:
         src = getattr(project, "path", DEFAULT_RULES_PATH)
-        rules = RuleTable.from_section(project.section("compliance"), source=src)
+        from gis.landuse import classes_for_project  # the layer's declared scheme (scheme: in project.yaml)
+
+        rules = RuleTable.from_section(project.section("compliance"), source=src, classes=classes_for_project(project))
     else:
         rules = RuleTable.default()
     if graph is None and use_network and rules.linkage.get("distance", "auto") != "euclidean":

@@ -803,11 +803,19 @@ def analyse_district(
         c["households_per_point"] = {**(cfg.get("households_per_point") or {}), "tiers": list(tiers)}
         return households_per_point(district.townships, sites, c)
 
-    targets = district.project.targets or _default_targets()
-    target_rows = check_targets(
-        targets, sites=sites, townships=district.townships, coverage_for=coverage_for,
-        households_table=households_table, source=str(district.project.path),
-    )
+    from gis.targets import evaluate_district  # the general target model (categories, ratios, built/planned/gap)
+
+    def coverage_share(s: gpd.GeoDataFrame, row: Mapping[str, Any]) -> tuple[float, float]:
+        tiers = list(row.get("tiers") or []) or sorted(set(s["tier"].astype(str))) or [headline_tier]
+        std = Standard.from_config(tiers[0], cfg)
+        if row.get("distance_m") is not None or row.get("mode") is not None:
+            std = Standard(std.tier, str(row.get("mode", std.mode)), float(row.get("distance_m", std.distance_m)))
+        r = compute_coverage(pop, s, std, network=net_for(std.mode), max_snap_m=max_snap, townships=district.townships)
+        return r.population_covered_share, r.household_covered_share
+
+    target_rows = evaluate_district(
+        district, compliance, eligible=sites, coverage_share=coverage_share if pop is not None else None
+    ).rows
     hh_tab = households_per_point(district.townships, sites, cfg)
     gaps = _headline_gaps(district, headline, cfg.get("gaps") or {})
     scfg = cfg.get("siting") or {}

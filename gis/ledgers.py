@@ -349,6 +349,9 @@ def build_ledgers(
     if site_problems is None:
         site_problems = problems_from_compliance(result, settings=settings)
     ledger = problem_ledger(site_problems, extra_problems)
+    from gis.departments import prefix_columns  # 区商务委 / 县商务委, 区公安分局 / 县公安局
+
+    ledger = prefix_columns(ledger, district_name)
     summary = summary_table(ledger, result.sites, townships, settings=settings)
     survey = survey_form(result.sites, result.incidents, ledger=ledger, settings=settings)
     towns = townships if isinstance(townships, gpd.GeoDataFrame) else None

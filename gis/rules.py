@@ -302,6 +302,11 @@ class RuleTable:
                     )
                 keyed[str(rid)] = (key, {"id": rid, **patch})
                 order.append(str(rid))
+        from gis.departments import legal_basis  # 依据 = national source + the project's own campaign plan
+
+        campaign = section.get("campaign") or {}
+        for rid in order:
+            keyed[rid][1]["legal_source"] = legal_basis(keyed[rid][1], campaign) or keyed[rid][1].get("legal_source")
         rules = [_parse_rule(keyed[rid][1], keyed[rid][0], source) for rid in order]
         linkage = dict(section.get("linkage") or {})
         _validate_linkage(linkage, source)

@@ -82,6 +82,14 @@ class IncidentKind(StrEnum):
     ROAD_OCCUPYING = "road_occupying"  #: 占道经营
     ILLEGAL_LAND_USE = "illegal_land_use"  #: 违法用地 / 占用耕地
     UNFILED_SCRAP_METAL = "unfiled_scrap_metal"  #: 废旧金属收购未备案
+    # kinds named in the seed notices (lead departments: layers/departments.yaml violation_kinds)
+    RANDOM_DUMPING = "random_dumping"  #: 乱堆乱放 (农村沿路、房前屋后; 农业农村委)
+    REPAIR_SHOP_SCRAPPED_VEHICLE = "repair_shop_scrapped_vehicle"  #: 机动车维修经营者承修报废机动车 (交通运输局)
+    EV_BATTERY_DISMANTLING = "ev_battery_dismantling"  #: 新能源汽车废旧动力蓄电池违规拆卸/贮存
+    NO_POLLUTION_CONTROLS = "no_pollution_controls"  #: 无地面硬化/无围挡/无防扬撒
+    BEYOND_LICENSED_SCOPE = "beyond_licensed_scope"  #: 超出核准经营范围
+    BRANCH_DISMANTLING = "branch_dismantling"  #: 资质企业分支机构拆解报废机动车
+    FORGED_RECYCLING_CERTIFICATE = "forged_recycling_certificate"  #: 伪造/变造/买卖《回收证明》
 
 
 INCIDENT_KIND_LABEL_ZH: dict[IncidentKind, str] = {
@@ -93,6 +101,13 @@ INCIDENT_KIND_LABEL_ZH: dict[IncidentKind, str] = {
     IncidentKind.ROAD_OCCUPYING: "占道经营",
     IncidentKind.ILLEGAL_LAND_USE: "违法用地",
     IncidentKind.UNFILED_SCRAP_METAL: "废旧金属收购未备案",
+    IncidentKind.RANDOM_DUMPING: "乱堆乱放",
+    IncidentKind.REPAIR_SHOP_SCRAPPED_VEHICLE: "机动车维修经营者承修报废机动车",
+    IncidentKind.EV_BATTERY_DISMANTLING: "新能源汽车废旧动力蓄电池违规拆卸贮存",
+    IncidentKind.NO_POLLUTION_CONTROLS: "无地面硬化无围挡无防扬撒",
+    IncidentKind.BEYOND_LICENSED_SCOPE: "超出核准经营范围",
+    IncidentKind.BRANCH_DISMANTLING: "资质企业分支机构拆解报废机动车",
+    IncidentKind.FORGED_RECYCLING_CERTIFICATE: "伪造变造买卖《回收证明》",
 }
 
 
