@@ -293,11 +293,19 @@ class LedgerParams(Section):
 
 
 @dataclass(frozen=True)
+class CampaignRefParams(Section):
+    """The district's own campaign plan (专项整治行动实施方案) cited by rules with ``cite_campaign``."""
+
+    plan_title: str | None
+
+
+@dataclass(frozen=True)
 class ComplianceParams(Section):
     """``layers/compliance.yaml``: the rule table (validated by the rules reader), linkage, ledger."""
 
     rules: tuple[dict[str, Any], ...]
     rule_overrides: dict[str, Any]
+    campaign: CampaignRefParams
     linkage: LinkageParams
     ledger: LedgerParams
 
@@ -321,12 +329,26 @@ class MapParams(Section):
 
 @dataclass(frozen=True)
 class Target(Section):
-    """One target (目标): ``metric`` of ``tiers`` must reach ``target``."""
+    """One target (目标): ``metric`` of a ``category`` (or ``tiers``) must reach ``target``.
 
-    name: str
+    Only ``metric`` and ``target`` are required; the other keys apply to some metrics
+    (see ``layers/targets.yaml`` and :mod:`gis.targets`, which checks their meaning).
+    """
+
     metric: str
-    tiers: tuple[str, ...]
     target: float
+    name: str | None = None
+    tiers: tuple[str, ...] | str | None = None
+    category: tuple[str, ...] | str | None = None
+    table: str | None = None
+    numerator: str | None = None
+    denominator: str | None = None
+    only: str | None = None
+    mode: str | None = None
+    distance_m: float | None = None
+    min_per_township: int | None = None
+    min_per_street: int | None = None
+    min_per_town: int | None = None
 
 
 @dataclass(frozen=True)
@@ -364,7 +386,9 @@ SECTIONS: dict[str, type[Section]] = {
 }
 
 #: Top-level keys of ``project.yaml`` that are not parameter sections.
-PROJECT_KEYS: tuple[str, ...] = ("name", "code", "sample", "label", "generator", "crs", "layers", "targets")
+PROJECT_KEYS: tuple[str, ...] = (
+    "name", "code", "sample", "label", "generator", "crs", "layers", "targets", "target_tables", "categories",
+)
 
 
 @dataclass(frozen=True)
@@ -463,7 +487,8 @@ def _build(cls: type[Section], data: Any, path: Path, key: str, partial: bool) -
     for k in data:
         if k not in hints:
             raise CatalogError(path, f"{prefix}{k}", f"unknown key; {_nearest(k, names)}")
-    missing = [n for n in names if n not in data]
+    missing = [f.name for f in dataclasses.fields(cls)
+               if f.name not in data and f.default is dataclasses.MISSING]  # optional keys default to None
     if missing and not partial:
         raise CatalogError(path, f"{prefix}{missing[0]}", "missing: every parameter needs a value")
     values = {k: _convert(hints[k], v, path, f"{prefix}{k}", partial) for k, v in data.items()}
