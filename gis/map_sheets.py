@@ -158,7 +158,7 @@ def nice_scale_length(span_m: float) -> float:
         raise AnalysisError(f"scale bar: map width must be positive, got {span_m}")
     target = span_m / 5.0
     exp = 10.0 ** math.floor(math.log10(target))
-    return max(m * exp for m in (1.0, 2.0, 5.0) if m * exp <= target)
+    return max(m * e for e in (exp / 10.0, exp) for m in (1.0, 2.0, 5.0) if m * e <= target)  # log10 rounding
 
 
 def _metric_crs(townships: gpd.GeoDataFrame) -> Any:
