@@ -1442,13 +1442,16 @@ def run_step(district: Any, out: Path, summary: dict[str, Any], context: dict[st
     m = render_folium(layers, opt, title=district_title(district), attributions=district_attributions(district),
                       full_page_legend=True)
     html_path = save_map_html(m, out / "map.html")
-    png, method = save_map_png(out / "map.png", html_path=html_path, layers=layers, options=opt,
-                               title=district_title(district))
+    from gis import map_sheets  # print-ready: map.png is the overview sheet, map_sheets/ one per 镇街
+
+    png, method = map_sheets.render_overview_png(district, layers, out / "map.png"), "matplotlib"
+    sheets = map_sheets.write_map_sheets(district, layers, out)
     summary["map"] = {
         "html": html_path.name,
         "png": png.name,
         "png_method": method,
         "layers": [lay.key for lay in layers],
+        "sheets": {"pdf": "map_sheets/map_sheets.pdf", "png": [f"map_sheets/{p.name}" for p in sheets["png"]]},
     }
 
 
