@@ -48,7 +48,8 @@ def test_excel_header_frozen_and_widths(tmp_path):
     write_excel({"问题台账": df}, tmp_path / "l.xlsx", title_rows={"问题台账": ["某区问题台账"]})
     ws = load_workbook(tmp_path / "l.xlsx")["问题台账"]
     assert ws["A1"].value == "某区问题台账"
-    assert [c.value for c in ws[2]] == ["序号", "网点名称"]
-    assert ws.freeze_panes == "A3"
+    header_row = next(i for i in range(1, 6) if ws.cell(i, 1).value == "序号")  # below the 填报 line
+    assert [c.value for c in ws[header_row]][:2] == ["序号", "网点名称"]
+    assert ws.freeze_panes == f"A{header_row + 1}"
     assert ws.column_dimensions["B"].width >= 2 * len("沙坪坝区某某再生资源回收站")
-    assert ws["A2"].font.bold
+    assert ws.cell(header_row, 1).font.bold
