@@ -141,7 +141,6 @@ def _cjk_style() -> Iterator[str]:
     """matplotlib rc settings of a sheet: the CJK font, TrueType embedding in the PDF."""
     import matplotlib
 
-    matplotlib.use("Agg", force=False)
     font = find_cjk_font()
     rc = {"font.family": "sans-serif", "font.sans-serif": [font, "DejaVu Sans"], "axes.unicode_minus": False,
           "pdf.fonttype": 42}
@@ -279,11 +278,15 @@ class _Page:
 
 
 def _figure(paper: str, dpi: int) -> tuple[Any, Any, Any]:
-    """A landscape sheet: map frame left, legend panel right, title band top, footer bottom."""
-    import matplotlib.pyplot as plt
+    """A landscape sheet: map frame left, legend panel right, title band top, footer bottom.
+
+    A bare :class:`matplotlib.figure.Figure` (no pyplot): no global figure registry, no
+    backend switch, nothing shown in a notebook.
+    """
+    from matplotlib.figure import Figure
 
     w_mm, h_mm = PAPER_MM[paper]
-    fig = plt.figure(figsize=(w_mm / _MM_PER_INCH, h_mm / _MM_PER_INCH), dpi=dpi)
+    fig = Figure(figsize=(w_mm / _MM_PER_INCH, h_mm / _MM_PER_INCH), dpi=dpi)
     ax = fig.add_axes((0.025, 0.075, 0.72, 0.82))
     panel = fig.add_axes((0.76, 0.075, 0.215, 0.82))
     panel.set_axis_off()
@@ -428,7 +431,6 @@ def write_map_sheets(district: Any, layers: Sequence[Any], out: str | Path, *,
         ``pdf`` (path), ``png`` (paths, overview first), ``sheets`` (count), ``font``.
     """
     from matplotlib.backends.backend_pdf import PdfPages
-    import matplotlib.pyplot as plt
 
     settings = settings or sheet_settings(district)
     project = getattr(district, "project", None)
@@ -446,7 +448,6 @@ def write_map_sheets(district: Any, layers: Sequence[Any], out: str | Path, *,
             with atomic_path(folder / f"{stem}.png") as tmp:
                 fig.savefig(tmp, dpi=settings.dpi)
             pdf.savefig(fig)
-            plt.close(fig)
             pngs.append(folder / f"{stem}.png")
         meta = pdf.infodict()
         meta["Title"] = f"{sh.district_name}再生资源回收网络图集"
@@ -456,8 +457,6 @@ def write_map_sheets(district: Any, layers: Sequence[Any], out: str | Path, *,
 def render_overview_png(district: Any, layers: Sequence[Any], target: str | Path, *,
                         settings: SheetSettings | None = None, date: dt.date | None = None) -> Path:
     """Draw the district overview sheet as one PNG (``map.png``), same quality as the sheets."""
-    import matplotlib.pyplot as plt
-
     settings = settings or sheet_settings(district)
     project = getattr(district, "project", None)
     sh = _sheets(layers, district.townships, str(getattr(project, "name", "") or ""),
@@ -466,5 +465,4 @@ def render_overview_png(district: Any, layers: Sequence[Any], target: str | Path
         fig = _overview_figure(sh)
         with atomic_path(target) as tmp:
             fig.savefig(tmp, dpi=settings.dpi)
-        plt.close(fig)
     return Path(target)

@@ -78,8 +78,6 @@ def test_pdf_embeds_the_cjk_font(tiny_sheets) -> None:
 
 
 def test_sheet_carries_title_date_legend_scale_north_and_sources(tiny) -> None:
-    import matplotlib.pyplot as plt
-
     cfg = map_sheets.sheet_settings(tiny)
     sh = map_sheets._sheets(maps.build_layers(tiny), tiny.townships, tiny.project.name, True, cfg, DAY)
     with map_sheets._cjk_style():
@@ -97,7 +95,6 @@ def test_sheet_carries_title_date_legend_scale_north_and_sources(tiny) -> None:
     labels = [t.get_text() for t in legend.get_texts()]
     assert any("回收网点" in lab for lab in labels) and any("镇街" in lab for lab in labels)
     assert not ax.get_xticks().size and not ax.get_yticks().size  # no axis ticks on a print sheet
-    plt.close(fig)
 
 
 def test_osm_attribution_only_when_an_osm_layer_is_drawn(tiny) -> None:
