@@ -26,6 +26,7 @@ __all__ = [
     "hotspot_meaning",
     "hotspot_trend_chart",
     "targets_chart",
+    "targets_table",
     "targets_meaning",
     "use_cjk_font",
     "zh_labels",
@@ -125,6 +126,38 @@ def _achievement(targets: pd.DataFrame) -> pd.Series:
     return pd.Series(np.nan_to_num(a, nan=0.0, posinf=100.0), index=targets.index).round(1)
 
 
+_SHARE_METRICS = ("population_coverage", "household_coverage", "township_presence")
+
+
+def _fmt_target_value(metric: str, value: float) -> str:
+    if pd.isna(value):
+        return ""
+    return f"{100 * value:.1f}%" if metric in _SHARE_METRICS else f"{value:,.0f}"
+
+
+def targets_table(targets: pd.DataFrame) -> pd.DataFrame:
+    """The targets for reading: name, tiers counted (Chinese), target, actual, shortfall, achievement.
+
+    Shares are shown in %, counts as whole numbers. Shortfall (差额) is
+    :math:`\max(t - x, 0)` for an "at least" target and :math:`\max(x - t, 0)` for
+    an upper bound (每网点服务户数上限).
+    """
+    labels = _label_maps()
+    metric = targets["metric"].astype(str)
+    actual, target = targets["actual"].astype(float), targets["target"].astype(float)
+    upper = metric.eq("households_per_point")
+    short = np.where(upper, actual - target, target - actual).clip(min=0)
+    return pd.DataFrame({
+        "目标": targets["name"].astype(str),
+        "统计层级": targets["tiers"].map(lambda ts: _zh_value(list(ts), labels) if ts is not None else ""),
+        "目标值": [_fmt_target_value(m, v) for m, v in zip(metric, target)],
+        "实际值": [_fmt_target_value(m, v) for m, v in zip(metric, actual)],
+        "差额": [_fmt_target_value(m, v) if v > 0 else "—" for m, v in zip(metric, short)],
+        "完成度(%)": _achievement(targets).to_numpy(),
+        "是否达标": targets["met"].astype(bool).map({True: "达标", False: "未达标"}).to_numpy(),
+    })
+
+
 def targets_chart(targets: pd.DataFrame, ax: Any = None) -> Any:
     """Horizontal bars: each target's achievement in % (100 % line; green met, red not met)."""
     import matplotlib.pyplot as plt
@@ -186,8 +219,10 @@ def targets_meaning(targets: pd.DataFrame) -> str:
     if (~met).any():
         worst = a[~met].idxmin()
         row = targets.loc[worst]
+        m = str(row["metric"])
         lines.append(f"差距最大的是「{row['name']}」：完成度 {a[worst]:.0f}%"
-                     f"（实际 {float(row['actual']):,.2f}，目标 {float(row['target']):,.2f}）。")
+                     f"（实际 {_fmt_target_value(m, float(row['actual']))}，"
+                     f"目标 {_fmt_target_value(m, float(row['target']))}）。")
         lines.append("未达标项目：" + "、".join(targets.loc[~met, "name"].astype(str)) + "。")
     else:
         lines.append("全部目标均已完成，下一步是巩固网点质量与合规。")
