@@ -334,7 +334,8 @@ def _render(prepared: Sequence[tuple[Any, gpd.GeoDataFrame]], towns: gpd.GeoData
     _label_townships(ax, towns, extent, 7 if focus is None else 8)
     _scale_bar(ax)
     _north_arrow(ax)
-    handles = _legend_handles(prepared)
+    x0, y0, x1, y1 = extent
+    handles = _legend_handles([(lay, g) for lay, g in prepared if len(g.cx[x0:x1, y0:y1])])  # what is on the sheet
     for h in handles:
         h.set_label(_wrap_label(h.get_label(), 44))
     panel.legend(handles=handles, loc="upper left", fontsize=6.5, title="图例 Legend", title_fontsize=9,

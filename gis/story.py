@@ -60,6 +60,7 @@ def _label_maps() -> dict[str, str]:
 
 
 def _zh_value(value: Any, labels: Mapping[str, str]) -> Any:
+    """A cell for display: codes → labels, lists joined with 、, booleans → 是/否."""
     if isinstance(value, (list, tuple, np.ndarray)):
         return "、".join(str(labels.get(str(v), v)) for v in value)
     if isinstance(value, (bool, np.bool_)):
@@ -110,6 +111,7 @@ def use_cjk_font() -> str:
 
 
 def _pct(x: float) -> str:
+    """A share (0–1) as a percentage with one decimal."""
     return f"{100 * float(x):.1f}%"
 
 
@@ -130,6 +132,7 @@ _SHARE_METRICS = ("population_coverage", "household_coverage", "township_presenc
 
 
 def _fmt_target_value(metric: str, value: float) -> str:
+    """A target's value as read: shares in % (one decimal), counts as whole numbers."""
     if pd.isna(value):
         return ""
     return f"{100 * value:.1f}%" if metric in _SHARE_METRICS else f"{value:,.0f}"
