@@ -27,7 +27,7 @@ import datetime as dt
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +218,21 @@ def _legend_handles(prepared: Sequence[tuple[Any, gpd.GeoDataFrame]]) -> list[An
     return handles
 
 
+def _shown(prepared: Sequence[tuple[Any, gpd.GeoDataFrame]], extent: Sequence[float]) -> list[tuple[Any, Any]]:
+    """The layers with a feature on the sheet (for its legend).
+
+    The verdict keys (违规 / 需核查 / 合规) ride on the site layers after each tier's
+    symbol; they are kept whenever any site layer is on the sheet.
+    """
+    x0, y0, x1, y1 = extent
+    on = [(lay, g) for lay, g in prepared if len(g.cx[x0:x1, y0:y1])]
+    if any(lay.key.startswith("sites_") for lay, _ in on):
+        keep = {id(lay) for lay, _ in on}
+        on += [(replace(lay, legend=lay.legend[1:]), g) for lay, g in prepared
+               if lay.key.startswith("sites_") and id(lay) not in keep and len(lay.legend) > 1]
+    return on
+
+
 def _scale_bar(ax: Any) -> None:
     """A black-and-white scale bar (metres or km) in the lower left of the map frame."""
     from matplotlib.patches import Rectangle
@@ -334,8 +349,7 @@ def _render(prepared: Sequence[tuple[Any, gpd.GeoDataFrame]], towns: gpd.GeoData
     _label_townships(ax, towns, extent, 7 if focus is None else 8)
     _scale_bar(ax)
     _north_arrow(ax)
-    x0, y0, x1, y1 = extent
-    handles = _legend_handles([(lay, g) for lay, g in prepared if len(g.cx[x0:x1, y0:y1])])  # what is on the sheet
+    handles = _legend_handles(_shown(prepared, extent))
     for h in handles:
         h.set_label(_wrap_label(h.get_label(), 44))
     panel.legend(handles=handles, loc="upper left", fontsize=6.5, title="图例 Legend", title_fontsize=9,
