@@ -77,8 +77,11 @@ class SheetSettings:
         larger side on every edge.
     layers
         Keys of the :class:`gis.maps.MapLayer` drawn (bottom to top as built).
+    enabled
+        Write ``map_sheets/`` in ``gis run`` (switch off for bulk runs, e.g. benchmarks).
     """
 
+    enabled: bool
     paper: str
     overview_paper: str
     dpi: int
@@ -89,13 +92,13 @@ class SheetSettings:
     def from_section(cls, section: Mapping[str, Any], source: str = "layers/map.yaml") -> SheetSettings:
         """Settings from the ``sheets`` mapping; a missing or wrong key is a one-line error."""
         s = dict(section or {})
-        missing = [k for k in ("paper", "overview_paper", "dpi", "pad_ratio", "layers") if s.get(k) is None]
+        missing = [k for k in ("enabled", "paper", "overview_paper", "dpi", "pad_ratio", "layers") if s.get(k) is None]
         if missing:
             raise AnalysisError(f"{source}: map.sheets is missing {', '.join(missing)}")
         for key in ("paper", "overview_paper"):
             if str(s[key]).upper() not in PAPER_MM:
                 raise AnalysisError(f"{source}: map.sheets.{key} '{s[key]}' is not one of {', '.join(PAPER_MM)}")
-        return cls(paper=str(s["paper"]).upper(), overview_paper=str(s["overview_paper"]).upper(),
+        return cls(enabled=bool(s["enabled"]), paper=str(s["paper"]).upper(), overview_paper=str(s["overview_paper"]).upper(),
                    dpi=int(s["dpi"]), pad_ratio=float(s["pad_ratio"]), layers=tuple(str(k) for k in s["layers"]))
 
 
@@ -443,11 +446,14 @@ def write_map_sheets(district: Any, layers: Sequence[Any], out: str | Path, *,
     Returns
     -------
     dict
-        ``pdf`` (path), ``png`` (paths, overview first), ``sheets`` (count), ``font``.
+        ``pdf`` (path), ``png`` (paths, overview first), ``sheets`` (count), ``font``;
+        nothing written (``pdf`` None, no PNG) when ``settings.enabled`` is false.
     """
     from matplotlib.backends.backend_pdf import PdfPages
 
     settings = settings or sheet_settings(district)
+    if not settings.enabled:
+        return {"pdf": None, "png": [], "sheets": 0, "font": None}
     project = getattr(district, "project", None)
     sh = _sheets(layers, district.townships, str(getattr(project, "name", "") or ""),
                  bool(getattr(project, "sample", False)), settings, date)

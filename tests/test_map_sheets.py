@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import re
@@ -132,10 +133,10 @@ def test_no_cjk_font_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_bad_sheet_settings_name_the_key() -> None:
     with pytest.raises(AnalysisError, match="map.sheets.paper 'B5'"):
-        map_sheets.SheetSettings.from_section({"paper": "B5", "overview_paper": "A3", "dpi": 100,
+        map_sheets.SheetSettings.from_section({"enabled": True, "paper": "B5", "overview_paper": "A3", "dpi": 100,
                                                "pad_ratio": 0.1, "layers": []})
     with pytest.raises(AnalysisError, match="missing dpi"):
-        map_sheets.SheetSettings.from_section({"paper": "A4", "overview_paper": "A3", "pad_ratio": 0.1,
+        map_sheets.SheetSettings.from_section({"enabled": True, "paper": "A4", "overview_paper": "A3", "pad_ratio": 0.1,
                                                "layers": []})
 
 
@@ -144,15 +145,16 @@ def test_sample_overview_renders_every_chinese_glyph_fast(sample_district, tmp_p
     layers = maps.build_layers(sample_district)
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=r".*[Gg]lyph.*missing")
-        t0 = time.perf_counter()
+        map_sheets.render_overview_png(sample_district, layers, tmp_path / "warm.png", date=DAY)  # font loaded
+        t0 = time.process_time()  # CPU time: the machine is shared, wall time is not the sheet's cost
         png = map_sheets.render_overview_png(sample_district, layers, tmp_path / "map.png", date=DAY)
-        elapsed = time.perf_counter() - t0
+        elapsed = time.process_time() - t0
     cfg = map_sheets.sheet_settings(sample_district)
     with Image.open(png) as im:
         w_mm, h_mm = map_sheets.PAPER_MM[cfg.overview_paper]
         assert im.size == pytest.approx((w_mm / 25.4 * cfg.dpi, h_mm / 25.4 * cfg.dpi), abs=2)
         assert len(im.getcolors(maxcolors=1 << 20) or range(1 << 20)) > 50  # drawn, not blank
-    assert elapsed < 3.0 * 2, f"overview sheet took {elapsed:.1f} s"  # slack for a shared 2-core machine
+    assert elapsed < 3.0, f"overview sheet took {elapsed:.1f} s of CPU"
 
 
 def test_pipeline_writes_map_sheets_and_print_map_png(tiny, tmp_path: Path) -> None:
@@ -164,3 +166,9 @@ def test_pipeline_writes_map_sheets_and_print_map_png(tiny, tmp_path: Path) -> N
     assert len(sheets["png"]) == len(tiny.townships) + 1
     with Image.open(tmp_path / "out" / "map.png") as im:
         assert im.size[0] > im.size[1]  # the landscape overview sheet, not a browser screenshot
+
+
+def test_sheets_can_be_switched_off(tiny, tmp_path: Path) -> None:
+    cfg = dataclasses.replace(map_sheets.sheet_settings(tiny), enabled=False)
+    result = map_sheets.write_map_sheets(tiny, maps.build_layers(tiny), tmp_path, settings=cfg)
+    assert result["sheets"] == 0 and not (tmp_path / "map_sheets").exists()
