@@ -1451,7 +1451,8 @@ def run_step(district: Any, out: Path, summary: dict[str, Any], context: dict[st
         "png": png.name,
         "png_method": method,
         "layers": [lay.key for lay in layers],
-        "sheets": {"pdf": "map_sheets/map_sheets.pdf", "png": [f"map_sheets/{p.name}" for p in sheets["png"]]},
+        "sheets": {"pdf": sheets["pdf"] and f"map_sheets/{sheets['pdf'].name}",
+                   "png": [f"map_sheets/{p.name}" for p in sheets["png"]]},
     }
 
 
