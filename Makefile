@@ -8,9 +8,17 @@ STAMP  := $(VENV)/.installed
 SAMPLE := data/sample_district/project.yaml
 OUT    ?= out
 
-.PHONY: setup run sample test bench app clean
+.PHONY: setup fonts run sample test bench app clean
 
-setup: $(STAMP)
+setup: $(STAMP) fonts
+
+# A CJK font for map.png and the map sheets (Chinese text renders as boxes without one).
+# Best-effort: installs fonts-noto-cjk from the Debian packages when none is present; never fails.
+fonts:
+	@fc-list :lang=zh family 2>/dev/null | grep -q . \
+	  || { command -v apt-get >/dev/null 2>&1 && { apt-get install -y -q fonts-noto-cjk >/dev/null 2>&1 \
+	       || sudo -n apt-get install -y -q fonts-noto-cjk >/dev/null 2>&1; }; } \
+	  || echo "note: no CJK font installed and none could be (apt-get install fonts-noto-cjk); map sheets need one"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +32,10 @@ $(SAMPLE): | $(STAMP)
 
 sample: $(SAMPLE)
 
-run: $(STAMP) $(SAMPLE)
+run: $(STAMP) fonts $(SAMPLE)
 	$(PY) -m gis run --out $(OUT)
 
-test: $(STAMP)
+test: $(STAMP) fonts
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 bench: $(STAMP)

@@ -8,6 +8,7 @@ GeoPackage, workbook or JSON behind, and a reader never sees one.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import re
@@ -186,43 +187,194 @@ def write_excel(
     target: str | Path,
     *,
     title_rows: Mapping[str, Sequence[str]] | None = None,
+    filing: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write tables as an .xlsx workbook shaped for Chinese government forms.
+    """Write tables as an .xlsx workbook in the shape of a Chinese government form.
 
-    Frozen header row, bold header, column widths fitted to the (CJK-aware) text
-    width, wrapped long text. ``title_rows`` optionally puts one or more title lines
-    (e.g. ``沙坪坝区再生资源回收行业问题台账``) above a sheet's header.
+    Every sheet: 宋体 body and bold header, thin borders, column widths fitted to the
+    (CJK-aware) text width, frozen and print-repeated header row, A4 landscape fitted
+    to one page wide, page numbers in the footer, dates as real Excel dates.
+
+    ``title_rows`` gives a sheet a form head above its table: the first line is the
+    title (黑体, merged and centred across the table); a line ``填报日期：YYYY-MM-DD``
+    sets the filing date; every other line (e.g. the 样例数据 label) becomes a merged
+    note row. A sheet with a title also gets the 填报单位 / 填报人 / 联系电话 / 填报日期
+    line (values from ``filing``, keys ``填报单位``, ``填报人``, ``联系电话``; blank to
+    fill in by hand when absent). Sheets without ``title_rows`` start with the header
+    in row 1, so readers that expect a plain table still find it.
     """
-    from openpyxl.styles import Alignment, Font, PatternFill
-    from openpyxl.utils import get_column_letter
-
     title_rows = title_rows or {}
     with atomic_path(target) as tmp:
         with pd.ExcelWriter(tmp, engine="openpyxl") as xw:
             for sheet, df in sheets.items():
-                titles = list(title_rows.get(sheet, ()))
-                startrow = len(titles)
+                df = _dates_as_dates(df)
+                head = _FormHead.parse(title_rows.get(sheet, ()), filing)
+                startrow = head.n_rows
                 df.to_excel(xw, sheet_name=sheet[:31], index=False, startrow=startrow)
                 ws = xw.sheets[sheet[:31]]
-                for i, title in enumerate(titles, start=1):
-                    ws.cell(row=i, column=1, value=title).font = Font(bold=True, size=14 if i == 1 else 11)
-                header_row = startrow + 1
-                fill = PatternFill("solid", fgColor="DDEBF7")
-                for cell in ws[header_row]:
-                    cell.font = Font(bold=True)
-                    cell.fill = fill
-                    cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
-                ws.freeze_panes = ws.cell(row=header_row + 1, column=1)
-                store_text_cells(ws)
-                for j, col in enumerate(df.columns, start=1):
-                    texts = [str(col)] + [str(v) for v in df[col].head(500).tolist()]
-                    width = max(_display_width(t) for t in texts) + 2
-                    ws.column_dimensions[get_column_letter(j)].width = max(6, min(width, 60))
-                    if width > 60:
-                        for row in ws.iter_rows(min_row=header_row + 1, min_col=j, max_col=j):
-                            for cell in row:
-                                cell.alignment = Alignment(wrap_text=True, vertical="top")
+                head.write(ws, max(len(df.columns), 1))
+                store_text_cells(ws)  # formula-like text stays text (security)
+                style_form_table(ws, df, header_row=startrow + 1)
     return Path(target)
+
+
+#: Fonts of the official form: 黑体 (SimHei) for the title, 宋体 (SimSun) for everything else.
+FORM_TITLE_FONT = "黑体"
+FORM_BODY_FONT = "宋体"
+_ISO_DATE = r"\d{4}-\d{2}-\d{2}"
+
+
+def _dates_as_dates(df: pd.DataFrame) -> pd.DataFrame:
+    """Columns whose every non-empty value is an ISO date (``YYYY-MM-DD``) become datetimes.
+
+    So that Excel holds dates (sortable, filterable) rather than text; a column that
+    mixes dates with other text (e.g. ``30日内``) is left as it is.
+    """
+    out = df
+    for col in df.columns:
+        s = df[col]
+        if not (pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s)):
+            continue
+        text = s.dropna().astype(str).str.strip()
+        text = text[text != ""]
+        if len(text) and text.str.fullmatch(_ISO_DATE).all():
+            if out is df:
+                out = df.copy()
+            out[col] = pd.to_datetime(s.where(s.astype(str).str.strip() != ""), format="%Y-%m-%d", errors="coerce")
+    return out
+
+
+class _FormHead:
+    """The rows above a form's table: merged title, note rows, the 填报 line."""
+
+    FIELDS = ("填报单位", "填报人", "联系电话")
+
+    def __init__(self, title: str | None, notes: list[str], filed: dt.date | None,
+                 filing: Mapping[str, str]) -> None:
+        self.title, self.notes, self.filed, self.filing = title, notes, filed, dict(filing)
+
+    @classmethod
+    def parse(cls, lines: Sequence[str], filing: Mapping[str, str] | None) -> _FormHead:
+        """Split ``title_rows`` lines into title, 填报日期 and notes."""
+        lines = [str(x) for x in lines]
+        if not lines:
+            return cls(None, [], None, {})
+        filed, notes = None, []
+        for line in lines[1:]:
+            m = re.fullmatch(r"填报日期[：:]\s*(" + _ISO_DATE + r")\s*", line)
+            if m:
+                filed = dt.date.fromisoformat(m.group(1))
+            else:
+                notes.append(line)
+        return cls(lines[0], notes, filed or dt.date.today(), filing or {})
+
+    @property
+    def n_rows(self) -> int:
+        """Rows the head takes (0 without a title)."""
+        return 0 if self.title is None else 2 + len(self.notes)
+
+    def write(self, ws: Any, ncols: int) -> None:
+        """Write the head into rows 1… of ``ws`` across ``ncols`` columns."""
+        from openpyxl.styles import Alignment, Font
+
+        if self.title is None:
+            return
+        width = max(ncols, 4)
+        ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=width)
+        cell = ws.cell(row=1, column=1, value=self.title)
+        cell.font = Font(name=FORM_TITLE_FONT, size=18, bold=True)
+        cell.alignment = Alignment(horizontal="center", vertical="center")
+        ws.row_dimensions[1].height = 36
+        self._write_filing(ws, 2, width)
+        for i, note in enumerate(self.notes, start=3):
+            ws.merge_cells(start_row=i, start_column=1, end_row=i, end_column=width)
+            c = ws.cell(row=i, column=1, value=note)
+            c.font = Font(name=FORM_BODY_FONT, size=10, color="C00000")
+            c.alignment = Alignment(horizontal="left", vertical="center")
+
+    def _write_filing(self, ws: Any, row: int, width: int) -> None:
+        """填报单位 / 填报人 / 联系电话 / 填报日期 in four merged groups; the date a real date."""
+        from openpyxl.styles import Alignment, Font
+
+        bounds = [round(width * k / 4) for k in range(5)]
+        font = Font(name=FORM_BODY_FONT, size=11)
+        for k, field in enumerate((*self.FIELDS, "填报日期")):
+            c0, c1 = bounds[k] + 1, bounds[k + 1]
+            if c1 > c0:
+                ws.merge_cells(start_row=row, start_column=c0, end_row=row, end_column=c1)
+            if field == "填报日期":  # a real date; the label is part of its number format
+                cell = ws.cell(row=row, column=c0, value=self.filed)
+                cell.number_format = '"填报日期："yyyy"年"m"月"d"日"'
+            else:
+                cell = ws.cell(row=row, column=c0, value=f"{field}：{self.filing.get(field, '')}")
+            cell.font, cell.alignment = font, Alignment(horizontal="left", vertical="center")
+        ws.row_dimensions[row].height = 22
+
+
+def style_form_table(ws: Any, df: pd.DataFrame, *, header_row: int) -> None:
+    """Style a written table as an official form and set it up for printing.
+
+    Header: 宋体 bold, centred, wrapped, shaded; body: 宋体; thin borders on every
+    table cell; column width = min(max display width + 2, 60) with CJK characters
+    counted 2 (:func:`_display_width`), longer text wrapped; date columns formatted
+    ``yyyy-mm-dd``; header frozen and repeated on every printed page
+    (``print_title_rows``); A4 landscape, one page wide (``fitToWidth = 1``,
+    ``fitToHeight = 0``), centred, page x of n in the footer.
+    """
+    from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
+    from openpyxl.utils import get_column_letter
+
+    thin = Side(style="thin", color="000000")
+    border = Border(left=thin, right=thin, top=thin, bottom=thin)
+    body_font, head_font = Font(name=FORM_BODY_FONT, size=10), Font(name=FORM_BODY_FONT, size=11, bold=True)
+    fill = PatternFill("solid", fgColor="DDEBF7")
+    last_row = header_row + len(df)
+    for cell in ws[header_row][: len(df.columns)]:
+        cell.font, cell.fill, cell.border = head_font, fill, border
+        cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
+    for j, col in enumerate(df.columns, start=1):
+        letter = get_column_letter(j)
+        texts = [str(col)] + [_cell_text(v) for v in df[col].head(500).tolist()]
+        width = max(_display_width(t) for t in texts) + 2
+        ws.column_dimensions[letter].width = max(6, min(width, 60))
+        fmt = _date_format(df[col])
+        wrap = Alignment(wrap_text=width > 60, vertical="center")
+        for (cell,) in ws.iter_rows(min_row=header_row + 1, max_row=last_row, min_col=j, max_col=j):
+            cell.font, cell.border, cell.alignment = body_font, border, wrap
+            if fmt:
+                cell.number_format = fmt
+    ws.freeze_panes = ws.cell(row=header_row + 1, column=1)
+    _print_setup(ws, header_row)
+
+
+def _cell_text(value: Any) -> str:
+    """The text a cell shows (dates as ``YYYY-MM-DD``)."""
+    if isinstance(value, (pd.Timestamp, dt.datetime, dt.date)) and not pd.isna(value):
+        return value.strftime("%Y-%m-%d")
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+
+
+def _date_format(s: pd.Series) -> str | None:
+    """Excel number format of a date(time) column (``yyyy-mm-dd``, with time when any is set)."""
+    if not pd.api.types.is_datetime64_any_dtype(s):
+        return None
+    t = pd.to_datetime(s).dropna()
+    has_time = bool(len(t)) and bool((t != t.dt.normalize()).any())
+    return "yyyy-mm-dd hh:mm" if has_time else "yyyy-mm-dd"
+
+
+def _print_setup(ws: Any, header_row: int) -> None:
+    """A4 landscape, fit to one page wide, header row repeated, centred, page numbers."""
+    ws.print_title_rows = f"{header_row}:{header_row}"
+    ws.page_setup.paperSize = ws.PAPERSIZE_A4
+    ws.page_setup.orientation = ws.ORIENTATION_LANDSCAPE
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.print_options.horizontalCentered = True
+    ws.page_margins.left = ws.page_margins.right = 0.5
+    ws.page_margins.top = ws.page_margins.bottom = 0.6
+    ws.oddFooter.center.text = "第 &P 页，共 &N 页"
 
 
 def _display_width(text: str) -> int:

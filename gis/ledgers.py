@@ -358,6 +358,22 @@ def build_ledgers(
     return LedgerSet(ledger, summary, survey, district_name, towns)
 
 
+def _deadlines_from(ledger: pd.DataFrame, filed: str) -> pd.DataFrame:
+    """整改时限 as dates: a relative "N日内" counts from the 填报日期 ``filed`` (YYYY-MM-DD).
+
+    The workbook then holds one kind of value in the column (real dates), never
+    "30日内" text beside dates.
+    """
+    text = ledger["整改时限"].astype("string")
+    days = pd.to_numeric(text.str.extract(r"^\s*(\d+)\s*日内\s*$", expand=False), errors="coerce")
+    if not days.notna().any():
+        return ledger
+    out = ledger.copy()
+    due = pd.Timestamp(filed) + pd.to_timedelta(days, unit="D")
+    out["整改时限"] = text.where(days.isna(), due.dt.strftime("%Y-%m-%d")).astype(object)
+    return out
+
+
 def write_ledgers(ledgers: LedgerSet, out: str | Path, *, sample: bool = False) -> dict[str, Path]:
     """Write ``problem_ledger.xlsx``, ``summary_table.xlsx``, ``survey_form.xlsx`` and
     ``ledgers.gpkg`` (layers problem_ledger, summary_table, survey_form) into ``out``."""
@@ -369,7 +385,7 @@ def write_ledgers(ledgers: LedgerSet, out: str | Path, *, sample: bool = False) 
     today = dt.date.today().isoformat()
     paths = {
         "problem_ledger": export.write_excel(
-            {"问题台账": pd.DataFrame(ledgers.ledger[list(LEDGER_COLUMNS)])},
+            {"问题台账": _deadlines_from(pd.DataFrame(ledgers.ledger[list(LEDGER_COLUMNS)]), today)},
             out / "problem_ledger.xlsx",
             title_rows={"问题台账": [f"{name}再生资源回收行业问题台账", f"填报日期：{today}", *note]},
         ),

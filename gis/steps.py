@@ -17,7 +17,7 @@ its result on ``ctx`` and returns its ``summary.json`` keys.
 
 Examples
 --------
->>> from gis import steps
+>>> from gis import map_sheets, steps
 >>> [s.name for s in steps.STEPS]
 ['load', 'compliance', 'coverage', 'hotspots', 'ledgers', 'maps']
 >>> steps.closure(["ledgers"])
@@ -37,7 +37,7 @@ from typing import Any
 import geopandas as gpd
 import pandas as pd
 
-from gis import __version__, compliance, coverage, hotspots, ledgers, maps, settings
+from gis import __version__, compliance, coverage, hotspots, ledgers, map_sheets, maps, settings
 from gis._errors import GisError
 from gis.compliance import ComplianceResult
 from gis.coverage import DistrictCoverage
@@ -327,9 +327,13 @@ def run_maps(ctx: RunContext, out: Path) -> dict[str, Any]:
     m = maps.render_folium(layers, opt, title=maps.district_title(d), attributions=maps.district_attributions(d),
                            full_page_legend=True)
     html_path = maps.save_map_html(m, out / "map.html")
-    png, method = maps.save_map_png(out / "map.png", html_path=html_path, layers=layers, options=opt,
-                                    title=maps.district_title(d))
-    return {"map": {"html": html_path.name, "png": png.name, "png_method": method, "layers": [lay.key for lay in layers]}}
+    png = map_sheets.render_overview_png(d, layers, out / "map.png")  # print-ready, same as the overview sheet
+    sheets = map_sheets.write_map_sheets(d, layers, out)  # map_sheets/: one per 镇街 + overview, PNG + PDF
+    return {"map": {
+        "html": html_path.name, "png": png.name, "png_method": "matplotlib", "layers": [lay.key for lay in layers],
+        "sheets": {"pdf": sheets["pdf"] and f"map_sheets/{sheets['pdf'].name}",
+                   "png": [f"map_sheets/{p.name}" for p in sheets["png"]]},
+    }}
 
 
 # ---------------------------------------------------------------------------------

@@ -48,10 +48,11 @@ def test_excel_header_frozen_and_widths(tmp_path):
     write_excel({"问题台账": df}, tmp_path / "l.xlsx", title_rows={"问题台账": ["某区问题台账"]})
     ws = load_workbook(tmp_path / "l.xlsx")["问题台账"]
     assert ws["A1"].value == "某区问题台账"
-    assert [c.value for c in ws[2]] == ["序号", "网点名称"]
-    assert ws.freeze_panes == "A3"
+    header_row = next(i for i in range(1, 6) if ws.cell(i, 1).value == "序号")  # below the 填报 line
+    assert [c.value for c in ws[header_row]][:2] == ["序号", "网点名称"]
+    assert ws.freeze_panes == f"A{header_row + 1}"
     assert ws.column_dimensions["B"].width >= 2 * len("沙坪坝区某某再生资源回收站")
-    assert ws["A2"].font.bold
+    assert ws.cell(header_row, 1).font.bold
 
 
 def test_formula_text_is_stored_as_text_in_excel(tmp_path):
@@ -59,10 +60,11 @@ def test_formula_text_is_stored_as_text_in_excel(tmp_path):
     write_excel({"台账": df}, tmp_path / "l.xlsx", title_rows={"台账": ["=1+1区问题台账"]})
     ws = load_workbook(tmp_path / "l.xlsx")["台账"]
     assert ws["A1"].value == "=1+1区问题台账" and ws["A1"].data_type == "s"
-    assert [ws.cell(row=r, column=1).value for r in (3, 4, 5)] == df["网点名称"].tolist()
+    h = next(i for i in range(1, 6) if ws.cell(i, 1).value == "网点名称")  # header below the 填报 line
+    assert [ws.cell(row=r, column=1).value for r in (h + 1, h + 2, h + 3)] == df["网点名称"].tolist()
     assert all(c.data_type != "f" for row in ws.iter_rows() for c in row)
-    assert ws["A3"].quotePrefix and not ws["A5"].quotePrefix
-    assert ws["B3"].value == -3.5  # numbers stay numbers
+    assert ws.cell(h + 1, 1).quotePrefix and not ws.cell(h + 3, 1).quotePrefix
+    assert ws.cell(h + 1, 2).value == -3.5  # numbers stay numbers
 
 
 def test_csv_cells_are_neutralised_owasp_style(tmp_path):
