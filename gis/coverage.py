@@ -24,9 +24,8 @@ Only sites that are *active* and *compliant* count (see :func:`eligible_sites`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
@@ -499,86 +498,6 @@ def _gap_polygons(
 # ---------------------------------------------------------------------------
 
 
-def check_targets(
-    targets: Sequence[Mapping[str, Any]],
-    *,
-    sites: gpd.GeoDataFrame,
-    townships: gpd.GeoDataFrame,
-    coverage_for: Any,
-    households_table: Any,
-    source: str = "project.yaml",
-) -> list[dict[str, Any]]:
-    """Check a target table (目标任务表) against the active, compliant sites.
-
-    Parameters
-    ----------
-    targets
-        Rows ``{name, metric, tiers, target}`` (``layers/targets.yaml``).
-    sites
-        Active, compliant sites (metric CRS, ``tier``).
-    townships
-        Township polygons (``township``, ``households``).
-    coverage_for
-        Callable ``(tiers, row) -> CoverageResult`` for the coverage metrics.
-    households_table
-        Callable ``(tiers) -> DataFrame`` of :func:`households_per_point`.
-    source
-        Name used in :class:`~gis._errors.CatalogError` messages.
-
-    Returns
-    -------
-    list of dict
-        ``{name, metric, tiers, target, actual, met}`` per row.
-    """
-    out: list[dict[str, Any]] = []
-    tier_col = sites["tier"].astype(str) if len(sites) else pd.Series([], dtype=str)
-    for i, row in enumerate(targets):
-        key = f"targets[{i}]"
-        if not isinstance(row, Mapping):
-            raise CatalogError(source, key, "each target must be a mapping {name, metric, tiers, target}")
-        metric = row.get("metric")
-        if metric not in METRICS:
-            raise CatalogError(source, f"{key}.metric", f"unknown metric {metric!r}; expected one of {METRICS}")
-        tiers = row.get("tiers") or list(DEFAULT_TARGET_TIERS)
-        if isinstance(tiers, str):
-            tiers = [tiers]
-        tiers = [str(t) for t in tiers]
-        try:
-            target = float(row.get("target"))
-        except (TypeError, ValueError):
-            raise CatalogError(source, f"{key}.target", "must be a number") from None
-        chosen = sites.loc[tier_col.isin(tiers).to_numpy()] if len(sites) else sites
-        if metric == "count":
-            actual: float = float(len(chosen))
-            met = actual >= target
-        elif metric == "township_presence":
-            k = int(row.get("min_per_township", 1))
-            counts = _per_township(chosen, townships)
-            actual = float((counts >= k).mean()) if len(counts) else float("nan")
-            met = bool(actual >= target - 1e-12)
-        elif metric in ("population_coverage", "household_coverage"):
-            res = coverage_for(tiers, row)
-            actual = res.population_covered_share if metric == "population_coverage" else res.household_covered_share
-            met = bool(np.isfinite(actual) and actual >= target - 1e-12)
-        elif metric == "households_per_point":
-            hh = pd.to_numeric(townships.get("households", pd.Series(dtype=float)), errors="coerce").sum(min_count=1)
-            actual = float(hh / len(chosen)) if len(chosen) and pd.notna(hh) else float("inf") if pd.notna(hh) else float("nan")
-            met = bool(np.isfinite(actual) and actual <= target)
-        else:  # townships_meeting_norm
-            tab = households_table(tiers)
-            actual = float(tab["met"].mean()) if len(tab) else float("nan")
-            met = bool(np.isfinite(actual) and actual >= target - 1e-12)
-        out.append(
-            {
-                "name": str(row.get("name") or f"{metric} {tiers}"),
-                "metric": metric,
-                "tiers": tiers,
-                "target": target,
-                "actual": _round(actual),
-                "met": bool(met),
-            }
-        )
-    return out
 
 
 def _round(x: float | None) -> float | None:
@@ -738,7 +657,11 @@ class DistrictCoverage:
 
 
 def analyse_district(
-    district: Any, *, compliance: Any = None, networks: Mapping[str, NetworkCSR] | None = None
+    district: Any,
+    *,
+    compliance: Any = None,
+    networks: Mapping[str, NetworkCSR] | None = None,
+    target_evaluator: Callable[[gpd.GeoDataFrame, Any], list[dict[str, Any]]] | None = None,
 ) -> DistrictCoverage:
     """Coverage of every tier, targets, households per point, gaps and new sites.
 
@@ -750,6 +673,10 @@ def analyse_district(
         A :class:`gis.compliance.ComplianceResult` already computed (pipeline).
     networks
         ``{mode: NetworkCSR}`` already built (else read from ``district.roads_path``).
+    target_evaluator
+        ``(eligible sites, coverage_share) -> target rows``, usually
+        :func:`gis.targets.district_evaluator` (targets build on coverage, not the reverse);
+        ``None``: no targets evaluated.
     """
     from gis import network as gnet
 
@@ -790,21 +717,6 @@ def analyse_district(
                 by_tier[tier] = cover([tier], Standard.from_config(tier, cfg))
     headline = by_tier.get(headline_tier)
 
-    def coverage_for(tiers: Sequence[str], row: Mapping[str, Any]) -> CoverageResult:
-        if pop is None:
-            raise AnalysisError("coverage targets need a population layer")
-        std = Standard.from_config(tiers[0], cfg)
-        if row.get("distance_m") is not None or row.get("mode") is not None:
-            std = Standard(std.tier, str(row.get("mode", std.mode)), float(row.get("distance_m", std.distance_m)))
-        return cover(tiers, std)
-
-    def households_table(tiers: Sequence[str]) -> pd.DataFrame:
-        c = dict(cfg)
-        c["households_per_point"] = {**(cfg.get("households_per_point") or {}), "tiers": list(tiers)}
-        return households_per_point(district.townships, sites, c)
-
-    from gis.targets import evaluate_district  # the general target model (categories, ratios, built/planned/gap)
-
     def coverage_share(s: gpd.GeoDataFrame, row: Mapping[str, Any]) -> tuple[float, float]:
         tiers = list(row.get("tiers") or []) or sorted(set(s["tier"].astype(str))) or [headline_tier]
         std = Standard.from_config(tiers[0], cfg)
@@ -813,9 +725,8 @@ def analyse_district(
         r = compute_coverage(pop, s, std, network=net_for(std.mode), max_snap_m=max_snap, townships=district.townships)
         return r.population_covered_share, r.household_covered_share
 
-    target_rows = evaluate_district(
-        district, compliance, eligible=sites, coverage_share=coverage_share if pop is not None else None
-    ).rows
+    target_rows = (target_evaluator(sites, coverage_share if pop is not None else None)
+                   if target_evaluator is not None else [])
     hh_tab = households_per_point(district.townships, sites, cfg)
     gaps = _headline_gaps(district, headline, cfg.get("gaps") or {})
     scfg = cfg.get("siting") or {}
@@ -868,8 +779,3 @@ def _recommend(
     )
 
 
-def _default_targets() -> list[dict[str, Any]]:
-    from gis import settings
-    from gis.catalog import load_yaml
-
-    return list(load_yaml(settings.LAYERS_DIR / "targets.yaml").get("default") or [])

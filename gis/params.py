@@ -311,6 +311,18 @@ class ComplianceParams(Section):
 
 
 @dataclass(frozen=True)
+class MapSheetParams(Section):
+    """Print-ready map sheets (专题图, :mod:`gis.map_sheets`)."""
+
+    enabled: bool
+    paper: str
+    overview_paper: str
+    dpi: int
+    pad_ratio: float
+    layers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class MapParams(Section):
     """``layers/map.yaml``: basemap tiles and drawing limits."""
 
@@ -325,6 +337,7 @@ class MapParams(Section):
     max_text_chars: int
     width: int
     height: int
+    sheets: MapSheetParams
 
 
 @dataclass(frozen=True)

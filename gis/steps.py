@@ -37,7 +37,7 @@ from typing import Any
 import geopandas as gpd
 import pandas as pd
 
-from gis import __version__, compliance, coverage, hotspots, ledgers, map_sheets, maps, settings
+from gis import __version__, compliance, coverage, hotspots, ledgers, map_sheets, maps, settings, targets
 from gis._errors import GisError
 from gis.compliance import ComplianceResult
 from gis.coverage import DistrictCoverage
@@ -238,7 +238,8 @@ def run_coverage(ctx: RunContext, out: Path) -> dict[str, Any]:
     population, ranked), ``recommended_sites`` (MCLP choice), ``population_cells``
     (each cell's distance and coverage for the headline tier).
     """
-    result = coverage.analyse_district(ctx.district, compliance=ctx.compliance, networks=ctx.networks)
+    result = coverage.analyse_district(ctx.district, compliance=ctx.compliance, networks=ctx.networks,
+                                       target_evaluator=targets.district_evaluator(ctx.district, ctx.compliance))
     write_gpkg(result.layers(), out / "coverage.gpkg")
     ctx.coverage = result
     ctx.networks = result.networks

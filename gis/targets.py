@@ -710,6 +710,23 @@ def evaluate_district(
                             eligible=flags, coverage_share=share, norms=norms, source=src)
 
 
+def district_evaluator(
+    district: Any, compliance: Any = None
+) -> Callable[[gpd.GeoDataFrame, CoverageShare | None], list[dict[str, Any]]]:
+    """The evaluator :func:`gis.coverage.analyse_district` calls with its eligible sites.
+
+    Examples
+    --------
+    >>> from gis import coverage, targets                                  # doctest: +SKIP
+    >>> cov = coverage.analyse_district(d, target_evaluator=targets.district_evaluator(d))  # doctest: +SKIP
+    """
+
+    def evaluate(eligible: gpd.GeoDataFrame, coverage_share: CoverageShare | None) -> list[dict[str, Any]]:
+        return evaluate_district(district, compliance, eligible=eligible, coverage_share=coverage_share).rows
+
+    return evaluate
+
+
 def write_report(report: TargetReport, out: str | Path) -> dict[str, Path]:
     """``targets.csv`` (UTF-8 with BOM, for Excel), ``targets.json`` and ``targets_rejects.csv``."""
     import json

@@ -8,7 +8,6 @@ from pathlib import Path
 import geopandas as gpd
 import networkx as nx
 import numpy as np
-import pandas as pd
 import pytest
 import shapely
 import yaml
@@ -177,33 +176,6 @@ def test_households_per_point_against_sbt10719_norm():
     assert not tab.loc["东镇", "met"] and tab.loc["东镇", "shortfall"] == 1
 
 
-def test_check_targets_metrics():
-    roads, townships, pts, L = grid_town()
-    sites = gpd.GeoDataFrame(
-        {"tier": ["collection_point", "collection_point", "transfer_station"]},
-        geometry=gpd.points_from_xy([X0 + 400, X0 + 1600, X0 + 100], [Y0 + 400, Y0 + 1600, Y0 + 100]),
-        crs=CRS,
-    )
-    std = coverage.Standard("collection_point", "euclidean", 500.0)
-    res = coverage.compute_coverage(pts, sites[sites.tier == "collection_point"], std, townships=townships)
-    table = [
-        {"name": "网点2个", "metric": "count", "tiers": ["collection_point"], "target": 2},
-        {"name": "每镇街中转站", "metric": "township_presence", "tiers": ["transfer_station"], "target": 1.0},
-        {"name": "覆盖90%", "metric": "population_coverage", "tiers": ["collection_point"], "target": 0.9},
-        {"name": "户/点", "metric": "households_per_point", "tiers": ["collection_point"], "target": 2000},
-    ]
-    out = coverage.check_targets(
-        table, sites=sites, townships=townships, coverage_for=lambda tiers, row: res,
-        households_table=lambda tiers: coverage.households_per_point(townships, sites, network.coverage_config()),
-    )
-    got = {r["name"]: (r["actual"], r["met"]) for r in out}
-    assert got["网点2个"] == (2.0, True)
-    assert got["每镇街中转站"] == (0.5, False)
-    assert got["覆盖90%"][0] == pytest.approx(res.population_covered_share, abs=1e-6) and not got["覆盖90%"][1]
-    assert got["户/点"] == (2000.0, True)
-    with pytest.raises(CatalogError, match=r"targets\[0\].metric"):
-        coverage.check_targets([{"metric": "nope", "target": 1}], sites=sites, townships=townships,
-                               coverage_for=None, households_table=None)
 
 
 # --------------------------------------------------------------------------- the district step
