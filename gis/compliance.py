@@ -672,15 +672,13 @@ def locate(
         label = pairs["zone_type"] + np.where(pairs["level"].notna(), ":" + pairs["level"].astype(str), "")
         pairs["label"] = label
         pairs = pairs.sort_values(["i", "label"], kind="stable")
-        zl = pairs.drop_duplicates(["i", "label"]).groupby("i")["label"].agg(";".join)
+        from gis.overlay import join_per_point  # per-point joins without per-point Python
+
+        out["zones"] = join_per_point(pairs["i"].to_numpy(), pairs["label"].to_numpy(dtype=object), n)
         named = pairs[pairs["name"].astype(str) != ""].drop_duplicates(["i", "name"])
-        zn = named.groupby("i")["name"].agg(";".join)
-        out.iloc[zl.index.to_numpy(), out.columns.get_loc("zones")] = zl.to_numpy()
-        out.iloc[zn.index.to_numpy(), out.columns.get_loc("zone_names")] = zn.to_numpy()
+        out["zone_names"] = join_per_point(named["i"].to_numpy(), named["name"].to_numpy(dtype=object), n)
         for t, part in named.groupby("zone_type"):
-            by_type = part.groupby("i")["name"].agg(";".join)
-            out[f"zone_names_{t}"] = ""
-            out.iloc[by_type.index.to_numpy(), out.columns.get_loc(f"zone_names_{t}")] = by_type.to_numpy()
+            out[f"zone_names_{t}"] = join_per_point(part["i"].to_numpy(), part["name"].to_numpy(dtype=object), n)
         ws = zones.geometry.values[(zones["zone_type"].astype(str) == "water_source").to_numpy()]
         if len(ws):
             receptor_geoms["water_source"].append(ws)
