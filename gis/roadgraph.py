@@ -323,3 +323,38 @@ def load_network(
     except OSError:
         pass  # read-only project folder: run without the cache
     return edges.network(weight)
+
+
+def district_cache_dir(district: Any) -> Path | None:
+    """The project's road-graph cache folder (``cache_dir`` of ``layers/roadgraph.yaml``), or ``None``."""
+    from gis import settings
+    from gis.catalog import load_yaml
+
+    rel = load_yaml(settings.LAYERS_DIR / "roadgraph.yaml").get("cache_dir")
+    project = getattr(district, "project", None)
+    root = getattr(project, "root", None)
+    if rel is None or root is None:
+        return None
+    p = Path(rel)
+    return p if p.is_absolute() else Path(root) / p
+
+
+def network_for_district(district: Any, mode: Mode, *, weight: str = "length",
+                         cache_dir: str | Path | None = None) -> NetworkCSR | None:
+    """The district's road network for ``mode`` as CSR (``None`` without a roads layer).
+
+    Built from ``district.roads_path`` in ``district.crs`` with the project's
+    coverage configuration, through the cache (``cache_dir``, default
+    :func:`district_cache_dir`): compliance, coverage and siting, and every later
+    run, share one build.
+    """
+    path = getattr(district, "roads_path", None)
+    if path is None:
+        return None
+    project = getattr(district, "project", None)
+    cfg = project.section("coverage") if project is not None else coverage_config()
+    spec = project.spec("roads") if project is not None else None
+    layer = getattr(spec, "layer", None) if spec is not None else None
+    folder = cache_dir if cache_dir is not None else district_cache_dir(district)
+    return load_network(path, mode=mode, crs=district.crs, config=cfg, layer=layer, weight=weight,
+                        cache_dir=folder)
