@@ -1412,12 +1412,12 @@ def _worst(
 
 # ----------------------------------------------------------------------- district
 def _road_graph(district: Any, mode: str) -> Any:
-    """The district's road graph (:func:`gis.network.graph_for_district`), or None."""
+    """The district's road network as CSR (:func:`gis.roadgraph.network_for_district`, cached), or None."""
     if getattr(district, "roads_path", None) is None:
         return None
-    from gis.network import graph_for_district
+    from gis.roadgraph import network_for_district
 
-    return graph_for_district(district, mode=mode)
+    return network_for_district(district, mode=mode)  # type: ignore[arg-type]
 
 
 def check_district(district: Any, *, graph: Any = None, use_network: bool = True) -> ComplianceResult:

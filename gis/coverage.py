@@ -845,7 +845,6 @@ def analyse_district(
     networks
         ``{mode: NetworkCSR}`` already built (else read from ``district.roads_path``).
     """
-    from gis import network as gnet
     from gis import siting
 
     cfg = district.project.section("coverage")
@@ -857,8 +856,9 @@ def analyse_district(
         if mode not in ("walk", "drive") or district.roads_path is None:
             return None
         if mode not in nets:
-            G = gnet.graph_for_district(district, mode=mode)  # type: ignore[arg-type]
-            nets[mode] = NetworkCSR.from_graph(G)
+            from gis.roadgraph import network_for_district  # vectorised build, per-project cache
+
+            nets[mode] = network_for_district(district, mode)  # type: ignore[arg-type]
         return nets[mode]
 
     try:
