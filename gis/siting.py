@@ -602,6 +602,9 @@ def mclp(
     cov0 = np.zeros(nd, bool) if covered is None else np.asarray(covered, bool)
     fx = _fixed_mask(fixed, nc)
     kk = min(int(k), int((~fx).sum()))
+    minima = _clipped_minima(groups, min_per_group, fx)
+    raised = sum(minima.values()) > kk
+    kk = max(kk, sum(minima.values()))  # the per-group minima need more sites than k: k is raised
     greedy = _greedy_constrained(A, w, kk, cov0, fx, groups, min_per_group)
     g_bound = greedy_bound(A, w, np.r_[np.flatnonzero(fx), greedy.selected].astype(np.int64), kk, cov0)
     J = np.flatnonzero(~cov0 & (w > 0) & (np.asarray(A.sum(axis=0)).ravel() > 0))
@@ -634,8 +637,51 @@ def mclp(
                        time.perf_counter() - t0)
     out.optimal, out.bound = optimal, (obj if optimal else max(bound, obj))
     out.gap = _gap(out.bound, obj)
-    out.extra = {**extra, "status": res.message, "greedy_covered_weight": greedy.covered_weight}
+    out.extra = {**extra, "status": res.message, "greedy_covered_weight": greedy.covered_weight,
+                 **({"k_raised_to": kk} if raised else {})}
     return out
+
+
+def _clipped_minima(groups: Any, min_per_group: Mapping[Any, int] | None,
+                    fixed: npt.NDArray[np.bool_]) -> dict[Any, int]:
+    """New sites each group still needs: its minimum less its fixed sites, at most its free candidates."""
+    if groups is None or not min_per_group:
+        return {}
+    g = np.asarray(groups, dtype=object)
+    out = {}
+    for key, m in min_per_group.items():
+        free = int(((g == key) & ~fixed).sum())
+        need = min(int(m) - int(((g == key) & fixed).sum()), free)
+        if need > 0:
+            out[key] = need
+    return out
+
+
+def township_minimums(targets: Any, tier: str, existing: gpd.GeoDataFrame,
+                      townships: Any) -> dict[str, int]:
+    """New ``tier`` sites each 镇街 township needs for a ``township_presence`` target of 1.0.
+
+    A target row ``{metric: township_presence, tiers: [...], target: 1.0,
+    min_per_township: m}`` (``layers/targets.yaml``) that counts ``tier`` asks every
+    township to have ``m`` (default 1) such sites; the existing active,
+    compliant sites of the row's tiers (``existing`` with ``tier`` and
+    ``township``) are subtracted. Rows with a target below 1.0 ask for a share of
+    townships, not a given township, and add no constraint.
+    """
+    need: dict[str, int] = {}
+    names = [str(t) for t in townships]
+    for row in targets or []:
+        tiers = row.get("tiers") or []
+        if row.get("metric") != "township_presence" or tier not in tiers or float(row.get("target", 0)) < 1.0:
+            continue
+        m = int(row.get("min_per_township", 1))
+        have = (existing.loc[existing["tier"].isin(tiers), "township"].value_counts()
+                if len(existing) and "township" in existing else pd.Series(dtype=int))
+        for t in names:
+            k = m - int(have.get(t, 0))
+            if k > 0:
+                need[t] = max(need.get(t, 0), k)
+    return need
 
 
 def _gap(bound: float, value: float) -> float:

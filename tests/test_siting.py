@@ -173,6 +173,11 @@ def test_recommended_sites_are_never_on_prohibited_land(district_result):
     d, res = district_result
     rec = res.siting.recommended
     assert len(rec) == 5
+    # exact by default: HiGHS proves the optimum, and the summary says so
+    assert res.siting.mclp.method == "highs" and res.siting.mclp.optimal
+    summ = res.siting.summary()
+    assert summ["optimal"] and summ["gap"] == pytest.approx(0.0, abs=1e-9)
+    assert summ["covered_weight_bound"] == pytest.approx(res.siting.mclp.covered_weight)
     cand = res.siting.candidates
     assert (~cand["eligible"]).any()  # the 四山 band and the farmland township exclude some
     probe = gpd.GeoDataFrame(
@@ -200,3 +205,17 @@ def test_adding_recommended_sites_raises_coverage_by_the_reported_amount(distric
     assert after.population_covered_share - out.share_before == pytest.approx(out.mclp.covered_weight / total)
     assert out.recommended["cumulative_share"].iloc[-1] == pytest.approx(out.share_after)
     assert out.share_after > out.share_before
+
+
+def test_township_minimums_from_a_presence_target_and_raised_k():
+    existing = gpd.GeoDataFrame({"tier": ["transfer_station", "collection_point"], "township": ["A", "B"]},
+                                geometry=gpd.points_from_xy([0, 1], [0, 1]))
+    targets = [{"metric": "township_presence", "tiers": ["transfer_station"], "target": 1.0},
+               {"metric": "township_presence", "tiers": ["transfer_station"], "target": 0.5, "min_per_township": 3},
+               {"metric": "count", "tiers": ["transfer_station"], "target": 9}]
+    need = siting.township_minimums(targets, "transfer_station", existing, ["A", "B", "C"])
+    assert need == {"B": 1, "C": 1}  # A already has one; the 0.5 share row adds no per-township constraint
+    A, w = random_instance(seed=8)
+    groups = np.array(["B", "C"] * (A.shape[0] // 2))
+    res = siting.mclp(A, w, 1, groups=groups, min_per_group=need)
+    assert res.optimal and set(groups[res.selected]) == {"B", "C"} and res.extra["k_raised_to"] == 2
