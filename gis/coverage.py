@@ -935,6 +935,8 @@ def analyse_district(
             outcome = siting.recommend_sites(
                 headline.points, checked, distance_m=float(headline.standard.distance_m), tier=headline_tier,
                 network=net_for(headline.standard.mode), max_snap_m=max_snap, config=scfg,
+                min_per_township=siting.township_minimums(targets, headline_tier, sites,
+                                                          district.townships["township"]),
             )
     return DistrictCoverage(sites, by_tier, headline, hh_tab, target_rows, gaps, outcome, nets, cfg)
 
