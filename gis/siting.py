@@ -992,6 +992,8 @@ class SitingOutcome:
             "solver": self.mclp.method,
             "optimal": bool(self.mclp.optimal),
             "covered_weight_bound": float(self.mclp.bound),
+            "solve_seconds": float(self.mclp.seconds),
+            "lscp_solve_seconds": float(self.lscp.seconds),
             "gap": float(self.mclp.gap),
             "lscp_optimal": bool(self.lscp.optimal),
             "lscp_bound": float(self.lscp.bound),
