@@ -611,22 +611,25 @@ def mclp(
     Ac = A[:, J]
     if Ac.nnz > int(cfg["exact_max_nnz"]) or kk == 0:
         return _greedy_result(greedy, g_bound, kk == 0, t0)
-    m = len(J)
     b = np.zeros(nc) if bonus is None else np.asarray(bonus, float)
-    c = -np.r_[b, w[J]]
-    cover = sp.hstack([-Ac.T.astype(float), sp.identity(m)], format="csr")
-    count = sp.csr_matrix(np.r_[(~fx).astype(float), np.zeros(m)][None, :])
-    G, need, extra = _group_rows(groups, min_per_group, nc, 0, nc + m)
+    rows = _useful_rows(Ac, b, fx, groups, min_per_group, kk)
+    Am, wm = _merge_columns(Ac[rows], w[J])
+    nr, m = Am.shape
+    c = -np.r_[b[rows], wm]
+    cover = sp.hstack([-Am.T.astype(float), sp.identity(m)], format="csr")
+    count = sp.csr_matrix(np.r_[(~fx[rows]).astype(float), np.zeros(m)][None, :])
+    G, need, extra = _group_rows(None if groups is None else np.asarray(groups, dtype=object)[rows],
+                                 min_per_group, nr, 0, nr + m)
     cons = [LinearConstraint(cover, -np.inf, 0.0), LinearConstraint(count, kk, kk)]
     if G.shape[0]:
         cons.append(LinearConstraint(G, need, np.inf))
-    lb = np.r_[fx.astype(float), np.zeros(m)]
-    res = milp(c, constraints=cons, integrality=np.r_[np.ones(nc), np.zeros(m)], bounds=Bounds(lb, 1.0),
+    lb = np.r_[fx[rows].astype(float), np.zeros(m)]
+    res = milp(c, constraints=cons, integrality=np.r_[np.ones(nr), np.zeros(m)], bounds=Bounds(lb, 1.0),
                options=_milp_options(cfg, time_limit_s))
     has, optimal = _status(res)
     if not has:
         return _greedy_result(greedy, g_bound, False, t0, status=res.message)
-    sel = np.flatnonzero((res.x[:nc] > 0.5) & ~fx).astype(np.int64)
+    sel = rows[(res.x[:nr] > 0.5) & ~fx[rows]].astype(np.int64)
     cov, obj = _finish(sel, A, w, cov0, fx)
     # the MILP's dual bound covers demand + bonus >= demand (b >= 0): a valid bound on demand
     bound = min(-float(res.mip_dual_bound), g_bound) if np.isfinite(res.mip_dual_bound) else g_bound
@@ -640,6 +643,43 @@ def mclp(
     out.extra = {**extra, "status": res.message, "greedy_covered_weight": greedy.covered_weight,
                  **({"k_raised_to": kk} if raised else {})}
     return out
+
+
+def _useful_rows(Ac: sp.csr_matrix, bonus: npt.NDArray[np.float64], fixed: npt.NDArray[np.bool_], groups: Any,
+                 min_per_group: Mapping[Any, int] | None, k: int) -> npt.NDArray[np.int64]:
+    """Candidates worth a variable: covering open demand, with a bonus, fixed, or in a constrained group.
+
+    Padded with other candidates when fewer than ``k`` free ones remain (the
+    model opens exactly ``k``).
+    """
+    keep = (np.diff(Ac.indptr) > 0) | (bonus > 0) | fixed
+    if groups is not None and min_per_group:
+        keep |= np.isin(np.asarray(groups, dtype=object), list(min_per_group))
+    short = k - int((keep & ~fixed).sum())
+    if short > 0:
+        keep[np.flatnonzero(~keep & ~fixed)[:short]] = True
+    return np.flatnonzero(keep)
+
+
+def _merge_columns(Ac: sp.csr_matrix, w: npt.NDArray[np.float64]) -> tuple[sp.csr_matrix, npt.NDArray[np.float64]]:
+    """Merge demand columns covered by the same candidate set (weights summed).
+
+    Cells in one neighbourhood are usually reachable from exactly the same
+    candidates; one :math:`y` per distinct set keeps the optimum and shrinks the
+    model (on the bundled sample 18,934 open cells → 4,956 sets).
+    """
+    C = sp.csc_matrix(Ac, dtype=bool)
+    C.sort_indices()
+    cnt = np.diff(C.indptr)
+    if len(cnt) == 0:
+        return sp.csr_matrix(C), w
+    pos = np.arange(C.nnz) - np.repeat(C.indptr[:-1], cnt)
+    pad = np.full((C.shape[1], int(cnt.max()) + 1), -1, dtype=np.int64)
+    pad[np.repeat(np.arange(C.shape[1]), cnt), pos] = C.indices
+    pad[:, -1] = cnt
+    _, first, inv = np.unique(pad, axis=0, return_index=True, return_inverse=True)
+    inv = np.asarray(inv).ravel()
+    return sp.csr_matrix(C[:, first]), np.bincount(inv, weights=w, minlength=len(first))
 
 
 def _clipped_minima(groups: Any, min_per_group: Mapping[Any, int] | None,
@@ -739,20 +779,21 @@ def lscp(
                              "target_share": float(share)}
     J = np.flatnonzero(~base & (w > 0) & reach)
     need = target - float(w[base].sum())
-    Ac = A[:, J].astype(float)
+    Ac, wJ = _merge_columns(A[:, J], w[J])  # one column per distinct covering set
+    Ac = Ac.astype(float)
     greedy = greedy_lscp(A, w, target / total if total > 0 else 0.0, covered0=base)
     if need <= 1e-9 * max(total, 1.0) or Ac.nnz > int(cfg["exact_max_nnz"]):
         return _lscp_result(greedy, A, w, cov0, fx, 0.0 if need <= 0 else 1.0, need <= 0, t0,
                             {**extra, "status": "nothing to add" if need <= 0 else "greedy (size limit)"})
-    full = need >= float(w[J].sum()) - 1e-9 * max(total, 1.0)
-    m = 0 if full else len(J)
+    full = need >= float(wJ.sum()) - 1e-9 * max(total, 1.0)
+    m = 0 if full else Ac.shape[1]
     c = np.r_[(~fx).astype(float), np.zeros(m)]
     if full:
         cons = [LinearConstraint(Ac.T.tocsr(), 1.0, np.inf)]
     else:
         cover = sp.hstack([-Ac.T, sp.identity(m)], format="csr")
         cons = [LinearConstraint(cover, -np.inf, 0.0),
-                LinearConstraint(sp.csr_matrix(np.r_[np.zeros(nc), w[J]][None, :]), need, np.inf)]
+                LinearConstraint(sp.csr_matrix(np.r_[np.zeros(nc), wJ][None, :]), need, np.inf)]
     G, gneed, gextra = _group_rows(groups, min_per_group, nc, 0, nc + m)
     if G.shape[0]:
         cons.append(LinearConstraint(G, gneed, np.inf))

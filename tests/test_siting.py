@@ -219,3 +219,13 @@ def test_township_minimums_from_a_presence_target_and_raised_k():
     groups = np.array(["B", "C"] * (A.shape[0] // 2))
     res = siting.mclp(A, w, 1, groups=groups, min_per_group=need)
     assert res.optimal and set(groups[res.selected]) == {"B", "C"} and res.extra["k_raised_to"] == 2
+
+
+def test_merging_identical_demand_columns_keeps_the_optimum():
+    # duplicate every demand cell: the merged model must give the same optimum as the doubled weights
+    A, w = random_instance(seed=9)
+    A2 = sp.hstack([A, A], format="csr")
+    w2 = np.r_[w, w]
+    merged, wm = siting._merge_columns(A2, w2)
+    assert merged.shape[1] <= A.shape[1] and wm.sum() == pytest.approx(w2.sum())
+    assert siting.mclp(A2, w2, 6).covered_weight == pytest.approx(2 * siting.mclp(A, w, 6).covered_weight)
