@@ -16,14 +16,21 @@ service standard of cell :math:`j`, and :math:`x_i`, :math:`y_j` binary:
 * **LSCP** for a share (Toregas et al. 1971, partial form): the fewest
   :math:`k` such that the MCLP optimum reaches share :math:`X` of all residents.
 
-The large-instance solver is greedy with exact incremental gain updates (a picked
-site's newly covered cells are subtracted from the gain of every candidate that
-also covers them — total work :math:`O(\\mathrm{nnz}(A))`), followed by 1-swap
-local search (drop one chosen site, add the best other, while it gains). Greedy
-alone guarantees :math:`1 - 1/e` of the optimum (Nemhauser et al. 1978); the swap
-pass closes most of the rest. spopt's ``MCLP``/``LSCP`` with CBC is the exact
-reference on small instances (and is used automatically below
-``exact_max_candidates`` × ``exact_max_demand``).
+Both are solved exactly by default (:func:`mclp`, :func:`lscp`, and
+:func:`pmedian` for the sorting centre / transfer stations): sparse MILPs with
+binary :math:`x`, continuous :math:`y` (one per *distinct* covering set: cells
+reached by the same candidates are merged), solved by HiGHS through
+:func:`scipy.optimize.milp`; the result states ``optimal``, ``bound`` and
+``gap``. The greedy with exact incremental gain updates (total work
+:math:`O(\\mathrm{nnz}(A))`) and 1-swap local search is computed first: it is
+the incumbent kept if HiGHS stops at the time limit with something worse, and
+the answer past ``exact_max_nnz`` (``layers/siting.yaml``), with the
+submodular bound :math:`f(S) + \\sum_{\\text{top } k} \\Delta(i \\mid S)`
+(:func:`greedy_bound`). Planner constraints: existing sites fixed (``covered``
+or ``fixed``), per-township minima (:func:`township_minimums`,
+:func:`capacity_minimums` for households per point), preferred candidates
+(``bonus``, e.g. garbage transfer stations for 一场两用). spopt with CBC
+(:func:`exact_mclp`) stays as the reference in tests and benchmarks.
 """
 
 from __future__ import annotations
