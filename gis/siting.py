@@ -301,16 +301,13 @@ def greedy_mclp(
 
     Parameters
     ----------
-    A
-        Candidates × demand coverage matrix (:func:`coverage_matrix`).
-    weights
-        Demand weights :math:`w_j` (residents per cell).
-    k
-        Number of new sites.
+    A, weights, k
+        Candidates × demand coverage matrix (:func:`coverage_matrix`), demand
+        weights :math:`w_j` (residents per cell), number of new sites.
     covered0
         Demand already covered by the fixed (existing) sites.
-    swap
-        Run the 1-swap improvement after greedy.
+    swap, max_swap_passes
+        Run the 1-swap improvement after greedy, for at most this many passes.
     """
     t0 = time.perf_counter()
     A = sp.csr_matrix(A, dtype=bool)
@@ -559,48 +556,37 @@ def mclp(
     .. math::
         \\max \\sum_j w_j y_j + \\sum_i b_i x_i \\quad\\text{s.t.}\\quad
         y_j \\le \\sum_i a_{ij} x_i,\\; \\sum_{i \\notin F} x_i = k,\\;
-        x_i = 1\\ (i \\in F),\\; \\sum_{i \\in g} x_i \\ge m_g,\\;
-        x \\in \\{0,1\\},\\; 0 \\le y \\le 1
+        x_F = 1,\\; \\sum_{i \\in g} x_i \\ge m_g,\\; x \\in \\{0,1\\},\\; 0 \\le y \\le 1
 
-    over the demand :math:`j` not yet ``covered`` (HiGHS via
-    :func:`scipy.optimize.milp`; :math:`y` need not be integral: at an optimum
-    it is). The greedy (:func:`greedy_mclp`) is computed first: it is the answer
-    when the instance exceeds ``exact_max_nnz`` (``layers/siting.yaml``), and the
-    incumbent kept when HiGHS stops at the time limit with something worse.
+    over the demand not yet ``covered``, one :math:`y` per distinct covering set
+    (HiGHS via :func:`scipy.optimize.milp`). The greedy (:func:`greedy_mclp`)
+    runs first: the answer past ``exact_max_nnz`` (``layers/siting.yaml``), and
+    the incumbent kept if HiGHS stops at the time limit with something worse.
 
     Parameters
     ----------
-    A
-        Candidates × demand coverage matrix.
-    weights
-        Demand weights :math:`w_j` (residents, households).
-    k
-        New sites to open (besides ``fixed``).
+    A, weights, k
+        Candidates × demand coverage matrix, demand weights :math:`w_j`, new sites.
     covered
         Demand already covered by existing sites.
-    time_limit_s
-        HiGHS time limit; default ``exact_time_limit_s``.
+    time_limit_s, config
+        HiGHS time limit (default ``exact_time_limit_s``); overrides of ``layers/siting.yaml``.
     fixed
-        Candidate indices (or mask) that are open anyway (existing sites).
+        Candidates open anyway (existing sites), besides the ``k``.
     groups, min_per_group
-        Group of each candidate (e.g. its 镇街 township) and the minimum number
-        of open sites (fixed included) per group; e.g. one per township, or
-        :func:`capacity_minimums` for a households-per-point norm.
+        Group of each candidate (its 镇街 township) and the minimum open sites per
+        group (:func:`township_minimums`, :func:`capacity_minimums`); ``k`` is
+        raised when the minima need more (``extra["k_raised_to"]``).
     bonus
-        Objective bonus :math:`b_i` per candidate in demand units, e.g. a small
-        preference for garbage transfer stations (一场两用).
-    config
-        Overrides of ``layers/siting.yaml``.
+        Objective bonus :math:`b_i \\ge 0` (demand units), e.g. for garbage
+        transfer stations (一场两用).
 
     Returns
     -------
     SolverResult
-        ``selected`` (new sites), ``covered_weight``, ``optimal``, ``bound``
-        (upper bound on ``covered_weight``), ``gap`` = (bound − value) / bound,
-        ``method`` (``highs`` or ``greedy…``).
+        ``selected``, ``covered_weight``, ``optimal``, ``bound`` (upper bound on
+        ``covered_weight``), ``gap``, ``method`` (``highs`` or ``greedy…``).
     """
-    from scipy.optimize import Bounds, LinearConstraint, milp
-
     t0 = time.perf_counter()
     cfg = solver_config(config)
     A = sp.csr_matrix(A, dtype=bool)
@@ -609,9 +595,8 @@ def mclp(
     cov0 = np.zeros(nd, bool) if covered is None else np.asarray(covered, bool)
     fx = _fixed_mask(fixed, nc)
     kk = min(int(k), int((~fx).sum()))
-    minima = _clipped_minima(groups, min_per_group, fx)
-    raised = sum(minima.values()) > kk
-    kk = max(kk, sum(minima.values()))  # the per-group minima need more sites than k: k is raised
+    n_min = sum(_clipped_minima(groups, min_per_group, fx).values())
+    raised, kk = n_min > kk, max(kk, n_min)  # the per-group minima need more sites than k: k is raised
     greedy = _greedy_constrained(A, w, kk, cov0, fx, groups, min_per_group)
     g_bound = greedy_bound(A, w, np.r_[np.flatnonzero(fx), greedy.selected].astype(np.int64), kk, cov0)
     J = np.flatnonzero(~cov0 & (w > 0) & (np.asarray(A.sum(axis=0)).ravel() > 0))
@@ -619,8 +604,41 @@ def mclp(
     if Ac.nnz > int(cfg["exact_max_nnz"]) or kk == 0:
         return _greedy_result(greedy, g_bound, kk == 0, t0)
     b = np.zeros(nc) if bonus is None else np.asarray(bonus, float)
+    res, rows, nr, extra = _mclp_milp(Ac, w[J], b, fx, groups, min_per_group, kk, _milp_options(cfg, time_limit_s))
+    has, optimal = _status(res)
+    if not has:
+        return _greedy_result(greedy, g_bound, False, t0, status=res.message)
+    sel = rows[(res.x[:nr] > 0.5) & ~fx[rows]].astype(np.int64)
+    cov, obj = _finish(sel, A, w, cov0, fx)
+    # the MILP's dual bound covers demand + bonus >= demand (b >= 0): a valid bound on demand
+    bound = min(-float(res.mip_dual_bound), g_bound) if np.isfinite(res.mip_dual_bound) else g_bound
+    if obj < greedy.covered_weight - 1e-9 * max(1.0, obj) and not optimal:
+        return _greedy_result(greedy, bound, False, t0, status=res.message)
+    extra.update(status=res.message, greedy_covered_weight=greedy.covered_weight)
+    if raised:
+        extra["k_raised_to"] = kk
+    return _highs_mclp_result(A, w, cov0, fx, sel, cov, obj, optimal, bound, extra, t0)
+
+
+def _highs_mclp_result(A: sp.csr_matrix, w: npt.NDArray[np.float64], cov0: npt.NDArray[np.bool_],
+                       fx: npt.NDArray[np.bool_], sel: npt.NDArray[np.int64], cov: npt.NDArray[np.bool_], obj: float,
+                       optimal: bool, bound: float, extra: dict[str, Any], t0: float) -> SolverResult:
+    base, _ = _finish(np.empty(0, np.int64), A, w, cov0, fx)
+    out = SolverResult(sel, _marginal_gains(A, np.where(cov0, 0.0, w), sel, base), cov, obj, "highs",
+                       time.perf_counter() - t0, extra=extra)
+    out.optimal, out.bound = optimal, (obj if optimal else max(bound, obj))
+    out.gap = _gap(out.bound, obj)
+    return out
+
+
+def _mclp_milp(Ac: sp.csr_matrix, wJ: npt.NDArray[np.float64], b: npt.NDArray[np.float64],
+               fx: npt.NDArray[np.bool_], groups: Any, min_per_group: Mapping[Any, int] | None, kk: int,
+               options: dict[str, Any]) -> tuple[Any, npt.NDArray[np.int64], int, dict[str, Any]]:
+    """Build and solve the reduced MCLP MILP (useful candidates × distinct covering sets)."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
     rows = _useful_rows(Ac, b, fx, groups, min_per_group, kk)
-    Am, wm = _merge_columns(Ac[rows], w[J])
+    Am, wm = _merge_columns(Ac[rows], wJ)
     nr, m = Am.shape
     c = -np.r_[b[rows], wm]
     cover = sp.hstack([-Am.T.astype(float), sp.identity(m)], format="csr")
@@ -632,24 +650,8 @@ def mclp(
         cons.append(LinearConstraint(G, need, np.inf))
     lb = np.r_[fx[rows].astype(float), np.zeros(m)]
     res = milp(c, constraints=cons, integrality=np.r_[np.ones(nr), np.zeros(m)], bounds=Bounds(lb, 1.0),
-               options=_milp_options(cfg, time_limit_s))
-    has, optimal = _status(res)
-    if not has:
-        return _greedy_result(greedy, g_bound, False, t0, status=res.message)
-    sel = rows[(res.x[:nr] > 0.5) & ~fx[rows]].astype(np.int64)
-    cov, obj = _finish(sel, A, w, cov0, fx)
-    # the MILP's dual bound covers demand + bonus >= demand (b >= 0): a valid bound on demand
-    bound = min(-float(res.mip_dual_bound), g_bound) if np.isfinite(res.mip_dual_bound) else g_bound
-    if obj < greedy.covered_weight - 1e-9 * max(1.0, obj) and not optimal:
-        return _greedy_result(greedy, bound, False, t0, status=res.message)
-    base, _ = _finish(np.empty(0, np.int64), A, w, cov0, fx)
-    out = SolverResult(sel, _marginal_gains(A, np.where(cov0, 0.0, w), sel, base), cov, obj, "highs",
-                       time.perf_counter() - t0)
-    out.optimal, out.bound = optimal, (obj if optimal else max(bound, obj))
-    out.gap = _gap(out.bound, obj)
-    out.extra = {**extra, "status": res.message, "greedy_covered_weight": greedy.covered_weight,
-                 **({"k_raised_to": kk} if raised else {})}
-    return out
+               options=options)
+    return res, rows, nr, extra
 
 
 def _useful_rows(Ac: sp.csr_matrix, bonus: npt.NDArray[np.float64], fixed: npt.NDArray[np.bool_], groups: Any,
@@ -904,12 +906,7 @@ def pmedian(
     if not has:
         raise AnalysisError(f"p-median: HiGHS found no solution ({res.message})")
     sel = np.flatnonzero(res.x[:nc] > 0.5).astype(np.int64)
-    # assign each demand point to its cheapest open candidate (the optimum does so anyway)
-    cost = np.where(np.isin(ii, sel), dd, np.inf)
-    order = np.lexsort((cost, jj))
-    first = order[np.r_[True, jj[order][1:] != jj[order][:-1]]]
-    assignment = ii[first]
-    obj = float((w[jj[first]] * dd[first]).sum())
+    assignment, obj = _assign_cheapest(ii, jj, dd, sel, w)
     out = SolverResult(sel, np.zeros(len(sel)), np.ones(nd, bool), float(w.sum()), "highs", time.perf_counter() - t0)
     out.objective = obj
     out.optimal = optimal
@@ -917,6 +914,15 @@ def pmedian(
     out.gap = (obj - out.bound) / obj if obj else 0.0
     out.extra = {"assignment": assignment, "status": res.message}
     return out
+
+
+def _assign_cheapest(ii: npt.NDArray[np.int64], jj: npt.NDArray[np.int64], dd: npt.NDArray[np.float64],
+                     sel: npt.NDArray[np.int64], w: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.int64], float]:
+    """Each demand point's cheapest open candidate (the p-median optimum assigns so) and the weighted cost."""
+    cost = np.where(np.isin(ii, sel), dd, np.inf)
+    order = np.lexsort((cost, jj))
+    first = order[np.r_[True, jj[order][1:] != jj[order][:-1]]]
+    return ii[first], float((w[jj[first]] * dd[first]).sum())
 
 
 def capacity_minimums(households: Mapping[Any, float], households_per_point: Mapping[Any, float] | float,
