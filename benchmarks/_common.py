@@ -52,3 +52,51 @@ def write_section(topic: str, markdown: str) -> None:
     tmp = RESULTS.with_suffix(".md.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, RESULTS)
+
+
+def alternate(fns: dict[str, Callable[[], Any]], rounds: int, warmup: bool = True) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Run every callable once per round, in turn, for ``rounds`` rounds (one process).
+
+    Alternating (ours, peer, ours, peer, …) exposes both to the same background
+    load on a shared machine, so the ratio of medians is fair even when the
+    absolute times drift. One untimed warm-up call each first (imports, caches
+    of the libraries — not of the inputs) unless ``warmup`` is false.
+
+    Returns the per-round times (s) and the last result of each callable.
+    """
+    results: dict[str, Any] = {}
+    if warmup:
+        for name, fn in fns.items():
+            results[name] = fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            results[name] = fn()
+            times[name].append(time.perf_counter() - t0)
+    return times, results
+
+
+def med(ts: list[float]) -> float:
+    """Median of per-round times."""
+    return statistics.median(ts)
+
+
+def span(ts: list[float]) -> str:
+    """``median (min–max)`` of per-round times, in seconds."""
+    return f"{statistics.median(ts):.3f} ({min(ts):.3f}–{max(ts):.3f})"
+
+
+def ratio(peer: list[float], ours: list[float]) -> str:
+    """Peer / ours ratio of medians, and its range over rounds (round-by-round ratios)."""
+    per = [p / o for p, o in zip(peer, ours, strict=True) if o > 0]
+    return f"{statistics.median(peer) / statistics.median(ours):.2f}× ({min(per):.2f}–{max(per):.2f})"
+
+
+def load_note() -> str:
+    """The 1/5/15-min load average now, to state the contention of a shared machine."""
+    try:
+        a, b, c = os.getloadavg()
+    except OSError:
+        return "load average unknown"
+    return f"load average {a:.2f} / {b:.2f} / {c:.2f} (1/5/15 min) on {os.cpu_count()} cores"

@@ -1,25 +1,26 @@
-"""Benchmark: site compliance check on the ``city`` sample vs plain geopandas ``sjoin``.
+"""Benchmark: the compliance location step and raster sampling vs the strongest simple peers.
 
-Ours: :func:`gis.compliance.check_sites` — one STRtree on the points queried with
-each polygon layer (``covers``: every polygon prepared once), STRtree
-``query_nearest`` per receptor class, rules as boolean masks.
-Peer: the same check with the location step done the obvious way — one
+Ours: :func:`gis.compliance.locate` — one STRtree on the points queried with
+each polygon layer, STRtree ``query_nearest`` per receptor class — and
+:func:`gis.compliance.check_sites`. Peer: the location step written with one
 ``geopandas.sjoin`` per layer (townships, zones, land use) and one
-``geopandas.sjoin_nearest(max_distance=…)`` per receptor class — passed in through
-``check_sites(locator=…)``, so the rules and the linkage are identical and the
-violations must come out the same.
+``geopandas.sjoin_nearest(max_distance=…)`` per receptor class, aggregated with
+sort/``drop_duplicates`` and ``groupby().agg(";".join)`` (no Python lambdas),
+passed to ``check_sites(locator=…)`` so the rules and linkage are identical.
+Inputs: the bundled sample district's layers and held-out random points, one set
+mostly outside and one mostly inside the zones.
 
-Also: raster land-use sampling, ours (index arithmetic on the band) vs rasterio's
-``DatasetReader.sample`` generator.
+Raster land-use sampling: ours (inverse affine on all points, band read once) vs
+vectorised rasterio (``rasterio.transform.rowcol`` + one ``read``); rasterio's
+per-point ``sample`` generator once as reference.
 
-Run: ``python benchmarks/bench_compliance.py`` (generates ``benchmarks/_work/city``
-once with ``gis.sample.generate(..., scale="city")``). Writes its section of
-``benchmarks/RESULTS.md``.
+Run: ``.venv/bin/python -m benchmarks.bench_compliance`` (a few minutes).
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -28,7 +29,7 @@ import geopandas as gpd  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchmarks._common import WORK, machine, peak_memory, timed, write_section  # noqa: E402
+from benchmarks._common import alternate, load_note, machine, med, ratio, span, write_section  # noqa: E402
 from gis.compliance import (  # noqa: E402
     RECEPTORS,
     ZONE_TYPE_LABEL_ZH,
@@ -82,11 +83,11 @@ def sjoin_locate(
     out["four_mountains_level"] = best.reindex(out.index).astype(object).where(lambda s: s.notna(), None)
     zj["label"] = zj["zone_type"] + np.where(zj["level"].notna(), ":" + zj["level"].astype(str), "")
     zj = zj.drop_duplicates(["index", "zone_type", "level"]).sort_values(["index", "label"])
-    out["zones"] = zj.groupby("index")["label"].agg(lambda s: ";".join(dict.fromkeys(s))).reindex(out.index).fillna("")
-    out["zone_names"] = (
-        zj.groupby("index")["name"].agg(lambda s: ";".join(x for x in dict.fromkeys(s) if isinstance(x, str) and x))
-        .reindex(out.index).fillna("")
-    )
+    # labels are unique per point after the drop_duplicates: one C-level join per group, no Python lambda
+    out["zones"] = zj.groupby("index")["label"].agg(";".join).reindex(out.index).fillna("")
+    named = zj[zj["name"].map(type).eq(str).to_numpy() & zj["name"].astype(str).str.len().gt(0).to_numpy()]
+    named = named.drop_duplicates(["index", "name"])
+    out["zone_names"] = named.groupby("index")["name"].agg(";".join).reindex(out.index).fillna("")
     rec_of = classes.table(landuse["landuse_code"].astype(object))["receptor"]
     for rec in RECEPTORS:
         parts = [landuse.loc[(rec_of == rec).to_numpy(), ["geometry"]]]
@@ -103,115 +104,158 @@ def sjoin_locate(
     return out
 
 
+def _codes(vals: np.ndarray, nd: float | None) -> list:
+    return [None if (nd is not None and v == nd) else (f"{int(v):02d}" if v < 100 else f"{int(v):04d}") for v in vals]
+
+
 def _raster_peer(path: Path, points: gpd.GeoSeries) -> list:
+    """Vectorised rasterio: ``rowcol`` for all points at once, the band read once."""
+    import rasterio
+    from rasterio.transform import rowcol
+
+    with rasterio.open(path) as ds:
+        pts = points.to_crs(ds.crs)
+        rows, cols = rowcol(ds.transform, pts.x.to_numpy(), pts.y.to_numpy())
+        rows, cols = np.asarray(rows), np.asarray(cols)
+        band = ds.read(1)
+        nd = ds.nodata
+    inside = (rows >= 0) & (rows < band.shape[0]) & (cols >= 0) & (cols < band.shape[1])
+    vals = np.full(len(rows), nd if nd is not None else -1, dtype=float)
+    vals[inside] = band[rows[inside], cols[inside]]
+    out = _codes(vals, nd)
+    return [None if not ok else c for c, ok in zip(out, inside, strict=True)]
+
+
+def _raster_peer_per_point(path: Path, points: gpd.GeoSeries) -> list:
+    """rasterio's per-point ``DatasetReader.sample`` generator (the slow way, for reference)."""
     import rasterio
 
     with rasterio.open(path) as ds:
         pts = points.to_crs(ds.crs)
-        xy = list(zip(pts.x, pts.y))
+        vals = np.array([v[0] for v in ds.sample(list(zip(pts.x, pts.y)), indexes=1)], float)
         nd = ds.nodata
-        vals = [v[0] for v in ds.sample(xy, indexes=1)]
-    return [None if (nd is not None and v == nd) else (f"{int(v):02d}" if v < 100 else f"{int(v):04d}") for v in vals]
+    return _codes(vals, nd)
+
+
+def held_out_points(d, n: int, inside_share: float, seed: int) -> gpd.GeoSeries:
+    """``n`` points in the district, ``inside_share`` of them inside a zone polygon (held-out input)."""
+    import shapely
+
+    rng = np.random.default_rng(seed)
+    minx, miny, maxx, maxy = d.boundary.bounds
+    cand = shapely.points(rng.uniform(minx, maxx, 8 * n), rng.uniform(miny, maxy, 8 * n))
+    cand = cand[shapely.contains(d.boundary, cand)]
+    tree = shapely.STRtree(d.zones.geometry.to_numpy())
+    hit = np.zeros(len(cand), bool)
+    hit[np.unique(tree.query(cand, predicate="intersects")[0])] = True
+    n_in = int(round(n * inside_share))
+    pick = np.r_[rng.choice(np.flatnonzero(hit), n_in, replace=False),
+                 rng.choice(np.flatnonzero(~hit), n - n_in, replace=False)]
+    return gpd.GeoSeries(cand[rng.permutation(pick)], crs=d.crs)
+
+
+def same_location(a: pd.DataFrame, b: pd.DataFrame, label: str) -> None:
+    for col in ("township", "landuse_code", "four_mountains_level", "zones", "zone_names"):
+        x = a[col].astype(object).where(a[col].notna(), "∅")
+        y = b[col].astype(object).where(b[col].notna(), "∅")
+        if not (x.to_numpy() == y.to_numpy()).all():
+            raise SystemExit(f"{label}: {col} differs between ours and the sjoin peer")
+    for rec in RECEPTORS:
+        np.testing.assert_allclose(a[f"dist_{rec}_m"], b[f"dist_{rec}_m"], rtol=0, atol=1e-6)
+
+
+N_POINTS = 100_000
+ROUNDS = 3
 
 
 def main() -> int:
+    from gis import settings
     from gis.district import load_district
-    from gis.sample import generate
 
-    city = WORK / "city"
-    if not (city / "project.yaml").exists():
-        print("generating the city sample …", flush=True)
-        generate(city, scale="city")
-    d = load_district(city)
+    d = load_district(settings.SAMPLE_PROJECT_DIR)
     rules = RuleTable.from_section(d.project.section("compliance"), source=d.project.path)
     rules.linkage["distance"] = "euclidean"  # same linkage for both; routing is benchmarked elsewhere
-    n_sites = len(d.sites)
-    inc = d.incidents if d.incidents is not None else None
-    n_inc = 0 if inc is None else len(inc)
-
-    def ours():
-        return check_sites(d.sites, townships=d.townships, zones=d.zones, landuse=d.landuse,
-                           incidents=inc, rules=rules)
-
-    def peer():
-        return check_sites(d.sites, townships=d.townships, zones=d.zones, landuse=d.landuse,
-                           incidents=inc, rules=rules, locator=sjoin_locate)
-
-    t_ours, r_ours = timed(ours, repeat=3)
-    t_peer, r_peer = timed(peer, repeat=3)
-    m_ours, _ = peak_memory(ours)
-    m_peer, _ = peak_memory(peer)
-
-    # results must agree: the violations and every location field
-    key = ["site_id", "rule_id"]
-    v1 = r_ours.violations[key].sort_values(key).reset_index(drop=True)
-    v2 = r_peer.violations[key].sort_values(key).reset_index(drop=True)
-    assert v1.equals(v2), "violations differ between ours and the sjoin baseline"
-    for res_a, res_b in ((r_ours.sites, r_peer.sites), (r_ours.incidents, r_peer.incidents)):
-        if res_a is None:
-            continue
-        for col in ("township", "landuse_code", "four_mountains_level", "zones", "verdict"):
-            if col in res_a:
-                a = res_a[col].astype(object).where(res_a[col].notna(), None)
-                b = res_b[col].astype(object).where(res_b[col].notna(), None)
-                assert (a.fillna("∅") == b.fillna("∅")).all(), f"{col} differs"
-        for rec in RECEPTORS:
-            np.testing.assert_allclose(res_a[f"dist_{rec}_m"], res_b[f"dist_{rec}_m"], rtol=0, atol=1e-6)
-
-    lines = [
-        f"Compliance check (`gis.compliance.check_sites`) on the generated `city` sample: "
-        f"{n_sites:,} sites and {n_inc:,} incident locations against {len(d.townships)} townships, "
-        f"{len(d.zones):,} zone polygons, {len(d.landuse):,} land-use parcels; "
-        f"{len(r_ours.violations):,} violations. Peer: the same check with the location step as one "
-        "`geopandas.sjoin` per layer + `sjoin_nearest(max_distance)` per receptor class "
-        "(identical rules and linkage; violations, land-use codes, zones, 四山 levels, townships, verdicts and "
-        "receptor distances checked equal). Machine: " + machine() + ".",
-        "",
-        "| task | ours (s) | peer (s) | ratio peer/ours | peak MiB ours | peak MiB peer |",
-        "|---|---:|---:|---:|---:|---:|",
-        f"| full check (sites + incidents) | {t_ours:.3f} | {t_peer:.3f} | {t_peer / t_ours:.2f}× | "
-        f"{m_ours:.1f} | {m_peer:.1f} |",
-    ]
-
-    # the location step alone (where the two differ), on every site and incident point
-    pts_all = gpd.GeoSeries(
-        pd.concat([d.sites.geometry, inc.geometry], ignore_index=True) if inc is not None else d.sites.geometry,
-        crs=d.crs,
-    )
+    start = load_note()
     kw = dict(townships=d.townships, zones=d.zones, landuse=d.landuse, classes=rules.classes,
               receptor_max_distance_m=1000.0)
-    t_loc, _ = timed(lambda: locate(pts_all, **kw), repeat=3)
-    t_loc_p, _ = timed(lambda: sjoin_locate(pts_all, **kw), repeat=3)
-    m_loc, _ = peak_memory(lambda: locate(pts_all, **kw))
-    m_loc_p, _ = peak_memory(lambda: sjoin_locate(pts_all, **kw))
-    lines.append(
-        f"| location step only ({len(pts_all):,} points: township, zones, land use, 4 receptor distances) | "
-        f"{t_loc:.3f} | {t_loc_p:.3f} | {t_loc_p / t_loc:.2f}× | {m_loc:.1f} | {m_loc_p:.1f} |"
-    )
+    rows = []
+    for label, share, seed in (("mostly outside zones (10 % inside)", 0.1, 11),
+                               ("mostly inside zones (90 % inside)", 0.9, 12)):
+        pts = held_out_points(d, N_POINTS, share, seed)
+        times, res = alternate({"ours": lambda: locate(pts, **kw), "peer": lambda: sjoin_locate(pts, **kw)}, ROUNDS)
+        same_location(res["ours"], res["peer"], label)
+        rows.append((f"location step, {len(pts):,} held-out points {label}", times))
+        print(label, {k: med(v) for k, v in times.items()}, flush=True)
 
-    rpath = city / "landuse.tif"
+    inc = d.incidents
+    times, res = alternate({
+        "ours": lambda: check_sites(d.sites, townships=d.townships, zones=d.zones, landuse=d.landuse,
+                                    incidents=inc, rules=rules),
+        "peer": lambda: check_sites(d.sites, townships=d.townships, zones=d.zones, landuse=d.landuse,
+                                    incidents=inc, rules=rules, locator=sjoin_locate),
+    }, ROUNDS)
+    key = ["site_id", "rule_id"]
+    v1 = res["ours"].violations[key].sort_values(key).reset_index(drop=True)
+    v2 = res["peer"].violations[key].sort_values(key).reset_index(drop=True)
+    if not v1.equals(v2):
+        raise SystemExit("full check: violations differ between ours and the sjoin peer")
+    n_inc = 0 if inc is None else len(inc)
+    rows.append((f"full check of the bundled sample ({len(d.sites):,} sites + {n_inc:,} incidents; "
+                 f"{len(v1):,} violations)", times))
+
+    rpath = settings.SAMPLE_PROJECT_DIR / "landuse.tif"
+    raster_rows = []
     if rpath.exists():
-        pts = d.sites.geometry if inc is None else pd.concat([d.sites.geometry, inc.geometry], ignore_index=True)
-        pts = gpd.GeoSeries(pts, crs=d.crs)
-        t_r, codes = timed(lambda: sample_raster_codes(rpath, pts), repeat=3)
-        t_rp, codes_p = timed(lambda: _raster_peer(rpath, pts), repeat=3)
-        m_r, _ = peak_memory(lambda: sample_raster_codes(rpath, pts))
-        m_rp, _ = peak_memory(lambda: _raster_peer(rpath, pts))
-        assert [c if isinstance(c, str) else None for c in codes.tolist()] == codes_p, "raster samples differ"
-        lines.append(
-            f"| raster land-use sampling ({len(pts):,} points; peer: rasterio `DatasetReader.sample`) | "
-            f"{t_r:.3f} | {t_rp:.3f} | {t_rp / t_r:.2f}× | {m_r:.1f} | {m_rp:.1f} |"
-        )
+        pts = held_out_points(d, N_POINTS, 0.5, 13)
+        times, res = alternate({"ours": lambda: sample_raster_codes(rpath, pts),
+                                "peer": lambda: _raster_peer(rpath, pts)}, ROUNDS)
+        ours_codes = [c if isinstance(c, str) else None for c in res["ours"].tolist()]
+        if ours_codes != res["peer"]:
+            raise SystemExit("raster samples differ from vectorised rasterio")
+        t0 = time.perf_counter()
+        slow = _raster_peer_per_point(rpath, pts)
+        t_slow = time.perf_counter() - t0
+        if ours_codes != slow:
+            raise SystemExit("raster samples differ from rasterio sample()")
+        raster_rows.append((f"raster land-use sampling, {len(pts):,} points", times, t_slow))
+    write_section("compliance", report(d, rows, raster_rows, start))
+    return 0
+
+
+def report(d, rows, raster_rows, start: str) -> str:
+    lines = [
+        "## Compliance check (`benchmarks/bench_compliance.py`)",
+        "",
+        f"Bundled sample district layers ({len(d.townships)} townships, {len(d.zones)} zone polygons, "
+        f"{len(d.landuse):,} land-use parcels); held-out random points in the district, drawn so that 10 % or 90 % "
+        f"fall inside a zone. {machine()}; {ROUNDS} rounds, ours and the peer alternating in one process; median "
+        f"(min–max) seconds; ratio = peer / ours (range of the per-round ratios). Shared machine: {start} at the "
+        f"start, {load_note()} at the end.",
+        "",
+        "Location step: ours `gis.compliance.locate` vs one `geopandas.sjoin` per layer + `sjoin_nearest"
+        "(max_distance)` per receptor class, with vectorised aggregation (sort + `drop_duplicates`, "
+        "`groupby(...).agg(';'.join)`, no Python lambdas). Township, land use, zones, zone names, 四山 level and "
+        "receptor distances checked equal; the full check compares the violations.",
+        "",
+        "| task | ours (s) | peer (s) | ratio |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, t in rows:
+        lines.append(f"| {label} | {span(t['ours'])} | {span(t['peer'])} | {ratio(t['peer'], t['ours'])} |")
+    for label, t, slow in raster_rows:
+        lines.append(f"| {label}; peer: vectorised rasterio (`rowcol` + one `read`) | {span(t['ours'])} | "
+                     f"{span(t['peer'])} | {ratio(t['peer'], t['ours'])} |")
+        lines.append(f"| same; rasterio per-point `sample` (1 run, reference) | — | {slow:.3f} | "
+                     f"{slow / med(t['ours']):.1f}× |")
     lines += [
         "",
-        "Peak memory is the tracemalloc peak of one call (Python-heap allocations, including numpy buffers; "
-        "GEOS's own C++ allocations are not traced). "
-        "Our raster sampler reads the whole band once (its peak is the band); rasterio's `sample` reads per point.",
+        "The earlier figures (location step 2.29× vs `sjoin`, raster sampling 30.6×) compared against a peer with "
+        "per-group Python lambdas and per-point raster reads, on the sample the code was tuned on; they are "
+        "withdrawn. Ours here already joins zone labels with `gis.overlay.join_per_point` (codes + `numpy.unique` "
+        "over combinations; before it, on an idle machine, ours was 0.96× and 0.64× on these two inputs). The "
+        "issue's ≥ 3× target for the location step is not met.",
     ]
-    md = "\n".join(lines)
-    write_section("compliance", "## Compliance check\n\n" + md)
-    print(md)
-    return 0
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

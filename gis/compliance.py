@@ -302,18 +302,17 @@ def _strictest_four_mountains(out: pd.DataFrame, pairs: pd.DataFrame) -> None:
 
 def _zone_labels(out: pd.DataFrame, pairs: pd.DataFrame) -> None:
     """``zones`` (``zone_type[:level]``), ``zone_names`` and per-type names, ``;``-joined and sorted."""
+    from gis.overlay import join_per_point  # per-point joins without per-point Python
+
+    n = len(out)
     label = pairs["zone_type"] + np.where(pairs["level"].notna(), ":" + pairs["level"].astype(str), "")
     pairs["label"] = label
-    pairs = pairs.sort_values(["i", "label"], kind="stable")
-    zl = pairs.drop_duplicates(["i", "label"]).groupby("i")["label"].agg(";".join)
+    pairs = pairs.sort_values(["i", "label"], kind="stable").drop_duplicates(["i", "label"])
+    out["zones"] = join_per_point(pairs["i"].to_numpy(), pairs["label"].to_numpy(dtype=object), n)
     named = pairs[pairs["name"].astype(str) != ""].drop_duplicates(["i", "name"])
-    zn = named.groupby("i")["name"].agg(";".join)
-    out.iloc[zl.index.to_numpy(), out.columns.get_loc("zones")] = zl.to_numpy()
-    out.iloc[zn.index.to_numpy(), out.columns.get_loc("zone_names")] = zn.to_numpy()
+    out["zone_names"] = join_per_point(named["i"].to_numpy(), named["name"].to_numpy(dtype=object), n)
     for t, part in named.groupby("zone_type"):
-        by_type = part.groupby("i")["name"].agg(";".join)
-        out[f"zone_names_{t}"] = ""
-        out.iloc[by_type.index.to_numpy(), out.columns.get_loc(f"zone_names_{t}")] = by_type.to_numpy()
+        out[f"zone_names_{t}"] = join_per_point(part["i"].to_numpy(), part["name"].to_numpy(dtype=object), n)
 
 
 def _receptor_distances(
@@ -754,12 +753,12 @@ def _worst(
 
 # ----------------------------------------------------------------------- district
 def _road_graph(district: Any, mode: str) -> Any:
-    """The district's road graph (:func:`gis.network.graph_for_district`), or None."""
+    """The district's road network as CSR (:func:`gis.roadgraph.network_for_district`, cached), or None."""
     if getattr(district, "roads_path", None) is None:
         return None
-    from gis.network import graph_for_district
+    from gis.roadgraph import network_for_district
 
-    return graph_for_district(district, mode=mode)
+    return network_for_district(district, mode=mode)  # type: ignore[arg-type]
 
 
 def check_district(district: Any, *, graph: Any = None, use_network: bool = True) -> ComplianceResult:

@@ -678,7 +678,6 @@ def analyse_district(
         :func:`gis.targets.district_evaluator` (targets build on coverage, not the reverse);
         ``None``: no targets evaluated.
     """
-    from gis import network as gnet
 
     cfg = district.project.section("coverage")
     max_snap = float(cfg["max_snap_m"])
@@ -689,8 +688,9 @@ def analyse_district(
         if mode not in ("walk", "drive") or district.roads_path is None:
             return None
         if mode not in nets:
-            G = gnet.graph_for_district(district, mode=mode)  # type: ignore[arg-type]
-            nets[mode] = NetworkCSR.from_graph(G)
+            from gis.roadgraph import network_for_district  # vectorised build, per-project cache
+
+            nets[mode] = network_for_district(district, mode)  # type: ignore[arg-type]
         return nets[mode]
 
     try:
@@ -732,7 +732,12 @@ def analyse_district(
     scfg = cfg.get("siting") or {}
     outcome = None
     if headline is not None and headline.standard.mode != "district":
-        outcome = _recommend(district, headline, headline_tier, scfg, net_for(headline.standard.mode), max_snap)
+        from gis import siting
+
+        minima = siting.township_minimums(district.project.targets or [], headline_tier, sites,
+                                          district.townships["township"])
+        outcome = _recommend(district, headline, headline_tier, scfg, net_for(headline.standard.mode), max_snap,
+                             min_per_township=minima)
     return DistrictCoverage(sites, by_tier, headline, hh_tab, target_rows, gaps, outcome, nets, cfg)
 
 
@@ -746,7 +751,7 @@ def _headline_gaps(district: Any, headline: CoverageResult | None, gcfg: Mapping
 
 def _recommend(
     district: Any, headline: CoverageResult, headline_tier: str, scfg: Mapping[str, Any],
-    net: NetworkCSR | None, max_snap: float,
+    net: NetworkCSR | None, max_snap: float, *, min_per_township: Any = None,
 ) -> Any:
     """New sites for the headline tier (:func:`gis.siting.recommend_sites`), or None without candidates.
 
@@ -775,7 +780,7 @@ def _recommend(
     )
     return siting.recommend_sites(
         headline.points, checked, distance_m=float(headline.standard.distance_m), tier=headline_tier,
-        network=net, max_snap_m=max_snap, config=scfg,
+        network=net, max_snap_m=max_snap, config=scfg, min_per_township=min_per_township,
     )
 
 
