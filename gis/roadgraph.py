@@ -47,11 +47,11 @@ from gis.network import (
     GRAPHML_SUFFIXES,
     OSM_XML_SUFFIXES,
     Mode,
-    NetworkCSR,
     class_speeds,
     coverage_config,
     speed_table,
 )
+from gis.routing import NetworkCSR
 
 _ONEWAY_FORWARD = ("f", "yes", "true", "1")
 _ONEWAY_BACKWARD = ("t", "-1", "reverse")
