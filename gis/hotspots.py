@@ -28,11 +28,14 @@ import pandas as pd
 import shapely
 from scipy import ndimage
 from scipy.spatial import cKDTree
+from scipy.stats import poisson
 
 from gis._errors import AnalysisError
 from gis.cluster_scan import (
     ScanParams,
     SignificanceParams,
+    background_density,
+    bh_qvalues,
     cluster_pvalues,
     flag_significant,
     scan_labels,
@@ -405,7 +408,7 @@ def _label_groups(
 
 def _with_significance(clusters: gpd.GeoDataFrame, sig: pd.DataFrame) -> gpd.GeoDataFrame:
     """Clusters with the significance columns of their label and the plain-language texts."""
-    cols = ["observed", "expected", "ratio", "p_value", "q_value", "significant"]
+    cols = ["observed", "expected", "ratio", "p_value", "q_value", "significant", "disc_radius_m"]
     out = clusters.copy()
     for col in cols:
         out[col] = out["_label"].map(sig[col]) if col in sig.columns and len(out) else pd.Series(dtype=float)
@@ -681,24 +684,30 @@ def hex_hot_spots(
     }
     if gi.p_sim is not None:
         cols["p_sim"] = gi.p_sim
-    em = None
-    if emerging is not None:
-        from gis import emerging as emg
-
-        step, labels = emg.time_step_index(inc["date"], emerging.get("time_step", "month"), emerging.get("stages"))
-        if len(labels) >= int(emerging.get("min_steps", 4)):
-            em = emg.emerging_hot_spots(
-                grid.locate(xy),
-                step,
-                len(grid),
-                w,
-                steps=labels,
-                time_steps=int(emerging.get("neighborhood_time_steps", 1)),
-                alpha=float(emerging.get("alpha", 0.05)),
-            )
-            cols.update(emerging=em.category, trend_z=em.trend_z, trend_p=em.trend_p)
+    em = _emerging(inc, xy, grid, w, emerging) if emerging is not None else None
+    if em is not None:
+        cols.update(emerging=em.category, trend_z=em.trend_z, trend_p=em.trend_p)
     return HexHotSpots(
         grid=grid.to_geodataframe(**cols), hexgrid=grid, gi=gi, cell_size_m=cell_size_m, band_m=band, emerging=em
+    )
+
+
+def _emerging(inc: gpd.GeoDataFrame, xy: np.ndarray, grid: Any, w: Any, cfg: dict[str, Any]) -> Any:
+    """Emerging hot-spot categories (:func:`gis.emerging.emerging_hot_spots`), None when too few steps."""
+    from gis import emerging as emg
+
+    step, labels = emg.time_step_index(inc["date"], cfg["time_step"], cfg["stages"], max_steps=int(cfg["max_steps"]))
+    if len(labels) < int(cfg["min_steps"]):
+        return None
+    return emg.emerging_hot_spots(
+        grid.locate(xy),
+        step,
+        len(grid),
+        w,
+        steps=labels,
+        time_steps=int(cfg["neighborhood_time_steps"]),
+        alpha=float(cfg["alpha"]),
+        fdr=bool(cfg["fdr"]),
     )
 
 
@@ -1036,14 +1045,17 @@ def priority_list(
     with components in [0, 1]: size :math:`\\log(1+n)/\\log(1+n_{max})`; recency
     :math:`0.5^{\\text{age}/T_{1/2}}` (age = days from the last incident to
     ``as_of``); zone = 四山 rank / 3; kind = the highest severity among the
-    cluster's kinds; rebound = 1 if the cluster rebounded. Adds ``rank``,
+    cluster's kinds; rebound = 1 if the cluster rebounded; excess =
+    :math:`1 - E/O` (share of the reports beyond the local background,
+    :func:`gis.cluster_scan.cluster_pvalues`). Adds ``rank``,
     ``score``, the components (``c_size`` …), ``lead_departments`` and
     ``support_departments`` (the township, 属地, always co-responsible).
     """
-    pr = config.get("priority", {})
-    kinds_cfg: dict[str, Any] = config.get("kinds", {})
-    fm_cfg: dict[str, Any] = config.get("four_mountains", {})
-    w = {k: float(v) for k, v in pr.get("weights", {}).items()}
+    config = merged_config(config)
+    pr = config["priority"]
+    kinds_cfg: dict[str, Any] = config["kinds"]
+    fm_cfg: dict[str, Any] = config["four_mountains"]
+    w = {k: float(v) for k, v in pr["weights"].items()}
     total = sum(w.values())
     if total <= 0:
         raise AnalysisError("hotspots.priority.weights must have a positive sum")
@@ -1056,14 +1068,21 @@ def priority_list(
     n = out["n_incidents"].to_numpy(dtype=float)
     out["c_size"] = np.log1p(n) / np.log1p(n.max())
     age = (as_of - pd.to_datetime(out["last_date"])).dt.days.clip(lower=0).to_numpy(dtype=float)
-    out["c_recency"] = 0.5 ** (age / float(pr.get("recency_half_life_days", 180)))
+    out["c_recency"] = 0.5 ** (age / float(pr["recency_half_life_days"]))
     rank = out["four_mountains_level"].map(lambda v: ZONE_LEVEL_RANK[ZoneLevel(v)] if _present(v) else 0)
     out["c_zone"] = rank.fillna(0).to_numpy(dtype=float) / 3.0
-    sev = {k: float(v.get("severity", 0.5)) for k, v in kinds_cfg.items()}
-    out["c_kind"] = out["kinds"].map(lambda ks: max((sev.get(k, 0.5) for k in ks), default=0.0))
+    other = float(pr["unknown_kind_severity"])
+    sev = {k: float(v["severity"]) if "severity" in v else other for k, v in kinds_cfg.items()}
+    out["c_kind"] = out["kinds"].map(lambda ks: max((sev.get(k, other) for k in ks), default=0.0))
     reb = out["rebound"] if "rebound" in out.columns else pd.Series(False, index=out.index)
     out["c_rebound"] = reb.fillna(False).astype(float)
-    score = sum(w.get(k, 0.0) * out[f"c_{k}"] for k in ("size", "recency", "zone", "kind", "rebound"))
+    if "expected" in out.columns:  # share of the reports beyond the local background
+        obs = out["observed"].to_numpy(dtype=float)
+        out["c_excess"] = np.clip(1.0 - out["expected"].to_numpy(dtype=float) / np.maximum(obs, 1.0), 0.0, 1.0)
+    else:
+        out["c_excess"] = 0.0
+    components = ("size", "recency", "zone", "kind", "rebound", "excess")
+    score = sum(w[k] * out[f"c_{k}"] for k in components if k in w)
     out["score"] = (100.0 * score / total).round(2)
     out = out.sort_values(["score", "n_incidents"], ascending=[False, False], kind="stable").reset_index(drop=True)
     out["rank"] = np.arange(1, len(out) + 1)
@@ -1081,13 +1100,13 @@ def priority_list(
     for ks, ld, level, town in zip(out["kinds"], lead, out["four_mountains_level"], out["township"]):
         s = [d for d in depts(ks, "support") if d not in ld]
         if _present(level):
-            s += [d for d in fm_cfg.get("support", []) if d not in ld and d not in s]
+            s += [d for d in fm_cfg["support"] if d not in ld and d not in s]
         if _present(town):
             s.append(f"{town}（属地）")
         support.append(s)
     out["lead_departments"] = lead
     out["support_departments"] = support
-    bands = sorted(pr.get("deadline_days", [{"min_score": 0, "days": 30}]), key=lambda b: -float(b["min_score"]))
+    bands = sorted(pr["deadline_days"], key=lambda b: -float(b["min_score"]))
     days = np.full(len(out), float(bands[-1]["days"]))
     for b in reversed(bands):
         days[out["score"].to_numpy() >= float(b["min_score"])] = float(b["days"])
@@ -1104,8 +1123,9 @@ def problem_rows(priority: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame
     (``priority.deadline_days``), 整改状态 is 反弹 for rebounded clusters, 已整改
     when no member is open, else 待整改.
     """
-    kinds_cfg: dict[str, Any] = config.get("kinds", {})
-    fm_cfg: dict[str, Any] = config.get("four_mountains", {})
+    config = merged_config(config)
+    kinds_cfg: dict[str, Any] = config["kinds"]
+    fm_cfg: dict[str, Any] = config["four_mountains"]
     rows = []
     for r in priority.itertuples(index=False):  # one row per cluster (output formatting)
         kinds = list(r.kinds)
@@ -1113,22 +1133,13 @@ def problem_rows(priority: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame
         level = r.four_mountains_level if _present(r.four_mountains_level) else None
         town = r.township if _present(r.township) else ""
         place = f"{town}{_kind_zh(r.main_kind)}聚集区（{r.cluster_id}）"
-        desc = (
-            f"{_date(r.first_date)}至{_date(r.last_date)}发现{'、'.join(labels)}线索{int(r.n_incidents)}起，"
-            f"聚集半径约{r.radius_m:.0f}米"
-        )
-        if level:
-            ranges = "、".join(r.fm_ranges) if len(r.fm_ranges) else "四山"
-            desc += f"；位于四山{ZONE_LEVEL_LABEL_ZH[ZoneLevel(level)]}（{ranges}）"
         rebound = bool(getattr(r, "rebound", False)) and _present(getattr(r, "rebound", None))
-        if rebound:
-            desc += f"；关停后于{_date(r.rebound_first_date)}复发（反弹）"
-        desc += f"；优先级评分{r.score:.1f}（第{int(r.rank)}位）"
+        desc = _problem_description(r, labels, level, rebound)
         basis = [kinds_cfg.get(k, {}).get("basis") for k in kinds]
         measures = [kinds_cfg.get(k, {}).get("measures") for k in kinds]
         if level:
-            basis.append(fm_cfg.get("basis"))
-            measures.append(fm_cfg.get("measures"))
+            basis.append(fm_cfg["basis"])
+            measures.append(fm_cfg["measures"])
         if rebound:
             status = "反弹"
         elif int(r.open_incidents) == 0:
@@ -1164,6 +1175,24 @@ def problem_rows(priority: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame
         pts = gpd.points_from_xy(priority["centroid_x"], priority["centroid_y"])
         return gpd.GeoDataFrame(table, geometry=pts, crs=priority.crs)
     return table
+
+
+def _problem_description(r: Any, labels: list[str], level: str | None, rebound: bool) -> str:
+    """问题描述 of one ranked cluster: dates, kinds, size, significance, 四山, rebound, score."""
+    desc = (
+        f"{_date(r.first_date)}至{_date(r.last_date)}发现{'、'.join(labels)}线索{int(r.n_incidents)}起，"
+        f"聚集半径约{r.radius_m:.0f}米"
+    )
+    if _present(getattr(r, "significance_zh", None)):
+        desc += f"（中心{r.disc_radius_m:.0f}米内{r.significance_zh}）"
+    if level:
+        ranges = "、".join(r.fm_ranges) if len(r.fm_ranges) else "四山"
+        desc += f"；位于四山{ZONE_LEVEL_LABEL_ZH[ZoneLevel(level)]}（{ranges}）"
+    if rebound:
+        desc += f"；关停后于{_date(r.rebound_first_date)}复发（反弹"
+        p = getattr(r, "rebound_p", None)
+        desc += f"，p={p:.2g}）" if _present(p) else "）"
+    return desc + f"；优先级评分{r.score:.1f}（第{int(r.rank)}位）"
 
 
 def _present(value: Any) -> bool:
@@ -1216,14 +1245,52 @@ class HotspotResult:
 
     def summary(self) -> dict[str, int]:
         """The ``hotspots`` block of ``summary.json``."""
-        c = self.clusters.clusters
+        c = self.clusters.reported()
         return {
             "clusters": int(len(c)),
+            "clusters_not_significant": int(len(self.clusters.clusters) - len(c)),
             "clusters_in_four_mountains": int(c["four_mountains_level"].notna().sum()) if len(c) else 0,
             "hot_cells_99": int((self.hex.gi.gi_bin == 3).sum()) if self.hex is not None else 0,
             "rebounds": int(self.priority["rebound"].sum()) if len(self.priority) else 0,
             "rebound_sites": int(self.rebounds["closed_id"].nunique()) if len(self.rebounds) else 0,
         }
+
+    def layers(self, incidents: gpd.GeoDataFrame) -> dict[str, gpd.GeoDataFrame]:
+        """Layers of ``hotspots.gpkg``.
+
+        ``clusters`` (outlines, every cluster with its significance and the
+        ``significant`` flag), ``cluster_centroids``, ``hex_gistar`` (when
+        computed), ``priority`` (significant clusters, ranked), ``rebounds``
+        (closed sites that came back, as points) and ``incidents`` (every report
+        with its ``cluster_id``, :meth:`ClusterResult.incident_layer`).
+        """
+        c = self.clusters.clusters
+        layers: dict[str, gpd.GeoDataFrame] = {"clusters": c}
+        layers["cluster_centroids"] = gpd.GeoDataFrame(
+            c.drop(columns="geometry"), geometry=gpd.points_from_xy(c["centroid_x"], c["centroid_y"]), crs=c.crs
+        )
+        if self.hex is not None:
+            layers["hex_gistar"] = self.hex.grid
+        layers["priority"] = self.priority
+        rb = self.rebounds
+        pos = incidents.set_index("incident_id").geometry
+        layers["rebounds"] = gpd.GeoDataFrame(
+            rb, geometry=pos.reindex(rb["incident_id"]).to_numpy() if len(rb) else [], crs=incidents.crs
+        )
+        layers["incidents"] = self.clusters.incident_layer(incidents)
+        return layers
+
+
+def merged_config(config: dict[str, Any] | None) -> dict[str, Any]:
+    """``config`` deep-merged over ``layers/hotspots.yaml`` (every key then present)."""
+
+    def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+        return out
+
+    return merge(default_config(), config or {})
 
 
 def analyse(
@@ -1234,74 +1301,122 @@ def analyse(
     townships: gpd.GeoDataFrame | None = None,
     area: Any = None,
 ) -> HotspotResult:
-    """Run every hot-spot analysis with the ``hotspots`` configuration section."""
-    cc = dict(config.get("clusters", {}))
-    if cc.get("eps_bounds_m") is not None:
-        cc["eps_bounds_m"] = tuple(cc["eps_bounds_m"])
-    res = find_clusters(incidents, zones=zones, townships=townships, **cc)
-    rb_cfg = config.get("rebound", {})
+    """Run every hot-spot analysis with the ``hotspots`` configuration section.
+
+    Clusters failing the significance level stay in ``clusters`` (flag
+    ``significant`` False) and are left out of ``priority`` and ``problems``.
+    """
+    config = merged_config(config)
+    res = find_clusters(incidents, zones=zones, townships=townships, params=config["clusters"])
+    rb = config["rebound"]
     rebounds = detect_rebounds(
         incidents,
-        distance_m=float(rb_cfg.get("distance_m", 300)),
-        window_days=float(rb_cfg.get("window_days", 365)),
-        closed_statuses=tuple(rb_cfg.get("closed_statuses", ("closed", "rectified"))),
-        same_kind=bool(rb_cfg.get("same_kind", True)),
+        distance_m=float(rb["distance_m"]),
+        window_days=float(rb["window_days"]),
+        closed_statuses=tuple(rb["closed_statuses"]),
+        same_kind=bool(rb["same_kind"]),
     )
     cr = cluster_rebounds(
         res,
         incidents,
         rebounds,
-        window_days=float(rb_cfg.get("window_days", 365)),
-        closed_statuses=tuple(rb_cfg.get("closed_statuses", ("closed", "rectified"))),
-        min_closed_share=float(rb_cfg.get("min_closed_share", 0.5)),
+        window_days=float(rb["window_days"]),
+        closed_statuses=tuple(rb["closed_statuses"]),
+        min_closed_share=float(rb["min_closed_share"]),
     )
     res.clusters = res.clusters.drop(columns="closed_date").merge(
         cr, left_on="cluster_id", right_index=True, how="left"
     )
-    pr = priority_list(res.clusters, config, as_of=config.get("priority", {}).get("as_of"))
+    res.clusters = rebound_significance(res, incidents, config)
+    pr = priority_list(res.reported(), config, as_of=config["priority"]["as_of"])
     problems = problem_rows(pr, config)
-    gcfg = dict(config.get("gistar", {}))
     hx = None
     try:
-        hx = hex_hot_spots(
-            incidents,
-            area=area,
-            cell_size_m=gcfg.get("cell_size_m"),
-            cell_size_factor=float(gcfg.get("cell_size_factor", 2.0)),
-            cell_size_bounds_m=tuple(gcfg.get("cell_size_bounds_m", (100, 2000))),
-            max_cells=int(gcfg.get("max_cells", 250_000)),
-            weights=gcfg.get("weights", "distance_band"),
-            band_cells=float(gcfg.get("band_cells", 2)),
-            knn=int(gcfg.get("knn", 8)),
-            fdr=bool(gcfg.get("fdr", True)),
-            permutations=int(gcfg.get("permutations", 0)),
-            seed=gcfg.get("seed"),
-            kinds=gcfg.get("kinds"),
-            emerging=config.get("emerging"),
-        )
+        hx = hex_hot_spots(incidents, area=area, **_gistar_kwargs(config["gistar"]), emerging=config["emerging"])
     except AnalysisError as exc:
         log.warning("hot-spot grid skipped: %s", exc)
-    dcfg = config.get("density", {})
+    dcfg = config["density"]
     xy = np.column_stack([incidents.geometry.x.to_numpy(), incidents.geometry.y.to_numpy()])
     dens = kernel_density(
         xy,
         crs=incidents.crs,
-        bandwidth_m=dcfg.get("bandwidth_m"),
-        cell_size_m=float(dcfg.get("cell_size_m", 50)),
-        bounds=tuple(shapely.bounds(area)) if area is not None and dcfg.get("padding_m") is None else None,
-        padding_m=dcfg.get("padding_m"),
-        max_pixels=int(dcfg.get("max_pixels", 16_000_000)),
+        bandwidth_m=dcfg["bandwidth_m"],
+        cell_size_m=float(dcfg["cell_size_m"]),
+        bounds=tuple(shapely.bounds(area)) if area is not None and dcfg["padding_m"] is None else None,
+        padding_m=dcfg["padding_m"],
+        max_pixels=int(dcfg["max_pixels"]),
     )
     return HotspotResult(clusters=res, priority=pr, problems=problems, hex=hx, density=dens, rebounds=rebounds)
+
+
+def _gistar_kwargs(g: dict[str, Any]) -> dict[str, Any]:
+    """:func:`hex_hot_spots` keywords from the ``gistar`` section."""
+    return {
+        "cell_size_m": g["cell_size_m"],
+        "cell_size_factor": float(g["cell_size_factor"]),
+        "cell_size_bounds_m": tuple(g["cell_size_bounds_m"]),
+        "max_cells": int(g["max_cells"]),
+        "weights": g["weights"],
+        "band_cells": float(g["band_cells"]),
+        "knn": int(g["knn"]),
+        "fdr": bool(g["fdr"]),
+        "permutations": int(g["permutations"]),
+        "seed": g["seed"],
+        "kinds": g["kinds"],
+    }
+
+
+def rebound_significance(result: ClusterResult, incidents: gpd.GeoDataFrame, config: dict[str, Any]) -> gpd.GeoDataFrame:
+    """Clusters with ``rebound_expected``, ``rebound_p``, ``rebound_q``, ``rebound_significant``.
+
+    A closed site's rebound count :math:`O` (incidents of its kinds in
+    :math:`(t_c, t_c+\\Delta]` near it) is compared with what the background
+    would bring to the same place in the same time:
+
+    .. math:: E = \\hat\\lambda\\,\\pi (r_c + D)^2\\,\\frac{\\Delta}{T}, \\qquad
+              p = P(N \\ge O),\\ N \\sim \\text{Poisson}(E)
+
+    with :math:`\\hat\\lambda` the density of unclustered incidents of the
+    cluster's main kind in the significance annulus over the whole period *T*,
+    :math:`r_c` the cluster radius and *D* the rebound distance; q-values are
+    Benjamini–Hochberg over the rebounded clusters, level
+    ``clusters.significance.alpha``. ``rebound`` itself is unchanged (a closed site
+    with any comeback is followed up); the p-value says how far it is beyond chance.
+    """
+    c = result.clusters.copy()
+    for col, val in (("rebound_expected", np.nan), ("rebound_p", np.nan), ("rebound_q", np.nan)):
+        c[col] = val
+    c["rebound_significant"] = False
+    hit = c["rebound"].fillna(False).astype(bool).to_numpy() if "rebound" in c.columns else np.zeros(len(c), bool)
+    if not hit.any():
+        return c
+    sg, rb = config["clusters"]["significance"], config["rebound"]
+    dates = pd.to_datetime(incidents["date"])
+    period = max((dates.max() - dates.min()).days, 1)
+    clustered = incidents["incident_id"].isin(result.members["incident_id"]).to_numpy()
+    kinds = incidents["kind"].astype(str).to_numpy()
+    xy = np.column_stack([incidents.geometry.x.to_numpy(), incidents.geometry.y.to_numpy()])
+    exp = np.zeros(len(c))
+    for i in np.flatnonzero(hit):
+        bg = xy[~clustered & (kinds == str(c["main_kind"].iloc[i]))]
+        centre = c[["centroid_x", "centroid_y"]].to_numpy()[i : i + 1]
+        lam = background_density(bg, centre, tuple(sg["annulus_m"]))[0] if len(bg) else 0.0
+        lam = max(lam, float(sg["min_background_per_km2"]) / 1e6)
+        reach = float(c["radius_m"].iloc[i]) + float(rb["distance_m"])
+        exp[i] = lam * np.pi * reach**2 * float(rb["window_days"]) / period
+    obs = c["rebound_incidents"].fillna(0).to_numpy(dtype=float)
+    p = poisson.sf(obs[hit] - 1, exp[hit])
+    c.loc[hit, "rebound_expected"] = exp[hit]
+    c.loc[hit, "rebound_p"] = p
+    c.loc[hit, "rebound_q"] = bh_qvalues(p)
+    c.loc[hit, "rebound_significant"] = c.loc[hit, "rebound_q"] <= float(sg["alpha"])
+    return c
 
 
 def run_step(district: Any, out: Path, summary: dict[str, Any], context: dict[str, Any]) -> None:
     """Pipeline step: ``OUT/hotspots.gpkg``, ``OUT/density.tif`` and ``summary['hotspots']``.
 
-    Layers of ``hotspots.gpkg``: ``clusters`` (outlines), ``cluster_centroids``,
-    ``hex_gistar`` (the grid with Gi* and emerging categories), ``priority``
-    (ranked clusters with departments) and ``rebounds`` (closed sites that came
-    back, as points). ``context["hotspots"]`` holds the :class:`HotspotResult`
+    Layers of ``hotspots.gpkg``: :meth:`HotspotResult.layers`. ``context["hotspots"]`` holds the :class:`HotspotResult`
     and ``context["hotspot_problems"]`` the 问题台账 rows.
     """
     from gis.export import write_gpkg
@@ -1315,19 +1430,7 @@ def run_step(district: Any, out: Path, summary: dict[str, Any], context: dict[st
         return
     config = district.project.section("hotspots")
     res = analyse(incidents, config, zones=district.zones, townships=district.townships, area=district.boundary)
-    layers: dict[str, gpd.GeoDataFrame] = {"clusters": res.clusters.clusters}
-    c = res.clusters.clusters
-    layers["cluster_centroids"] = gpd.GeoDataFrame(
-        c.drop(columns="geometry"), geometry=gpd.points_from_xy(c["centroid_x"], c["centroid_y"]), crs=c.crs
-    )
-    if res.hex is not None:
-        layers["hex_gistar"] = res.hex.grid
-    layers["priority"] = res.priority
-    rb = res.rebounds
-    pos = incidents.set_index("incident_id").geometry
-    layers["rebounds"] = gpd.GeoDataFrame(
-        rb, geometry=pos.reindex(rb["incident_id"]).to_numpy() if len(rb) else [], crs=incidents.crs
-    )
+    layers = res.layers(incidents)
     write_gpkg(layers, out / "hotspots.gpkg")
     if res.density is not None:
         res.density.write(out / "density.tif", tags={"district": district.name})
