@@ -114,11 +114,16 @@ def evaluate(result: Any, clusters_truth: pd.DataFrame, incidents_truth: pd.Data
     -------
     dict
         ``found``, ``reported``, ``recall``, ``recall_detectable``, ``precision``,
+        ``precision_all`` (of every found cluster, flagged or not),
         ``detectable`` and ``table`` (per planted cluster: match + oracle).
     """
     from gis.hotspots import ClusterResult, match_planted
 
     c = result.clusters
+    hits_all = 0
+    if len(c):
+        m_all = match_planted(result, clusters_truth, incidents_truth)
+        hits_all = m_all.loc[m_all["recovered"], "found_id"].nunique()
     if "significant" in c.columns:
         keep = c["significant"].fillna(False).astype(bool).to_numpy()
         rep_ids = set(c.loc[keep, "cluster_id"])
@@ -139,6 +144,7 @@ def evaluate(result: Any, clusters_truth: pd.DataFrame, incidents_truth: pd.Data
         "recall": float(table["recovered"].mean()),
         "recall_detectable": float(table.loc[det, "recovered"].mean()) if det.any() else float("nan"),
         "precision": hits / n_rep if n_rep else float("nan"),
+        "precision_all": hits_all / len(c) if len(c) else float("nan"),
         "detectable": int(det.sum()),
         "table": table,
     }

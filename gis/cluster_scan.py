@@ -84,6 +84,56 @@ def background_density(xy: np.ndarray, centres: np.ndarray, annulus_m: tuple[flo
     return (np.asarray(n_out) - np.asarray(n_in)) / (np.pi * (outer**2 - inner**2))
 
 
+def _inside_share(window: object, centres: np.ndarray, r_lo: np.ndarray, r_hi: np.ndarray, sectors: int) -> np.ndarray:
+    """Share of each sector of each ring ``r_lo < d <= r_hi`` around ``centres`` inside ``window`` (polar sample grid)."""
+    import shapely
+
+    per = 4  # sample angles per sector and radii per ring
+    ang = (np.arange(sectors * per) + 0.5) / (sectors * per) * 2 * np.pi - np.pi
+    frac = (np.arange(per) + 0.5) / per
+    rr = np.sqrt(r_lo[:, None] ** 2 + frac[None, :] * (r_hi[:, None] ** 2 - r_lo[:, None] ** 2))  # equal-area rings
+    x = centres[:, 0, None, None] + rr[:, :, None] * np.cos(ang)[None, None, :]
+    y = centres[:, 1, None, None] + rr[:, :, None] * np.sin(ang)[None, None, :]
+    inside = shapely.contains_xy(window, x.ravel(), y.ravel()).reshape(x.shape)
+    return inside.reshape(len(centres), per, sectors, per).mean(axis=(1, 3))
+
+
+def sector_background(
+    xy: np.ndarray, centres: np.ndarray, annulus_m: tuple[float, float], sectors: int, window: object | None = None
+) -> np.ndarray:
+    """Robust background density: the median sector density of the annulus around each centre.
+
+    .. math:: \\hat\\lambda_c = \\operatorname{median}_{k:\\,f_k \\ge 1/2}
+              \\frac{N_k(c)}{f_k\\,\\pi (r_o^2 - r_i^2)/K}
+
+    (:math:`N_k(c)` = incidents in sector *k* of *K*; :math:`f_k` its share inside
+    the observation ``window`` — e.g. the incidents' convex hull — or 1 without
+    one; sectors mostly outside are left out, so that a site near the boundary is
+    not judged against land where nothing can be reported). A neighbouring site
+    fills one or two sectors and moves the median little, while no incident is
+    dropped from the background (dropping "clustered" incidents would make chance
+    clusters of uniform points look significant).
+    """
+    inner, outer = float(annulus_m[0]), float(annulus_m[1])
+    if not 0 <= inner < outer or sectors < 1:
+        raise AnalysisError(f"background annulus {annulus_m} / {sectors} sectors: need 0 <= inner < outer, sectors >= 1")
+    sdm = cKDTree(centres).sparse_distance_matrix(cKDTree(xy), outer, output_type="ndarray")
+    sdm = sdm[sdm["v"] > inner]
+    d = xy[sdm["j"]] - centres[sdm["i"]]
+    k = np.minimum((np.arctan2(d[:, 1], d[:, 0]) + np.pi) / (2 * np.pi) * sectors, sectors - 1).astype(np.int64)
+    counts = np.bincount(sdm["i"] * sectors + k, minlength=len(centres) * sectors).reshape(len(centres), sectors)
+    if window is None:
+        share = np.ones(counts.shape)
+    else:
+        n = len(centres)
+        share = _inside_share(window, centres, np.full(n, inner), np.full(n, outer), sectors)
+    dens = np.where(share >= 0.5, counts / np.maximum(share, 1e-9), np.nan)
+    out = np.zeros(len(centres))
+    ok = np.isfinite(dens).any(axis=1)
+    out[ok] = np.nanmedian(dens[ok], axis=1)
+    return out / (np.pi * (outer**2 - inner**2) / sectors)
+
+
 def core_pvalues(xy: np.ndarray, params: ScanParams) -> np.ndarray:
     """Smallest one-sided Poisson p-value over the radii, times the number of radii.
 
@@ -197,8 +247,13 @@ class SignificanceParams:
     ----------
     annulus_m
         Background annulus ``(inner, outer)`` around the cluster centre.
+    sectors
+        The annulus is cut in this many sectors; the background is their median.
     radius_sigmas
         The cluster disc has radius ``radius_sigmas`` × σ̂ (σ̂ robust spread).
+    window_overlap
+        Places looked at per disc area: a detector slides its window, so the
+        tests counted are (search area / disc area) × this.
     min_radius_m
         Smallest disc radius.
     min_background
@@ -208,7 +263,9 @@ class SignificanceParams:
     """
 
     annulus_m: tuple[float, float]
+    sectors: int
     radius_sigmas: float
+    window_overlap: float
     min_radius_m: float
     min_background: float
     alpha: float
@@ -220,7 +277,7 @@ def cluster_pvalues(
     labels: np.ndarray,
     params: SignificanceParams,
     *,
-    search_area_m2: float,
+    window: object | None = None,
 ) -> tuple[pd.DataFrame, float]:
     """Observed vs expected count and Poisson p-value of each cluster of one group.
 
@@ -230,8 +287,8 @@ def cluster_pvalues(
     :math:`\\sqrt{2\\ln 2}\\,\\sigma`); disc radius :math:`\\rho_c = \\max(k\\hat\\sigma_c, \\rho_{min})`.
     Observed :math:`O_c` = incidents of the group (members or not) in the disc;
     expected :math:`E_c = \\max(\\hat\\lambda_c, \\lambda_{min})\\,\\pi\\rho_c^2` with
-    :math:`\\hat\\lambda_c` the density of unclustered incidents in the annulus
-    (:func:`background_density`; neighbouring sites are not background);
+    :math:`\\hat\\lambda_c` the sector-median density of all incidents in the
+    annulus (:func:`sector_background`) and the disc area counted inside the window;
     :math:`p_c = P(N \\ge O_c)`, :math:`N \\sim \\text{Poisson}(E_c)`.
 
     Parameters
@@ -242,8 +299,10 @@ def cluster_pvalues(
         Positions (into ``xy``) of clustered incidents.
     labels
         Cluster label of each member.
-    search_area_m2
-        Area searched (e.g. the extent of the group's incidents).
+    window
+        Observation window (shapely polygon; default the convex hull of ``xy``):
+        the area searched, and the land against which discs and annuli near the
+        boundary are measured.
 
     Returns
     -------
@@ -264,10 +323,13 @@ def cluster_pvalues(
     sigma = pd.Series(dist).groupby(codes).median().to_numpy() / np.sqrt(2 * np.log(2))
     rho = np.maximum(params.radius_sigmas * sigma, params.min_radius_m)
     observed = np.array([len(v) for v in cKDTree(xy).query_ball_point(c_xy, rho)], dtype=float)
-    background = np.ones(len(xy), dtype=bool)
-    background[members] = False  # other sites in the annulus are not background
-    lam = background_density(xy[background], c_xy, params.annulus_m) if background.any() else np.zeros(len(c_xy))
-    expected = np.maximum(lam, params.min_background / 1e6) * np.pi * rho**2
+    if window is None:
+        import shapely
+
+        window = shapely.convex_hull(shapely.multipoints(xy)).buffer(1.0)
+    lam = sector_background(xy, c_xy, params.annulus_m, params.sectors, window)
+    disc_share = _inside_share(window, c_xy, np.zeros(len(rho)), rho, 1)[:, 0]
+    expected = np.maximum(lam, params.min_background / 1e6) * np.pi * rho**2 * np.maximum(disc_share, 0.25)
     table = pd.DataFrame(
         {
             "observed": observed.astype(int),
@@ -278,7 +340,7 @@ def cluster_pvalues(
         },
         index=centre.index,
     )
-    return table, float(search_area_m2 / (np.pi * float(np.mean(rho)) ** 2))
+    return table, float(window.area / (np.pi * float(np.mean(rho)) ** 2)) * params.window_overlap
 
 
 def flag_significant(table: pd.DataFrame, windows: float, alpha: float) -> pd.DataFrame:
@@ -295,10 +357,10 @@ def flag_significant(table: pd.DataFrame, windows: float, alpha: float) -> pd.Da
 
 
 def cluster_significance(
-    xy: np.ndarray, members: np.ndarray, labels: np.ndarray, params: SignificanceParams, *, search_area_m2: float
+    xy: np.ndarray, members: np.ndarray, labels: np.ndarray, params: SignificanceParams, *, window: object | None = None
 ) -> pd.DataFrame:
     """:func:`cluster_pvalues` then :func:`flag_significant` for one group of incidents."""
-    table, windows = cluster_pvalues(xy, members, labels, params, search_area_m2=search_area_m2)
+    table, windows = cluster_pvalues(xy, members, labels, params, window=window)
     return flag_significant(table, windows, params.alpha)
 
 

@@ -151,7 +151,9 @@ def significance_params(cfg: dict[str, Any]) -> SignificanceParams:
     sg = cfg["significance"]
     return SignificanceParams(
         annulus_m=(float(sg["annulus_m"][0]), float(sg["annulus_m"][1])),
+        sectors=int(sg["sectors"]),
         radius_sigmas=float(sg["radius_sigmas"]),
+        window_overlap=float(sg["window_overlap"]),
         min_radius_m=float(sg["min_radius_m"]),
         min_background=float(sg["min_background_per_km2"]),
         alpha=float(sg["alpha"]),
@@ -395,9 +397,7 @@ def _label_groups(
         group_of[sel] = g
         if not ok.any():
             continue
-        gxy = xy[sel]
-        area = float(np.prod(np.maximum(np.ptp(gxy, axis=0), 1.0)))
-        table, w = cluster_pvalues(gxy, np.flatnonzero(ok), lab[ok] + next_id, sparams, search_area_m2=area)
+        table, w = cluster_pvalues(xy[sel], np.flatnonzero(ok), lab[ok] + next_id, sparams)
         tables.append(table)
         windows += w
         labels[sel[ok]] = lab[ok] + next_id
