@@ -514,8 +514,9 @@ def test_planted_clusters_over_uniform_are_significant_with_their_counts():
     res = hotspots.find_clusters(pd.concat([inc, planted], ignore_index=True))
     rep = res.reported()
     assert len(rep) == 3, res.clusters[["n_incidents", "observed", "expected", "q_value"]]
-    # background: 1500 / 64 km² ≈ 23 per km²; a 2σ disc (~0.13 km²) expects about 3
-    assert (rep["expected"] < 8).all() and (rep["observed"] >= 25).all() and (rep["q_value"] < 1e-6).all()
+    # background 1500 / 64 km² ≈ 23 per km²: a disc of 2σ̂ (σ̂ ≤ 175 m, < 0.4 km²) expects under 10
+    assert (rep["expected"] < 10).all() and (rep["observed"] >= 25).all() and (rep["q_value"] < 1e-6).all()
+    assert (rep["observed"] > 2.5 * rep["expected"]).all()
     assert rep["significance_en"].str.match(r"^\d+ reports where [\d.]+ would be expected$").all()
     assert rep["significance_zh"].str.contains("按背景预期约").all()
 
