@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
+from scipy import sparse
 from scipy.spatial import cKDTree
 from scipy.stats import poisson
 
@@ -50,6 +51,9 @@ class ScanParams:
         Gaussian kernel bandwidth of the core density.
     neighbours
         Nearest cores searched for a denser one.
+    merge_link_m, merge_saddle_ratio
+        Trees touching within ``merge_link_m`` merge when their saddle is at least
+        this share of the lower peak (:func:`merge_by_saddle`; 1 = never).
     min_cluster_size
         Smallest cluster (members).
     min_background
@@ -64,6 +68,8 @@ class ScanParams:
     attach_m: float
     bandwidth_m: float
     neighbours: int
+    merge_link_m: float
+    merge_saddle_ratio: float
     min_cluster_size: int
     min_background: float
 
@@ -186,6 +192,36 @@ def quick_shift(xy: np.ndarray, density: np.ndarray, tau_m: float, k: int) -> np
     return parent
 
 
+def merge_by_saddle(xy: np.ndarray, density: np.ndarray, comp: np.ndarray, link_m: float, ratio: float) -> np.ndarray:
+    """Merge quick-shift trees whose density saddle is high (topological persistence, as ToMATo).
+
+    Two trees *A*, *B* touch where a point of *A* and one of *B* are within
+    ``link_m``; their saddle is :math:`s_{AB} = \\max \\min(\\rho_i, \\rho_j)` over
+    such pairs. They merge when :math:`s_{AB} \\ge r \\min(\\hat\\rho_A, \\hat\\rho_B)`
+    (peaks :math:`\\hat\\rho`): a dip of less than ``1 - ratio`` between two peaks is
+    noise inside one site, a deeper one separates two sites. Returns new labels.
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    pairs = cKDTree(xy).query_pairs(link_m, output_type="ndarray")
+    n_comp = int(comp.max()) + 1 if len(comp) else 0
+    if len(pairs) == 0 or n_comp < 2:
+        return comp
+    a, b = comp[pairs[:, 0]], comp[pairs[:, 1]]
+    cross = a != b
+    edges = pd.DataFrame(
+        {"a": np.minimum(a, b)[cross], "b": np.maximum(a, b)[cross],
+         "s": np.minimum(density[pairs[cross, 0]], density[pairs[cross, 1]])}
+    ).groupby(["a", "b"], as_index=False)["s"].max()  # fmt: skip
+    peak = np.zeros(n_comp)
+    np.maximum.at(peak, comp, density)
+    keep = edges["s"].to_numpy() >= ratio * np.minimum(peak[edges["a"]], peak[edges["b"]])
+    e = edges[keep]
+    graph = sparse.coo_matrix((np.ones(len(e)), (e["a"], e["b"])), shape=(n_comp, n_comp))
+    _, merged = connected_components(graph, directed=False)
+    return merged[comp]
+
+
 def scan_labels(xy: np.ndarray, params: ScanParams) -> np.ndarray:
     """Cluster labels (−1 = background) of the ``scan`` method.
 
@@ -206,6 +242,8 @@ def scan_labels(xy: np.ndarray, params: ScanParams) -> np.ndarray:
     rho = kernel_weights_at(xy[core], xy, params.bandwidth_m)
     root = quick_shift(xy[core], rho, params.link_m, params.neighbours)
     _, comp = np.unique(root, return_inverse=True)
+    if params.merge_saddle_ratio < 1:
+        comp = merge_by_saddle(xy[core], rho, comp, params.merge_link_m, params.merge_saddle_ratio)
     d, nearest = cKDTree(xy[core]).query(xy, k=1, distance_upper_bound=params.attach_m)
     near = np.isfinite(d)
     labels[near] = comp[nearest[near]]

@@ -141,6 +141,8 @@ def scan_params(cfg: dict[str, Any]) -> ScanParams:
         attach_m=float(sc["attach_m"]),
         bandwidth_m=float(sc["bandwidth_m"]),
         neighbours=int(sc["neighbours"]),
+        merge_link_m=float(sc["merge_link_m"]),
+        merge_saddle_ratio=float(sc["merge_saddle_ratio"]),
         min_cluster_size=int(cfg["min_cluster_size"]),
         min_background=float(sc["min_background_per_km2"]),
     )
