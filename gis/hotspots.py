@@ -2,10 +2,14 @@
 
 What inspectors need from the incident records (摸排/举报/巡查/执法记录):
 
-* :func:`find_clusters` — clusters (聚集区) of incidents by DBSCAN or HDBSCAN
-  (scikit-learn) in the metric CRS, per incident kind and time window, each with
-  its outline, centroid, townships (镇街) and the 四山 (Four Mountains) control
-  levels it touches;
+* :func:`find_clusters` — clusters (聚集区) of incidents in the metric CRS, per
+  incident kind and time window, by the local-background ``scan`` method
+  (:mod:`gis.cluster_scan`, default) or DBSCAN / HDBSCAN (scikit-learn), each
+  with its outline, centroid, townships (镇街), the 四山 (Four Mountains) control
+  levels it touches and its significance (observed vs expected reports, p- and
+  q-value; clusters failing the level are flagged and left out of the lists);
+  :meth:`ClusterResult.incident_layer` / :meth:`ClusterResult.cluster_reports`
+  give each report's cluster and each cluster's reports;
 * :func:`hex_hot_spots` — Getis-Ord Gi* on a hexagon grid with FDR
   (:mod:`gis.gistar`), plus the emerging hot-spot categories (:mod:`gis.emerging`);
 * :func:`kernel_density` — a kernel density surface for the map (GeoTIFF);
