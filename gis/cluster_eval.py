@@ -135,7 +135,7 @@ def evaluate(result: Any, clusters_truth: pd.DataFrame, incidents_truth: pd.Data
         m = match_planted(result, clusters_truth, incidents_truth)
     else:
         m = pd.DataFrame({"truth_id": clusters_truth["cluster_id"].astype(str), "found_id": None, "recovered": False})
-    table = m.merge(oracle, on="truth_id", how="left")
+    table = m.merge(oracle.drop(columns=[c for c in oracle.columns if c in m.columns and c != "truth_id"]), on="truth_id", how="left")
     det = table["detectable"].fillna(False).astype(bool)
     hits = table.loc[table["recovered"], "found_id"].nunique()
     return {
