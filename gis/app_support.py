@@ -172,7 +172,8 @@ class AppParams:
     service_radius_m
         Walking service radius of collection and drop-off points (coverage).
     cluster_distance_m
-        DBSCAN search distance of incident clusters (hotspots ``clusters.eps_m``).
+        DBSCAN search distance of incident clusters (hotspots ``clusters.eps_m``;
+        setting it selects ``method: dbscan``).
     start, end
         Incident time window for the hot-spot analysis.
     k_new_sites
@@ -211,8 +212,8 @@ class AppParams:
         if self.k_new_sites is not None:
             out.setdefault("coverage", {}).setdefault("siting", {})["k_new"] = int(self.k_new_sites)
         clusters: dict[str, Any] = {}
-        if self.cluster_distance_m is not None:
-            clusters["eps_m"] = float(self.cluster_distance_m)
+        if self.cluster_distance_m is not None:  # a search distance is DBSCAN's parameter (default method: scan)
+            clusters.update(method="dbscan", eps_m=float(self.cluster_distance_m))
         if self.start is not None:
             clusters["start"] = self.start.isoformat()
         if self.end is not None:

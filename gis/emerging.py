@@ -41,7 +41,7 @@ import scipy.sparse as sp
 from scipy.special import ndtr
 
 from gis._errors import AnalysisError
-from gis.gistar import with_self_weight
+from gis.gistar import fdr_cutoff, gi_z, with_self_weight
 
 CATEGORIES_HOT: tuple[str, ...] = (
     "new",
@@ -120,13 +120,8 @@ def space_time_gi_star(counts: np.ndarray, w: sp.spmatrix, time_steps: int = 1) 
     with :math:`S_l` the lag-``l`` shift over time.
     """
     x = np.asarray(counts, dtype=float)
-    n, t = x.shape
+    t = x.shape[1]
     ws = with_self_weight(w, 1.0)
-    nn = n * t
-    xbar = x.mean()
-    s = np.sqrt(max((x**2).mean() - xbar**2, 0.0))
-    if s == 0:
-        raise AnalysisError("space-time Gi* is undefined: every bin has the same count")
     # (S ⊗ W*) x without forming the Kronecker product: spatial lag, then sum over time lags
     spatial = np.asarray(ws @ x)
     csum = np.cumsum(spatial, axis=1)
@@ -136,10 +131,7 @@ def space_time_gi_star(counts: np.ndarray, w: sp.spmatrix, time_steps: int = 1) 
     n_lags = np.minimum(np.arange(t), time_steps) + 1  # steps in each bin's neighbourhood
     wi = np.asarray(ws.sum(axis=1)).ravel()[:, None] * n_lags[None, :]
     s1 = np.asarray(ws.multiply(ws).sum(axis=1)).ravel()[:, None] * n_lags[None, :]
-    den = s * np.sqrt(np.maximum(nn * s1 - wi**2, 0.0) / (nn - 1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(den > 0, (lag - xbar * wi) / den, 0.0)
-    return z
+    return gi_z(lag, wi, s1, x, what="space-time Gi*")
 
 
 def _space_time_weights(w: sp.spmatrix, t: int, time_steps: int) -> sp.csr_matrix:
@@ -178,20 +170,26 @@ class EmergingResult:
 
 
 def time_step_index(
-    dates: pd.Series, time_step: str = "month", stages: list[dict] | None = None
+    dates: pd.Series, time_step: str, stages: list[dict] | None, *, max_steps: int
 ) -> tuple[np.ndarray, list[str]]:
-    """Step index (−1 = outside every stage) and step labels of each date."""
+    """Step index (−1 = outside every stage / before the kept steps) and step labels of each date.
+
+    Months or quarters run from the first to the last date, but at most the
+    latest ``max_steps`` of them are kept: records before are −1 (left out), so a
+    mistyped year (1900 for 2022) cannot build a cube of thousands of steps.
+    """
     dates = pd.to_datetime(pd.Series(dates).reset_index(drop=True))
+    if max_steps < 1:
+        raise AnalysisError(f"hotspots.emerging.max_steps must be at least 1, not {max_steps}")
     if time_step in ("month", "quarter"):
         freq = "M" if time_step == "month" else "Q"
         per = dates.dt.to_period(freq)
-        lo, hi = per.min(), per.max()
-        if per.notna().any():  # bounded before allocating (analysis.max_time_bins in layers/limits.yaml)
-            from .limits import time_bins
-
-            time_bins(lo.to_timestamp(), hi.to_timestamp(), 1 if freq == "M" else 3)
+        hi = per.max()
+        lo = max(per.min(), hi - (max_steps - 1))
         labels = pd.period_range(lo, hi, freq=freq)
-        idx = (per - lo).apply(lambda off: off.n).to_numpy(dtype=np.int64)
+        ordinal = pd.PeriodIndex(per).asi8.astype(np.int64)
+        idx = ordinal - lo.ordinal
+        idx[idx < 0] = -1
         return idx, [str(p) for p in labels]
     if time_step == "stage":
         if not stages:
@@ -211,8 +209,9 @@ def emerging_hot_spots(
     w: sp.spmatrix,
     *,
     steps: list[str],
-    time_steps: int = 1,
-    alpha: float = 0.05,
+    time_steps: int,
+    alpha: float,
+    fdr: bool,
 ) -> EmergingResult:
     """Classify cells into emerging hot/cold-spot categories.
 
@@ -230,6 +229,10 @@ def emerging_hot_spots(
         Neighbourhood time steps (previous steps counted in a bin's neighbourhood).
     alpha
         Significance of a bin's Gi* (two-sided) and of the trend.
+    fdr
+        A bin is significant when its p-value is below the Benjamini–Hochberg
+        cut-off at ``alpha`` over all bins (:func:`gis.gistar.fdr_cutoff`), the
+        multiple-testing control the clusters get; else below ``alpha``.
     """
     t = len(steps)
     ok = (cell >= 0) & (step >= 0)
@@ -237,8 +240,9 @@ def emerging_hot_spots(
     np.add.at(counts, (cell[ok], step[ok]), 1.0)
     z = space_time_gi_star(counts, w, time_steps)
     p = 2.0 * ndtr(-np.abs(z))
-    hot = (z > 0) & (p < alpha)
-    cold = (z < 0) & (p < alpha)
+    cut = fdr_cutoff(p.ravel(), alpha) if fdr else alpha
+    hot = (z > 0) & (p < cut)
+    cold = (z < 0) & (p < cut)
     _, tz, tp = mann_kendall(z)
     up = (tz > 0) & (tp < alpha)
     down = (tz < 0) & (tp < alpha)

@@ -419,6 +419,27 @@ def with_self_weight(w: sp.spmatrix, self_weight: float = 1.0) -> sp.csr_matrix:
     return (w - sp.diags(w.diagonal()) + sp.diags(np.full(n, float(self_weight)))).tocsr()
 
 
+def gi_z(lag: np.ndarray, wi: np.ndarray, s1: np.ndarray, x: np.ndarray, *, what: str) -> np.ndarray:
+    """The Getis-Ord Gi* z-score from its sums (the one home of the formula).
+
+    .. math:: z_i = \\frac{L_i - \\bar X W_i}{S\\sqrt{(n S_{1i} - W_i^2)/(n-1)}},
+              \\quad S = \\sqrt{\\overline{x^2} - \\bar X^2}
+
+    with :math:`L_i = \\sum_j w_{ij}x_j`, :math:`W_i = \\sum_j w_{ij}`,
+    :math:`S_{1i} = \\sum_j w_{ij}^2` and *n*, :math:`\\bar X`, *S* over all
+    values ``x`` (cells, or the bins of a space-time cube). Shapes of ``lag``,
+    ``wi`` and ``s1`` broadcast; a zero denominator gives z = 0.
+    """
+    n = x.size
+    xbar = x.mean()
+    s = np.sqrt(max((x**2).mean() - xbar**2, 0.0))
+    if s == 0:
+        raise AnalysisError(f"{what} is undefined: every cell or bin has the same value")
+    den = s * np.sqrt(np.maximum(n * s1 - wi**2, 0.0) / (n - 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, (lag - xbar * wi) / den, 0.0)
+
+
 def gi_star(
     x: np.ndarray,
     w: sp.spmatrix,
@@ -473,16 +494,10 @@ def gi_star(
     if n < 3:
         raise AnalysisError("Gi* needs at least 3 cells")
     ws = with_self_weight(w, self_weight)
-    xbar = x.mean()
-    s = np.sqrt(max((x**2).mean() - xbar**2, 0.0))
-    if s == 0:
-        raise AnalysisError("Gi* is undefined: every cell has the same value")
     wi = np.asarray(ws.sum(axis=1)).ravel()
     s1 = np.asarray(ws.multiply(ws).sum(axis=1)).ravel()
     lag = ws @ x
-    den = s * np.sqrt(np.maximum(n * s1 - wi**2, 0.0) / (n - 1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(den > 0, (lag - xbar * wi) / den, 0.0)
+    z = gi_z(lag, wi, s1, x, what="Gi*")
     p = 2.0 * ndtr(-np.abs(z))
     cutoffs = {a: (fdr_cutoff(p, a) if fdr else a) for a in GI_BIN_ALPHAS}
     level = np.zeros(n, dtype=np.int8)

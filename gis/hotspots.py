@@ -2,10 +2,14 @@
 
 What inspectors need from the incident records (摸排/举报/巡查/执法记录):
 
-* :func:`find_clusters` — clusters (聚集区) of incidents by DBSCAN or HDBSCAN
-  (scikit-learn) in the metric CRS, per incident kind and time window, each with
-  its outline, centroid, townships (镇街) and the 四山 (Four Mountains) control
-  levels it touches;
+* :func:`find_clusters` — clusters (聚集区) of incidents in the metric CRS, per
+  incident kind and time window, by the local-background ``scan`` method
+  (:mod:`gis.cluster_scan`, default) or DBSCAN / HDBSCAN (scikit-learn), each
+  with its outline, centroid, townships (镇街), the 四山 (Four Mountains) control
+  levels it touches and its significance (observed vs expected reports, p- and
+  q-value; clusters failing the level are flagged and left out of the lists);
+  :meth:`ClusterResult.incident_layer` / :meth:`ClusterResult.cluster_reports`
+  give each report's cluster and each cluster's reports;
 * :func:`hex_hot_spots` — Getis-Ord Gi* on a hexagon grid with FDR
   (:mod:`gis.gistar`), plus the emerging hot-spot categories (:mod:`gis.emerging`);
 * :func:`kernel_density` — a kernel density surface for the map (GeoTIFF);
@@ -19,7 +23,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
@@ -28,8 +31,19 @@ import pandas as pd
 import shapely
 from scipy import ndimage
 from scipy.spatial import cKDTree
+from scipy.stats import poisson
 
 from gis._errors import AnalysisError
+from gis.cluster_scan import (
+    ScanParams,
+    SignificanceParams,
+    background_density,
+    bh_qvalues,
+    cluster_pvalues,
+    flag_significant,
+    scan_labels,
+    significance_text,
+)
 from gis.schema import (
     INCIDENT_KIND_LABEL_ZH,
     PROBLEM_LEDGER_COLUMNS,
@@ -102,49 +116,93 @@ def kdistance_eps(xy: np.ndarray, min_samples: int, *, bounds: tuple[float, floa
     return eps
 
 
-def cluster_labels(
-    xy: np.ndarray,
-    *,
-    method: str = "dbscan",
-    min_cluster_size: int = 5,
-    eps: float | None = None,
-    eps_bounds: tuple[float, float] | None = None,
-    hdbscan_min_samples: int | None = None,
-    hdbscan_min_probability: float = 0.1,
-) -> tuple[np.ndarray, float | None]:
+def default_config() -> dict[str, Any]:
+    """The ``layers/hotspots.yaml`` section (every parameter's default lives there)."""
+    from gis.catalog import load_yaml
+    from gis.settings import LAYERS_DIR
+
+    return load_yaml(LAYERS_DIR / "hotspots.yaml")
+
+
+def cluster_params(params: dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
+    """``clusters`` parameters: ``layers/hotspots.yaml`` defaults, then ``params``, then ``overrides``."""
+    cfg = {**default_config()["clusters"], **(params or {}), **overrides}
+    for key in ("eps_bounds_m",):
+        if cfg.get(key) is not None:
+            cfg[key] = tuple(cfg[key])
+    return cfg
+
+
+def scan_params(cfg: dict[str, Any]) -> ScanParams:
+    """:class:`gis.cluster_scan.ScanParams` from the ``clusters`` parameters (``scan`` block)."""
+    sc = cfg["scan"]
+    return ScanParams(
+        radii_m=tuple(float(r) for r in sc["radii_m"]),
+        annulus_m=(float(sc["annulus_m"][0]), float(sc["annulus_m"][1])),
+        core_p=float(sc["core_p"]),
+        link_m=float(sc["link_m"]),
+        attach_m=float(sc["attach_m"]),
+        bandwidth_m=float(sc["bandwidth_m"]),
+        neighbours=int(sc["neighbours"]),
+        merge_link_m=float(sc["merge_link_m"]),
+        merge_saddle_ratio=float(sc["merge_saddle_ratio"]),
+        min_cluster_size=int(cfg["min_cluster_size"]),
+        min_background=float(sc["min_background_per_km2"]),
+    )
+
+
+def significance_params(cfg: dict[str, Any]) -> SignificanceParams:
+    """:class:`gis.cluster_scan.SignificanceParams` from the ``clusters.significance`` block."""
+    sg = cfg["significance"]
+    return SignificanceParams(
+        annulus_m=(float(sg["annulus_m"][0]), float(sg["annulus_m"][1])),
+        sectors=int(sg["sectors"]),
+        radius_sigmas=float(sg["radius_sigmas"]),
+        window_overlap=float(sg["window_overlap"]),
+        min_radius_m=float(sg["min_radius_m"]),
+        min_background=float(sg["min_background_per_km2"]),
+        alpha=float(sg["alpha"]),
+    )
+
+
+def cluster_labels(xy: np.ndarray, cfg: dict[str, Any]) -> tuple[np.ndarray, float | None]:
     """Cluster labels (−1 = noise) of points, and the DBSCAN eps used.
 
-    DBSCAN (``sklearn.cluster.DBSCAN``, ``min_samples = min_cluster_size``; eps
-    from :func:`kdistance_eps` unless given) or HDBSCAN
-    (``sklearn.cluster.HDBSCAN``, which needs no distance; members whose
-    membership strength ``probabilities_`` is below ``hdbscan_min_probability``
-    are returned as noise, and clusters left smaller than ``min_cluster_size``
-    are dropped).
+    ``cfg`` holds the ``clusters`` parameters (:func:`cluster_params`); ``method``:
+
+    * ``scan`` — local-background scan cores grouped by quick shift
+      (:func:`gis.cluster_scan.scan_labels`; no global distance);
+    * ``dbscan`` — ``sklearn.cluster.DBSCAN``, ``min_samples = min_cluster_size``;
+      eps from :func:`kdistance_eps` unless ``eps_m`` is given;
+    * ``hdbscan`` — ``sklearn.cluster.HDBSCAN``; members whose ``probabilities_``
+      are below ``hdbscan_min_probability`` are noise, clusters left smaller
+      than ``min_cluster_size`` are dropped.
     """
     from sklearn.cluster import DBSCAN, HDBSCAN
 
     xy = np.asarray(xy, dtype=float)
-    if len(xy) < min_cluster_size:
-        return np.full(len(xy), -1, dtype=np.int64), eps
+    method, size = cfg["method"], int(cfg["min_cluster_size"])
+    if len(xy) < size:
+        return np.full(len(xy), -1, dtype=np.int64), None
+    if method == "scan":
+        return scan_labels(xy, scan_params(cfg)), None
     if method == "dbscan":
+        eps = cfg["eps_m"]
         if eps is None:
-            eps = kdistance_eps(xy, min_cluster_size, bounds=eps_bounds)
-        labels = DBSCAN(eps=eps, min_samples=min_cluster_size, algorithm="kd_tree").fit_predict(xy)
-        return labels.astype(np.int64), eps
+            eps = kdistance_eps(xy, size, bounds=cfg["eps_bounds_m"])
+        labels = DBSCAN(eps=eps, min_samples=size, algorithm="kd_tree").fit_predict(xy)
+        return labels.astype(np.int64), float(eps)
     if method == "hdbscan":
         model = HDBSCAN(
-            min_cluster_size=max(min_cluster_size, 2),
-            min_samples=hdbscan_min_samples,
-            algorithm="kd_tree",
-            copy=True,
+            min_cluster_size=max(size, 2), min_samples=cfg["hdbscan_min_samples"], algorithm="kd_tree", copy=True
         ).fit(xy)
         labels = model.labels_.astype(np.int64).copy()
         # fringe records HDBSCAN attaches with little strength are background, not the site
-        labels[model.probabilities_ < hdbscan_min_probability] = -1
+        labels[model.probabilities_ < float(cfg["hdbscan_min_probability"])] = -1
         ids, counts = np.unique(labels[labels >= 0], return_counts=True)
-        labels[np.isin(labels, ids[counts < min_cluster_size])] = -1
+        labels[np.isin(labels, ids[counts < size])] = -1
         return labels, None
-    raise AnalysisError(f"unknown clustering method '{method}' (dbscan or hdbscan)")
+    raise AnalysisError(f"unknown clustering method '{method}' (scan, dbscan or hdbscan)")
 
 
 def drop_dispersed(xy: np.ndarray, labels: np.ndarray, max_spread_m: float) -> np.ndarray:
@@ -181,16 +239,51 @@ class ClusterResult:
         ``fm_levels`` / ``fm_ranges`` (四山 levels and ranges the outline touches),
         ``share_no_build`` / ``share_key_control`` / ``share_general_control``
         (share of members inside each level), ``four_mountains_level``,
-        ``n_closed``, ``closed_date``, ``open_incidents``.
+        ``n_closed``, ``closed_date``, ``open_incidents``; significance
+        (:mod:`gis.cluster_scan`): ``observed``, ``expected``, ``ratio``,
+        ``p_value``, ``q_value``, ``significant``, ``significance_en`` /
+        ``significance_zh`` ("40 reports where 3 would be expected").
     members
         ``incident_id`` → ``cluster_id`` for clustered incidents.
     eps
-        DBSCAN search distance used per group (None for HDBSCAN).
+        DBSCAN search distance used per group (None for other methods).
     """
 
     clusters: gpd.GeoDataFrame
     members: pd.DataFrame
     eps: dict[str, float | None] = field(default_factory=dict)
+
+    def reported(self) -> gpd.GeoDataFrame:
+        """Clusters for the inspectors' list: those passing the significance level."""
+        c = self.clusters
+        if "significant" not in c.columns:
+            return c
+        return c[c["significant"].fillna(False).astype(bool).to_numpy()]
+
+    def incident_layer(self, incidents: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+        """``incidents`` with ``cluster_id`` (None for background) and ``cluster_significant``.
+
+        The ``incidents`` layer of ``hotspots.gpkg``: every report, so that an
+        inspector (or anyone evaluating the method) sees which reports make a cluster.
+        """
+        out = incidents.copy()
+        cmap = self.members.set_index("incident_id")["cluster_id"]
+        out["cluster_id"] = out["incident_id"].map(cmap).astype(object)
+        out.loc[out["cluster_id"].isna(), "cluster_id"] = None
+        sig = self.clusters.set_index("cluster_id")["significant"] if "significant" in self.clusters else None
+        out["cluster_significant"] = out["cluster_id"].map(sig).astype("boolean") if sig is not None else pd.NA
+        return out
+
+    def cluster_reports(self, incidents: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        """Per cluster, its reports (``incident_id``, ``date``, ``kind``, ``source``, ``status``), by date.
+
+        What a cluster's map popup lists; :func:`gis.maps` can call it with
+        ``context["hotspots"].clusters`` and the district's incidents.
+        """
+        cols = [c for c in ("incident_id", "date", "kind", "source", "status") if c in incidents.columns]
+        rows = pd.DataFrame(incidents[cols]).merge(self.members, on="incident_id", how="inner")
+        rows = rows.sort_values(["cluster_id", "date", "incident_id"], kind="stable")
+        return {cid: g.drop(columns="cluster_id").reset_index(drop=True) for cid, g in rows.groupby("cluster_id")}
 
 
 def select_incidents(
@@ -217,22 +310,10 @@ def find_clusters(
     *,
     zones: gpd.GeoDataFrame | None = None,
     townships: gpd.GeoDataFrame | None = None,
-    method: str = "dbscan",
-    group_by: str | None = "kind",
-    kinds: list[str] | None = None,
-    start: Any = None,
-    end: Any = None,
-    min_cluster_size: int = 5,
-    eps_m: float | None = None,
-    eps_bounds_m: tuple[float, float] | None = (30.0, 1500.0),
-    hdbscan_min_samples: int | None = None,
-    hdbscan_min_probability: float = 0.1,
-    outline: str = "concave",
-    concave_ratio: float = 0.4,
-    outline_buffer_m: float = 25.0,
-    max_spread_m: float | None = 500.0,
+    params: dict[str, Any] | None = None,
+    **overrides: Any,
 ) -> ClusterResult:
-    """Find clusters of incidents and describe them.
+    """Find clusters of incidents, describe them and test each against its local background.
 
     Parameters
     ----------
@@ -244,70 +325,40 @@ def find_clusters(
         rows give the 四山 flags.
     townships
         Township polygons, used when incidents carry no ``township``.
-    method
-        ``dbscan`` or ``hdbscan``.
-    group_by
-        ``kind`` to cluster each incident kind on its own, None for all together.
-    kinds, start, end
-        Kinds and inclusive date window of the incidents used.
-    min_cluster_size
-        Smallest cluster (DBSCAN ``min_samples``, HDBSCAN ``min_cluster_size``).
-    eps_m, eps_bounds_m
-        DBSCAN distance (None: knee of the k-distance curve, clamped to the bounds).
-    outline, concave_ratio, outline_buffer_m
-        Outline shape: ``convex`` hull or ``concave`` hull (shapely), buffered.
-    max_spread_m
-        Clusters whose median member distance from their centre exceeds this are
-        dropped as dispersed (HDBSCAN in particular groups sparse background
-        records into district-wide "clusters" no inspector can visit); None keeps all.
+    params
+        The ``clusters`` section (``layers/hotspots.yaml`` merged with the
+        project's); missing keys come from ``layers/hotspots.yaml``.
+    **overrides
+        Single keys over ``params`` (e.g. ``method="hdbscan"``): ``method``
+        (``scan``, ``dbscan``, ``hdbscan``), ``group_by`` (``kind`` or None),
+        ``kinds``/``start``/``end`` (inclusive window), ``min_cluster_size``,
+        ``eps_m``/``eps_bounds_m`` (DBSCAN), ``hdbscan_min_samples``,
+        ``hdbscan_min_probability``, ``outline``/``concave_ratio``/
+        ``outline_buffer_m``, ``max_spread_m`` (None keeps all), ``scan`` and
+        ``significance`` blocks.
 
     Notes
     -----
-    The cluster centre (``centroid_x``/``centroid_y``, ``lon``/``lat``) is the
-    coordinate-wise median of the members, robust to the fringe points HDBSCAN
-    attaches to a dense core; ``radius_m`` is the largest member distance from it.
-    ``four_mountains_level`` is the strictest 四山 level at the cluster centroid;
-    when the centroid is outside every level, it is the level holding most members
-    provided at least half of the members are inside the 四山 area.
+    The cluster centre is the coordinate-wise median of the members; ``radius_m``
+    the largest member distance from it. ``four_mountains_level`` is the strictest
+    四山 level at the centre, else the level holding most members when at least
+    half are inside the 四山 area. Significance per cluster:
+    :func:`gis.cluster_scan.cluster_pvalues`, q-values across all clusters
+    (:func:`gis.cluster_scan.flag_significant`).
+
+    Examples
+    --------
+    >>> res = find_clusters(district.incidents, zones=district.zones)  # doctest: +SKIP
+    >>> res.reported()[["cluster_id", "n_incidents", "significance_en"]]  # doctest: +SKIP
     """
-    if incidents is None or len(incidents) == 0:
-        raise AnalysisError("there are no incidents to cluster")
-    for col in ("incident_id", "date", "kind"):
-        if col not in incidents.columns:
-            raise AnalysisError(f"incidents lack the '{col}' field")
+    cfg = cluster_params(params, **overrides)
+    _check_incidents(incidents)
     crs = incidents.crs
-    if crs is None or not crs.is_projected:
-        raise AnalysisError("incidents must be in a projected (metric) CRS to cluster")
-    inc = select_incidents(incidents, kinds=kinds, start=start, end=end).reset_index(drop=True)
+    inc = select_incidents(incidents, kinds=cfg["kinds"], start=cfg["start"], end=cfg["end"]).reset_index(drop=True)
     xy = np.column_stack([inc.geometry.x.to_numpy(), inc.geometry.y.to_numpy()])
-    labels = np.full(len(inc), -1, dtype=np.int64)
-    group_of = np.full(len(inc), "all", dtype=object)
-    eps_used: dict[str, float | None] = {}
-    groups = inc[group_by].astype(str).to_numpy() if group_by else np.full(len(inc), "all", dtype=object)
-    next_id = 0
-    for g in pd.unique(groups):  # a handful of incident kinds
-        sel = np.flatnonzero(groups == g)
-        if len(sel) <= min_cluster_size:
-            continue
-        lab, eps = cluster_labels(
-            xy[sel],
-            method=method,
-            min_cluster_size=min_cluster_size,
-            eps=eps_m,
-            eps_bounds=tuple(eps_bounds_m) if eps_bounds_m else None,
-            hdbscan_min_samples=hdbscan_min_samples,
-            hdbscan_min_probability=hdbscan_min_probability,
-        )
-        eps_used[str(g)] = eps
-        if max_spread_m is not None:
-            lab = drop_dispersed(xy[sel], lab, max_spread_m)
-        ok = lab >= 0
-        labels[sel[ok]] = lab[ok] + next_id
-        group_of[sel] = g
-        next_id += int(lab.max()) + 1 if ok.any() else 0
-    clusters = _describe_clusters(
-        inc, xy, labels, group_of, zones, townships, method, outline, concave_ratio, outline_buffer_m, crs
-    )
+    labels, group_of, eps_used, sig = _label_groups(inc, xy, cfg)
+    clusters = _describe_clusters(inc, xy, labels, group_of, zones, townships, cfg, crs)
+    clusters = _with_significance(clusters, sig)
     members = pd.DataFrame(
         {"incident_id": inc["incident_id"].to_numpy()[labels >= 0], "_label": labels[labels >= 0]}
     )
@@ -315,6 +366,61 @@ def find_clusters(
     return ClusterResult(
         clusters=clusters.drop(columns="_label"), members=members.drop(columns="_label"), eps=eps_used
     )
+
+
+def _check_incidents(incidents: gpd.GeoDataFrame | None) -> None:
+    """One-line errors for incidents that cannot be clustered."""
+    if incidents is None or len(incidents) == 0:
+        raise AnalysisError("there are no incidents to cluster")
+    for col in ("incident_id", "date", "kind"):
+        if col not in incidents.columns:
+            raise AnalysisError(f"incidents lack the '{col}' field")
+    if incidents.crs is None or not incidents.crs.is_projected:
+        raise AnalysisError("incidents must be in a projected (metric) CRS to cluster")
+
+
+def _label_groups(
+    inc: gpd.GeoDataFrame, xy: np.ndarray, cfg: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray, dict[str, float | None], pd.DataFrame]:
+    """Labels over all groups (kinds), group of each incident, eps per group, significance per label."""
+    size = int(cfg["min_cluster_size"])
+    sparams = significance_params(cfg)
+    labels = np.full(len(inc), -1, dtype=np.int64)
+    group_of = np.full(len(inc), "all", dtype=object)
+    eps_used: dict[str, float | None] = {}
+    by = cfg["group_by"]
+    groups = inc[by].astype(str).to_numpy() if by else np.full(len(inc), "all", dtype=object)
+    tables, windows, next_id = [], 0.0, 0
+    for g in pd.unique(groups):  # a handful of incident kinds
+        sel = np.flatnonzero(groups == g)
+        if len(sel) <= size:
+            continue
+        lab, eps_used[str(g)] = cluster_labels(xy[sel], cfg)
+        if cfg["max_spread_m"] is not None:
+            lab = drop_dispersed(xy[sel], lab, float(cfg["max_spread_m"]))
+        ok = lab >= 0
+        group_of[sel] = g
+        if not ok.any():
+            continue
+        table, w = cluster_pvalues(xy[sel], np.flatnonzero(ok), lab[ok] + next_id, sparams)
+        tables.append(table)
+        windows += w
+        labels[sel[ok]] = lab[ok] + next_id
+        next_id += int(lab.max()) + 1
+    sig = pd.concat(tables) if tables else pd.DataFrame(columns=["p_value"], dtype=float)
+    return labels, group_of, eps_used, flag_significant(sig, windows, sparams.alpha)
+
+
+def _with_significance(clusters: gpd.GeoDataFrame, sig: pd.DataFrame) -> gpd.GeoDataFrame:
+    """Clusters with the significance columns of their label and the plain-language texts."""
+    cols = ["observed", "expected", "ratio", "p_value", "q_value", "significant", "disc_radius_m"]
+    out = clusters.copy()
+    for col in cols:
+        out[col] = out["_label"].map(sig[col]) if col in sig.columns and len(out) else pd.Series(dtype=float)
+    out["significant"] = out["significant"].astype(bool) if len(out) else pd.Series(dtype=bool)
+    out["significance_en"] = [significance_text(o, e) for o, e in zip(out["observed"], out["expected"])]
+    out["significance_zh"] = [significance_text(o, e, lang="zh") for o, e in zip(out["observed"], out["expected"])]
+    return out
 
 
 def _four_mountains(zones: gpd.GeoDataFrame | None, crs: Any) -> gpd.GeoDataFrame | None:
@@ -340,6 +446,14 @@ def point_levels(xy: np.ndarray, fm: gpd.GeoDataFrame | None) -> np.ndarray:
     return rank
 
 
+_CLUSTER_COLUMNS = [
+    "cluster_id", "_label", "method", "group", "n_incidents", "kinds", "main_kind", "first_date",
+    "last_date", "centroid_x", "centroid_y", "lon", "lat", "radius_m", "townships", "township",
+    "address", "fm_levels", "fm_ranges", "share_no_build", "share_key_control",
+    "share_general_control", "four_mountains_level", "n_closed", "closed_date", "open_incidents",
+]  # fmt: skip
+
+
 def _describe_clusters(
     inc: gpd.GeoDataFrame,
     xy: np.ndarray,
@@ -347,23 +461,46 @@ def _describe_clusters(
     group_of: np.ndarray,
     zones: gpd.GeoDataFrame | None,
     townships: gpd.GeoDataFrame | None,
-    method: str,
-    outline: str,
-    concave_ratio: float,
-    outline_buffer_m: float,
+    cfg: dict[str, Any],
     crs: Any,
 ) -> gpd.GeoDataFrame:
-    columns = [
-        "cluster_id", "_label", "method", "group", "n_incidents", "kinds", "main_kind", "first_date",
-        "last_date", "centroid_x", "centroid_y", "lon", "lat", "radius_m", "townships", "township",
-        "address", "fm_levels", "fm_ranges", "share_no_build", "share_key_control",
-        "share_general_control", "four_mountains_level", "n_closed", "closed_date", "open_incidents",
-    ]  # fmt: skip
+    """One row per label: size, dates, centre, kinds, townships, outline and 四山 columns."""
     m = labels >= 0
     if not m.any():
-        return gpd.GeoDataFrame(columns=columns, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
-    lab = labels[m]
+        return gpd.GeoDataFrame(columns=_CLUSTER_COLUMNS, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
     mxy = xy[m]
+    mem = _member_frame(inc, mxy, m, labels[m], group_of[m], townships, crs)
+    out, codes = _cluster_stats(mem)
+    order = np.argsort(codes, kind="stable")  # outlines: vectorised multipoint -> hull -> buffer
+    mp = shapely.multipoints(mxy[order], indices=codes[order])
+    if cfg["outline"] == "concave":
+        hull = shapely.concave_hull(mp, ratio=float(cfg["concave_ratio"]))
+    else:
+        hull = shapely.convex_hull(mp)
+    geom = shapely.buffer(hull, float(cfg["outline_buffer_m"]))
+    _four_mountain_columns(out, mxy, codes, geom, _four_mountains(zones, crs))
+    out = out.reset_index()
+    # stable ids: ordered by size then first date
+    out = out.sort_values(["n_incidents", "first_date"], ascending=[False, True], kind="stable")
+    geom = geom[out.index.to_numpy()]
+    out = out.reset_index(drop=True)
+    out["cluster_id"] = [f"HS-{i + 1:04d}" for i in range(len(out))]
+    out["method"] = cfg["method"]
+    lonlat = gpd.GeoSeries(shapely.points(out[["centroid_x", "centroid_y"]].to_numpy()), crs=crs).to_crs(4326)
+    out["lon"], out["lat"] = lonlat.x.to_numpy(), lonlat.y.to_numpy()
+    return gpd.GeoDataFrame(out[_CLUSTER_COLUMNS], geometry=geom, crs=crs)
+
+
+def _member_frame(
+    inc: gpd.GeoDataFrame,
+    mxy: np.ndarray,
+    m: np.ndarray,
+    lab: np.ndarray,
+    groups: np.ndarray,
+    townships: gpd.GeoDataFrame | None,
+    crs: Any,
+) -> pd.DataFrame:
+    """Clustered incidents (mask ``m``) with label, position, date, kind, township, status."""
     mem = pd.DataFrame(
         {
             "_label": lab,
@@ -371,7 +508,7 @@ def _describe_clusters(
             "y": mxy[:, 1],
             "date": pd.to_datetime(inc["date"].to_numpy()[m]),
             "kind": inc["kind"].astype(str).to_numpy()[m],
-            "group": group_of[m],
+            "group": groups,
         }
     )
     if "township" in inc.columns and inc["township"].notna().any():
@@ -388,6 +525,11 @@ def _describe_clusters(
     mem["closed_date"] = (
         pd.to_datetime(inc["closed_date"].to_numpy()[m]) if "closed_date" in inc.columns else pd.NaT
     )
+    return mem
+
+
+def _cluster_stats(mem: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Per label (sorted): counts, centre, dates, radius, kinds, townships; and each member's row code."""
     g = mem.groupby("_label", sort=True)
     out = g.agg(
         n_incidents=("x", "size"),
@@ -410,13 +552,13 @@ def _describe_clusters(
     out["main_kind"] = kind_counts.groupby("_label")["kind"].first()
     out["townships"], out["township"] = _modal_lists(mem, "township")
     _, out["address"] = _modal_lists(mem, "address")
-    # outlines: vectorised multipoint -> hull -> buffer
-    order = np.argsort(codes, kind="stable")
-    mp = shapely.multipoints(mxy[order], indices=codes[order])
-    hull = shapely.concave_hull(mp, ratio=concave_ratio) if outline == "concave" else shapely.convex_hull(mp)
-    geom = shapely.buffer(hull, outline_buffer_m)
-    # 四山
-    fm = _four_mountains(zones, crs)
+    return out, codes
+
+
+def _four_mountain_columns(
+    out: pd.DataFrame, mxy: np.ndarray, codes: np.ndarray, geom: np.ndarray, fm: gpd.GeoDataFrame | None
+) -> None:
+    """Add the 四山 shares, ``four_mountains_level``, ``fm_levels`` and ``fm_ranges`` to ``out``."""
     rank = point_levels(mxy, fm)
     for r, name in ((3, "share_no_build"), (2, "share_key_control"), (1, "share_general_control")):
         out[name] = np.bincount(codes, weights=(rank == r).astype(float), minlength=len(out)) / out["n_incidents"]
@@ -427,30 +569,21 @@ def _describe_clusters(
     out["four_mountains_level"] = [_LEVEL_BY_RANK.get(int(v)) for v in level_rank]
     out["fm_levels"] = [[] for _ in range(len(out))]
     out["fm_ranges"] = [[] for _ in range(len(out))]
-    if fm is not None:
-        ic, iz = fm.sindex.query(geom, predicate="intersects")
-        touched = pd.DataFrame(
-            {"c": ic, "level": fm["level"].astype(str).to_numpy()[iz], "rank": fm["_rank"].to_numpy()[iz]}
-        )
-        touched["range"] = fm["name"].astype(str).to_numpy()[iz] if "name" in fm.columns else ""
-        lv = touched.sort_values("rank", ascending=False).drop_duplicates(["c", "level"]).groupby("c")["level"].agg(list)
-        rg = touched[touched["range"].ne("") & touched["range"].ne("None")].drop_duplicates(["c", "range"])
-        rg = rg.groupby("c")["range"].agg(sorted)
-        for series, col in ((lv, "fm_levels"), (rg, "fm_ranges")):
-            vals = out[col].to_list()
-            for i, v in series.items():
-                vals[i] = v
-            out[col] = vals
-    out = out.reset_index()
-    # stable ids: ordered by size then first date
-    out = out.sort_values(["n_incidents", "first_date"], ascending=[False, True], kind="stable")
-    geom = geom[out.index.to_numpy()]
-    out = out.reset_index(drop=True)
-    out["cluster_id"] = [f"HS-{i + 1:04d}" for i in range(len(out))]
-    out["method"] = method
-    lonlat = gpd.GeoSeries(shapely.points(out[["centroid_x", "centroid_y"]].to_numpy()), crs=crs).to_crs(4326)
-    out["lon"], out["lat"] = lonlat.x.to_numpy(), lonlat.y.to_numpy()
-    return gpd.GeoDataFrame(out[columns], geometry=geom, crs=crs)
+    if fm is None:
+        return
+    ic, iz = fm.sindex.query(geom, predicate="intersects")
+    touched = pd.DataFrame(
+        {"c": ic, "level": fm["level"].astype(str).to_numpy()[iz], "rank": fm["_rank"].to_numpy()[iz]}
+    )
+    touched["range"] = fm["name"].astype(str).to_numpy()[iz] if "name" in fm.columns else ""
+    lv = touched.sort_values("rank", ascending=False).drop_duplicates(["c", "level"]).groupby("c")["level"].agg(list)
+    rg = touched[touched["range"].ne("") & touched["range"].ne("None")].drop_duplicates(["c", "range"])
+    rg = rg.groupby("c")["range"].agg(sorted)
+    for series, col in ((lv, "fm_levels"), (rg, "fm_ranges")):
+        vals = out[col].to_list()
+        for i, v in series.items():
+            vals[i] = v
+        out[col] = vals
 
 
 def _modal_lists(mem: pd.DataFrame, col: str) -> tuple[pd.Series, pd.Series]:
@@ -560,24 +693,30 @@ def hex_hot_spots(
     }
     if gi.p_sim is not None:
         cols["p_sim"] = gi.p_sim
-    em = None
-    if emerging is not None:
-        from gis import emerging as emg
-
-        step, labels = emg.time_step_index(inc["date"], emerging.get("time_step", "month"), emerging.get("stages"))
-        if len(labels) >= int(emerging["min_steps"]):
-            em = emg.emerging_hot_spots(
-                grid.locate(xy),
-                step,
-                len(grid),
-                w,
-                steps=labels,
-                time_steps=int(emerging["neighborhood_time_steps"]),
-                alpha=float(emerging["alpha"]),
-            )
-            cols.update(emerging=em.category, trend_z=em.trend_z, trend_p=em.trend_p)
+    em = _emerging(inc, xy, grid, w, emerging) if emerging is not None else None
+    if em is not None:
+        cols.update(emerging=em.category, trend_z=em.trend_z, trend_p=em.trend_p)
     return HexHotSpots(
         grid=grid.to_geodataframe(**cols), hexgrid=grid, gi=gi, cell_size_m=cell_size_m, band_m=band, emerging=em
+    )
+
+
+def _emerging(inc: gpd.GeoDataFrame, xy: np.ndarray, grid: Any, w: Any, cfg: dict[str, Any]) -> Any:
+    """Emerging hot-spot categories (:func:`gis.emerging.emerging_hot_spots`), None when too few steps."""
+    from gis import emerging as emg
+
+    step, labels = emg.time_step_index(inc["date"], cfg["time_step"], cfg["stages"], max_steps=int(cfg["max_steps"]))
+    if len(labels) < int(cfg["min_steps"]):
+        return None
+    return emg.emerging_hot_spots(
+        grid.locate(xy),
+        step,
+        len(grid),
+        w,
+        steps=labels,
+        time_steps=int(cfg["neighborhood_time_steps"]),
+        alpha=float(cfg["alpha"]),
+        fdr=bool(cfg["fdr"]),
     )
 
 
@@ -908,14 +1047,17 @@ def priority_list(
     with components in [0, 1]: size :math:`\\log(1+n)/\\log(1+n_{max})`; recency
     :math:`0.5^{\\text{age}/T_{1/2}}` (age = days from the last incident to
     ``as_of``); zone = 四山 rank / 3; kind = the highest severity among the
-    cluster's kinds; rebound = 1 if the cluster rebounded. Adds ``rank``,
+    cluster's kinds; rebound = 1 if the cluster rebounded; excess =
+    :math:`1 - E/O` (share of the reports beyond the local background,
+    :func:`gis.cluster_scan.cluster_pvalues`). Adds ``rank``,
     ``score``, the components (``c_size`` …), ``lead_departments`` and
     ``support_departments`` (the township, 属地, always co-responsible).
     """
-    pr = config.get("priority", {})
-    kinds_cfg: dict[str, Any] = config.get("kinds", {})
-    fm_cfg: dict[str, Any] = config.get("four_mountains", {})
-    w = {k: float(v) for k, v in pr.get("weights", {}).items()}
+    config = merged_config(config)
+    pr = config["priority"]
+    kinds_cfg: dict[str, Any] = config["kinds"]
+    fm_cfg: dict[str, Any] = config["four_mountains"]
+    w = {k: float(v) for k, v in pr["weights"].items()}
     total = sum(w.values())
     if total <= 0:
         raise AnalysisError("hotspots.priority.weights must have a positive sum")
@@ -931,11 +1073,18 @@ def priority_list(
     out["c_recency"] = 0.5 ** (age / float(pr["recency_half_life_days"]))
     rank = out["four_mountains_level"].map(lambda v: ZONE_LEVEL_RANK[ZoneLevel(v)] if _present(v) else 0)
     out["c_zone"] = rank.fillna(0).to_numpy(dtype=float) / 3.0
-    sev = {k: float(v["severity"]) for k, v in kinds_cfg.items()}
-    out["c_kind"] = out["kinds"].map(lambda ks: max((sev.get(k, 0.5) for k in ks), default=0.0))
+    other = float(pr["unknown_kind_severity"])
+    sev = {k: float(v["severity"]) if "severity" in v else other for k, v in kinds_cfg.items()}
+    out["c_kind"] = out["kinds"].map(lambda ks: max((sev.get(k, other) for k in ks), default=0.0))
     reb = out["rebound"] if "rebound" in out.columns else pd.Series(False, index=out.index)
     out["c_rebound"] = reb.fillna(False).astype(float)
-    score = sum(w.get(k, 0.0) * out[f"c_{k}"] for k in ("size", "recency", "zone", "kind", "rebound"))
+    if "expected" in out.columns:  # share of the reports beyond the local background
+        obs = out["observed"].to_numpy(dtype=float)
+        out["c_excess"] = np.clip(1.0 - out["expected"].to_numpy(dtype=float) / np.maximum(obs, 1.0), 0.0, 1.0)
+    else:
+        out["c_excess"] = 0.0
+    components = ("size", "recency", "zone", "kind", "rebound", "excess")
+    score = sum(w[k] * out[f"c_{k}"] for k in components if k in w)
     out["score"] = (100.0 * score / total).round(2)
     out = out.sort_values(["score", "n_incidents"], ascending=[False, False], kind="stable").reset_index(drop=True)
     out["rank"] = np.arange(1, len(out) + 1)
@@ -953,13 +1102,13 @@ def priority_list(
     for ks, ld, level, town in zip(out["kinds"], lead, out["four_mountains_level"], out["township"]):
         s = [d for d in depts(ks, "support") if d not in ld]
         if _present(level):
-            s += [d for d in fm_cfg.get("support", []) if d not in ld and d not in s]
+            s += [d for d in fm_cfg["support"] if d not in ld and d not in s]
         if _present(town):
             s.append(f"{town}（属地）")
         support.append(s)
     out["lead_departments"] = lead
     out["support_departments"] = support
-    bands = sorted(pr.get("deadline_days", [{"min_score": 0, "days": 30}]), key=lambda b: -float(b["min_score"]))
+    bands = sorted(pr["deadline_days"], key=lambda b: -float(b["min_score"]))
     days = np.full(len(out), float(bands[-1]["days"]))
     for b in reversed(bands):
         days[out["score"].to_numpy() >= float(b["min_score"])] = float(b["days"])
@@ -976,8 +1125,9 @@ def problem_rows(priority: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame
     (``priority.deadline_days``), 整改状态 is 反弹 for rebounded clusters, 已整改
     when no member is open, else 待整改.
     """
-    kinds_cfg: dict[str, Any] = config.get("kinds", {})
-    fm_cfg: dict[str, Any] = config.get("four_mountains", {})
+    config = merged_config(config)
+    kinds_cfg: dict[str, Any] = config["kinds"]
+    fm_cfg: dict[str, Any] = config["four_mountains"]
     rows = []
     for r in priority.itertuples(index=False):  # one row per cluster (output formatting)
         kinds = list(r.kinds)
@@ -985,22 +1135,13 @@ def problem_rows(priority: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame
         level = r.four_mountains_level if _present(r.four_mountains_level) else None
         town = r.township if _present(r.township) else ""
         place = f"{town}{_kind_zh(r.main_kind)}聚集区（{r.cluster_id}）"
-        desc = (
-            f"{_date(r.first_date)}至{_date(r.last_date)}发现{'、'.join(labels)}线索{int(r.n_incidents)}起，"
-            f"聚集半径约{r.radius_m:.0f}米"
-        )
-        if level:
-            ranges = "、".join(r.fm_ranges) if len(r.fm_ranges) else "四山"
-            desc += f"；位于四山{ZONE_LEVEL_LABEL_ZH[ZoneLevel(level)]}（{ranges}）"
         rebound = bool(getattr(r, "rebound", False)) and _present(getattr(r, "rebound", None))
-        if rebound:
-            desc += f"；关停后于{_date(r.rebound_first_date)}复发（反弹）"
-        desc += f"；优先级评分{r.score:.1f}（第{int(r.rank)}位）"
+        desc = _problem_description(r, labels, level, rebound)
         basis = [kinds_cfg.get(k, {}).get("basis") for k in kinds]
         measures = [kinds_cfg.get(k, {}).get("measures") for k in kinds]
         if level:
-            basis.append(fm_cfg.get("basis"))
-            measures.append(fm_cfg.get("measures"))
+            basis.append(fm_cfg["basis"])
+            measures.append(fm_cfg["measures"])
         if rebound:
             status = "反弹"
         elif int(r.open_incidents) == 0:
@@ -1036,6 +1177,24 @@ def problem_rows(priority: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame
         pts = gpd.points_from_xy(priority["centroid_x"], priority["centroid_y"])
         return gpd.GeoDataFrame(table, geometry=pts, crs=priority.crs)
     return table
+
+
+def _problem_description(r: Any, labels: list[str], level: str | None, rebound: bool) -> str:
+    """问题描述 of one ranked cluster: dates, kinds, size, significance, 四山, rebound, score."""
+    desc = (
+        f"{_date(r.first_date)}至{_date(r.last_date)}发现{'、'.join(labels)}线索{int(r.n_incidents)}起，"
+        f"聚集半径约{r.radius_m:.0f}米"
+    )
+    if _present(getattr(r, "significance_zh", None)):
+        desc += f"（中心{r.disc_radius_m:.0f}米内{r.significance_zh}）"
+    if level:
+        ranges = "、".join(r.fm_ranges) if len(r.fm_ranges) else "四山"
+        desc += f"；位于四山{ZONE_LEVEL_LABEL_ZH[ZoneLevel(level)]}（{ranges}）"
+    if rebound:
+        desc += f"；关停后于{_date(r.rebound_first_date)}复发（反弹"
+        p = getattr(r, "rebound_p", None)
+        desc += f"，p={p:.2g}）" if _present(p) else "）"
+    return desc + f"；优先级评分{r.score:.1f}（第{int(r.rank)}位）"
 
 
 def _present(value: Any) -> bool:
@@ -1088,14 +1247,52 @@ class HotspotResult:
 
     def summary(self) -> dict[str, int]:
         """The ``hotspots`` block of ``summary.json``."""
-        c = self.clusters.clusters
+        c = self.clusters.reported()
         return {
             "clusters": int(len(c)),
+            "clusters_not_significant": int(len(self.clusters.clusters) - len(c)),
             "clusters_in_four_mountains": int(c["four_mountains_level"].notna().sum()) if len(c) else 0,
             "hot_cells_99": int((self.hex.gi.gi_bin == 3).sum()) if self.hex is not None else 0,
             "rebounds": int(self.priority["rebound"].sum()) if len(self.priority) else 0,
             "rebound_sites": int(self.rebounds["closed_id"].nunique()) if len(self.rebounds) else 0,
         }
+
+    def layers(self, incidents: gpd.GeoDataFrame) -> dict[str, gpd.GeoDataFrame]:
+        """Layers of ``hotspots.gpkg``.
+
+        ``clusters`` (outlines, every cluster with its significance and the
+        ``significant`` flag), ``cluster_centroids``, ``hex_gistar`` (when
+        computed), ``priority`` (significant clusters, ranked), ``rebounds``
+        (closed sites that came back, as points) and ``incidents`` (every report
+        with its ``cluster_id``, :meth:`ClusterResult.incident_layer`).
+        """
+        c = self.clusters.clusters
+        layers: dict[str, gpd.GeoDataFrame] = {"clusters": c}
+        layers["cluster_centroids"] = gpd.GeoDataFrame(
+            c.drop(columns="geometry"), geometry=gpd.points_from_xy(c["centroid_x"], c["centroid_y"]), crs=c.crs
+        )
+        if self.hex is not None:
+            layers["hex_gistar"] = self.hex.grid
+        layers["priority"] = self.priority
+        rb = self.rebounds
+        pos = incidents.set_index("incident_id").geometry
+        layers["rebounds"] = gpd.GeoDataFrame(
+            rb, geometry=pos.reindex(rb["incident_id"]).to_numpy() if len(rb) else [], crs=incidents.crs
+        )
+        layers["incidents"] = self.clusters.incident_layer(incidents)
+        return layers
+
+
+def merged_config(config: dict[str, Any] | None) -> dict[str, Any]:
+    """``config`` deep-merged over ``layers/hotspots.yaml`` (every key then present)."""
+
+    def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+        return out
+
+    return merge(default_config(), config or {})
 
 
 def analyse(
@@ -1106,62 +1303,114 @@ def analyse(
     townships: gpd.GeoDataFrame | None = None,
     area: Any = None,
 ) -> HotspotResult:
-    """Run every hot-spot analysis with the ``hotspots`` configuration section."""
-    cc = dict(config.get("clusters", {}))
-    if cc.get("eps_bounds_m") is not None:
-        cc["eps_bounds_m"] = tuple(cc["eps_bounds_m"])
-    res = find_clusters(incidents, zones=zones, townships=townships, **cc)
-    rb_cfg = config.get("rebound", {})
+    """Run every hot-spot analysis with the ``hotspots`` configuration section.
+
+    Clusters failing the significance level stay in ``clusters`` (flag
+    ``significant`` False) and are left out of ``priority`` and ``problems``.
+    """
+    config = merged_config(config)
+    res = find_clusters(incidents, zones=zones, townships=townships, params=config["clusters"])
+    rb = config["rebound"]
     rebounds = detect_rebounds(
         incidents,
-        distance_m=float(rb_cfg["distance_m"]),
-        window_days=float(rb_cfg["window_days"]),
-        closed_statuses=tuple(rb_cfg.get("closed_statuses", ("closed", "rectified"))),
-        same_kind=bool(rb_cfg.get("same_kind", True)),
+        distance_m=float(rb["distance_m"]),
+        window_days=float(rb["window_days"]),
+        closed_statuses=tuple(rb["closed_statuses"]),
+        same_kind=bool(rb["same_kind"]),
     )
     cr = cluster_rebounds(
         res,
         incidents,
         rebounds,
-        window_days=float(rb_cfg["window_days"]),
-        closed_statuses=tuple(rb_cfg.get("closed_statuses", ("closed", "rectified"))),
-        min_closed_share=float(rb_cfg["min_closed_share"]),
+        window_days=float(rb["window_days"]),
+        closed_statuses=tuple(rb["closed_statuses"]),
+        min_closed_share=float(rb["min_closed_share"]),
     )
     res.clusters = res.clusters.drop(columns="closed_date").merge(
         cr, left_on="cluster_id", right_index=True, how="left"
     )
-    pr = priority_list(res.clusters, config, as_of=config.get("priority", {}).get("as_of"))
+    res.clusters = rebound_significance(res, incidents, config)
+    pr = priority_list(res.reported(), config, as_of=config["priority"]["as_of"])
     problems = problem_rows(pr, config)
-    gcfg = dict(config.get("gistar", {}))
     hx = None
     try:
-        hx = hex_hot_spots(
-            incidents,
-            area=area,
-            cell_size_m=gcfg.get("cell_size_m"),
-            cell_size_factor=float(gcfg["cell_size_factor"]),
-            cell_size_bounds_m=tuple(gcfg.get("cell_size_bounds_m", (100, 2000))),
-            max_cells=int(gcfg["max_cells"]),
-            weights=gcfg.get("weights", "distance_band"),
-            band_cells=float(gcfg["band_cells"]),
-            knn=int(gcfg["knn"]),
-            fdr=bool(gcfg.get("fdr", True)),
-            permutations=int(gcfg["permutations"]),
-            seed=gcfg.get("seed"),
-            kinds=gcfg.get("kinds"),
-            emerging=config.get("emerging"),
-        )
+        hx = hex_hot_spots(incidents, area=area, **_gistar_kwargs(config["gistar"]), emerging=config["emerging"])
     except AnalysisError as exc:
         log.warning("hot-spot grid skipped: %s", exc)
-    dcfg = config.get("density", {})
+    dcfg = config["density"]
     xy = np.column_stack([incidents.geometry.x.to_numpy(), incidents.geometry.y.to_numpy()])
     dens = kernel_density(
         xy,
         crs=incidents.crs,
-        bandwidth_m=dcfg.get("bandwidth_m"),
+        bandwidth_m=dcfg["bandwidth_m"],
         cell_size_m=float(dcfg["cell_size_m"]),
-        bounds=tuple(shapely.bounds(area)) if area is not None and dcfg.get("padding_m") is None else None,
-        padding_m=dcfg.get("padding_m"),
+        bounds=tuple(shapely.bounds(area)) if area is not None and dcfg["padding_m"] is None else None,
+        padding_m=dcfg["padding_m"],
         max_pixels=int(dcfg["max_pixels"]),
     )
     return HotspotResult(clusters=res, priority=pr, problems=problems, hex=hx, density=dens, rebounds=rebounds)
+
+
+def _gistar_kwargs(g: dict[str, Any]) -> dict[str, Any]:
+    """:func:`hex_hot_spots` keywords from the ``gistar`` section."""
+    return {
+        "cell_size_m": g["cell_size_m"],
+        "cell_size_factor": float(g["cell_size_factor"]),
+        "cell_size_bounds_m": tuple(g["cell_size_bounds_m"]),
+        "max_cells": int(g["max_cells"]),
+        "weights": g["weights"],
+        "band_cells": float(g["band_cells"]),
+        "knn": int(g["knn"]),
+        "fdr": bool(g["fdr"]),
+        "permutations": int(g["permutations"]),
+        "seed": g["seed"],
+        "kinds": g["kinds"],
+    }
+
+
+def rebound_significance(result: ClusterResult, incidents: gpd.GeoDataFrame, config: dict[str, Any]) -> gpd.GeoDataFrame:
+    """Clusters with ``rebound_expected``, ``rebound_p``, ``rebound_q``, ``rebound_significant``.
+
+    A closed site's rebound count :math:`O` (incidents of its kinds in
+    :math:`(t_c, t_c+\\Delta]` near it) is compared with what the background
+    would bring to the same place in the same time:
+
+    .. math:: E = \\hat\\lambda\\,\\pi (r_c + D)^2\\,\\frac{\\Delta}{T}, \\qquad
+              p = P(N \\ge O),\\ N \\sim \\text{Poisson}(E)
+
+    with :math:`\\hat\\lambda` the density of unclustered incidents of the
+    cluster's main kind in the significance annulus over the whole period *T*,
+    :math:`r_c` the cluster radius and *D* the rebound distance; q-values are
+    Benjamini–Hochberg over the rebounded clusters, level
+    ``clusters.significance.alpha``. ``rebound`` itself is unchanged (a closed site
+    with any comeback is followed up); the p-value says how far it is beyond chance.
+    """
+    c = result.clusters.copy()
+    for col, val in (("rebound_expected", np.nan), ("rebound_p", np.nan), ("rebound_q", np.nan)):
+        c[col] = val
+    c["rebound_significant"] = False
+    hit = c["rebound"].fillna(False).astype(bool).to_numpy() if "rebound" in c.columns else np.zeros(len(c), bool)
+    if not hit.any():
+        return c
+    sg, rb = config["clusters"]["significance"], config["rebound"]
+    dates = pd.to_datetime(incidents["date"])
+    period = max((dates.max() - dates.min()).days, 1)
+    clustered = incidents["incident_id"].isin(result.members["incident_id"]).to_numpy()
+    kinds = incidents["kind"].astype(str).to_numpy()
+    xy = np.column_stack([incidents.geometry.x.to_numpy(), incidents.geometry.y.to_numpy()])
+    exp = np.zeros(len(c))
+    for i in np.flatnonzero(hit):
+        bg = xy[~clustered & (kinds == str(c["main_kind"].iloc[i]))]
+        centre = c[["centroid_x", "centroid_y"]].to_numpy()[i : i + 1]
+        lam = background_density(bg, centre, tuple(sg["annulus_m"]))[0] if len(bg) else 0.0
+        lam = max(lam, float(sg["min_background_per_km2"]) / 1e6)
+        reach = float(c["radius_m"].iloc[i]) + float(rb["distance_m"])
+        exp[i] = lam * np.pi * reach**2 * float(rb["window_days"]) / period
+    obs = c["rebound_incidents"].fillna(0).to_numpy(dtype=float)
+    p = poisson.sf(obs[hit] - 1, exp[hit])
+    c.loc[hit, "rebound_expected"] = exp[hit]
+    c.loc[hit, "rebound_p"] = p
+    c.loc[hit, "rebound_q"] = bh_qvalues(p)
+    c.loc[hit, "rebound_significant"] = c.loc[hit, "rebound_q"] <= float(sg["alpha"])
+    return c
+

@@ -760,7 +760,8 @@ def _path_gdf(obj: Any, *paths: str) -> gpd.GeoDataFrame | None:
 
 CLUSTER_POPUP: tuple[tuple[str, str], ...] = (
     ("rank", "优先级 Priority rank"), ("score", "得分 Score"), ("cluster_id", "聚集区编号 Cluster"),
-    ("n_incidents", "事件数 Incidents"), ("kinds_label", "问题类型 Kinds"), ("first_date", "最早 First"),
+    ("n_incidents", "事件数 Incidents"), ("significance_zh", "显著性 Reports vs background"),
+    ("kinds_label", "问题类型 Kinds"), ("first_date", "最早 First"),
     ("last_date", "最近 Last"), ("townships", "镇街 Townships"), ("address", "地址 Address"),
     ("_level_label", "四山级别 Four-Mountains level"), ("fm_ranges", "四山山系 Range"),
     ("rebound", "反弹 Rebound"), ("lead_departments", "牵头单位 Lead"), ("support_departments", "配合单位 Support"),

@@ -246,23 +246,6 @@ def run_coverage(ctx: RunContext, out: Path) -> dict[str, Any]:
     return result.summary()
 
 
-def _hotspot_layers(res: HotspotResult, incidents: gpd.GeoDataFrame) -> dict[str, gpd.GeoDataFrame]:
-    c = res.clusters.clusters
-    layers: dict[str, gpd.GeoDataFrame] = {"clusters": c}
-    layers["cluster_centroids"] = gpd.GeoDataFrame(
-        c.drop(columns="geometry"), geometry=gpd.points_from_xy(c["centroid_x"], c["centroid_y"]), crs=c.crs
-    )
-    if res.hex is not None:
-        layers["hex_gistar"] = res.hex.grid
-    layers["priority"] = res.priority
-    rb = res.rebounds
-    pos = incidents.set_index("incident_id").geometry
-    layers["rebounds"] = gpd.GeoDataFrame(
-        rb, geometry=pos.reindex(rb["incident_id"]).to_numpy() if len(rb) else [], crs=incidents.crs
-    )
-    return layers
-
-
 def write_density(surface: DensitySurface, target: Path, *, tags: dict[str, str] | None = None) -> Path:
     """Write a kernel density surface (核密度) as a GeoTIFF (:func:`gis.export.write_geotiff`)."""
     base = {"units": "incidents per km2", "kernel": "gaussian", "bandwidth_m": f"{surface.bandwidth_m:.1f}"}
@@ -273,10 +256,10 @@ def write_density(surface: DensitySurface, target: Path, *, tags: dict[str, str]
 def run_hotspots(ctx: RunContext, out: Path) -> dict[str, Any]:
     """Step ``hotspots``: ``OUT/hotspots.gpkg``, ``OUT/density.tif`` and ``summary['hotspots']``.
 
-    Layers of ``hotspots.gpkg``: ``clusters`` (outlines), ``cluster_centroids``,
-    ``hex_gistar`` (the grid with Gi* and emerging categories), ``priority``
-    (ranked clusters with departments) and ``rebounds`` (closed sites that came
-    back, as points). A district without incidents gives zero counts and no files.
+    Layers of ``hotspots.gpkg``: :meth:`gis.hotspots.HotspotResult.layers` (clusters
+    with their significance, centroids, the Gi* grid, the priority list of significant
+    clusters, rebounds, and every incident with its ``cluster_id``). A district without
+    incidents gives zero counts and no files.
     """
     d = ctx.district
     incidents = d.incidents
@@ -286,7 +269,7 @@ def run_hotspots(ctx: RunContext, out: Path) -> dict[str, Any]:
         return {"hotspots": {"clusters": 0, "clusters_in_four_mountains": 0, "hot_cells_99": 0, "rebounds": 0}}
     config = d.project.section("hotspots")  # the hotspots module still reads the plain mapping
     res = hotspots.analyse(incidents, config, zones=d.zones, townships=d.townships, area=d.boundary)
-    write_gpkg(_hotspot_layers(res, incidents), out / "hotspots.gpkg")
+    write_gpkg(res.layers(incidents), out / "hotspots.gpkg")  # incidents carry cluster_id
     if res.density is not None:
         write_density(res.density, out / "density.tif", tags={"district": d.name})
     ctx.hotspots = res

@@ -206,7 +206,9 @@ def test_emerging_categories_on_planted_patterns():
             xy.append(pts)
             steps.append(np.full(n, k))
     xy, steps = np.vstack(xy), np.concatenate(steps)
-    res = emerging.emerging_hot_spots(grid.locate(xy), steps, len(grid), w, steps=[str(i) for i in range(t)])
+    res = emerging.emerging_hot_spots(
+        grid.locate(xy), steps, len(grid), w, steps=[str(i) for i in range(t)], time_steps=1, alpha=0.05, fdr=False
+    )
     for name, c in centres.items():
         cell = grid.locate(np.array([c], dtype=float))[0]
         assert res.category[cell] == name, (name, res.category[cell])

@@ -456,3 +456,150 @@ def test_cli_hotspots_subcommand_runs_the_step_alone(tiny_project, tmp_path):
     assert summary["steps_run"] == ["load", "hotspots"]
     assert set(summary["hotspots"]) >= {"clusters", "clusters_in_four_mountains", "hot_cells_99", "rebounds"}
     assert (tmp_path / "hotspots.gpkg").exists() and (tmp_path / "density.tif").exists()
+
+
+# ------------------------------------------------------------------ evaluation, significance, membership
+
+
+def test_sample_scan_meets_recall_and_precision_of_the_harness(sample_district, sample_truth):
+    """The harness (benchmarks/bench_clusters.py) on the small sample: every detectable site, precision >= 90 %."""
+    from gis import cluster_eval
+
+    clusters, members = sample_truth
+    d = sample_district
+    oracle = cluster_eval.detectable_planted(
+        d.incidents, clusters, members, sigmas=2.0, annulus_m=(500.0, 1500.0), fdr=0.01, same_kind=True
+    )
+    assert oracle["detectable"].all()  # the bundled sample's sites are all far above their background
+    res = hotspots.find_clusters(d.incidents, zones=d.zones)
+    assert (res.clusters["method"] == "scan").all()
+    e = cluster_eval.evaluate(res, clusters, members, oracle)
+    assert e["recall_detectable"] == 1.0 and e["precision"] >= 0.9, {k: v for k, v in e.items() if k != "table"}
+    by_kind = cluster_eval.recall_by(e["table"], "kind")
+    assert (by_kind["recall_detectable"] == 1.0).all()
+
+
+def _uniform(seed: int, n: int = 1500, side: float = 8000.0) -> gpd.GeoDataFrame:
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, side, size=(n, 2))
+    return gpd.GeoDataFrame(
+        {
+            "incident_id": [f"U{seed}-{i:05d}" for i in range(n)],
+            "date": pd.Timestamp("2023-01-01") + pd.to_timedelta(rng.integers(0, 365, n), unit="D"),
+            "kind": "unlicensed_recycling",
+        },
+        geometry=gpd.points_from_xy(X0 + xy[:, 0], Y0 + xy[:, 1]),
+        crs=CRS,
+    )
+
+
+@pytest.mark.parametrize("method", ["scan", "dbscan", "hdbscan"])
+def test_uniform_points_give_no_significant_cluster(method):
+    """Complete spatial randomness: whatever a detector groups, nothing passes q <= 1 % (5 seeds)."""
+    passed = found = 0
+    for seed in range(5):
+        res = hotspots.find_clusters(_uniform(seed), method=method)
+        found += len(res.clusters)
+        passed += int(res.clusters["significant"].sum())
+    assert passed <= 1, (method, passed, found)  # within the 1 % false-positive rate
+
+
+def test_planted_clusters_over_uniform_are_significant_with_their_counts():
+    inc = _uniform(11)
+    rng = np.random.default_rng(11)
+    centres = [(2000.0, 2000.0), (6000.0, 5000.0), (3000.0, 6500.0)]
+    pts = np.vstack([rng.normal(c, 100.0, size=(30, 2)) for c in centres])
+    planted = gpd.GeoDataFrame(
+        {"incident_id": [f"P{i:03d}" for i in range(len(pts))], "date": pd.Timestamp("2023-06-01"),
+         "kind": "unlicensed_recycling"},
+        geometry=gpd.points_from_xy(X0 + pts[:, 0], Y0 + pts[:, 1]),
+        crs=CRS,
+    )  # fmt: skip
+    res = hotspots.find_clusters(pd.concat([inc, planted], ignore_index=True))
+    rep = res.reported()
+    assert len(rep) == 3, res.clusters[["n_incidents", "observed", "expected", "q_value"]]
+    # background 1500 / 64 km² ≈ 23 per km²: a disc of 2σ̂ (σ̂ ≤ 175 m, < 0.4 km²) expects under 10
+    assert (rep["expected"] < 10).all() and (rep["observed"] >= 25).all() and (rep["q_value"] < 1e-6).all()
+    assert (rep["observed"] > 2.5 * rep["expected"]).all()
+    assert rep["significance_en"].str.match(r"^\d+ reports where [\d.]+ would be expected$").all()
+    assert rep["significance_zh"].str.contains("按背景预期约").all()
+
+
+def test_bh_qvalues_equal_scipy():
+    from scipy.stats import false_discovery_control
+
+    from gis.cluster_scan import bh_qvalues
+
+    p = np.random.default_rng(2).uniform(0, 0.2, 40) ** 2
+    np.testing.assert_allclose(bh_qvalues(p), false_discovery_control(p, method="bh"), rtol=1e-12)
+    assert (bh_qvalues(p, m=400) >= bh_qvalues(p)).all()  # unreported windows only make q larger
+
+
+def test_flagged_clusters_stay_in_gpkg_but_not_in_priority_or_ledger(config):
+    inc = pd.concat([make_incidents()[0], _uniform(3, n=600)], ignore_index=True)
+    res = hotspots.analyse(inc, config)
+    c = res.clusters.clusters
+    assert res.priority["cluster_id"].isin(c.loc[c["significant"], "cluster_id"]).all()
+    assert set(res.problems["cluster_id"]) == set(res.priority["cluster_id"])
+    assert "（中心" in res.problems["问题描述"].iloc[0] and "按背景预期约" in res.problems["问题描述"].iloc[0]
+    assert res.summary()["clusters"] == int(c["significant"].sum())
+    assert res.summary()["clusters_not_significant"] == int((~c["significant"]).sum())
+
+
+def test_membership_round_trips_through_the_geopackage(synthetic_district, tmp_path):
+    summary: dict = {}
+    context: dict = {}
+    hotspots.run_step(synthetic_district, tmp_path, summary, context)
+    res = context["hotspots"]
+    layer = gpd.read_file(tmp_path / "hotspots.gpkg", layer="incidents")
+    assert len(layer) == len(synthetic_district.incidents)  # every report, clustered or not
+    back = layer.dropna(subset=["cluster_id"]).set_index("incident_id")["cluster_id"].sort_index()
+    want = res.clusters.members.set_index("incident_id")["cluster_id"].sort_index()
+    pd.testing.assert_series_equal(back, want, check_names=False)
+    clusters = gpd.read_file(tmp_path / "hotspots.gpkg", layer="clusters")
+    n = layer.dropna(subset=["cluster_id"]).groupby("cluster_id").size()
+    assert (clusters.set_index("cluster_id")["n_incidents"] == n.reindex(clusters["cluster_id"]).to_numpy()).all()
+    assert {"observed", "expected", "p_value", "q_value", "significant"} <= set(clusters.columns)
+
+
+def test_cluster_reports_list_each_clusters_reports_by_date(synthetic):
+    inc, truth = synthetic
+    inc = inc.assign(source=np.where(np.arange(len(inc)) % 2, "patrol", "hotline"))
+    res = hotspots.find_clusters(inc)
+    reports = res.cluster_reports(inc)
+    assert set(reports) == set(res.clusters["cluster_id"])
+    for cid, rows in reports.items():
+        assert list(rows.columns) == ["incident_id", "date", "kind", "source", "status"]
+        assert rows["date"].is_monotonic_increasing
+        assert len(rows) == int(res.clusters.set_index("cluster_id").loc[cid, "n_incidents"])
+        assert set(rows["incident_id"]) == set(res.members.loc[res.members["cluster_id"] == cid, "incident_id"])
+
+
+def test_rebounds_carry_their_own_p_value(sample_hotspots):
+    c = sample_hotspots.clusters.clusters
+    reb = c[c["rebound"].fillna(False).astype(bool)]
+    assert len(reb) > 0
+    assert reb["rebound_p"].between(0, 1).all() and (reb["rebound_q"] >= reb["rebound_p"]).all()
+    assert (reb["rebound_expected"] > 0).all()
+    assert c.loc[~c["rebound"].fillna(False).astype(bool), "rebound_p"].isna().all()
+
+
+def test_time_bins_are_bounded_for_an_absurd_date_range():
+    from gis import emerging
+
+    dates = pd.Series(pd.to_datetime(["1900-01-15", "2022-01-10", "2022-03-05", "2023-12-31"]))
+    idx, labels = emerging.time_step_index(dates, "month", None, max_steps=24)
+    assert len(labels) == 24 and labels[-1] == "2023-12"
+    assert idx[0] == -1 and idx[-1] == 23 and idx[2] == labels.index("2022-03")
+
+
+def test_hotspot_functions_are_short():
+    """No function over 80 lines in the hot-spot modules (team guide)."""
+    import ast
+
+    root = Path(hotspots.__file__).parent
+    for name in ("hotspots.py", "emerging.py", "gistar.py", "cluster_scan.py", "cluster_eval.py"):
+        tree = ast.parse((root / name).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                assert node.end_lineno - node.lineno + 1 <= 80, f"{name}:{node.name}"
