@@ -195,6 +195,8 @@ class AppParams:
         cl = {k: v for k, v in (("eps_m", None if self.cluster_distance_m is None else float(self.cluster_distance_m)),
                                 ("start", self.start and self.start.isoformat()),
                                 ("end", self.end and self.end.isoformat())) if v is not None}
+        if self.cluster_distance_m is not None:  # a search distance is DBSCAN's parameter (default method: scan)
+            cl["method"] = "dbscan"
         if cl:
             clusters = dataclasses.replace(p.hotspots.clusters, **cl)
             p = dataclasses.replace(p, hotspots=dataclasses.replace(p.hotspots, clusters=clusters))

@@ -107,14 +107,3 @@ def check_size(value: int, section: str, key: str, what: str, table: dict[str, A
         raise GisError(f"{what} would be {int(value):,}; the limit is {cap:,} ({section}.{key} in layers/limits.yaml)")
 
 
-def time_bins(first: pd.Timestamp, last: pd.Timestamp, freq_months: int, table: dict[str, Any] | None = None) -> int:
-    """Number of monthly time bins between two dates, checked against ``analysis.max_time_bins``.
-
-    .. math:: n = \\lfloor (12 (y_l - y_f) + m_l - m_f) / k \\rfloor + 1
-
-    for bins of :math:`k` months.
-    """
-    months = 12 * (last.year - first.year) + (last.month - first.month)
-    n = months // max(int(freq_months), 1) + 1
-    check_size(n, "analysis", "max_time_bins", "the number of time bins (incident date span / bin length)", table)
-    return n

@@ -147,6 +147,35 @@ class CoverageParams(Section):
 
 
 @dataclass(frozen=True)
+class ScanParams(Section):
+    """The local-background scan detector (:mod:`gis.cluster_scan`)."""
+
+    radii_m: tuple[float, ...]
+    annulus_m: tuple[float, ...]
+    core_p: float
+    link_m: float
+    attach_m: float
+    bandwidth_m: float
+    neighbours: int
+    merge_link_m: float
+    merge_saddle_ratio: float
+    min_background_per_km2: float
+
+
+@dataclass(frozen=True)
+class SignificanceParams(Section):
+    """Per-cluster significance: observed vs expected from the local background, BH q-values."""
+
+    annulus_m: tuple[float, ...]
+    sectors: int
+    radius_sigmas: float
+    window_overlap: float
+    min_radius_m: float
+    min_background_per_km2: float
+    alpha: float
+
+
+@dataclass(frozen=True)
 class ClusterParams(Section):
     """Incident clusters (DBSCAN / HDBSCAN) and their outlines."""
 
@@ -164,6 +193,8 @@ class ClusterParams(Section):
     concave_ratio: float
     outline_buffer_m: float
     max_spread_m: float
+    scan: ScanParams
+    significance: SignificanceParams
 
 
 @dataclass(frozen=True)
@@ -200,6 +231,8 @@ class EmergingParams(Section):
     time_step: str
     neighborhood_time_steps: int
     alpha: float
+    fdr: bool
+    max_steps: int
     min_steps: int
     stages: tuple[dict[str, Any], ...]
 
@@ -220,6 +253,7 @@ class PriorityParams(Section):
     """Priority score of clusters and the deadlines by score."""
 
     weights: dict[str, float]
+    unknown_kind_severity: float
     recency_half_life_days: float
     as_of: str | None
     deadline_days: tuple[dict[str, float], ...]
@@ -229,11 +263,11 @@ class PriorityParams(Section):
 class KindParams(Section):
     """One incident kind: severity, lead / support departments, legal basis, measures."""
 
-    severity: float
-    lead: tuple[str, ...]
     support: tuple[str, ...]
     basis: str
     measures: str
+    lead: tuple[str, ...] = ()
+    severity: float | None = None  # none: priority.unknown_kind_severity
 
 
 @dataclass(frozen=True)

@@ -547,10 +547,10 @@ def test_flagged_clusters_stay_in_gpkg_but_not_in_priority_or_ledger(config):
 
 
 def test_membership_round_trips_through_the_geopackage(synthetic_district, tmp_path):
-    summary: dict = {}
-    context: dict = {}
-    hotspots.run_step(synthetic_district, tmp_path, summary, context)
-    res = context["hotspots"]
+    from gis.steps import run_steps
+
+    _summary, ctx = run_steps(synthetic_district, tmp_path, ["hotspots"])
+    res = ctx.hotspots
     layer = gpd.read_file(tmp_path / "hotspots.gpkg", layer="incidents")
     assert len(layer) == len(synthetic_district.incidents)  # every report, clustered or not
     back = layer.dropna(subset=["cluster_id"]).set_index("incident_id")["cluster_id"].sort_index()
