@@ -18,7 +18,7 @@ from .townships import TOWNSHIPS, township_anchors, township_cells, township_of
 #: border with 璧山 (through 青木关), 中梁山 between 大学城/西永 and the urban core, its
 #: 歌乐山 part west of 磁器口 (approximate positions).
 RIDGES = MappingProxyType({
-    "中梁山": ((106.440, 29.79), (106.412, 29.70), (106.395, 29.63), (106.385, 29.58), (106.378, 29.53), (106.372, 29.47)),
+    "中梁山": ((106.440, 29.79), (106.414, 29.70), (106.402, 29.63), (106.394, 29.58), (106.385, 29.53), (106.376, 29.47)),
     "缙云山": ((106.318, 29.78), (106.295, 29.70), (106.278, 29.63), (106.262, 29.55), (106.250, 29.49)),
 })
 #: Half width (m) of the ridge corridors kept free of urban regions.
