@@ -130,7 +130,7 @@ SCALES: MappingProxyType[str, ScaleParams] = MappingProxyType({
     "municipal": ScaleParams("municipal", 0.0005, 20.0, 200.0, 1000.0, 4300, 1800, 20, 4, 860, 30, 0.4, 100),
     "small": ScaleParams("small", 0.001, 20.0, 250.0, 1500.0, 200, 90, 1, 1, 12, 5, 0.4, 30),
     "district": ScaleParams("district", 0.001, 20.0, 250.0, 1500.0, 1000, 450, 10, 3, 60, 10, 0.4, 60),
-    "city": ScaleParams("city", 0.00023, 20.0, 150.0, 800.0, 14000, 6000, 60, 10, 1800, 40, 0.4, 200),
+    "city": ScaleParams("city", 0.00018, 20.0, 150.0, 800.0, 14000, 6000, 60, 10, 1800, 40, 0.4, 200),
 })
 
 

@@ -19,7 +19,7 @@ from .townships import TOWNSHIPS, township_anchors, township_cells, township_of
 #: 歌乐山 part west of 磁器口 (approximate positions).
 RIDGES = MappingProxyType({
     "中梁山": ((106.440, 29.79), (106.414, 29.70), (106.402, 29.63), (106.394, 29.58), (106.385, 29.53), (106.376, 29.47)),
-    "缙云山": ((106.318, 29.78), (106.295, 29.70), (106.278, 29.63), (106.262, 29.55), (106.250, 29.49)),
+    "缙云山": ((106.312, 29.78), (106.289, 29.70), (106.272, 29.63), (106.256, 29.55), (106.244, 29.49)),
 })
 #: Half width (m) of the ridge corridors kept free of urban regions.
 RIDGE_CLEAR_M = 3300.0

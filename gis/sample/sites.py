@@ -258,7 +258,9 @@ def _transfer_stations(rng: np.random.Generator, geo: _Geo, ix: _Index, pop: _Po
     """One clean, population-weighted active transfer station per township (but a few)."""
     cx, cy = _population_points(rng, pop, 40_000)
     ux, uy = _uniform_in(rng, geo.district, 40_000)
-    cx, cy = np.concatenate([cx, ux]), np.concatenate([cy, uy])
+    per = [_uniform_in(rng, g, 2000) for g in geo.townships]  # small townships get candidates too
+    cx = np.concatenate([cx, ux, *[a for a, _ in per]])
+    cy = np.concatenate([cy, uy, *[b for _, b in per]])
     ev = _evaluate(ix, cx, cy)
     twn = _township_of(geo, cx, cy)
     ok = _clean_mask(ev, Tier.TRANSFER_STATION, ix.classes)
