@@ -273,6 +273,3 @@ def _write(out: Path, seed: int, scale: str, tile: Tile | None, b: _Built) -> Sa
     _write_project(out, p, seed, scale, tile, counts, b, town)
     files["project"] = out / "project.yaml"
     return SampleResult(out=out, seed=seed, scale=scale, counts=counts, truth_files=truth_files, files=files)
-
-
-__all__ = ["generate", "DISTRICT_NAME"]
