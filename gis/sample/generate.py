@@ -17,7 +17,7 @@ from .. import settings
 from ..export import atomic_path, write_csv, write_excel, write_geotiff, write_gpkg
 from ..schema import Tier
 from .constants import (
-    BOX, CANDIDATE_HEADERS, CLEAN_TS_M, DISTRICT_CODE, DISTRICT_NAME, INCIDENT_HEADERS, LEDGER_HEADERS, LEVEL_ZH,
+    BOX, CANDIDATE_HEADERS, CLEAN_TS_M, DISTRICT_CODE, INCIDENT_HEADERS, LEDGER_HEADERS, LEVEL_ZH,
     MARGIN_M, METRIC_EPSG, SCALES, SampleResult, ScaleParams, Tile,
 )
 from .evaluate import _build_index

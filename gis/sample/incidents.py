@@ -43,6 +43,8 @@ _DESCRIPTION = MappingProxyType({
     IncidentKind.UNFILED_SCRAP_METAL: "收购废旧金属未向公安机关备案",
 })
 _DESTINATIONS = ("去向不明", "流入二手配件市场", "交售正规拆解企业", "已追回")
+#: Ring (m) beyond a cluster's 3σ kept free of noise of its kind (> the 300 m rebound distance).
+QUIET_RING_M = 450.0
 _START = np.datetime64("2022-01-01")
 _END = np.datetime64("2024-12-31")
 
@@ -181,12 +183,28 @@ def _with_noise(rng: np.random.Generator, pop: _Population, p: ScaleParams, c: _
     probs = np.array(list(_NOISE_KIND_P.values()))
     nkind = rng.choice(kinds_all, n_noise, p=probs / probs.sum())
     ndate = _START + rng.integers(0, _days(np.array([_END]))[0] + 1, n_noise).astype("timedelta64[D]")
+    keep = _clear_of_clusters(c, nx_, ny_, nkind)
+    nx_, ny_, nkind, ndate, n_noise = nx_[keep], ny_[keep], nkind[keep], ndate[keep], int(keep.sum())
     return {
         "x": np.concatenate([m["x"], nx_]), "y": np.concatenate([m["y"], ny_]),
         "kind": np.concatenate([c.kind[m["cid"]], nkind]), "date": np.concatenate([m["date"], ndate]),
         "cid": np.concatenate([m["cid"], np.full(n_noise, -1)]),
         "phase": np.concatenate([m["phase"], np.full(n_noise, "", dtype=object)]),
     }
+
+
+def _clear_of_clusters(c: _Clusters, x: FloatArray, y: FloatArray, kind: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
+    """Noise incidents that stay out of every planted cluster of their own kind.
+
+    A noise incident of kind *k* within ``3σ + QUIET_RING_M`` of the centre of a cluster of
+    kind *k* would join that cluster or read as its rebound (严防反弹: same kind within the
+    rebound distance after closure), so the planted truth would no longer hold; it is dropped.
+    """
+    keep = np.ones(len(x), bool)
+    for i in range(len(c.sigma)):
+        near = np.hypot(x - c.cx[i], y - c.cy[i]) < 3.0 * c.sigma[i] + QUIET_RING_M
+        keep &= ~(near & (kind == c.kind[i]))
+    return keep
 
 
 def _status(rng: np.random.Generator, c: _Clusters, a: dict[str, Any]) -> None:
