@@ -20,6 +20,9 @@ from gis.sample import (
     LEDGER_HEADERS,
     SCALES,
     TOTAL_POPULATION,
+    PLACES,
+    TOWNSHIPS,
+    TOWNSHIPS_WITHOUT_TS,
     SampleResult,
     _district_outline,
     generate,
@@ -96,7 +99,7 @@ def test_counts_small(small: SampleResult, truth: pd.DataFrame) -> None:
     sc = truth[truth["tier"] == "sorting_centre"]
     assert (sc["status"] == "active").sum() == 1 and (sc["status"] == "planned").sum() == 1
     assert c["clusters"] == 12 and 600 <= c["incidents"] <= 1200
-    assert 25 <= c["candidates"] <= 35 and c["townships"] == 23
+    assert 25 <= c["candidates"] <= 35 and c["townships"] == len(TOWNSHIPS)
     assert c["sites_rows"] == c["sites"] + 7 and c["incidents_rows"] == c["incidents"] + 2
 
 
@@ -105,7 +108,7 @@ def test_ledger_is_gb18030_with_exact_headers(small: SampleResult, ledger: pd.Da
     raw = (small.out / "sites_ledger.csv").read_bytes()
     with pytest.raises(UnicodeDecodeError):
         raw.decode("utf-8")
-    assert list(ledger.columns) == LEDGER_HEADERS
+    assert list(ledger.columns) == list(LEDGER_HEADERS)
     assert set(ledger["网点层级"]) - {"废品收购大户"} == {"分拣中心", "中转分拣站", "回收网点", "分类投放点", "拆解企业"}
     assert set(ledger["经营状态"]) <= {"在营", "规划", "关停", "非法"}
     assert set(ledger["营业执照"]) <= {"有", "无"} and set(ledger["公安备案"]) <= {"已备案", "未备案"}
@@ -146,7 +149,7 @@ def test_bad_rows_are_where_truth_says(small: SampleResult, ledger: pd.DataFrame
     good = ~inc["记录编号"].isin(inc_bad["id"])
     assert pd.to_datetime(inc.loc[good, "发现日期"], format="%Y-%m-%d").between("2022-01-01", "2024-12-31").all()
     assert set(inc.loc[good, "问题类型"]) <= set(INCIDENT_KIND_LABEL_ZH.values())
-    assert list(inc.columns) == INCIDENT_HEADERS
+    assert list(inc.columns) == list(INCIDENT_HEADERS)
 
 
 def test_gcj02_shift_present_and_reversible(ledger: pd.DataFrame, truth: pd.DataFrame) -> None:
@@ -163,7 +166,7 @@ def test_gcj02_shift_present_and_reversible(ledger: pd.DataFrame, truth: pd.Data
 
 def test_candidates_are_bd09(small: SampleResult) -> None:
     cand = pd.read_excel(small.out / "garbage_transfer_stations.xlsx", sheet_name=0)
-    assert list(cand.columns) == CANDIDATE_HEADERS and (cand["类型"] == "垃圾中转站").all()
+    assert list(cand.columns) == list(CANDIDATE_HEADERS) and (cand["类型"] == "垃圾中转站").all()
     ct = pd.read_csv(small.truth_files["candidates"])
     assert 3 <= ct["prohibited"].sum() <= 8
     wlon, wlat = bd09_to_wgs84(cand["经度"].to_numpy(), cand["纬度"].to_numpy())
@@ -281,7 +284,7 @@ def test_rebounds_follow_closures(small: SampleResult) -> None:
 # ------------------------------------------------------- townships, population
 def test_population_raster_matches_townships(small: SampleResult, zones: dict[str, gpd.GeoDataFrame]) -> None:
     tw = gpd.read_file(small.out / "townships.gpkg")
-    assert tw.crs.to_epsg() == 4490 and len(tw) == 23
+    assert tw.crs.to_epsg() == 4490 and len(tw) == len(TOWNSHIPS)
     assert set(tw["类型"]) == {"街道", "镇"} and set(tw["城镇"]) == {"是", "否"}
     with rasterio.open(small.out / "population.tif") as src:
         arr = src.read(1)
@@ -298,8 +301,15 @@ def test_population_raster_matches_townships(small: SampleResult, zones: dict[st
     fm = zones["four_mountains"].to_crs(4544)
     core = shapely.union_all(fm.geometry[fm["管控级别"] == "禁建区"].values)
     assert not shapely.contains_xy(core, *to_metric(np.asarray(lon), np.asarray(lat))).any()
-    town_truth = pd.read_csv(small.truth_files["townships"])
-    assert 2 <= (~town_truth["has_transfer_station"]).sum() <= 3
+    town_truth = pd.read_csv(small.truth_files["townships"]).set_index("township")
+    without = set(town_truth.index[~town_truth["has_transfer_station"]])
+    assert set(TOWNSHIPS_WITHOUT_TS) <= without
+    # any other township without a station has almost no ground outside the zones
+    free = shapely.difference(shapely.union_all(tw.to_crs(4544).geometry.values), shapely.union_all(
+        [z.to_crs(4544).geometry.union_all() for z in zones.values()]))
+    for name in without - set(TOWNSHIPS_WITHOUT_TS):
+        cell = tw.to_crs(4544).geometry[tw["镇街名称"] == name].iloc[0]
+        assert shapely.intersection(cell, free).area < 0.25 * cell.area, name
 
 
 def test_four_mountains_bands_are_wide_nonoverlapping_rings(zones: dict[str, gpd.GeoDataFrame]) -> None:
@@ -360,3 +370,76 @@ def test_scale_sizes_meet_benchmark_thresholds() -> None:
     assert 4 <= d.expected_sites / s.expected_sites <= 6
     with pytest.raises(ValueError):
         generate(Path("/nonexistent"), scale="huge")
+
+
+# ------------------------------------------------------- the real Shapingba ground
+#: The current 街道 and 镇 of Shapingba (沙坪坝区人民政府, 行政区划; 双碑街道 no longer exists).
+CURRENT_TOWNSHIPS = {
+    "小龙坎街道", "沙坪坝街道", "渝碚路街道", "磁器口街道", "童家桥街道", "石井坡街道", "詹家溪街道", "井口街道",
+    "歌乐山街道", "山洞街道", "新桥街道", "天星桥街道", "土湾街道", "覃家岗街道", "联芳街道", "陈家桥街道",
+    "虎溪街道", "西永街道", "土主街道", "香炉山街道", "丰文街道",
+    "青木关镇", "凤凰镇", "中梁镇", "回龙坝镇", "曾家镇",
+}
+SHARED_COUNTIES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chongqing_osm" / "chongqing_counties_wgs84.geojson"
+
+
+def _real_outline() -> shapely.Geometry:
+    """Shapingba's outline from the shared OSM file when present, else the bundled copy."""
+    if SHARED_COUNTIES.exists():
+        c = gpd.read_file(SHARED_COUNTIES)
+        return c[c["Code_County"].astype(str) == "500106"].to_crs(4544).geometry.union_all()
+    return gpd.read_file(settings.PACKAGE_ROOT / "data" / "boundaries" / "shapingba_outline.geojson").to_crs(4544).geometry.union_all()
+
+
+def test_outline_is_the_real_shapingba(small: SampleResult) -> None:
+    tw = gpd.read_file(small.out / "townships.gpkg").to_crs(4544)
+    sample = tw.geometry.union_all()
+    real = _real_outline()
+    iou = shapely.intersection(sample, real).area / shapely.union(sample, real).area
+    assert iou >= 0.95
+    assert 380e6 <= sample.area <= 410e6  # Shapingba is about 396 km²
+
+
+def test_townships_are_current_and_places_fall_in_their_township(small: SampleResult) -> None:
+    tw = gpd.read_file(small.out / "townships.gpkg").to_crs(4544)
+    assert set(tw["镇街名称"]) == CURRENT_TOWNSHIPS
+    assert (tw.geometry.area > 0.5e6).all()  # every township has a real share of the district
+    for place, (lon, lat, township) in PLACES.items():
+        x, y = to_metric(lon, lat)
+        hit = tw[tw.contains(shapely.Point(float(x), float(y)))]["镇街名称"].tolist()
+        assert hit == [township], place
+    for place in ("磁器口", "大学城", "歌乐山", "西永"):
+        assert place in PLACES
+
+
+def test_four_mountains_levels_are_nested_ridge_bands(zones: dict[str, gpd.GeoDataFrame], small: SampleResult) -> None:
+    fm = zones["four_mountains"].to_crs(4544)
+    district = gpd.read_file(small.out / "townships.gpkg").to_crs(4544).geometry.union_all()
+    for name in ("缙云山", "中梁山"):
+        lv = {r["管控级别"]: r.geometry for _, r in fm[fm["名称"] == name].iterrows()}
+        nb, kc, gc = lv["禁建区"], lv["重点控建区"], lv["一般控建区"]
+        # 禁建区 ⊂ 重点控建区 envelope ⊂ 一般控建区 envelope: a 100 m step out of an inner level
+        # stays inside the next level (or leaves the district)
+        for inner, outer in ((nb, shapely.union(nb, kc)), (shapely.union(nb, kc), shapely.union_all([nb, kc, gc]))):
+            ring = shapely.intersection(shapely.difference(shapely.buffer(inner, 100.0), inner), shapely.buffer(district, -5.0))
+            assert shapely.difference(ring, shapely.buffer(outer, 1.0)).area < 0.01 * ring.area + 1.0, name
+        # NNE–SSW: the band's long axis points between north and 35° east of north
+        rect = shapely.minimum_rotated_rectangle(shapely.union_all([nb, kc, gc]))
+        xy = np.asarray(rect.exterior.coords)[:3]
+        edges = [xy[1] - xy[0], xy[2] - xy[1]]
+        long_ = max(edges, key=lambda e: np.hypot(*e))
+        bearing = np.degrees(np.arctan2(abs(long_[0]), abs(long_[1])))
+        assert bearing <= 35.0, (name, bearing)
+    # 歌乐山 lies in the 中梁山 control area, the urban centre (三峡广场) outside every band
+    zl = shapely.union_all(fm.geometry[fm["名称"] == "中梁山"].values)
+    assert zl.contains(shapely.Point(*map(float, to_metric(*PLACES["歌乐山"][:2]))))
+    assert not shapely.union_all(fm.geometry.values).contains(shapely.Point(*map(float, to_metric(*PLACES["三峡广场"][:2]))))
+
+
+def test_population_follows_the_urban_east_and_real_water(small: SampleResult) -> None:
+    tw = pd.read_csv(small.truth_files["townships"])
+    urban = {"沙坪坝街道", "小龙坎街道", "渝碚路街道", "磁器口街道", "天星桥街道", "土湾街道", "覃家岗街道", "新桥街道"}
+    dens = tw.set_index("township")["population"]
+    assert dens[list(urban)].sum() > 0.35 * dens.sum()
+    lu = gpd.read_file(small.out / "landuse.gpkg")
+    assert (lu["地类编码"] == "1101").any() and (lu["地类编码"] == "1103").sum() >= 20  # Jialing + real water bodies
