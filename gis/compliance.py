@@ -579,11 +579,7 @@ def check_sites(
     sites = _keep_ledger_township(sites)
     for col in loc.columns:
         sites[col] = loc[col]
-    have = {
-        "zones": zones is not None,
-        "landuse": landuse is not None or landuse_raster is not None,
-        "zone_types": set(zones["zone_type"].astype(str)) if zones is not None and len(zones) else set(),
-    }
+    have = _layers_present(zones, landuse, landuse_raster)
 
     # Pre-linkage verdicts (working-centre test), then linkage, then the unlinked rule.
     allowed = rules.classes.allowed_pairs()
@@ -602,21 +598,29 @@ def check_sites(
     _mark_sites(sites, rules, results, violations, linkage)
     by_rule = pd.Series({r.id: int((violations["rule_id"] == r.id).sum()) for r in rules.enabled}, dtype=int)
 
-    inc = None
-    if incidents is not None and len(incidents):
-        inc = _keep_ledger_township(incidents.copy())
-        iloc = locator(incidents.geometry)
-        for col in iloc.columns:
-            inc[col] = iloc[col]
-    return ComplianceResult(
-        sites=sites,
-        violations=violations,
-        by_rule=by_rule,
-        incidents=inc,
-        linkage=linkage,
-        skipped_rules=skipped,
-        rules=rules,
-    )
+    return ComplianceResult(sites=sites, violations=violations, by_rule=by_rule,
+                            incidents=_located_incidents(incidents, locator), linkage=linkage,
+                            skipped_rules=skipped, rules=rules)
+
+
+def _layers_present(zones: gpd.GeoDataFrame | None, landuse: Any, landuse_raster: Any) -> dict[str, Any]:
+    """Which layers the rules can use (a rule needing an absent one is skipped)."""
+    return {
+        "zones": zones is not None,
+        "landuse": landuse is not None or landuse_raster is not None,
+        "zone_types": set(zones["zone_type"].astype(str)) if zones is not None and len(zones) else set(),
+    }
+
+
+def _located_incidents(incidents: gpd.GeoDataFrame | None, locator: Any) -> gpd.GeoDataFrame | None:
+    """Incidents with the same location fields as the sites (None without incidents)."""
+    if incidents is None or not len(incidents):
+        return None
+    inc = _keep_ledger_township(incidents.copy())
+    iloc = locator(incidents.geometry)
+    for col in iloc.columns:
+        inc[col] = iloc[col]
+    return inc
 
 
 def _bound_locator(base: Any, rules: RuleTable, **layers: Any) -> Any:

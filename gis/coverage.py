@@ -718,10 +718,7 @@ def analyse_district(
     headline = by_tier.get(headline_tier)
 
     def coverage_share(s: gpd.GeoDataFrame, row: Mapping[str, Any]) -> tuple[float, float]:
-        tiers = list(row.get("tiers") or []) or sorted(set(s["tier"].astype(str))) or [headline_tier]
-        std = Standard.from_config(tiers[0], cfg)
-        if row.get("distance_m") is not None or row.get("mode") is not None:
-            std = Standard(std.tier, str(row.get("mode", std.mode)), float(row.get("distance_m", std.distance_m)))
+        std = _target_standard(s, row, cfg, headline_tier)
         r = compute_coverage(pop, s, std, network=net_for(std.mode), max_snap_m=max_snap, townships=district.townships)
         return r.population_covered_share, r.household_covered_share
 
@@ -739,6 +736,17 @@ def analyse_district(
         outcome = _recommend(district, headline, headline_tier, scfg, net_for(headline.standard.mode), max_snap,
                              min_per_township=minima)
     return DistrictCoverage(sites, by_tier, headline, hh_tab, target_rows, gaps, outcome, nets, cfg)
+
+
+def _target_standard(
+    sites: gpd.GeoDataFrame, row: Mapping[str, Any], cfg: Mapping[str, Any], headline_tier: str
+) -> Standard:
+    """The service standard a coverage target measures: its tiers' standard, or its own distance/mode."""
+    tiers = list(row.get("tiers") or []) or sorted(set(sites["tier"].astype(str))) or [headline_tier]
+    std = Standard.from_config(tiers[0], cfg)
+    if row.get("distance_m") is not None or row.get("mode") is not None:
+        std = Standard(std.tier, str(row.get("mode") or std.mode), float(row.get("distance_m") or std.distance_m))
+    return std
 
 
 def _headline_gaps(district: Any, headline: CoverageResult | None, gcfg: Mapping[str, Any]) -> gpd.GeoDataFrame:

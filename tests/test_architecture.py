@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "gis"
@@ -127,13 +126,6 @@ def test_long_function_finder_counts_lines(tmp_path):
     assert all(" lines)" in f for f in long_functions())
 
 
-_OFFENDERS = long_functions()
-
-
-@pytest.mark.xfail(
-    bool(_OFFENDERS), strict=False,
-    reason="functions over 80 lines still being split by other helpers: " + "; ".join(_OFFENDERS),
-)
 def test_no_function_over_80_lines():
     assert long_functions() == []
 
