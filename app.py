@@ -53,15 +53,25 @@ def run_step_cached(
 
 
 @st.cache_resource(show_spinner="绘制地图 Drawing the map …", max_entries=8)
-def build_map_cached(pkey: str, keys: tuple[str, ...], tiles: str, attribution: str, _district: District,
-                     _context: dict[str, Any]) -> tuple[Any, list[maps.MapLayer]]:
+def build_layers_cached(pkey: str, keys: tuple[str, ...], tiles: str, attribution: str, _district: District,
+                        _context: dict[str, Any]) -> tuple[maps.MapOptions, list[maps.MapLayer]]:
+    """The map's layers (display-ready data), cached per project, step results and basemap."""
     opt = maps.district_options(_district)
     if tiles:
         opt = maps.with_options(opt, basemaps=(maps.Basemap(tiles, attribution or tiles),))
-    layers = maps.build_layers(_district, _context, opt)
-    m = maps.render_folium(layers, opt, title=maps.district_title(_district),
-                           attributions=maps.district_attributions(_district))
-    return m, layers
+    return opt, maps.build_layers(_district, _context, opt)
+
+
+def fresh_map(district: District, opt: maps.MapOptions, layers: list[maps.MapLayer]) -> Any:
+    """A new folium map of the cached layers, for every rerun.
+
+    A folium ``Map`` must not be shared between reruns or sessions: rendering it
+    (``st_folium``, ``save``) renames its elements, and a second render of the same
+    object refers to variables that no longer exist — the map stays blank
+    (``geo_json_… is not defined``) on reload, in a second session, after any widget.
+    """
+    return maps.render_folium(layers, opt, title=maps.district_title(district),
+                              attributions=maps.district_attributions(district))
 
 
 # ---------------------------------------------------------------------------------
@@ -229,7 +239,8 @@ def page_map(district: District, pkey: str, outputs: dict[str, sup.StepOutput], 
     cols[3].metric("违规 Violations", summary.get("violations_total", "—"))
     context = sup.merged_context(outputs)
     keys = st.session_state.get("_step_keys", ())
-    m, layers = build_map_cached(pkey, keys, tiles, attribution, district, context)
+    opt, layers = build_layers_cached(pkey, keys, tiles, attribution, district, context)
+    m = fresh_map(district, opt, layers)
     st.caption("图层 Layers: " + " · ".join(lay.title for lay in layers))
     st_folium(m, height=640, use_container_width=True, returned_objects=[], key="map")
 
@@ -290,11 +301,11 @@ def page_downloads(district: District, pkey: str, outputs: dict[str, sup.StepOut
     files = sup.download_files(outputs.values())
     context = sup.merged_context(outputs)
     keys = st.session_state.get("_step_keys", ())
-    m, _ = build_map_cached(pkey, keys, tiles, attribution, district, context)
+    opt, layers = build_layers_cached(pkey, keys, tiles, attribution, district, context)
     tag = hashlib.sha1("|".join(keys + (tiles, attribution)).encode()).hexdigest()[:12]
     map_path = CACHE_ROOT / pkey / "map" / tag / "map.html"
     if not map_path.exists():
-        maps.save_map_html(m, map_path)
+        maps.save_map_html(fresh_map(district, opt, layers), map_path)
     files.append(map_path)
     if not files:
         st.info(sup.NOT_AVAILABLE)

@@ -9,8 +9,9 @@ catalogues in the checkout first, else in the installed package.
 from setuptools import find_packages, setup
 
 setup(
-    packages=[*find_packages(include=["gis", "gis.*"]), "gis.layers"],
-    package_dir={"gis.layers": "layers"},
-    package_data={"gis": ["assets/*", "assets/**/*"], "gis.layers": ["*.yaml"]},
+    packages=[*find_packages(include=["gis", "gis.*"]), "gis.layers", "gis.boundaries"],
+    package_dir={"gis.layers": "layers", "gis.boundaries": "data/boundaries"},
+    package_data={"gis": ["assets/*", "assets/**/*"], "gis.layers": ["*.yaml"],
+                  "gis.boundaries": ["*.geojson", "*.csv", "*.md"]},
     include_package_data=False,
 )

@@ -166,7 +166,8 @@ def main() -> None:
     ap.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md from the saved runs, run nothing")
     a = ap.parse_args()
     if not a.report_only:
-        from gis.municipal import generate_municipality, load_index
+        from gis.municipal import load_index
+        from gis.sample.mosaic import generate_municipality
 
         project = WORK / f"muni_{a.districts}_{a.district_scale}"
         t0 = time.perf_counter()

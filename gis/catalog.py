@@ -477,10 +477,10 @@ def value_lookup(vocabulary: str) -> dict[str, str]:
 
 @functools.cache
 def landuse_classes() -> dict[str, dict[str, Any]]:
-    """GB/T 21010 class table ``{code: {name_zh, name_en, allowed_tiers, receptor}}``."""
-    table = load_yaml(settings.LAYERS_DIR / "landuse_gbt21010.yaml")
-    classes = table.get("classes") or {}
-    return {str(k): dict(v) for k, v in classes.items()}
+    """GB/T 21010-2017 class table ``{code: {name_zh, canonical, allowed_tiers, receptor}}`` (:mod:`gis.landuse`)."""
+    from gis.landuse import load_scheme
+
+    return {str(k): dict(v) for k, v in load_scheme("gbt21010_2017").classes.items()}
 
 
 def landuse_class(code: str | None) -> dict[str, Any] | None:

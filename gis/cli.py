@@ -87,7 +87,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from gis.sample import generate
 
     if args.scale == "municipality":
-        from gis.municipal import CHONGQING_DISTRICTS, generate_municipality
+        from gis.municipal import CHONGQING_DISTRICTS
+        from gis.sample.mosaic import generate_municipality
 
         m = generate_municipality(
             Path(args.out), seed=args.seed, districts=args.districts or len(CHONGQING_DISTRICTS),

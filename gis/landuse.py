@@ -412,8 +412,8 @@ def check_district(district: Any) -> SchemeDetection | None:
 def classes_for_project(project: Any) -> LandUseScheme | None:
     """The declared scheme of a project's land-use layer, for the rule table; None when undeclared.
 
-    (Undeclared layers keep the legacy class table until the bundled sample is coded in
-    corrected GB/T 21010; ``gis validate`` still reports the detected scheme.)
+    An undeclared layer is read as GB/T 21010-2017 (the rule table's default); ``gis
+    validate`` detects the scheme from its codes and stops when they are ambiguous.
     """
     spec = project.spec("landuse") if project is not None and hasattr(project, "spec") else None
     scheme = getattr(spec, "scheme", None)

@@ -377,7 +377,9 @@ def render_folium(
     bounds = _layer_bounds(layers)
     # No zoom/fade animation: the initial fitBounds is then applied at once, so a
     # snapshot (map.png, screenshots) never catches markers and polygons mid-zoom.
-    m = folium.Map(tiles=None, control_scale=True, prefer_canvas=False, zoom_start=12,
+    # max_zoom: with no tile layer Leaflet has no zoom range, and the clustered incidents
+    # layer (markercluster) refuses to draw ("Map has no maxZoom specified")
+    m = folium.Map(tiles=None, control_scale=True, prefer_canvas=False, zoom_start=12, min_zoom=3, max_zoom=19,
                    zoom_animation=False, fade_animation=False, marker_zoom_animation=False, zoom_snap=0.25,
                    location=[(bounds[0][0] + bounds[1][0]) / 2, (bounds[0][1] + bounds[1][1]) / 2] if bounds else [29.56, 106.45])
     m.get_root().header.add_child(Element(

@@ -49,19 +49,6 @@ CHONGQING_DISTRICTS: tuple[tuple[str, str], ...] = (
 FOUR_RANGES: tuple[str, ...] = ("缙云山", "中梁山", "铜锣山", "明月山")
 #: Name of the top-level index file.
 INDEX_FILE = "municipality.yaml"
-#: Names moved to :mod:`gis.sample.mosaic` (the mosaic generator), still importable from here.
-_MOVED_TO_MOSAIC = ("MunicipalSample", "tile_layout", "generate_municipality", "COLUMN_RANGES",
-                    "BORDER_CLUSTER_SIZE", "BORDER_CLUSTER_SIGMA_M")
-
-
-def __getattr__(name: str) -> Any:
-    """Lazy re-export of the mosaic generator (``gis.sample.mosaic`` imports this module)."""
-    if name in _MOVED_TO_MOSAIC:
-        from .sample import mosaic
-
-        return getattr(mosaic, name)
-    raise AttributeError(f"module 'gis.municipal' has no attribute {name!r}")
-
 
 # ====================================================================== index
 

@@ -302,7 +302,7 @@ def load_network(
     weight
         ``length`` or ``travel_time``.
     cache_dir
-        Directory for ``roadgraph-<key>.npz`` (e.g. ``<project>/.gis_cache`` or
+        Directory for ``roadgraph-<key>.npz`` (e.g. ``~/.cache/gis-recycling/roadgraph`` or
         ``<out>/.cache``); ``None`` builds without caching. An unwritable
         directory only skips the cache.
     """
@@ -326,17 +326,23 @@ def load_network(
 
 
 def district_cache_dir(district: Any) -> Path | None:
-    """The project's road-graph cache folder (``cache_dir`` of ``layers/roadgraph.yaml``), or ``None``."""
+    """The road-graph cache folder (``cache_dir`` of ``layers/roadgraph.yaml``), or ``None``.
+
+    A relative ``cache_dir`` lies in the user's cache folder (``$XDG_CACHE_HOME``, else
+    ``~/.cache``), never in the project folder: a project may be read-only, confined
+    (an upload) or fingerprinted by its files (the app's cache keys).
+    """
+    import os
+
     from gis import settings
     from gis.catalog import load_yaml
 
     rel = load_yaml(settings.LAYERS_DIR / "roadgraph.yaml").get("cache_dir")
-    project = getattr(district, "project", None)
-    root = getattr(project, "root", None)
-    if rel is None or root is None:
+    if rel is None or getattr(district, "project", None) is None:
         return None
     p = Path(rel)
-    return p if p.is_absolute() else Path(root) / p
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return p if p.is_absolute() else base / p
 
 
 def network_for_district(district: Any, mode: Mode, *, weight: str = "length",

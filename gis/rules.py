@@ -4,8 +4,9 @@
 ``layers/compliance.yaml`` and ``project.yaml`` (:meth:`RuleTable.from_section`);
 every rule is validated on load (:func:`_parse_rule`), and a problem is reported as a
 :class:`gis._errors.CatalogError` naming the key path, e.g.
-``compliance.rules[3].condition.type``. :class:`LandUseClasses` is the GB/T 21010
-class table (``layers/landuse_gbt21010.yaml``) the ``landuse_not_allowed`` and
+``compliance.rules[3].condition.type``. :class:`LandUseClasses` is the land-use
+scheme (:class:`gis.landuse.LandUseScheme`; GB/T 21010-2017 unless the land-use layer
+declares another ``scheme:``) the ``landuse_not_allowed`` and
 ``near_receptor`` rules read. Evaluation of the rules is in :mod:`gis.compliance`.
 
 Examples
@@ -21,20 +22,19 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
-import numpy as np
 import pandas as pd
 import yaml
 
 from gis._errors import CatalogError
+from gis.landuse import LandUseScheme as LandUseClasses  # the one home of land-use classes
 from gis.schema import Tier, ZoneLevel
 from gis.settings import LAYERS_DIR
 
 __all__ = [
     "ATTRIBUTE_FIELDS",
     "CONDITION_TYPES",
-    "DEFAULT_CLASSES_PATH",
     "DEFAULT_RULES_PATH",
     "NORM_FIELDS",
     "RECEPTORS",
@@ -99,7 +99,6 @@ _RULE_REQUIRED = (
 )
 
 DEFAULT_RULES_PATH: Path = LAYERS_DIR / "compliance.yaml"
-DEFAULT_CLASSES_PATH: Path = LAYERS_DIR / "landuse_gbt21010.yaml"
 
 
 # --------------------------------------------------------------------------- rules
@@ -144,78 +143,6 @@ class Rule:
         return str(self.condition["type"])
 
 
-@dataclass(frozen=True)
-class LandUseClasses:
-    """The GB/T 21010 class table (``layers/landuse_gbt21010.yaml``).
-
-    Attributes
-    ----------
-    classes
-        ``{code: {"name_zh", "allowed_tiers", "receptor"}}`` as in the YAML.
-    """
-
-    classes: Mapping[str, Mapping[str, Any]]
-
-    @classmethod
-    def load(cls, path: str | Path = DEFAULT_CLASSES_PATH) -> "LandUseClasses":
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        classes = data.get("classes")
-        if not isinstance(classes, dict):
-            raise CatalogError(path, "classes", "missing or not a mapping")
-        return cls({str(k): dict(v or {}) for k, v in classes.items()})
-
-    def resolve(self, code: Any) -> str | None:
-        """The class-table entry for ``code`` (own entry, else its first-level class)."""
-        if code is None or (isinstance(code, float) and np.isnan(code)):
-            return None
-        code = str(code).strip()
-        if code in self.classes:
-            return code
-        if len(code) > 2 and code[:2] in self.classes:
-            return code[:2]
-        return None
-
-    def table(self, codes: pd.Series) -> pd.DataFrame:
-        """Resolve codes (vectorised over unique values) to name, entry, receptor.
-
-        Returns a frame aligned with ``codes`` with columns ``landuse_code`` (null when
-        the code is null or unknown), ``landuse_name``, ``class_entry``, ``receptor``.
-        """
-        codes = codes.astype("object").where(codes.notna(), None)
-        uniq = [str(c) for c in pd.unique(codes.dropna())]
-        # resolve each distinct code once (a district has tens of classes, not sites)
-        rows = {}
-        for c in uniq:
-            e = self.resolve(c)
-            own = self.classes.get(c, {})
-            base = self.classes.get(e, {}) if e else {}
-            rows[c] = (
-                c if e else None,
-                e,
-                (own.get("name_zh") or base.get("name_zh")) if e else None,
-                (own.get("receptor") or base.get("receptor")) if e else None,
-            )
-        lookup = pd.DataFrame.from_dict(
-            rows, orient="index", columns=["landuse_code", "class_entry", "landuse_name", "receptor"]
-        )
-        key = codes.astype("string").to_numpy(dtype=object, na_value=None)
-        out = lookup.reindex(key).set_axis(codes.index)
-        for col in out.columns:
-            out[col] = _none(out[col])
-        return out
-
-    def allowed_pairs(self) -> set[str]:
-        """``{"<code>|<tier>"}`` for every allowed (class entry, tier) pair."""
-        return {
-            f"{code}|{tier}"
-            for code, spec in self.classes.items()
-            for tier in (spec.get("allowed_tiers") or [])
-        }
-
-    def receptor_codes(self, receptor: str, codes: Sequence[str]) -> list[str]:
-        """Those of ``codes`` whose (resolved) class is a ``receptor`` class."""
-        t = self.table(pd.Series(list(codes), dtype="object"))
-        return [c for c, r in zip(codes, t["receptor"]) if r == receptor]
 
 
 @dataclass

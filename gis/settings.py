@@ -20,6 +20,13 @@ LAYERS_DIR: Path = (
     else Path(__file__).resolve().parent / "layers"
 )
 
+#: Real outlines, water and building footprints the sample generator draws on (OSM, ODbL):
+#: ``data/boundaries/`` of the checkout, or ``gis/boundaries`` inside an installed wheel.
+BOUNDARY_DIR: Path = (
+    PACKAGE_ROOT / "data" / "boundaries" if (PACKAGE_ROOT / "data" / "boundaries" / "README.md").exists()
+    else Path(__file__).resolve().parent / "boundaries"
+)
+
 #: The bundled sample district, used when no project is named.
 SAMPLE_PROJECT_DIR: Path = PACKAGE_ROOT / "data" / "sample_district"
 

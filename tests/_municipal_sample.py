@@ -9,7 +9,7 @@ from pathlib import Path
 
 @functools.lru_cache(maxsize=1)
 def two_district_sample() -> Path:
-    from gis.municipal import generate_municipality
+    from gis.sample.mosaic import generate_municipality
 
     out = Path(tempfile.mkdtemp(prefix="gis_muni_")) / "muni"
     generate_municipality(out, seed=3, districts=2, district_scale="small", workers=2)

@@ -258,3 +258,38 @@ def test_hostile_ledger_popup_shows_text_not_markup(browser: object, tmp_path: P
     page.wait_for_timeout(500)
     assert dialogs == []
     page.close()
+
+
+def _drawn_features(page: object) -> int:
+    """SVG paths and markers Leaflet has drawn in the app's map (0 = a blank map)."""
+    page.locator(MAP_IFRAME).first.wait_for(state="attached", timeout=120_000)  # type: ignore[attr-defined]
+    frame = page.frame_locator(MAP_IFRAME).first  # type: ignore[attr-defined]
+    frame.locator(".leaflet-container").wait_for(timeout=60_000)
+    try:
+        frame.locator("path.leaflet-interactive, .leaflet-marker-icon").first.wait_for(timeout=30_000)
+    except Exception:  # noqa: BLE001 - a blank map is the failure this test is about
+        return 0
+    return frame.locator("path.leaflet-interactive").count() + frame.locator(".leaflet-marker-icon").count()
+
+
+def test_map_draws_after_reload_and_in_a_second_session(browser: object, app_url: str, app_page: object) -> None:
+    """The map draws every time: first visit, reload, a second session (no `geo_json_… is not defined`)."""
+    errors: list[str] = []
+    first = _drawn_features(app_page)
+    assert first > 0
+    page = browser.new_page()  # type: ignore[attr-defined]  # a second browser session
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        for visit in ("second session", "reload"):
+            if visit == "reload":
+                page.reload(wait_until="domcontentloaded", timeout=60_000)
+            else:
+                page.goto(app_url, wait_until="domcontentloaded", timeout=60_000)
+            page.wait_for_selector('[data-testid="stApp"]', timeout=60_000)
+            _wait_idle(page)
+            n = _drawn_features(page)
+            assert n == first, f"{visit}: {n} features drawn, {first} on the first visit"
+    finally:
+        page.close()
+    assert not [e for e in errors if "is not defined" in e or "maxZoom" in e], errors

@@ -9,7 +9,8 @@ import pytest
 import shapely
 import yaml
 
-from gis.municipal import FOUR_RANGES, load_index, merge_cross_border, rollup, tile_layout
+from gis.municipal import FOUR_RANGES, load_index, merge_cross_border, rollup
+from gis.sample.mosaic import tile_layout
 from _municipal_sample import two_district_sample
 
 

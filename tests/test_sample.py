@@ -215,9 +215,9 @@ def test_four_mountains_sites_inside_their_band_and_clean_sites_outside_zones(
 
 
 def test_clean_sites_on_allowed_landuse(small: SampleResult, truth: pd.DataFrame) -> None:
-    import yaml
+    from gis.landuse import load_scheme
 
-    classes = yaml.safe_load((settings.LAYERS_DIR / "landuse_gbt21010.yaml").read_text(encoding="utf-8"))["classes"]
+    classes = load_scheme("gbt21010_2017").classes  # the sample is coded in GB/T 21010-2017
     lu = gpd.read_file(small.out / "landuse.gpkg")
     pts = gpd.GeoDataFrame(truth, geometry=gpd.points_from_xy(truth["lon"], truth["lat"]), crs=4326).to_crs(lu.crs)
     j = gpd.sjoin(pts[truth["clean"]], lu[["地类编码", "geometry"]], predicate="within")

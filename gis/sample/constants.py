@@ -17,7 +17,7 @@ from ..schema import Tier
 FloatArray = npt.NDArray[np.float64]
 
 #: Folder of the bundled real boundary files (OSM-derived, © OpenStreetMap contributors, ODbL 1.0).
-BOUNDARY_DIR: Path = settings.PACKAGE_ROOT / "data" / "boundaries"
+BOUNDARY_DIR: Path = settings.BOUNDARY_DIR
 #: The real Shapingba outline, its water polygons and building footprints (points + area).
 OUTLINE_FILE = "shapingba_outline.geojson"
 WATER_FILE = "shapingba_water.geojson"

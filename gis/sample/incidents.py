@@ -300,7 +300,7 @@ def _incidents(rng: np.random.Generator, geo: _Geo, pop: _Population, p: ScalePa
     df, truth = _records(rng, geo, cols)
     clusters = _cluster_truth(geo, c, cols)
     bad = []
-    for field_, value, reason in (("发现日期", "2023年13月", RejectReason.BAD_VALUE), ("问题类型", "乱堆乱放", RejectReason.UNKNOWN_CATEGORY)):
+    for field_, value, reason in (("发现日期", "2023年13月", RejectReason.BAD_VALUE), ("问题类型", "偷倒渣土", RejectReason.UNKNOWN_CATEGORY)):
         src = df.iloc[int(rng.integers(0, len(df)))].copy()
         src["记录编号"] = f"XS{2024}{len(df) + len(bad) + 1:06d}"
         src[field_] = value

@@ -10,9 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import shapely
-import yaml
 
-from .. import settings
 from .constants import METRIC_EPSG
 from .frame import _contains, _smooth_noise
 from .geo import _Geo
@@ -22,9 +20,10 @@ ClassTable = MappingProxyType  # code -> class entry (name_zh, allowed_tiers, re
 
 
 def _class_table() -> MappingProxyType[str, dict[str, Any]]:
-    """The GB/T 21010 class table (``layers/landuse_gbt21010.yaml``), read once per generation."""
-    data = yaml.safe_load((settings.LAYERS_DIR / "landuse_gbt21010.yaml").read_text(encoding="utf-8"))
-    return MappingProxyType({str(k): v for k, v in data["classes"].items()})
+    """The GB/T 21010-2017 class table (:func:`gis.landuse.load_scheme`), read once per generation."""
+    from gis.landuse import load_scheme
+
+    return MappingProxyType({str(k): dict(v) for k, v in load_scheme("gbt21010_2017").classes.items()})
 
 
 def _class_entry(code: str, table: MappingProxyType[str, dict[str, Any]]) -> dict[str, Any]:
@@ -56,11 +55,11 @@ _MIX: MappingProxyType[str, tuple[tuple[str, ...], tuple[float, ...]]] = Mapping
     "core": (("0301",), (1.0,)),
     "key": (("0301", "0103", "0702"), (0.85, 0.10, 0.05)),
     "general": (("0301", "0103", "0101", "0702", "12"), (0.48, 0.22, 0.12, 0.14, 0.04)),
-    "ind_b": (("0601", "0604", "0808", "12", "0501"), (0.50, 0.32, 0.07, 0.06, 0.05)),
+    "ind_b": (("0601", "0604", "0803", "12", "0501"), (0.50, 0.32, 0.07, 0.06, 0.05)),
     "ind": (("0601", "0604", "12", "0501"), (0.55, 0.35, 0.05, 0.05)),
-    "university": (("0808", "0701", "0501", "0810", "0809", "12"), (0.45, 0.25, 0.08, 0.12, 0.03, 0.07)),
-    "urban": (("0701", "0501", "0808", "0809", "0810", "0601", "0604", "12"), (0.56, 0.13, 0.06, 0.03, 0.09, 0.04, 0.03, 0.06)),
-    "town": (("0701", "0501", "0702", "0808", "0809", "12"), (0.40, 0.22, 0.22, 0.05, 0.03, 0.08)),
+    "university": (("0803", "0701", "0501", "0810", "0805", "12"), (0.45, 0.25, 0.08, 0.12, 0.03, 0.07)),
+    "urban": (("0701", "0501", "0803", "0805", "0810", "0601", "0604", "12"), (0.56, 0.13, 0.06, 0.03, 0.09, 0.04, 0.03, 0.06)),
+    "town": (("0701", "0501", "0702", "0803", "0805", "12"), (0.40, 0.22, 0.22, 0.05, 0.03, 0.08)),
     "rural_farm": (("0101", "0103"), (0.5, 0.5)),
     "rural": (("0702", "0301", "12", "0501", "0601"), (0.50, 0.35, 0.07, 0.04, 0.04)),
 })

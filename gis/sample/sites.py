@@ -53,7 +53,7 @@ _PLAN: tuple[tuple[str, Tier, str], ...] = (
     ("basic_farmland", Tier.COLLECTION_POINT, "规划"),
     ("water_source", Tier.COLLECTION_POINT, "在营"), ("water_source", Tier.TRANSFER_STATION, "规划"),
     ("landuse:0701", Tier.DISMANTLER, "在营"), ("landuse:0701", Tier.SORTING_CENTRE, "规划"),
-    ("landuse:farm", Tier.COLLECTION_POINT, "在营"), ("landuse:0808", Tier.TRANSFER_STATION, "规划"),
+    ("landuse:farm", Tier.COLLECTION_POINT, "在营"), ("landuse:0803", Tier.TRANSFER_STATION, "规划"),
     ("landuse:0810", Tier.COLLECTION_POINT, "在营"),
     ("school", Tier.DISMANTLER, "在营"),
     ("no_licence", Tier.COLLECTION_POINT, "在营"), ("no_licence", Tier.COLLECTION_POINT, "非法"),
