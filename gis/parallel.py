@@ -672,4 +672,4 @@ def _write_outputs(
 
 def _strip(s: dict[str, Any]) -> dict[str, Any]:
     """A district summary without run-dependent keys (timings, output paths)."""
-    return {k: v for k, v in s.items() if k not in ("timings_s", "map")}
+    return {k: v for k, v in s.items() if k not in ("timings_s", "map", "run_id")}

@@ -275,6 +275,8 @@ def _drawn_features(page: object) -> int:
 def test_map_draws_after_reload_and_in_a_second_session(browser: object, app_url: str, app_page: object) -> None:
     """The map draws every time: first visit, reload, a second session (no `geo_json_… is not defined`)."""
     errors: list[str] = []
+    app_page.get_by_role("tab", name="地图 Map").click()  # type: ignore[attr-defined]  # back from other tabs
+    _wait_idle(app_page)
     first = _drawn_features(app_page)
     assert first > 0
     page = browser.new_page()  # type: ignore[attr-defined]  # a second browser session
