@@ -38,6 +38,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from gis._errors import AnalysisError, CatalogError
+from gis.landuse import classes_for_project
 from gis.routing import (
     NetworkCSR,
     NodeDistances,
@@ -540,7 +541,8 @@ def eligible_sites(district: Any, compliance: Any = None) -> gpd.GeoDataFrame:
         from gis.schema import field_names
 
         cols = [c for c in field_names("sites") if c in sites] + [sites.geometry.name]
-        rules = RuleTable.from_section(district.project.section("compliance"), source=district.project.path)
+        rules = RuleTable.from_section(district.project.section("compliance"), source=district.project.path,
+                                   classes=classes_for_project(district.project))
         compliance = check_sites(
             sites[cols], townships=district.townships, zones=district.zones, landuse=district.landuse,
             landuse_raster=district.landuse_raster, rules=rules, graph=None,
@@ -781,7 +783,8 @@ def _recommend(
     if not parts:
         return None
     cand = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=district.crs)
-    rules = RuleTable.from_section(district.project.section("compliance"), source=district.project.path)
+    rules = RuleTable.from_section(district.project.section("compliance"), source=district.project.path,
+                                   classes=classes_for_project(district.project))
     checked = siting.eligible_candidates(
         cand, headline_tier, townships=district.townships, zones=district.zones,
         landuse=district.landuse, landuse_raster=district.landuse_raster, rules=rules,

@@ -32,7 +32,9 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 RECORD = HERE / "sample_outputs.json"
 #: summary.json keys that change from run to run (wall-clock timings).
-VOLATILE_SUMMARY_KEYS = ("timings_s",)
+VOLATILE_SUMMARY_KEYS = ("timings_s", "run_id")
+#: Nested summary keys that measure time, not results (e.g. the solver's seconds).
+VOLATILE_SUFFIX = "_seconds"
 #: Decimals kept for coordinates (metres or degrees → sub-millimetre either way at 7).
 COORD_DECIMALS = 3
 FLOAT_DIGITS = 9
@@ -71,6 +73,15 @@ def frame_digest(df: pd.DataFrame) -> dict[str, Any]:
     return {"rows": int(len(df)), "columns": cols, "sha256": h}
 
 
+def _without_times(v: Any) -> Any:
+    """``v`` without the keys that measure time (``*_seconds``), at any depth."""
+    if isinstance(v, dict):
+        return {k: _without_times(x) for k, x in v.items() if not str(k).endswith(VOLATILE_SUFFIX)}
+    if isinstance(v, list):
+        return [_without_times(x) for x in v]
+    return v
+
+
 def digest_folder(out: Path) -> dict[str, Any]:
     """Digest of every deterministic output in a ``gis run`` folder."""
     import geopandas as gpd
@@ -80,7 +91,7 @@ def digest_folder(out: Path) -> dict[str, Any]:
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     for k in VOLATILE_SUMMARY_KEYS:
         summary.pop(k, None)
-    res["summary.json"] = summary
+    res["summary.json"] = _without_times(summary)
     for f in sorted(out.glob("*.gpkg")):
         for name, _ in pyogrio.list_layers(f):
             res[f"{f.name}:{name}"] = frame_digest(gpd.read_file(f, layer=name))

@@ -1,0 +1,5 @@
+"""``python -m gis`` — see :mod:`gis.cli`."""
+
+from gis.cli import main
+
+raise SystemExit(main())

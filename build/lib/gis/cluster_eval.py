@@ -1,0 +1,161 @@
+"""Evaluation of cluster detectors against planted truth (the sample's ``truth/`` files).
+
+* :func:`detectable_planted` — the Poisson oracle: is a planted cluster detectable
+  in principle against its local background?
+* :func:`evaluate` — recall, recall of the detectable clusters and strict
+  precision of a :class:`gis.hotspots.ClusterResult`, pooled and by group.
+
+Used by ``benchmarks/bench_clusters.py`` and ``tests/test_hotspots.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from scipy.spatial import cKDTree
+from scipy.stats import poisson
+
+from gis.cluster_scan import bh_qvalues
+
+
+def detectable_planted(
+    incidents: gpd.GeoDataFrame,
+    clusters_truth: pd.DataFrame,
+    incidents_truth: pd.DataFrame,
+    *,
+    sigmas: float,
+    annulus_m: tuple[float, float],
+    fdr: float,
+    same_kind: bool,
+) -> pd.DataFrame:
+    """Planted clusters detectable in principle (one-sided Poisson test, BH-FDR).
+
+    For planted cluster *c* (centre :math:`s_c`, scale :math:`\\sigma_c`):
+    :math:`O_c` = its own members within :math:`k\\sigma_c` of :math:`s_c`;
+    :math:`E_c = \\hat\\lambda_c\\,\\pi (k\\sigma_c)^2`, :math:`\\hat\\lambda_c` the
+    density of non-cluster incidents (of the cluster's kind when ``same_kind``)
+    in the annulus ``annulus_m`` around :math:`s_c`;
+    :math:`p_c = P(N \\ge O_c \\mid N \\sim \\text{Poisson}(E_c))`; detectable when
+    the Benjamini–Hochberg q-value is ≤ ``fdr``.
+
+    Returns
+    -------
+    DataFrame
+        ``truth_id``, ``kind``, ``sigma_m``, ``n_incidents``, ``observed``,
+        ``expected``, ``p_value``, ``q_value``, ``detectable``.
+    """
+    crs = incidents.crs
+    inc = pd.DataFrame(
+        {
+            "incident_id": incidents["incident_id"].to_numpy(),
+            "kind": incidents["kind"].astype(str).to_numpy(),
+            "x": incidents.geometry.x.to_numpy(),
+            "y": incidents.geometry.y.to_numpy(),
+        }
+    )
+    cid = incidents_truth.set_index("incident_id")["cluster_id"]
+    inc["truth_id"] = inc["incident_id"].map(cid).astype(object)
+    inc.loc[inc["truth_id"].isna() | inc["truth_id"].astype(str).str.strip().eq(""), "truth_id"] = None
+    t = clusters_truth.reset_index(drop=True)
+    centres = gpd.GeoSeries(gpd.points_from_xy(t["lon"], t["lat"]), crs=4326).to_crs(crs)
+    cx, cy = centres.x.to_numpy(), centres.y.to_numpy()
+    rho = sigmas * t["sigma_m"].to_numpy(dtype=float)
+    observed = np.zeros(len(t))
+    expected = np.zeros(len(t))
+    bg = inc[inc["truth_id"].isna()]
+    inner, outer = annulus_m
+    ring = np.pi * (outer**2 - inner**2)
+    for kind, sel in t.groupby(t["kind"] if same_kind else pd.Series("all", index=t.index)).groups.items():
+        b = bg[bg["kind"] == kind] if same_kind else bg
+        tree = cKDTree(b[["x", "y"]].to_numpy()) if len(b) else None
+        idx = np.asarray(sel)
+        pts = np.column_stack([cx[idx], cy[idx]])
+        if tree is not None:
+            n_ring = np.asarray(tree.query_ball_point(pts, outer, return_length=True)) - np.asarray(
+                tree.query_ball_point(pts, inner, return_length=True)
+            )
+            expected[idx] = n_ring / ring * np.pi * rho[idx] ** 2
+    mem = inc[inc["truth_id"].notna()]
+    pos = {tid: i for i, tid in enumerate(t["cluster_id"].astype(str))}
+    ci = mem["truth_id"].astype(str).map(pos)
+    ok = ci.notna().to_numpy()
+    ci = ci[ok].astype(int).to_numpy()
+    d = np.hypot(mem["x"].to_numpy()[ok] - cx[ci], mem["y"].to_numpy()[ok] - cy[ci])
+    np.add.at(observed, ci[d <= rho[ci]], 1.0)
+    p = poisson.sf(observed - 1, np.maximum(expected, 1e-9))
+    q = bh_qvalues(p)
+    return pd.DataFrame(
+        {
+            "truth_id": t["cluster_id"].astype(str),
+            "kind": t["kind"].astype(str),
+            "sigma_m": t["sigma_m"].to_numpy(dtype=float),
+            "n_incidents": t["n_incidents"].to_numpy(dtype=int),
+            "observed": observed.astype(int),
+            "expected": expected,
+            "p_value": p,
+            "q_value": q,
+            "detectable": q <= fdr,
+        }
+    )
+
+
+def evaluate(result: Any, clusters_truth: pd.DataFrame, incidents_truth: pd.DataFrame, oracle: pd.DataFrame) -> dict:
+    """Recall, detectable recall and strict precision of the *reported* clusters.
+
+    Reported clusters are those flagged ``significant`` (all clusters when the
+    result carries no significance). A planted cluster is recovered per
+    :func:`gis.hotspots.match_planted`; strict precision is the share of reported
+    clusters that recover a planted cluster.
+
+    Returns
+    -------
+    dict
+        ``found``, ``reported``, ``recall``, ``recall_detectable``, ``precision``,
+        ``precision_all`` (of every found cluster, flagged or not),
+        ``detectable`` and ``table`` (per planted cluster: match + oracle).
+    """
+    from gis.hotspots import ClusterResult, match_planted
+
+    c = result.clusters
+    hits_all = 0
+    if len(c):
+        m_all = match_planted(result, clusters_truth, incidents_truth)
+        hits_all = m_all.loc[m_all["recovered"], "found_id"].nunique()
+    if "significant" in c.columns:
+        keep = c["significant"].fillna(False).astype(bool).to_numpy()
+        rep_ids = set(c.loc[keep, "cluster_id"])
+        result = ClusterResult(
+            clusters=c[keep], members=result.members[result.members["cluster_id"].isin(rep_ids)], eps=result.eps
+        )
+    n_rep = len(result.clusters)
+    if n_rep:
+        m = match_planted(result, clusters_truth, incidents_truth)
+    else:
+        m = pd.DataFrame({"truth_id": clusters_truth["cluster_id"].astype(str), "found_id": None, "recovered": False})
+    table = m.merge(oracle.drop(columns=[c for c in oracle.columns if c in m.columns and c != "truth_id"]), on="truth_id", how="left")
+    det = table["detectable"].fillna(False).astype(bool)
+    hits = table.loc[table["recovered"], "found_id"].nunique()
+    return {
+        "found": len(c),
+        "reported": n_rep,
+        "recall": float(table["recovered"].mean()),
+        "recall_detectable": float(table.loc[det, "recovered"].mean()) if det.any() else float("nan"),
+        "precision": hits / n_rep if n_rep else float("nan"),
+        "precision_all": hits_all / len(c) if len(c) else float("nan"),
+        "detectable": int(det.sum()),
+        "table": table,
+    }
+
+
+def recall_by(table: pd.DataFrame, column: str, bins: list[float] | None = None) -> pd.DataFrame:
+    """Recall and detectable recall of planted clusters grouped by ``column`` (binned when ``bins``)."""
+    key = pd.cut(table[column], bins) if bins is not None else table[column]
+    det = table["detectable"].fillna(False).astype(bool)
+    g = table.assign(_k=key, _det=det, _rd=table["recovered"].where(det))
+    out = g.groupby("_k", observed=True).agg(
+        planted=("truth_id", "size"), detectable=("_det", "sum"), recall=("recovered", "mean"), recall_detectable=("_rd", "mean")
+    )
+    return out.rename_axis(column)

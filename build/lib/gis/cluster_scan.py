@@ -1,0 +1,410 @@
+"""Local-background scan clusters and per-cluster significance (聚集区显著性).
+
+Two jobs, both measured against the *local* background of incidents rather than
+one district-wide distance:
+
+* :func:`scan_labels` — the ``scan`` clustering method: an incident is a *core*
+  when the number of incidents around it, at one of a few radii, is improbably
+  high for the background intensity in an annulus around it (one-sided Poisson
+  test); cores closer than the link distance form one cluster and the incidents
+  near a core join it. A dense street and a farm valley are judged each against
+  its own surroundings.
+* :func:`cluster_significance` — for every reported cluster: observed count, the
+  count expected from the local background, a Poisson p-value and a
+  Benjamini–Hochberg q-value; clusters above the level are flagged, kept in the
+  GeoPackage and left out of the inspectors' list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+from scipy import sparse
+from scipy.spatial import cKDTree
+from scipy.stats import poisson
+
+from gis._errors import AnalysisError
+
+
+@dataclass(frozen=True)
+class ScanParams:
+    """Parameters of the ``scan`` method (``layers/hotspots.yaml`` ``clusters.scan``).
+
+    Attributes
+    ----------
+    radii_m
+        Radii of the counting discs around each incident.
+    annulus_m
+        ``(inner, outer)`` radii of the background annulus.
+    core_p
+        Largest one-sided Poisson p-value (after a Bonferroni factor over the
+        radii) that makes an incident a core.
+    link_m
+        Quick-shift τ: a core joins the cluster of the nearest denser core within it.
+    attach_m
+        Incidents within this of a core join the core's cluster.
+    bandwidth_m
+        Gaussian kernel bandwidth of the core density.
+    neighbours
+        Nearest cores searched for a denser one.
+    merge_link_m, merge_saddle_ratio
+        Trees touching within ``merge_link_m`` merge when their saddle is at least
+        this share of the lower peak (:func:`merge_by_saddle`; 1 = never).
+    min_cluster_size
+        Smallest cluster (members).
+    min_background
+        Floor of the background intensity (incidents per km²), so that an empty
+        annulus does not make every pair of incidents a cluster.
+    """
+
+    radii_m: tuple[float, ...]
+    annulus_m: tuple[float, float]
+    core_p: float
+    link_m: float
+    attach_m: float
+    bandwidth_m: float
+    neighbours: int
+    merge_link_m: float
+    merge_saddle_ratio: float
+    min_cluster_size: int
+    min_background: float
+
+
+def background_density(xy: np.ndarray, centres: np.ndarray, annulus_m: tuple[float, float]) -> np.ndarray:
+    """Incidents per m² in the annulus ``inner < d ≤ outer`` around each centre.
+
+    .. math:: \\hat\\lambda_i = \\frac{N(s_i, r_o) - N(s_i, r_i)}{\\pi (r_o^2 - r_i^2)}
+
+    (:math:`N(s, r)` = incidents within *r* of *s*).
+    """
+    inner, outer = float(annulus_m[0]), float(annulus_m[1])
+    if not 0 <= inner < outer:
+        raise AnalysisError(f"background annulus {annulus_m} must satisfy 0 <= inner < outer")
+    tree = cKDTree(xy)
+    n_out = tree.query_ball_point(centres, outer, return_length=True)
+    n_in = tree.query_ball_point(centres, inner, return_length=True)
+    return (np.asarray(n_out) - np.asarray(n_in)) / (np.pi * (outer**2 - inner**2))
+
+
+def _inside_share(window: object, centres: np.ndarray, r_lo: np.ndarray, r_hi: np.ndarray, sectors: int) -> np.ndarray:
+    """Share of each sector of each ring ``r_lo < d <= r_hi`` around ``centres`` inside ``window`` (polar sample grid)."""
+    import shapely
+
+    per = 4  # sample angles per sector and radii per ring
+    ang = (np.arange(sectors * per) + 0.5) / (sectors * per) * 2 * np.pi - np.pi
+    frac = (np.arange(per) + 0.5) / per
+    rr = np.sqrt(r_lo[:, None] ** 2 + frac[None, :] * (r_hi[:, None] ** 2 - r_lo[:, None] ** 2))  # equal-area rings
+    x = centres[:, 0, None, None] + rr[:, :, None] * np.cos(ang)[None, None, :]
+    y = centres[:, 1, None, None] + rr[:, :, None] * np.sin(ang)[None, None, :]
+    inside = shapely.contains_xy(window, x.ravel(), y.ravel()).reshape(x.shape)
+    return inside.reshape(len(centres), per, sectors, per).mean(axis=(1, 3))
+
+
+def sector_background(
+    xy: np.ndarray, centres: np.ndarray, annulus_m: tuple[float, float], sectors: int, window: object | None = None
+) -> np.ndarray:
+    """Robust background density: the median sector density of the annulus around each centre.
+
+    .. math:: \\hat\\lambda_c = \\operatorname{median}_{k:\\,f_k \\ge 1/2}
+              \\frac{N_k(c)}{f_k\\,\\pi (r_o^2 - r_i^2)/K}
+
+    (:math:`N_k(c)` = incidents in sector *k* of *K*; :math:`f_k` its share inside
+    the observation ``window`` — e.g. the incidents' convex hull — or 1 without
+    one; sectors mostly outside are left out, so that a site near the boundary is
+    not judged against land where nothing can be reported). A neighbouring site
+    fills one or two sectors and moves the median little, while no incident is
+    dropped from the background (dropping "clustered" incidents would make chance
+    clusters of uniform points look significant).
+    """
+    inner, outer = float(annulus_m[0]), float(annulus_m[1])
+    if not 0 <= inner < outer or sectors < 1:
+        raise AnalysisError(f"background annulus {annulus_m} / {sectors} sectors: need 0 <= inner < outer, sectors >= 1")
+    sdm = cKDTree(centres).sparse_distance_matrix(cKDTree(xy), outer, output_type="ndarray")
+    sdm = sdm[sdm["v"] > inner]
+    d = xy[sdm["j"]] - centres[sdm["i"]]
+    k = np.minimum((np.arctan2(d[:, 1], d[:, 0]) + np.pi) / (2 * np.pi) * sectors, sectors - 1).astype(np.int64)
+    counts = np.bincount(sdm["i"] * sectors + k, minlength=len(centres) * sectors).reshape(len(centres), sectors)
+    if window is None:
+        share = np.ones(counts.shape)
+    else:
+        n = len(centres)
+        share = _inside_share(window, centres, np.full(n, inner), np.full(n, outer), sectors)
+    dens = np.where(share >= 0.5, counts / np.maximum(share, 1e-9), np.nan)
+    out = np.zeros(len(centres))
+    ok = np.isfinite(dens).any(axis=1)
+    out[ok] = np.nanmedian(dens[ok], axis=1)
+    return out / (np.pi * (outer**2 - inner**2) / sectors)
+
+
+def core_pvalues(xy: np.ndarray, params: ScanParams) -> np.ndarray:
+    """Smallest one-sided Poisson p-value over the radii, times the number of radii.
+
+    For incident *i* and radius *r*: observed :math:`n_i(r)` = other incidents
+    within *r*; expected :math:`\\mu_i(r) = \\max(\\hat\\lambda_i, \\lambda_{min})\\,\\pi r^2`
+    (:func:`background_density`);
+
+    .. math:: p_i = \\min\\Big(1,\\ R\\,\\min_r P\\big(N \\ge n_i(r)\\big)\\Big),
+              \\quad N \\sim \\text{Poisson}(\\mu_i(r))
+
+    (*R* radii, Bonferroni).
+    """
+    tree = cKDTree(xy)
+    lam = np.maximum(background_density(xy, xy, params.annulus_m), params.min_background / 1e6)
+    best = np.ones(len(xy))
+    for r in params.radii_m:
+        n = np.asarray(tree.query_ball_point(xy, float(r), return_length=True)) - 1
+        best = np.minimum(best, poisson.sf(n - 1, lam * np.pi * float(r) ** 2))
+    return np.minimum(best * len(params.radii_m), 1.0)
+
+
+def kernel_weights_at(centres: np.ndarray, xy: np.ndarray, bandwidth_m: float) -> np.ndarray:
+    """Gaussian kernel sum :math:`\\rho_i = \\sum_j \\exp(-\\lVert c_i - s_j\\rVert^2 / 2h^2)` (pairs within 3h)."""
+    sdm = cKDTree(centres).sparse_distance_matrix(cKDTree(xy), 3.0 * bandwidth_m, output_type="ndarray")
+    w = np.exp(-0.5 * (sdm["v"] / bandwidth_m) ** 2)
+    return np.bincount(sdm["i"], weights=w, minlength=len(centres)) + 1.0  # +1: the point itself at d = 0
+
+
+def quick_shift(xy: np.ndarray, density: np.ndarray, tau_m: float, k: int) -> np.ndarray:
+    """Quick shift (Vedaldi & Soatto 2008): trees of "nearest denser point within τ".
+
+    Each point's parent is its nearest point (among the ``k`` nearest) with higher
+    ``density`` (ties broken by index) no farther than ``tau_m``; points without
+    one are roots (density peaks). Returns the root index of every point.
+    """
+    n = len(xy)
+    k = int(min(k, n))
+    d, nb = cKDTree(xy).query(xy, k=k, distance_upper_bound=tau_m)
+    nb = np.where(np.isfinite(d), nb, n)
+    key = np.append(density * (1 + 1e-12) + np.arange(n) * 1e-15, -np.inf)
+    higher = key[nb] > key[:n, None]
+    first = np.argmax(higher, axis=1)
+    has = higher[np.arange(n), first]
+    parent = np.where(has, nb[np.arange(n), first], np.arange(n))
+    for _ in range(64):  # pointer jumping: depth halves each round
+        grand = parent[parent]
+        if np.array_equal(grand, parent):
+            break
+        parent = grand
+    return parent
+
+
+def merge_by_saddle(xy: np.ndarray, density: np.ndarray, comp: np.ndarray, link_m: float, ratio: float) -> np.ndarray:
+    """Merge quick-shift trees whose density saddle is high (topological persistence, as ToMATo).
+
+    Two trees *A*, *B* touch where a point of *A* and one of *B* are within
+    ``link_m``; their saddle is :math:`s_{AB} = \\max \\min(\\rho_i, \\rho_j)` over
+    such pairs. They merge when :math:`s_{AB} \\ge r \\min(\\hat\\rho_A, \\hat\\rho_B)`
+    (peaks :math:`\\hat\\rho`): a dip of less than ``1 - ratio`` between two peaks is
+    noise inside one site, a deeper one separates two sites. Returns new labels.
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    pairs = cKDTree(xy).query_pairs(link_m, output_type="ndarray")
+    n_comp = int(comp.max()) + 1 if len(comp) else 0
+    if len(pairs) == 0 or n_comp < 2:
+        return comp
+    a, b = comp[pairs[:, 0]], comp[pairs[:, 1]]
+    cross = a != b
+    edges = pd.DataFrame(
+        {"a": np.minimum(a, b)[cross], "b": np.maximum(a, b)[cross],
+         "s": np.minimum(density[pairs[cross, 0]], density[pairs[cross, 1]])}
+    ).groupby(["a", "b"], as_index=False)["s"].max()  # fmt: skip
+    peak = np.zeros(n_comp)
+    np.maximum.at(peak, comp, density)
+    keep = edges["s"].to_numpy() >= ratio * np.minimum(peak[edges["a"]], peak[edges["b"]])
+    e = edges[keep]
+    graph = sparse.coo_matrix((np.ones(len(e)), (e["a"], e["b"])), shape=(n_comp, n_comp))
+    _, merged = connected_components(graph, directed=False)
+    return merged[comp]
+
+
+def scan_labels(xy: np.ndarray, params: ScanParams) -> np.ndarray:
+    """Cluster labels (−1 = background) of the ``scan`` method.
+
+    Cores are the incidents with :func:`core_pvalues` ≤ ``core_p``; cores are
+    grouped by :func:`quick_shift` on their kernel density (bandwidth
+    ``bandwidth_m``, over all incidents of the group) with τ = ``link_m``, so that
+    neighbouring sites split at the density saddle between them; every other
+    incident within ``attach_m`` of a core joins its nearest core's cluster;
+    clusters smaller than ``min_cluster_size`` are background.
+    """
+    xy = np.asarray(xy, dtype=float)
+    labels = np.full(len(xy), -1, dtype=np.int64)
+    if len(xy) < params.min_cluster_size:
+        return labels
+    core = np.flatnonzero(core_pvalues(xy, params) <= params.core_p)
+    if len(core) == 0:
+        return labels
+    rho = kernel_weights_at(xy[core], xy, params.bandwidth_m)
+    root = quick_shift(xy[core], rho, params.link_m, params.neighbours)
+    _, comp = np.unique(root, return_inverse=True)
+    if params.merge_saddle_ratio < 1:
+        comp = merge_by_saddle(xy[core], rho, comp, params.merge_link_m, params.merge_saddle_ratio)
+    d, nearest = cKDTree(xy[core]).query(xy, k=1, distance_upper_bound=params.attach_m)
+    near = np.isfinite(d)
+    labels[near] = comp[nearest[near]]
+    labels[core] = comp
+    ids, counts = np.unique(labels[labels >= 0], return_counts=True)
+    labels[np.isin(labels, ids[counts < params.min_cluster_size])] = -1
+    _, labels[labels >= 0] = np.unique(labels[labels >= 0], return_inverse=True)
+    return labels
+
+
+# ============================================================ significance
+
+
+def bh_qvalues(p: np.ndarray, m: int | None = None) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values (q-values) of ``p`` out of ``m`` tests.
+
+    .. math:: q_{(k)} = \\min_{j \\ge k} \\min\\Big(1, \\frac{m\\,p_{(j)}}{j}\\Big)
+
+    ``m`` defaults to ``len(p)``; a larger ``m`` counts tests that were looked at
+    but not reported (here: the scan windows of the search area).
+    """
+    p = np.asarray(p, dtype=float)
+    m = len(p) if m is None else max(int(m), len(p))
+    if len(p) == 0:
+        return p.copy()
+    order = np.argsort(p)
+    ranked = p[order] * m / np.arange(1, len(p) + 1)
+    q = np.minimum.accumulate(ranked[::-1])[::-1]
+    out = np.empty_like(q)
+    out[order] = np.minimum(q, 1.0)
+    return out
+
+
+@dataclass(frozen=True)
+class SignificanceParams:
+    """Parameters of :func:`cluster_significance` (``layers/hotspots.yaml`` ``significance``).
+
+    Attributes
+    ----------
+    annulus_m
+        Background annulus ``(inner, outer)`` around the cluster centre.
+    sectors
+        The annulus is cut in this many sectors; the background is their median.
+    radius_sigmas
+        The cluster disc has radius ``radius_sigmas`` × σ̂ (σ̂ robust spread).
+    window_overlap
+        Places looked at per disc area: a detector slides its window, so the
+        tests counted are (search area / disc area) × this.
+    min_radius_m
+        Smallest disc radius.
+    min_background
+        Floor of the background intensity (incidents per km²).
+    alpha
+        Level of the q-value; clusters with ``q > alpha`` are flagged.
+    """
+
+    annulus_m: tuple[float, float]
+    sectors: int
+    radius_sigmas: float
+    window_overlap: float
+    min_radius_m: float
+    min_background: float
+    alpha: float
+
+
+def cluster_pvalues(
+    xy: np.ndarray,
+    members: np.ndarray,
+    labels: np.ndarray,
+    params: SignificanceParams,
+    *,
+    window: object | None = None,
+) -> tuple[pd.DataFrame, float]:
+    """Observed vs expected count and Poisson p-value of each cluster of one group.
+
+    For cluster *c* with members :math:`M_c`: centre :math:`\\tilde s_c` =
+    coordinate-wise median; robust spread :math:`\\hat\\sigma_c` = median member
+    distance / 1.1774 (the median radius of a circular Gaussian is
+    :math:`\\sqrt{2\\ln 2}\\,\\sigma`); disc radius :math:`\\rho_c = \\max(k\\hat\\sigma_c, \\rho_{min})`.
+    Observed :math:`O_c` = incidents of the group (members or not) in the disc;
+    expected :math:`E_c = \\max(\\hat\\lambda_c, \\lambda_{min})\\,\\pi\\rho_c^2` with
+    :math:`\\hat\\lambda_c` the sector-median density of all incidents in the
+    annulus (:func:`sector_background`) and the disc area counted inside the window;
+    :math:`p_c = P(N \\ge O_c)`, :math:`N \\sim \\text{Poisson}(E_c)`.
+
+    Parameters
+    ----------
+    xy
+        ``(n, 2)`` metric coordinates of all incidents of the group.
+    members
+        Positions (into ``xy``) of clustered incidents.
+    labels
+        Cluster label of each member.
+    window
+        Observation window (shapely polygon; default the convex hull of ``xy``):
+        the area searched, and the land against which discs and annuli near the
+        boundary are measured.
+
+    Returns
+    -------
+    (DataFrame, float)
+        Indexed by label: ``observed``, ``expected``, ``ratio``, ``p_value``,
+        ``disc_radius_m``; and the number of disjoint discs of mean radius in the
+        search area, :math:`A/(\\pi\\bar\\rho^2)` (the places a detector looked at).
+    """
+    cols = ["observed", "expected", "ratio", "p_value", "disc_radius_m"]
+    if len(members) == 0:
+        return pd.DataFrame(columns=cols), 0.0
+    mxy = xy[members]
+    df = pd.DataFrame({"l": labels, "x": mxy[:, 0], "y": mxy[:, 1]})
+    centre = df.groupby("l")[["x", "y"]].median()
+    codes = centre.index.get_indexer(df["l"])
+    c_xy = centre.to_numpy()
+    dist = np.hypot(*(mxy - c_xy[codes]).T)
+    sigma = pd.Series(dist).groupby(codes).median().to_numpy() / np.sqrt(2 * np.log(2))
+    rho = np.maximum(params.radius_sigmas * sigma, params.min_radius_m)
+    observed = np.array([len(v) for v in cKDTree(xy).query_ball_point(c_xy, rho)], dtype=float)
+    if window is None:
+        import shapely
+
+        window = shapely.convex_hull(shapely.multipoints(xy)).buffer(1.0)
+    lam = sector_background(xy, c_xy, params.annulus_m, params.sectors, window)
+    disc_share = _inside_share(window, c_xy, np.zeros(len(rho)), rho, 1)[:, 0]
+    expected = np.maximum(lam, params.min_background / 1e6) * np.pi * rho**2 * np.maximum(disc_share, 0.25)
+    table = pd.DataFrame(
+        {
+            "observed": observed.astype(int),
+            "expected": expected,
+            "ratio": observed / np.maximum(expected, 1e-12),
+            "p_value": poisson.sf(observed - 1, expected),
+            "disc_radius_m": rho,
+        },
+        index=centre.index,
+    )
+    return table, float(window.area / (np.pi * float(np.mean(rho)) ** 2)) * params.window_overlap
+
+
+def flag_significant(table: pd.DataFrame, windows: float, alpha: float) -> pd.DataFrame:
+    """Add ``q_value`` (BH over :math:`m = \\max(C, W)` tests) and ``significant`` (:math:`q \\le \\alpha`).
+
+    *C* clusters were reported out of *W* places looked at (:func:`cluster_pvalues`);
+    counting the unreported places keeps chance clusters of uniform points from
+    passing (the scan's selection is part of the test).
+    """
+    out = table.copy()
+    out["q_value"] = bh_qvalues(out["p_value"].to_numpy(dtype=float), m=int(np.ceil(windows)))
+    out["significant"] = out["q_value"] <= alpha
+    return out
+
+
+def cluster_significance(
+    xy: np.ndarray, members: np.ndarray, labels: np.ndarray, params: SignificanceParams, *, window: object | None = None
+) -> pd.DataFrame:
+    """:func:`cluster_pvalues` then :func:`flag_significant` for one group of incidents."""
+    table, windows = cluster_pvalues(xy, members, labels, params, window=window)
+    return flag_significant(table, windows, params.alpha)
+
+
+def significance_text(observed: int, expected: float, *, lang: str = "en") -> str:
+    """Plain-language significance: "40 reports where 3 would be expected" / "40 起，按背景预期约 3 起"."""
+    exp = f"{expected:.0f}" if expected >= 1 else f"{expected:.1f}"
+    if lang == "zh":
+        return f"{int(observed)} 起，按背景预期约 {exp} 起"
+    return f"{int(observed)} reports where {exp} would be expected"

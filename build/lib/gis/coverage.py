@@ -1,0 +1,794 @@
+"""Service areas (服务范围), population coverage, targets (目标任务) and coverage gaps.
+
+For each tier a service standard (``layers/coverage.yaml``: collection and drop-off
+points 500 m walk — GB 50180-2018 10-minute living circle; transfer stations by
+drive distance; the sorting centre district-wide) is measured two ways:
+
+* **Euclidean**: straight-line distance to the nearest site (KD-tree).
+* **Network**: one multi-source Dijkstra pass over the road graph
+  (:mod:`scipy.sparse.csgraph`) from a virtual super-source joined to every site's
+  nearest node by an edge as long as the site's snap distance. It gives every node
+  its distance to the nearest site — never one isochrone per site. A resident
+  cell's network distance is
+
+  .. math:: d_j = s_j + \\min_f \\bigl(s_f + D(n_j \\to n_f)\\bigr)
+
+  with :math:`s_j`, :math:`s_f` the straight-line snap distances of the cell and
+  the site to their nearest nodes :math:`n_j`, :math:`n_f` and :math:`D` the
+  shortest-path length from the resident's node to the site's node (on the
+  driving graph, one-way streets are followed in the resident → site direction).
+  A cell is covered when :math:`d_j \\le L`, the standard's distance.
+
+Only sites that are *active* and *compliant* count (see :func:`eligible_sites`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import scipy.sparse as sp
+import shapely
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+from gis._errors import AnalysisError, CatalogError
+from gis.routing import (
+    NetworkCSR,
+    NodeDistances,
+    euclidean_distances,
+    multi_source_distances,
+    network_point_distances,
+    points_xy,
+)
+
+#: Tiers counted by default in target rows that do not name theirs.
+DEFAULT_TARGET_TIERS: tuple[str, ...] = (
+    "sorting_centre",
+    "transfer_station",
+    "collection_point",
+    "drop_off_point",
+)
+
+METRICS: tuple[str, ...] = (
+    "count",
+    "township_presence",
+    "population_coverage",
+    "household_coverage",
+    "households_per_point",
+    "townships_meeting_norm",
+)
+
+
+# ---------------------------------------------------------------------------
+# coverage of one standard
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Standard:
+    """A tier's service standard (``service_standards.<tier>`` in coverage.yaml)."""
+
+    tier: str
+    mode: str  # walk | drive | euclidean | district
+    distance_m: float | None
+    label_zh: str = ""
+
+    @classmethod
+    def from_config(cls, tier: str, config: Mapping[str, Any]) -> Standard:
+        """Read ``service_standards.<tier>``; a bad entry raises CatalogError."""
+        std = (config.get("service_standards") or {}).get(tier)
+        if std is None:
+            raise CatalogError("coverage", f"service_standards.{tier}", "no service standard for this tier")
+        mode = str(std.get("mode", "walk"))
+        if mode not in ("walk", "drive", "euclidean", "district"):
+            raise CatalogError("coverage", f"service_standards.{tier}.mode",
+                               "must be walk, drive, euclidean or district")
+        dist = std.get("distance_m")
+        if mode != "district":
+            try:
+                dist = float(dist)
+            except (TypeError, ValueError):
+                raise CatalogError("coverage", f"service_standards.{tier}.distance_m",
+                                   "must be a positive number of metres") from None
+            if not dist > 0:
+                raise CatalogError("coverage", f"service_standards.{tier}.distance_m",
+                                   "must be a positive number of metres")
+        return cls(tier, mode, dist, str(std.get("label_zh", "")))
+
+
+@dataclass
+class CoverageResult:
+    """Coverage of residents by one tier's sites under its service standard.
+
+    Attributes
+    ----------
+    standard
+        The service standard applied.
+    points
+        The population cells: ``population``, ``households`` (the township's 户数
+        spread over its cells in proportion to population), ``township``,
+        ``dist_euclidean``, ``dist_network`` (``inf`` when unreachable or no road
+        network), ``snap_m``, ``site`` (index into ``sites`` of the serving site,
+        -1 none), ``covered`` (by network distance where a network was given, else
+        Euclidean) and ``covered_euclidean``.
+    sites
+        The sites counted (active and compliant), in their given order.
+    by_township
+        Per township: ``population``, ``covered_population``, ``population_share``,
+        ``households``, ``covered_households``, ``household_share``,
+        ``population_share_euclidean``.
+    population_covered_share, household_covered_share, population_covered_share_euclidean
+        District-wide shares (``household_covered_share`` is NaN without 户数).
+    service_areas
+        One polygon per site (its catchment within the standard, for the map).
+    method
+        ``network`` or ``euclidean`` (what ``covered`` used).
+    """
+
+    standard: Standard
+    points: gpd.GeoDataFrame
+    sites: gpd.GeoDataFrame
+    by_township: pd.DataFrame
+    population_covered_share: float
+    household_covered_share: float
+    population_covered_share_euclidean: float
+    service_areas: gpd.GeoDataFrame
+    method: str
+    node_distances: NodeDistances | None = field(default=None, repr=False)
+
+
+def compute_coverage(
+    points: gpd.GeoDataFrame,
+    sites: gpd.GeoDataFrame,
+    standard: Standard,
+    *,
+    network: NetworkCSR | None = None,
+    max_snap_m: float = 1000.0,
+    townships: gpd.GeoDataFrame | None = None,
+) -> CoverageResult:
+    """Coverage of population cells by sites under one service standard.
+
+    Parameters
+    ----------
+    points
+        Population cells (points, metric CRS) with ``population`` and optionally
+        ``township`` and ``households``.
+    sites
+        The sites that count (already filtered to active, compliant ones).
+    standard
+        Service standard (mode and distance).
+    network
+        The road network of the standard's mode; ``None`` → Euclidean only.
+    max_snap_m
+        Cells or sites further than this from any node are unreachable by road.
+    townships
+        Township polygons with ``households``; used to fill ``households`` when
+        ``points`` lacks it.
+
+    Returns
+    -------
+    CoverageResult
+    """
+    pts = points.copy()
+    if "population" not in pts:
+        raise AnalysisError("population cells need a 'population' column")
+    pts["population"] = pd.to_numeric(pts["population"], errors="coerce").fillna(0.0).astype(float)
+    if "township" not in pts:
+        pts["township"] = None
+    if "households" not in pts:
+        pts["households"] = _spread_households(pts, townships)
+    pxy = points_xy(pts)
+    sxy = points_xy(sites) if len(sites) else np.empty((0, 2))
+    method, nodes = _point_distances(pts, pxy, sxy, len(sites), standard, network, max_snap_m)
+    by_tw = _by_township(pts)
+    pop = pts["population"].sum()
+    hh = pts["households"].sum(min_count=1)
+    share = float(pts.loc[pts["covered"], "population"].sum() / pop) if pop > 0 else float("nan")
+    share_e = float(pts.loc[pts["covered_euclidean"], "population"].sum() / pop) if pop > 0 else float("nan")
+    hshare = (
+        float(pts.loc[pts["covered"], "households"].sum() / hh) if pd.notna(hh) and hh > 0 else float("nan")
+    )
+    areas = service_areas(sites, standard, network=network, nodes=nodes)
+    return CoverageResult(standard, pts, sites, by_tw, share, hshare, share_e, areas, method, nodes)
+
+
+def _point_distances(
+    pts: gpd.GeoDataFrame, pxy: np.ndarray, sxy: np.ndarray, n_sites: int, standard: Standard,
+    network: NetworkCSR | None, max_snap_m: float,
+) -> tuple[str, NodeDistances | None]:
+    """Distance of every point to its nearest site; adds the distance and ``covered`` columns.
+
+    ``district`` standards cover everything when a site exists; ``walk``/``drive``
+    with a network use :func:`gis.routing.multi_source_distances` (covered when
+    :math:`s_j + d(n_j) \\le L`); otherwise straight-line distance. Returns the
+    method (``district``, ``network``, ``euclidean``) and the node distances.
+    """
+    L = standard.distance_m
+    if standard.mode == "district":
+        has = n_sites > 0
+        pts["dist_euclidean"] = np.where(has, 0.0, np.inf)
+        pts["dist_network"] = pts["dist_euclidean"]
+        pts["snap_m"] = 0.0
+        pts["site"] = np.where(has, 0, -1)
+        pts["covered_euclidean"] = has
+        pts["covered"] = has
+        return "district", None
+    de, fe = euclidean_distances(sxy, pxy)
+    pts["dist_euclidean"] = de
+    pts["covered_euclidean"] = de <= L
+    if network is not None and standard.mode in ("walk", "drive"):
+        nodes = multi_source_distances(network, sxy, limit=L, max_snap_m=max_snap_m)
+        dn, fn, snap = network_point_distances(network, nodes, pxy, max_snap_m=max_snap_m)
+        pts["dist_network"] = dn
+        pts["snap_m"] = snap
+        pts["site"] = fn
+        pts["covered"] = dn <= L
+        pts.loc[~pts["covered"], "site"] = -1
+        return "network", nodes
+    pts["dist_network"] = np.inf
+    pts["snap_m"] = 0.0
+    pts["site"] = np.where(de <= L, fe, -1)
+    pts["covered"] = pts["covered_euclidean"]
+    return "euclidean", None
+
+
+def _spread_households(pts: gpd.GeoDataFrame, townships: gpd.GeoDataFrame | None) -> pd.Series:
+    """Households per cell: the township's 户数 × the cell's share of its population."""
+    if townships is None or "households" not in townships or "township" not in townships:
+        return pd.Series(np.nan, index=pts.index)
+    hh = pd.to_numeric(townships.set_index("township")["households"], errors="coerce")
+    tw_pop = pts.groupby("township")["population"].sum()
+    ratio = (hh / tw_pop).replace([np.inf, -np.inf], np.nan)
+    return pts["population"] * pts["township"].map(ratio).astype(float)
+
+
+def _by_township(pts: gpd.GeoDataFrame) -> pd.DataFrame:
+    tw = pts["township"].astype("string").fillna("(无镇街)")
+    cov = pts["covered"].to_numpy()
+    cove = pts["covered_euclidean"].to_numpy()
+    df = pd.DataFrame(
+        {
+            "township": tw.to_numpy(),
+            "population": pts["population"].to_numpy(),
+            "covered_population": np.where(cov, pts["population"], 0.0),
+            "covered_population_euclidean": np.where(cove, pts["population"], 0.0),
+            "households": pts["households"].to_numpy(dtype=float),
+            "covered_households": np.where(cov, pts["households"].to_numpy(dtype=float), 0.0),
+        }
+    )
+    g = df.groupby("township", sort=True).sum(min_count=1)
+    g["population_share"] = g["covered_population"] / g["population"].where(g["population"] > 0)
+    g["population_share_euclidean"] = g["covered_population_euclidean"] / g["population"].where(g["population"] > 0)
+    g["household_share"] = g["covered_households"] / g["households"].where(g["households"] > 0)
+    return g.reset_index()
+
+
+def service_areas(
+    sites: gpd.GeoDataFrame,
+    standard: Standard,
+    *,
+    network: NetworkCSR | None = None,
+    nodes: NodeDistances | None = None,
+    display_buffer_m: float = 30.0,
+) -> gpd.GeoDataFrame:
+    """One service-area polygon per site, for the map.
+
+    Network mode: the concave hull of the nodes the site serves within the
+    standard (its share of the multi-source search — nearest-site catchments do not
+    overlap), buffered by ``display_buffer_m``. Euclidean mode: a disc of radius
+    ``distance_m``. These are display geometries; coverage shares are computed on
+    the cells, not on these polygons.
+    """
+    crs = sites.crs
+    cols = [c for c in ("site_id", "name", "tier", "township") if c in sites]
+    base = pd.DataFrame(sites[cols].reset_index(drop=True)) if len(sites) else pd.DataFrame(columns=cols)
+    base["site_index"] = np.arange(len(base))
+    base["mode"] = standard.mode
+    base["distance_m"] = standard.distance_m
+    if len(sites) == 0 or standard.mode == "district":
+        return gpd.GeoDataFrame(base, geometry=gpd.GeoSeries([None] * len(base), crs=crs), crs=crs)
+    sxy = points_xy(sites)
+    if network is None or nodes is None:
+        geoms = shapely.buffer(shapely.points(sxy), standard.distance_m)
+    else:
+        reached = np.flatnonzero(nodes.facility >= 0)
+        fac = nodes.facility[reached]
+        order = np.argsort(fac, kind="stable")
+        xy = np.r_[network.xy[reached[order]], sxy]
+        idx = np.r_[fac[order], np.arange(len(sites))]
+        order2 = np.argsort(idx, kind="stable")
+        mp = shapely.multipoints(xy[order2], indices=idx[order2])
+        hull = shapely.concave_hull(mp, ratio=0.3)
+        geoms = shapely.buffer(hull, display_buffer_m)
+    base["reached_nodes"] = (
+        np.bincount(nodes.facility[nodes.facility >= 0], minlength=len(sites)) if nodes is not None else 0
+    )
+    return gpd.GeoDataFrame(base, geometry=np.asarray(geoms), crs=crs)
+
+
+# ---------------------------------------------------------------------------
+# households per point (SB/T 10719)
+# ---------------------------------------------------------------------------
+
+
+def households_per_point(
+    townships: gpd.GeoDataFrame, sites: gpd.GeoDataFrame, config: Mapping[str, Any]
+) -> pd.DataFrame:
+    """Households per collection/drop-off point in each township against the norm.
+
+    SB/T 10719-2012 《再生资源回收站点建设管理规范》: one point per ``urban``
+    (2,000) households in 街道 and per ``rural`` (2,500) in 镇/乡 (configurable).
+    ``required = ceil(households / norm)``; ``met = points >= required``.
+
+    A township is urban when its ``urban`` field is true, or — without one — when its
+    ``kind``/name says 街道 (street).
+    """
+    norm_cfg = config.get("households_per_point") or {}
+    tiers = list(norm_cfg.get("tiers") or ["collection_point", "drop_off_point"])
+    urban_norm = float(norm_cfg["urban"])
+    rural_norm = float(norm_cfg["rural"])
+    tw = townships.reset_index(drop=True)
+    pts = sites.loc[sites["tier"].astype(str).isin(tiers)] if len(sites) else sites
+    counts = np.zeros(len(tw), np.int64)
+    if len(pts):
+        j = gpd.sjoin(pts[["geometry"]], tw[["geometry"]], how="inner", predicate="within")
+        j = j[~j.index.duplicated()]
+        counts = np.bincount(j["index_right"].to_numpy(), minlength=len(tw))
+    hh = pd.to_numeric(tw.get("households", pd.Series(np.nan, index=tw.index)), errors="coerce")
+    urban = _is_urban(tw)
+    norm = np.where(urban, urban_norm, rural_norm)
+    required = np.ceil(hh / norm)
+    out = pd.DataFrame(
+        {
+            "township": tw["township"].astype(str),
+            "urban": urban,
+            "households": hh,
+            "points": counts,
+            "norm_households_per_point": norm,
+            "households_per_point": np.where(counts > 0, hh / np.maximum(counts, 1), np.inf),
+            "required_points": required,
+        }
+    )
+    out["shortfall"] = np.maximum(out["required_points"] - out["points"], 0)
+    out["met"] = (out["points"] >= out["required_points"]) & out["households"].notna()
+    return out
+
+
+def _is_urban(tw: pd.DataFrame) -> npt.NDArray[np.bool_]:
+    if "urban" in tw and tw["urban"].notna().any():
+        u = tw["urban"]
+        if u.dtype == object:
+            u = u.map(lambda v: str(v).strip().lower() in ("true", "1", "yes", "是", "城镇"))
+        return u.fillna(False).astype(bool).to_numpy()
+    text = tw.get("kind", pd.Series("", index=tw.index)).astype("string").fillna("") + tw["township"].astype(str)
+    return text.str.contains("街道|street", regex=True).to_numpy()
+
+
+# ---------------------------------------------------------------------------
+# gaps
+# ---------------------------------------------------------------------------
+
+
+def coverage_gaps(
+    points: gpd.GeoDataFrame,
+    *,
+    min_population: float = 0.0,
+    max_gaps: int | None = None,
+    cell_size_m: float | None = None,
+    raster: Any = None,
+) -> gpd.GeoDataFrame:
+    """Uncovered population as polygons of merged cells, ranked by uncovered residents.
+
+    When the points come from a population raster (``row``/``col`` columns and the
+    :class:`gis.io.RasterLayer` passed as ``raster``), each cell is its true
+    footprint — drawn in the raster's CRS and projected — so neighbouring cells share
+    edges exactly and merge into clean polygons (a raster in degrees is not a square
+    grid once projected).
+
+    Uncovered cells (``covered`` false, ``population`` > 0) are squares of side
+    ``cell_size_m`` (default: the median nearest-neighbour spacing of all cells)
+    around their centres; cells closer than ``1.5 ×`` that spacing (the
+    8-neighbourhood on a raster) and in the same township are joined by connected
+    components (:func:`scipy.sparse.csgraph.connected_components`) and dissolved,
+    so a gap never straddles a township boundary. Each gap
+    gets ``population`` (uncovered residents), ``households``, ``cells``,
+    ``township`` (the township holding most of its uncovered residents) and
+    ``rank`` (1 = largest).
+    """
+    crs = points.crs
+    cols = ["rank", "gap_id", "township", "population", "households", "cells", "area_km2"]
+    empty = gpd.GeoDataFrame({c: [] for c in cols}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+    if len(points) == 0:
+        return empty
+    if cell_size_m is None:
+        cell_size_m = _cell_spacing(points_xy(points))
+    unc = points.loc[~points["covered"].to_numpy(bool) & (points["population"].to_numpy(float) > 0)]
+    if len(unc) == 0:
+        return empty
+    xy = points_xy(unc)
+    pairs = cKDTree(xy).query_pairs(1.5 * cell_size_m, output_type="ndarray")
+    # a gap never straddles a township boundary: each gap has one township to act on it
+    tw_codes = pd.factorize(unc["township"].astype("string").fillna("(无镇街)"))[0]
+    if len(pairs):
+        pairs = pairs[tw_codes[pairs[:, 0]] == tw_codes[pairs[:, 1]]]
+    n = len(unc)
+    adj = sp.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)) if len(pairs) else sp.coo_matrix((n, n))
+    _, comp = connected_components(adj, directed=False)
+    pop, hh, ncell = _gap_totals(unc, comp)
+    order = np.argsort(-pop, kind="stable")
+    order = order[pop[order] >= min_population]
+    if max_gaps is not None:
+        order = order[: int(max_gaps)]
+    if len(order) == 0:
+        return empty
+    rank_of = np.full(len(pop), -1)
+    rank_of[order] = np.arange(1, len(order) + 1)
+    merged = _gap_polygons(unc, xy, rank_of[comp], cell_size_m, raster, crs)
+    tw = pd.DataFrame({"rank": rank_of[comp], "township": unc["township"].astype("string").fillna("(无镇街)").to_numpy(),
+                       "population": unc["population"].to_numpy(float)})
+    tw = tw[tw["rank"] > 0].groupby(["rank", "township"])["population"].sum().reset_index()
+    main_tw = tw.sort_values(["rank", "population"], ascending=[True, False]).drop_duplicates("rank").set_index("rank")["township"]
+    out = gpd.GeoDataFrame(
+        {
+            "rank": np.arange(1, len(order) + 1),
+            "gap_id": [f"GAP{r:04d}" for r in range(1, len(order) + 1)],
+            "township": main_tw.reindex(np.arange(1, len(order) + 1)).to_numpy(),
+            "population": pop[order],
+            "households": hh[order],
+            "cells": ncell[order],
+        },
+        geometry=merged.reindex(np.arange(1, len(order) + 1)).to_numpy(),
+        crs=crs,
+    )
+    out["area_km2"] = out.geometry.area / 1e6
+    return out
+
+
+def _cell_spacing(xy: np.ndarray) -> float:
+    """Median nearest-neighbour spacing of the cells (100 m for a single cell)."""
+    if len(xy) > 1:
+        d, _ = cKDTree(xy).query(xy, k=2)
+        return float(np.median(d[:, 1]))
+    return 100.0
+
+
+def _gap_totals(unc: gpd.GeoDataFrame, comp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Uncovered population, households (NaN when none known) and cell count per component."""
+    pop = np.bincount(comp, weights=unc["population"].to_numpy(float))
+    hh_vals = pd.to_numeric(unc.get("households", pd.Series(np.nan, index=unc.index)), errors="coerce").to_numpy(float)
+    hh = np.bincount(comp, weights=np.nan_to_num(hh_vals))
+    hh = np.where(np.bincount(comp, weights=np.isfinite(hh_vals).astype(float)) > 0, hh, np.nan)
+    return pop, hh, np.bincount(comp)
+
+
+def _gap_polygons(
+    unc: gpd.GeoDataFrame, xy: np.ndarray, cell_rank: np.ndarray, cell_size_m: float, raster: Any, crs: Any
+) -> gpd.GeoSeries:
+    """Dissolved footprint of the ranked gaps' cells, indexed by rank.
+
+    Raster cells are drawn in the raster's CRS (true footprints), others as squares
+    of side ``cell_size_m``; cells tile without overlap, so
+    :func:`shapely.coverage_union_all` is exact.
+    """
+    sel = cell_rank > 0
+    if raster is not None and {"row", "col"} <= set(unc.columns):
+        r = unc["row"].to_numpy(float)[sel]
+        c = unc["col"].to_numpy(float)[sel]
+        x0, y0 = raster.transform @ (c, r)
+        x1, y1 = raster.transform @ (c + 1, r + 1)
+        boxes = gpd.GeoSeries(shapely.box(x0, y0, x1, y1), crs=raster.crs).to_crs(crs).to_numpy()
+    else:
+        half = cell_size_m / 2
+        boxes = shapely.box(xy[sel, 0] - half, xy[sel, 1] - half, xy[sel, 0] + half, xy[sel, 1] + half)
+    ranks = cell_rank[sel]
+    by_rank = pd.Series(np.arange(len(ranks))).groupby(ranks).indices
+    return gpd.GeoSeries(
+        {rank: shapely.coverage_union_all(boxes[idx]) for rank, idx in sorted(by_rank.items())}, crs=crs
+    )
+
+
+# ---------------------------------------------------------------------------
+# targets
+# ---------------------------------------------------------------------------
+
+
+
+
+def _round(x: float | None) -> float | None:
+    """Round for JSON; NaN and ±inf (e.g. households per point with no point) → None."""
+    if x is None or not np.isfinite(x):
+        return None
+    return float(round(x, 6))
+
+
+def _per_township(sites: gpd.GeoDataFrame, townships: gpd.GeoDataFrame) -> npt.NDArray[np.int64]:
+    tw = townships.reset_index(drop=True)
+    if len(sites) == 0:
+        return np.zeros(len(tw), np.int64)
+    j = gpd.sjoin(sites[["geometry"]], tw[["geometry"]], how="inner", predicate="within")
+    j = j[~j.index.duplicated()]
+    return np.bincount(j["index_right"].to_numpy(), minlength=len(tw))
+
+
+# ---------------------------------------------------------------------------
+# the district
+# ---------------------------------------------------------------------------
+
+
+def eligible_sites(district: Any, compliance: Any = None) -> gpd.GeoDataFrame:
+    """The district's active, compliant sites (the ones that count).
+
+    Active: ``status`` is ``active`` (a ledger without a status column counts
+    every site as active). Compliant: no rule with verdict ``prohibited`` broken
+    (:mod:`gis.compliance`; the pipeline's compliance result is reused when given).
+    """
+    sites = district.sites
+    if len(sites) == 0:
+        return sites.copy()
+    status = sites["status"] if "status" in sites else pd.Series(None, index=sites.index)
+    active = (status.astype("string") == "active").fillna(False).to_numpy(bool)
+    if status.isna().all():
+        active[:] = True
+    if compliance is None:
+        from gis.compliance import RuleTable, check_sites
+        from gis.schema import field_names
+
+        cols = [c for c in field_names("sites") if c in sites] + [sites.geometry.name]
+        rules = RuleTable.from_section(district.project.section("compliance"), source=district.project.path)
+        compliance = check_sites(
+            sites[cols], townships=district.townships, zones=district.zones, landuse=district.landuse,
+            landuse_raster=district.landuse_raster, rules=rules, graph=None,
+        )
+    verdict = compliance.sites.set_index("site_id")["verdict"] if len(compliance.sites) else pd.Series(dtype=object)
+    v = sites["site_id"].map(verdict[~verdict.index.duplicated()]).astype("string").fillna("ok")
+    ok = (v != "prohibited").to_numpy(bool)
+    return sites.loc[active & ok].copy()
+
+
+@dataclass
+class DistrictCoverage:
+    """Coverage, targets, gaps and recommended sites of one district.
+
+    Attributes
+    ----------
+    sites
+        The active, compliant sites counted.
+    by_tier
+        :class:`CoverageResult` per tier with a service standard and sites or a
+        headline role.
+    headline
+        The result of ``headline_tier`` (drives ``population_covered_share`` and gaps).
+    households
+        :func:`households_per_point` table per township.
+    targets
+        ``[{name, metric, tiers, target, actual, met}]``.
+    gaps
+        :func:`coverage_gaps` of the headline tier.
+    siting
+        :class:`gis.siting.SitingOutcome` or ``None`` (no population / no candidates).
+    networks
+        ``{mode: NetworkCSR}`` used.
+    """
+
+    sites: gpd.GeoDataFrame
+    by_tier: dict[str, CoverageResult]
+    headline: CoverageResult | None
+    households: pd.DataFrame
+    targets: list[dict[str, Any]]
+    gaps: gpd.GeoDataFrame
+    siting: Any
+    networks: dict[str, NetworkCSR]
+    config: dict[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        """``coverage`` and ``targets`` keys for ``summary.json``."""
+        h = self.headline
+        cov: dict[str, Any] = {
+            "headline_tier": h.standard.tier if h else None,
+            "method": h.method if h else None,
+            "population_covered_share": _round(h.population_covered_share) if h else None,
+            "household_covered_share": _round(h.household_covered_share) if h else None,
+            "population_covered_share_euclidean": _round(h.population_covered_share_euclidean) if h else None,
+            "standard": {"mode": h.standard.mode, "distance_m": h.standard.distance_m} if h else None,
+            "by_township": {},
+            "by_tier": {
+                t: {
+                    "sites": int(len(r.sites)),
+                    "mode": r.standard.mode,
+                    "distance_m": r.standard.distance_m,
+                    "method": r.method,
+                    "population_covered_share": _round(r.population_covered_share),
+                    "household_covered_share": _round(r.household_covered_share),
+                }
+                for t, r in self.by_tier.items()
+            },
+            "gaps": int(len(self.gaps)),
+            "uncovered_population_in_gaps": float(self.gaps["population"].sum()) if len(self.gaps) else 0.0,
+        }
+        if h is not None:
+            hh = self.households.set_index("township")
+            for _, r in h.by_township.iterrows():
+                tw = str(r["township"])
+                entry = {
+                    "population": _round(r["population"]),
+                    "population_share": _round(r["population_share"]),
+                    "household_share": _round(r["household_share"]),
+                }
+                if tw in hh.index:
+                    e = hh.loc[tw]
+                    entry.update(
+                        points=int(e["points"]),
+                        households_per_point=_round(float(e["households_per_point"])),
+                        norm_households_per_point=float(e["norm_households_per_point"]),
+                        households_norm_met=bool(e["met"]),
+                    )
+                cov["by_township"][tw] = entry
+        if self.siting is not None:
+            cov["siting"] = self.siting.summary()
+        return {"coverage": cov, "targets": self.targets}
+
+    def layers(self) -> dict[str, gpd.GeoDataFrame]:
+        """The layers of ``coverage.gpkg``."""
+        crs = self.sites.crs
+        areas = [r.service_areas for r in self.by_tier.values() if len(r.service_areas)]
+        sa = (
+            gpd.GeoDataFrame(pd.concat(areas, ignore_index=True), crs=crs)
+            if areas
+            else gpd.GeoDataFrame({"tier": []}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+        )
+        rec = (
+            self.siting.recommended
+            if self.siting is not None
+            else gpd.GeoDataFrame({"rank": []}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+        )
+        out = {"service_areas": sa, "gaps": self.gaps, "recommended_sites": rec}
+        if self.headline is not None:
+            cells = self.headline.points.copy()
+            for c in ("dist_euclidean", "dist_network"):
+                cells[c] = cells[c].where(np.isfinite(cells[c]))
+            out["population_cells"] = cells
+        return out
+
+
+def analyse_district(
+    district: Any,
+    *,
+    compliance: Any = None,
+    networks: Mapping[str, NetworkCSR] | None = None,
+    target_evaluator: Callable[[gpd.GeoDataFrame, Any], list[dict[str, Any]]] | None = None,
+) -> DistrictCoverage:
+    """Coverage of every tier, targets, households per point, gaps and new sites.
+
+    Parameters
+    ----------
+    district
+        A loaded :class:`gis.district.District`.
+    compliance
+        A :class:`gis.compliance.ComplianceResult` already computed (pipeline).
+    networks
+        ``{mode: NetworkCSR}`` already built (else read from ``district.roads_path``).
+    target_evaluator
+        ``(eligible sites, coverage_share) -> target rows``, usually
+        :func:`gis.targets.district_evaluator` (targets build on coverage, not the reverse);
+        ``None``: no targets evaluated.
+    """
+
+    cfg = district.project.section("coverage")
+    max_snap = float(cfg["max_snap_m"])
+    sites = eligible_sites(district, compliance)
+    nets: dict[str, NetworkCSR] = dict(networks or {})
+
+    def net_for(mode: str) -> NetworkCSR | None:
+        if mode not in ("walk", "drive") or district.roads_path is None:
+            return None
+        if mode not in nets:
+            from gis.roadgraph import network_for_district  # vectorised build, per-project cache
+
+            nets[mode] = network_for_district(district, mode)  # type: ignore[arg-type]
+        return nets[mode]
+
+    try:
+        pop = district.population_points()
+    except Exception:  # LayerMissingError: no population layer
+        pop = None
+    tiers_cfg = cfg.get("service_standards") or {}
+    headline_tier = str(cfg.get("headline_tier", "collection_point"))
+    tier_col = sites["tier"].astype(str) if len(sites) else pd.Series([], dtype=str)
+    by_tier: dict[str, CoverageResult] = {}
+    cache: dict[tuple[Any, ...], CoverageResult] = {}
+
+    def cover(tiers: Sequence[str], std: Standard) -> CoverageResult:
+        key = (tuple(sorted(tiers)), std.mode, std.distance_m)
+        if key not in cache:
+            s = sites.loc[tier_col.isin(list(tiers)).to_numpy()] if len(sites) else sites
+            cache[key] = compute_coverage(pop, s, std, network=net_for(std.mode), max_snap_m=max_snap,
+                                          townships=district.townships)
+        return cache[key]
+
+    if pop is not None:
+        for tier in tiers_cfg:
+            if tier == headline_tier or (tier_col == tier).any():
+                by_tier[tier] = cover([tier], Standard.from_config(tier, cfg))
+    headline = by_tier.get(headline_tier)
+
+    def coverage_share(s: gpd.GeoDataFrame, row: Mapping[str, Any]) -> tuple[float, float]:
+        std = _target_standard(s, row, cfg, headline_tier)
+        r = compute_coverage(pop, s, std, network=net_for(std.mode), max_snap_m=max_snap, townships=district.townships)
+        return r.population_covered_share, r.household_covered_share
+
+    target_rows = (target_evaluator(sites, coverage_share if pop is not None else None)
+                   if target_evaluator is not None else [])
+    hh_tab = households_per_point(district.townships, sites, cfg)
+    gaps = _headline_gaps(district, headline, cfg.get("gaps") or {})
+    scfg = cfg.get("siting") or {}
+    outcome = None
+    if headline is not None and headline.standard.mode != "district":
+        from gis import siting
+
+        minima = siting.township_minimums(district.project.targets or [], headline_tier, sites,
+                                          district.townships["township"])
+        outcome = _recommend(district, headline, headline_tier, scfg, net_for(headline.standard.mode), max_snap,
+                             min_per_township=minima)
+    return DistrictCoverage(sites, by_tier, headline, hh_tab, target_rows, gaps, outcome, nets, cfg)
+
+
+def _target_standard(
+    sites: gpd.GeoDataFrame, row: Mapping[str, Any], cfg: Mapping[str, Any], headline_tier: str
+) -> Standard:
+    """The service standard a coverage target measures: its tiers' standard, or its own distance/mode."""
+    tiers = list(row.get("tiers") or []) or sorted(set(sites["tier"].astype(str))) or [headline_tier]
+    std = Standard.from_config(tiers[0], cfg)
+    if row.get("distance_m") is not None or row.get("mode") is not None:
+        std = Standard(std.tier, str(row.get("mode") or std.mode), float(row.get("distance_m") or std.distance_m))
+    return std
+
+
+def _headline_gaps(district: Any, headline: CoverageResult | None, gcfg: Mapping[str, Any]) -> gpd.GeoDataFrame:
+    """:func:`coverage_gaps` of the headline tier (an empty layer without population)."""
+    if headline is None:
+        return coverage_gaps(gpd.GeoDataFrame(geometry=gpd.GeoSeries([], crs=district.crs)))
+    return coverage_gaps(headline.points, min_population=float(gcfg["min_population"]),
+                         raster=district.population_raster, max_gaps=gcfg.get("max_gaps"))
+
+
+def _recommend(
+    district: Any, headline: CoverageResult, headline_tier: str, scfg: Mapping[str, Any],
+    net: NetworkCSR | None, max_snap: float, *, min_per_township: Any = None,
+) -> Any:
+    """New sites for the headline tier (:func:`gis.siting.recommend_sites`), or None without candidates.
+
+    Candidates are the district's own (``candidates: district``), a grid over the
+    district (``grid``) or both; each is checked against the compliance rules first.
+    """
+    from gis import siting
+    from gis.rules import RuleTable
+
+    kind = str(scfg.get("candidates", "both"))
+    parts = []
+    if kind in ("district", "both") and district.candidates is not None and len(district.candidates):
+        c = district.candidates.copy()
+        c["kind"] = c["kind"].fillna("given") if "kind" in c else "given"
+        parts.append(c)
+    if kind in ("grid", "both"):
+        parts.append(siting.grid_candidates(district.boundary, float(scfg["grid_spacing_m"]),
+                                            district.crs))
+    if not parts:
+        return None
+    cand = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=district.crs)
+    rules = RuleTable.from_section(district.project.section("compliance"), source=district.project.path)
+    checked = siting.eligible_candidates(
+        cand, headline_tier, townships=district.townships, zones=district.zones,
+        landuse=district.landuse, landuse_raster=district.landuse_raster, rules=rules,
+    )
+    return siting.recommend_sites(
+        headline.points, checked, distance_m=float(headline.standard.distance_m), tier=headline_tier,
+        network=net, max_snap_m=max_snap, config=scfg, min_per_township=min_per_township,
+    )
+
+

@@ -1,0 +1,109 @@
+"""The security and resource limits of ``layers/limits.yaml`` (安全与资源限制).
+
+Every bound the toolkit enforces on user input — plausible-date window, YAML
+alias expansion, upload quotas, time bins, raster / grid / network sizes — is
+read from that file; none has a default in code. Errors raised on a limit name
+the ``limits.yaml`` key to change (:func:`check_size`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from . import settings
+from ._errors import CatalogError, GisError
+from .safeyaml import YamlLimits
+
+
+def limits_path() -> Path:
+    """The limits file: ``limits.yaml`` of the active layers folder, else the bundled one.
+
+    A custom :data:`gis.settings.LAYERS_DIR` without its own ``limits.yaml`` keeps
+    the toolkit's limits (a layers folder can never switch the limits off).
+    """
+    own = settings.LAYERS_DIR / "limits.yaml"
+    return own if own.exists() else settings.PACKAGE_ROOT / "layers" / "limits.yaml"
+
+
+def load_limits(path: Path | None = None) -> dict[str, Any]:
+    """The limits table (a plain mapping of sections ``dates``, ``yaml``, ``upload``, ``analysis``).
+
+    The bundled file is trusted toolkit configuration and parsed with ``yaml.safe_load``.
+    """
+    path = path or limits_path()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise CatalogError(path, "(file)", f"cannot read the limits table ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise CatalogError(path, "(root)", "must be a mapping of sections")
+    return data
+
+
+def limit(section: str, key: str, table: dict[str, Any] | None = None) -> Any:
+    """One limit, ``section.key`` of ``layers/limits.yaml``.
+
+    Raises
+    ------
+    CatalogError
+        When the key is missing (there is no fallback in code).
+    """
+    table = table if table is not None else load_limits()
+    try:
+        return table[section][key]
+    except (KeyError, TypeError):
+        raise CatalogError(limits_path(), f"{section}.{key}", "required limit is missing") from None
+
+
+def yaml_limits(table: dict[str, Any] | None = None) -> YamlLimits:
+    """The YAML bounds (``yaml.*``)."""
+    table = table if table is not None else load_limits()
+    return YamlLimits(
+        max_aliases=int(limit("yaml", "max_aliases", table)),
+        max_expanded_nodes=int(limit("yaml", "max_expanded_nodes", table)),
+        max_bytes=int(limit("yaml", "max_bytes", table)),
+    )
+
+
+def date_window(
+    table: dict[str, Any] | None = None, today: _dt.date | None = None
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The plausible-date window ``[dates.min, today + dates.max_days_after_today]``.
+
+    A project may override it with a ``limits: {dates: {...}}`` section merged
+    onto the table before it is passed here.
+    """
+    table = table if table is not None else load_limits()
+    lo = pd.Timestamp(str(limit("dates", "min", table)))
+    today = today or _dt.date.today()
+    hi = pd.Timestamp(today) + pd.Timedelta(days=int(limit("dates", "max_days_after_today", table)))
+    return lo, hi
+
+
+def check_size(value: int, section: str, key: str, what: str, table: dict[str, Any] | None = None) -> None:
+    """Refuse an allocation before it happens when ``value`` exceeds ``section.key``.
+
+    Parameters
+    ----------
+    value
+        The size about to be allocated (cells, bins, nodes, bytes).
+    section, key
+        Limit in ``layers/limits.yaml``.
+    what
+        Plain words for the thing measured, and the analysis parameter that drives it.
+
+    Raises
+    ------
+    GisError
+        ``"<what> would be <value>; the limit is <n> (<section>.<key> in layers/limits.yaml)"``.
+    """
+    cap = int(limit(section, key, table))
+    if int(value) > cap:
+        raise GisError(f"{what} would be {int(value):,}; the limit is {cap:,} ({section}.{key} in layers/limits.yaml)")
+
+

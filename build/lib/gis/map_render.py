@@ -1,0 +1,612 @@
+"""Renderers of map layers (专题地图渲染): folium (Leaflet), static matplotlib, PNG.
+
+The renderer-independent layer model — :class:`MapLayer` (display-ready
+GeoDataFrames in WGS84 with user strings already escaped, or RGBA images) and
+:class:`MapOptions` / :class:`Basemap` — and the code that draws it:
+:func:`render_folium` (a self-contained Leaflet page, used by ``gis run`` for
+``OUT/map.html`` and by the Streamlit app), :func:`save_map_html`,
+:func:`save_map_png` (headless Chromium, else :func:`render_static` with
+matplotlib). :mod:`gis.maps` builds the layers from a district and its analyses.
+
+Offline: folium loads Leaflet from a CDN; :func:`localize_assets` replaces those
+links with ``data:`` URIs of the copies vendored in ``gis/assets/`` (Leaflet 1.9.3,
+Leaflet.markercluster 1.5.3), so the HTML loads nothing from the internet unless a
+tile basemap is configured.
+
+Examples
+--------
+>>> import geopandas as gpd
+>>> from shapely.geometry import Point
+>>> from gis.map_render import MapLayer, render_folium
+>>> pts = gpd.GeoDataFrame({"_color": ["#d62728"], "_symbol": ["circle"]}, geometry=[Point(106.45, 29.55)], crs=4326)
+>>> m = render_folium([MapLayer("sites", "站点 Sites", "point", gdf=pts)])
+>>> "leaflet" in m.get_root().render().lower()
+True
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import folium
+import geopandas as gpd
+import numpy as np
+from branca.element import Element, MacroElement
+from jinja2 import Template
+
+from gis.export import atomic_path
+
+__all__ = [
+    "ASSETS_DIR",
+    "LEGEND_ONE_COLUMN_MAX",
+    "LEGEND_STRIP_PX",
+    "WEB_MERCATOR",
+    "WGS84",
+    "Basemap",
+    "Legend",
+    "MapLayer",
+    "MapOptions",
+    "chromium_path",
+    "localize_assets",
+    "render_folium",
+    "render_static",
+    "save_map_html",
+    "save_map_png",
+]
+
+WGS84 = "EPSG:4326"
+WEB_MERCATOR = "EPSG:3857"
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+
+
+@dataclass(frozen=True)
+class Basemap:
+    """A tile layer drawn under the data (optional; needs network).
+
+    Attributes
+    ----------
+    url
+        Leaflet tile URL template (``{z}/{x}/{y}``, optional ``{s}``).
+    attribution
+        Attribution text, shown on the map (required by every provider).
+    name
+        Name in the layer control.
+    subdomains
+        Values of ``{s}``.
+    overlay
+        Draw on top of the base (e.g. a label layer) instead of as the base.
+    """
+
+    url: str
+    attribution: str
+    name: str = "底图 Basemap"
+    subdomains: str | None = None
+    overlay: bool = False
+    max_zoom: int = 18
+
+
+@dataclass(frozen=True)
+class MapOptions:
+    """How a map is drawn (defaults in ``layers/map.yaml``, per district under ``map:``)."""
+
+    basemaps: tuple[Basemap, ...] = ()
+    max_plain_markers: int = 300
+    max_vector_polygons: int = 3000
+    max_vertices: int = 50_000
+    simplify_m: float = 15.0
+    max_text_chars: int = 200
+    width: int = 1400
+    height: int = 1000
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any] | None) -> MapOptions:
+        """Options from a ``map`` config section (``Project.section("map")``)."""
+        s = dict(section or {})
+        basemaps: list[Basemap] = []
+        if s.get("tiles"):
+            if not s.get("attribution"):
+                from gis._errors import AnalysisError
+
+                raise AnalysisError("map.tiles needs map.attribution (every tile provider requires it)")
+            basemaps.append(Basemap(str(s["tiles"]), str(s["attribution"]), subdomains=s.get("subdomains")))
+            if s.get("annotation_tiles"):
+                basemaps.append(
+                    Basemap(
+                        str(s["annotation_tiles"]),
+                        str(s["attribution"]),
+                        "注记 Labels",
+                        subdomains=s.get("subdomains"),
+                        overlay=True,
+                    )
+                )
+        kw = {k: type(getattr(cls(), k))(s[k]) for k in (
+            "max_plain_markers", "max_vector_polygons", "max_vertices", "simplify_m", "max_text_chars", "width", "height"
+        ) if s.get(k) is not None}
+        return cls(basemaps=tuple(basemaps), **kw)
+
+
+@dataclass
+class MapLayer:
+    """One display layer, renderer-independent.
+
+    Attributes
+    ----------
+    key
+        Stable identifier (``sites_transfer_station``, ``gi_grid`` …).
+    title
+        Name in the layer control and legend (Chinese, English secondary).
+    kind
+        ``polygon``, ``point`` or ``image``.
+    gdf
+        Features in EPSG:4326; text columns already escaped; ``_color`` per feature;
+        ``_symbol`` (marker shape) for points.
+    popup
+        ``(column, label)`` pairs shown in the popup.
+    tooltip
+        Column shown on hover.
+    image, bounds
+        For ``image`` layers: an RGBA ``uint8`` array in Web-Mercator pixel grid and
+        its ``(south, west, north, east)`` bounds.
+    legend
+        ``(shape, colour, label)`` entries.
+    show
+        Visible when the page opens.
+    cluster
+        Draw points as clustered markers.
+    attribution
+        Attribution this layer requires (e.g. OSM for road-derived layers).
+    fill_opacity, weight, dash
+        Polygon styling.
+    """
+
+    key: str
+    title: str
+    kind: str
+    gdf: gpd.GeoDataFrame | None = None
+    popup: tuple[tuple[str, str], ...] = ()
+    tooltip: str | None = None
+    image: np.ndarray | None = None
+    bounds: tuple[float, float, float, float] | None = None
+    legend: tuple[tuple[str, str, str], ...] = ()
+    show: bool = True
+    cluster: bool = False
+    attribution: str | None = None
+    fill_opacity: float = 0.35
+    weight: float = 1.0
+    dash: str | None = None
+    size: int = 14
+
+    @property
+    def n(self) -> int:
+        """Number of features (0 for images)."""
+        return 0 if self.gdf is None else len(self.gdf)
+
+
+# ---------------------------------------------------------------------------------
+# Folium renderer
+# ---------------------------------------------------------------------------------
+
+_SVG_SHAPES: dict[str, str] = {
+    "circle": '<circle cx="12" cy="12" r="9" fill="{c}" stroke="#222" stroke-width="1.5"/>',
+    "dot": '<circle cx="12" cy="12" r="7" fill="{c}" fill-opacity="0.85" stroke="#fff" stroke-width="1"/>',
+    "ring": '<circle cx="12" cy="12" r="8" fill="none" stroke="{c}" stroke-width="3"/>',
+    "square": '<rect x="3" y="3" width="18" height="18" fill="{c}" stroke="#222" stroke-width="1.5"/>',
+    "triangle": '<polygon points="12,2 22,21 2,21" fill="{c}" stroke="#222" stroke-width="1.5"/>',
+    "diamond": '<polygon points="12,1 23,12 12,23 1,12" fill="{c}" stroke="#222" stroke-width="1.5"/>',
+    "star": '<polygon points="12,1 15,9 23,9 17,14 19,22 12,17 5,22 7,14 1,9 9,9" fill="{c}" stroke="#222" stroke-width="1.2"/>',
+    "hexagon": '<polygon points="12,1 22,6.5 22,17.5 12,23 2,17.5 2,6.5" fill="{c}" stroke="#222" stroke-width="1.5"/>',
+}
+
+
+def _svg(shape: str, colour: str, size: int) -> str:
+    body = _SVG_SHAPES.get(shape, _SVG_SHAPES["circle"]).format(c=html.escape(colour))
+    return f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" viewBox="0 0 24 24">{body}</svg>'
+
+
+_LEGEND_TEMPLATE = """
+{% macro html(this, kwargs) %}
+<div class="gis-legend" style="position:absolute; z-index:1000; bottom:24px;
+ {% if this.full_page %}right:10px; max-height:55%;{% else %}left:10px; max-height:42%;{% endif %}
+ overflow-y:auto; background:rgba(255,255,255,0.92); padding:8px 10px; border:1px solid #999;
+ border-radius:4px; font:11px/1.45 'WenQuanYi Micro Hei','Noto Sans CJK SC','Microsoft YaHei',sans-serif;">
+<details open><summary style="font-weight:bold; margin-bottom:4px; cursor:pointer;">{{ this.title }}</summary>
+<div{% if this.two_columns %} style="column-count:2; column-gap:14px;"{% endif %}>
+{{ this.body }}
+</div></details>
+</div>
+{% endmacro %}
+"""
+
+
+#: Legend entries above which a full-page legend flows into two columns.
+LEGEND_ONE_COLUMN_MAX = 14
+#: Width (px) kept free for a full-page legend of one / two columns when the map is fitted.
+LEGEND_STRIP_PX = {False: 380, True: 740}
+
+
+class Legend(MacroElement):
+    """A fixed legend box (图例) drawn over the map; content built from constants."""
+
+    _template = Template(_LEGEND_TEMPLATE)
+
+    def __init__(self, title: str, entries: Sequence[tuple[str, str, str]], full_page: bool = False) -> None:
+        super().__init__()
+        self._name = "Legend"
+        self.title = html.escape(title)
+        rows = []
+        for shape, colour, label in entries:
+            if shape in ("box", "hatch", "line", "ramp"):
+                style = {
+                    "box": f"background:{colour};opacity:0.8;",
+                    "hatch": f"background:repeating-linear-gradient(45deg,{colour} 0 3px,transparent 3px 6px);border:1px dashed {colour};",
+                    "line": f"border:2px solid {colour};background:transparent;",
+                    "ramp": "background:linear-gradient(90deg,#ffffb2,#fd8d3c,#bd0026);",
+                }[shape]
+                sym = f'<span style="display:inline-block;width:16px;height:11px;margin-right:5px;vertical-align:middle;{html.escape(style)}"></span>'
+            else:
+                sym = f'<span style="display:inline-block;width:16px;margin-right:5px;vertical-align:middle">{_svg(shape, colour, 14)}</span>'
+            rows.append(f'<div style="break-inside:avoid;">{sym}{html.escape(label)}</div>')
+        self.body = "\n".join(rows)
+        # a full-page legend (map.html, map.png) stands bottom right, under the layer control,
+        # in two columns when long, so every entry shows; the map is fitted beside it (render_folium)
+        self.full_page = full_page
+        self.two_columns = full_page and len(rows) > LEGEND_ONE_COLUMN_MAX
+
+
+class _Attribution(MacroElement):
+    """Adds attribution strings to the map's attribution control."""
+
+    _template = Template("""
+{% macro script(this, kwargs) %}
+{% for a in this.items %}{{ this._parent.get_name() }}.attributionControl.addAttribution({{ a|tojson }});
+{% endfor %}
+{% endmacro %}
+""")
+
+    def __init__(self, items: Sequence[str]) -> None:
+        super().__init__()
+        self._name = "Attribution"
+        self.items = [html.escape(a) for a in items]
+
+
+@lru_cache(maxsize=None)
+def _data_uri(path: str, mime: str) -> str:
+    data = Path(path).read_bytes()
+    if mime == "text/css":
+        # inline the images the CSS refers to (leaflet.css: images/layers.png …)
+        base = Path(path).parent
+
+        def repl(m: re.Match[str]) -> str:
+            ref = m.group(1).strip("'\"")
+            f = base / ref
+            if ref.startswith(("data:", "#")) or not f.exists():
+                return m.group(0)
+            return f"url(data:image/png;base64,{base64.b64encode(f.read_bytes()).decode()})"
+
+        data = re.sub(r"url\(([^)]+)\)", repl, data.decode("utf-8")).encode("utf-8")
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+#: folium asset names → vendored file; everything else folium links is dropped (unused).
+_VENDORED: dict[str, tuple[str, str]] = {
+    "leaflet": ("leaflet/leaflet.js", "text/javascript"),
+    "leaflet_css": ("leaflet/leaflet.css", "text/css"),
+    "markerclusterjs": ("leaflet.markercluster/leaflet.markercluster.js", "text/javascript"),
+    "markerclustercss": ("leaflet.markercluster/MarkerCluster.css", "text/css"),
+    "markerclusterdefaultcss": ("leaflet.markercluster/MarkerCluster.Default.css", "text/css"),
+}
+
+
+def localize_assets(element: Any) -> Any:
+    """Point every folium element's JS/CSS at the vendored copies (``data:`` URIs).
+
+    Walks the element tree; links to libraries this module does not use (jQuery,
+    Bootstrap, Font Awesome, awesome-markers) are dropped, so the page makes no
+    request to a CDN. Returns ``element``.
+    """
+    stack = [element]
+    while stack:
+        el = stack.pop()
+        for attr in ("default_js", "default_css"):
+            links = getattr(el, attr, None)
+            if links is None:
+                continue
+            local = []
+            for name, _url in links:
+                if name in _VENDORED:
+                    rel, mime = _VENDORED[name]
+                    local.append((name, _data_uri(str(ASSETS_DIR / rel), mime)))
+            setattr(el, attr, local)
+        stack.extend(getattr(el, "_children", {}).values())
+    return element
+
+
+def _layer_bounds(layers: Sequence[MapLayer]) -> list[list[float]] | None:
+    boxes = []
+    for lay in layers:
+        if lay.gdf is not None and len(lay.gdf):
+            w, s, e, n = lay.gdf.total_bounds
+            boxes.append((s, w, n, e))
+        elif lay.bounds is not None:
+            boxes.append(lay.bounds)
+    if not boxes:
+        return None
+    a = np.array(boxes, dtype=float)
+    return [[float(a[:, 0].min()), float(a[:, 1].min())], [float(a[:, 2].max()), float(a[:, 3].max())]]
+
+
+def render_folium(
+    layers: Sequence[MapLayer],
+    options: MapOptions | None = None,
+    *,
+    title: str = "",
+    attributions: Sequence[str] = (),
+    full_page_legend: bool = False,
+) -> folium.Map:
+    """Draw layers as a Leaflet map (offline assets, layer control, legend).
+
+    Parameters
+    ----------
+    layers
+        From :func:`build_layers`.
+    options
+        Basemaps and limits.
+    title
+        Legend title (escaped).
+    attributions
+        Extra attribution strings (e.g. the sample-data label).
+    full_page_legend
+        False: a narrow, scrolling legend bottom left (the app's small map). True:
+        for a full-page map (``map.html`` / ``map.png``), the legend, in two columns
+        when long, stands bottom right under the layer control and the district is
+        fitted beside it, so nothing is hidden. Either way the legend folds away
+        (click its title).
+    """
+    opt = options or MapOptions()
+    bounds = _layer_bounds(layers)
+    # No zoom/fade animation: the initial fitBounds is then applied at once, so a
+    # snapshot (map.png, screenshots) never catches markers and polygons mid-zoom.
+    # max_zoom: with no tile layer Leaflet has no zoom range, and the clustered incidents
+    # layer (markercluster) refuses to draw ("Map has no maxZoom specified")
+    m = folium.Map(tiles=None, control_scale=True, prefer_canvas=False, zoom_start=12, min_zoom=3, max_zoom=19,
+                   zoom_animation=False, fade_animation=False, marker_zoom_animation=False, zoom_snap=0.25,
+                   location=[(bounds[0][0] + bounds[1][0]) / 2, (bounds[0][1] + bounds[1][1]) / 2] if bounds else [29.56, 106.45])
+    m.get_root().header.add_child(Element(
+        "<style>.leaflet-container{background:#f4f3ee !important;}"
+        ".leaflet-popup-content{max-width:420px;max-height:320px;overflow:auto;word-break:break-all;"
+        "font-family:'WenQuanYi Micro Hei','Noto Sans CJK SC','Microsoft YaHei',sans-serif;}"
+        ".gis-marker{background:none;border:none;}</style>"
+    ))
+    for bm in opt.basemaps:
+        kw: dict[str, Any] = {"subdomains": bm.subdomains} if bm.subdomains else {}
+        folium.TileLayer(tiles=bm.url, attr=html.escape(bm.attribution), name=bm.name, overlay=bm.overlay,
+                         control=True, max_zoom=bm.max_zoom, **kw).add_to(m)
+    attrs = list(attributions)
+    for lay in layers:
+        _add_layer(m, lay)
+        if lay.attribution and lay.attribution not in attrs:
+            attrs.append(lay.attribution)
+    if attrs:
+        m.add_child(_Attribution(attrs))
+    folium.LayerControl(collapsed=False).add_to(m)
+    entries = [e for lay in layers for e in lay.legend]
+    legend = Legend(title or "图例 Legend", entries, full_page=full_page_legend) if entries else None
+    if legend is not None:
+        m.add_child(legend)
+    if bounds:
+        # a full-page legend keeps a strip on the right free of the district
+        pad = (LEGEND_STRIP_PX[legend.two_columns], 0) if legend is not None and legend.full_page else None
+        m.fit_bounds(bounds, padding_bottom_right=pad)
+    localize_assets(m)
+    return m
+
+
+def _add_layer(m: folium.Map, lay: MapLayer) -> None:
+    name = html.escape(lay.title)
+    if lay.kind == "image":
+        s, w, n, e = lay.bounds  # type: ignore[misc]
+        folium.raster_layers.ImageOverlay(
+            image=lay.image, bounds=[[s, w], [n, e]], name=name, show=lay.show, opacity=1.0,
+            interactive=False, cross_origin=False, zindex=1,
+        ).add_to(m)
+        return
+    g = lay.gdf
+    assert g is not None
+    fields = [c for c, _ in lay.popup if c in g.columns]
+    aliases = [html.escape(lbl) for c, lbl in lay.popup if c in g.columns]
+    data = g[fields + ["_color"] + (["_symbol"] if "_symbol" in g else []) + ["geometry"]]
+    popup = folium.GeoJsonPopup(fields=fields, aliases=aliases, labels=True, max_width=440) if fields else None
+    tooltip = folium.GeoJsonTooltip(fields=[lay.tooltip], labels=False) if lay.tooltip in g.columns else None
+    if lay.kind == "polygon":
+        fo, weight, dash = lay.fill_opacity, lay.weight, lay.dash
+
+        def style(feature: dict[str, Any]) -> dict[str, Any]:
+            c = feature["properties"]["_color"]
+            return {"color": c, "fillColor": c, "weight": weight, "fillOpacity": fo, "dashArray": dash}
+
+        folium.GeoJson(data, name=name, show=lay.show, style_function=style, popup=popup, tooltip=tooltip,
+                       highlight_function=lambda f: {"weight": weight + 2}, smooth_factor=1.0).add_to(m)
+        return
+    size = lay.size
+    icons = {(sym, col): _svg(sym, col, size) for sym, col in set(zip(data["_symbol"], data["_color"]))}
+
+    def marker_style(feature: dict[str, Any]) -> dict[str, Any]:
+        p = feature["properties"]
+        return {"html": icons[(p["_symbol"], p["_color"])]}
+
+    marker = folium.Marker(icon=folium.DivIcon(html="", icon_size=(size, size), icon_anchor=(size // 2, size // 2),
+                                               class_name="gis-marker"))
+    if lay.cluster:
+        from folium.plugins import MarkerCluster
+
+        parent = MarkerCluster(name=name, show=lay.show, options={"disableClusteringAtZoom": 17,
+                                                                  "chunkedLoading": True}).add_to(m)
+        folium.GeoJson(data, style_function=marker_style, marker=marker, popup=popup, tooltip=tooltip,
+                       control=False).add_to(parent)
+    else:
+        folium.GeoJson(data, name=name, show=lay.show, style_function=marker_style, marker=marker,
+                       popup=popup, tooltip=tooltip).add_to(m)
+
+
+# ---------------------------------------------------------------------------------
+# Writers
+# ---------------------------------------------------------------------------------
+
+
+def save_map_html(m: folium.Map, target: str | Path) -> Path:
+    """Write the map as one self-contained HTML page, atomically."""
+    localize_assets(m)
+    with atomic_path(target) as tmp:
+        m.save(str(tmp))
+    return Path(target)
+
+
+def chromium_path() -> str | None:
+    """Path of a headless-capable Chromium/Chrome, or None."""
+    for cand in (os.environ.get("GIS_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
+                 shutil.which("chromium-browser"), shutil.which("google-chrome")):
+        if cand and Path(cand).exists():
+            return cand
+    return None
+
+
+def save_map_png(
+    target: str | Path,
+    *,
+    html_path: str | Path | None = None,
+    layers: Sequence[MapLayer] | None = None,
+    options: MapOptions | None = None,
+    title: str = "",
+    timeout_s: float = 60.0,
+) -> tuple[Path, str]:
+    """A PNG snapshot of the map for reports.
+
+    Renders ``html_path`` with headless Chromium when one is installed; otherwise (or
+    if Chromium fails) draws ``layers`` with matplotlib (:func:`render_static`).
+
+    Returns
+    -------
+    (path, method)
+        ``method`` is ``"chromium"`` or ``"matplotlib"``.
+    """
+    opt = options or MapOptions()
+    target = Path(target)
+    exe = chromium_path()
+    if html_path is not None and exe is not None:
+        with tempfile.TemporaryDirectory(prefix="gis-chromium-") as work:
+            shot = Path(work) / "shot.png"
+            cmd = [
+                exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-quic", f"--user-data-dir={Path(work) / 'profile'}",
+                f"--window-size={opt.width},{opt.height}", "--virtual-time-budget=4000",
+                f"--screenshot={shot}", Path(html_path).resolve().as_uri(),
+            ]
+            try:
+                subprocess.run(cmd, check=True, capture_output=True, timeout=timeout_s)
+                ok = shot.exists() and shot.stat().st_size > 0
+            except (subprocess.SubprocessError, OSError):
+                ok = False
+            if ok:
+                with atomic_path(target) as tmp:
+                    shutil.copyfile(shot, tmp)
+                return target, "chromium"
+    if layers is None:
+        from gis._errors import AnalysisError
+
+        raise AnalysisError("save_map_png: no Chromium available and no layers given for the static fallback")
+    render_static(layers, target, options=opt, title=title)
+    return target, "matplotlib"
+
+
+@lru_cache(maxsize=1)
+def _register_cjk_font() -> str | None:
+    """Make an installed CJK font known to matplotlib (its font cache may predate it)."""
+    from matplotlib import font_manager
+
+    known = {f.name for f in font_manager.fontManager.ttflist}
+    for name in ("WenQuanYi Micro Hei", "Noto Sans CJK SC", "SimHei", "Microsoft YaHei"):
+        if name in known:
+            return name
+    candidates = [
+        "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+        "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+        "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+    ]
+    for path in candidates:
+        if Path(path).exists():
+            font_manager.fontManager.addfont(path)
+            return font_manager.FontProperties(fname=path).get_name()
+    return None
+
+
+def render_static(
+    layers: Sequence[MapLayer], target: str | Path, *, options: MapOptions | None = None, title: str = ""
+) -> Path:
+    """Draw layers with matplotlib in Web Mercator (PNG), with a legend."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    opt = options or MapOptions()
+    _register_cjk_font()
+    plt.rcParams["font.sans-serif"] = ["WenQuanYi Micro Hei", "Noto Sans CJK SC", "SimHei", "Microsoft YaHei", "DejaVu Sans"]
+    plt.rcParams["axes.unicode_minus"] = False
+    fig, ax = plt.subplots(figsize=(opt.width / 100, opt.height / 100), dpi=100)
+    ax.set_facecolor("#f4f3ee")
+    marker_of = {"circle": "o", "dot": ".", "ring": "o", "square": "s", "triangle": "^", "diamond": "D",
+                 "star": "*", "hexagon": "h"}
+    handles = []
+    from pyproj import Transformer
+
+    tr = Transformer.from_crs(WGS84, WEB_MERCATOR, always_xy=True)
+    for lay in layers:
+        if not lay.show and lay.key not in ("landuse",):
+            continue
+        if lay.kind == "image" and lay.image is not None and lay.bounds is not None:
+            s, w, n, e = lay.bounds
+            (x0, x1), (y0, y1) = tr.transform([w, e], [s, n])
+            ax.imshow(lay.image, extent=(x0, x1, y0, y1), origin="upper", zorder=1)
+        elif lay.gdf is not None and len(lay.gdf):
+            g = lay.gdf.to_crs(WEB_MERCATOR)
+            if lay.kind == "polygon":
+                g.plot(ax=ax, color=g["_color"].tolist() if lay.fill_opacity > 0 else "none",
+                       edgecolor=g["_color"].tolist(), alpha=max(lay.fill_opacity, 0.9 if lay.fill_opacity == 0 else 0),
+                       linewidth=lay.weight, zorder=2)
+            else:
+                sym = str(g["_symbol"].iloc[0])
+                ax.scatter(g.geometry.x, g.geometry.y, c=g["_color"].tolist(), marker=marker_of.get(sym, "o"),
+                           s=lay.size * 3, edgecolors="#222222", linewidths=0.5, zorder=3)
+        for shape, colour, label in lay.legend:
+            if shape in ("box", "hatch", "line", "ramp"):
+                handles.append(Patch(facecolor=colour if shape != "line" else "none", edgecolor=colour, label=label))
+            else:
+                handles.append(Line2D([], [], marker=marker_of.get(shape, "o"), color="none", markerfacecolor=colour,
+                                      markeredgecolor="#222222", markersize=8, label=label))
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    if title:
+        ax.set_title(title)
+    if handles:
+        ax.legend(handles=handles, loc="lower left", fontsize=7, framealpha=0.9)
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return Path(target)

@@ -1,0 +1,675 @@
+"""Partitioned execution on Dask (``gis run --engine dask``).
+
+A municipality (``municipality.yaml``, see :mod:`gis.municipal`) is partitioned by
+district: each district is loaded in a Dask worker (:func:`gis.district.load_district`)
+and stays there; every per-district pipeline step runs as a task; and the municipal
+analyses that cross district borders run per partition with a *halo* — the points of
+the neighbouring partitions within the distance that the analysis looks at — so that
+their answer is identical to the single-process run over the merged layers:
+
+===================  ==========================  =====================================
+analysis             per partition               halo
+===================  ==========================  =====================================
+四山 overlay          sites × 四山 polygons         none (point-local); dask-geopandas
+                                                 ``map_partitions``
+population coverage  cells vs sites (Euclidean)  sites within the service radius R
+hex aggregation      incident counts per hexagon none (counts add up)
+Gi*                  local sums of hexagons      hexagons within the distance band
+DBSCAN               core flags, core graph,     incidents within 2·eps
+                     border assignment
+===================  ==========================  =====================================
+
+Scheduling is Dask's (``distributed.Client``; a ``LocalCluster`` on 127.0.0.1 when no
+scheduler address is given). Nothing here schedules tasks itself.
+
+DBSCAN (Ester et al. 1996): point *p* is a core point iff
+:math:`|\\{q : \\lVert p-q \\rVert \\le \\varepsilon\\}| \\ge` ``min_samples`` (itself
+included); clusters are the connected components of the graph of core points within
+ε of each other; a non-core point within ε of a core point is a border point and
+joins the cluster of its nearest core point (ties: lowest global index) — a
+deterministic version of the rule sklearn applies in visiting order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+from ._errors import AnalysisError
+
+log = logging.getLogger(__name__)
+
+#: Municipal analysis parameters (fixed, not data-driven, so that partitions agree).
+def defaults() -> dict[str, Any]:
+    """The engine's parameters, read from ``layers/*.yaml`` (:func:`gis.params.engine_params`)."""
+    from gis.params import engine_params
+
+    return engine_params()
+
+
+#: Coordinate offset (m) separating incident kinds, so one DBSCAN pass clusters each
+#: kind on its own (points of different kinds are never within eps).
+KIND_OFFSET_M = 1.0e7
+LEVEL_RANK = {"general_control": 1, "key_control": 2, "no_build": 3}
+
+
+# ===================================================================== partitions
+
+
+@dataclass
+class Partition:
+    """One district's layers in the common metric CRS (the unit of work)."""
+
+    code: str
+    name: str
+    bounds: tuple[float, float, float, float]
+    sites: gpd.GeoDataFrame
+    incidents: pd.DataFrame  # incident_id, kind, x, y
+    cells: pd.DataFrame  # population, x, y
+    zones: gpd.GeoDataFrame  # four_mountains: level, name
+
+
+def load_partition(project: str | Path, code: str, crs: Any) -> Partition:
+    """Load one district (:func:`gis.district.load_district`) into the common CRS."""
+    from .district import load_district
+
+    d = load_district(project)
+    outline = gpd.GeoSeries([d.boundary], crs=d.crs).to_crs(crs)
+    sites = d.sites[["site_id", "tier", "status", "geometry"]].to_crs(crs)
+    sites.insert(0, "district_code", code)
+    inc = d.incidents.to_crs(crs) if d.incidents is not None else None
+    incidents = pd.DataFrame(
+        {
+            "incident_id": inc["incident_id"].astype(str).to_numpy() if inc is not None else [],
+            "kind": inc["kind"].astype(str).to_numpy() if inc is not None else [],
+            "x": inc.geometry.x.to_numpy() if inc is not None else [],
+            "y": inc.geometry.y.to_numpy() if inc is not None else [],
+        }
+    )
+    pts = d.population_points().to_crs(crs) if (d.population is not None or d.population_raster is not None) else None
+    cells = pd.DataFrame(
+        {
+            "population": pts["population"].to_numpy(float) if pts is not None else [],
+            "x": pts.geometry.x.to_numpy() if pts is not None else [],
+            "y": pts.geometry.y.to_numpy() if pts is not None else [],
+        }
+    )
+    z = d.zones
+    fm = z[z["zone_type"].astype(str) == "four_mountains"][["level", "name", "geometry"]] if z is not None else None
+    fm = fm.to_crs(crs).reset_index(drop=True) if fm is not None else gpd.GeoDataFrame({"level": [], "name": []}, geometry=[], crs=crs)
+    return Partition(code, d.name, tuple(float(v) for v in outline.total_bounds), sites.reset_index(drop=True), incidents, cells, fm)
+
+
+def _near(bounds: Sequence[tuple[float, float, float, float]], i: int, halo: float) -> list[int]:
+    """Partitions (other than ``i``) whose bounds come within ``halo`` of partition ``i``."""
+    b = np.asarray(bounds)
+    x0, y0, x1, y1 = b[i]
+    hit = (b[:, 0] <= x1 + halo) & (b[:, 2] >= x0 - halo) & (b[:, 1] <= y1 + halo) & (b[:, 3] >= y0 - halo)
+    hit[i] = False
+    return list(np.flatnonzero(hit))
+
+
+def _within(x: np.ndarray, y: np.ndarray, bounds: tuple[float, float, float, float], halo: float) -> np.ndarray:
+    x0, y0, x1, y1 = bounds
+    return (x >= x0 - halo) & (x <= x1 + halo) & (y >= y0 - halo) & (y <= y1 + halo)
+
+
+# ============================================================ kernels (one partition)
+
+
+def fm_overlay(points: gpd.GeoDataFrame, zones: gpd.GeoDataFrame) -> pd.DataFrame:
+    """Strictest 四山 level and its range at each point (compliance overlay).
+
+    Returns a frame on ``points.index`` with ``fm_level`` and ``fm_range`` (None
+    outside every zone); on ties of level the range first in name order wins.
+    """
+    out = pd.DataFrame({"fm_level": pd.Series(None, index=points.index, dtype=object),
+                        "fm_range": pd.Series(None, index=points.index, dtype=object)})
+    if len(points) == 0 or len(zones) == 0:
+        return out
+    pi, zj = shapely.STRtree(zones.geometry.values).query(points.geometry.values, predicate="intersects")
+    if len(pi) == 0:
+        return out
+    hits = pd.DataFrame({"p": pi, "rank": zones["level"].map(LEVEL_RANK).fillna(0).to_numpy()[zj],
+                         "level": zones["level"].to_numpy()[zj], "name": zones["name"].astype(str).to_numpy()[zj]})
+    best = hits.sort_values(["p", "rank", "name"], ascending=[True, False, True], kind="stable").drop_duplicates("p")
+    out.iloc[best["p"].to_numpy(), 0] = best["level"].to_numpy()
+    out.iloc[best["p"].to_numpy(), 1] = best["name"].to_numpy()
+    return out
+
+
+def cell_coverage(cells: pd.DataFrame, site_xy: np.ndarray, radius: float) -> pd.DataFrame:
+    """Sites within ``radius`` of each population cell, and the nearest one's distance.
+
+    ``n_sites`` = :math:`|\\{s : \\lVert c-s \\rVert \\le R\\}|`, ``covered`` = ``n_sites > 0``,
+    ``dist_m`` the nearest distance when ≤ R (NaN otherwise).
+    """
+    xy = cells[["x", "y"]].to_numpy(float)
+    if len(site_xy) == 0 or len(xy) == 0:
+        return pd.DataFrame({"n_sites": np.zeros(len(xy), np.int64), "covered": np.zeros(len(xy), bool),
+                             "dist_m": np.full(len(xy), np.nan)}, index=cells.index)
+    tree = cKDTree(site_xy)
+    n = tree.query_ball_point(xy, radius, return_length=True).astype(np.int64)
+    d, _ = tree.query(xy, k=1, distance_upper_bound=radius)
+    return pd.DataFrame({"n_sites": n, "covered": n > 0, "dist_m": np.where(np.isfinite(d), d, np.nan)}, index=cells.index)
+
+
+def hex_keys(xy: np.ndarray, spacing: float, origin: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct axial hexagon keys ``(q, r)`` of points and their counts."""
+    from .gistar import HexGrid
+
+    g = HexGrid(spacing, origin, np.zeros(0, np.int64), np.zeros(0, np.int64))
+    q, r = g.axial(xy)
+    qr, n = np.unique(np.column_stack([q, r]), axis=0, return_counts=True)
+    return qr, n
+
+
+def gi_local(grid: Any, counts: np.ndarray, owned: np.ndarray, band: float, xbar: float, s: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gi* z-scores and neighbour counts of the ``owned`` cells of a (sub)grid.
+
+    The grid must hold every cell within ``band`` of an owned cell (the halo);
+    :math:`\\bar X`, *S* and *n* are the global statistics, so the result is the
+    global Gi* (:func:`gis.gistar.gi_star`):
+
+    .. math:: G_i^* = \\frac{\\sum_j w_{ij}x_j - \\bar X W_i}{S\\sqrt{(n S_{1i} - W_i^2)/(n-1)}}
+    """
+    from .gistar import lattice_weights, with_self_weight
+
+    w = lattice_weights(grid, band)
+    ws = with_self_weight(w, 1.0)[owned]
+    wi = np.asarray(ws.sum(axis=1)).ravel()
+    s1 = np.asarray(ws.multiply(ws).sum(axis=1)).ravel()
+    lag = ws @ counts
+    den = s * np.sqrt(np.maximum(n * s1 - wi**2, 0.0) / (n - 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(den > 0, (lag - xbar * wi) / den, 0.0)
+    return z, np.diff(ws.indptr).astype(np.int64)
+
+
+def dbscan_local(xy: np.ndarray, gid: np.ndarray, n_own: int, eps: float, min_samples: int) -> dict[str, np.ndarray]:
+    """DBSCAN pieces of one partition: own points first, then the halo (≤ 2·eps away).
+
+    Returns ``core_gid`` (global ids of points that are core here — exact for own
+    points and for halo points within eps of an own point, never a false core),
+    ``edge_a``/``edge_b`` (global ids of core pairs within eps seen here) and, for
+    own non-core points within eps of a core point, ``border_gid`` /
+    ``border_core`` (their nearest core point; ties by lowest global id).
+    """
+    if len(xy) == 0:
+        e = np.zeros(0, np.int64)
+        return {"core_gid": e, "edge_a": e, "edge_b": e, "border_gid": e, "border_core": e}
+    tree = cKDTree(xy)
+    nb = tree.query_ball_point(xy, eps, return_length=True)
+    core = nb >= min_samples
+    # exact core status: own points and halo points within eps of an own point
+    exact = np.zeros(len(xy), bool)
+    exact[:n_own] = True
+    if n_own < len(xy) and n_own:
+        d, _ = cKDTree(xy[:n_own]).query(xy[n_own:], k=1, distance_upper_bound=eps)
+        exact[n_own:] = np.isfinite(d)
+    core &= exact
+    ci = np.flatnonzero(core)
+    pairs = cKDTree(xy[ci]).query_pairs(eps, output_type="ndarray") if len(ci) > 1 else np.zeros((0, 2), np.int64)
+    ea, eb = gid[ci[pairs[:, 0]]], gid[ci[pairs[:, 1]]]
+    own_nc = np.flatnonzero(~core[:n_own])
+    bg = bc = np.zeros(0, np.int64)
+    if len(own_nc) and len(ci):
+        m = cKDTree(xy[own_nc]).sparse_distance_matrix(cKDTree(xy[ci]), eps, output_type="coo_matrix")
+        if m.nnz:
+            # explicit zeros (coincident points) are kept by sparse_distance_matrix's coo output
+            rows, cols, dist = m.row, m.col, m.data
+            order = np.lexsort((gid[ci[cols]], dist, rows))
+            rows, cols = rows[order], cols[order]
+            first = np.unique(rows, return_index=True)[1]
+            bg, bc = gid[own_nc[rows[first]]], gid[ci[cols[first]]]
+    return {"core_gid": gid[ci], "edge_a": ea, "edge_b": eb, "border_gid": bg, "border_core": bc}
+
+
+def dbscan_assemble(n: int, pieces: Sequence[dict[str, np.ndarray]]) -> np.ndarray:
+    """Global DBSCAN labels from the partition pieces (−1 = noise).
+
+    Core points: connected components of the union of the core graphs; labels are
+    numbered by the lowest global id in each cluster, so they do not depend on the
+    partitioning. Border points take their nearest core point's label.
+    """
+    core = np.zeros(n, bool)
+    for p in pieces:
+        core[p["core_gid"]] = True
+    ea = np.concatenate([p["edge_a"] for p in pieces]) if pieces else np.zeros(0, np.int64)
+    eb = np.concatenate([p["edge_b"] for p in pieces]) if pieces else np.zeros(0, np.int64)
+    adj = coo_matrix((np.ones(len(ea)), (ea, eb)), shape=(n, n))
+    _, comp = connected_components(adj, directed=False)
+    labels = np.full(n, -1, dtype=np.int64)
+    ci = np.flatnonzero(core)
+    if len(ci):
+        first_of = pd.Series(ci).groupby(comp[ci]).min()  # lowest global id per component
+        order = first_of.sort_values()
+        rank = pd.Series(np.arange(len(order)), index=order.index)
+        labels[ci] = rank.reindex(comp[ci]).to_numpy()
+    for p in pieces:
+        labels[p["border_gid"]] = labels[p["border_core"]]
+    return labels
+
+
+def dbscan_labels(xy: np.ndarray, eps: float, min_samples: int) -> np.ndarray:
+    """Single-process DBSCAN with the deterministic border rule (one partition, no halo)."""
+    gid = np.arange(len(xy), dtype=np.int64)
+    return dbscan_assemble(len(xy), [dbscan_local(xy, gid, len(xy), eps, min_samples)])
+
+
+def _kind_xy(inc: pd.DataFrame, kinds: Sequence[str]) -> np.ndarray:
+    k = pd.Categorical(inc["kind"], categories=list(kinds)).codes.astype(float)
+    return np.column_stack([inc["x"].to_numpy(float) + k * KIND_OFFSET_M, inc["y"].to_numpy(float)])
+
+
+# ====================================================================== results
+
+
+@dataclass
+class MunicipalAnalysis:
+    """Cross-border municipal analyses (same attributes for both engines).
+
+    Attributes
+    ----------
+    sites
+        Every site with ``district_code``, ``fm_level``, ``fm_range``.
+    cells
+        Population cells with ``district_code``, ``n_sites``, ``covered``, ``dist_m``.
+    hexes
+        Hexagon grid with ``count``, ``gi_z``, ``gi_p``, ``gi_bin``, ``n_neighbours``.
+    incidents
+        Incidents with ``district_code``, ``cluster`` (−1 noise).
+    summary
+        Headline figures.
+    """
+
+    sites: gpd.GeoDataFrame
+    cells: pd.DataFrame
+    hexes: gpd.GeoDataFrame
+    incidents: pd.DataFrame
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _grid_for(parts: Sequence[Partition], spacing: float, crs: Any) -> Any:
+    from .gistar import HexGrid
+
+    b = np.asarray([p.bounds for p in parts])
+    bounds = (b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max())
+    return HexGrid.covering(bounds, spacing, crs=crs, origin=(float(bounds[0]), float(bounds[1])))
+
+
+def _finish(
+    sites: gpd.GeoDataFrame, cells: pd.DataFrame, grid: Any, counts: np.ndarray, z: np.ndarray, nn: np.ndarray,
+    incidents: pd.DataFrame, labels: np.ndarray, params: dict[str, Any],
+) -> MunicipalAnalysis:
+    from scipy.special import ndtr
+
+    from .gistar import GI_BIN_ALPHAS, fdr_cutoff
+
+    for c in ("district_code", "site_id", "tier", "status"):  # one dtype whichever engine built them
+        sites[c] = pd.Series(sites[c].to_numpy(dtype=object), index=sites.index, dtype=object)
+    p = 2.0 * ndtr(-np.abs(z))
+    level = np.zeros(len(z), dtype=np.int8)
+    for k, a in enumerate(GI_BIN_ALPHAS, start=1):
+        level[p < fdr_cutoff(p, a)] = k
+    gi_bin = (np.sign(z).astype(np.int8) * level).astype(np.int8)
+    keep = counts > 0
+    keep |= np.asarray(gi_bin != 0)
+    hexes = grid.subset(keep).to_geodataframe(count=counts[keep], gi_z=z[keep], gi_p=p[keep], gi_bin=gi_bin[keep], n_neighbours=nn[keep])
+    incidents = incidents.assign(cluster=labels)
+    covered = cells["covered"].to_numpy(bool)
+    pop = cells["population"].to_numpy(float)
+    clustered = incidents[incidents["cluster"] >= 0]
+    cross = clustered.groupby("cluster")["district_code"].nunique()
+    summary = {
+        "sites": int(len(sites)),
+        "sites_in_four_mountains": {str(k): int(v) for k, v in sites["fm_range"].value_counts().sort_index().items()},
+        "population": float(pop.sum()),
+        "population_covered": float(pop[covered].sum()),
+        "population_covered_share": float(pop[covered].sum() / pop.sum()) if pop.sum() else None,
+        "hexes": int(len(grid)),
+        "hot_cells_99": int((gi_bin == 3).sum()),
+        "incidents": int(len(incidents)),
+        "clusters": int(clustered["cluster"].nunique()),
+        "cross_border_clusters": int((cross > 1).sum()),
+        "params": params,
+    }
+    return MunicipalAnalysis(sites=sites, cells=cells, hexes=hexes, incidents=incidents, summary=summary)
+
+
+def analyse_single(parts: Sequence[Partition], crs: Any, params: dict[str, Any] | None = None) -> MunicipalAnalysis:
+    """The municipal analyses in one process, over the merged layers."""
+    prm = {**defaults(), **(params or {})}
+    sites = gpd.GeoDataFrame(pd.concat([p.sites for p in parts], ignore_index=True), crs=crs)
+    zones = gpd.GeoDataFrame(pd.concat([p.zones for p in parts], ignore_index=True), crs=crs)
+    sites = sites.join(fm_overlay(sites, zones))
+    cells = pd.concat([p.cells.assign(district_code=p.code) for p in parts], ignore_index=True)
+    cov_sites = sites[sites["tier"].isin(prm["coverage_tiers"])]
+    cells = cells.join(cell_coverage(cells, np.column_stack([cov_sites.geometry.x, cov_sites.geometry.y]), prm["coverage_radius_m"]))
+    inc = pd.concat([p.incidents.assign(district_code=p.code) for p in parts], ignore_index=True)
+    grid = _grid_for(parts, prm["hex_spacing_m"], crs)
+    counts = grid.count(inc[["x", "y"]].to_numpy(float))
+    xbar, s = counts.mean(), np.sqrt(max((counts**2).mean() - counts.mean() ** 2, 0.0))
+    if s == 0:
+        raise AnalysisError("Gi* is undefined: every hexagon has the same count")
+    z, nn = gi_local(grid, counts, np.arange(len(grid)), prm["band_cells"] * prm["hex_spacing_m"], xbar, s, len(grid))
+    kinds = sorted(inc["kind"].unique())
+    labels = dbscan_labels(_kind_xy(inc, kinds), prm["eps_m"], int(prm["min_samples"]))
+    return _finish(sites, cells, grid, counts, z, nn, inc, labels, prm)
+
+
+def analyse_dask(client: Any, parts: Sequence[Any], bounds: Sequence[tuple[float, float, float, float]], codes: Sequence[str], crs: Any, params: dict[str, Any] | None = None) -> MunicipalAnalysis:
+    """The municipal analyses partitioned by district on a ``distributed.Client``.
+
+    ``parts`` are futures of :class:`Partition` (one per district, living on the
+    workers); only per-partition results and small global statistics travel.
+    """
+    prm = {**defaults(), **(params or {})}
+    R, band, eps, ms = prm["coverage_radius_m"], prm["band_cells"] * prm["hex_spacing_m"], prm["eps_m"], int(prm["min_samples"])
+    n = len(parts)
+    sites = _dask_fm_overlay(client, parts, crs)
+
+    # coverage: cells of each district vs sites within bounds + R
+    def cov_part(p: Partition, *nbrs: Partition) -> pd.DataFrame:
+        ss = pd.concat([p.sites, *[q.sites for q in nbrs]], ignore_index=True)
+        ss = ss[ss["tier"].isin(prm["coverage_tiers"])]
+        x, y = ss.geometry.x.to_numpy(), ss.geometry.y.to_numpy()
+        keep = _within(x, y, p.bounds, R)
+        res = cell_coverage(p.cells, np.column_stack([x[keep], y[keep]]), R)
+        return p.cells.assign(district_code=p.code).join(res)
+
+    cov = [client.submit(cov_part, parts[i], *[parts[j] for j in _near(bounds, i, R)], pure=False) for i in range(n)]
+    # hex counts per partition, merged
+    grid = _grid_for([_Bounds(b) for b in bounds], prm["hex_spacing_m"], crs)
+    origin = grid.origin
+    keyed = client.gather([client.submit(lambda p: hex_keys(p.incidents[["x", "y"]].to_numpy(float), grid.spacing, origin), f) for f in parts])
+    counts = np.zeros(len(grid))
+    for qr, c in keyed:
+        idx = grid.index_of(qr[:, 0], qr[:, 1])
+        ok = idx >= 0
+        np.add.at(counts, idx[ok], c[ok])
+    z, nn = _dask_gi(client, grid, counts, band, max(2 * n, 2))
+    # DBSCAN: global ids, kinds, halo 2 eps
+    meta_inc = client.gather([client.submit(lambda p: (len(p.incidents), sorted(p.incidents["kind"].unique())), f) for f in parts])
+    offsets = np.concatenate([[0], np.cumsum([m[0] for m in meta_inc])])
+    kinds = sorted({k for m in meta_inc for k in m[1]})
+
+    def db_part(i: int, p: Partition, *nbrs: tuple[int, Partition]) -> dict[str, np.ndarray]:
+        xy = _kind_xy(p.incidents, kinds)
+        gid = offsets[i] + np.arange(len(xy), dtype=np.int64)
+        hx, hg = [xy], [gid]
+        for j, q in nbrs:
+            keep = _within(q.incidents["x"].to_numpy(float), q.incidents["y"].to_numpy(float), p.bounds, 2 * eps)
+            hx.append(_kind_xy(q.incidents, kinds)[keep])
+            hg.append(offsets[j] + np.flatnonzero(keep))
+        return dbscan_local(np.concatenate(hx), np.concatenate(hg), len(xy), eps, ms)
+
+    db = [client.submit(db_part, i, parts[i], *[(j, parts[j]) for j in _near(bounds, i, 2 * eps)], pure=False) for i in range(n)]
+    pieces = client.gather(db)
+    labels = dbscan_assemble(int(offsets[-1]), pieces)
+    cells = pd.concat(client.gather(cov), ignore_index=True)
+    inc = pd.concat(client.gather([client.submit(lambda p: p.incidents.assign(district_code=p.code), f) for f in parts]), ignore_index=True)
+    return _finish(sites, cells, grid, counts, z, nn, inc, labels, prm)
+
+
+def _dask_fm_overlay(client: Any, parts: Sequence[Any], crs: Any) -> gpd.GeoDataFrame:
+    """四山 overlay of every site: dask-geopandas ``map_partitions``, one partition per district."""
+    import dask
+    import dask.dataframe as dd
+    import dask_geopandas
+
+    zones = gpd.GeoDataFrame(pd.concat(client.gather([client.submit(lambda p: p.zones, f) for f in parts]), ignore_index=True), crs=crs)
+    site_parts = [dask.delayed(lambda p: p.sites)(f) for f in parts]
+    meta = gpd.GeoDataFrame({"district_code": pd.Series(dtype=object), "site_id": pd.Series(dtype=object), "tier": pd.Series(dtype=object),
+                             "status": pd.Series(dtype=object)}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+    dsites = dd.from_delayed(site_parts, meta=meta, verify_meta=False)
+    if not isinstance(dsites, dask_geopandas.GeoDataFrame):
+        dsites = dask_geopandas.from_dask_dataframe(dsites, geometry="geometry")
+    ometa = pd.DataFrame({"fm_level": pd.Series(dtype=object), "fm_range": pd.Series(dtype=object)})
+    fm = dsites.map_partitions(fm_overlay, zones, meta=ometa)
+    site_list, fm_list = dask.compute(dsites, fm, scheduler=client)
+    return gpd.GeoDataFrame(site_list.reset_index(drop=True), crs=crs).join(fm_list.reset_index(drop=True))
+
+
+def _dask_gi(client: Any, grid: Any, counts: np.ndarray, band: float, n_strips: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gi* of every hexagon: strips of ``q`` (key order) as tasks, halo = cells within the band.
+
+    :math:`\\bar X` and *S* are the global mean and standard deviation of ``counts``.
+    """
+    xbar, s = counts.mean(), np.sqrt(max((counts**2).mean() - counts.mean() ** 2, 0.0))
+    if s == 0:
+        raise AnalysisError("Gi* is undefined: every hexagon has the same count")
+    kq = int(np.ceil(band / grid.spacing)) + 2
+    gi_futs = []
+    for st in np.array_split(np.unique(grid.q), n_strips):
+        if not len(st):
+            continue
+        sub = (grid.q >= st[0] - kq) & (grid.q <= st[-1] + kq)
+        g = grid.subset(sub)
+        owned = np.flatnonzero((g.q >= st[0]) & (g.q <= st[-1]))
+        gi_futs.append((np.flatnonzero(sub)[owned], client.submit(gi_local, g, counts[sub], owned, band, xbar, s, len(grid))))
+    z, nn = np.zeros(len(grid)), np.zeros(len(grid), np.int64)
+    for idx, f in gi_futs:
+        z[idx], nn[idx] = f.result()
+    return z, nn
+
+
+@dataclass
+class _Bounds:
+    bounds: tuple[float, float, float, float]
+
+
+# ====================================================================== driver
+
+
+def district_lonlat_bounds(project: str | Path) -> tuple[float, float, float, float]:
+    """Lon/lat bounds (EPSG:4326) of a district's townships, read from its own layer.
+
+    Parameters
+    ----------
+    project
+        A district project folder (``project.yaml``).
+
+    Returns
+    -------
+    tuple of float
+        ``(lon_min, lat_min, lon_max, lat_max)`` of the union of every township
+        layer, whatever CRS or coordinate convention the files are written in.
+    """
+    from .catalog import load_project
+    from .io import vector_layer
+
+    proj = load_project(project)
+    b = np.asarray([vector_layer(spec)[0].total_bounds for spec in proj.layers["townships"]], dtype=float)
+    return float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())
+
+
+def municipal_crs(bounds: Sequence[tuple[float, float, float, float]]) -> Any:
+    """One metric CRS for the whole municipality, from its districts' own outlines.
+
+    Parameters
+    ----------
+    bounds
+        Lon/lat bounds of every district (:func:`district_lonlat_bounds`).
+
+    Returns
+    -------
+    pyproj.CRS
+        :func:`gis.coords.choose_metric_crs` of the union extent
+        :math:`(\\min \\lambda_0, \\min \\varphi_0, \\max \\lambda_1, \\max \\varphi_1)`:
+        the CGCS2000 3° Gauss-Krüger zone of its centre inside China, the UTM zone
+        elsewhere.
+
+    Examples
+    --------
+    >>> municipal_crs([(106.2, 29.4, 106.5, 29.7), (106.5, 29.4, 106.8, 29.7)]).to_epsg()
+    4545
+    """
+    from .coords import choose_metric_crs
+
+    b = np.asarray(bounds, dtype=float)
+    return choose_metric_crs((float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())))
+
+
+def local_client(n_workers: int = 2, threads_per_worker: int = 1, **kwargs: Any) -> Any:
+    """A ``distributed.Client`` on a ``LocalCluster`` bound to 127.0.0.1 (dashboard off)."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
+        host="127.0.0.1", dashboard_address=None, **kwargs,
+    )
+    return Client(cluster)
+
+
+def run_municipality(
+    project: str | Path,
+    out: str | Path,
+    *,
+    engine: str = "single",
+    scheduler: str | None = None,
+    client: Any = None,
+    steps: Sequence[str] | None = None,
+    params: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``gis run`` on a municipality: every district's pipeline, the cross-border
+    analyses and the roll-up.
+
+    Parameters
+    ----------
+    project
+        Municipal folder (``municipality.yaml``).
+    out
+        Output folder: ``districts/<code>/`` (each district's ``gis run`` outputs),
+        ``municipal_analysis.gpkg``, ``summary.json`` and the roll-up files.
+    engine
+        ``single`` (one process) or ``dask``.
+    scheduler
+        Address of a running Dask scheduler (``tcp://host:8786``); default: a
+        ``LocalCluster`` on 127.0.0.1 with 2 single-threaded worker processes.
+    client
+        An existing ``distributed.Client`` (overrides ``scheduler``).
+    steps
+        Pipeline steps per district (default all); ``[]`` runs none.
+    params
+        Overrides of :func:`defaults` (read from ``layers/*.yaml``).
+    """
+    from .municipal import load_index
+
+    if engine not in ("single", "dask"):
+        raise AnalysisError(f"unknown engine '{engine}' (single or dask)")
+    index = load_index(project)
+    root: Path = index["root"]
+    codes = [str(e["code"]) for e in index["districts"]]
+    job = _Job(dirs=[root / e["path"] for e in index["districts"]], codes=codes,
+               outs=[Path(out) / "districts" / c for c in codes], steps=steps, params=params)
+    if engine == "single":
+        summaries, res, crs, timings = _run_single(job)
+    else:
+        own_client = None
+        if client is None:
+            from distributed import Client
+
+            own_client = client = Client(scheduler) if scheduler else local_client()
+        try:
+            summaries, res, crs, timings = _run_dask(client, job)
+        finally:
+            if own_client is not None:
+                _close(own_client)
+    return _write_outputs(Path(out), index, engine, job, summaries, res, crs, timings)
+
+
+@dataclass
+class _Job:
+    """What :func:`run_municipality` runs: district folders, codes, output folders."""
+
+    dirs: list[Path]
+    codes: list[str]
+    outs: list[Path]
+    steps: Sequence[str] | None
+    params: dict[str, Any] | None
+
+
+def _run_single(job: _Job) -> tuple[list[Any], MunicipalAnalysis, Any, dict[str, float]]:
+    """District pipelines, then the municipal analyses, in this process."""
+    from . import pipeline
+
+    t0 = time.perf_counter()
+    summaries = [pipeline.run(d, o, steps=job.steps, progress=False) if job.steps != [] else None
+                 for d, o in zip(job.dirs, job.outs)]
+    timings = {"districts": round(time.perf_counter() - t0, 3)}
+    t0 = time.perf_counter()
+    crs = municipal_crs([district_lonlat_bounds(d) for d in job.dirs])
+    parts = [load_partition(d, c, crs) for d, c in zip(job.dirs, job.codes)]
+    res = analyse_single(parts, crs, job.params)
+    timings["municipal"] = round(time.perf_counter() - t0, 3)
+    return summaries, res, crs, timings
+
+
+def _run_dask(client: Any, job: _Job) -> tuple[list[Any], MunicipalAnalysis, Any, dict[str, float]]:
+    """District pipelines as tasks, then the partitioned municipal analyses."""
+    from . import pipeline
+
+    t0 = time.perf_counter()
+    if job.steps != []:
+        futs = [client.submit(pipeline.run, d, o, steps=job.steps, progress=False, pure=False) for d, o in zip(job.dirs, job.outs)]
+        summaries = client.gather(futs)
+    else:
+        summaries = [None] * len(job.dirs)
+    timings = {"districts": round(time.perf_counter() - t0, 3)}
+    t0 = time.perf_counter()
+    crs = municipal_crs(client.gather([client.submit(district_lonlat_bounds, d, pure=False) for d in job.dirs]))
+    parts = [client.submit(load_partition, d, c, crs, pure=False) for d, c in zip(job.dirs, job.codes)]
+    bounds = client.gather([client.submit(lambda p: p.bounds, f) for f in parts])
+    res = analyse_dask(client, parts, bounds, job.codes, crs, job.params)
+    timings["municipal"] = round(time.perf_counter() - t0, 3)
+    return summaries, res, crs, timings
+
+
+def _close(client: Any) -> None:
+    """Close a client this module started, and its cluster."""
+    cluster = client.cluster
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
+def _write_outputs(
+    out: Path, index: dict[str, Any], engine: str, job: _Job, summaries: list[Any], res: MunicipalAnalysis,
+    crs: Any, timings: dict[str, float],
+) -> dict[str, Any]:
+    """``municipal_analysis.gpkg``, the roll-up and ``summary.json``; returns the summary."""
+    from .export import write_gpkg, write_json
+    from .municipal import rollup
+
+    cells = gpd.GeoDataFrame(res.cells, geometry=gpd.points_from_xy(res.cells["x"], res.cells["y"]), crs=crs)
+    inc = gpd.GeoDataFrame(res.incidents, geometry=gpd.points_from_xy(res.incidents["x"], res.incidents["y"]), crs=crs)
+    write_gpkg({"sites": res.sites, "hexes": res.hexes, "incidents": inc, "cells": cells}, out / "municipal_analysis.gpkg")
+    summary: dict[str, Any] = {
+        "municipality": index.get("name"),
+        "engine": engine,
+        "metric_crs": crs.to_string(),
+        "districts": {c: _strip(s) for c, s in zip(job.codes, summaries) if s is not None},
+        "municipal": res.summary,
+    }
+    if job.steps != [] and all(s is not None for s in summaries):
+        summary["rollup"] = rollup(out, out).summary
+    write_json({**summary, "timings_s": timings}, out / "summary.json")
+    return {**summary, "timings_s": timings, "analysis": res}
+
+
+def _strip(s: dict[str, Any]) -> dict[str, Any]:
+    """A district summary without run-dependent keys (timings, output paths)."""
+    return {k: v for k, v in s.items() if k not in ("timings_s", "map", "run_id")}

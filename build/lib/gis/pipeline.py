@@ -1,0 +1,132 @@
+"""The main job: load a district, run every analysis step, write ``OUT/``.
+
+``run(project, out)`` loads the district (:func:`gis.district.load_district`) and
+runs the steps of the registry :data:`gis.steps.STEPS` in order: ``load`` writes
+the cleaned layers (``district.gpkg``) and the rejects (``rejects.csv``), then
+compliance, coverage, hotspots, ledgers and maps each write their files and
+add their keys to the summary; ``summary.json`` is written last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from gis import settings, steps
+from gis._errors import GisError
+from gis.district import load_district
+from gis.export import write_json
+from gis.params import load_params
+
+from gis.catalog import load_project
+from gis.outdir import atomic_output
+from gis.precheck import check_inputs
+
+# re-exported for callers of the former pipeline API
+district_summary = steps.district_summary
+write_district = steps.write_district
+
+
+def step_names() -> list[str]:
+    """Names of the analysis steps (after ``load``), in run order."""
+    return steps.analysis_names()
+
+
+def run(
+    project: str | Path | None = None,
+    out: str | Path = "out",
+    *,
+    steps: Sequence[str] | None = None,
+    progress: bool | None = None,
+    confined: bool = False,
+) -> dict[str, Any]:
+    """Run the main job on a district project.
+
+    Parameters
+    ----------
+    project
+        Project folder or ``project.yaml``; ``None`` = the bundled sample district.
+    out
+        Output folder (created).
+    steps
+        Analysis steps to run (default: all of :data:`gis.steps.STEPS`). Loading always runs.
+    progress
+        Show a progress display (default: :data:`gis.settings.SHOW_PROGRESS`).
+
+    Returns
+    -------
+    dict
+        The summary, also written to ``OUT/summary.json``.
+
+    Raises
+    ------
+    GisError
+        An unknown step name, or a problem in the project's files (one line naming it).
+
+    Examples
+    --------
+    >>> from gis.pipeline import run
+    >>> summary = run("data/sample_district", "out", steps=["compliance"])  # doctest: +SKIP
+    >>> summary["steps_run"]                                                  # doctest: +SKIP
+    ['load', 'compliance']
+    """
+    from gis import steps as registry
+
+    project = Path(project) if project is not None else settings.SAMPLE_PROJECT_DIR
+    out = Path(out)
+    wanted = list(steps) if steps is not None else registry.analysis_names()
+    unknown = [s for s in wanted if s not in registry.analysis_names()]
+    if unknown:
+        raise GisError(f"unknown step(s) {', '.join(unknown)}; known: {', '.join(registry.analysis_names())}")
+    todo = ["load"] + [n for n in registry.analysis_names() if n in wanted]
+    show = settings.SHOW_PROGRESS if progress is None else progress
+    timings: dict[str, float] = {}
+    with _progress(show, len(todo)) as advance:
+        advance("load 读取图层")
+        load_params(project)  # refuse unknown / misspelt keys and wrong types before any analysis
+        proj = load_project(project, confined=confined)
+        check_inputs(proj)  # gis.precheck: fail now, not minutes later
+        d = load_district(proj)  # validated before anything is written
+        with atomic_output(out) as (folder, run_id):  # gis.outdir: locked temp sibling, swapped in when complete
+            summary, _ = registry.run_steps(
+                d, folder, todo, on_step=lambda s: advance(s.name) if s.name != "load" else None, timings=timings
+            )
+            summary["run_id"] = run_id
+            summary["steps_run"] = todo
+            summary["timings_s"] = timings
+            write_json(summary, folder / "summary.json")
+    return summary
+
+
+class _progress:
+    """A rich progress bar over the steps (a no-op when switched off)."""
+
+    def __init__(self, show: bool, total: int) -> None:
+        self.show = show
+        self.total = total
+        self._p = None
+
+    def __enter__(self) -> Callable[[str], None]:
+        if not self.show:
+            return lambda label: None
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._p = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), transient=False)
+        self._p.__enter__()
+        self._task = self._p.add_task("gis run", total=self.total)
+        self._started = False
+
+        def advance(label: str) -> None:
+            if self._started:
+                self._p.advance(self._task)
+            self._started = True
+            self._p.update(self._task, description=f"gis run · {label}")
+
+        return advance
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._p is not None:
+            if exc[0] is None:
+                self._p.update(self._task, completed=self.total, description="gis run · done")
+            self._p.__exit__(*exc)

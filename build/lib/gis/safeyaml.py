@@ -1,0 +1,138 @@
+"""Bounded YAML loading (安全读取 YAML): no alias bombs, no huge files.
+
+``yaml.safe_load`` builds no Python objects from tags, but it still expands a
+"billion laughs" document — a 2 KB ``project.yaml`` with nested aliases — into a
+structure whose traversal exhausts memory. :func:`safe_load_bounded` composes the
+node graph first (aliases are shared references there, so composing is cheap),
+counts the nodes the document would hold with every alias expanded,
+
+.. math:: N(n) = 1 + \\sum_{c \\in \\mathrm{children}(n)} N(c),
+
+computed once per distinct node (memoised), and refuses the document when the
+number of alias uses or :math:`N(\\mathrm{root})` exceeds the limits of
+``layers/limits.yaml`` (``yaml.max_aliases``, ``yaml.max_expanded_nodes``), or
+when an alias refers to a node that contains it (recursive structure).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass(frozen=True)
+class YamlLimits:
+    """Bounds on one YAML document.
+
+    Attributes
+    ----------
+    max_aliases
+        Alias uses (``*name``) allowed.
+    max_expanded_nodes
+        Nodes the document may hold with every alias expanded.
+    max_bytes
+        Size of the text in bytes.
+    """
+
+    max_aliases: int
+    max_expanded_nodes: int
+    max_bytes: int
+
+
+class YamlBombError(ValueError):
+    """A YAML document exceeds the alias / expansion / size bounds."""
+
+
+class _CountingLoader(yaml.SafeLoader):
+    """SafeLoader that counts alias events while composing."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.alias_uses = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: D401 - PyYAML hook
+        if self.check_event(yaml.AliasEvent):
+            self.alias_uses += 1
+        return super().compose_node(parent, index)
+
+
+def expanded_size(root: yaml.Node, cap: int) -> int:
+    """Number of nodes under ``root`` with aliases expanded (stops once above ``cap``).
+
+    Raises
+    ------
+    YamlBombError
+        If a node contains itself through an alias (a recursive document).
+    """
+    memo: dict[int, int] = {}
+    stack: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in memo:
+            return memo[key]
+        if key in stack:
+            raise YamlBombError("an alias refers to a node that contains it (recursive YAML)")
+        stack.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            for child in node.value:
+                total += size(child)
+                if total > cap:
+                    break
+        elif isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                total += size(k) + size(v)
+                if total > cap:
+                    break
+        stack.discard(key)
+        memo[key] = total
+        return total
+
+    return size(root)
+
+
+def safe_load_bounded(text: str, limits: YamlLimits) -> Any:
+    """Parse YAML text like ``yaml.safe_load``, within ``limits``.
+
+    Raises
+    ------
+    YamlBombError
+        Text too large, too many aliases, expansion above the bound, or recursion;
+        the message names the ``layers/limits.yaml`` key to change.
+    yaml.YAMLError
+        Ordinary syntax errors (unchanged).
+    """
+    size = len(text.encode("utf-8"))
+    if size > limits.max_bytes:
+        raise YamlBombError(f"{size} bytes; the limit is {limits.max_bytes} (yaml.max_bytes in layers/limits.yaml)")
+    loader = _CountingLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if loader.alias_uses > limits.max_aliases:
+            raise YamlBombError(
+                f"{loader.alias_uses} alias uses (*name); the limit is {limits.max_aliases} "
+                "(yaml.max_aliases in layers/limits.yaml)"
+            )
+        n = expanded_size(node, limits.max_expanded_nodes)
+        if n > limits.max_expanded_nodes:
+            raise YamlBombError(
+                f"expands to more than {limits.max_expanded_nodes} nodes through aliases "
+                "(yaml.max_expanded_nodes in layers/limits.yaml)"
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def read_yaml_text(path: Path, limits: YamlLimits) -> str:
+    """Read a YAML file's text, refusing it before reading when it is too large."""
+    size = path.stat().st_size
+    if size > limits.max_bytes:
+        raise YamlBombError(f"{size} bytes; the limit is {limits.max_bytes} (yaml.max_bytes in layers/limits.yaml)")
+    return path.read_text(encoding="utf-8")

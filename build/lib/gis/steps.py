@@ -1,0 +1,468 @@
+"""The one registry of the main job's steps (load → compliance → coverage → hotspots → ledgers → maps).
+
+Each :class:`Step` is declared once, with its name, its labels (Chinese, English),
+the steps whose results it needs or uses, the ``project.yaml`` / ``layers/*.yaml``
+parameter sections it reads and the function that runs it (imported directly, no
+``"module:function"`` strings). Everything that runs steps reads :data:`STEPS`:
+:func:`gis.pipeline.run`, the CLI subcommands (:mod:`gis.cli`), the app's step
+runner (:mod:`gis.app_support`), the Dask engine (:mod:`gis.parallel`, through
+:func:`run_steps`) and the step table of ``docs/ARCHITECTURE.md`` (checked by a test).
+
+This module is the only glue between analyses and output writers: analyses
+(:mod:`gis.compliance`, :mod:`gis.coverage`, :mod:`gis.hotspots`) return result
+objects and never write files; the writers (:mod:`gis.export`, the ledger and map
+writers) never import analyses. A step function ``run(ctx, out)`` reads earlier
+results from the typed :class:`RunContext`, writes its files into ``out``, stores
+its result on ``ctx`` and returns its ``summary.json`` keys.
+
+Examples
+--------
+>>> from gis import map_sheets, steps
+>>> [s.name for s in steps.STEPS]
+['load', 'compliance', 'coverage', 'hotspots', 'ledgers', 'maps']
+>>> steps.closure(["ledgers"])
+['compliance', 'ledgers']
+>>> steps.get("coverage").label_zh
+'覆盖与选址'
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+
+from gis import __version__, compliance, coverage, hotspots, ledgers, map_sheets, maps, settings, targets
+from gis._errors import GisError
+from gis.compliance import ComplianceResult
+from gis.coverage import DistrictCoverage
+from gis.district import District
+from gis.export import write_csv, write_geotiff, write_gpkg
+from gis.hotspots import DensitySurface, HotspotResult
+from gis.ledgers import LedgerSet
+from gis.params import Params, params_for
+from gis.schema import REJECT_COLUMNS, Tier
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunContext:
+    """What the steps of one run share: the district, its parameters and earlier results.
+
+    Attributes
+    ----------
+    district
+        The loaded district (:func:`gis.district.load_district`).
+    params
+        The typed parameters (:class:`gis.params.Params`: ``layers/*.yaml`` deep-merged
+        with the project's ``project.yaml``); built from ``district.project`` when not given.
+    compliance
+        :class:`gis.compliance.ComplianceResult` of the ``compliance`` step.
+    site_problems
+        问题台账 rows found by the compliance check (:func:`gis.ledgers.problems_from_compliance`).
+    coverage
+        :class:`gis.coverage.DistrictCoverage` of the ``coverage`` step.
+    networks
+        The walking / driving networks the coverage step built (reused by later steps).
+    hotspots
+        :class:`gis.hotspots.HotspotResult` of the ``hotspots`` step.
+    hotspot_problems
+        问题台账 rows of the hot-spot step.
+    ledgers
+        :class:`gis.ledgers.LedgerSet` of the ``ledgers`` step.
+    """
+
+    district: District
+    params: Params | None = None
+    compliance: ComplianceResult | None = None
+    site_problems: pd.DataFrame | None = None
+    coverage: DistrictCoverage | None = None
+    networks: Any = None
+    hotspots: HotspotResult | None = None
+    hotspot_problems: pd.DataFrame | None = None
+    ledgers: LedgerSet | None = None
+
+    def __post_init__(self) -> None:
+        if self.params is None:
+            self.params = params_for(self.district.project)
+
+    @classmethod
+    def result_names(cls) -> tuple[str, ...]:
+        """Names of the result attributes (everything but ``district`` and ``params``)."""
+        return tuple(f.name for f in fields(cls) if f.name not in ("district", "params"))
+
+    def results(self) -> dict[str, Any]:
+        """The results set so far, ``{name: value}`` (what the map and the app read)."""
+        return {n: getattr(self, n) for n in self.result_names() if getattr(self, n) is not None}
+
+    @classmethod
+    def from_results(cls, district: District, results: Mapping[str, Any] | None = None) -> RunContext:
+        """A context holding ``results`` (e.g. the app's results of earlier, cached steps)."""
+        known = set(cls.result_names())
+        return cls(district=district, **{k: v for k, v in (results or {}).items() if k in known})
+
+
+StepFn = Callable[[RunContext, Path], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the main job.
+
+    Attributes
+    ----------
+    name
+        Step name (``gis run --steps``, the app's cache keys).
+    label_zh, label_en
+        Labels shown by the app and the progress display.
+    needs
+        Steps that must run before this one (their results are required).
+    uses
+        Steps whose results are used when present (run order only).
+    params
+        Config sections the step reads (the app re-runs a step when one changes).
+    run
+        ``run(ctx, out) -> summary keys``.
+    command
+        CLI subcommand running this step and its needs (``None``: none).
+    help
+        One-line help of that subcommand.
+    outputs
+        Files the step writes into ``OUT/``.
+    """
+
+    name: str
+    label_zh: str
+    label_en: str
+    needs: tuple[str, ...]
+    uses: tuple[str, ...]
+    params: tuple[str, ...]
+    run: StepFn
+    command: str | None = None
+    help: str = ""
+    outputs: tuple[str, ...] = field(default=())
+
+    @property
+    def label(self) -> str:
+        """``"中文 English"`` (the app's panel titles)."""
+        return f"{self.label_zh} {self.label_en}"
+
+
+# ---------------------------------------------------------------------------------
+# Step functions
+# ---------------------------------------------------------------------------------
+
+
+def district_summary(d: District) -> dict[str, Any]:
+    """The load part of ``summary.json``: counts that balance against the inputs."""
+    sites = d.sites
+    by_tier = {t.value: int((sites["tier"] == t.value).sum()) for t in Tier}
+    by_status = sites["status"].fillna("unknown").value_counts().sort_index().to_dict()
+    rejects = d.rejects
+    return {
+        "district": d.name,
+        "code": d.project.code,
+        "sample": d.project.sample,
+        "label": settings.SAMPLE_LABEL if d.project.sample else None,
+        "toolkit_version": __version__,
+        "metric_crs": d.crs.to_string(),
+        "sites_total": int(len(sites)),
+        "sites_by_tier": {k: v for k, v in by_tier.items() if v},
+        "sites_by_status": {str(k): int(v) for k, v in by_status.items()},
+        "incidents_total": int(len(d.incidents)) if d.incidents is not None else 0,
+        "townships_total": int(len(d.townships)),
+        "read": dict(d.read_counts),
+        "loaded": {k: v for k, v in d.loaded_counts.items() if k in d.read_counts},
+        "rejects": int(len(rejects)),
+        "rejects_by_reason": {str(k): int(v) for k, v in rejects["reason"].value_counts().sort_index().items()},
+        "rejects_by_layer": {str(k): int(v) for k, v in rejects["layer"].value_counts().sort_index().items()},
+        "coordinate_conversions": {
+            role: [
+                {"file": Path(i["file"]).name, "from": i.get("coords"), "to": "wgs84 → " + d.crs.to_string()}
+                for i in infos
+                if i.get("coords")
+            ]
+            for role, infos in d.provenance.items()
+        },
+    }
+
+
+def write_district(d: District, out: Path) -> None:
+    """Write the cleaned layers (``district.gpkg``) and the rejects (``rejects.csv``)."""
+    layers: dict[str, gpd.GeoDataFrame] = {}
+    for role in ("townships", "sites", "incidents", "candidates", "zones", "landuse", "population"):
+        gdf = getattr(d, role)
+        if isinstance(gdf, gpd.GeoDataFrame):
+            layers[role] = gdf
+    write_gpkg(layers, out / "district.gpkg")
+    rejects = d.rejects if len(d.rejects) else pd.DataFrame(columns=list(REJECT_COLUMNS))
+    write_csv(rejects, out / "rejects.csv")
+
+
+def run_load(ctx: RunContext, out: Path) -> dict[str, Any]:
+    """Step ``load``: write ``district.gpkg`` and ``rejects.csv``; the load counts."""
+    write_district(ctx.district, out)
+    return district_summary(ctx.district)
+
+
+def run_compliance(ctx: RunContext, out: Path) -> dict[str, Any]:
+    """Step ``compliance``: write ``OUT/sites.gpkg`` and leave the problems for the ledger.
+
+    Layers of ``sites.gpkg``: ``sites`` (compliance fields and assignments),
+    ``violations`` (one row per site × rule), ``linkage`` (lines from each linked site
+    to its station), ``incidents_located`` (when the district has incidents).
+    Returns ``violations_total``, ``violations_by_rule``, ``sites_in_four_mountains``,
+    ``orphan_points``, ``townships_without_transfer_station``,
+    ``has_working_sorting_centre`` (and a few more).
+    """
+    result = compliance.check_district(ctx.district)
+    layers = {"sites": result.sites, "violations": result.violations, "linkage": compliance.linkage_lines(result)}
+    if result.incidents is not None:
+        layers["incidents_located"] = result.incidents
+    write_gpkg(layers, out / "sites.gpkg")
+    ctx.compliance = result
+    ctx.site_problems = ledgers.problems_from_compliance(result)
+    return result.summary()
+
+
+def run_coverage(ctx: RunContext, out: Path) -> dict[str, Any]:
+    """Step ``coverage``: write ``OUT/coverage.gpkg``; the ``coverage`` and ``targets`` keys.
+
+    Layers: ``service_areas`` (one polygon per site and tier), ``gaps`` (uncovered
+    population, ranked), ``recommended_sites`` (MCLP choice), ``population_cells``
+    (each cell's distance and coverage for the headline tier).
+    """
+    result = coverage.analyse_district(ctx.district, compliance=ctx.compliance, networks=ctx.networks,
+                                       target_evaluator=targets.district_evaluator(ctx.district, ctx.compliance))
+    write_gpkg(result.layers(), out / "coverage.gpkg")
+    ctx.coverage = result
+    ctx.networks = result.networks
+    return result.summary()
+
+
+def write_density(surface: DensitySurface, target: Path, *, tags: dict[str, str] | None = None) -> Path:
+    """Write a kernel density surface (核密度) as a GeoTIFF (:func:`gis.export.write_geotiff`)."""
+    base = {"units": "incidents per km2", "kernel": "gaussian", "bandwidth_m": f"{surface.bandwidth_m:.1f}"}
+    return write_geotiff(surface.array, target, transform=surface.transform, crs=surface.crs,
+                         tags={**base, **(tags or {})})
+
+
+def run_hotspots(ctx: RunContext, out: Path) -> dict[str, Any]:
+    """Step ``hotspots``: ``OUT/hotspots.gpkg``, ``OUT/density.tif`` and ``summary['hotspots']``.
+
+    Layers of ``hotspots.gpkg``: :meth:`gis.hotspots.HotspotResult.layers` (clusters
+    with their significance, centroids, the Gi* grid, the priority list of significant
+    clusters, rebounds, and every incident with its ``cluster_id``). A district without
+    incidents gives zero counts and no files.
+    """
+    d = ctx.district
+    incidents = d.incidents
+    if incidents is None or len(incidents) == 0:
+        ctx.hotspot_problems = pd.DataFrame(columns=list(hotspots.PROBLEM_COLUMNS))
+        log.warning("no incidents: hot-spot step skipped")
+        return {"hotspots": {"clusters": 0, "clusters_in_four_mountains": 0, "hot_cells_99": 0, "rebounds": 0}}
+    config = d.project.section("hotspots")  # the hotspots module still reads the plain mapping
+    res = hotspots.analyse(incidents, config, zones=d.zones, townships=d.townships, area=d.boundary)
+    write_gpkg(res.layers(incidents), out / "hotspots.gpkg")  # incidents carry cluster_id
+    if res.density is not None:
+        write_density(res.density, out / "density.tif", tags={"district": d.name})
+    ctx.hotspots = res
+    ctx.hotspot_problems = res.problems
+    return {"hotspots": res.summary()}
+
+
+def run_ledgers(ctx: RunContext, out: Path) -> dict[str, Any]:
+    """Step ``ledgers``: write 问题台账 / 汇总表 / 摸排表 (xlsx) and ``ledgers.gpkg``.
+
+    Uses the compliance result (running the check when absent), the site problems
+    and, when present, the hot-spot problems.
+    """
+    if ctx.compliance is None:
+        ctx.compliance = compliance.check_district(ctx.district)
+    project = ctx.district.project
+    ledger_set = ledgers.build_ledgers(
+        ctx.compliance,
+        district_name=str(project.name or ""),
+        townships=ctx.district.townships,
+        extra_problems=ctx.hotspot_problems,
+        site_problems=ctx.site_problems,
+    )
+    ledgers.write_ledgers(ledger_set, out, sample=bool(project.sample))
+    ctx.ledgers = ledger_set
+    led = ledger_set.ledger
+    return {
+        "problems_total": int(len(led)),
+        "problems_by_type": {str(k): int(v) for k, v in led["问题类型"].value_counts().items()},
+        "problems_by_department": {str(k): int(v) for k, v in led["牵头单位"].value_counts().items()},
+    }
+
+
+def run_maps(ctx: RunContext, out: Path) -> dict[str, Any]:
+    """Step ``maps``: write ``OUT/map.html`` and ``OUT/map.png`` from every result so far."""
+    d = ctx.district
+    opt = maps.district_options(d)
+    layers = maps.build_layers(d, ctx.results(), opt, out=out)
+    m = maps.render_folium(layers, opt, title=maps.district_title(d), attributions=maps.district_attributions(d),
+                           full_page_legend=True)
+    html_path = maps.save_map_html(m, out / "map.html")
+    png = map_sheets.render_overview_png(d, layers, out / "map.png")  # print-ready, same as the overview sheet
+    sheets = map_sheets.write_map_sheets(d, layers, out)  # map_sheets/: one per 镇街 + overview, PNG + PDF
+    return {"map": {
+        "html": html_path.name, "png": png.name, "png_method": "matplotlib", "layers": [lay.key for lay in layers],
+        "sheets": {"pdf": sheets["pdf"] and f"map_sheets/{sheets['pdf'].name}",
+                   "png": [f"map_sheets/{p.name}" for p in sheets["png"]]},
+    }}
+
+
+# ---------------------------------------------------------------------------------
+# The registry
+# ---------------------------------------------------------------------------------
+
+#: Every step of the main job, in run order.
+STEPS: tuple[Step, ...] = (
+    Step("load", "读取图层", "Load layers", (), (), ("layers", "project"), run_load,
+         outputs=("district.gpkg", "rejects.csv")),
+    Step("compliance", "合规核查", "Compliance", ("load",), (), ("compliance",), run_compliance,
+         outputs=("sites.gpkg",)),
+    Step("coverage", "覆盖与选址", "Coverage & siting", ("load",), ("compliance",), ("coverage", "targets"),
+         run_coverage, command="coverage",
+         help="service areas, coverage against targets, gaps and new-site recommendations (覆盖分析)",
+         outputs=("coverage.gpkg",)),
+    Step("hotspots", "热点分析", "Hotspots", ("load",), (), ("hotspots",), run_hotspots, command="hotspots",
+         help="illegal-dismantling clusters, Gi* hot spots, density, rebound (热点分析)",
+         outputs=("hotspots.gpkg", "density.tif")),
+    Step("ledgers", "台账", "Ledgers", ("load", "compliance"), ("hotspots",), ("compliance", "hotspots"),
+         run_ledgers, command="check",
+         help="site compliance, hierarchy linkage and the 问题台账 / 汇总表 / 摸排表",
+         outputs=("problem_ledger.xlsx", "summary_table.xlsx", "survey_form.xlsx", "ledgers.gpkg")),
+    Step("maps", "地图", "Map", ("load",), ("compliance", "coverage", "hotspots"), ("map",), run_maps,
+         outputs=("map.html", "map.png")),
+)
+
+
+def names() -> list[str]:
+    """Step names in run order (``load`` first)."""
+    return [s.name for s in STEPS]
+
+
+def analysis_names() -> list[str]:
+    """The steps after ``load`` (what ``gis run --steps`` chooses from)."""
+    return [s.name for s in STEPS if s.name != "load"]
+
+
+def get(name: str) -> Step:
+    """The step called ``name``.
+
+    Raises
+    ------
+    GisError
+        No such step (the message lists the known ones).
+    """
+    for s in STEPS:
+        if s.name == name:
+            return s
+    raise GisError(f"unknown step {name!r}; known: {', '.join(names())}")
+
+
+def closure(wanted: Iterable[str]) -> list[str]:
+    """``wanted`` plus every step they need (transitively), in run order, without ``load``."""
+    todo = set()
+    stack = list(wanted)
+    while stack:
+        s = get(stack.pop())
+        if s.name not in todo:
+            todo.add(s.name)
+            stack.extend(s.needs)
+    return [n for n in analysis_names() if n in todo]
+
+
+def commands() -> dict[str, Step]:
+    """CLI subcommands that run one step and its needs: ``{command: step}``."""
+    return {s.command: s for s in STEPS if s.command}
+
+
+def upstream(name: str) -> tuple[str, ...]:
+    """Steps whose results ``name`` reads (needs and uses, without ``load``)."""
+    s = get(name)
+    return tuple(n for n in (*s.needs, *s.uses) if n != "load")
+
+
+def run_steps(
+    district: District,
+    out: Path,
+    names_: Sequence[str],
+    *,
+    ctx: RunContext | None = None,
+    on_step: Callable[[Step], None] | None = None,
+    timings: dict[str, float] | None = None,
+) -> tuple[dict[str, Any], RunContext]:
+    """Run the named steps (in registry order) on a loaded district into ``out``.
+
+    Parameters
+    ----------
+    district
+        The loaded district.
+    out
+        Output folder (must exist).
+    names_
+        Steps to run; ``load`` writes the cleaned layers and the load counts.
+    ctx
+        Context holding earlier results (default: a new one).
+    on_step
+        Called before each step (progress display).
+    timings
+        When given, filled with each step's wall time in seconds.
+
+    Returns
+    -------
+    (summary, ctx)
+        The summary keys of the steps run and the context holding their results.
+
+    Examples
+    --------
+    >>> from gis.district import load_district
+    >>> d = load_district("data/sample_district")          # doctest: +SKIP
+    >>> summary, ctx = run_steps(d, Path("out"), ["load", "compliance"])  # doctest: +SKIP
+    >>> ctx.compliance.summary()["violations_total"] == summary["violations_total"]  # doctest: +SKIP
+    True
+    """
+    import time
+
+    wanted = set(names_)
+    for n in wanted:
+        get(n)
+    ctx = ctx if ctx is not None else RunContext(district)
+    summary: dict[str, Any] = {}
+    for step in STEPS:
+        if step.name not in wanted:
+            continue
+        if on_step is not None:
+            on_step(step)
+        t0 = time.perf_counter()
+        summary.update(step.run(ctx, out))
+        if timings is not None:
+            timings[step.name] = round(time.perf_counter() - t0, 3)
+    return summary, ctx
+
+
+def markdown_table() -> str:
+    """The step table of ``docs/ARCHITECTURE.md`` (a test keeps the two equal)."""
+    rows = ["| step | 中文 | needs | uses | parameter sections | function | CLI | writes |",
+            "|---|---|---|---|---|---|---|---|"]
+    for s in STEPS:
+        rows.append(
+            f"| `{s.name}` | {s.label_zh} | {', '.join(s.needs) or '—'} | {', '.join(s.uses) or '—'} | "
+            f"{', '.join(s.params)} | `steps.{s.run.__name__}` | {('`gis ' + s.command + '`') if s.command else '—'} | "
+            f"{', '.join(s.outputs)} |"
+        )
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # pragma: no cover - prints the docs table
+    print(markdown_table())
