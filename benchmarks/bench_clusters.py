@@ -36,8 +36,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._common import write_section  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
-MARK_START, MARK_END = "<!-- bench:clusters -->", "<!-- /bench:clusters -->"
 
 #: Methods compared: label -> find_clusters overrides (over layers/hotspots.yaml).
 METHODS: dict[str, dict[str, Any]] = {
@@ -116,18 +117,6 @@ def breakdown(tables: dict[str, Any]) -> list[str]:
     return lines
 
 
-def write_section(lines: list[str]) -> None:
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    block = "\n".join([MARK_START, *lines, MARK_END])
-    if MARK_START in text and MARK_END in text:
-        head, rest = text.split(MARK_START, 1)
-        _, tail = rest.split(MARK_END, 1)
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    RESULTS.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     import platform
 
@@ -158,7 +147,7 @@ def main() -> None:
         rows, tables = run_scale(scale, args.work)
         lines += rows
     lines += breakdown(tables)  # of the last (largest) sample
-    write_section(lines)
+    write_section("clusters", "\n".join(lines))  # benchmarks._common: one writer of RESULTS.md sections
     print(f"wrote {RESULTS}")
 
 

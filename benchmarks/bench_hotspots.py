@@ -41,9 +41,10 @@ sys.path.insert(0, str(ROOT))
 
 from gis import gistar  # noqa: E402
 
+from benchmarks._common import write_section  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 WORK = ROOT / "benchmarks" / "_work"
-MARK_START, MARK_END = "<!-- bench:hotspots -->", "<!-- /bench:hotspots -->"
 
 
 def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
@@ -251,18 +252,6 @@ def part(name: str, skip: bool, run: Callable[[], list[str]]) -> list[str]:
     return lines
 
 
-def write_section(lines: list[str]) -> None:
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    block = "\n".join([MARK_START, *lines, MARK_END])
-    if MARK_START in text and MARK_END in text:
-        head, rest = text.split(MARK_START, 1)
-        _, tail = rest.split(MARK_END, 1)
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    RESULTS.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10000,100000,1000000")
@@ -288,7 +277,7 @@ def main() -> None:
     lines += part("gistar", args.skip_gistar, lambda: bench_gistar(sizes, args.esda_cap))
     lines += ["", "### Clustering on the `city` sample", ""]
     lines += part("city", args.skip_city, bench_clusters)
-    write_section(lines)
+    write_section("hotspots", "\n".join(lines))  # benchmarks._common: one writer of RESULTS.md sections
     print(f"wrote {RESULTS}")
 
 
