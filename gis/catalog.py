@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from gis import settings
 from gis._errors import CatalogError
 from gis.schema import LAYER_FIELDS, LAYER_ROLES, REQUIRED_ROLES, ZoneLevel, ZoneType
@@ -233,31 +231,22 @@ def deep_merge(base: Any, override: Any) -> Any:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Parse a YAML file into a mapping; syntax errors name the file and line."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CatalogError(path, "(file)", "file not found") from None
-    except UnicodeDecodeError as exc:
-        raise CatalogError(path, "(file)", f"not UTF-8 text ({exc.reason})") from None
-    from .limits import yaml_limits
-    from .safeyaml import YamlBombError, safe_load_bounded
+    """Parse a YAML file into a mapping: the one catalogue read function.
 
-    try:
-        data = safe_load_bounded(text, yaml_limits())
-    except YamlBombError as exc:
-        raise CatalogError(path, "(aliases)", str(exc)) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise CatalogError(path, "(syntax)", f"{where}{problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise CatalogError(path, "(root)", "must be a mapping of keys to values")
-    return data
+    Every ``layers/*.yaml`` table and ``project.yaml`` is read here, through the
+    bounded loader :func:`gis.safeyaml.read_mapping` with the limits of
+    ``layers/limits.yaml``; syntax errors name the file and line.
+
+    Examples
+    --------
+    >>> from gis import settings
+    >>> load_yaml(settings.LAYERS_DIR / "limits.yaml")["dates"]["min"]
+    '2000-01-01'
+    """
+    from .limits import yaml_limits
+    from .safeyaml import read_mapping
+
+    return read_mapping(path, yaml_limits())
 
 
 def find_project_file(project: str | Path) -> Path:

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from gis._errors import CatalogError
 from gis.settings import LAYERS_DIR
 
@@ -78,8 +76,10 @@ class DepartmentTable:
     @classmethod
     def load(cls, path: str | Path = LAYERS_DIR / "departments.yaml") -> "DepartmentTable":
         """Read and check the table (every alias names one department; kinds name known departments)."""
+        from gis.catalog import load_yaml  # the one YAML reader
+
         path = Path(path)
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(path)
         deps = data.get("departments")
         if not isinstance(deps, dict) or not deps:
             raise CatalogError(path, "departments", "missing or not a mapping of id -> department")

@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from gis._errors import CatalogError
 from gis.settings import LAYERS_DIR
@@ -55,13 +54,17 @@ def _scheme_path(scheme: str, layers_dir: Path) -> Path:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise CatalogError(path, "classes", "class table not found") from None
-    except yaml.YAMLError as exc:
-        raise CatalogError(path, "classes", f"not valid YAML ({exc.__class__.__name__})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("classes"), dict):
+    """A class table read with the one YAML reader, bounded like :func:`gis.catalog.load_yaml`.
+
+    (``gis.catalog`` imports this module, so the reader is called directly here.)
+    """
+    from gis.limits import yaml_limits
+    from gis.safeyaml import read_mapping
+
+    if not path.exists():
+        raise CatalogError(path, "classes", "class table not found")
+    data = read_mapping(path, yaml_limits())
+    if not isinstance(data.get("classes"), dict):
         raise CatalogError(path, "classes", "missing or not a mapping of code -> class")
     return data
 

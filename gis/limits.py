@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from . import settings
 from ._errors import CatalogError, GisError
-from .safeyaml import YamlLimits
+from .safeyaml import YamlLimits, read_mapping
 
 
 def limits_path() -> Path:
@@ -33,16 +32,10 @@ def limits_path() -> Path:
 def load_limits(path: Path | None = None) -> dict[str, Any]:
     """The limits table (a plain mapping of sections ``dates``, ``yaml``, ``upload``, ``analysis``).
 
-    The bundled file is trusted toolkit configuration and parsed with ``yaml.safe_load``.
+    Read with the one YAML reader (:func:`gis.safeyaml.read_mapping`) in its
+    bootstrap mode: the limits cannot bound their own file, so aliases are refused.
     """
-    path = path or limits_path()
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise CatalogError(path, "(file)", f"cannot read the limits table ({type(exc).__name__})") from None
-    if not isinstance(data, dict):
-        raise CatalogError(path, "(root)", "must be a mapping of sections")
-    return data
+    return read_mapping(path or limits_path(), None)
 
 
 def limit(section: str, key: str, table: dict[str, Any] | None = None) -> Any:

@@ -12,6 +12,17 @@ computed once per distinct node (memoised), and refuses the document when the
 number of alias uses or :math:`N(\\mathrm{root})` exceeds the limits of
 ``layers/limits.yaml`` (``yaml.max_aliases``, ``yaml.max_expanded_nodes``), or
 when an alias refers to a node that contains it (recursive structure).
+
+:func:`read_mapping` is the toolkit's one YAML file reader: every ``layers/*.yaml``
+table and every ``project.yaml`` goes through it (via :func:`gis.catalog.load_yaml`,
+which passes the limits of ``layers/limits.yaml``); only ``limits.yaml`` itself is
+read with ``limits=None`` (aliases refused, nothing else to bound by).
+
+Examples
+--------
+>>> from gis.safeyaml import YamlLimits, safe_load_bounded
+>>> safe_load_bounded("{a: &x [1, 2], b: *x}", YamlLimits(max_aliases=4, max_expanded_nodes=50, max_bytes=1024))
+{'a': [1, 2], 'b': [1, 2]}
 """
 
 from __future__ import annotations
@@ -21,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from gis._errors import CatalogError
 
 
 @dataclass(frozen=True)
@@ -95,7 +108,7 @@ def expanded_size(root: yaml.Node, cap: int) -> int:
     return size(root)
 
 
-def safe_load_bounded(text: str, limits: YamlLimits) -> Any:
+def safe_load_bounded(text: str, limits: YamlLimits | None) -> Any:
     """Parse YAML text like ``yaml.safe_load``, within ``limits``.
 
     Raises
@@ -105,15 +118,22 @@ def safe_load_bounded(text: str, limits: YamlLimits) -> Any:
         the message names the ``layers/limits.yaml`` key to change.
     yaml.YAMLError
         Ordinary syntax errors (unchanged).
+
+    ``limits=None`` is the bootstrap mode for ``layers/limits.yaml`` itself: any
+    alias is refused, so the document holds at most as many nodes as it has tokens.
     """
     size = len(text.encode("utf-8"))
-    if size > limits.max_bytes:
+    if limits is not None and size > limits.max_bytes:
         raise YamlBombError(f"{size} bytes; the limit is {limits.max_bytes} (yaml.max_bytes in layers/limits.yaml)")
     loader = _CountingLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None
+        if limits is None:
+            if loader.alias_uses:
+                raise YamlBombError("aliases (*name) are not allowed in the limits table")
+            return loader.construct_document(node)
         if loader.alias_uses > limits.max_aliases:
             raise YamlBombError(
                 f"{loader.alias_uses} alias uses (*name); the limit is {limits.max_aliases} "
@@ -130,9 +150,59 @@ def safe_load_bounded(text: str, limits: YamlLimits) -> Any:
         loader.dispose()
 
 
-def read_yaml_text(path: Path, limits: YamlLimits) -> str:
+def read_yaml_text(path: Path, limits: YamlLimits | None) -> str:
     """Read a YAML file's text, refusing it before reading when it is too large."""
     size = path.stat().st_size
-    if size > limits.max_bytes:
+    if limits is not None and size > limits.max_bytes:
         raise YamlBombError(f"{size} bytes; the limit is {limits.max_bytes} (yaml.max_bytes in layers/limits.yaml)")
     return path.read_text(encoding="utf-8")
+
+
+def read_mapping(path: str | Path, limits: YamlLimits | None) -> dict[str, Any]:
+    """The one YAML file reader: a mapping, or a one-line :class:`CatalogError`.
+
+    Parameters
+    ----------
+    path
+        The YAML file.
+    limits
+        Alias / expansion / size bounds (:func:`gis.limits.yaml_limits`); ``None``
+        only for ``layers/limits.yaml`` itself (aliases refused).
+
+    Returns
+    -------
+    dict
+        The document (an empty file gives ``{}``).
+
+    Raises
+    ------
+    CatalogError
+        Naming the file and ``(file)`` (missing, unreadable, not UTF-8),
+        ``(aliases)`` (bounds exceeded), ``(syntax)`` (with line and column) or
+        ``(root)`` (not a mapping).
+    """
+    path = Path(path)
+    try:
+        text = read_yaml_text(path, limits)
+    except FileNotFoundError:
+        raise CatalogError(path, "(file)", "file not found") from None
+    except UnicodeDecodeError as exc:
+        raise CatalogError(path, "(file)", f"not UTF-8 text ({exc.reason})") from None
+    except YamlBombError as exc:
+        raise CatalogError(path, "(aliases)", str(exc)) from None
+    except OSError as exc:
+        raise CatalogError(path, "(file)", f"cannot read ({exc.strerror or type(exc).__name__})") from None
+    try:
+        data = safe_load_bounded(text, limits)
+    except YamlBombError as exc:
+        raise CatalogError(path, "(aliases)", str(exc)) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise CatalogError(path, "(syntax)", f"{where}{problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise CatalogError(path, "(root)", "must be a mapping of keys to values")
+    return data

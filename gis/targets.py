@@ -55,7 +55,6 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import yaml
 
 from gis._errors import CatalogError
 from gis.settings import CSV_ENCODINGS, LAYERS_DIR
@@ -126,8 +125,10 @@ def load_categories(
     CatalogError
         A category with an unknown tier, unit or match.
     """
+    from gis.catalog import load_yaml  # the one YAML reader
+
     path = Path(layers_dir) / "categories.yaml"
-    raw = dict((yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("categories") or {})
+    raw = dict(load_yaml(path).get("categories") or {})
     for cid, spec in (project_categories or {}).items():
         if not isinstance(spec, Mapping):
             raise CatalogError(source, f"categories.{cid}", "must be a mapping {label_zh, tiers, ...}")
@@ -634,7 +635,7 @@ def validate_project(project: Any) -> list[dict[str, Any]]:
     validate`` and ``gis run`` call before any analysis (a bad target stops the run
     before anything is written to ``--out``).
     """
-    from gis.catalog import load_project
+    from gis.catalog import load_project, load_yaml
 
     if not hasattr(project, "raw"):
         project = load_project(project)
@@ -643,7 +644,7 @@ def validate_project(project: Any) -> list[dict[str, Any]]:
     tables = table_specs(project.raw, project.root, source=src)
     targets = project.raw.get("targets")
     if targets is None:
-        targets = (yaml.safe_load((LAYERS_DIR / "targets.yaml").read_text(encoding="utf-8")) or {}).get("default") or []
+        targets = load_yaml(LAYERS_DIR / "targets.yaml").get("default") or []
     return validate_targets(targets, categories=cats, tables=tables, source=src)
 
 
