@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
-import yaml
 
 from gis._errors import CatalogError
 from gis.landuse import LandUseScheme as LandUseClasses  # the one home of land-use classes
@@ -177,7 +176,9 @@ class RuleTable:
 
     @classmethod
     def default(cls) -> "RuleTable":
-        data = yaml.safe_load(DEFAULT_RULES_PATH.read_text(encoding="utf-8"))
+        from gis.catalog import load_yaml  # the one YAML reader
+
+        data = load_yaml(DEFAULT_RULES_PATH)
         return cls.from_section(data, source=DEFAULT_RULES_PATH)
 
     @classmethod
