@@ -135,3 +135,26 @@ def test_architecture_doc_shows_the_step_registry():
 
     doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
     assert steps.markdown_table() in doc, "regenerate the table with `python -m gis.steps` (docs/ARCHITECTURE.md)"
+
+
+def yaml_parsers() -> list[str]:
+    """``file:line`` of every YAML parse (``yaml.safe_load``, ``yaml.load`` …) outside ``gis/safeyaml.py``."""
+    parse_names = {"load", "safe_load", "full_load", "unsafe_load", "load_all", "safe_load_all", "compose"}
+    found = []
+    for path in [*sorted(PKG.rglob("*.py")), ROOT / "app.py"]:
+        if path == PKG / "safeyaml.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in parse_names
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "yaml"
+            ):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+def test_every_yaml_file_is_read_by_the_one_bounded_reader():
+    """Issue 10 item 2 / issue 11 item 3: one YAML reader (gis.safeyaml.read_mapping via catalog.load_yaml)."""
+    assert yaml_parsers() == []
