@@ -399,9 +399,17 @@ class Target(Section):
 
 
 @dataclass(frozen=True)
+class TargetRowDefaults(Section):
+    """Values a target row takes when it does not set them."""
+
+    min_per_township: int
+
+
+@dataclass(frozen=True)
 class TargetParams(Section):
     """``layers/targets.yaml``: the default target table (a project's ``targets:`` replaces it)."""
 
+    row_defaults: TargetRowDefaults
     default: tuple[Target, ...]
 
 

@@ -236,7 +236,8 @@ def validate_targets(
 ) -> list[dict[str, Any]]:
     """Check a target table before any analysis; return it normalised.
 
-    Each row gets ``metric``, ``categories`` (ids), ``tiers`` and a float ``target``.
+    Each row gets ``metric``, ``categories`` (ids), ``tiers``, a float ``target`` and
+    the ``row_defaults`` of ``layers/targets.yaml`` it does not set itself.
     Tables named by a ratio row or a category's ``source`` must be declared, exist and
     hold the named columns (only their header is read).
 
@@ -249,6 +250,9 @@ def validate_targets(
         return []
     if not isinstance(targets, list):
         raise CatalogError(source, "targets", "must be a list of {name, metric, category|tiers, target}")
+    from gis.catalog import load_yaml  # the one YAML reader
+
+    row_defaults = dict(load_yaml(LAYERS_DIR / "targets.yaml").get("row_defaults") or {})
     look = _category_lookup(categories)
     out = []
     for i, row in enumerate(targets):
@@ -269,7 +273,7 @@ def validate_targets(
             if cat.source != "ledger":
                 _check_table(cat.source, [], tables, f"{key}.category ({cat.label_zh})", source)
         tiers = row.get("tiers")
-        norm = dict(row)
+        norm = {**row_defaults, **dict(row)}
         norm.update(metric=metric, categories=ids, target=target,
                     tiers=[tiers] if isinstance(tiers, str) else list(tiers or []))
         norm.setdefault("name", f"{metric} {'/'.join(ids) or norm['tiers']}")
@@ -453,7 +457,7 @@ def _per_township(row: Mapping[str, Any], items: pd.DataFrame, townships: gpd.Ge
     from gis.coverage import _is_urban
 
     tw = townships.reset_index(drop=True)
-    base = int(row.get("min_per_township", 1))
+    base = int(row["min_per_township"])  # filled from targets.yaml row_defaults by validate_targets
     street = _is_street(tw)
     need = np.where(street, int(row.get("min_per_street", base)), int(row.get("min_per_town", base)))
     only = row.get("only")
@@ -669,7 +673,7 @@ def _coverage_share(district: Any) -> CoverageShare | None:
 
             nets[std.mode] = gcov.NetworkCSR.from_graph(gnet.graph_for_district(district, mode=std.mode))
         net = nets.get(std.mode)
-        res = gcov.compute_coverage(pop, sites, std, network=net, max_snap_m=float(cfg.get("max_snap_m", 1000.0)),
+        res = gcov.compute_coverage(pop, sites, std, network=net, max_snap_m=float(cfg["max_snap_m"]),
                                     townships=district.townships)
         return res.population_covered_share, res.household_covered_share
 
