@@ -2,8 +2,11 @@
 
 One frozen dataclass per config section (:class:`ComplianceParams`,
 :class:`CoverageParams` with :class:`SitingParams`, :class:`HotspotsParams`,
-:class:`MapParams`, :class:`TargetParams`) and :class:`Params` holding them with the
-top-level project keys (``outside_tolerance_m``). Every field's value comes from
+:class:`MapParams`, :class:`TargetParams`; the toolkit-wide :class:`MunicipalParams`,
+:class:`SolverParams`, :class:`RoadgraphParams` and :class:`LimitsParams`, which no
+project overrides) and :class:`Params` holding them with the top-level project keys
+(``outside_tolerance_m``). :data:`SECTIONS` lists them; ``tests/test_params.py``
+checks every one (and fails on a ``layers/*.yaml`` file that is in no section). Every field's value comes from
 ``layers/<section>.yaml`` deep-merged with the project's ``<section>:`` block: no
 numeric default is written in code (``tests/test_params.py`` checks that the
 dataclass fields and the YAML keys are the same sets).
@@ -125,6 +128,23 @@ class SitingParams(Section):
     exact_max_candidates: int
     exact_max_demand: int
     exact_time_limit_s: float
+    # optional overrides of layers/siting.yaml (solver settings), None = the siting.yaml value
+    exact_max_nnz: int | None = None
+    mip_rel_gap: float | None = None
+    preferred_bonus_residents: float | None = None
+
+
+@dataclass(frozen=True)
+class SolverParams(Section):
+    """``layers/siting.yaml``: the exact siting solver (HiGHS) settings.
+
+    A project overrides them under ``coverage: siting:`` (:class:`SitingParams`).
+    """
+
+    exact_max_nnz: int
+    exact_time_limit_s: float
+    mip_rel_gap: float
+    preferred_bonus_residents: float
 
 
 @dataclass(frozen=True)
@@ -429,6 +449,65 @@ class MunicipalParams(Section):
     eps_m: float
 
 
+@dataclass(frozen=True)
+class RoadgraphParams(Section):
+    """``layers/roadgraph.yaml``: the road-graph cache folder (``None`` = no cache)."""
+
+    cache_dir: str | None
+
+
+# ---------------------------------------------------------------------------------
+# limits.yaml (never overridden by a project: an upload cannot raise its own limits)
+# ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DateLimits(Section):
+    """Plausible-date window (合理日期范围) ``[min, today + max_days_after_today]``."""
+
+    min: str
+    max_days_after_today: int
+
+
+@dataclass(frozen=True)
+class YamlLimitParams(Section):
+    """Alias / expansion / size bounds of every YAML file read (:mod:`gis.safeyaml`)."""
+
+    max_aliases: int
+    max_expanded_nodes: int
+    max_bytes: int
+
+
+@dataclass(frozen=True)
+class UploadLimitParams(Section):
+    """Upload quotas of the app (MiB, entries, compression ratio)."""
+
+    max_zip_mib: float
+    max_unpacked_mib: float
+    max_entries: int
+    max_ratio: float
+    max_total_mib: float
+
+
+@dataclass(frozen=True)
+class AnalysisLimits(Section):
+    """Sizes checked before allocation (raster cells, grid cells, road-network nodes)."""
+
+    max_raster_cells: int
+    max_grid_cells: int
+    max_network_nodes: int
+
+
+@dataclass(frozen=True)
+class LimitsParams(Section):
+    """``layers/limits.yaml``: the security and resource limits (:mod:`gis.limits`)."""
+
+    dates: DateLimits
+    yaml: YamlLimitParams
+    upload: UploadLimitParams
+    analysis: AnalysisLimits
+
+
 #: Section name → its dataclass (file ``layers/<name>.yaml``).
 SECTIONS: dict[str, type[Section]] = {
     "compliance": ComplianceParams,
@@ -438,7 +517,17 @@ SECTIONS: dict[str, type[Section]] = {
     "targets": TargetParams,
     "project": ProjectParams,
     "municipal": MunicipalParams,
+    "siting": SolverParams,
+    "roadgraph": RoadgraphParams,
+    "limits": LimitsParams,
 }
+
+#: Sections that are not a ``<name>:`` block of ``project.yaml``: ``project`` keys are
+#: top-level, ``targets`` is a list, ``siting`` is overridden under ``coverage: siting:``;
+#: ``municipal``, ``roadgraph`` and ``limits`` are toolkit-wide (an upload cannot raise its limits).
+NOT_PROJECT_SECTIONS: tuple[str, ...] = ("project", "targets", "municipal", "siting", "roadgraph", "limits")
+#: Sections read from ``layers/`` only (no project override at all).
+TOOLKIT_SECTIONS: tuple[str, ...] = ("municipal", "siting", "roadgraph", "limits")
 
 #: Top-level keys of ``project.yaml`` that are not parameter sections.
 PROJECT_KEYS: tuple[str, ...] = (
@@ -457,6 +546,9 @@ class Params:
     map: MapParams
     targets: tuple[Target, ...]
     municipal: MunicipalParams
+    solver: SolverParams
+    roadgraph: RoadgraphParams
+    limits: LimitsParams
 
     @property
     def outside_tolerance_m(self) -> float:
@@ -564,13 +656,13 @@ def check_project_keys(project: Project) -> None:
         One line: the file, the dotted key path and the nearest valid key.
     """
     raw = project.raw
-    valid = [*PROJECT_KEYS, *(s for s in SECTIONS if s not in ("project", "targets", "municipal")),
+    valid = [*PROJECT_KEYS, *(s for s in SECTIONS if s not in NOT_PROJECT_SECTIONS),
              *(f.name for f in dataclasses.fields(ProjectParams))]
     for k in raw:
         if k not in valid:
             raise CatalogError(project.path, str(k), f"unknown key; {_nearest(k, valid)}")
     for name, cls in SECTIONS.items():
-        if name == "municipal":
+        if name in TOOLKIT_SECTIONS:
             continue
         if name == "project":
             _build(cls, {k: raw[k] for k in raw if k in cls.__dataclass_fields__}, project.path, "", True)
@@ -594,7 +686,7 @@ def build_section(name: str, project: Project | None = None) -> Section:
     cls = SECTIONS[name]
     defaults = load_yaml(section_file(name))
     _build(cls, defaults, section_file(name), "", False)  # the bundled file itself is complete
-    if name == "municipal":
+    if name in TOOLKIT_SECTIONS:
         override = {}
     elif name == "project":
         override = {k: v for k, v in (project.raw if project else {}).items() if k in cls.__dataclass_fields__}
@@ -606,12 +698,11 @@ def build_section(name: str, project: Project | None = None) -> Section:
     return _build(cls, merged, project.path if project and override else section_file(name), "", False)
 
 
-def params_for(project: Project) -> Params:
-    """The typed parameters of a loaded project (checks its keys first)."""
-    check_project_keys(project)
+def _assemble(project: Project | None) -> Params:
+    """Every section built (``layers/*.yaml`` merged with ``project``'s overrides, if any)."""
     targets = build_section("targets", project)
-    raw_targets = project.raw.get("targets")
-    table = (_convert(tuple[Target, ...], raw_targets, project.path, "targets", False)
+    raw_targets = project.raw.get("targets") if project is not None else None
+    table = (_convert(tuple[Target, ...], raw_targets, project.path, "targets", False)  # type: ignore[union-attr]
              if raw_targets is not None else targets.default)  # type: ignore[attr-defined]
     return Params(
         project=build_section("project", project),  # type: ignore[arg-type]
@@ -621,7 +712,24 @@ def params_for(project: Project) -> Params:
         map=build_section("map", project),  # type: ignore[arg-type]
         targets=table,
         municipal=build_section("municipal", project),  # type: ignore[arg-type]
+        solver=build_section("siting", project),  # type: ignore[arg-type]
+        roadgraph=build_section("roadgraph", project),  # type: ignore[arg-type]
+        limits=build_section("limits", project),  # type: ignore[arg-type]
     )
+
+
+def params_for(project: Project) -> Params:
+    """The typed parameters of a loaded project (checks its keys first).
+
+    Examples
+    --------
+    >>> from gis.catalog import load_project
+    >>> p = params_for(load_project("data/sample_district"))   # doctest: +SKIP
+    >>> p.coverage.siting.k_new                                 # doctest: +SKIP
+    5
+    """
+    check_project_keys(project)
+    return _assemble(project)
 
 
 def load_params(project: str | Path | Project) -> Params:
@@ -631,16 +739,7 @@ def load_params(project: str | Path | Project) -> Params:
 
 def default_params() -> Params:
     """The toolkit-wide parameters (``layers/*.yaml`` alone, no project)."""
-    targets = build_section("targets")
-    return Params(
-        project=build_section("project"),  # type: ignore[arg-type]
-        compliance=build_section("compliance"),  # type: ignore[arg-type]
-        coverage=build_section("coverage"),  # type: ignore[arg-type]
-        hotspots=build_section("hotspots"),  # type: ignore[arg-type]
-        map=build_section("map"),  # type: ignore[arg-type]
-        targets=targets.default,  # type: ignore[attr-defined]
-        municipal=build_section("municipal"),  # type: ignore[arg-type]
-    )
+    return _assemble(None)
 
 
 def engine_params(p: Params | None = None) -> dict[str, Any]:

@@ -26,6 +26,8 @@ def _keys(cls: type, data: dict, prefix: str = "") -> tuple[set[str], set[str]]:
     hints = params._hints(cls)
     fields_, keys = set(), set()
     for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING and f.name not in data:
+            continue  # an optional key (default None) the bundled file leaves out
         fields_.add(prefix + f.name)
         tp = hints[f.name]
         if isinstance(tp, type) and issubclass(tp, params.Section) and isinstance(data.get(f.name), dict):
@@ -150,3 +152,103 @@ def test_dask_engine_parameters_come_from_the_yaml():
     assert e["hex_spacing_m"] == mu["hex_spacing_m"] and e["eps_m"] == mu["eps_m"]
     p = params.default_params().with_service_radius(250)
     assert params.engine_params(p)["coverage_radius_m"] == 250.0
+
+
+#: layers/*.yaml files that are tables checked by their own reader, not parameter sections.
+TABLES = {
+    "aliases.yaml": "gis.catalog (column/value aliases)",
+    "categories.yaml": "gis.targets.load_categories",
+    "departments.yaml": "gis.departments.DepartmentTable.load",
+    "landuse_canonical.yaml": "gis.landuse",
+    "landuse_gbt21010_2017.yaml": "gis.landuse",
+    "landuse_sandiao.yaml": "gis.landuse",
+    "landuse_yongdi_yonghai_2023.yaml": "gis.landuse",
+}
+
+
+def test_every_layers_file_is_a_typed_section_or_a_checked_table():
+    """A new layers/<name>.yaml (e.g. campaign.yaml) must be registered in params.SECTIONS."""
+    from gis import settings
+
+    files = {p.name for p in settings.LAYERS_DIR.glob("*.yaml")}
+    untyped = files - {f"{n}.yaml" for n in params.SECTIONS} - set(TABLES)
+    assert untyped == set(), "add a frozen dataclass to gis.params.SECTIONS for each"
+
+
+def _misspell(key: str) -> str:
+    return key[:-1] + ("x" if key[-1] != "x" else "y") if len(key) > 3 else key + "_x"
+
+
+def _first_mapping_path(data: dict, cls: type) -> list[str]:
+    """Path to a key two levels deep when the first field is a nested section, else the first key."""
+    hints = params._hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if isinstance(tp, type) and issubclass(tp, params.Section) and isinstance(data.get(f.name), dict):
+            return [f.name, *_first_mapping_path(data[f.name], tp)]
+    return [next(iter(data))]
+
+
+@pytest.mark.parametrize("name", sorted(params.SECTIONS))
+def test_unknown_key_in_each_layers_file_is_one_line_naming_path_and_nearest(name, tmp_path, monkeypatch):
+    """Every section's own layers/<name>.yaml: a misspelt (nested) key is refused in one line."""
+    import shutil
+
+    from gis import settings
+
+    layers = tmp_path / "layers"
+    shutil.copytree(settings.LAYERS_DIR, layers)
+    data = load_yaml(layers / f"{name}.yaml")
+    path = _first_mapping_path(data, params.SECTIONS[name])
+    block = data
+    for k in path[:-1]:
+        block = block[k]
+    bad = _misspell(path[-1])
+    block[bad] = block.pop(path[-1])
+    (layers / f"{name}.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    monkeypatch.setattr(settings, "LAYERS_DIR", layers)
+    with pytest.raises(CatalogError) as err:
+        params.default_params()
+    msg = str(err.value)
+    dotted = ".".join([*path[:-1], bad])
+    assert "\n" not in msg and f"{name}.yaml" in msg and f"'{dotted}'" in msg and f"'{path[-1]}'" in msg
+
+
+@pytest.mark.parametrize("name", sorted(set(params.SECTIONS) - set(params.NOT_PROJECT_SECTIONS)))
+def test_unknown_key_in_each_project_section_fails_gis_validate_in_one_line(name, tiny_project, capsys):
+    """Every ``<section>:`` block a project may write: `gis validate` prints file, key path and nearest key."""
+    from gis.cli import main
+
+    data = load_yaml(params.section_file(name))
+    path = _first_mapping_path(data, params.SECTIONS[name])
+    bad = _misspell(path[-1])
+    block: dict = {bad: data_at(data, path)}
+    for k in reversed(path[:-1]):
+        block = {k: block}
+    _edit(tiny_project, lambda r: r.update({name: block}))
+    assert main(["validate", "--project", str(tiny_project)]) == 2
+    err = capsys.readouterr().err.strip()
+    dotted = ".".join([name, *path[:-1], bad])
+    assert err.count("\n") == 0 and "project.yaml" in err and dotted in err and path[-1] in err and "Traceback" not in err
+
+
+def data_at(data: dict, path: list[str]):
+    for k in path:
+        data = data[k]
+    return data
+
+
+@pytest.mark.parametrize("key", sorted(params.TOOLKIT_SECTIONS))
+def test_a_project_cannot_override_toolkit_sections(key, tiny_project):
+    """limits (an upload must not raise its own limits), siting solver, road-graph cache, municipal grid."""
+    _edit(tiny_project, lambda r: r.update({key: {}}))
+    with pytest.raises(CatalogError) as err:
+        params.load_params(tiny_project)
+    assert f"'{key}'" in str(err.value) and "unknown key" in str(err.value)
+
+
+def test_siting_solver_keys_are_overridable_under_coverage_siting(tiny_project):
+    _edit(tiny_project, lambda r: r.update(coverage={"siting": {"mip_rel_gap": 1e-3}}))
+    p = params.load_params(tiny_project)
+    assert p.coverage.siting.mip_rel_gap == 1e-3
+    assert p.solver.mip_rel_gap == load_yaml(params.section_file("siting"))["mip_rel_gap"]
