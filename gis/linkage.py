@@ -89,7 +89,8 @@ def link_hierarchy(
         Sites with ``site_id``, ``tier``, ``status``, ``capacity_t_per_day``,
         ``township`` (spatial) in a metric CRS.
     params
-        The ``linkage`` block of the compliance section.
+        The ``linkage`` block of the compliance section; keys it leaves out come from
+        ``layers/compliance.yaml``.
     graph
         A networkx (osmnx) road graph with node ``x``/``y`` and edge ``length`` in the
         sites' CRS (:func:`gis.network.load_graph`), or a
@@ -99,9 +100,9 @@ def link_hierarchy(
     verdicts
         Worst verdict per site (aligned with ``sites``) for the working-centre test.
     """
-    p = dict(params or {})
+    p = {**_default_params(), **dict(params or {})}
     serving, linked, pmax, smax, snap_max = _limits(p)
-    mode = p.get("distance", "auto")
+    mode = p["distance"]
     use_net = graph is not None and mode in ("auto", "network")
     if mode == "network" and graph is None:
         raise AnalysisError("compliance.linkage.distance is 'network' but the district has no road graph")
@@ -118,7 +119,7 @@ def link_hierarchy(
     geoms = sites.geometry.values
     sid = sites["site_id"].astype(str).to_numpy(dtype=object)
     parts = []
-    enforce = p.get("capacity", "report") == "enforce"
+    enforce = p["capacity"] == "enforce"
     for lower, upper, limit, points_level in (
         (is_point & needs, is_ts & serves, pmax, True),
         (is_ts & needs, is_sc & serves, smax, False),
@@ -161,14 +162,22 @@ def _assignment_rows(
     )
 
 
+def _default_params() -> dict[str, Any]:
+    """``linkage`` of ``layers/compliance.yaml`` (the keys a caller's ``params`` leaves out)."""
+    from gis import settings
+    from gis.catalog import load_yaml  # the one YAML reader
+
+    return dict(load_yaml(settings.LAYERS_DIR / "compliance.yaml")["linkage"])
+
+
 def _limits(p: Mapping[str, Any]) -> tuple[set[str], set[str], float, float, float]:
     """Serving and linked statuses, point / station distance limits and snap limit (m)."""
     return (
-        set(p.get("serving_statuses", ["active"])),
-        set(p.get("linked_statuses", ["active", "planned"])),
-        float(p.get("point_max_distance_m", 4000)),
-        float(p.get("station_max_distance_m", 60000)),
-        float(p.get("snap_max_distance_m", 500)),
+        set(p["serving_statuses"]),  # every key is in layers/compliance.yaml linkage (LinkageParams)
+        set(p["linked_statuses"]),
+        float(p["point_max_distance_m"]),
+        float(p["station_max_distance_m"]),
+        float(p["snap_max_distance_m"]),
     )
 
 
@@ -188,8 +197,8 @@ def _demand_capacity(sites: gpd.GeoDataFrame, tier: pd.Series, p: Mapping[str, A
     A site's own ``capacity_t_per_day`` when given, else the tier's
     ``point_demand_t_per_day`` / ``default_capacity_t_per_day``; NaN for the other tiers.
     """
-    demand_default = dict(p.get("point_demand_t_per_day", {"collection_point": 1.0, "drop_off_point": 0.2}))
-    cap_default = dict(p.get("default_capacity_t_per_day", {"transfer_station": 30.0, "sorting_centre": 100.0}))
+    demand_default = dict(p["point_demand_t_per_day"])
+    cap_default = dict(p["default_capacity_t_per_day"])
     cap = pd.to_numeric(sites["capacity_t_per_day"], errors="coerce") if "capacity_t_per_day" in sites else pd.Series(np.nan, index=sites.index)
     demand = cap.where(cap.notna(), tier.map(demand_default)).where(tier.isin(["collection_point", "drop_off_point"]), np.nan)
     capacity = cap.where(cap.notna(), tier.map(cap_default)).where(tier.isin(["transfer_station", "sorting_centre"]), np.nan)

@@ -134,7 +134,7 @@ class Rule:
     scope_keywords: tuple[str, ...] = ()
     match: str = "all"
     measure_zh: str = ""
-    deadline_days: int = 30
+    deadline_days: int | None = None  # filled from rule_defaults of layers/compliance.yaml
     enabled: bool = True
 
     @property
@@ -235,7 +235,8 @@ class RuleTable:
         campaign = section.get("campaign") or {}
         for rid in order:
             keyed[rid][1]["legal_source"] = legal_basis(keyed[rid][1], campaign) or keyed[rid][1].get("legal_source")
-        rules = [_parse_rule(keyed[rid][1], keyed[rid][0], source) for rid in order]
+        defaults = dict(section.get("rule_defaults") or _bundled_rule_defaults())
+        rules = [_parse_rule({**defaults, **keyed[rid][1]}, keyed[rid][0], source) for rid in order]
         linkage = dict(section.get("linkage") or {})
         _validate_linkage(linkage, source)
         ledger = dict(section.get("ledger") or {})
@@ -309,7 +310,7 @@ def _parse_rule(raw: Mapping[str, Any], key: str, source: str | Path) -> Rule:
             raise CatalogError(source, f"{key}.condition.field", f"not one of {list(NORM_FIELDS)}")
         if not _is_number(cond["min"]):
             raise CatalogError(source, f"{key}.condition.min", "must be a number")
-    days = raw.get("deadline_days", 30)
+    days = raw.get("deadline_days")
     if not _is_number(days) or int(days) <= 0:
         raise CatalogError(source, f"{key}.deadline_days", "must be a positive number of days")
     co = raw.get("co_departments") or []
@@ -332,6 +333,13 @@ def _parse_rule(raw: Mapping[str, Any], key: str, source: str | Path) -> Rule:
         deadline_days=int(days),
         enabled=bool(raw.get("enabled", True)),
     )
+
+
+def _bundled_rule_defaults() -> dict[str, Any]:
+    """``rule_defaults`` of ``layers/compliance.yaml`` (for a section that leaves it out)."""
+    from gis.catalog import load_yaml  # the one YAML reader
+
+    return dict(load_yaml(DEFAULT_RULES_PATH).get("rule_defaults") or {})
 
 
 def _is_number(v: Any) -> bool:
