@@ -354,11 +354,19 @@ class CampaignRefParams(Section):
 
 
 @dataclass(frozen=True)
+class RuleDefaults(Section):
+    """Values a rule takes when it does not set them (整改时限 ``deadline_days``)."""
+
+    deadline_days: int
+
+
+@dataclass(frozen=True)
 class ComplianceParams(Section):
     """``layers/compliance.yaml``: the rule table (validated by the rules reader), linkage, ledger."""
 
     rules: tuple[dict[str, Any], ...]
     rule_overrides: dict[str, Any]
+    rule_defaults: RuleDefaults
     campaign: CampaignRefParams
     linkage: LinkageParams
     ledger: LedgerParams
