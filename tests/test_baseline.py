@@ -53,3 +53,14 @@ def test_main_job_on_bundled_sample_balances(sample_run):
         assert summary["loaded"].get(role, 0) + summary["rejects_by_layer"].get(role, 0) == n
     for f in ("summary.json", "rejects.csv", "district.gpkg"):
         assert (sample_run / f).exists()
+
+
+def test_workbook_dates_are_compared_relative_to_the_run_date():
+    """填报日期 and 整改期限 follow the run date; the data's own (earlier) dates are kept."""
+    import datetime as dt
+
+    import pandas as pd
+
+    df = pd.DataFrame({"a": ["2026-12-03 00:00:00", "2026-12-18", "2025-01-13 00:00:00", "text"]})
+    out = record.relative_dates(df, dt.date(2026, 12, 3))["a"].tolist()
+    assert out == ["<run+0d>", "<run+15d>", "2025-01-13 00:00:00", "text"]

@@ -17,9 +17,11 @@ Re-record whenever the sample data or an analysis changes on purpose.
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import hashlib
 import json
 import math
+import re
 import subprocess
 import sys
 import tempfile
@@ -53,6 +55,26 @@ def _cell(v: Any) -> str:
 
 
 _REPO_PREFIX = str(HERE.parents[1]) + "/"
+
+
+_DATE_CELL = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[ T]00:00:00)?$")
+
+
+def relative_dates(df: pd.DataFrame, run_date: _dt.date) -> pd.DataFrame:
+    """Cells holding a date on or after the run date as ``<run+Nd>`` (填报日期, 整改期限 = run date + N).
+
+    The workbooks date themselves and their deadlines from the day of the run; the
+    sample's own data dates all lie before it.
+    """
+
+    def one(v: Any) -> Any:
+        m = _DATE_CELL.match(v) if isinstance(v, str) else None
+        if not m:
+            return v
+        days = (_dt.date.fromisoformat(m.group(1)) - run_date).days
+        return f"<run+{days}d>" if days >= 0 else v
+
+    return df.map(one)
 
 
 def frame_digest(df: pd.DataFrame) -> dict[str, Any]:
@@ -89,6 +111,7 @@ def digest_folder(out: Path) -> dict[str, Any]:
 
     res: dict[str, Any] = {}
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    run_date = _dt.datetime.strptime(str(summary["run_id"])[:8], "%Y%m%d").date()  # run ids start with the UTC date
     for k in VOLATILE_SUMMARY_KEYS:
         summary.pop(k, None)
     res["summary.json"] = _without_times(summary)
@@ -99,7 +122,7 @@ def digest_folder(out: Path) -> dict[str, Any]:
         res[f.name] = frame_digest(pd.read_csv(f, dtype=str, keep_default_na=False))
     for f in sorted(out.glob("*.xlsx")):
         for sheet, df in pd.read_excel(f, sheet_name=None, dtype=str, header=None).items():
-            res[f"{f.name}:{sheet}"] = frame_digest(df)
+            res[f"{f.name}:{sheet}"] = frame_digest(relative_dates(df, run_date))
     for f in sorted(out.glob("*.tif")):
         import rasterio
 
