@@ -27,9 +27,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ._errors import CatalogError, InputError
-from .limits import limit, load_limits
-
-MIB = 2**20
+from .limits import MIB, upload_limits
 
 
 def confined_path(root: Path, name: str, *, yaml_path: Path, key: str) -> Path:
@@ -101,22 +99,22 @@ def check_zip_quota(
     InputError
         Naming the upload, the entry (escaped) and the ``limits.yaml`` key.
     """
-    table = table if table is not None else load_limits()
-    max_zip = float(limit("upload", "max_zip_mib", table)) * MIB
+    lim = upload_limits(table)
+    max_zip = lim.max_zip_bytes
     if uploaded_bytes is not None and uploaded_bytes > max_zip:
         raise InputError(name, f"upload is {uploaded_bytes / MIB:.0f} MiB; the limit is {max_zip / MIB:.0f} MiB (upload.max_zip_mib)")
     infos = [i for i in zf.infolist() if not i.is_dir()]
-    max_entries = int(limit("upload", "max_entries", table))
+    max_entries = lim.max_entries
     if len(infos) > max_entries:
         raise InputError(name, f"{len(infos)} files in the zip; the limit is {max_entries} (upload.max_entries)")
     total_u = sum(i.file_size for i in infos)
     total_c = sum(i.compress_size for i in infos)
-    max_unpacked = float(limit("upload", "max_unpacked_mib", table)) * MIB
+    max_unpacked = lim.max_unpacked_bytes
     if total_u > max_unpacked:
         raise InputError(
             name, f"unpacks to {total_u / MIB:.0f} MiB; the limit is {max_unpacked / MIB:.0f} MiB (upload.max_unpacked_mib)"
         )
-    max_ratio = float(limit("upload", "max_ratio", table))
+    max_ratio = lim.max_ratio
     for info in infos:
         ratio = info.file_size / max(info.compress_size, 1)
         if ratio > max_ratio and info.file_size > MIB:
@@ -162,7 +160,7 @@ def enforce_upload_cap(base: Path, keep: Path | None = None, table: dict[str, An
     list of Path
         The folders deleted.
     """
-    cap = float(limit("upload", "max_total_mib", table if table is not None else load_limits())) * MIB
+    cap = upload_limits(table).max_total_bytes
     base = Path(base)
     if not base.exists():
         return []

@@ -9,6 +9,7 @@ the ``limits.yaml`` key to change (:func:`check_size`).
 from __future__ import annotations
 
 import datetime as _dt
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,53 @@ def yaml_limits(table: dict[str, Any] | None = None) -> YamlLimits:
         max_aliases=int(limit("yaml", "max_aliases", table)),
         max_expanded_nodes=int(limit("yaml", "max_expanded_nodes", table)),
         max_bytes=int(limit("yaml", "max_bytes", table)),
+    )
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """The upload quotas (``upload.*``) in bytes / counts, as the app enforces them.
+
+    Attributes
+    ----------
+    max_zip_bytes
+        One uploaded zip, as uploaded (``upload.max_zip_mib``).
+    max_unpacked_bytes
+        Total uncompressed size of its entries (``upload.max_unpacked_mib``).
+    max_entries
+        File entries (``upload.max_entries``).
+    max_ratio
+        Uncompressed / compressed ratio of an entry and of the zip (``upload.max_ratio``).
+    max_total_bytes
+        Disk used by all extracted uploads together (``upload.max_total_mib``).
+
+    Examples
+    --------
+    >>> lim = upload_limits()
+    >>> lim.max_zip_bytes == int(limit("upload", "max_zip_mib") * MIB)
+    True
+    """
+
+    max_zip_bytes: int
+    max_unpacked_bytes: int
+    max_entries: int
+    max_ratio: float
+    max_total_bytes: int
+
+
+#: Bytes in one MiB (the unit of ``upload.*_mib``).
+MIB = 2**20
+
+
+def upload_limits(table: dict[str, Any] | None = None) -> UploadLimits:
+    """The upload quotas of ``layers/limits.yaml`` (:class:`UploadLimits`)."""
+    table = table if table is not None else load_limits()
+    return UploadLimits(
+        max_zip_bytes=int(float(limit("upload", "max_zip_mib", table)) * MIB),
+        max_unpacked_bytes=int(float(limit("upload", "max_unpacked_mib", table)) * MIB),
+        max_entries=int(limit("upload", "max_entries", table)),
+        max_ratio=float(limit("upload", "max_ratio", table)),
+        max_total_bytes=int(float(limit("upload", "max_total_mib", table)) * MIB),
     )
 
 

@@ -162,6 +162,24 @@ def test_streamlit_config_makes_no_outside_request():
     assert cfg["browser"]["gatherUsageStats"] is False
 
 
+def test_upload_quotas_come_from_limits_yaml_only():
+    """No upload constant in code: the app's zip limits, Streamlit's own cap and the quotas agree."""
+    import ast
+
+    from gis.limits import MIB, limit, upload_limits
+
+    lim = upload_limits()
+    assert lim.max_zip_bytes == int(limit("upload", "max_zip_mib") * MIB)
+    assert lim.max_entries == limit("upload", "max_entries")
+    cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
+    assert cfg["server"]["maxUploadSize"] == limit("upload", "max_zip_mib")
+    tree = ast.parse((ROOT / "gis" / "app_support.py").read_text(encoding="utf-8"))
+    consts = [t.id for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
+              for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)]
+    assert not [c for c in consts if c.startswith("MAX_")]
+
+
+
 # ------------------------------------------------------------- spreadsheets
 
 
