@@ -22,6 +22,7 @@ from gis import app_support as sup
 from gis import confine
 from gis import maps, settings
 from gis.district import District
+from gis.limits import MIB, upload_limits
 
 st.set_page_config(page_title="回收网络 GIS · Recycling network GIS", page_icon="♻", layout="wide")
 
@@ -105,7 +106,7 @@ def choose_project() -> Path | None:
             return None
         return path
     up = st.sidebar.file_uploader(
-        f"项目压缩包 Project zip (≤ {sup.MAX_UPLOAD_BYTES // 2**20} MiB: layers + project.yaml)", type=["zip"],
+        f"项目压缩包 Project zip (≤ {upload_limits().max_zip_bytes // MIB} MiB: layers + project.yaml)", type=["zip"],
         key="upload",
     )
     if up is None:

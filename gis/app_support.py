@@ -38,11 +38,6 @@ from gis.params import Params
 if TYPE_CHECKING:  # municipal imports the sample generator; only its type is needed here
     from gis.municipal import Rollup
 
-#: Largest accepted upload (compressed) and total unpacked size.
-MAX_UPLOAD_BYTES: int = 200 * 1024 * 1024
-MAX_UNPACKED_BYTES: int = 1024 * 1024 * 1024
-MAX_UPLOAD_FILES: int = 2000
-
 #: File suffixes a project upload may contain (data and metadata only).
 ALLOWED_SUFFIXES: frozenset[str] = frozenset(
     {
@@ -70,9 +65,9 @@ def extract_project_zip(
     data: bytes,
     dest: str | Path,
     *,
-    max_bytes: int = MAX_UPLOAD_BYTES,
-    max_unpacked: int = MAX_UNPACKED_BYTES,
-    max_files: int = MAX_UPLOAD_FILES,
+    max_bytes: int | None = None,
+    max_unpacked: int | None = None,
+    max_files: int | None = None,
     name: str = "upload.zip",
 ) -> Path:
     """Unpack an uploaded project zip safely and return its ``project.yaml``.
@@ -84,7 +79,8 @@ def extract_project_zip(
     dest
         Empty (or new) folder to unpack into.
     max_bytes, max_unpacked, max_files
-        Limits on the upload, its declared unpacked size (zip bombs) and its entries.
+        Limits on the upload, its declared unpacked size (zip bombs) and its entries;
+        ``None`` (the app) = ``upload.*`` of ``layers/limits.yaml`` (:func:`gis.limits.upload_limits`).
     name
         Upload file name, for error messages.
 
@@ -96,6 +92,12 @@ def extract_project_zip(
     """
     import io
 
+    from .limits import upload_limits
+
+    lim = upload_limits()
+    max_bytes = lim.max_zip_bytes if max_bytes is None else max_bytes
+    max_unpacked = lim.max_unpacked_bytes if max_unpacked is None else max_unpacked
+    max_files = lim.max_entries if max_files is None else max_files
     if len(data) > max_bytes:
         raise InputError(name, f"upload is {len(data) / 2**20:.0f} MiB; the limit is {max_bytes / 2**20:.0f} MiB")
     try:
