@@ -22,12 +22,19 @@ from __future__ import annotations
 import re
 import shutil
 import zipfile
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from collections.abc import Iterable
 from typing import Any
 
-from ._errors import CatalogError, InputError
-from .limits import MIB, upload_limits
+from ._errors import CatalogError, GisError, InputError
+from .limits import MIB, load_limits, upload_limits
+
+#: The one answer of the app's local-folder mode to a path it will not open: the same
+#: text whether the path is missing, unreadable, outside the allowed folders or no project.
+LOCAL_FOLDER_REFUSED = (
+    "无法打开该文件夹 This folder cannot be opened: "
+    "it is not a project folder this app may read (project.yaml / municipality.yaml / per-district results)"
+)
 
 
 def confined_path(root: Path, name: str, *, yaml_path: Path, key: str) -> Path:
@@ -227,3 +234,80 @@ def is_inside(path: Path, base: Path) -> bool:
     """Whether ``path`` lies inside ``base`` (both resolved)."""
     p, b = Path(path).resolve(), Path(base).resolve()
     return p == b or b in p.parents
+
+
+# ------------------------------------------------------------------- local folders
+
+
+class LocalFolderError(InputError):
+    """A typed folder the local-folder mode will not open (always :data:`LOCAL_FOLDER_REFUSED`)."""
+
+    def __init__(self) -> None:
+        super().__init__("(folder)", LOCAL_FOLDER_REFUSED)
+
+    def __str__(self) -> str:
+        return LOCAL_FOLDER_REFUSED
+
+
+def local_roots(table: dict[str, Any] | None = None) -> tuple[Path, ...] | None:
+    """``local_folders.roots`` of ``layers/limits.yaml``: folders the app's local mode may open.
+
+    ``None`` (the bundled default) lets the mode open any folder of the machine (one
+    user on their own computer); a list confines it to folders inside those roots.
+    """
+    table = table if table is not None else load_limits()
+    roots = (table.get("local_folders") or {}).get("roots")
+    return None if roots is None else tuple(Path(str(r)).expanduser().resolve() for r in roots)
+
+
+def open_local_folder(
+    text: str, usable: Callable[[Path], bool], roots: Sequence[Path] | None = None
+) -> Path:
+    """The folder (or ``project.yaml``) typed in the app's local-folder mode, or one generic refusal.
+
+    Parameters
+    ----------
+    text
+        What the user typed.
+    usable
+        Whether a resolved, existing path is a project the app can open (a district
+        folder or file with ``project.yaml``, a municipality, a folder of results).
+    roots
+        Allowed folders (:func:`local_roots`); ``None`` = anywhere.
+
+    Returns
+    -------
+    Path
+        The resolved path.
+
+    Raises
+    ------
+    LocalFolderError
+        The path is empty, missing, unreadable, outside ``roots`` or not usable — with
+        the same message in every case, so the answer reveals nothing about which
+        server paths exist.
+
+    Examples
+    --------
+    >>> from gis import settings
+    >>> open_local_folder(str(settings.SAMPLE_PROJECT_DIR), lambda p: (p / "project.yaml").exists()).name
+    'sample_district'
+    >>> open_local_folder("/no/such/folder", lambda p: True)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    gis.confine.LocalFolderError: 无法打开该文件夹 This folder cannot be opened: ...
+    """
+    raw = _printable(text).strip()
+    if not raw or raw != str(text).strip():
+        raise LocalFolderError()
+    try:
+        path = Path(raw).expanduser().resolve(strict=True)
+        if roots is not None and not any(is_inside(path, r) for r in roots):
+            raise LocalFolderError()
+        if not usable(path):
+            raise LocalFolderError()
+    except LocalFolderError:
+        raise
+    except (OSError, RuntimeError, ValueError, GisError):  # missing, unreadable, a link loop, a bad name
+        raise LocalFolderError() from None
+    return path

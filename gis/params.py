@@ -498,6 +498,13 @@ class UploadLimitParams(Section):
 
 
 @dataclass(frozen=True)
+class LocalFolderLimits(Section):
+    """Folders the app's local-folder mode may open (``None`` = any; :func:`gis.confine.local_roots`)."""
+
+    roots: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
 class AnalysisLimits(Section):
     """Sizes checked before allocation (raster cells, grid cells, road-network nodes)."""
 
@@ -513,6 +520,7 @@ class LimitsParams(Section):
     dates: DateLimits
     yaml: YamlLimitParams
     upload: UploadLimitParams
+    local_folders: LocalFolderLimits
     analysis: AnalysisLimits
 
 

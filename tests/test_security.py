@@ -116,6 +116,50 @@ def test_link_leading_outside_is_refused_and_missing_file_reveals_no_path(tmp_pa
     assert redact(f"{proj}/a.csv: bad", proj) == "a.csv: bad"
 
 
+def test_local_folder_mode_answers_the_same_whether_a_server_path_exists_or_not(tmp_path):
+    """The app's "folder on this machine" mode: one text for missing, unreadable, non-project and outside paths."""
+    from gis.app_support import is_openable_project
+    from gis.confine import LOCAL_FOLDER_REFUSED, LocalFolderError, open_local_folder
+
+    tiny = make_tiny_project(tmp_path / "tiny").parent
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "project.yaml").write_text("name: x\n", encoding="utf-8")
+    locked.chmod(0)
+    probes = [
+        tmp_path / "no" / "such" / "folder",  # does not exist
+        tmp_path,                             # exists, holds no project
+        Path(__file__),                       # an existing file that is not a project
+        locked / "inner",                     # below a folder it cannot read
+        "/etc",                               # an existing system folder
+        f"{tiny}\n/etc",                     # control characters
+    ]
+    answers = set()
+    try:
+        for probe in probes:
+            with pytest.raises(LocalFolderError) as err:
+                open_local_folder(str(probe), is_openable_project)
+            answers.add(str(err.value))
+        with pytest.raises(LocalFolderError) as err:  # a real project, but outside the allowed roots
+            open_local_folder(str(tiny), is_openable_project, roots=[tmp_path / "elsewhere"])
+        answers.add(str(err.value))
+    finally:
+        locked.chmod(0o755)
+    assert answers == {LOCAL_FOLDER_REFUSED}
+    assert str(tmp_path) not in LOCAL_FOLDER_REFUSED
+    assert open_local_folder(str(tiny), is_openable_project) == tiny.resolve()
+    assert open_local_folder(str(tiny / "project.yaml"), is_openable_project, roots=[tmp_path]) == (tiny / "project.yaml").resolve()
+
+
+def test_local_folder_roots_come_from_limits_yaml():
+    from gis.confine import local_roots
+    from gis.limits import load_limits
+
+    assert local_roots() is None and load_limits()["local_folders"]["roots"] is None  # bundled: any folder
+    table = {**load_limits(), "local_folders": {"roots": ["/srv/gis"]}}
+    assert local_roots(table) == (Path("/srv/gis").resolve(),)
+
+
 def test_zip_bomb_by_ratio_is_refused_before_extraction(tmp_path):
     bomb = _zip({"project.yaml": "name: x\n", "sites.csv": b"0" * (40 * 2**20)})
     assert len(bomb) < 2**20  # under 1 MiB uploaded …
