@@ -98,13 +98,11 @@ def choose_project() -> Path | None:
         if not text:
             st.info("请输入项目文件夹路径 Enter the path of a district project folder.")
             return None
-        path = Path(text).expanduser()
-        if sup.project_kind(path) != "district":
-            return path
-        if not (path / "project.yaml").exists() and not (path.suffix in (".yaml", ".yml") and path.exists()):
-            st.error("找不到 project.yaml · no project.yaml at " + confine.escape_markdown(path))
+        try:  # one answer for every path it will not open: nothing tells whether a server path exists
+            return confine.open_local_folder(text, sup.is_openable_project, confine.local_roots())
+        except confine.LocalFolderError as exc:
+            st.error(confine.escape_markdown(exc))
             return None
-        return path
     up = st.sidebar.file_uploader(
         f"项目压缩包 Project zip (≤ {upload_limits().max_zip_bytes // MIB} MiB: layers + project.yaml)", type=["zip"],
         key="upload",

@@ -606,6 +606,14 @@ def project_kind(path: str | Path) -> str:
     return "district"
 
 
+def is_openable_project(path: Path) -> bool:
+    """Whether the app can open ``path``: a municipality, a folder of results, or a district
+    folder holding ``project.yaml`` (or the YAML file itself)."""
+    if project_kind(path) != "district":
+        return True
+    return (path / "project.yaml").is_file() or (path.suffix in (".yaml", ".yml") and path.is_file())
+
+
 def folder_key(path: str | Path) -> str:
     """A cache key that changes whenever any file under ``path`` changes (size or mtime)."""
     p = Path(path).resolve()
