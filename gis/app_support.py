@@ -61,6 +61,16 @@ NOT_AVAILABLE = "该分析尚未提供 — analysis not available yet"
 # ---------------------------------------------------------------------------------
 
 
+def _upload_caps(max_bytes: int | None, max_unpacked: int | None, max_files: int | None) -> tuple[int, int, int]:
+    """The given caps, each ``None`` replaced by its ``upload.*`` limit of ``layers/limits.yaml``."""
+    from .limits import upload_limits
+
+    lim = upload_limits()
+    return (lim.max_zip_bytes if max_bytes is None else max_bytes,
+            lim.max_unpacked_bytes if max_unpacked is None else max_unpacked,
+            lim.max_entries if max_files is None else max_files)
+
+
 def extract_project_zip(
     data: bytes,
     dest: str | Path,
@@ -92,12 +102,7 @@ def extract_project_zip(
     """
     import io
 
-    from .limits import upload_limits
-
-    lim = upload_limits()
-    max_bytes = lim.max_zip_bytes if max_bytes is None else max_bytes
-    max_unpacked = lim.max_unpacked_bytes if max_unpacked is None else max_unpacked
-    max_files = lim.max_entries if max_files is None else max_files
+    max_bytes, max_unpacked, max_files = _upload_caps(max_bytes, max_unpacked, max_files)
     if len(data) > max_bytes:
         raise InputError(name, f"upload is {len(data) / 2**20:.0f} MiB; the limit is {max_bytes / 2**20:.0f} MiB")
     try:
