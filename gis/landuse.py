@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -377,7 +377,21 @@ def scheme_for_layer(
     return SchemeDetection(sc, True, (sc.name,), code_report(codes, sc))
 
 
-def layer_codes(district: Any) -> pd.Series:
+class LandUseHolder(Protocol):
+    """What :func:`layer_codes` / :func:`check_district` read of a :class:`gis.district.District`
+    (a protocol: ``gis.district`` imports this module)."""
+
+    @property
+    def project(self) -> Any: ...
+
+    @property
+    def landuse(self) -> pd.DataFrame | None: ...
+
+    @property
+    def landuse_raster(self) -> Any: ...
+
+
+def layer_codes(district: LandUseHolder) -> pd.Series:
     """The land-use codes of a loaded district: the vector ``landuse_code`` column, else
     the distinct values of the raster (through its ``classes`` map when it has one)."""
     if getattr(district, "landuse", None) is not None and len(district.landuse):
@@ -398,7 +412,7 @@ def layer_codes(district: Any) -> pd.Series:
     return normalise_codes(np.repeat(np.array(codes, dtype=object), counts[keep]) if codes else [])
 
 
-def check_district(district: Any) -> SchemeDetection | None:
+def check_district(district: LandUseHolder) -> SchemeDetection | None:
     """The scheme of a loaded district's land-use layer, declared or detected (``gis validate``).
 
     None when the district has no land-use layer. Raises the one-line

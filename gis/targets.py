@@ -50,7 +50,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
@@ -58,6 +58,10 @@ import pandas as pd
 
 from gis._errors import CatalogError
 from gis.settings import CSV_ENCODINGS, LAYERS_DIR
+
+if TYPE_CHECKING:  # types only (coverage and the pipeline import this module)
+    from gis.compliance import ComplianceResult
+    from gis.district import District
 
 __all__ = [
     "METRICS",
@@ -652,7 +656,7 @@ def validate_project(project: Any) -> list[dict[str, Any]]:
     return validate_targets(targets, categories=cats, tables=tables, source=src)
 
 
-def _coverage_share(district: Any) -> CoverageShare | None:
+def _coverage_share(district: District) -> CoverageShare | None:
     """``(sites, row) -> (population share, household share)`` with the district's standards."""
     from gis import coverage as gcov
 
@@ -681,8 +685,8 @@ def _coverage_share(district: Any) -> CoverageShare | None:
 
 
 def evaluate_district(
-    district: Any,
-    compliance: Any = None,
+    district: District,
+    compliance: ComplianceResult | None = None,
     *,
     eligible: gpd.GeoDataFrame | None = None,
     coverage_share: CoverageShare | None = None,
@@ -716,7 +720,7 @@ def evaluate_district(
 
 
 def district_evaluator(
-    district: Any, compliance: Any = None
+    district: District, compliance: ComplianceResult | None = None
 ) -> Callable[[gpd.GeoDataFrame, CoverageShare | None], list[dict[str, Any]]]:
     """The evaluator :func:`gis.coverage.analyse_district` calls with its eligible sites.
 
