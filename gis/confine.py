@@ -75,14 +75,6 @@ def confined_path(root: Path, name: str, *, yaml_path: Path, key: str) -> Path:
     return target
 
 
-def relative_name(path: Path, root: Path) -> str:
-    """``path`` shown relative to ``root`` (for error texts of confined projects)."""
-    try:
-        return str(Path(path).resolve().relative_to(Path(root).resolve()))
-    except ValueError:
-        return Path(path).name
-
-
 def _printable(text: str) -> str:
     """Control characters removed, length bounded (names shown back to the user)."""
     return re.sub(r"[\x00-\x1f\x7f]", "?", str(text))[:200]

@@ -28,11 +28,6 @@ district_summary = steps.district_summary
 write_district = steps.write_district
 
 
-def step_names() -> list[str]:
-    """Names of the analysis steps (after ``load``), in run order."""
-    return steps.analysis_names()
-
-
 def run(
     project: str | Path | None = None,
     out: str | Path = "out",

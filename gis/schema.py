@@ -111,15 +111,6 @@ INCIDENT_KIND_LABEL_ZH: dict[IncidentKind, str] = {
 }
 
 
-class IncidentSource(StrEnum):
-    """Where an incident record comes from."""
-
-    SURVEY = "survey"  #: 摸排
-    COMPLAINT = "complaint"  #: 举报
-    PATROL = "patrol"  #: 巡查
-    ENFORCEMENT = "enforcement"  #: 执法
-
-
 class ZoneType(StrEnum):
     """Kind of a control zone."""
 
