@@ -243,8 +243,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     >>> load_yaml(settings.LAYERS_DIR / "limits.yaml")["dates"]["min"]
     '2000-01-01'
     """
-    from .limits import yaml_limits
-    from .safeyaml import read_mapping
+    from gis.limits import yaml_limits
+    from gis.safeyaml import read_mapping
 
     return read_mapping(path, yaml_limits())
 
@@ -351,7 +351,7 @@ def _layer_spec(path: Path, root: Path, role: str, key: str, item: Any, parse_co
     if not isinstance(file, str) or not file:
         raise CatalogError(path, f"{key}.file", "required: the layer's file name")
     if confined:  # uploads and --confined: only files inside the project folder (gis.confine)
-        from .confine import confined_path
+        from gis.confine import confined_path
 
         fpath = confined_path(root, file, yaml_path=path, key=f"{key}.file")
     fpath = (root / file).resolve()
@@ -393,7 +393,7 @@ def _layer_spec(path: Path, root: Path, role: str, key: str, item: Any, parse_co
         raise CatalogError(path, f"{key}.level", f"unknown level; known: {', '.join(z.value for z in ZoneLevel)}")
     scheme = item.get("scheme")
     if scheme is not None:
-        from .landuse import SCHEMES
+        from gis.landuse import SCHEMES
 
         if role != "landuse" or scheme not in SCHEMES:
             raise CatalogError(path, f"{key}.scheme", f"a land-use layer's scheme: one of {', '.join(SCHEMES)}")

@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from ._errors import CatalogError, GisError, InputError
-from .limits import MIB, load_limits, upload_limits
+from gis._errors import CatalogError, GisError, InputError
+from gis.limits import MIB, load_limits, upload_limits
 
 #: The one answer of the app's local-folder mode to a path it will not open: the same
 #: text whether the path is missing, unreadable, outside the allowed folders or no project.

@@ -25,11 +25,11 @@ import pandas as pd
 import shapely
 from pyproj import CRS
 
-from . import settings
-from ._errors import InputError
-from .catalog import LayerSpec, column_aliases, normalise_label, value_lookup
-from .limits import check_size, date_window
-from .schema import LAYER_FIELDS, LAYER_ID_FIELD, REJECT_COLUMNS, Field, RejectReason
+from gis import settings
+from gis._errors import InputError
+from gis.catalog import LayerSpec, column_aliases, normalise_label, value_lookup
+from gis.limits import check_size, date_window
+from gis.schema import LAYER_FIELDS, LAYER_ID_FIELD, REJECT_COLUMNS, Field, RejectReason
 
 # ----------------------------------------------------------------------------- rejects
 
@@ -452,7 +452,7 @@ def points_from_table(spec: LayerSpec) -> tuple[gpd.GeoDataFrame, pd.DataFrame, 
     info
         Provenance: encoding, header row, column mapping, convention.
     """
-    from .coords import parse_convention, to_wgs84_lonlat
+    from gis.coords import parse_convention, to_wgs84_lonlat
 
     table = read_table(spec)
     mapping = map_columns(list(table.frame.columns), spec, coordinates=True)
@@ -621,7 +621,7 @@ def vector_layer(spec: LayerSpec) -> tuple[gpd.GeoDataFrame, pd.DataFrame, int, 
     layer, rejects, read, info
         As :func:`points_from_table`.
     """
-    from .coords import convert_geoseries_convention, parse_convention
+    from gis.coords import convert_geoseries_convention, parse_convention
 
     gdf = read_vector_file(spec)
     n = len(gdf)
@@ -769,14 +769,14 @@ class RasterLayer:
 
     def cell_index(self, points: gpd.GeoSeries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Row, column and inside-mask of each point in the raster grid (:func:`gis.raster.cell_index`)."""
-        from .raster import cell_index
+        from gis.raster import cell_index
 
         pts = points.to_crs(self.crs)
         return cell_index(self.transform, self.shape, pts.x.to_numpy(), pts.y.to_numpy())
 
     def sample(self, points: gpd.GeoSeries) -> np.ndarray:
         """Raw cell values under points; NaN where outside the raster or on nodata (:func:`gis.raster.sample_band`)."""
-        from .raster import sample_band
+        from gis.raster import sample_band
 
         pts = points.to_crs(self.crs)
         return sample_band(self.read(), self.transform, pts.x.to_numpy(), pts.y.to_numpy(), self.nodata)

@@ -15,9 +15,9 @@ from typing import Any
 
 import pandas as pd
 
-from . import settings
-from ._errors import CatalogError, GisError
-from .safeyaml import YamlLimits, read_mapping
+from gis import settings
+from gis._errors import CatalogError, GisError
+from gis.safeyaml import YamlLimits, read_mapping
 
 
 def limits_path() -> Path:

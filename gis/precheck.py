@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import InputError
+from gis._errors import InputError
 
 #: Receptors whose geometry comes from land-use classes only (water_source also comes from zones).
 LANDUSE_RECEPTORS: frozenset[str] = frozenset({"school", "hospital", "residential"})
@@ -78,7 +78,7 @@ def check_values(raw: Any, path: Path, prefix: str = "") -> None:
     CatalogError
         Naming the file and the dotted key.
     """
-    from ._errors import CatalogError
+    from gis._errors import CatalogError
 
     if isinstance(raw, dict):
         for k, v in raw.items():
