@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from ._errors import GisError
+from gis._errors import GisError
 
 
 #: errno values meaning "this folder cannot take the outputs" (full, read-only, forbidden).
@@ -142,7 +142,7 @@ def atomic_output(out: str | Path, run_id: str | None = None) -> Iterator[tuple[
             raise GisError(f"{out.parent}: cannot create the output folder ({exc.strerror})") from None
         try:
             yield tmp, run_id
-            from .export import write_json
+            from gis.export import write_json
 
             write_json(manifest(tmp, run_id), tmp / "run_manifest.json")
             swap_in(tmp, out, run_id)

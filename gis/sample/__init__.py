@@ -38,21 +38,21 @@ bands, regions), :mod:`.zones`, :mod:`.landuse`, :mod:`.population`, :mod:`.road
 
 from __future__ import annotations
 
-from .constants import (
+from gis.sample.constants import (
     BAND_HALF_WIDTH_M, BOX, CANDIDATE_HEADERS, CLEAN_TS_M, DISTRICT_CODE, DISTRICT_NAME, FAR_FROM_TS_M, FLOOR_NORM_M2,
     INCIDENT_HEADERS, LEDGER_HEADERS, LEVEL_ZH, MARGIN_M, METRIC_EPSG, RECEPTOR_RADIUS_M, RECEPTOR_TIERS, SCALES,
     TOTAL_POPULATION, SampleResult, ScaleParams, Tile,
 )
-from .frame import Frame, _ll_poly, to_lonlat, to_metric
-from .generate import generate
-from .geo import _district_outline
-from .townships import PLACES, TOWNSHIPS, TOWNSHIPS_WITHOUT_TS
+from gis.sample.frame import Frame, _ll_poly, to_lonlat, to_metric
+from gis.sample.generate import generate
+from gis.sample.geo import _district_outline
+from gis.sample.townships import PLACES, TOWNSHIPS, TOWNSHIPS_WITHOUT_TS
 
 
 def __getattr__(name: str) -> object:
     """Lazy access to the mosaic generator (it imports :mod:`gis.municipal`)."""
     if name in ("generate_municipality", "MunicipalSample", "tile_layout", "COLUMN_RANGES"):
-        from . import mosaic
+        from gis.sample import mosaic
 
         return getattr(mosaic, name)
     raise AttributeError(f"module 'gis.sample' has no attribute {name!r}")

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .. import settings
-from ..schema import Tier
+from gis import settings
+from gis.schema import Tier
 
 FloatArray = npt.NDArray[np.float64]
 

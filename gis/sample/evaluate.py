@@ -13,11 +13,11 @@ import pandas as pd
 import shapely
 from scipy.spatial import cKDTree
 
-from ..schema import Tier
-from .constants import (
+from gis.schema import Tier
+from gis.sample.constants import (
     CLEAN_TS_M, FAR_FROM_TS_M, FLOOR_NORM_M2, MARGIN_M, RECEPTOR_RADIUS_M, RECEPTOR_TIERS, FloatArray,
 )
-from .landuse import _allowed_vec, _codes_of_receptor
+from gis.sample.landuse import _allowed_vec, _codes_of_receptor
 
 #: Distances (m) that rule tables use as thresholds; planted distances keep clear of them.
 _THRESHOLDS_M = np.array([100.0, 150.0, 200.0, 300.0, 500.0, 800.0])

@@ -15,7 +15,7 @@ import numpy.typing as npt
 import shapely
 from pyproj import Transformer
 
-from .constants import METRIC_EPSG, FloatArray
+from gis.sample.constants import METRIC_EPSG, FloatArray
 
 
 @dataclass(frozen=True)

@@ -13,24 +13,24 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from .. import settings
-from ..export import atomic_path, write_csv, write_excel, write_geotiff, write_gpkg
-from ..schema import Tier
-from .constants import (
+from gis import settings
+from gis.export import atomic_path, write_csv, write_excel, write_geotiff, write_gpkg
+from gis.schema import Tier
+from gis.sample.constants import (
     BOX, CANDIDATE_HEADERS, CLEAN_TS_M, DISTRICT_CODE, INCIDENT_HEADERS, LEDGER_HEADERS, LEVEL_ZH,
     MARGIN_M, METRIC_EPSG, SCALES, SampleResult, ScaleParams, Tile,
 )
-from .evaluate import _build_index
-from .frame import Frame, _smooth_noise
-from .geo import _Geo, _township_of, build_geometry
-from .incidents import _incidents
-from .landuse import _class_entry, _class_table, _landuse
-from .population import _Population, _population
-from .roads import _roads, _write_osm
-from .sites import _sites
-from .townships import TOWNSHIPS
-from .truth import _README, _candidates, _dump_yaml, _insert_rows, _ledger, _project_yaml
-from .zones import _zones
+from gis.sample.evaluate import _build_index
+from gis.sample.frame import Frame, _smooth_noise
+from gis.sample.geo import _Geo, _township_of, build_geometry
+from gis.sample.incidents import _incidents
+from gis.sample.landuse import _class_entry, _class_table, _landuse
+from gis.sample.population import _Population, _population
+from gis.sample.roads import _roads, _write_osm
+from gis.sample.sites import _sites
+from gis.sample.townships import TOWNSHIPS
+from gis.sample.truth import _README, _candidates, _dump_yaml, _insert_rows, _ledger, _project_yaml
+from gis.sample.zones import _zones
 
 #: Centre (lon, lat) of the urban density peak (三峡广场, 沙坪坝).
 URBAN_CENTRE = (106.455, 29.556)

@@ -9,10 +9,10 @@ import numpy as np
 import numpy.typing as npt
 import shapely
 
-from .constants import BAND_HALF_WIDTH_M, BOX, FloatArray
-from .frame import Frame
-from .outline import Water, real_water, tile_water
-from .townships import TOWNSHIPS, township_anchors, township_cells, township_of
+from gis.sample.constants import BAND_HALF_WIDTH_M, BOX, FloatArray
+from gis.sample.frame import Frame
+from gis.sample.outline import Water, real_water, tile_water
+from gis.sample.townships import TOWNSHIPS, township_anchors, township_cells, township_of
 
 #: 四山 ridge lines crossing Shapingba (lon, lat), NNE–SSW: 缙云山 along the western
 #: border with 璧山 (through 青木关), 中梁山 between 大学城/西永 and the urban core, its

@@ -12,13 +12,13 @@ import numpy.typing as npt
 import pandas as pd
 import shapely
 
-from ..schema import INCIDENT_KIND_LABEL_ZH, IncidentKind, RejectReason
-from .constants import FloatArray, ScaleParams
-from .frame import _contains, _seq_ids, _uniform_in
-from .geo import _Geo, _township_of
-from .population import _Population, _population_points
-from .roads import _ROAD_STEMS
-from .townships import township_names
+from gis.schema import INCIDENT_KIND_LABEL_ZH, IncidentKind, RejectReason
+from gis.sample.constants import FloatArray, ScaleParams
+from gis.sample.frame import _contains, _seq_ids, _uniform_in
+from gis.sample.geo import _Geo, _township_of
+from gis.sample.population import _Population, _population_points
+from gis.sample.roads import _ROAD_STEMS
+from gis.sample.townships import township_names
 
 _MAIN_KINDS = (
     IncidentKind.ILLEGAL_ELV_DISMANTLING,

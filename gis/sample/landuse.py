@@ -11,10 +11,10 @@ import numpy.typing as npt
 import pandas as pd
 import shapely
 
-from .constants import METRIC_EPSG
-from .frame import _contains, _smooth_noise
-from .geo import _Geo
-from .roads import _Roads
+from gis.sample.constants import METRIC_EPSG
+from gis.sample.frame import _contains, _smooth_noise
+from gis.sample.geo import _Geo
+from gis.sample.roads import _Roads
 
 ClassTable = MappingProxyType  # code -> class entry (name_zh, allowed_tiers, receptor …)
 

@@ -23,12 +23,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .. import settings
-from ..export import atomic_path, write_csv
-from ..municipal import CHONGQING_DISTRICTS, FOUR_RANGES, INDEX_FILE
-from ..schema import INCIDENT_KIND_LABEL_ZH, IncidentKind
-from .constants import BOX, INCIDENT_HEADERS, SCALES, Tile
-from .generate import generate
+from gis import settings
+from gis.export import atomic_path, write_csv
+from gis.municipal import CHONGQING_DISTRICTS, FOUR_RANGES, INDEX_FILE
+from gis.schema import INCIDENT_KIND_LABEL_ZH, IncidentKind
+from gis.sample.constants import BOX, INCIDENT_HEADERS, SCALES, Tile
+from gis.sample.generate import generate
 
 #: Ridge names of even / odd tile columns (west ridge, east ridge).
 COLUMN_RANGES: tuple[tuple[str, str], tuple[str, str]] = (("缙云山", "中梁山"), ("铜锣山", "明月山"))

@@ -19,8 +19,8 @@ import geopandas as gpd
 import numpy as np
 import shapely
 
-from .constants import BOUNDARY_DIR, BOX, METRIC_EPSG, OUTLINE_FILE, WATER_FILE
-from .frame import Frame
+from gis.sample.constants import BOUNDARY_DIR, BOX, METRIC_EPSG, OUTLINE_FILE, WATER_FILE
+from gis.sample.frame import Frame
 
 #: Stretch of the outline that is the Jialing bank: latitude range and minimum longitude.
 JIALING_LAT = (29.535, 29.665)

@@ -21,9 +21,9 @@ import numpy.typing as npt
 import pandas as pd
 import shapely
 
-from .constants import BOUNDARY_DIR, BOX, BUILDINGS_FILE, TOTAL_POPULATION, FloatArray, ScaleParams
-from .frame import Frame, _contains
-from .geo import _Geo, _township_of
+from gis.sample.constants import BOUNDARY_DIR, BOX, BUILDINGS_FILE, TOTAL_POPULATION, FloatArray, ScaleParams
+from gis.sample.frame import Frame, _contains
+from gis.sample.geo import _Geo, _township_of
 
 #: Weight of the building-footprint term (relative to the land-use density).
 BUILDING_WEIGHT = 1.5

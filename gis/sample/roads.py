@@ -15,11 +15,11 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from .. import settings
-from ..export import atomic_path
-from .constants import BAND_HALF_WIDTH_M, FloatArray, ScaleParams
-from .frame import Frame, _contains
-from .geo import _Geo
+from gis import settings
+from gis.export import atomic_path
+from gis.sample.constants import BAND_HALF_WIDTH_M, FloatArray, ScaleParams
+from gis.sample.frame import Frame, _contains
+from gis.sample.geo import _Geo
 
 #: Road-name stems (real Shapingba place names).
 _ROAD_STEMS = (

@@ -12,15 +12,15 @@ import pandas as pd
 import shapely
 from scipy.spatial import cKDTree
 
-from ..schema import Tier
-from .constants import FLOOR_NORM_M2, FloatArray, ScaleParams
-from .evaluate import _clean_mask, _evaluate, _Index, _situations, _unambiguous
-from .frame import _uniform_in
-from .geo import _Geo, _township_of
-from .landuse import _allowed_vec
-from .population import _Population, _population_points
-from .roads import _ROAD_STEMS
-from .townships import TOWNSHIPS, TOWNSHIPS_WITHOUT_TS, township_names, township_short
+from gis.schema import Tier
+from gis.sample.constants import FLOOR_NORM_M2, FloatArray, ScaleParams
+from gis.sample.evaluate import _clean_mask, _evaluate, _Index, _situations, _unambiguous
+from gis.sample.frame import _uniform_in
+from gis.sample.geo import _Geo, _township_of
+from gis.sample.landuse import _allowed_vec
+from gis.sample.population import _Population, _population_points
+from gis.sample.roads import _ROAD_STEMS
+from gis.sample.townships import TOWNSHIPS, TOWNSHIPS_WITHOUT_TS, township_names, township_short
 
 _SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘蒋蔡余杜叶程苏魏吕丁任沈姚卢"
 _GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀英华平刚桂兰玉霞建国志红文斌波辉鹏亮宇浩凯健俊帆鑫"

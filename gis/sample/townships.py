@@ -18,7 +18,7 @@ import numpy.typing as npt
 import shapely
 from scipy.spatial import cKDTree
 
-from .constants import FloatArray
+from gis.sample.constants import FloatArray
 
 #: Township name, kind, seat lon/lat (WGS84, approximate), code suffix.
 TOWNSHIPS: tuple[tuple[str, str, float, float, str], ...] = (

@@ -11,17 +11,17 @@ import numpy.typing as npt
 import pandas as pd
 import yaml
 
-from .. import settings
-from ..coords import wgs84_to_bd09, wgs84_to_gcj02
-from ..export import atomic_path
-from ..schema import RejectReason, Tier, TIER_LABEL_ZH
-from .constants import DISTRICT_CODE, DISTRICT_NAME, FloatArray, ScaleParams
-from .evaluate import _evaluate, _Index, _situations
-from .frame import _seq_ids
-from .geo import _Geo, _township_of
-from .roads import _ROAD_STEMS
-from .sites import _ID_CODE, _Placer, _Sites
-from .townships import township_names, township_short
+from gis import settings
+from gis.coords import wgs84_to_bd09, wgs84_to_gcj02
+from gis.export import atomic_path
+from gis.schema import RejectReason, Tier, TIER_LABEL_ZH
+from gis.sample.constants import DISTRICT_CODE, DISTRICT_NAME, FloatArray, ScaleParams
+from gis.sample.evaluate import _evaluate, _Index, _situations
+from gis.sample.frame import _seq_ids
+from gis.sample.geo import _Geo, _township_of
+from gis.sample.roads import _ROAD_STEMS
+from gis.sample.sites import _ID_CODE, _Placer, _Sites
+from gis.sample.townships import township_names, township_short
 
 
 def _insert_rows(

@@ -7,8 +7,8 @@ from typing import Any
 import geopandas as gpd
 import shapely
 
-from .constants import METRIC_EPSG
-from .geo import _Geo
+from gis.sample.constants import METRIC_EPSG
+from gis.sample.geo import _Geo
 
 def _zones(geo: _Geo, parcels: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """All zone polygons (EPSG:4544) with zone_type, level, name."""
