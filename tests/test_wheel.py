@@ -43,6 +43,15 @@ def wheel(tmp_path_factory) -> Path:
     return whl
 
 
+def _without_map_sheets(project_yaml: Path) -> None:
+    """The project's ``map: sheets: enabled: false`` (the documented switch for bulk runs)."""
+    import yaml
+
+    raw = yaml.safe_load(project_yaml.read_text(encoding="utf-8"))
+    raw.setdefault("map", {}).setdefault("sheets", {})["enabled"] = False
+    project_yaml.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+
 def test_wheel_carries_layers_and_assets(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for f in (ROOT / "layers").glob("*.yaml"):
@@ -62,9 +71,11 @@ def test_installed_wheel_runs_sample_and_run_outside_the_checkout(wheel, tmp_pat
     gis_file, layers_dir = where.stdout.split()
     assert Path(gis_file).is_relative_to(venv) and Path(layers_dir).is_relative_to(venv)
     _run([str(py), "-m", "gis", "sample", "--out", str(tmp_path / "X"), "--scale", "small"], tmp_path, env)
+    _without_map_sheets(tmp_path / "X" / "project.yaml")  # 27 print sheets: tested in test_map_sheets, 3/4 of the run
     _run([str(py), "-m", "gis", "run", "--project", str(tmp_path / "X"), "--out", str(tmp_path / "OUT"), "--quiet"],
          tmp_path, env)
     summary = json.loads((tmp_path / "OUT" / "summary.json").read_text(encoding="utf-8"))
     assert summary["steps_run"][0] == "load" and summary["sites_total"] > 0
+    assert (tmp_path / "OUT" / "map.png").exists() and not (tmp_path / "OUT" / "map_sheets").exists()
     html = (tmp_path / "OUT" / "map.html").read_text(encoding="utf-8")
     assert "unpkg.com" not in html and "cdn.jsdelivr" not in html  # the Leaflet assets came from the wheel
