@@ -68,6 +68,23 @@ def _build_index(parcels: gpd.GeoDataFrame, zones: gpd.GeoDataFrame, classes: Ma
     )
 
 
+#: Distances are only compared with thresholds below these caps (MARGIN_M for parcel
+#: boundaries; receptor radii, _THRESHOLDS_M ± 8 m and RECEPTOR_RADIUS_M + 20 m for
+#: receptors), so anything farther is recorded as ``inf`` — the same decisions, and the
+#: tree search stops at the cap instead of measuring every far polygon.
+_BOUNDARY_CAP_M = 4 * MARGIN_M
+_RECEPTOR_CAP_M = 1000.0
+
+
+def _nearest_within(tree: shapely.STRtree, pts: npt.NDArray[np.object_], cap: float) -> FloatArray:
+    """Distance from each point to the nearest geometry of ``tree`` when within ``cap``, else ``inf``."""
+    d = np.full(len(pts), np.inf)
+    if len(tree.geometries):
+        (i, _), dist = tree.query_nearest(pts, max_distance=cap, return_distance=True, all_matches=False)
+        d[i] = dist
+    return d
+
+
 def _evaluate(ix: _Index, x: FloatArray, y: FloatArray) -> pd.DataFrame:
     """Situation facts at metric points (vectorised)."""
     n = len(x)
@@ -77,8 +94,7 @@ def _evaluate(ix: _Index, x: FloatArray, y: FloatArray) -> pd.DataFrame:
     code = np.full(n, None, dtype=object)
     code[pi] = ix.parcels["code"].to_numpy()[pj]
     out["code"] = code
-    _, dist = ix.boundary_tree.query_nearest(pts, return_distance=True, all_matches=False)
-    out["d_boundary"] = dist
+    out["d_boundary"] = _nearest_within(ix.boundary_tree, pts, _BOUNDARY_CAP_M)
     zi, zj = ix.zone_tree.query(pts, predicate="intersects")
     zt = ix.zones["zone_type"].to_numpy()[zj]
     zl = ix.zones["level"].to_numpy()[zj]
@@ -94,11 +110,7 @@ def _evaluate(ix: _Index, x: FloatArray, y: FloatArray) -> pd.DataFrame:
         out[t] = col
     out["in_zone"] = np.isin(np.arange(n), zi)
     for kind, tree in ix.receptor_trees.items():
-        if len(tree.geometries):
-            _, d = tree.query_nearest(pts, return_distance=True, all_matches=False)
-        else:
-            d = np.full(n, np.inf)
-        out[f"d_{kind}"] = d
+        out[f"d_{kind}"] = _nearest_within(tree, pts, _RECEPTOR_CAP_M)
     for name, xy in (("d_ts", ix.ts_xy), ("d_ts_active", ix.ts_active_xy)):
         if len(xy):
             out[name] = cKDTree(xy).query(np.column_stack([x, y]))[0]
