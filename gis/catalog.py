@@ -268,9 +268,16 @@ def load_project(project: str | Path, *, confined: bool = False) -> Project:
         Naming the file and key of the first problem found: a missing required
         key or layer, an unknown role, format or coordinate convention, a file
         that does not exist.
-    """
-    from gis.coords import parse_convention  # local: coords is a leaf module
 
+    Examples
+    --------
+    >>> from gis import settings
+    >>> project = load_project(settings.SAMPLE_PROJECT_DIR)
+    >>> project.name
+    '沙坪坝区（样例）'
+    >>> project.section("coverage")["max_snap_m"] > 0      # layers/coverage.yaml ← project.yaml
+    True
+    """
     path = find_project_file(project)
     raw = load_yaml(path)
     root = path.parent
@@ -279,44 +286,8 @@ def load_project(project: str | Path, *, confined: bool = False) -> Project:
     if not isinstance(name, str) or not name.strip():
         raise CatalogError(path, "name", "required: the district's name, e.g. 沙坪坝区")
 
-    layers_raw = raw.get("layers")
-    if not isinstance(layers_raw, Mapping):
-        raise CatalogError(path, "layers", "required: a mapping of layer role to file spec")
-    unknown = sorted(set(layers_raw) - set(LAYER_ROLES))
-    if unknown:
-        raise CatalogError(
-            path, f"layers.{unknown[0]}", f"unknown layer role; known roles: {', '.join(LAYER_ROLES)}"
-        )
-    for role in REQUIRED_ROLES:
-        if not layers_raw.get(role):
-            raise CatalogError(path, f"layers.{role}", "required layer is missing")
-
-    layers: dict[str, list[LayerSpec]] = {}
-    for role, entry in layers_raw.items():
-        if entry is None:
-            continue
-        entries = entry if isinstance(entry, list) else [entry]
-        specs = []
-        for i, item in enumerate(entries):
-            key = f"layers.{role}" + (f"[{i}]" if isinstance(entry, list) else "")
-            specs.append(_layer_spec(path, root, role, key, item, parse_convention, confined))
-        layers[role] = specs
-
-    crs_block = raw.get("crs") or {}
-    if not isinstance(crs_block, Mapping):
-        raise CatalogError(path, "crs", "must be a mapping, e.g. {metric: auto}")
-    metric = crs_block.get("metric", "auto")
-    metric_crs = None
-    if metric not in (None, "auto"):
-        try:
-            import pyproj
-
-            crs = pyproj.CRS.from_user_input(metric)
-        except Exception as exc:  # pyproj raises CRSError with a long message
-            raise CatalogError(path, "crs.metric", f"not a CRS pyproj knows: {metric!r}") from exc
-        if not crs.is_projected:
-            raise CatalogError(path, "crs.metric", f"{metric} is not a projected (metric) CRS")
-        metric_crs = str(metric)
+    layers = _layer_specs(path, raw.get("layers"), confined)
+    metric_crs = _metric_crs(path, raw.get("crs") or {})
 
     tol = raw.get("outside_tolerance_m", project_defaults()["outside_tolerance_m"])
     if not isinstance(tol, (int, float)) or tol < 0:
@@ -339,6 +310,61 @@ def load_project(project: str | Path, *, confined: bool = False) -> Project:
     )
 
 
+def did_you_mean(key: Any, valid: Any) -> str:
+    """``did you mean 'x'?`` for the valid key nearest ``key`` (difflib), else the valid keys."""
+    import difflib
+
+    valid = [str(v) for v in valid]
+    close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.5)
+    return f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(sorted(valid))}"
+
+
+def _layer_specs(path: Path, layers_raw: Any, confined: bool) -> dict[str, list[LayerSpec]]:
+    """``layers:`` of ``project.yaml``: every role's file spec(s), checked."""
+    from gis.coords import parse_convention  # local: coords is a leaf module
+
+    if not isinstance(layers_raw, Mapping):
+        raise CatalogError(path, "layers", "required: a mapping of layer role to file spec")
+    unknown = sorted(set(layers_raw) - set(LAYER_ROLES))
+    if unknown:
+        raise CatalogError(path, f"layers.{unknown[0]}", f"unknown layer role; {did_you_mean(unknown[0], LAYER_ROLES)}")
+    for role in REQUIRED_ROLES:
+        if not layers_raw.get(role):
+            raise CatalogError(path, f"layers.{role}", "required layer is missing")
+    layers: dict[str, list[LayerSpec]] = {}
+    for role, entry in layers_raw.items():
+        if entry is None:
+            continue
+        entries = entry if isinstance(entry, list) else [entry]
+        layers[role] = [
+            _layer_spec(path, path.parent, role, f"layers.{role}" + (f"[{i}]" if isinstance(entry, list) else ""),
+                        item, parse_convention, confined)
+            for i, item in enumerate(entries)
+        ]
+    return layers
+
+
+def _metric_crs(path: Path, crs_block: Any) -> str | None:
+    """``crs.metric`` of ``project.yaml``: a projected CRS, or ``None`` for ``auto``."""
+    if not isinstance(crs_block, Mapping):
+        raise CatalogError(path, "crs", "must be a mapping, e.g. {metric: auto}")
+    unknown = sorted(set(crs_block) - {"metric"})
+    if unknown:
+        raise CatalogError(path, f"crs.{unknown[0]}", f"unknown key; {did_you_mean(unknown[0], ['metric'])}")
+    metric = crs_block.get("metric", "auto")
+    if metric in (None, "auto"):
+        return None
+    try:
+        import pyproj
+
+        crs = pyproj.CRS.from_user_input(metric)
+    except Exception as exc:  # pyproj raises CRSError with a long message
+        raise CatalogError(path, "crs.metric", f"not a CRS pyproj knows: {metric!r}") from exc
+    if not crs.is_projected:
+        raise CatalogError(path, "crs.metric", f"{metric} is not a projected (metric) CRS")
+    return str(metric)
+
+
 def _layer_spec(path: Path, root: Path, role: str, key: str, item: Any, parse_convention, confined: bool = False) -> LayerSpec:
     if isinstance(item, str):
         item = {"file": item}
@@ -346,7 +372,7 @@ def _layer_spec(path: Path, root: Path, role: str, key: str, item: Any, parse_co
         raise CatalogError(path, key, "must be a file name or a mapping with 'file'")
     extra = sorted(set(item) - _LAYER_KEYS)
     if extra:
-        raise CatalogError(path, f"{key}.{extra[0]}", f"unknown key; allowed: {', '.join(sorted(_LAYER_KEYS))}")
+        raise CatalogError(path, f"{key}.{extra[0]}", f"unknown key; {did_you_mean(extra[0], _LAYER_KEYS)}")
     file = item.get("file")
     if not isinstance(file, str) or not file:
         raise CatalogError(path, f"{key}.file", "required: the layer's file name")

@@ -59,6 +59,17 @@ def confined_path(root: Path, name: str, *, yaml_path: Path, key: str) -> Path:
     CatalogError
         Absolute path, drive letter, ``..`` component, or a link resolving outside
         the folder; or the file does not exist. The message shows ``name`` only.
+
+    Examples
+    --------
+    >>> from gis import settings
+    >>> root = settings.SAMPLE_PROJECT_DIR
+    >>> confined_path(root, "sites_ledger.csv", yaml_path=root / "project.yaml", key="layers.sites.file").name
+    'sites_ledger.csv'
+    >>> confined_path(root, "../../etc/passwd", yaml_path=root / "project.yaml", key="layers.sites.file")
+    Traceback (most recent call last):
+    ...
+    gis._errors.CatalogError: project.yaml: key 'layers.sites.file': '../../etc/passwd': '..' leaves the project folder
     """
     shown = _printable(name)
     if PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive:

@@ -231,7 +231,13 @@ class LandUseScheme:
 
 
 def load_scheme(scheme: str, layers_dir: str | Path = LAYERS_DIR) -> LandUseScheme:
-    """:meth:`LandUseScheme.load` as a function."""
+    """:meth:`LandUseScheme.load` as a function.
+
+    Examples
+    --------
+    >>> load_scheme("gbt21010_2017").classes["0803"]["name_zh"]
+    '教育用地'
+    """
     return LandUseScheme.load(scheme, layers_dir)
 
 
@@ -328,6 +334,15 @@ def detect_scheme(
     ------
     CatalogError
         Ambiguous codes (named, with each scheme's reading), or an empty layer.
+
+    Examples
+    --------
+    >>> detect_scheme(["05H1", "08H1", "0701"]).scheme.name    # 三调 working codes
+    'sandiao'
+    >>> detect_scheme(["0803", "1201"])                        # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    gis._errors.CatalogError: project.yaml: key 'layers.landuse.scheme': land-use scheme ambiguous between ...
     """
     s = normalise_codes(codes).dropna()
     distinct = sorted(set(s))

@@ -46,6 +46,11 @@ def limit(section: str, key: str, table: dict[str, Any] | None = None) -> Any:
     ------
     CatalogError
         When the key is missing (there is no fallback in code).
+
+    Examples
+    --------
+    >>> limit("dates", "min")
+    '2000-01-01'
     """
     table = table if table is not None else load_limits()
     try:
@@ -116,8 +121,14 @@ def date_window(
 ) -> tuple[pd.Timestamp, pd.Timestamp]:
     """The plausible-date window ``[dates.min, today + dates.max_days_after_today]``.
 
-    A project may override it with a ``limits: {dates: {...}}`` section merged
-    onto the table before it is passed here.
+    The window is a toolkit-wide limit: a project cannot widen it (``limits:`` is
+    not a ``project.yaml`` key), an operator changes ``layers/limits.yaml``.
+
+    Examples
+    --------
+    >>> import datetime
+    >>> date_window(today=datetime.date(2026, 12, 3))
+    (Timestamp('2000-01-01 00:00:00'), Timestamp('2026-12-04 00:00:00'))
     """
     table = table if table is not None else load_limits()
     lo = pd.Timestamp(str(limit("dates", "min", table)))

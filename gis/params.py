@@ -749,12 +749,31 @@ def params_for(project: Project) -> Params:
 
 
 def load_params(project: str | Path | Project) -> Params:
-    """The typed parameters of a project folder / ``project.yaml`` (or a loaded :class:`Project`)."""
+    """The typed parameters of a project folder / ``project.yaml`` (or a loaded :class:`Project`).
+
+    Examples
+    --------
+    >>> from gis import settings
+    >>> p = load_params(settings.SAMPLE_PROJECT_DIR)
+    >>> p.coverage.service_standards["collection_point"].mode
+    'walk'
+    >>> p.with_service_radius(300).coverage.service_standards["drop_off_point"].distance_m
+    300.0
+    """
     return params_for(project if isinstance(project, Project) else load_project(project))
 
 
 def default_params() -> Params:
-    """The toolkit-wide parameters (``layers/*.yaml`` alone, no project)."""
+    """The toolkit-wide parameters (``layers/*.yaml`` alone, no project).
+
+    Examples
+    --------
+    >>> p = default_params()
+    >>> p.limits.dates.min                  # layers/limits.yaml
+    '2000-01-01'
+    >>> p.solver.exact_max_nnz > 0          # layers/siting.yaml
+    True
+    """
     return _assemble(None)
 
 

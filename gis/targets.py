@@ -116,6 +116,21 @@ class TableSpec:
     encoding: str | None = None
 
 
+#: Keys a category (``categories:`` of ``layers/categories.yaml`` / ``project.yaml``) may set.
+CATEGORY_KEYS: tuple[str, ...] = ("label_zh", "aliases", "source", "tiers", "scope_keywords", "match", "unit")
+#: Keys a ``target_tables:`` entry may set.
+TABLE_KEYS: tuple[str, ...] = ("file", "columns", "sheet", "encoding")
+
+
+def _refuse_unknown(spec: Mapping[str, Any], valid: Sequence[str], source: str | Path, key: str) -> None:
+    """One line naming ``key.<unknown>`` and the nearest valid key."""
+    from gis.catalog import did_you_mean
+
+    extra = sorted(str(k) for k in spec if k not in valid)
+    if extra:
+        raise CatalogError(source, f"{key}.{extra[0]}", f"unknown key; {did_you_mean(extra[0], valid)}")
+
+
 def load_categories(
     project_categories: Mapping[str, Any] | None = None,
     *,
@@ -140,6 +155,7 @@ def load_categories(
     out: dict[str, Category] = {}
     for cid, spec in raw.items():
         where = path if cid not in (project_categories or {}) else source
+        _refuse_unknown(spec, CATEGORY_KEYS, where, f"categories.{cid}")
         tiers = tuple(str(t) for t in spec.get("tiers") or ())
         bad = [t for t in tiers if t not in _TIERS]
         if bad:
@@ -178,6 +194,7 @@ def table_specs(project_raw: Mapping[str, Any], root: str | Path, *, source: str
             spec = {"file": spec}
         if not isinstance(spec, Mapping) or not spec.get("file"):
             raise CatalogError(source, f"{key}.file", "required: the table's file name")
+        _refuse_unknown(spec, TABLE_KEYS, source, key)
         cols = spec.get("columns") or {}
         if not isinstance(cols, Mapping):
             raise CatalogError(source, f"{key}.columns", "must map field names to headers")
@@ -642,6 +659,13 @@ def validate_project(project: Any) -> list[dict[str, Any]]:
     ``project`` is a :class:`gis.catalog.Project` or a path. This is what ``gis
     validate`` and ``gis run`` call before any analysis (a bad target stops the run
     before anything is written to ``--out``).
+
+    Examples
+    --------
+    >>> from gis import settings
+    >>> rows = validate_project(settings.SAMPLE_PROJECT_DIR)
+    >>> rows[0]["metric"], type(rows[0]["target"]).__name__, rows[0]["min_per_township"]  # row_defaults filled
+    ('count', 'float', 1)
     """
     from gis.catalog import load_project, load_yaml
 
