@@ -17,11 +17,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gis._errors import InputError
+
+if TYPE_CHECKING:  # types only
+    import geopandas as gpd
+
+    from gis.catalog import Project
+    from gis.io import RasterLayer
 
 #: Receptors whose geometry comes from land-use classes only (water_source also comes from zones).
 LANDUSE_RECEPTORS: frozenset[str] = frozenset({"school", "hospital", "residential"})
@@ -95,14 +101,16 @@ def check_values(raw: Any, path: Path, prefix: str = "") -> None:
             check_values(v, path, f"{prefix}[{i}]")
 
 
-def check_inputs(project: Any) -> None:
+def check_inputs(project: Project) -> None:
     """Every pre-analysis check of a loaded :class:`gis.catalog.Project` (raises on the first)."""
     check_values(project.raw, project.path)
     for spec in project.layers.get("roads") or []:
         check_road_file(spec.path, spec.format)
 
 
-def landuse_skip_reason(landuse: Any, landuse_raster: Any) -> str | None:
+def landuse_skip_reason(
+    landuse: gpd.GeoDataFrame | None, landuse_raster: RasterLayer | str | Path | None
+) -> str | None:
     """Why the land-use rules cannot be evaluated, or ``None`` when they can.
 
     A raster counts as empty when every cell is nodata (or 0, the GB/T 21010

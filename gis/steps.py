@@ -46,6 +46,7 @@ from gis.export import write_csv, write_geotiff, write_gpkg
 from gis.hotspots import DensitySurface, HotspotResult
 from gis.ledgers import LedgerSet
 from gis.params import Params, params_for
+from gis.routing import NetworkCSR
 from gis.schema import REJECT_COLUMNS, Tier
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class RunContext:
     compliance: ComplianceResult | None = None
     site_problems: pd.DataFrame | None = None
     coverage: DistrictCoverage | None = None
-    networks: Any = None
+    networks: Mapping[str, NetworkCSR] | None = None
     hotspots: HotspotResult | None = None
     hotspot_problems: pd.DataFrame | None = None
     ledgers: LedgerSet | None = None
