@@ -151,6 +151,24 @@ def test_local_folder_mode_answers_the_same_whether_a_server_path_exists_or_not(
     assert open_local_folder(str(tiny / "project.yaml"), is_openable_project, roots=[tmp_path]) == (tiny / "project.yaml").resolve()
 
 
+def test_app_local_folder_mode_shows_the_same_line_for_missing_and_existing_paths(tmp_path):
+    """In the app: a missing path and an existing non-project folder get the same error line."""
+    from streamlit.testing.v1 import AppTest
+
+    from gis.confine import LOCAL_FOLDER_REFUSED, escape_markdown
+
+    shown = []
+    for probe in (tmp_path / "no" / "such" / "folder", tmp_path):
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+        at.session_state["source"] = "本地文件夹 Folder on this machine"
+        at.session_state["project_path"] = str(probe)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        shown.append([e.value for e in at.error])
+    assert shown[0] == shown[1] == [escape_markdown(LOCAL_FOLDER_REFUSED)]
+    assert str(tmp_path) not in shown[0][0]
+
+
 def test_local_folder_roots_come_from_limits_yaml():
     from gis.confine import local_roots
     from gis.limits import load_limits
