@@ -675,6 +675,9 @@ def check_project_keys(project: Project) -> None:
     valid = [*PROJECT_KEYS, *(s for s in SECTIONS if s not in NOT_PROJECT_SECTIONS),
              *(f.name for f in dataclasses.fields(ProjectParams))]
     for k in raw:
+        if k in TOOLKIT_SECTIONS:
+            where = "coverage: siting: in project.yaml" if k == "siting" else f"layers/{k}.yaml"
+            raise CatalogError(project.path, str(k), f"not a project key: a toolkit-wide section, set in {where}")
         if k not in valid:
             raise CatalogError(project.path, str(k), f"unknown key; {_nearest(k, valid)}")
     for name, cls in SECTIONS.items():

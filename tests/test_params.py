@@ -253,7 +253,7 @@ def test_a_project_cannot_override_toolkit_sections(key, tiny_project):
     _edit(tiny_project, lambda r: r.update({key: {}}))
     with pytest.raises(CatalogError) as err:
         params.load_params(tiny_project)
-    assert f"'{key}'" in str(err.value) and "unknown key" in str(err.value)
+    assert f"'{key}'" in str(err.value) and "not a project key" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_siting_solver_keys_are_overridable_under_coverage_siting(tiny_project):
