@@ -269,7 +269,9 @@ def test_no_formula_in_any_workbook_or_csv_the_run_writes(tmp_path):
     from gis.pipeline import run
 
     out = tmp_path / "out"
-    run(_poisoned_project(tmp_path / "p"), out, progress=False)
+    yaml_path = _poisoned_project(tmp_path / "p")
+    _without_map_sheets(yaml_path)  # the print sheets write no workbook or CSV
+    run(yaml_path, out, progress=False)
     books = list(out.rglob("*.xlsx"))
     tables = list(out.rglob("*.csv"))
     assert {"problem_ledger.xlsx", "survey_form.xlsx", "summary_table.xlsx"} <= {b.name for b in books}
@@ -449,8 +451,16 @@ def _kill_when(proc: subprocess.Popen, tmp_glob: Path, files: int, timeout: floa
     return False
 
 
+def _without_map_sheets(project_yaml: Path) -> None:
+    """``map: sheets: enabled: false`` (the print sheets: a third of a tiny run's CPU, tested in test_map_sheets)."""
+    raw = yaml.safe_load(project_yaml.read_text(encoding="utf-8"))
+    raw.setdefault("map", {}).setdefault("sheets", {})["enabled"] = False
+    project_yaml.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+
 def test_killed_runs_leave_previous_outputs_byte_identical(tmp_path):
     project = make_tiny_project(tmp_path / "p").parent
+    _without_map_sheets(project / "project.yaml")  # every step still runs (map.html, map.png)
     out = tmp_path / "out"
     first = _cli("run", "--project", str(project), "--out", str(out), "--quiet")
     assert first.wait(timeout=600) == 0, first.stderr.read().decode()
