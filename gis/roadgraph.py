@@ -88,6 +88,7 @@ class RoadEdges:
 
     def network(self, weight: str = "length") -> NetworkCSR:
         """CSR graph weighted by ``length`` (m) or ``travel_time`` (s)."""
+        check_network_size(len(self.node_ids), "the cached road graph")
         if weight == "length":
             w = self.length
         elif weight == "travel_time":
@@ -172,7 +173,9 @@ def edges_from_lines(
     occ = np.bincount(vid, minlength=nv)
     endpoint = np.zeros(nv, bool)
     endpoint[vid[first | last]] = True
-    is_node = (endpoint | (lines_per_vertex >= 2) | (occ > lines_per_vertex))[vid]
+    node_vertex = endpoint | (lines_per_vertex >= 2) | (occ > lines_per_vertex)
+    check_network_size(int(node_vertex.sum()), src)
+    is_node = node_vertex[vid]
     seg_start = ~last
     edge_start = is_node & seg_start
     edge_of = np.cumsum(edge_start) - 1
@@ -204,8 +207,26 @@ def _directed(u_v: npt.NDArray[np.int64], v_v: npt.NDArray[np.int64], length: np
                      coords[first_pos[node_ids]], pyproj.CRS(r.crs))
 
 
-def edges_from_graph(G: Any) -> RoadEdges:
+def check_network_size(n_nodes: int, source: Any) -> None:
+    """Refuse a road network of more than ``analysis.max_network_nodes`` nodes (``layers/limits.yaml``).
+
+    Called once the node count is known and before the edge arrays and the CSR
+    matrix are allocated.
+
+    Raises
+    ------
+    GisError
+        Naming the road file, the node count and the limit's key.
+    """
+    from gis.limits import check_size
+
+    check_size(n_nodes, "analysis", "max_network_nodes",
+               f"the road network of {Path(str(source)).name} (nodes after merging vertices within node_tolerance_m)")
+
+
+def edges_from_graph(G: Any, source: str | Path | None = None) -> RoadEdges:
     """Edge arrays of an osmnx graph (from OSM XML or GraphML via :func:`gis.network.load_graph`)."""
+    check_network_size(G.number_of_nodes(), source or "the road graph")
     node_ids = np.array(list(G.nodes))
     index = {n: i for i, n in enumerate(node_ids)}
     xy = np.array([(d["x"], d["y"]) for _, d in G.nodes(data=True)], dtype=float)
@@ -268,7 +289,7 @@ def read_edges(path: str | Path, *, mode: Mode, crs: Any = None, config: Mapping
     if not path.exists():
         raise InputError(path, "road network file not found")
     if path.suffix.lower() in OSM_XML_SUFFIXES + GRAPHML_SUFFIXES:
-        return edges_from_graph(load_graph(path, mode=mode, crs=crs, config=cfg))
+        return edges_from_graph(load_graph(path, mode=mode, crs=crs, config=cfg), source=path)
     try:
         roads = gpd.read_file(path, layer=layer, engine="pyogrio")
     except Exception as exc:
