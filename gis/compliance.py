@@ -498,7 +498,6 @@ def _evaluate(
     c = rule.condition
     t = rule.condition_type
     n = len(sites)
-    empty = pd.Series([""] * n, index=sites.index)
     if t == "in_zone":
         if not have["zones"]:
             return "district has no zones layer"
