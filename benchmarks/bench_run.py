@@ -92,6 +92,14 @@ def report(walls: dict[str, list[float]], rss: dict[str, list[float]], steps: di
     for name, ts in steps.items():
         lines.append(f"| {name} | {statistics.median(ts):.2f} |")
     cold, warm = statistics.median(walls["cold"]), statistics.median(walls["warm"])
+    total = sum(statistics.median(ts) for ts in steps.values()) or 1.0
+    if "maps" in steps:
+        lines += ["", f"The maps step is {100 * statistics.median(steps['maps']) / total:.0f} % of the steps' time: "
+                  "`map.html`, `map.png` and `map_sheets/` (the overview and one sheet per 镇街, each saved as PNG "
+                  "and as a PDF page). A cProfile of it (this round) puts the time in matplotlib's text layout of "
+                  "the CJK labels and legends (FreeType `set_text`, the wrapped footer), PNG encoding and the PDF's "
+                  "font subsetting, not in this toolkit's code. `sheets.enabled: false` in `layers/map.yaml` (or a "
+                  "district's `map:` section) leaves the sheets out of `gis run`."]
     lines += ["", f"Issue 15 targets (< 10 s warm, < 20 s cold on 2 cores): warm {'met' if warm < 10 else 'not met'} "
               f"({warm:.1f} s), cold {'met' if cold < 20 else 'not met'} ({cold:.1f} s)."]
     return "\n".join(lines)
