@@ -40,7 +40,6 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pyproj
-import shapely
 
 from gis._errors import AnalysisError, InputError
 from gis.network import (
@@ -51,6 +50,7 @@ from gis.network import (
     coverage_config,
     speed_table,
 )
+from gis.road_noding import check_network_size, road_vertices
 from gis.routing import NetworkCSR
 
 _ONEWAY_FORWARD = ("f", "yes", "true", "1")
@@ -125,18 +125,6 @@ def _usable_lines(roads: gpd.GeoDataFrame, mode: Mode, cfg: Mapping[str, Any], s
     return r.to_crs(pyproj.CRS(crs)).explode(index_parts=False).reset_index(drop=True)
 
 
-def _vertex_ids(coords: npt.NDArray[np.float64], tol: float) -> npt.NDArray[np.int64]:
-    """Vertex id per coordinate after rounding to ``tol`` (lexicographic on (x, y) keys)."""
-    key = np.round(coords / tol).astype(np.int64)
-    kx, ky = key[:, 0] - key[:, 0].min(), key[:, 1] - key[:, 1].min()
-    span = int(ky.max()) + 1
-    if kx.max() > np.iinfo(np.int64).max // span:
-        _, vid = np.unique(key, axis=0, return_inverse=True)
-        return vid.ravel().astype(np.int64)
-    _, vid = np.unique(kx * span + ky, return_inverse=True)
-    return vid.astype(np.int64)
-
-
 def edges_from_lines(
     roads: gpd.GeoDataFrame,
     *,
@@ -148,7 +136,7 @@ def edges_from_lines(
 ) -> RoadEdges:
     """Directed edges of a road line layer (Geofabrik ``fclass``/``oneway`` or OSM ``highway``).
 
-    Same noding and the same node ids as :func:`gis.network.graph_from_roads`
+    The noding of :func:`gis.road_noding.road_vertices`, shared with :func:`gis.network.graph_from_roads`
     (see the module docstring), without building a networkx graph.
     """
     src = source or "<roads>"
@@ -157,25 +145,8 @@ def edges_from_lines(
     if tol <= 0:
         raise AnalysisError("node_tolerance_m must be positive")
     r = _usable_lines(roads, mode, cfg, src, crs)
-    coords, line = shapely.get_coordinates(r.geometry.to_numpy(), return_index=True)
-    vid = _vertex_ids(coords, tol)
-    dup = np.r_[False, (vid[1:] == vid[:-1]) & (line[1:] == line[:-1])]
-    coords, line, vid = coords[~dup], line[~dup], vid[~dup]
-    m = (np.bincount(line, minlength=len(r)) >= 2)[line]
-    coords, line, vid = coords[m], line[m], vid[m]
-    if len(vid) == 0:
-        raise InputError(src, "road lines have no length", field="geometry")
-    first = np.r_[True, line[1:] != line[:-1]]
-    last = np.r_[line[1:] != line[:-1], True]
-    nv = int(vid.max()) + 1
-    n_lines = int(line.max()) + 1
-    lines_per_vertex = np.bincount(np.unique(vid * n_lines + line) // n_lines, minlength=nv)
-    occ = np.bincount(vid, minlength=nv)
-    endpoint = np.zeros(nv, bool)
-    endpoint[vid[first | last]] = True
-    node_vertex = endpoint | (lines_per_vertex >= 2) | (occ > lines_per_vertex)
-    check_network_size(int(node_vertex.sum()), src)
-    is_node = node_vertex[vid]
+    vx = road_vertices(r.geometry.to_numpy(), tol, src, check_nodes=lambda n: check_network_size(n, src))
+    coords, line, vid, first, last, is_node = vx.coords, vx.line, vx.vid, vx.first, vx.last, vx.is_node
     seg_start = ~last
     edge_start = is_node & seg_start
     edge_of = np.cumsum(edge_start) - 1
@@ -205,23 +176,6 @@ def _directed(u_v: npt.NDArray[np.int64], v_v: npt.NDArray[np.int64], length: np
     return RoadEdges(inv[: len(u)].astype(np.int64), inv[len(u):].astype(np.int64),
                      np.r_[length[f], length[b]], np.r_[speed[f], speed[b]], node_ids.astype(np.int64),
                      coords[first_pos[node_ids]], pyproj.CRS(r.crs))
-
-
-def check_network_size(n_nodes: int, source: Any) -> None:
-    """Refuse a road network of more than ``analysis.max_network_nodes`` nodes (``layers/limits.yaml``).
-
-    Called once the node count is known and before the edge arrays and the CSR
-    matrix are allocated.
-
-    Raises
-    ------
-    GisError
-        Naming the road file, the node count and the limit's key.
-    """
-    from gis.limits import check_size
-
-    check_size(n_nodes, "analysis", "max_network_nodes",
-               f"the road network of {Path(str(source)).name} (nodes after merging vertices within node_tolerance_m)")
 
 
 def edges_from_graph(G: Any, source: str | Path | None = None) -> RoadEdges:
