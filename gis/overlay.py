@@ -217,9 +217,11 @@ def _certified_min(px: np.ndarray, py: np.ndarray, seg: np.ndarray, max_distance
     mid = np.c_[seg[:, 0] + seg[:, 2], seg[:, 1] + seg[:, 3]] / 2
     tree = cKDTree(mid)
     res = np.full(len(px), np.inf)
-    todo, k = _near_cells(px, py, mid, max_distance + half), min(4, m)
+    # the KD-tree's bound is strict (on squared distances): a nanometre of slack, the exact test comes after
+    bound = (max_distance + half) * (1 + 1e-12) + 1e-9
+    todo, k = _near_cells(px, py, mid, bound), min(4, m)
     while len(todo):
-        r, j = tree.query(np.c_[px[todo], py[todo]], k=k, distance_upper_bound=max_distance + half)
+        r, j = tree.query(np.c_[px[todo], py[todo]], k=k, distance_upper_bound=bound)
         r, j = r.reshape(len(todo), k), j.reshape(len(todo), k)
         qx, qy = px[todo, None], py[todo, None]
         with np.errstate(invalid="ignore"):
@@ -239,6 +241,9 @@ def _near_cells(px: np.ndarray, py: np.ndarray, mid: np.ndarray, reach: float) -
     KD-tree (integer cell keys, one :func:`numpy.isin`).
     """
     x0, y0 = min(px.min(), mid[:, 0].min()), min(py.min(), mid[:, 1].min())
+    extent = max(px.max(), mid[:, 0].max()) - x0, max(py.max(), mid[:, 1].max()) - y0
+    if not (np.isfinite(reach) and max(extent) < reach * 2**20):  # grid too fine for int64 keys: no pre-filter
+        return np.arange(len(px))
     cx = np.floor((mid[:, 0] - x0) / reach).astype(np.int64)
     cy = np.floor((mid[:, 1] - y0) / reach).astype(np.int64)
     span = max(cx.max(), cy.max(), np.floor((px.max() - x0) / reach), np.floor((py.max() - y0) / reach))

@@ -54,3 +54,17 @@ def test_nearest_distance_equals_shapely_query_nearest():
         xy = np.c_[shapely.get_x(pts), shapely.get_y(pts)]
         np.testing.assert_array_equal(nearest_distance(xy, geoms, max_d, inside=inside), ours)
     assert np.isnan(nearest_distance(pts[:5], geoms[:0], 100.0)).all()
+
+
+def test_nearest_distance_edges_of_the_search_radius():
+    import shapely
+
+    from gis.overlay import nearest_distance
+
+    pts = shapely.points([(0, 0), (5, 0), (10, 0)])
+    site = [shapely.Point(5, 0)]
+    assert np.isnan(nearest_distance(pts, site, 0.0)[[0, 2]]).all() and nearest_distance(pts, site, 0.0)[1] == 0
+    assert nearest_distance(pts, site, 5.0).tolist() == [5.0, 0.0, 5.0]  # the radius itself is inside
+    assert nearest_distance(pts, site, np.inf).tolist() == [5.0, 0.0, 5.0]
+    d = nearest_distance(pts, [shapely.box(4, -1, 6, 1)], 3.0, inside=[1])
+    assert np.isnan(d[0]) and d[1] == 0 and np.isnan(d[2])
