@@ -187,7 +187,7 @@ def locate(
     n = len(points)
     out = pd.DataFrame(index=points.index)
     ptree = shapely.STRtree(geoms) if n else None
-    receptor_geoms: dict[str, list[np.ndarray]] = {r: [] for r in RECEPTORS}
+    receptor_geoms: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {r: [] for r in RECEPTORS}
     _locate_township(out, geoms, townships, ptree)
     _locate_landuse(out, points, ptree, landuse, landuse_raster, classes, receptor_geoms)
     _locate_zones(out, geoms, zones, ptree, receptor_geoms)
@@ -209,7 +209,7 @@ def _locate_township(out: pd.DataFrame, geoms: np.ndarray, townships: gpd.GeoDat
 
 def _locate_landuse(
     out: pd.DataFrame, points: gpd.GeoSeries, ptree: Any, landuse: gpd.GeoDataFrame | None, landuse_raster: Any,
-    classes: LandUseClasses, receptor_geoms: dict[str, list[np.ndarray]],
+    classes: LandUseClasses, receptor_geoms: dict[str, list[tuple[np.ndarray, np.ndarray]]],
 ) -> None:
     """Land use under each point: vector overlay first, the raster fills the gaps.
 
@@ -232,7 +232,7 @@ def _locate_landuse(
             # receptor_codes: a class may be several receptors (三调 08H2 school and hospital)
             sel = pd.Series(lc, dtype="object").isin(classes.receptor_codes(rec, distinct)).to_numpy()
             if sel.any():
-                receptor_geoms[rec].append(landuse.geometry.values[sel])
+                receptor_geoms[rec].append((landuse.geometry.values[sel], l[sel[r]]))
     if landuse_raster is not None:
         rpath = getattr(landuse_raster, "path", landuse_raster)
         v2c = getattr(landuse_raster, "classes", None) or None
@@ -246,26 +246,40 @@ def _locate_landuse(
             source.iloc[idx] = "raster"
         if landuse is None or not len(landuse):
             for rec, g in _raster_receptor_geoms(rpath, points.crs, classes, v2c, nodata).items():
-                receptor_geoms[rec].append(g)
-    tab = classes.table(codes)
-    out["landuse_code"] = tab["landuse_code"]
-    out["landuse_name"] = tab["landuse_name"]
-    out["landuse_class"] = tab["class_entry"]
-    out["landuse_source"] = source.where(tab["landuse_code"].notna(), None)
-    out["landuse_raw"] = codes  # what the layer said, even when the table does not know it
+                receptor_geoms[rec].append((g, _covering(geoms, g, ptree)[0]))
+    _landuse_columns(out, codes, source, classes)
+
+
+def _obj(out: pd.DataFrame, values: np.ndarray) -> pd.Series:
+    """An object column aligned with ``out`` (no string-dtype inference)."""
+    return pd.Series(values, index=out.index, dtype=object)
+
+
+def _landuse_columns(out: pd.DataFrame, codes: pd.Series, source: pd.Series, classes: LandUseClasses) -> None:
+    """``landuse_*`` columns from the class table, looked up once per distinct code (codes → integer index)."""
+    idx, uniq = pd.factorize(codes.to_numpy(dtype=object))
+    tab = classes.table(pd.Series(np.append(np.asarray(uniq, dtype=object), None), dtype=object))
+    idx = np.where(idx < 0, len(uniq), idx)
+    for col, src in (("landuse_code", "landuse_code"), ("landuse_name", "landuse_name"), ("landuse_class", "class_entry")):
+        out[col] = _obj(out, tab[src].to_numpy(dtype=object)[idx])
+    known = tab["landuse_code"].notna().to_numpy()[idx]
+    out["landuse_source"] = _obj(out, np.where(known, source.to_numpy(dtype=object), None))
+    out["landuse_raw"] = _obj(out, codes.to_numpy(dtype=object))  # what the layer said, even when the table does not know it
 
 
 def _locate_zones(
     out: pd.DataFrame, geoms: np.ndarray, zones: gpd.GeoDataFrame | None, ptree: Any,
-    receptor_geoms: dict[str, list[np.ndarray]],
+    receptor_geoms: dict[str, list[tuple[np.ndarray, np.ndarray]]],
 ) -> None:
     """Every zone covering each point and the strictest 四山 level.
 
     Adds ``in_<zone_type>``, ``four_mountains_level``, ``zones``, ``zone_names`` and
-    ``zone_names_<zone_type>``; water-source zones become receptors.
+    ``zone_names_<zone_type>``; water-source zones become receptors. Works on the
+    (point, zone) index pairs of the covering query and per-zone integer codes;
+    strings are built once per distinct combination (:mod:`gis.overlay`).
     """
-    zone_types = [z for z in ZONE_TYPE_LABEL_ZH]
-    for zt in zone_types:
+    n = len(geoms)
+    for zt in ZONE_TYPE_LABEL_ZH:
         out[f"in_{zt}"] = False
     out["four_mountains_level"] = None
     out["zones"] = ""
@@ -273,62 +287,85 @@ def _locate_zones(
     if zones is None or not len(zones):
         return
     l, r = _covering(geoms, zones.geometry.values, ptree)
+    is_ws = (zones["zone_type"].astype(str) == "water_source").to_numpy()
+    if is_ws.any():
+        receptor_geoms["water_source"].append((zones.geometry.values[is_ws], l[is_ws[r]]))
     zt = zones["zone_type"].astype(str).to_numpy(dtype=object)
-    lv = zones["level"].astype("object").where(zones["level"].notna(), None).to_numpy(dtype=object) if "level" in zones else np.full(len(zones), None, dtype=object)
+    lv = _none(zones["level"]).to_numpy(dtype=object) if "level" in zones else np.full(len(zones), None, dtype=object)
     nm = zones["name"].astype("object").where(zones["name"].notna(), "").to_numpy(dtype=object) if "name" in zones else np.full(len(zones), "", dtype=object)
-    pairs = pd.DataFrame({"i": l, "zone_type": zt[r], "level": lv[r], "name": nm[r]})
-    pairs = pairs.drop_duplicates(["i", "zone_type", "level"])
-    for t in set(pairs["zone_type"]):
-        if t not in zone_types:
-            out[f"in_{t}"] = False
-        idx = pairs.loc[pairs["zone_type"] == t, "i"].unique()
-        out.iloc[idx, out.columns.get_loc(f"in_{t}")] = True
-    _strictest_four_mountains(out, pairs)
-    _zone_labels(out, pairs)
-    ws = zones.geometry.values[(zones["zone_type"].astype(str) == "water_source").to_numpy()]
-    if len(ws):
-        receptor_geoms["water_source"].append(ws)
+    for t in pd.unique(zt[r]) if len(r) else []:
+        hit = np.zeros(n, dtype=bool)
+        hit[l[zt[r] == t]] = True
+        out[f"in_{t}"] = hit
+    label = np.array([f"{t}:{v}" if v is not None else str(t) for t, v in zip(zt, lv)], dtype=object)
+    label_code = np.unique(label, return_inverse=True)[1].ravel()  # code order = label sort order
+    # one pair per (point, zone type, level): the first zone of the layer, as drop_duplicates keeps it
+    first = np.unique(l * (len(zones) + 1) + label_code[r], return_index=True)[1]
+    l, r = l[first], r[first]
+    order = np.lexsort((label_code[r], l))
+    l, r = l[order], r[order]
+    _strictest_four_mountains(out, l, zt[r], lv[r])
+    _zone_labels(out, l, r, zt, label, nm)
 
 
-def _strictest_four_mountains(out: pd.DataFrame, pairs: pd.DataFrame) -> None:
+def _strictest_four_mountains(out: pd.DataFrame, l: np.ndarray, zone_type: np.ndarray, level: np.ndarray) -> None:
     """``four_mountains_level`` = the highest-ranked 四山 level among a point's zones."""
-    fm = pairs[(pairs["zone_type"] == "four_mountains") & pairs["level"].notna()].copy()
-    if len(fm):
-        fm["rank"] = fm["level"].map({k.value: v for k, v in ZONE_LEVEL_RANK.items()}).fillna(0)
-        best = fm.sort_values(["i", "rank"], ascending=[True, False]).drop_duplicates("i")
-        col = out.columns.get_loc("four_mountains_level")
-        out.iloc[best["i"].to_numpy(), col] = best["level"].to_numpy(dtype=object)
+    rank_of = {k.value: v for k, v in ZONE_LEVEL_RANK.items()}
+    sel = (zone_type == "four_mountains") & pd.notna(level)
+    if sel.any():
+        li, lv = l[sel], level[sel]
+        rank = np.array([rank_of.get(v, 0) for v in lv], dtype=float)
+        order = np.lexsort((-rank, li))
+        li, lv = li[order], lv[order]
+        head = np.r_[True, li[1:] != li[:-1]]
+        col = np.full(len(out), None, dtype=object)
+        col[li[head]] = lv[head]
+        out["four_mountains_level"] = _obj(out, col)
 
 
-def _zone_labels(out: pd.DataFrame, pairs: pd.DataFrame) -> None:
-    """``zones`` (``zone_type[:level]``), ``zone_names`` and per-type names, ``;``-joined and sorted."""
-    from gis.overlay import join_per_point  # per-point joins without per-point Python
+def _zone_labels(
+    out: pd.DataFrame, l: np.ndarray, r: np.ndarray, zone_type: np.ndarray, label: np.ndarray, name: np.ndarray
+) -> None:
+    """``zones`` (``zone_type[:level]``), ``zone_names`` and per-type names, ``;``-joined in label order.
+
+    ``l``, ``r``: (point, zone) pairs, one per point and label, sorted by point and label.
+    """
+    from gis.overlay import join_codes_per_point  # per-point joins without per-point Python
 
     n = len(out)
-    label = pairs["zone_type"] + np.where(pairs["level"].notna(), ":" + pairs["level"].astype(str), "")
-    pairs["label"] = label
-    pairs = pairs.sort_values(["i", "label"], kind="stable").drop_duplicates(["i", "label"])
-    out["zones"] = join_per_point(pairs["i"].to_numpy(), pairs["label"].to_numpy(dtype=object), n)
-    named = pairs[pairs["name"].astype(str) != ""].drop_duplicates(["i", "name"])
-    out["zone_names"] = join_per_point(named["i"].to_numpy(), named["name"].to_numpy(dtype=object), n)
-    for t, part in named.groupby("zone_type"):
-        out[f"zone_names_{t}"] = join_per_point(part["i"].to_numpy(), part["name"].to_numpy(dtype=object), n)
+    lab_codes, lab_names = pd.factorize(label)
+    out["zones"] = _obj(out, join_codes_per_point(l, lab_codes[r], np.asarray(lab_names, dtype=object), n))
+    named = np.asarray([str(x) != "" for x in name])[r]
+    nm_codes, nm_names = pd.factorize(np.asarray([str(x) for x in name], dtype=object))
+    nm_names = np.asarray(nm_names, dtype=object)
+    out["zone_names"] = _obj(out, join_codes_per_point(l[named], nm_codes[r[named]], nm_names, n))
+    for t in sorted(set(zone_type[r[named]])):
+        part = named & (zone_type[r] == t)
+        out[f"zone_names_{t}"] = _obj(out, join_codes_per_point(l[part], nm_codes[r[part]], nm_names, n))
 
 
 def _receptor_distances(
-    out: pd.DataFrame, geoms: np.ndarray, receptor_geoms: dict[str, list[np.ndarray]], max_distance_m: float
+    out: pd.DataFrame, geoms: np.ndarray, receptor_geoms: dict[str, list[tuple[np.ndarray, np.ndarray]]],
+    max_distance_m: float,
 ) -> None:
-    """``dist_<receptor>_m``: nearest receptor of each class within ``max_distance_m`` (NaN beyond)."""
+    """``dist_<receptor>_m``: nearest receptor of each class within ``max_distance_m`` (NaN beyond).
+
+    ``receptor_geoms[rec]`` holds (polygons, indices of the points they cover): a
+    covered point is at distance 0 (known from the layer's covering query), the
+    others go through :func:`gis.overlay.nearest_distance` (exact; short outline
+    segments in a KD-tree instead of a GEOS distance per candidate polygon).
+    """
+    from gis.overlay import nearest_distance
+
     n = len(geoms)
+    xy = np.c_[shapely.get_x(geoms), shapely.get_y(geoms)] if n else np.empty((0, 2))
     for rec in RECEPTORS:
-        dist = np.full(n, np.nan)
-        parts = [g for g in receptor_geoms[rec] if len(g)]
+        parts = [(g, i) for g, i in receptor_geoms[rec] if len(g)]
         if parts and n:
-            tree = shapely.STRtree(np.concatenate(parts))
-            (pi, _ti), d = tree.query_nearest(
-                geoms, max_distance=max_distance_m, return_distance=True, all_matches=False
-            )
-            dist[pi] = d
+            inside = np.concatenate([i for _g, i in parts])
+            dist = nearest_distance(xy, np.concatenate([g for g, _i in parts]), max_distance_m, inside=inside)
+        else:
+            dist = np.full(n, np.nan)
         out[f"dist_{rec}_m"] = dist
 
 
@@ -461,7 +498,6 @@ def _evaluate(
     c = rule.condition
     t = rule.condition_type
     n = len(sites)
-    empty = pd.Series([""] * n, index=sites.index)
     if t == "in_zone":
         if not have["zones"]:
             return "district has no zones layer"

@@ -872,7 +872,77 @@ def build_layers(
     if siting is not None:
         layers += _siting_layers(siting, opt)
     layers.append(_incident_layer(district, opt))
-    return [lay for lay in layers if lay is not None and (lay.n > 0 or lay.image is not None)]
+    kept = [lay for lay in layers if lay is not None and (lay.n > 0 or lay.image is not None)]
+    limit = max_page_points(district)
+    return [aggregate_points(lay, opt.max_vector_polygons) if lay.kind == "point" and lay.n > limit else lay
+            for lay in kept]
+
+
+def max_page_points(district: Any) -> int:
+    """``max_page_points`` of the map settings (``layers/map.yaml``, per district under ``map:``)."""
+    project = getattr(district, "project", None)
+    section = project.section("map") if project is not None and hasattr(project, "section") else None
+    if section is None:
+        from gis.catalog import load_yaml
+
+        section = load_yaml(settings.LAYERS_DIR / "map.yaml") or {}
+    return int(section["max_page_points"])
+
+
+#: Count classes of an aggregated point layer, light to dark (YlOrRd).
+COUNT_RAMP: tuple[str, ...] = ("#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026")
+
+
+def _count_grid(xy: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray, float]:
+    r"""Square cells (Web-Mercator metres) holding the points, at most ``limit`` of them.
+
+    The side starts at :math:`\sqrt{A / \mathrm{limit}}` (:math:`A` the points' bounding
+    box area) and doubles until the occupied cells number at most ``limit``.
+
+    Returns
+    -------
+    (cells, counts, side)
+        ``k × 2`` integer cell indices, points per cell, cell side (m).
+    """
+    lo = xy.min(axis=0)
+    w, h = np.ptp(xy, axis=0)
+    side = max(float(np.sqrt(max(w * h, 1.0) / limit)), 1.0)
+    while True:
+        ij = np.floor((xy - lo) / side).astype(np.int64)
+        cells, counts = np.unique(ij, axis=0, return_counts=True)
+        if len(cells) <= limit:
+            return cells, counts, side
+        side *= 2
+
+
+def aggregate_points(layer: MapLayer, limit: int) -> MapLayer:
+    """A point layer as a grid of at most ``limit`` cells with counts (聚合显示).
+
+    :func:`build_layers` does this to a point layer of more than ``max_page_points``
+    features, with ``limit`` = ``max_vector_polygons`` (the cells stay vector polygons
+    with popups). A page with every one of a million sites is hundreds of megabytes
+    and does not open; the grid keeps each cell's count (popup) and a
+    colour by count quintile, so the page stays small whatever the ledger's size.
+    The full list stays in the GeoPackage and the ledgers.
+    """
+    pts = layer.gdf.to_crs(WEB_MERCATOR)
+    xy = np.c_[pts.geometry.x.to_numpy(), pts.geometry.y.to_numpy()]
+    xy = xy[np.isfinite(xy).all(axis=1)]
+    cells, counts, side = _count_grid(xy, limit)
+    lo = xy.min(axis=0)
+    x0, y0 = lo[0] + cells[:, 0] * side, lo[1] + cells[:, 1] * side
+    edges = np.unique(np.quantile(counts, [0.2, 0.4, 0.6, 0.8]))
+    cls = np.searchsorted(edges, counts, side="right")
+    colours = np.array(COUNT_RAMP)[np.minimum(cls, len(COUNT_RAMP) - 1)]
+    g = gpd.GeoDataFrame({"count": counts.astype(str), "_color": colours.astype(object)},
+                         geometry=shapely.box(x0, y0, x0 + side, y0 + side), crs=WEB_MERCATOR).to_crs(WGS84)
+    legend = tuple(("box", COUNT_RAMP[min(c, len(COUNT_RAMP) - 1)],
+                    f"{counts[cls == c].min():,} – {counts[cls == c].max():,} 个/格 per cell")
+                   for c in np.unique(cls))
+    side_txt = f"{side / 1000:.1f} km" if side >= 1000 else f"{side:.0f} m"
+    return replace(layer, title=f"{layer.title} · 聚合 {len(g):,} 格 grid of {side_txt}", kind="polygon", gdf=g,
+                   popup=(("count", "点数 Points"),), tooltip="count", legend=legend, cluster=False,
+                   fill_opacity=0.6, weight=0.3)
 
 
 def district_title(district: Any) -> str:

@@ -16,7 +16,6 @@ snapping and distance function (multi-source Dijkstra, straight-line fallback).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,6 +28,7 @@ import shapely
 
 from gis import settings
 from gis._errors import AnalysisError, InputError
+from gis.road_noding import RoadVertices, check_network_size, road_vertices
 
 Mode = Literal["walk", "drive"]
 MODES: tuple[str, ...] = ("walk", "drive")
@@ -307,7 +307,7 @@ def graph_from_roads(
     if tol <= 0:
         raise AnalysisError("node_tolerance_m must be positive")
     r, crs = _usable_roads(roads, mode, cfg, src, crs)
-    v = _road_vertices(r, tol, src)
+    v = road_vertices(r.geometry.to_numpy(), tol, src, check_nodes=lambda n: check_network_size(n, src))
     edges, attr_line = _undirected_edges(r, v)
     gdf_edges = _directed_edges(edges, r, attr_line, mode, crs)
     gdf_nodes = _road_nodes(edges, v, crs)
@@ -348,50 +348,7 @@ def _usable_roads(
     return r.to_crs(crs).explode(index_parts=False).reset_index(drop=True), crs
 
 
-@dataclass
-class _Vertices:
-    """Line vertices on the rounding grid: coordinates, line, vertex id, and which are nodes."""
-
-    coords: np.ndarray
-    line: np.ndarray
-    vid: np.ndarray
-    first: np.ndarray
-    last: np.ndarray
-    is_node: np.ndarray
-
-
-def _road_vertices(r: gpd.GeoDataFrame, tol: float, src: str | Path) -> _Vertices:
-    """Vertex ids ``round(xy / tol)`` and the node flags.
-
-    A vertex is a node when it ends a line, is shared by two or more lines, or
-    occurs twice in one line (a loop); consecutive duplicates within a line are dropped
-    and lines left with fewer than two vertices are skipped.
-    """
-    coords, line = shapely.get_coordinates(r.geometry.to_numpy(), return_index=True)
-    key = np.round(coords / tol).astype(np.int64)
-    _, vid = np.unique(key, axis=0, return_inverse=True)
-    vid = vid.ravel()
-    dup = np.r_[False, (vid[1:] == vid[:-1]) & (line[1:] == line[:-1])]
-    coords, line, vid = coords[~dup], line[~dup], vid[~dup]
-    counts = np.bincount(line, minlength=len(r))
-    valid_line = counts >= 2
-    m = valid_line[line]
-    coords, line, vid = coords[m], line[m], vid[m]
-    if len(vid) == 0:
-        raise InputError(src, "road lines have no length", field="geometry")
-    first = np.r_[True, line[1:] != line[:-1]]
-    last = np.r_[line[1:] != line[:-1], True]
-    n_lines = int(line.max()) + 1
-    pairs = np.unique(vid.astype(np.int64) * n_lines + line)
-    lines_per_vertex = np.bincount(pairs // n_lines, minlength=vid.max() + 1)
-    occ = np.bincount(vid, minlength=vid.max() + 1)
-    endpoint = np.zeros(vid.max() + 1, bool)
-    endpoint[vid[first | last]] = True
-    is_node_vertex = endpoint | (lines_per_vertex >= 2) | (occ > lines_per_vertex)
-    return _Vertices(coords, line, vid, first, last, is_node_vertex[vid])
-
-
-def _undirected_edges(r: gpd.GeoDataFrame, v: _Vertices) -> tuple[pd.DataFrame, np.ndarray]:
+def _undirected_edges(r: gpd.GeoDataFrame, v: RoadVertices) -> tuple[pd.DataFrame, np.ndarray]:
     """One edge per piece of line between two nodes; ``length`` = :math:`\\sum` segment lengths.
 
     Returns the edges (``u``, ``v``, ``length``, ``highway``, ``speed_kph``, ``osm_id``,
@@ -461,7 +418,7 @@ def _directed_edges(
     return gpd.GeoDataFrame(all_edges, geometry="geometry", crs=crs).set_index(["u", "v", "key"])
 
 
-def _road_nodes(edges: pd.DataFrame, v: _Vertices, crs: pyproj.CRS) -> gpd.GeoDataFrame:
+def _road_nodes(edges: pd.DataFrame, v: RoadVertices, crs: pyproj.CRS) -> gpd.GeoDataFrame:
     """The graph nodes: every edge end, at the first occurrence of its vertex."""
     node_ids = np.unique(np.r_[edges["u"].to_numpy(), edges["v"].to_numpy()])
     first_pos = np.full(v.vid.max() + 1, -1)

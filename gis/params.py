@@ -393,6 +393,7 @@ class MapParams(Section):
     subdomains: str | None
     annotation_tiles: str | None
     max_plain_markers: int
+    max_page_points: int
     max_vector_polygons: int
     max_vertices: int
     simplify_m: float

@@ -40,7 +40,6 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pyproj
-import shapely
 
 from gis._errors import AnalysisError, InputError
 from gis.network import (
@@ -51,6 +50,7 @@ from gis.network import (
     coverage_config,
     speed_table,
 )
+from gis.road_noding import check_network_size, road_vertices
 from gis.routing import NetworkCSR
 
 _ONEWAY_FORWARD = ("f", "yes", "true", "1")
@@ -88,6 +88,7 @@ class RoadEdges:
 
     def network(self, weight: str = "length") -> NetworkCSR:
         """CSR graph weighted by ``length`` (m) or ``travel_time`` (s)."""
+        check_network_size(len(self.node_ids), "the cached road graph")
         if weight == "length":
             w = self.length
         elif weight == "travel_time":
@@ -124,18 +125,6 @@ def _usable_lines(roads: gpd.GeoDataFrame, mode: Mode, cfg: Mapping[str, Any], s
     return r.to_crs(pyproj.CRS(crs)).explode(index_parts=False).reset_index(drop=True)
 
 
-def _vertex_ids(coords: npt.NDArray[np.float64], tol: float) -> npt.NDArray[np.int64]:
-    """Vertex id per coordinate after rounding to ``tol`` (lexicographic on (x, y) keys)."""
-    key = np.round(coords / tol).astype(np.int64)
-    kx, ky = key[:, 0] - key[:, 0].min(), key[:, 1] - key[:, 1].min()
-    span = int(ky.max()) + 1
-    if kx.max() > np.iinfo(np.int64).max // span:
-        _, vid = np.unique(key, axis=0, return_inverse=True)
-        return vid.ravel().astype(np.int64)
-    _, vid = np.unique(kx * span + ky, return_inverse=True)
-    return vid.astype(np.int64)
-
-
 def edges_from_lines(
     roads: gpd.GeoDataFrame,
     *,
@@ -147,7 +136,7 @@ def edges_from_lines(
 ) -> RoadEdges:
     """Directed edges of a road line layer (Geofabrik ``fclass``/``oneway`` or OSM ``highway``).
 
-    Same noding and the same node ids as :func:`gis.network.graph_from_roads`
+    The noding of :func:`gis.road_noding.road_vertices`, shared with :func:`gis.network.graph_from_roads`
     (see the module docstring), without building a networkx graph.
     """
     src = source or "<roads>"
@@ -156,23 +145,8 @@ def edges_from_lines(
     if tol <= 0:
         raise AnalysisError("node_tolerance_m must be positive")
     r = _usable_lines(roads, mode, cfg, src, crs)
-    coords, line = shapely.get_coordinates(r.geometry.to_numpy(), return_index=True)
-    vid = _vertex_ids(coords, tol)
-    dup = np.r_[False, (vid[1:] == vid[:-1]) & (line[1:] == line[:-1])]
-    coords, line, vid = coords[~dup], line[~dup], vid[~dup]
-    m = (np.bincount(line, minlength=len(r)) >= 2)[line]
-    coords, line, vid = coords[m], line[m], vid[m]
-    if len(vid) == 0:
-        raise InputError(src, "road lines have no length", field="geometry")
-    first = np.r_[True, line[1:] != line[:-1]]
-    last = np.r_[line[1:] != line[:-1], True]
-    nv = int(vid.max()) + 1
-    n_lines = int(line.max()) + 1
-    lines_per_vertex = np.bincount(np.unique(vid * n_lines + line) // n_lines, minlength=nv)
-    occ = np.bincount(vid, minlength=nv)
-    endpoint = np.zeros(nv, bool)
-    endpoint[vid[first | last]] = True
-    is_node = (endpoint | (lines_per_vertex >= 2) | (occ > lines_per_vertex))[vid]
+    vx = road_vertices(r.geometry.to_numpy(), tol, src, check_nodes=lambda n: check_network_size(n, src))
+    coords, line, vid, first, last, is_node = vx.coords, vx.line, vx.vid, vx.first, vx.last, vx.is_node
     seg_start = ~last
     edge_start = is_node & seg_start
     edge_of = np.cumsum(edge_start) - 1
@@ -204,8 +178,9 @@ def _directed(u_v: npt.NDArray[np.int64], v_v: npt.NDArray[np.int64], length: np
                      coords[first_pos[node_ids]], pyproj.CRS(r.crs))
 
 
-def edges_from_graph(G: Any) -> RoadEdges:
+def edges_from_graph(G: Any, source: str | Path | None = None) -> RoadEdges:
     """Edge arrays of an osmnx graph (from OSM XML or GraphML via :func:`gis.network.load_graph`)."""
+    check_network_size(G.number_of_nodes(), source or "the road graph")
     node_ids = np.array(list(G.nodes))
     index = {n: i for i, n in enumerate(node_ids)}
     xy = np.array([(d["x"], d["y"]) for _, d in G.nodes(data=True)], dtype=float)
@@ -268,7 +243,7 @@ def read_edges(path: str | Path, *, mode: Mode, crs: Any = None, config: Mapping
     if not path.exists():
         raise InputError(path, "road network file not found")
     if path.suffix.lower() in OSM_XML_SUFFIXES + GRAPHML_SUFFIXES:
-        return edges_from_graph(load_graph(path, mode=mode, crs=crs, config=cfg))
+        return edges_from_graph(load_graph(path, mode=mode, crs=crs, config=cfg), source=path)
     try:
         roads = gpd.read_file(path, layer=layer, engine="pyogrio")
     except Exception as exc:

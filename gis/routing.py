@@ -57,6 +57,7 @@ __all__ = [
     "nearest_by_network",
     "nearest_euclidean",
     "network_point_distances",
+    "pairs_within",
     "points_xy",
     "snap_to_nodes",
 ]
@@ -375,3 +376,70 @@ def nearest_by_network(
     idx[ri[within]] = station[within]
     dist[ri[within]] = total[within]
     return idx, dist, routed, dst_ok
+
+
+def pairs_within(
+    src_xy: npt.ArrayLike,
+    dst_xy: npt.ArrayLike,
+    limit: float,
+    *,
+    network: NetworkCSR | None = None,
+    max_snap_m: float = np.inf,
+    batch: int = 256,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    r"""Every (source, destination) pair within ``limit`` metres (a sparse "who reaches whom").
+
+    Euclidean (``network=None``): :math:`\lVert x_j - y_i \rVert \le L` (KD-tree
+    ``sparse_distance_matrix``, co-located pairs included). Network: the snapped
+    network distance of :func:`multi_source_distances`,
+    :math:`s_j + D(n_j \to n_i) + s_i \le L` (:math:`s` snap distances, :math:`D`
+    shortest path), from a bounded Dijkstra per batch of source nodes on the
+    reversed graph; points snapped farther than ``max_snap_m`` reach nothing.
+
+    Returns
+    -------
+    (rows, cols)
+        Source and destination indices of each pair (a pair may repeat in the Euclidean case).
+    """
+    sxy = np.asarray(src_xy, float).reshape(-1, 2)
+    dxy = np.asarray(dst_xy, float).reshape(-1, 2)
+    empty = np.empty(0, np.int64)
+    if len(sxy) == 0 or len(dxy) == 0:
+        return empty, empty.copy()
+    L = float(limit)
+    if network is None:
+        m = cKDTree(sxy).sparse_distance_matrix(cKDTree(dxy), L, output_type="coo_matrix")
+        z = cKDTree(sxy).query_ball_tree(cKDTree(dxy), 0.0)  # sparse_distance_matrix drops exact zeros
+        zr = np.repeat(np.arange(len(sxy)), [len(v) for v in z])
+        zc = np.fromiter((j for v in z for j in v), np.int64, count=len(zr))
+        return np.r_[m.row, zr].astype(np.int64), np.r_[m.col, zc].astype(np.int64)
+    return _network_pairs(network, sxy, dxy, L, max_snap_m, batch)
+
+
+def _network_pairs(network: NetworkCSR, sxy: np.ndarray, dxy: np.ndarray, L: float, max_snap_m: float,
+                   batch: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Network case of :func:`pairs_within`."""
+    cnode, csnap = network.snap(sxy)
+    dnode, dsnap = network.snap(dxy)
+    order = np.argsort(dnode, kind="stable")
+    order = order[(dsnap <= max_snap_m)[order]]
+    node_ptr = np.r_[0, np.cumsum(np.bincount(dnode[order], minlength=network.n))]  # node -> destinations
+    R = network.transposed()
+    rows_out: list[npt.NDArray[np.int64]] = []
+    cols_out: list[npt.NDArray[np.int64]] = []
+    valid = np.flatnonzero(csnap <= min(max_snap_m, L))
+    for start in range(0, len(valid), batch):
+        ci = valid[start : start + batch]
+        un, inv = np.unique(cnode[ci], return_inverse=True)
+        dist = dijkstra(R, directed=True, indices=un, limit=L)[inv] + csnap[ci][:, None]
+        r, nidx = np.nonzero(dist <= L)
+        cnt = node_ptr[nidx + 1] - node_ptr[nidx]
+        rr = np.repeat(r, cnt)
+        offs = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        dem = order[np.repeat(node_ptr[nidx], cnt) + offs]
+        keep = np.repeat(dist[r, nidx], cnt) + dsnap[dem] <= L
+        rows_out.append(ci[rr[keep]])
+        cols_out.append(dem[keep])
+    if not rows_out:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    return np.concatenate(rows_out).astype(np.int64), np.concatenate(cols_out).astype(np.int64)

@@ -46,11 +46,9 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 import shapely
-from scipy.sparse.csgraph import dijkstra
-from scipy.spatial import cKDTree
 
 from gis._errors import AnalysisError
-from gis.routing import NetworkCSR, points_xy
+from gis.routing import NetworkCSR, pairs_within, points_xy
 
 # ---------------------------------------------------------------------------
 # candidates
@@ -170,59 +168,17 @@ def coverage_matrix(
 ) -> sp.csr_matrix:
     """Sparse boolean matrix ``A`` (candidates × demand): candidate covers cell.
 
-    Euclidean (``network=None``): straight-line distance ≤ ``distance_m``
-    (KD-tree ``sparse_distance_matrix``). Network: the same snapped network
-    distance as :func:`gis.coverage.multi_source_distances`,
-    :math:`s_j + D(n_j \\to n_i) + s_i \\le L`, from a bounded Dijkstra per batch
-    of candidate nodes on the reversed graph (``limit = L``).
+    The pairs come from :func:`gis.routing.pairs_within` (the one home of snapping
+    and distances): straight-line distance ≤ ``distance_m`` without a network,
+    else the snapped network distance :math:`s_j + D(n_j \\to n_i) + s_i \\le L`.
     """
-    cxy = np.asarray(candidates_xy, float).reshape(-1, 2)
-    dxy = np.asarray(demand_xy, float).reshape(-1, 2)
-    nc, nd = len(cxy), len(dxy)
-    if nc == 0 or nd == 0:
-        return sp.csr_matrix((nc, nd), dtype=bool)
-    L = float(distance_m)
-    if network is None:
-        m = cKDTree(cxy).sparse_distance_matrix(cKDTree(dxy), L, output_type="coo_matrix")
-        # sparse_distance_matrix drops exact zero distances: add co-located pairs
-        z = cKDTree(cxy).query_ball_tree(cKDTree(dxy), 0.0)
-        zr = np.repeat(np.arange(nc), [len(v) for v in z])
-        zc = np.fromiter((j for v in z for j in v), np.int64, count=len(zr))
-        rows = np.r_[m.row, zr]
-        cols = np.r_[m.col, zc]
-        A = sp.csr_matrix((np.ones(len(rows), bool), (rows, cols)), shape=(nc, nd))
-        A.sum_duplicates()
-        A.data[:] = True
-        return A
-    cnode, csnap = network.snap(cxy)
-    dnode, dsnap = network.snap(dxy)
-    dok = dsnap <= max_snap_m
-    # node -> demand cells (CSR over nodes)
-    order = np.argsort(dnode, kind="stable")
-    order = order[dok[order]]
-    node_ptr = np.r_[0, np.cumsum(np.bincount(dnode[order], minlength=network.n))]
-    R = network.transposed()
-    rows_out: list[npt.NDArray[np.int64]] = []
-    cols_out: list[npt.NDArray[np.int64]] = []
-    valid = np.flatnonzero(csnap <= min(max_snap_m, L))
-    for start in range(0, len(valid), batch):
-        ci = valid[start : start + batch]
-        un, inv = np.unique(cnode[ci], return_inverse=True)
-        dist = dijkstra(R, directed=True, indices=un, limit=L)
-        dist = dist[inv] + csnap[ci][:, None]
-        r, nidx = np.nonzero(dist <= L)
-        cnt = node_ptr[nidx + 1] - node_ptr[nidx]
-        rr = np.repeat(r, cnt)
-        base = np.repeat(node_ptr[nidx], cnt)
-        offs = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-        dem = order[base + offs]
-        tot = np.repeat(dist[r, nidx], cnt) + dsnap[dem]
-        keep = tot <= L
-        rows_out.append(ci[rr[keep]])
-        cols_out.append(dem[keep])
-    rows = np.concatenate(rows_out) if rows_out else np.empty(0, np.int64)
-    cols = np.concatenate(cols_out) if cols_out else np.empty(0, np.int64)
-    return sp.csr_matrix((np.ones(len(rows), bool), (rows, cols)), shape=(nc, nd))
+    nc, nd = len(np.asarray(candidates_xy, float).reshape(-1, 2)), len(np.asarray(demand_xy, float).reshape(-1, 2))
+    rows, cols = pairs_within(candidates_xy, demand_xy, distance_m, network=network, max_snap_m=max_snap_m,
+                              batch=batch)
+    A = sp.csr_matrix((np.ones(len(rows), bool), (rows, cols)), shape=(nc, nd))
+    A.sum_duplicates()
+    A.data[:] = True
+    return A
 
 
 # ---------------------------------------------------------------------------

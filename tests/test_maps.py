@@ -206,3 +206,25 @@ def test_png_falls_back_to_matplotlib(tiny, tmp_path: Path, monkeypatch: pytest.
     path, method = maps.save_map_png(tmp_path / "m.png", html_path=None, layers=layers, title="测试 test")
     assert method == "matplotlib"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_huge_point_layer_becomes_a_grid_of_counts(tiny, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above max_page_points a point layer is drawn as count cells: every point counted, no site on the page."""
+    from gis import settings
+    from gis.catalog import load_yaml
+
+    assert maps.max_page_points(tiny) == int(load_yaml(settings.LAYERS_DIR / "map.yaml")["max_page_points"])
+    monkeypatch.setattr(maps, "max_page_points", lambda d: 0)
+    opt = maps.MapOptions(max_vector_polygons=4)
+    layers = maps.build_layers(tiny, options=opt)
+    sites = [lay for lay in layers if lay.key.startswith("sites_")]
+    big = [lay for lay in sites if lay.kind == "polygon"]
+    assert big, "no site layer was aggregated"
+    for lay in big:
+        tier = lay.key.removeprefix("sites_")
+        assert lay.gdf["count"].astype(int).sum() == int((tiny.sites["tier"] == tier).sum())
+        assert 1 <= lay.n <= 4 and "聚合" in lay.title
+        assert (lay.gdf.geometry.geom_type == "Polygon").all() and str(lay.gdf.crs) == "EPSG:4326"
+    html = maps.render_folium(big, opt).get_root().render()
+    name = str(tiny.sites.loc[tiny.sites["tier"] == big[0].key.removeprefix("sites_"), "name"].iloc[0])
+    assert name not in html

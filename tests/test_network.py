@@ -168,3 +168,22 @@ def test_real_osm_roads_build_routable_graphs(shared_osm, name):
     assert not any(d["highway"] in ("footway", "steps") for _, _, d in drive.edges(data=True))
     csr = routing.NetworkCSR.from_graph(drive)
     assert csr.n == drive.number_of_nodes()
+
+
+def test_graph_from_roads_refuses_a_network_over_the_node_limit(monkeypatch):
+    """The networkx builder shares the noding and the size limit of gis.roadgraph."""
+    import geopandas as gpd
+    from shapely.geometry import LineString
+
+    import gis.limits
+    from gis._errors import GisError
+    from gis.network import graph_from_roads
+
+    roads = gpd.GeoDataFrame({"fclass": ["residential"] * 2},
+                             geometry=[LineString([(0, 0), (100, 0)]), LineString([(100, 0), (100, 100)])], crs=32648)
+    assert graph_from_roads(roads, mode="walk").number_of_nodes() == 3
+    table = gis.limits.load_limits()
+    table["analysis"]["max_network_nodes"] = 2
+    monkeypatch.setattr(gis.limits, "load_limits", lambda path=None: table)
+    with pytest.raises(GisError, match=r"would be 3; the limit is 2 \(analysis.max_network_nodes"):
+        graph_from_roads(roads, mode="walk")

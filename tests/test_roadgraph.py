@@ -105,3 +105,24 @@ def test_bad_road_rows_name_the_file_and_row(tmp_path):
     with pytest.raises(InputError, match="lines") as err:
         roadgraph.edges_from_lines(roads, mode="walk", source="roads.gpkg")
     assert "roads.gpkg" in str(err.value) and "3" in str(err.value)
+
+
+def test_road_network_over_the_node_limit_is_refused_naming_the_limit(monkeypatch):
+    """A road layer with more nodes than analysis.max_network_nodes stops before the graph is allocated."""
+    import geopandas as gpd
+    import pytest
+    from shapely.geometry import LineString
+
+    import gis.limits
+    from gis._errors import GisError
+    from gis.roadgraph import edges_from_lines
+
+    roads = gpd.GeoDataFrame({"fclass": ["residential"] * 3},
+                             geometry=[LineString([(0, 0), (100, 0)]), LineString([(100, 0), (200, 0)]),
+                                       LineString([(100, 0), (100, 100)])], crs=32648)
+    table = gis.limits.load_limits()
+    assert len(edges_from_lines(roads, mode="walk").node_ids) == 4
+    table["analysis"]["max_network_nodes"] = 3
+    monkeypatch.setattr(gis.limits, "load_limits", lambda path=None: table)
+    with pytest.raises(GisError, match=r"would be 4; the limit is 3 \(analysis.max_network_nodes"):
+        edges_from_lines(roads, mode="walk")
