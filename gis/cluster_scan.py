@@ -22,8 +22,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from scipy.sparse.csgraph import connected_components
-from scipy import sparse
 from scipy.spatial import cKDTree
 from scipy.stats import poisson
 
@@ -298,6 +296,10 @@ class SignificanceParams:
         Floor of the background intensity (incidents per km²).
     alpha
         Level of the q-value; clusters with ``q > alpha`` are flagged.
+    controls
+        Also expect the cluster's share of *all* reports (case-control, as
+        Kulldorff's Bernoulli scan): the reports of the other groups (kinds) are the
+        controls that measure where people report at all.
     """
 
     annulus_m: tuple[float, float]
@@ -307,6 +309,39 @@ class SignificanceParams:
     min_radius_m: float
     min_background: float
     alpha: float
+    controls: bool
+
+
+def case_control_expected(
+    xy: np.ndarray,
+    controls: list[np.ndarray],
+    c_xy: np.ndarray,
+    rho: np.ndarray,
+    params: SignificanceParams,
+    window: object,
+) -> np.ndarray:
+    """Count expected in each disc from the reports of the other groups (case-control).
+
+    For each control group *g* (another incident kind):
+
+    .. math:: E^{g}_c = N^{g}(\\tilde s_c, \\rho_c)\\,\\frac{\\hat\\lambda_c}{\\hat\\lambda^{g}_c},
+              \\qquad E^{cc}_c = \\operatorname{median}_g E^{g}_c
+
+    :math:`N^{g}` = reports of group *g* in the disc; the ratio of the group's to
+    group *g*'s sector-median densities in the annulus (:func:`sector_background`)
+    is the local share of reporting. Where people report a lot of everything (a
+    dense street) a bump of one kind is expected; a site is an excess of its kind
+    over the reporting of the other kinds. The median over the control groups
+    keeps a site of another kind at the same place from raising the expectation.
+    Groups with an empty annulus give 0.
+    """
+    lam = sector_background(xy, c_xy, params.annulus_m, params.sectors, window)
+    per = []
+    for ctl in controls:
+        lam_ctl = sector_background(ctl, c_xy, params.annulus_m, params.sectors, window)
+        n_ctl = np.asarray(cKDTree(ctl).query_ball_point(c_xy, rho, return_length=True), dtype=float)
+        per.append(np.where(lam_ctl > 0, n_ctl * lam / np.maximum(lam_ctl, 1e-300), 0.0))
+    return np.median(np.vstack(per), axis=0) if per else np.zeros(len(c_xy))
 
 
 def cluster_pvalues(
@@ -316,6 +351,7 @@ def cluster_pvalues(
     params: SignificanceParams,
     *,
     window: object | None = None,
+    controls: list[np.ndarray] | None = None,
 ) -> tuple[pd.DataFrame, float]:
     """Observed vs expected count and Poisson p-value of each cluster of one group.
 
@@ -324,10 +360,14 @@ def cluster_pvalues(
     distance / 1.1774 (the median radius of a circular Gaussian is
     :math:`\\sqrt{2\\ln 2}\\,\\sigma`); disc radius :math:`\\rho_c = \\max(k\\hat\\sigma_c, \\rho_{min})`.
     Observed :math:`O_c` = incidents of the group (members or not) in the disc;
-    expected :math:`E_c = \\max(\\hat\\lambda_c, \\lambda_{min})\\,\\pi\\rho_c^2` with
-    :math:`\\hat\\lambda_c` the sector-median density of all incidents in the
-    annulus (:func:`sector_background`) and the disc area counted inside the window;
-    :math:`p_c = P(N \\ge O_c)`, :math:`N \\sim \\text{Poisson}(E_c)`.
+    expected :math:`E_c = \\max\\big(\\max(\\hat\\lambda_c, \\lambda_{min})\\,\\pi\\rho_c^2 f_c,\\ E^{cc}_c\\big)`
+    with :math:`\\hat\\lambda_c` the sector-median density of all incidents of the
+    group in the annulus (:func:`sector_background`), :math:`f_c` the disc's share
+    inside the window and :math:`E^{cc}_c` the case-control expectation
+    (:func:`case_control_expected`, when ``params.controls`` and ``controls`` are
+    given); :math:`p_c = P(N \\ge O_c)`, :math:`N \\sim \\text{Poisson}(E_c)`. Taking
+    the larger expectation is the intersection–union test: a cluster must stand
+    out from its kind's surroundings *and* from the reporting of every kind.
 
     Parameters
     ----------
@@ -341,6 +381,8 @@ def cluster_pvalues(
         Observation window (shapely polygon; default the convex hull of ``xy``):
         the area searched, and the land against which discs and annuli near the
         boundary are measured.
+    controls
+        ``(m_g, 2)`` coordinates of each other group's incidents (case-control).
 
     Returns
     -------
@@ -360,7 +402,7 @@ def cluster_pvalues(
     dist = np.hypot(*(mxy - c_xy[codes]).T)
     sigma = pd.Series(dist).groupby(codes).median().to_numpy() / np.sqrt(2 * np.log(2))
     rho = np.maximum(params.radius_sigmas * sigma, params.min_radius_m)
-    observed = np.array([len(v) for v in cKDTree(xy).query_ball_point(c_xy, rho)], dtype=float)
+    observed = np.asarray(cKDTree(xy).query_ball_point(c_xy, rho, return_length=True), dtype=float)
     if window is None:
         import shapely
 
@@ -368,6 +410,8 @@ def cluster_pvalues(
     lam = sector_background(xy, c_xy, params.annulus_m, params.sectors, window)
     disc_share = _inside_share(window, c_xy, np.zeros(len(rho)), rho, 1)[:, 0]
     expected = np.maximum(lam, params.min_background / 1e6) * np.pi * rho**2 * np.maximum(disc_share, 0.25)
+    if params.controls and controls:
+        expected = np.maximum(expected, case_control_expected(xy, controls, c_xy, rho, params, window))
     table = pd.DataFrame(
         {
             "observed": observed.astype(int),
@@ -395,10 +439,16 @@ def flag_significant(table: pd.DataFrame, windows: float, alpha: float) -> pd.Da
 
 
 def cluster_significance(
-    xy: np.ndarray, members: np.ndarray, labels: np.ndarray, params: SignificanceParams, *, window: object | None = None
+    xy: np.ndarray,
+    members: np.ndarray,
+    labels: np.ndarray,
+    params: SignificanceParams,
+    *,
+    window: object | None = None,
+    controls: list[np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """:func:`cluster_pvalues` then :func:`flag_significant` for one group of incidents."""
-    table, windows = cluster_pvalues(xy, members, labels, params, window=window)
+    table, windows = cluster_pvalues(xy, members, labels, params, window=window, controls=controls)
     return flag_significant(table, windows, params.alpha)
 
 

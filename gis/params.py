@@ -173,6 +173,7 @@ class SignificanceParams(Section):
     min_radius_m: float
     min_background_per_km2: float
     alpha: float
+    controls: bool
 
 
 @dataclass(frozen=True)

@@ -603,3 +603,50 @@ def test_hotspot_functions_are_short():
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 assert node.end_lineno - node.lineno + 1 <= 80, f"{name}:{node.name}"
+
+
+def _busy_street_and_site(seed: int) -> gpd.GeoDataFrame:
+    """Uniform reports of 4 kinds, a busy street where every kind is reported 4x as often, one ELV site."""
+    rng = np.random.default_rng(seed)
+    kinds = ["illegal_elv_dismantling", "unlicensed_recycling", "fire_hazard", "road_occupying"]
+    parts = [rng.uniform(0, 8000, size=(400, 2)) for _ in kinds]  # 400 per kind on 64 km²
+    parts = [np.vstack([p, rng.normal((2500.0, 2500.0), 150.0, size=(30, 2))]) for p in parts]  # the busy street
+    parts[0] = np.vstack([parts[0], rng.normal((6000.0, 5500.0), 100.0, size=(30, 2))])  # the dismantling site
+    xy = np.vstack(parts)
+    kind = np.concatenate([[k] * len(p) for k, p in zip(kinds, parts)])
+    return gpd.GeoDataFrame(
+        {"incident_id": [f"I{i:05d}" for i in range(len(xy))], "date": pd.Timestamp("2023-06-01"), "kind": kind},
+        geometry=gpd.points_from_xy(X0 + xy[:, 0], Y0 + xy[:, 1]),
+        crs=CRS,
+    )  # fmt: skip
+
+
+def _near(rep: gpd.GeoDataFrame, x: float, y: float) -> gpd.GeoDataFrame:
+    return rep[np.hypot(rep["centroid_x"] - X0 - x, rep["centroid_y"] - Y0 - y) < 300]
+
+
+def test_case_control_busy_street_is_no_site_but_the_site_is():
+    """Every kind piles up in a busy street: an excess of one kind over its surroundings, but not over the
+    reporting of the other kinds (case-control); the one-kind site passes both tests."""
+    inc = _busy_street_and_site(3)
+    sig = hotspots.cluster_params()["significance"]
+    with_cc = hotspots.find_clusters(inc, significance={**sig, "controls": True}).reported()
+    without = hotspots.find_clusters(inc, significance={**sig, "controls": False}).reported()
+    assert len(_near(without, 2500, 2500)) >= 2  # the street is "significant" against the kind's own annulus
+    assert len(_near(with_cc, 2500, 2500)) == 0, with_cc[["main_kind", "observed", "expected", "q_value"]]
+    site = _near(with_cc, 6000, 5500)
+    assert list(site["main_kind"]) == ["illegal_elv_dismantling"] and (site["observed"] >= 25).all()
+
+
+def test_analyse_takes_the_typed_hotspot_params(synthetic, config):
+    """The pipeline hands analyse() the typed HotspotsParams; a plain mapping gives the same clusters."""
+    from gis.params import HotspotsParams, default_params
+
+    typed = default_params().hotspots
+    assert isinstance(typed, HotspotsParams) and typed.clusters.significance.controls in (True, False)
+    inc, _ = synthetic
+    a = hotspots.analyse(inc, typed, zones=_zones())
+    b = hotspots.analyse(inc, config, zones=_zones())
+    cols = ["cluster_id", "n_incidents", "observed", "significant"]
+    pd.testing.assert_frame_equal(a.clusters.clusters[cols], b.clusters.clusters[cols])
+    assert list(a.priority["cluster_id"]) == list(b.priority["cluster_id"])
