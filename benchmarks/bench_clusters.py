@@ -4,11 +4,14 @@ Run ``.venv/bin/python benchmarks/bench_clusters.py [--scales small,district,cit
 [--work benchmarks/_work]``. Writes its section of ``benchmarks/RESULTS.md`` (between
 ``<!-- bench:clusters -->`` markers). Samples: ``small`` is the bundled
 ``data/sample_district``; ``district`` and ``city`` are generated once with seed 42
-(``python -m gis sample --scale city --out WORK/city --seed 42``) and reused.
+(``python -m gis sample --scale city --out WORK/city --seed 42``) and reused;
+``city:7`` is the city generated with seed 7 (held out: not looked at while choosing).
 
-For every method (the previous default DBSCAN, HDBSCAN with min_cluster_size 15 /
-min_samples 5, and the ``scan`` default of ``layers/hotspots.yaml``), all run in the
-same process on the same incidents (per incident kind, as the pipeline does):
+For every method of :data:`METHODS` (the first default DBSCAN, HDBSCAN with
+min_cluster_size 15 / min_samples 5, the ``scan`` detector with each way of merging
+its quick-shift trees, with and without the case-control significance; the default of
+``layers/hotspots.yaml`` last), all run in the same process on the same incidents
+(per incident kind, as the pipeline does):
 
 * **recall** — share of planted clusters recovered (:func:`gis.hotspots.match_planted`:
   the found cluster holding most of a planted cluster's members holds > half of
@@ -47,10 +50,11 @@ METHODS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
     "HDBSCAN (min_cluster_size 15, min_samples 5)": (
         {}, {"controls": False}, {"method": "hdbscan", "min_cluster_size": 15, "hdbscan_min_samples": 5}
     ),
-    "scan (previous default: saddle merge 0.8)": ({"merge_saddle_ratio": 0.8}, {"controls": False}, {}),
-    "scan, no saddle merge": ({"merge_saddle_ratio": 1.0}, {"controls": False}, {}),
-    "scan, no saddle merge + case-control": ({"merge_saddle_ratio": 1.0}, {"controls": True}, {}),
-    "scan + case-control (default)": ({"merge_saddle_ratio": 0.8}, {"controls": True}, {}),
+    "scan (previous default: saddle merge 0.8)": ({"merge": "saddle", "merge_saddle_ratio": 0.8}, {"controls": False}, {}),
+    "scan, no merge": ({"merge": "none"}, {"controls": False}, {}),
+    "scan, saddle merge 0.8 + case-control": ({"merge": "saddle", "merge_saddle_ratio": 0.8}, {"controls": True}, {}),
+    "scan, BIC merge + case-control": ({"merge": "bic"}, {"controls": True}, {}),
+    "scan, BIC merge (default)": ({"merge": "bic"}, {"controls": False}, {}),
 }
 
 

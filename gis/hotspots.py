@@ -147,6 +147,7 @@ def scan_params(cfg: dict[str, Any]) -> ScanParams:
         attach_m=float(sc["attach_m"]),
         bandwidth_m=float(sc["bandwidth_m"]),
         neighbours=int(sc["neighbours"]),
+        merge=str(sc["merge"]),
         merge_link_m=float(sc["merge_link_m"]),
         merge_saddle_ratio=float(sc["merge_saddle_ratio"]),
         min_cluster_size=int(cfg["min_cluster_size"]),
@@ -166,6 +167,7 @@ def significance_params(cfg: dict[str, Any]) -> SignificanceParams:
         min_background=float(sg["min_background_per_km2"]),
         alpha=float(sg["alpha"]),
         controls=bool(sg["controls"]),
+        background=str(sg["background"]),
     )
 
 
@@ -415,7 +417,8 @@ def _label_groups(
     for g in pd.unique(group_of[labels >= 0]):
         sel = np.flatnonzero(groups == g)
         ok = labels[sel] >= 0
-        ctl = [xy[groups == h] for h in pd.unique(groups) if h != g and (groups == h).sum() > size] if by else None
+        ctl = [(xy[groups == h], xy[(groups == h) & (labels < 0)]) for h in pd.unique(groups)
+               if h != g and (groups == h).sum() > size] if by else None  # fmt: skip
         table, w = cluster_pvalues(xy[sel], np.flatnonzero(ok), labels[sel[ok]], sparams, controls=ctl)
         tables.append(table)
         windows += w

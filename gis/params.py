@@ -157,6 +157,7 @@ class ScanParams(Section):
     attach_m: float
     bandwidth_m: float
     neighbours: int
+    merge: str
     merge_link_m: float
     merge_saddle_ratio: float
     min_background_per_km2: float
@@ -174,6 +175,7 @@ class SignificanceParams(Section):
     min_background_per_km2: float
     alpha: float
     controls: bool
+    background: str
 
 
 @dataclass(frozen=True)

@@ -650,3 +650,26 @@ def test_analyse_takes_the_typed_hotspot_params(synthetic, config):
     cols = ["cluster_id", "n_incidents", "observed", "significant"]
     pd.testing.assert_frame_equal(a.clusters.clusters[cols], b.clusters.clusters[cols])
     assert list(a.priority["cluster_id"]) == list(b.priority["cluster_id"])
+
+
+def test_bic_merge_joins_a_cut_site_and_keeps_neighbours_apart():
+    """One Gaussian site cut in two trees is merged; two sites 600 m apart (σ 100 m) stay two."""
+    from gis.cluster_scan import merge_by_bic
+
+    rng = np.random.default_rng(5)
+    one = rng.normal(0.0, 150.0, size=(60, 2))
+    cut = (one[:, 0] > 0).astype(np.int64)  # kernel bumps cut the wide site down the middle
+    assert len(np.unique(merge_by_bic(one, cut, 150.0))) == 1
+    two = np.vstack([rng.normal((0.0, 0.0), 100.0, size=(40, 2)), rng.normal((600.0, 0.0), 100.0, size=(40, 2))])
+    sites = np.repeat([0, 1], 40)
+    out = merge_by_bic(two, sites, 150.0)
+    assert len(np.unique(out)) == 2 and (out[:40] != out[40]).all()
+
+
+def test_unknown_merge_or_background_is_a_one_line_error(synthetic):
+    inc, _ = synthetic
+    cfg = hotspots.cluster_params()
+    with pytest.raises(AnalysisError, match="scan merge 'tree' must be bic, saddle or none"):
+        hotspots.find_clusters(inc, scan={**cfg["scan"], "merge": "tree"})
+    with pytest.raises(AnalysisError, match="significance background 'near'"):
+        hotspots.find_clusters(inc, significance={**cfg["significance"], "background": "near"})
