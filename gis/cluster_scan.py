@@ -421,6 +421,28 @@ def case_control_expected(
     return np.median(np.vstack(per), axis=0) if per else np.zeros(len(c_xy))
 
 
+def _expected_counts(
+    xy: np.ndarray,
+    members: np.ndarray,
+    c_xy: np.ndarray,
+    rho: np.ndarray,
+    params: SignificanceParams,
+    window: object,
+    controls: list[tuple[np.ndarray, np.ndarray]] | None,
+) -> np.ndarray:
+    """Expected count in each disc (:func:`cluster_pvalues`): local background, then case-control."""
+    if params.background not in ("all", "unclustered"):
+        raise AnalysisError(f"significance background '{params.background}' must be all or unclustered")
+    bg = np.delete(xy, members, axis=0) if params.background == "unclustered" else xy
+    lam = sector_background(bg, c_xy, params.annulus_m, params.sectors, window) if len(bg) else np.zeros(len(c_xy))
+    disc_share = _inside_share(window, c_xy, np.zeros(len(rho)), rho, 1)[:, 0]
+    expected = np.maximum(lam, params.min_background / 1e6) * np.pi * rho**2 * np.maximum(disc_share, 0.25)
+    if params.controls and controls:
+        ctl = controls if params.background == "unclustered" else [(c, c) for c, _ in controls]
+        expected = np.maximum(expected, case_control_expected(bg, ctl, c_xy, rho, params, window))
+    return expected
+
+
 def cluster_pvalues(
     xy: np.ndarray,
     members: np.ndarray,
@@ -485,15 +507,7 @@ def cluster_pvalues(
         import shapely
 
         window = shapely.convex_hull(shapely.multipoints(xy)).buffer(1.0)
-    if params.background not in ("all", "unclustered"):
-        raise AnalysisError(f"significance background '{params.background}' must be all or unclustered")
-    bg = np.delete(xy, members, axis=0) if params.background == "unclustered" else xy
-    lam = sector_background(bg, c_xy, params.annulus_m, params.sectors, window) if len(bg) else np.zeros(len(c_xy))
-    disc_share = _inside_share(window, c_xy, np.zeros(len(rho)), rho, 1)[:, 0]
-    expected = np.maximum(lam, params.min_background / 1e6) * np.pi * rho**2 * np.maximum(disc_share, 0.25)
-    if params.controls and controls:
-        ctl = controls if params.background == "unclustered" else [(c, c) for c, _ in controls]
-        expected = np.maximum(expected, case_control_expected(bg, ctl, c_xy, rho, params, window))
+    expected = _expected_counts(xy, members, c_xy, rho, params, window, controls)
     table = pd.DataFrame(
         {
             "observed": observed.astype(int),
