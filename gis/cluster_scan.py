@@ -6,11 +6,13 @@ one district-wide distance:
 * :func:`scan_labels` — the ``scan`` clustering method: an incident is a *core*
   when the number of incidents around it, at one of a few radii, is improbably
   high for the background intensity in an annulus around it (one-sided Poisson
-  test); cores closer than the link distance form one cluster and the incidents
-  near a core join it. A dense street and a farm valley are judged each against
-  its own surroundings.
+  test); cores are grouped by quick shift on their kernel density (one tree per
+  density peak), touching trees are merged when one Gaussian site explains them
+  better than two (:func:`merge_by_bic`), and the incidents near a core join it.
+  A dense street and a farm valley are judged each against its own surroundings.
 * :func:`cluster_significance` — for every reported cluster: observed count, the
-  count expected from the local background, a Poisson p-value and a
+  count expected from the local background (optionally also from the other kinds'
+  reports, :func:`case_control_expected`), a Poisson p-value and a
   Benjamini–Hochberg q-value; clusters above the level are flagged, kept in the
   GeoPackage and left out of the inspectors' list.
 """
@@ -292,9 +294,11 @@ def scan_labels(xy: np.ndarray, params: ScanParams) -> np.ndarray:
     Cores are the incidents with :func:`core_pvalues` ≤ ``core_p``; cores are
     grouped by :func:`quick_shift` on their kernel density (bandwidth
     ``bandwidth_m``, over all incidents of the group) with τ = ``link_m``, so that
-    neighbouring sites split at the density saddle between them; every other
-    incident within ``attach_m`` of a core joins its nearest core's cluster;
-    clusters smaller than ``min_cluster_size`` are background.
+    neighbouring sites split at the density saddle between them; trees touching
+    within ``merge_link_m`` are merged per ``merge`` (:func:`merge_by_bic`,
+    :func:`merge_by_saddle` or none); every other incident within ``attach_m`` of
+    a core joins its nearest core's cluster; clusters smaller than
+    ``min_cluster_size`` are background.
     """
     xy = np.asarray(xy, dtype=float)
     labels = np.full(len(xy), -1, dtype=np.int64)
