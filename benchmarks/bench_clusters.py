@@ -164,6 +164,9 @@ def main() -> None:
     for scale in args.scales.split(","):
         rows, tables = run_scale(scale, args.work)
         lines += rows
+    notes = ROOT / "benchmarks" / "clusters_notes.md"  # the reading of the numbers, kept by hand
+    if notes.exists():
+        lines += ["", notes.read_text(encoding="utf-8").strip()]
     lines += breakdown(tables)  # of the last (largest) sample
     if not args.no_write:
         write_section("clusters", "\n".join(lines))  # benchmarks._common: one writer of RESULTS.md sections
