@@ -4,11 +4,14 @@ Run ``.venv/bin/python benchmarks/bench_clusters.py [--scales small,district,cit
 [--work benchmarks/_work]``. Writes its section of ``benchmarks/RESULTS.md`` (between
 ``<!-- bench:clusters -->`` markers). Samples: ``small`` is the bundled
 ``data/sample_district``; ``district`` and ``city`` are generated once with seed 42
-(``python -m gis sample --scale city --out WORK/city --seed 42``) and reused.
+(``python -m gis sample --scale city --out WORK/city --seed 42``) and reused;
+``city:7`` is the city generated with seed 7 (held out: not looked at while choosing).
 
-For every method (the previous default DBSCAN, HDBSCAN with min_cluster_size 15 /
-min_samples 5, and the ``scan`` default of ``layers/hotspots.yaml``), all run in the
-same process on the same incidents (per incident kind, as the pipeline does):
+For every method of :data:`METHODS` (the first default DBSCAN, HDBSCAN with
+min_cluster_size 15 / min_samples 5, the ``scan`` detector with each way of merging
+its quick-shift trees, with and without the case-control significance; the default of
+``layers/hotspots.yaml`` last), all run in the same process on the same incidents
+(per incident kind, as the pipeline does):
 
 * **recall** — share of planted clusters recovered (:func:`gis.hotspots.match_planted`:
   the found cluster holding most of a planted cluster's members holds > half of
@@ -40,28 +43,41 @@ from benchmarks._common import write_section  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 
-#: Methods compared: label -> find_clusters overrides (over layers/hotspots.yaml).
-METHODS: dict[str, dict[str, Any]] = {
-    "DBSCAN (previous default: min 5, k-distance eps)": {"method": "dbscan", "min_cluster_size": 5},
-    "HDBSCAN (min_cluster_size 15, min_samples 5)": {
-        "method": "hdbscan",
-        "min_cluster_size": 15,
-        "hdbscan_min_samples": 5,
-    },
-    "scan (default: local-background cores + quick shift)": {},
+#: Methods compared: label -> (``clusters.scan`` overrides, ``clusters.significance`` overrides, other
+#: find_clusters overrides), all over layers/hotspots.yaml.
+METHODS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
+    "DBSCAN (first default: min 5, k-distance eps)": ({}, {"controls": False}, {"method": "dbscan", "min_cluster_size": 5}),
+    "HDBSCAN (min_cluster_size 15, min_samples 5)": (
+        {}, {"controls": False}, {"method": "hdbscan", "min_cluster_size": 15, "hdbscan_min_samples": 5}
+    ),
+    "scan (previous default: saddle merge 0.8)": ({"merge": "saddle", "merge_saddle_ratio": 0.8}, {"controls": False}, {}),
+    "scan, no merge": ({"merge": "none"}, {"controls": False}, {}),
+    "scan, saddle merge 0.8 + case-control": ({"merge": "saddle", "merge_saddle_ratio": 0.8}, {"controls": True}, {}),
+    "scan, BIC merge + case-control": ({"merge": "bic"}, {"controls": True}, {}),
+    "scan, BIC merge (default)": ({"merge": "bic"}, {"controls": False}, {}),
 }
 
 
+def method_overrides(label: str) -> dict[str, Any]:
+    """find_clusters overrides of a method of :data:`METHODS` (nested blocks merged over the defaults)."""
+    from gis.hotspots import cluster_params
+
+    base = cluster_params()
+    scan, sig, other = METHODS[label]
+    return {"scan": {**base["scan"], **scan}, "significance": {**base["significance"], **sig}, **other}
+
+
 def sample_folder(scale: str, work: Path) -> Path:
-    """The sample folder of a scale (generated with seed 42 when missing)."""
+    """The sample folder of a scale, ``NAME`` (seed 42) or ``NAME:SEED`` (held out), generated when missing."""
     if scale == "small":
         return ROOT / "data" / "sample_district"
-    folder = work / scale
+    name, _, seed = scale.partition(":")
+    folder = work / (f"{name}_seed{seed}" if seed else name)
     if not (folder / "project.yaml").exists():
         from gis import sample
 
         t0 = time.perf_counter()
-        sample.generate(folder, seed=42, scale=scale)
+        sample.generate(folder, seed=int(seed or 42), scale=name)
         print(f"generated {scale} sample in {time.perf_counter() - t0:.0f} s", flush=True)
     return folder
 
@@ -82,7 +98,8 @@ def run_scale(scale: str, work: Path) -> tuple[list[str], dict[str, Any]]:
         inc, truth, members, sigmas=2.0, annulus_m=(500.0, 1500.0), fdr=0.01, same_kind=True
     )
     rows, tables = [], {}
-    for label, over in METHODS.items():
+    for label in METHODS:
+        over = method_overrides(label)
         tracemalloc.start()
         t0 = time.perf_counter()
         res = hotspots.find_clusters(inc, zones=d.zones, **over)
@@ -125,6 +142,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scales", default="small,district,city")
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "_work")
+    ap.add_argument("--no-write", action="store_true", help="print the rows only (RESULTS.md untouched)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     lines = [
@@ -146,8 +164,12 @@ def main() -> None:
     for scale in args.scales.split(","):
         rows, tables = run_scale(scale, args.work)
         lines += rows
+    notes = ROOT / "benchmarks" / "clusters_notes.md"  # the reading of the numbers, kept by hand
+    if notes.exists():
+        lines += ["", notes.read_text(encoding="utf-8").strip()]
     lines += breakdown(tables)  # of the last (largest) sample
-    write_section("clusters", "\n".join(lines))  # benchmarks._common: one writer of RESULTS.md sections
+    if not args.no_write:
+        write_section("clusters", "\n".join(lines))  # benchmarks._common: one writer of RESULTS.md sections
     print(f"wrote {RESULTS}")
 
 

@@ -6,11 +6,13 @@ one district-wide distance:
 * :func:`scan_labels` — the ``scan`` clustering method: an incident is a *core*
   when the number of incidents around it, at one of a few radii, is improbably
   high for the background intensity in an annulus around it (one-sided Poisson
-  test); cores closer than the link distance form one cluster and the incidents
-  near a core join it. A dense street and a farm valley are judged each against
-  its own surroundings.
+  test); cores are grouped by quick shift on their kernel density (one tree per
+  density peak), touching trees are merged when one Gaussian site explains them
+  better than two (:func:`merge_by_bic`), and the incidents near a core join it.
+  A dense street and a farm valley are judged each against its own surroundings.
 * :func:`cluster_significance` — for every reported cluster: observed count, the
-  count expected from the local background, a Poisson p-value and a
+  count expected from the local background (optionally also from the other kinds'
+  reports, :func:`case_control_expected`), a Poisson p-value and a
   Benjamini–Hochberg q-value; clusters above the level are flagged, kept in the
   GeoPackage and left out of the inspectors' list.
 """
@@ -23,7 +25,6 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
-from scipy import sparse
 from scipy.spatial import cKDTree
 from scipy.stats import poisson
 
@@ -51,9 +52,13 @@ class ScanParams:
         Gaussian kernel bandwidth of the core density.
     neighbours
         Nearest cores searched for a denser one.
+    merge
+        How quick-shift trees touching within ``merge_link_m`` are merged: ``bic``
+        (:func:`merge_by_bic`: when one Gaussian site explains both better than
+        two), ``saddle`` (:func:`merge_by_saddle`) or ``none``.
     merge_link_m, merge_saddle_ratio
-        Trees touching within ``merge_link_m`` merge when their saddle is at least
-        this share of the lower peak (:func:`merge_by_saddle`; 1 = never).
+        Trees touching within ``merge_link_m`` merge (``saddle``) when their saddle
+        is at least this share of the lower peak.
     min_cluster_size
         Smallest cluster (members).
     min_background
@@ -68,6 +73,7 @@ class ScanParams:
     attach_m: float
     bandwidth_m: float
     neighbours: int
+    merge: str
     merge_link_m: float
     merge_saddle_ratio: float
     min_cluster_size: int
@@ -201,8 +207,6 @@ def merge_by_saddle(xy: np.ndarray, density: np.ndarray, comp: np.ndarray, link_
     (peaks :math:`\\hat\\rho`): a dip of less than ``1 - ratio`` between two peaks is
     noise inside one site, a deeper one separates two sites. Returns new labels.
     """
-    from scipy.sparse.csgraph import connected_components
-
     pairs = cKDTree(xy).query_pairs(link_m, output_type="ndarray")
     n_comp = int(comp.max()) + 1 if len(comp) else 0
     if len(pairs) == 0 or n_comp < 2:
@@ -222,15 +226,79 @@ def merge_by_saddle(xy: np.ndarray, density: np.ndarray, comp: np.ndarray, link_
     return merged[comp]
 
 
+def _gauss_loglik(n: np.ndarray, sx: np.ndarray, sy: np.ndarray, sq: np.ndarray) -> np.ndarray:
+    """Maximised log-likelihood of one isotropic 2-D Gaussian from the sums of its points.
+
+    .. math:: \\hat\\sigma^2 = \\frac{\\sum \\lVert s\\rVert^2 - \\lVert\\sum s\\rVert^2/n}{2n},
+              \\qquad \\ell = -n \\ln(2\\pi\\hat\\sigma^2) - n
+
+    (:math:`\\hat\\sigma^2` floored at 1 m², so that a few coincident reports stay finite).
+    """
+    s2 = np.maximum((sq - (sx**2 + sy**2) / n) / (2 * n), 1.0)
+    return -n * np.log(2 * np.pi * s2) - n
+
+
+def _bic_gain(comp: np.ndarray, xy: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """BIC(two sites) − BIC(one site) of each tree pair ``e`` (> 0: one Gaussian site explains both better).
+
+    .. math:: \\Delta_{AB} = -2\\big[\\ell(A) + \\ell(B) + n_A\\ln\\tfrac{n_A}{n} + n_B\\ln\\tfrac{n_B}{n}\\big]
+              + 7\\ln n + 2\\ell(A\\cup B) - 3\\ln n
+
+    (:func:`_gauss_loglik`; an isotropic Gaussian has 3 parameters, a two-site mixture 7).
+    """
+    m = int(comp.max()) + 1
+    n, sx, sy, sq = (np.bincount(comp, weights=w, minlength=m) for w in (None, xy[:, 0], xy[:, 1], (xy**2).sum(axis=1)))
+    ll = _gauss_loglik(n, sx, sy, sq)
+    i, j = e[:, 0], e[:, 1]
+    nu = n[i] + n[j]
+    ll_union = _gauss_loglik(nu, sx[i] + sx[j], sy[i] + sy[j], sq[i] + sq[j])
+    ll_pair = ll[i] + ll[j] + n[i] * np.log(n[i] / nu) + n[j] * np.log(n[j] / nu)
+    return -2 * ll_pair + 7 * np.log(nu) + 2 * ll_union - 3 * np.log(nu)
+
+
+def merge_by_bic(xy: np.ndarray, comp: np.ndarray, link_m: float) -> np.ndarray:
+    """Merge quick-shift trees that one Gaussian site explains better than two (BIC, as X-means).
+
+    Agglomerative: trees touching within ``link_m`` form candidate pairs; in each
+    round every pair of trees that are each other's best candidate with a positive
+    :func:`_bic_gain` merges, and the gains are recomputed for the merged trees,
+    until no pair gains. A wide site cut by kernel bumps is one Gaussian; two sites
+    side by side stay two, and a chain of sites is not swallowed by one merge.
+    Returns new labels.
+    """
+    pairs = cKDTree(xy).query_pairs(link_m, output_type="ndarray")
+    _, comp = np.unique(comp, return_inverse=True)
+    for _ in range(64):  # rounds; each merges at least one pair or stops
+        a, b = comp[pairs[:, 0]], comp[pairs[:, 1]]
+        cross = a != b
+        e = np.unique(np.column_stack([np.minimum(a, b)[cross], np.maximum(a, b)[cross]]), axis=0)
+        if len(e) == 0:
+            break
+        gain = _bic_gain(comp, xy, e)
+        e, gain = e[gain > 0], gain[gain > 0]
+        if len(e) == 0:
+            break
+        best = np.full(int(comp.max()) + 1, -np.inf)
+        np.maximum.at(best, e[:, 0], gain)
+        np.maximum.at(best, e[:, 1], gain)
+        mutual = (gain == best[e[:, 0]]) & (gain == best[e[:, 1]])
+        target = np.arange(len(best))
+        target[e[mutual, 1]] = e[mutual, 0]
+        _, comp = np.unique(target[comp], return_inverse=True)
+    return comp
+
+
 def scan_labels(xy: np.ndarray, params: ScanParams) -> np.ndarray:
     """Cluster labels (−1 = background) of the ``scan`` method.
 
     Cores are the incidents with :func:`core_pvalues` ≤ ``core_p``; cores are
     grouped by :func:`quick_shift` on their kernel density (bandwidth
     ``bandwidth_m``, over all incidents of the group) with τ = ``link_m``, so that
-    neighbouring sites split at the density saddle between them; every other
-    incident within ``attach_m`` of a core joins its nearest core's cluster;
-    clusters smaller than ``min_cluster_size`` are background.
+    neighbouring sites split at the density saddle between them; trees touching
+    within ``merge_link_m`` are merged per ``merge`` (:func:`merge_by_bic`,
+    :func:`merge_by_saddle` or none); every other incident within ``attach_m`` of
+    a core joins its nearest core's cluster; clusters smaller than
+    ``min_cluster_size`` are background.
     """
     xy = np.asarray(xy, dtype=float)
     labels = np.full(len(xy), -1, dtype=np.int64)
@@ -242,8 +310,12 @@ def scan_labels(xy: np.ndarray, params: ScanParams) -> np.ndarray:
     rho = kernel_weights_at(xy[core], xy, params.bandwidth_m)
     root = quick_shift(xy[core], rho, params.link_m, params.neighbours)
     _, comp = np.unique(root, return_inverse=True)
-    if params.merge_saddle_ratio < 1:
+    if params.merge == "bic":
+        comp = merge_by_bic(xy[core], comp, params.merge_link_m)
+    elif params.merge == "saddle" and params.merge_saddle_ratio < 1:
         comp = merge_by_saddle(xy[core], rho, comp, params.merge_link_m, params.merge_saddle_ratio)
+    elif params.merge not in ("saddle", "none"):
+        raise AnalysisError(f"scan merge '{params.merge}' must be bic, saddle or none")
     d, nearest = cKDTree(xy[core]).query(xy, k=1, distance_upper_bound=params.attach_m)
     near = np.isfinite(d)
     labels[near] = comp[nearest[near]]
@@ -298,6 +370,14 @@ class SignificanceParams:
         Floor of the background intensity (incidents per km²).
     alpha
         Level of the q-value; clusters with ``q > alpha`` are flagged.
+    controls
+        Also expect the cluster's share of *all* reports (case-control, as
+        Kulldorff's Bernoulli scan): the reports of the other groups (kinds) are the
+        controls that measure where people report at all.
+    background
+        ``all``: the annulus counts every incident of the group; ``unclustered``:
+        only those outside every cluster (other sites nearby do not raise the
+        background of a site in a crowded area).
     """
 
     annulus_m: tuple[float, float]
@@ -307,6 +387,64 @@ class SignificanceParams:
     min_radius_m: float
     min_background: float
     alpha: float
+    controls: bool
+    background: str
+
+
+def case_control_expected(
+    xy: np.ndarray,
+    controls: list[tuple[np.ndarray, np.ndarray]],
+    c_xy: np.ndarray,
+    rho: np.ndarray,
+    params: SignificanceParams,
+    window: object,
+) -> np.ndarray:
+    """Count expected in each disc from the reports of the other groups (case-control).
+
+    For each control group *g* (another incident kind):
+
+    .. math:: E^{g}_c = N^{g}(\\tilde s_c, \\rho_c)\\,\\frac{\\hat\\lambda_c}{\\hat\\lambda^{g}_c},
+              \\qquad E^{cc}_c = \\operatorname{median}_g E^{g}_c
+
+    :math:`N^{g}` = reports of group *g* in the disc; the ratio of the group's
+    (``xy``: its background reports) to group *g*'s background sector-median
+    densities in the annulus (:func:`sector_background`) is the local share of
+    reporting. ``controls`` holds, per group *g*, (all its reports, its background
+    reports). Where people report a lot of everything (a
+    dense street) a bump of one kind is expected; a site is an excess of its kind
+    over the reporting of the other kinds. The median over the control groups
+    keeps a site of another kind at the same place from raising the expectation.
+    Groups with an empty annulus give 0.
+    """
+    lam = sector_background(xy, c_xy, params.annulus_m, params.sectors, window)
+    per = []
+    for ctl, ctl_bg in controls:
+        lam_ctl = sector_background(ctl_bg, c_xy, params.annulus_m, params.sectors, window) if len(ctl_bg) else 0 * lam
+        n_ctl = np.asarray(cKDTree(ctl).query_ball_point(c_xy, rho, return_length=True), dtype=float)
+        per.append(np.where(lam_ctl > 0, n_ctl * lam / np.maximum(lam_ctl, 1e-300), 0.0))
+    return np.median(np.vstack(per), axis=0) if per else np.zeros(len(c_xy))
+
+
+def _expected_counts(
+    xy: np.ndarray,
+    members: np.ndarray,
+    c_xy: np.ndarray,
+    rho: np.ndarray,
+    params: SignificanceParams,
+    window: object,
+    controls: list[tuple[np.ndarray, np.ndarray]] | None,
+) -> np.ndarray:
+    """Expected count in each disc (:func:`cluster_pvalues`): local background, then case-control."""
+    if params.background not in ("all", "unclustered"):
+        raise AnalysisError(f"significance background '{params.background}' must be all or unclustered")
+    bg = np.delete(xy, members, axis=0) if params.background == "unclustered" else xy
+    lam = sector_background(bg, c_xy, params.annulus_m, params.sectors, window) if len(bg) else np.zeros(len(c_xy))
+    disc_share = _inside_share(window, c_xy, np.zeros(len(rho)), rho, 1)[:, 0]
+    expected = np.maximum(lam, params.min_background / 1e6) * np.pi * rho**2 * np.maximum(disc_share, 0.25)
+    if params.controls and controls:
+        ctl = controls if params.background == "unclustered" else [(c, c) for c, _ in controls]
+        expected = np.maximum(expected, case_control_expected(bg, ctl, c_xy, rho, params, window))
+    return expected
 
 
 def cluster_pvalues(
@@ -316,6 +454,7 @@ def cluster_pvalues(
     params: SignificanceParams,
     *,
     window: object | None = None,
+    controls: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[pd.DataFrame, float]:
     """Observed vs expected count and Poisson p-value of each cluster of one group.
 
@@ -324,10 +463,14 @@ def cluster_pvalues(
     distance / 1.1774 (the median radius of a circular Gaussian is
     :math:`\\sqrt{2\\ln 2}\\,\\sigma`); disc radius :math:`\\rho_c = \\max(k\\hat\\sigma_c, \\rho_{min})`.
     Observed :math:`O_c` = incidents of the group (members or not) in the disc;
-    expected :math:`E_c = \\max(\\hat\\lambda_c, \\lambda_{min})\\,\\pi\\rho_c^2` with
-    :math:`\\hat\\lambda_c` the sector-median density of all incidents in the
-    annulus (:func:`sector_background`) and the disc area counted inside the window;
-    :math:`p_c = P(N \\ge O_c)`, :math:`N \\sim \\text{Poisson}(E_c)`.
+    expected :math:`E_c = \\max\\big(\\max(\\hat\\lambda_c, \\lambda_{min})\\,\\pi\\rho_c^2 f_c,\\ E^{cc}_c\\big)`
+    with :math:`\\hat\\lambda_c` the sector-median density of all incidents of the
+    group in the annulus (:func:`sector_background`), :math:`f_c` the disc's share
+    inside the window and :math:`E^{cc}_c` the case-control expectation
+    (:func:`case_control_expected`, when ``params.controls`` and ``controls`` are
+    given); :math:`p_c = P(N \\ge O_c)`, :math:`N \\sim \\text{Poisson}(E_c)`. Taking
+    the larger expectation is the intersection–union test: a cluster must stand
+    out from its kind's surroundings *and* from the reporting of every kind.
 
     Parameters
     ----------
@@ -341,6 +484,9 @@ def cluster_pvalues(
         Observation window (shapely polygon; default the convex hull of ``xy``):
         the area searched, and the land against which discs and annuli near the
         boundary are measured.
+    controls
+        Per other group (case-control): coordinates of all its incidents and of its
+        background incidents (outside its clusters).
 
     Returns
     -------
@@ -360,14 +506,12 @@ def cluster_pvalues(
     dist = np.hypot(*(mxy - c_xy[codes]).T)
     sigma = pd.Series(dist).groupby(codes).median().to_numpy() / np.sqrt(2 * np.log(2))
     rho = np.maximum(params.radius_sigmas * sigma, params.min_radius_m)
-    observed = np.array([len(v) for v in cKDTree(xy).query_ball_point(c_xy, rho)], dtype=float)
+    observed = np.asarray(cKDTree(xy).query_ball_point(c_xy, rho, return_length=True), dtype=float)
     if window is None:
         import shapely
 
         window = shapely.convex_hull(shapely.multipoints(xy)).buffer(1.0)
-    lam = sector_background(xy, c_xy, params.annulus_m, params.sectors, window)
-    disc_share = _inside_share(window, c_xy, np.zeros(len(rho)), rho, 1)[:, 0]
-    expected = np.maximum(lam, params.min_background / 1e6) * np.pi * rho**2 * np.maximum(disc_share, 0.25)
+    expected = _expected_counts(xy, members, c_xy, rho, params, window, controls)
     table = pd.DataFrame(
         {
             "observed": observed.astype(int),
@@ -395,10 +539,16 @@ def flag_significant(table: pd.DataFrame, windows: float, alpha: float) -> pd.Da
 
 
 def cluster_significance(
-    xy: np.ndarray, members: np.ndarray, labels: np.ndarray, params: SignificanceParams, *, window: object | None = None
+    xy: np.ndarray,
+    members: np.ndarray,
+    labels: np.ndarray,
+    params: SignificanceParams,
+    *,
+    window: object | None = None,
+    controls: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> pd.DataFrame:
     """:func:`cluster_pvalues` then :func:`flag_significant` for one group of incidents."""
-    table, windows = cluster_pvalues(xy, members, labels, params, window=window)
+    table, windows = cluster_pvalues(xy, members, labels, params, window=window, controls=controls)
     return flag_significant(table, windows, params.alpha)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 import geopandas as gpd
@@ -34,6 +35,8 @@ from scipy.spatial import cKDTree
 from scipy.stats import poisson
 
 from gis._errors import AnalysisError
+from gis.catalog import deep_merge
+from gis.params import HotspotsParams, Section
 from gis.cluster_scan import (
     ScanParams,
     SignificanceParams,
@@ -121,7 +124,7 @@ def default_config() -> dict[str, Any]:
     from gis.catalog import load_yaml
     from gis.settings import LAYERS_DIR
 
-    return load_yaml(LAYERS_DIR / "hotspots.yaml")
+    return load_yaml(LAYERS_DIR / "hotspots.yaml")  # the one YAML reader (safe, line-numbered errors)
 
 
 def cluster_params(params: dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
@@ -144,6 +147,7 @@ def scan_params(cfg: dict[str, Any]) -> ScanParams:
         attach_m=float(sc["attach_m"]),
         bandwidth_m=float(sc["bandwidth_m"]),
         neighbours=int(sc["neighbours"]),
+        merge=str(sc["merge"]),
         merge_link_m=float(sc["merge_link_m"]),
         merge_saddle_ratio=float(sc["merge_saddle_ratio"]),
         min_cluster_size=int(cfg["min_cluster_size"]),
@@ -162,6 +166,8 @@ def significance_params(cfg: dict[str, Any]) -> SignificanceParams:
         min_radius_m=float(sg["min_radius_m"]),
         min_background=float(sg["min_background_per_km2"]),
         alpha=float(sg["alpha"]),
+        controls=bool(sg["controls"]),
+        background=str(sg["background"]),
     )
 
 
@@ -382,7 +388,12 @@ def _check_incidents(incidents: gpd.GeoDataFrame | None) -> None:
 def _label_groups(
     inc: gpd.GeoDataFrame, xy: np.ndarray, cfg: dict[str, Any]
 ) -> tuple[np.ndarray, np.ndarray, dict[str, float | None], pd.DataFrame]:
-    """Labels over all groups (kinds), group of each incident, eps per group, significance per label."""
+    """Labels over all groups (kinds), group of each incident, eps per group, significance per label.
+
+    Each group's clusters are tested with the other groups' incidents as
+    case-control reports (where people report at all;
+    :func:`gis.cluster_scan.case_control_expected`).
+    """
     size = int(cfg["min_cluster_size"])
     sparams = significance_params(cfg)
     labels = np.full(len(inc), -1, dtype=np.int64)
@@ -390,7 +401,7 @@ def _label_groups(
     eps_used: dict[str, float | None] = {}
     by = cfg["group_by"]
     groups = inc[by].astype(str).to_numpy() if by else np.full(len(inc), "all", dtype=object)
-    tables, windows, next_id = [], 0.0, 0
+    next_id = 0
     for g in pd.unique(groups):  # a handful of incident kinds
         sel = np.flatnonzero(groups == g)
         if len(sel) <= size:
@@ -400,13 +411,17 @@ def _label_groups(
             lab = drop_dispersed(xy[sel], lab, float(cfg["max_spread_m"]))
         ok = lab >= 0
         group_of[sel] = g
-        if not ok.any():
-            continue
-        table, w = cluster_pvalues(xy[sel], np.flatnonzero(ok), lab[ok] + next_id, sparams)
+        labels[sel[ok]] = lab[ok] + next_id
+        next_id += int(lab.max()) + 1 if ok.any() else 0
+    tables, windows = [], 0.0
+    for g in pd.unique(group_of[labels >= 0]):
+        sel = np.flatnonzero(groups == g)
+        ok = labels[sel] >= 0
+        ctl = [(xy[groups == h], xy[(groups == h) & (labels < 0)]) for h in pd.unique(groups)
+               if h != g and (groups == h).sum() > size] if by else None  # fmt: skip
+        table, w = cluster_pvalues(xy[sel], np.flatnonzero(ok), labels[sel[ok]], sparams, controls=ctl)
         tables.append(table)
         windows += w
-        labels[sel[ok]] = lab[ok] + next_id
-        next_id += int(lab.max()) + 1
     sig = pd.concat(tables) if tables else pd.DataFrame(columns=["p_value"], dtype=float)
     return labels, group_of, eps_used, flag_significant(sig, windows, sparams.alpha)
 
@@ -1074,7 +1089,7 @@ def priority_list(
     rank = out["four_mountains_level"].map(lambda v: ZONE_LEVEL_RANK[ZoneLevel(v)] if _present(v) else 0)
     out["c_zone"] = rank.fillna(0).to_numpy(dtype=float) / 3.0
     other = float(pr["unknown_kind_severity"])
-    sev = {k: float(v["severity"]) if "severity" in v else other for k, v in kinds_cfg.items()}
+    sev = {k: float(v["severity"]) if v.get("severity") is not None else other for k, v in kinds_cfg.items()}
     out["c_kind"] = out["kinds"].map(lambda ks: max((sev.get(k, other) for k in ks), default=0.0))
     reb = out["rebound"] if "rebound" in out.columns else pd.Series(False, index=out.index)
     out["c_rebound"] = reb.fillna(False).astype(float)
@@ -1283,27 +1298,30 @@ class HotspotResult:
         return layers
 
 
-def merged_config(config: dict[str, Any] | None) -> dict[str, Any]:
-    """``config`` deep-merged over ``layers/hotspots.yaml`` (every key then present)."""
+def merged_config(config: Mapping[str, Any] | Section | None) -> dict[str, Any]:
+    """The ``hotspots`` parameters as a plain mapping with every key present.
 
-    def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-        out = dict(base)
-        for k, v in over.items():
-            out[k] = merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-        return out
-
-    return merge(default_config(), config or {})
+    ``config`` is the typed :class:`gis.params.HotspotsParams` (already merged and
+    checked by :func:`gis.params.params_for`) or a partial mapping deep-merged over
+    ``layers/hotspots.yaml`` (read once by :func:`gis.catalog.load_yaml`).
+    """
+    if isinstance(config, Section):
+        return config.to_dict()
+    return deep_merge(default_config(), dict(config or {}))
 
 
 def analyse(
     incidents: gpd.GeoDataFrame,
-    config: dict[str, Any],
+    config: HotspotsParams | Mapping[str, Any] | None,
     *,
     zones: gpd.GeoDataFrame | None = None,
     townships: gpd.GeoDataFrame | None = None,
     area: Any = None,
 ) -> HotspotResult:
-    """Run every hot-spot analysis with the ``hotspots`` configuration section.
+    """Run every hot-spot analysis with the ``hotspots`` parameters.
+
+    ``config`` is the typed :class:`gis.params.HotspotsParams` (``params.hotspots``
+    of a run) or a partial mapping over ``layers/hotspots.yaml``.
 
     Clusters failing the significance level stay in ``clusters`` (flag
     ``significant`` False) and are left out of ``priority`` and ``problems``.

@@ -177,6 +177,7 @@ class ScanParams(Section):
     attach_m: float
     bandwidth_m: float
     neighbours: int
+    merge: str
     merge_link_m: float
     merge_saddle_ratio: float
     min_background_per_km2: float
@@ -193,6 +194,8 @@ class SignificanceParams(Section):
     min_radius_m: float
     min_background_per_km2: float
     alpha: float
+    controls: bool
+    background: str
 
 
 @dataclass(frozen=True)

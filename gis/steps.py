@@ -268,8 +268,7 @@ def run_hotspots(ctx: RunContext, out: Path) -> dict[str, Any]:
         ctx.hotspot_problems = pd.DataFrame(columns=list(hotspots.PROBLEM_COLUMNS))
         log.warning("no incidents: hot-spot step skipped")
         return {"hotspots": {"clusters": 0, "clusters_in_four_mountains": 0, "hot_cells_99": 0, "rebounds": 0}}
-    config = d.project.section("hotspots")  # the hotspots module still reads the plain mapping
-    res = hotspots.analyse(incidents, config, zones=d.zones, townships=d.townships, area=d.boundary)
+    res = hotspots.analyse(incidents, ctx.params.hotspots, zones=d.zones, townships=d.townships, area=d.boundary)
     write_gpkg(res.layers(incidents), out / "hotspots.gpkg")  # incidents carry cluster_id
     if res.density is not None:
         write_density(res.density, out / "density.tif", tags={"district": d.name})
