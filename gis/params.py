@@ -435,6 +435,7 @@ SECTIONS: dict[str, type[Section]] = {
 #: Top-level keys of ``project.yaml`` that are not parameter sections.
 PROJECT_KEYS: tuple[str, ...] = (
     "name", "code", "sample", "label", "generator", "crs", "layers", "targets", "target_tables", "categories",
+    "campaign",  # typed by gis.campaign.CampaignParams (layers/campaign.yaml)
 )
 
 
