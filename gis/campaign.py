@@ -419,7 +419,7 @@ def _insert_new(
     days = _days_of(r.get("整改时限"), p.default_deadline_days)
     status = p.run_status_map.get(str(r.get("整改状态")), p.status_open)
     kind = vals.get("kind") or ("cluster" if r["is_cluster"] else "site")
-    vals = dict(vals, key=r["key"] or f"cluster:{number}", kind=kind,
+    vals = dict(vals, key=r["key"] if _present(r["key"]) else f"cluster:{number}", kind=kind,
                 measure=r.get("整改措施"), issued=today.isoformat(),
                 deadline=deadline_for(today, days, p).isoformat(), status=status, first_run=inp.run_id)
     store.insert_problem(c, number, vals)
@@ -447,12 +447,15 @@ def _incidents_xy(inc: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def _near_after(xy: np.ndarray, dates: np.ndarray, ids: np.ndarray, x: float, y: float,
-                after: dt.date, radius: float) -> list[str]:
+                after: dt.date, radius: float) -> tuple[list[str], str | None]:
+    """Incidents within ``radius`` of (x, y) dated after ``after``, and the first one's date."""
     if not len(xy) or not np.isfinite(x):
-        return []
+        return [], None
     d = np.hypot(xy[:, 0] - x, xy[:, 1] - y)
     hit = (d <= radius) & (dates > np.datetime64(after.isoformat()))
-    return sorted(ids[hit].tolist())
+    if not hit.any():
+        return [], None
+    return sorted(ids[hit].tolist()), str(pd.Timestamp(dates[hit].min()).date())
 
 
 def _rebounds(store: CampaignStore, c: Any, inp: RunInput, p: CampaignParams, today: dt.date, src: str) -> int:
@@ -464,12 +467,13 @@ def _rebounds(store: CampaignStore, c: Any, inp: RunInput, p: CampaignParams, to
     for number, x, y, done, status in rows:
         if not done:
             continue
-        hits = _near_after(xy, dates, ids, float(x) if x is not None else np.nan,
-                           float(y) if y is not None else np.nan, dt.date.fromisoformat(done), p.rebound_radius_m)
+        hits, first = _near_after(xy, dates, ids, float(x) if x is not None else np.nan,
+                                  float(y) if y is not None else np.nan, dt.date.fromisoformat(done),
+                                  p.rebound_radius_m)
         if hits:
             store.update_problem(c, number, {"status": p.status_rebound, "rebound_incidents": "、".join(hits)})
             store.log(c, number, who="gis run", source=src, field="整改状态", old=status, new=p.status_rebound,
-                      evidence=f"销号后新发现线索：{'、'.join(hits)}", effective=today.isoformat())
+                      evidence=f"销号后新发现线索：{'、'.join(hits)}", effective=first)
             n += 1
     return n + _watch_sites(store, c, inp, p, today, src, (xy, dates, ids))
 
@@ -485,7 +489,7 @@ def _watch_sites(store: CampaignStore, c: Any, inp: RunInput, p: CampaignParams,
                    str(getattr(r, "name", "")), str(getattr(r, "township", "") or ""), str(getattr(r, "address", ""))))
     n = 0
     for site_id, since, x, y, name, town, addr in c.execute("SELECT * FROM watch").fetchall():
-        hits = _near_after(*inc, x, y, dt.date.fromisoformat(since), p.rebound_radius_m)
+        hits, first = _near_after(*inc, x, y, dt.date.fromisoformat(since), p.rebound_radius_m)
         key = f"site:{site_id}|rule:rebound"
         row = c.execute("SELECT number, status, rebound_incidents FROM problems WHERE key = ?", (key,)).fetchone()
         if not hits or (row and row[1] not in p.closed_like and row[2] == "、".join(hits)):
@@ -501,7 +505,7 @@ def _watch_sites(store: CampaignStore, c: Any, inp: RunInput, p: CampaignParams,
         else:
             store.update_problem(c, row[0], {"status": p.status_rebound, "rebound_incidents": vals["rebound_incidents"]})
             store.log(c, row[0], who="gis run", source=src, field="整改状态", old=row[1], new=p.status_rebound,
-                      evidence=vals["description"], effective=today.isoformat())
+                      evidence=vals["description"], effective=first)
         n += 1
     return n
 
@@ -539,10 +543,11 @@ def state_at(problems: pd.DataFrame, history: pd.DataFrame, day: dt.date) -> pd.
     """Problems issued by ``day`` with their 整改状态 as of ``day`` (from the history).
 
     The status at :math:`t` is the ``new`` value of the last status entry whose
-    ``effective`` date is :math:`\\le t` (entries in log order).
+    ``effective`` date is :math:`\\le t` (entries ordered by effective date, then log order).
     """
     d = day.isoformat()
     h = history[(history["field"] == "整改状态") & (history["effective"] <= d)]
+    h = h.sort_values(["effective", "fid"], kind="stable")
     last = h.groupby("number")["new"].last()
     out = problems[problems["issued"].fillna("9999") <= d].copy()
     out["status"] = out["number"].map(last).fillna(out["status"])

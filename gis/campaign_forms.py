@@ -405,7 +405,8 @@ def write_report(project_dir: str | Path, out: str | Path, *, period: str | None
         "contacts": export.write_excel({"联络员信息表": contacts.assign(序号=range(1, len(contacts) + 1))[
             ["序号", "姓名", "单位", "职务", "联系电话", "电子邮箱"]]}, out / "联络员信息表.xlsx",
             title_rows={"联络员信息表": [f"{p.name}联络员信息表", f"填报日期：{filed}"]}, filing=fil),
-        "chart": progress_chart(problems, history, p, min(start, end), end, out / f"整改进度_{label}.png"),
+        "chart": progress_chart(problems, history, p, min(dt.date.fromisoformat(p.start) if p.start else start, end),
+                                end, out / f"整改进度_{label}.png"),
     }
     total = towns.iloc[-1].drop(["序号", "镇街"]).astype(int).to_dict()
     return {"paths": paths, "total": total, "overdue": len(late), "period": [start.isoformat(), end.isoformat()]}
