@@ -634,7 +634,7 @@ def apply_edit(
             vals["done_date"] = dt.date.fromisoformat(done_date).isoformat()
         store.update_problem(c, number, vals)
         store.log(c, number, who=who, source="app", field="整改状态", old=row[0], new=status, evidence=evidence,
-                  effective=vals.get("done_date"))
+                  effective=vals.get("done_date") or p.today().isoformat())
     return {"number": number, "old": row[0], "new": status}
 
 

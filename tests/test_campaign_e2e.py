@@ -161,3 +161,46 @@ def test_round_trip_merge_rerun_rebound_report(loop: dict, monkeypatch: pytest.M
     assert total["逾期"] == rep["overdue"] == int(open_late.sum())
     for path in rep["paths"].values():
         assert Path(path).stat().st_size > 0
+
+
+def test_forms_of_one_run_agree(loop: dict) -> None:
+    """汇总表, 问题台账 and 摸排表 of the first run tell the same story."""
+    out = loop["root"] / "out1"
+    led = pd.read_excel(out / "problem_ledger.xlsx", header=3, dtype={"问题编号": str})
+    summ = pd.read_excel(out / "summary_table.xlsx", header=3)
+    surv = pd.read_excel(out / "survey_form.xlsx", header=3, dtype={"问题编号": str})
+    body, total = summ[summ["镇街"] != "合计"].set_index("镇街"), summ[summ["镇街"] == "合计"].iloc[0]
+    per_town = led.groupby("镇街").size().reindex(body.index, fill_value=0)
+    assert (body["问题总数"] == per_town).all() and total["问题总数"] == len(led)
+    for status, n in led["整改状态"].value_counts().items():
+        assert total[status] == n, status
+    for disp, n in led["处置方式"].value_counts().items():
+        assert total[disp] == n, disp
+    status_of = dict(zip(led["问题编号"], led["整改状态"]))
+    for nums, states in zip(surv["问题编号"].fillna(""), surv["整改状态"].fillna("")):
+        listed = [n for n in nums.split("；") if n]
+        assert all(n in status_of for n in listed)
+        assert set(filter(None, states.split("；"))) == {status_of[n] for n in listed}
+    inc = gpd.read_file(out / "district.gpkg", layer="incidents")
+    assert surv["线索数"].sum() == int((inc["kind"] == "illegal_elv_dismantling").sum())  # every report once
+    assert surv["网点名称"].str.startswith("非法拆解点 ").sum() == 0  # real names or addresses, not record ids
+
+
+def test_app_edit_writes_history(loop: dict) -> None:
+    from gis._errors import InputError
+    from gis.campaign import apply_edit, overdue, progress
+
+    p, probs, _h = load_state(loop["proj"])
+    other = probs[probs["lead"] == "区林业局"]["number"].iloc[0]
+    with pytest.raises(InputError, match="整改状态"):
+        apply_edit(loop["proj"], other, status="好了", evidence="x", who="app")
+    with pytest.raises(InputError, match="unknown 问题编号"):
+        apply_edit(loop["proj"], "NO-SUCH", status="整改中", evidence="x", who="app")
+    apply_edit(loop["proj"], other, status="整改中", evidence="现场核查已停业", who="区林业局 张三")
+    _p, probs, hist = load_state(loop["proj"])
+    last = hist.iloc[-1]
+    assert (last["number"], last["source"], last["new"], last["who"]) == (other, "app", "整改中", "区林业局 张三")
+    by_dept = progress(probs, hist, p, by="department")
+    assert by_dept.set_index("单位").loc["区林业局", "整改中"] >= 1
+    late = overdue(probs, p, day=pd.Timestamp("2025-06-01").date())
+    assert late["逾期天数"].is_monotonic_decreasing and (late["整改时限"] < "2025-06-01").all()
