@@ -23,11 +23,16 @@ Progress, overdue lists and status edits for the app are the functions at the en
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
+import logging
+import os
 import re
-from collections.abc import Mapping, Sequence
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +45,8 @@ from gis._errors import CatalogError, InputError
 from gis.campaign_store import CampaignStore, open_store
 from gis.catalog import Project, deep_merge, load_project, load_yaml
 from gis.params import Section, _build
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CampaignParams",
@@ -731,6 +738,26 @@ def run_summary(problems: pd.DataFrame, history: pd.DataFrame, p: CampaignParams
     return out
 
 
+@contextlib.contextmanager
+def _writable_store(path: Path) -> Iterator[CampaignStore]:
+    """The store at ``path``; a temporary copy (with a warning) when its folder is read-only.
+
+    A read-only project (e.g. the sample inside an installed wheel) still gets its
+    forms numbered and tracked for this run, but nothing is kept.
+    """
+    if os.access(path.parent, os.W_OK):
+        with open_store(path) as store:
+            yield store
+        return
+    log.warning("campaign store: %s is read-only; statuses of this run are not kept", path.parent.name)
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / path.name
+        if path.is_file():
+            shutil.copyfile(path, copy)
+        with open_store(copy) as store:
+            yield store
+
+
 def sync_from_run(district: Any, ledger_set: Any, hotspots_result: Any = None,
                   settings_: Mapping[str, Any] | None = None) -> tuple[Any, dict[str, int]]:
     """Sync a run's 问题台账 into the store and rebuild the three forms from the store.
@@ -753,7 +780,7 @@ def sync_from_run(district: Any, ledger_set: Any, hotspots_result: Any = None,
         sites=district.sites, code=str(project.raw.get("code") or ""),
         run_id=f"{p.today().isoformat()}-{uuid.uuid4().hex[:8]}", disposition=disp,
     )
-    with open_store(store_path(project, p)) as store:
+    with _writable_store(store_path(project, p)) as store:
         counts = sync_run(store, inp, p)
         problems, history = store.problems(), store.history()
     led = ledger_geo(problems, district.crs)

@@ -98,7 +98,8 @@ class CampaignStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, isolation_level=None)  # explicit BEGIN/COMMIT below
+        # explicit BEGIN/COMMIT below; wait for a concurrent writer rather than fail at once
+        self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=60)
         self.conn.execute("PRAGMA foreign_keys = ON")
         self._init()
 
