@@ -795,3 +795,57 @@ def sync_from_run(district: Any, ledger_set: Any, hotspots_result: Any = None,
         columns=tuple(c for c in led.columns if c not in ("site_id", "rule_id", "source", "kind", "geometry")),
     )
     return out, counts
+
+
+# ---------------------------------------------------------------------------------
+# The app's Inspector panel (app.py `_campaign_panel` shows these)
+# ---------------------------------------------------------------------------------
+
+
+def inspector_tables(project_dir: str | Path) -> dict[str, pd.DataFrame]:
+    """Progress by 镇街 and by department, the overdue list and the ledger, as of the campaign's today.
+
+    Empty tables when the project has no store yet (no ``gis run`` so far).
+    """
+    project = load_project(project_dir)
+    p = campaign_params(project)
+    path = store_path(project, p)
+    if not path.is_file():
+        empty = pd.DataFrame()
+        return {"by_township": empty, "by_department": empty, "overdue": empty, "ledger": empty}
+    with open_store(path) as store:
+        problems, history = store.problems(), store.history()
+    return {
+        "by_township": progress(problems, history, p, by="township"),
+        "by_department": progress(problems, history, p, by="department"),
+        "overdue": overdue(problems, p),
+        "ledger": ledger_frame(problems),
+    }
+
+
+def authorised_edit(
+    project_dir: str | Path, number: str, *, status: str, evidence: str, name: str, unit: str,
+    done_date: str | None = None,
+) -> dict[str, Any]:
+    """:func:`apply_edit` for a named 联络员 of the problem's lead department (or the lead office).
+
+    Authorised = (姓名, 单位) is a row of the contacts file, and 单位 is one of the
+    problem's 牵头单位 or the campaign's lead office.
+
+    Raises
+    ------
+    InputError
+        Not authorised, or any reason :func:`apply_edit` refuses the edit.
+    """
+    project = load_project(project_dir)
+    p = campaign_params(project)
+    contacts = read_contacts(project, p)
+    listed = ((contacts["姓名"] == name) & (contacts["单位"] == unit)).any()
+    _p, problems, _h = load_state(project_dir)
+    lead = problems.loc[problems["number"] == number, "lead"]
+    leads = str(lead.iloc[0]).split("、") if len(lead) else []
+    if not listed or (unit not in leads and unit != p.lead_office):
+        raise InputError("app", f"{name}（{unit}）is not a listed 联络员 of the problem's lead department",
+                         field="联络员")
+    return apply_edit(project_dir, number, status=status, evidence=evidence, who=f"{unit} {name}",
+                      done_date=done_date)
