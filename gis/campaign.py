@@ -849,3 +849,19 @@ def authorised_edit(
                          field="联络员")
     return apply_edit(project_dir, number, status=status, evidence=evidence, who=f"{unit} {name}",
                       done_date=done_date)
+
+
+def is_campaign_file(relative: str | Path) -> bool:
+    """Whether a path (relative to the project folder) is the campaign's own state, not an input.
+
+    The store (``campaign*.gpkg`` and SQLite's ``-journal`` / ``-wal`` / ``-shm`` files)
+    and ``campaign_rejects/``: caches keyed on the project's input files skip them.
+    """
+    parts = Path(relative).parts
+    if not parts:
+        return False
+    if parts[0] == "campaign_rejects":
+        return True
+    name = parts[-1]
+    return len(parts) == 1 and name.startswith("campaign") and re.fullmatch(r"campaign[^/]*\.gpkg(-journal|-wal|-shm)?",
+                                                                             name) is not None
