@@ -171,3 +171,52 @@ class TestProgress:
         d = progress(probs, hist, p, by="department", end=D(2025, 4, 30)).set_index("单位")
         assert d.loc["区林业局", "问题总数"] == 2 and d.loc["合计", "问题总数"] == 3  # each problem once in 合计
         assert d.loc["合计", "逾期"] == 2 and d.loc["合计", "入园发展"] == 1
+
+
+class TestSync:
+    """Two runs into one store: numbers kept, gone problems marked, closed places watched."""
+
+    @staticmethod
+    def _ledger(rows):
+        cols = ["镇街", "网点名称", "经营地址", "问题类型", "问题描述", "依据", "牵头单位", "配合单位", "整改措施",
+                "整改时限", "整改状态", "site_id", "rule_id", "source", "cluster_id"]
+        df = pd.DataFrame([r[0] for r in rows], columns=cols)
+        return gpd.GeoDataFrame(df, geometry=[Point(*r[1]) for r in rows], crs="EPSG:4544")
+
+    @staticmethod
+    def _row(site, rule, cluster=None, ptype="违法用地"):
+        return ["甲镇", f"网点{site or cluster}", "某路1号", ptype, "描述", "依据", "区规划自然资源局", "甲镇（属地）",
+                "整改", "30日内", "待整改", site, rule, "hotspots" if cluster else "compliance", cluster]
+
+    def test_two_runs(self, tmp_path, sample_params) -> None:
+        from gis.campaign import RunInput, sync_run
+
+        p = sample_params
+        sites = gpd.GeoDataFrame({"site_id": ["S9"], "status": ["closed"], "name": ["已关停回收站"], "township": ["甲镇"],
+                                  "address": ["某路9号"]}, geometry=[Point(5000, 5000)], crs="EPSG:4544")
+        inc = gpd.GeoDataFrame({"incident_id": ["I1", "I2", "I3"], "date": pd.to_datetime(["2024-05-01"] * 3)},
+                               geometry=[Point(0, 0), Point(10, 0), Point(20, 0)], crs="EPSG:4544")
+        members = pd.DataFrame({"incident_id": ["I1", "I2", "I3"], "cluster_id": ["HS-0001"] * 3})
+        first = self._ledger([(self._row("S1", "r1"), (100, 100)), (self._row("S2", "r2"), (200, 200)),
+                              (self._row(None, None, "HS-0001", "散乱污"), (10, 0))])
+        with open_store(tmp_path / "campaign.gpkg") as s:
+            c1 = sync_run(s, RunInput(first, members, inc, sites, "500106", "run1"), p)
+            one = s.problems().set_index("key")
+            # second run: S2's problem gone, the cluster renumbered HS-0007 with one incident more
+            inc2 = pd.concat([inc, gpd.GeoDataFrame({"incident_id": ["I4", "R1"], "date": pd.to_datetime(["2024-06-01", "2025-02-01"])},
+                                                    geometry=[Point(30, 0), Point(5050, 5000)], crs="EPSG:4544")])
+            members2 = pd.DataFrame({"incident_id": ["I2", "I3", "I4"], "cluster_id": ["HS-0007"] * 3})
+            second = self._ledger([(self._row(None, None, "HS-0007", "散乱污"), (20, 0)), (self._row("S1", "r1"), (100, 100))])
+            c2 = sync_run(s, RunInput(second, members2, inc2, sites, "500106", "run2"), p)
+            two = s.problems().set_index("number")
+            hist = s.history()
+        assert c1 == {"found": 3, "new": 3, "gone": 0, "reopened": 0}
+        assert c2["new"] == 0 and c2["gone"] == 1 and c2["reopened"] == 1  # the rebound at the closed site
+        assert two.loc[one.loc["site:S1|rule:r1", "number"], "found"] == 1
+        assert two.loc[one.loc["site:S2|rule:r2", "number"], "found"] == 0  # marked, not deleted
+        cluster_no = one[one["kind"] == "cluster"]["number"].iloc[0]
+        assert json.loads(two.loc[cluster_no, "members"]) == ["I2", "I3", "I4"]  # same place, same number
+        reb = two[two["kind"] == "rebound_site"].iloc[0]
+        assert reb["status"] == "反弹" and reb["rebound_incidents"] == "R1" and reb["site_id"] == "S9"
+        assert (two["deadline"] >= two["issued"]).all()
+        assert set(hist["source"]) == {"run:run1", "run:run2"}

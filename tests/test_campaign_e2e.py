@@ -204,3 +204,17 @@ def test_app_edit_writes_history(loop: dict) -> None:
     assert by_dept.set_index("单位").loc["区林业局", "整改中"] >= 1
     late = overdue(probs, p, day=pd.Timestamp("2025-06-01").date())
     assert late["逾期天数"].is_monotonic_decreasing and (late["整改时限"] < "2025-06-01").all()
+
+
+def test_cli_ledger_commands(loop: dict, capsys: pytest.CaptureFixture) -> None:
+    proj, root = str(loop["proj"]), loop["root"]
+    town = loop["first"]["township"].value_counts().index[0]
+    assert main(["ledger", "export", "--project", proj, "--out", str(root / "town"), "--township", town]) == 0
+    sent = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert sent.name == f"问题台账_{town}.xlsx"
+    bad = _fill(sent, {0: {"整改状态": "已销号", "完成时间": "2099-01-01", "整改情况": "x"}}, root / "town_back.xlsx")
+    assert main(["ledger", "merge", "--project", proj, "--returned", str(bad)]) == 1  # rejected rows → exit 1
+    cap = capsys.readouterr()
+    assert "rejected: town_back.xlsx, row 5, 完成时间" in cap.err and ", 1 rows rejected" in cap.out
+    assert main(["ledger", "report", "--project", proj, "--out", str(root / "rep2"), "--period", "2025-13"]) == 2
+    assert "is not YYYY-MM" in capsys.readouterr().err
