@@ -220,3 +220,27 @@ class TestSync:
         assert reb["status"] == "反弹" and reb["rebound_incidents"] == "R1" and reb["site_id"] == "S9"
         assert (two["deadline"] >= two["issued"]).all()
         assert set(hist["source"]) == {"run:run1", "run:run2"}
+
+
+def test_read_only_project_runs_on_a_temporary_store(tmp_path, caplog, monkeypatch) -> None:
+    import gis.campaign as camp
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    with open_store(folder / "campaign.gpkg") as s, s.transaction() as c:
+        s.insert_problem(c, "X-1", {"key": "k", "status": "未整改", "found": 1})
+    before = (folder / "campaign.gpkg").read_bytes()
+    monkeypatch.setattr(camp.os, "access", lambda path, mode: False)  # a folder we may not write (e.g. a wheel)
+    with camp._writable_store(folder / "campaign.gpkg") as s, s.transaction() as c:
+        assert s.problems()["number"].tolist() == ["X-1"]
+        s.update_problem(c, "X-1", {"status": "整改中"})
+    assert (folder / "campaign.gpkg").read_bytes() == before
+    assert "read-only" in caplog.text
+
+
+def test_campaign_files_are_state_not_inputs() -> None:
+    from gis.campaign import is_campaign_file
+
+    assert is_campaign_file("campaign.gpkg") and is_campaign_file("campaign_raster.gpkg-journal")
+    assert is_campaign_file("campaign_rejects/back.rejects.csv")
+    assert not is_campaign_file("zones.gpkg") and not is_campaign_file("sub/campaign.gpkg")
