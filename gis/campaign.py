@@ -719,7 +719,11 @@ def ledger_geo(problems: pd.DataFrame, crs: Any) -> Any:
 
 
 def run_summary(problems: pd.DataFrame, history: pd.DataFrame, p: CampaignParams, district: Any) -> pd.DataFrame:
-    """The run's 汇总表 per 镇街: :func:`progress` with 检查网点数, every township listed."""
+    """The run's 汇总表 per 镇街: 检查网点数, one column per 问题类型, then :func:`progress`.
+
+    Every township is listed (zeros where nothing was found); the 问题类型 columns
+    count the problems issued by today, so they sum to 问题总数.
+    """
     day = p.today()
     table = progress(problems, history, p, by="township", start=day.replace(day=1), end=day)
     body, total = table.iloc[:-1].set_index("镇街"), table.iloc[-1]
@@ -729,9 +733,13 @@ def run_summary(problems: pd.DataFrame, history: pd.DataFrame, p: CampaignParams
     names = list(district.townships["township"].astype(str)) if district.townships is not None else []
     names += [n for n in [*body.index, *checked.index] if n not in names]
     body = body.drop(columns=["序号"]).reindex(names, fill_value=0)
-    body.insert(0, "检查网点数", checked.reindex(names, fill_value=0).astype(int))
+    issued = problems[problems["issued"].fillna("9999") <= day.isoformat()]
+    by_type = pd.crosstab(issued["township"].fillna("").astype(str), issued["problem_type"].fillna("").astype(str))
+    by_type = by_type.reindex(names, fill_value=0).astype(int)
+    body = pd.concat([checked.reindex(names, fill_value=0).astype(int).rename("检查网点数"), by_type, body], axis=1)
     out = body.reset_index(names="镇街")
     tot = {"镇街": "合计", "检查网点数": int(out["检查网点数"].sum()),
+           **{k: int(by_type[k].sum()) for k in by_type.columns},
            **{k: int(v) for k, v in total.drop(["序号", "镇街"]).items()}}
     out = pd.concat([out, pd.DataFrame([tot])], ignore_index=True)
     out.insert(0, "序号", pd.array(list(range(1, len(out))) + [None], dtype="Int64"))

@@ -218,3 +218,11 @@ def test_cli_ledger_commands(loop: dict, capsys: pytest.CaptureFixture) -> None:
     assert "rejected: town_back.xlsx, row 5, 完成时间" in cap.err and ", 1 rows rejected" in cap.out
     assert main(["ledger", "report", "--project", proj, "--out", str(root / "rep2"), "--period", "2025-13"]) == 2
     assert "is not YYYY-MM" in capsys.readouterr().err
+
+
+def test_summary_keeps_problem_types(loop: dict) -> None:
+    summ = pd.read_excel(loop["root"] / "out1" / "summary_table.xlsx", header=3)
+    led = pd.read_excel(loop["root"] / "out1" / "problem_ledger.xlsx", header=3)
+    types = list(led["问题类型"].unique())
+    assert set(types) <= set(summ.columns)
+    assert (summ[types].sum(axis=1) == summ["问题总数"]).all()  # per 镇街 and in 合计
