@@ -293,6 +293,45 @@ def page_inspector(district: District, outputs: dict[str, sup.StepOutput]) -> No
         ledger = sup.ledger_preview(outputs["ledgers"], filt)
         st.metric("问题数 Problems", 0 if ledger is None else len(ledger))
         show_table(ledger, "ledger")
+        _campaign_panel(district)
+
+
+def _campaign_panel(district: District) -> None:
+    """Campaign progress by 镇街 / department, overdue list, status change with evidence (gis.campaign)."""
+    from gis import campaign
+    from gis._errors import GisError
+
+    try:
+        tabs = campaign.inspector_tables(district.project.root)
+    except GisError as exc:
+        st.warning("专项整治 Campaign: " + confine.escape_markdown(str(exc)))
+        return
+    st.markdown("#### 专项整治进度 Campaign progress")
+    c1, c2 = st.columns(2)
+    with c1:
+        show_table(tabs["by_township"], "campaign_town", "尚无台账 No campaign store yet (run the ledgers step)")
+    with c2:
+        show_table(tabs["by_department"], "campaign_dept")
+    st.markdown("#### 逾期问题 Overdue")
+    show_table(tabs["overdue"], "campaign_overdue")
+    if not len(tabs["ledger"]):
+        return
+    with st.form("campaign_edit"):
+        st.markdown("#### 更新整改状态 Change a problem's status (联络员 only)")
+        a, b, c = st.columns(3)
+        number = a.selectbox("问题编号", tabs["ledger"]["问题编号"].tolist())
+        status = b.selectbox("整改状态", ["未整改", "整改中", "已整改", "已销号"])
+        done = c.date_input("完成时间 (已整改/已销号)", value=None)
+        evidence = st.text_area("整改情况 / 证据 Evidence")
+        n1, n2 = st.columns(2)
+        name, unit = n1.text_input("姓名 Name"), n2.text_input("单位 Unit")
+        if st.form_submit_button("提交 Submit"):
+            try:
+                r = campaign.authorised_edit(district.project.root, number, status=status, evidence=evidence,
+                                             name=name, unit=unit, done_date=done.isoformat() if done else None)
+                st.success(f"{r['number']}: {r['old']} → {r['new']}")
+            except GisError as exc:
+                st.error(confine.escape_markdown(str(exc)))
 
 
 def page_downloads(district: District, pkey: str, outputs: dict[str, sup.StepOutput], tiles: str, attribution: str) -> None:

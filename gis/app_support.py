@@ -156,10 +156,12 @@ def project_key(project: str | Path) -> str:
     """A key that changes whenever the project's folder or files change (for caches)."""
     from gis.catalog import find_project_file
 
+    from gis.campaign import is_campaign_file  # the campaign store is state, not an input
+
     path = find_project_file(project)
     h = hashlib.sha1(str(path.resolve()).encode())
     for f in sorted(path.parent.rglob("*")):
-        if f.is_file():
+        if f.is_file() and not is_campaign_file(f.relative_to(path.parent)):
             st = f.stat()
             h.update(f"{f.relative_to(path.parent)}:{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()[:16]

@@ -19,6 +19,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from gis import __version__, settings
 from gis._errors import GisError
@@ -76,7 +77,53 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_steps, help_text) in step_commands().items():
         p = sub.add_parser(name, help=help_text)
         _add_project_args(p)
+    _add_ledger_parser(sub)
     return parser
+
+
+def _add_ledger_parser(sub: Any) -> None:
+    """``gis ledger export|merge|report`` (the campaign round trip, :mod:`gis.campaign_forms`)."""
+    p = sub.add_parser("ledger", help="campaign ledgers: export to departments, merge returns, report (问题台账)")
+    lsub = p.add_subparsers(dest="ledger_command", required=True)
+    e = lsub.add_parser("export", help="write each department's / 镇街's own 问题台账 workbook")
+    _add_project_args(e, out=False)
+    e.add_argument("--out", required=True, help="folder for the workbooks")
+    e.add_argument("--department", default=None, help="only this lead department (牵头单位)")
+    e.add_argument("--township", default=None, help="only this 镇街")
+    m = lsub.add_parser("merge", help="validate a returned workbook and apply it to the campaign store")
+    _add_project_args(m, out=False)
+    m.add_argument("--returned", required=True, help="the returned .xlsx workbook")
+    m.add_argument("--who", default=None, help="who is merging (default: the workbook's 填报人)")
+    r = lsub.add_parser("report", help="汇总表 per 镇街 and department, overdue list, chart, 联络员信息表")
+    _add_project_args(r, out=False)
+    r.add_argument("--out", required=True, help="folder for the report")
+    r.add_argument("--period", default=None, help="reporting month YYYY-MM (default: the campaign so far)")
+
+
+def cmd_ledger(args: argparse.Namespace) -> int:
+    """Run one ``gis ledger`` subcommand; merge exits 1 when rows were rejected."""
+    from gis import campaign_forms as cf
+
+    project = _project(args.project)
+    if args.ledger_command == "export":
+        for path in cf.export_workbooks(project, Path(args.out), department=args.department, township=args.township):
+            print(path)
+        return 0
+    if args.ledger_command == "merge":
+        res = cf.merge_workbook(project, Path(args.returned), who=args.who)
+        for r in res.changes.itertuples(index=False):
+            print(f"{r[0]} {r[1]}: {r[2] or '（空）'} → {r[3]}")
+        for r in res.rejects.itertuples(index=False):
+            print(f"rejected: {r.file}, row {r.row}, {r.field}: {r.reason}", file=sys.stderr)
+        print(f"{res.rows_applied} of {res.rows_read} rows applied, {len(res.changes)} changes, "
+              f"{res.rejects['row'].nunique() if len(res.rejects) else 0} rows rejected"
+              + (f" (see {res.rejects_path})" if res.rejects_path else ""))
+        return 1 if len(res.rejects) else 0
+    rep = cf.write_report(project, Path(args.out), period=args.period)
+    print(json.dumps({"period": rep["period"], "total": rep["total"], "overdue": rep["overdue"]}, ensure_ascii=False))
+    for path in rep["paths"].values():
+        print(path)
+    return 0
 
 
 def _project(arg: str | None) -> Path:
@@ -189,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_validate(args)
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "ledger":
+            return cmd_ledger(args)
         if args.command == "rollup":
             from gis.municipal import rollup
 

@@ -13,7 +13,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +188,7 @@ def write_excel(
     *,
     title_rows: Mapping[str, Sequence[str]] | None = None,
     filing: Mapping[str, str] | None = None,
+    finish: Callable[[Any], None] | None = None,
 ) -> Path:
     """Write tables as an .xlsx workbook in the shape of a Chinese government form.
 
@@ -201,7 +202,8 @@ def write_excel(
     note row. A sheet with a title also gets the 填报单位 / 填报人 / 联系电话 / 填报日期
     line (values from ``filing``, keys ``填报单位``, ``填报人``, ``联系电话``; blank to
     fill in by hand when absent). Sheets without ``title_rows`` start with the header
-    in row 1, so readers that expect a plain table still find it.
+    in row 1, so readers that expect a plain table still find it. ``finish`` is called
+    with the openpyxl workbook before it is saved (sheet protection, validation lists).
     """
     title_rows = title_rows or {}
     with atomic_path(target) as tmp:
@@ -215,6 +217,8 @@ def write_excel(
                 head.write(ws, max(len(df.columns), 1))
                 store_text_cells(ws)  # formula-like text stays text (security)
                 style_form_table(ws, df, header_row=startrow + 1)
+            if finish is not None:
+                finish(xw.book)
     return Path(target)
 
 

@@ -61,6 +61,9 @@ SURVEY_COLUMNS: tuple[str, ...] = (
     '"五大总成"流向',
     "经营状态",
     "发现问题",
+    "线索数",
+    "问题编号",
+    "整改状态",
 )
 
 OUTSIDE_TOWNSHIP_LABEL = "辖区外（待核实）"
@@ -235,73 +238,162 @@ def survey_form(
     *,
     ledger: pd.DataFrame | None = None,
     settings: Mapping[str, Any] | None = None,
+    merge_m: float | None = None,
+    site_match_m: float | None = None,
+    members: Mapping[str, set[str]] | None = None,
 ) -> gpd.GeoDataFrame:
-    """The 摸排表 of scrap-vehicle (报废机动车) sites and illegal dismantling locations.
+    """The 摸排表: one row per scrap-vehicle (报废机动车) site or illegal dismantling place.
 
     Sites are included when their tier is ``dismantler`` or their 经营范围 names scrap
-    vehicles (``ledger.elv_scope_keywords``); incident locations of kind
-    ``illegal_elv_dismantling`` are added (their ``five_assemblies_destination`` fills
-    "五大总成"流向). 发现问题 lists the ledger's problem types for the site.
+    vehicles (``ledger.elv_scope_keywords``); 经营状态 is the site's business status
+    (在营 / 关停 / …). Incidents of kind ``illegal_elv_dismantling`` within
+    ``site_match_m`` of such a site are counted on its row (线索数); the others are
+    merged into places — single-linkage groups of reports within ``merge_m`` of each
+    other (:func:`places`) — one row each, named after a known site within
+    ``site_match_m`` when there is one, else after the address (``merge_m`` None:
+    every report is its own place). A place's 经营状态
+    is its worst report status (关停后复发 > 非法经营 > 已停止经营 > 已关停取缔).
+    发现问题, 问题编号 and 整改状态 come from the 问题台账 (by ``site_id``; places by
+    the cluster ``members`` of each 问题编号 when given). Every ELV report is counted
+    once: the 线索数 column sums to the number of ELV reports.
     """
     s = dict(settings or {})
     kws = s.get("elv_scope_keywords", ["报废机动车", "报废汽车", "汽车拆解", "机动车拆解"])
     scope = _text(sites["business_scope"]) if "business_scope" in sites else pd.Series("", index=sites.index)
-    pattern = "|".join(map(re.escape, kws))
-    sel = (sites["tier"].astype(str) == "dismantler") | scope.str.contains(pattern, regex=True)
+    sel = (sites["tier"].astype(str) == "dismantler") | scope.str.contains("|".join(map(re.escape, kws)), regex=True)
     st = sites.loc[sel]
-    town = st["township"].astype("object") if "township" in st else pd.Series(None, index=st.index, dtype=object)
-    if "township_ledger" in st:
-        town = town.where(town.notna(), st["township_ledger"])
-    problems = pd.Series(dtype=object)
-    if ledger is not None and "site_id" in ledger and len(ledger):
-        problems = ledger.dropna(subset=["site_id"]).groupby("site_id")["问题类型"].agg(
-            lambda x: "；".join(dict.fromkeys(x))
-        )
-    qual = st["dismantling_qualification"] if "dismantling_qualification" in st else pd.Series(None, index=st.index)
-    qual_zh = qual.astype("object").map({True: "已取得", False: "未取得"}).fillna("未登记")
-    dest_col = "five_assemblies_destination"
-    dest = _text(st[dest_col], "待核查") if dest_col in st else pd.Series("待核查", index=st.index)
-    status_zh = st["status"].astype("object").map({k.value: v for k, v in SITE_STATUS_LABEL_ZH.items()}) if "status" in st else None
-    rows = pd.DataFrame(
-        {
-            "乡镇": _text(town, OUTSIDE_TOWNSHIP_LABEL).to_numpy(),
-            "网点名称": _text(st["name"]).to_numpy(),
-            "经营地址": _text(st["address"]).to_numpy() if "address" in st else "",
-            "经营范围": scope[sel].to_numpy(),
-            "资质认定": qual_zh.to_numpy(),
-            '"五大总成"流向': dest.replace("", "待核查").to_numpy(),
-            "经营状态": _text(status_zh, "").to_numpy() if status_zh is not None else "",
-            "发现问题": _text(st["site_id"].astype(str).map(problems), "未发现问题").to_numpy(),
-            "site_id": st["site_id"].astype(str).to_numpy(),
-        }
-    )
+    by_site = _ledger_by(ledger, "site_id")
+    rows = _survey_site_rows(st, scope[sel], by_site)
     geoms = list(st.geometry.values) if isinstance(st, gpd.GeoDataFrame) else [None] * len(st)
     crs = getattr(sites, "crs", None)
-    if incidents is not None and len(incidents):
-        inc = incidents[incidents["kind"].astype(str) == "illegal_elv_dismantling"]
-        itown = inc["township"].astype("object") if "township" in inc else pd.Series(None, index=inc.index, dtype=object)
-        if "township_ledger" in inc:
-            itown = itown.where(itown.notna(), inc["township_ledger"])
-        from gis.schema import INCIDENT_KIND_LABEL_ZH, IncidentKind
-
-        irows = pd.DataFrame(
-            {
-                "乡镇": _text(itown, OUTSIDE_TOWNSHIP_LABEL).to_numpy(),
-                "网点名称": ("非法拆解点 " + inc["incident_id"].astype(str)).to_numpy(),
-                "经营地址": _text(inc["address"]).to_numpy() if "address" in inc else "",
-                "经营范围": "无（未取得资质）",
-                "资质认定": "未取得",
-                '"五大总成"流向': (_text(inc[dest_col], "待核查").replace("", "待核查").to_numpy() if dest_col in inc else "待核查"),
-                "经营状态": _text(inc["status"].astype("object").map({"open": "待整改", "rectified": "已整改", "closed": "已关停取缔", "rebounded": "反弹"}), "").to_numpy() if "status" in inc else "",
-                "发现问题": INCIDENT_KIND_LABEL_ZH[IncidentKind.ILLEGAL_ELV_DISMANTLING],
-                "site_id": None,
-            }
-        )
-        rows = pd.concat([rows, irows], ignore_index=True)
-        geoms += list(inc.geometry.values)
+    inc = incidents[incidents["kind"].astype(str) == "illegal_elv_dismantling"] if incidents is not None \
+        and len(incidents) else None
+    rows["线索数"] = 0
+    if inc is not None and len(inc):
+        at_site = _nearest_within(inc, st, site_match_m or 0.0)
+        rows["线索数"] = [int((at_site == i).sum()) for i in range(len(st))]
+        rest = inc[at_site < 0]
+        prow, pgeom = _survey_place_rows(rest, sites, ledger, merge_m or 0.0, site_match_m or 0.0, members or {})
+        rows = pd.concat([rows, prow], ignore_index=True)
+        geoms += pgeom
         crs = crs or getattr(incidents, "crs", None)
     rows.insert(0, "序号", np.arange(1, len(rows) + 1))
     return gpd.GeoDataFrame(rows, geometry=geoms, crs=crs)
+
+
+def _ledger_by(ledger: pd.DataFrame | None, col: str) -> pd.DataFrame:
+    """Per ``col`` value: 问题类型, 问题编号 and 整改状态 joined with "；"."""
+    want = [c for c in ("问题类型", "问题编号", "整改状态") if ledger is not None and c in ledger]
+    if ledger is None or col not in ledger or not len(ledger):
+        return pd.DataFrame(columns=want)
+    led = ledger.dropna(subset=[col])
+    return led.groupby(led[col].astype(str))[want].agg(lambda x: "；".join(dict.fromkeys(map(str, x))))
+
+
+def _survey_site_rows(st: pd.DataFrame, scope: pd.Series, by_site: pd.DataFrame) -> pd.DataFrame:
+    town = st["township"].astype("object") if "township" in st else pd.Series(None, index=st.index, dtype=object)
+    if "township_ledger" in st:
+        town = town.where(town.notna(), st["township_ledger"])
+    qual = st["dismantling_qualification"] if "dismantling_qualification" in st else pd.Series(None, index=st.index)
+    dest_col = "five_assemblies_destination"
+    dest = _text(st[dest_col], "待核查") if dest_col in st else pd.Series("待核查", index=st.index)
+    labels = {k.value: v for k, v in SITE_STATUS_LABEL_ZH.items()}
+    sid = st["site_id"].astype(str)
+    found = {c: _text(sid.map(by_site[c]) if c in by_site else pd.Series(None, index=st.index), "")
+             for c in ("问题类型", "问题编号", "整改状态")}
+    return pd.DataFrame({
+        "乡镇": _text(town, OUTSIDE_TOWNSHIP_LABEL).to_numpy(),
+        "网点名称": _text(st["name"]).to_numpy(),
+        "经营地址": _text(st["address"]).to_numpy() if "address" in st else "",
+        "经营范围": scope.to_numpy(),
+        "资质认定": qual.astype("object").map({True: "已取得", False: "未取得"}).fillna("未登记").to_numpy(),
+        '"五大总成"流向': dest.replace("", "待核查").to_numpy(),
+        "经营状态": _text(st["status"].astype("object").map(labels), "").to_numpy() if "status" in st else "",
+        "发现问题": found["问题类型"].replace("", "未发现问题").to_numpy(),
+        "线索数": 0,
+        "问题编号": found["问题编号"].to_numpy(),
+        "整改状态": found["整改状态"].to_numpy(),
+        "site_id": sid.to_numpy(),
+    })
+
+
+def _nearest_within(points: pd.DataFrame, targets: pd.DataFrame, radius: float) -> np.ndarray:
+    """Position of the nearest target within ``radius`` of each point (-1: none)."""
+    from scipy.spatial import cKDTree
+
+    if not len(targets) or not len(points) or radius <= 0:
+        return np.full(len(points), -1)
+    txy = np.column_stack([targets.geometry.x, targets.geometry.y])
+    d, j = cKDTree(txy).query(np.column_stack([points.geometry.x, points.geometry.y]), distance_upper_bound=radius)
+    return np.where(np.isfinite(d), j, -1)
+
+
+def places(xy: np.ndarray, merge_m: float) -> np.ndarray:
+    """Place label per point: connected components of the graph linking points within ``merge_m``.
+
+    Single linkage: two reports are one place when a chain of reports, each within
+    ``merge_m`` of the next, joins them (:func:`scipy.sparse.csgraph.connected_components`
+    on the :class:`scipy.spatial.cKDTree` pair set).
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    n = len(xy)
+    if n == 0:
+        return np.zeros(0, dtype=int)
+    pairs = cKDTree(xy).query_pairs(merge_m, output_type="ndarray")
+    g = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)) if len(pairs) \
+        else coo_matrix((n, n))
+    return connected_components(g, directed=False)[1]
+
+
+#: Incident status → 经营状态 of an illegal dismantling place, worst first.
+PLACE_STATUS_ZH: dict[str, str] = {"rebounded": "关停后复发", "open": "非法经营", "rectified": "已停止经营",
+                                   "closed": "已关停取缔"}
+
+
+def _survey_place_rows(
+    inc: pd.DataFrame, sites: pd.DataFrame, ledger: pd.DataFrame | None, merge_m: float,
+    site_match_m: float, members: Mapping[str, set[str]],
+) -> tuple[pd.DataFrame, list[Any]]:
+    """One 摸排表 row per place of illegal dismantling reports (see :func:`survey_form`)."""
+    from shapely.geometry import MultiPoint
+
+    from gis.schema import INCIDENT_KIND_LABEL_ZH, IncidentKind
+
+    if not len(inc):
+        return pd.DataFrame(), []
+    xy = np.column_stack([inc.geometry.x, inc.geometry.y])
+    lab = places(xy, merge_m)
+    near = _nearest_within(inc, sites, site_match_m)
+    town = inc["township"].astype("object").where(inc["township"].notna(), inc.get("township_ledger"))
+    status = _text(inc["status"]) if "status" in inc else pd.Series("open", index=inc.index)
+    ids = inc["incident_id"].astype(str).to_numpy()
+    state = {n: st for n, st in zip(ledger["问题编号"], ledger["整改状态"])} if ledger is not None \
+        and "问题编号" in ledger else {}
+    rows, geoms = [], []
+    for k in np.unique(lab):
+        m = np.flatnonzero(lab == k)
+        known = [int(j) for j in near[m] if j >= 0]
+        rank = [list(PLACE_STATUS_ZH).index(s) if s in PLACE_STATUS_ZH else 1 for s in status.iloc[m]]
+        nums = [n for n, mem in members.items() if mem & set(ids[m])]
+        dest = [d for d in _text(inc["five_assemblies_destination"]).iloc[m] if d] \
+            if "five_assemblies_destination" in inc else []
+        addr = str(inc["address"].iloc[m[0]]) if "address" in inc else ""
+        rows.append({
+            "乡镇": str(pd.Series(_text(town, OUTSIDE_TOWNSHIP_LABEL).iloc[m]).mode().iloc[0]),
+            "网点名称": str(sites["name"].iloc[known[0]]) if known else f"{addr}非法拆解点",
+            "经营地址": addr, "经营范围": "无（未取得资质）", "资质认定": "未取得",
+            '"五大总成"流向': dest[0] if dest else "待核查",
+            "经营状态": list(PLACE_STATUS_ZH.values())[min(rank)],
+            "发现问题": f"{INCIDENT_KIND_LABEL_ZH[IncidentKind.ILLEGAL_ELV_DISMANTLING]}（线索：{'、'.join(ids[m])}）",
+            "线索数": len(m), "问题编号": "；".join(nums),
+            "整改状态": "；".join(dict.fromkeys(str(state.get(n, "")) for n in nums)), "site_id": None,
+        })
+        pts = MultiPoint([tuple(p) for p in xy[m]])
+        geoms.append(pts.centroid)
+    return pd.DataFrame(rows), geoms
 
 
 class LedgerSet:
@@ -319,6 +411,13 @@ class LedgerSet:
         Used in the title rows.
     townships
         Township polygons (gives the 汇总表 GeoPackage layer its geometry), or None.
+    filing
+        填报单位 / 填报人 / 联系电话 of the form heads (blank lines when absent).
+    filed
+        填报日期 (YYYY-MM-DD; today when None).
+    columns
+        Headers of the 问题台账 workbook (default :data:`LEDGER_COLUMNS`; the campaign
+        ledger adds 问题编号, 整改情况, 完成时间, 责任人, 处置方式, …).
     """
 
     def __init__(
@@ -328,12 +427,19 @@ class LedgerSet:
         survey: gpd.GeoDataFrame,
         district_name: str,
         townships: gpd.GeoDataFrame | None = None,
+        *,
+        filing: Mapping[str, str] | None = None,
+        filed: str | None = None,
+        columns: tuple[str, ...] | None = None,
     ) -> None:
         self.ledger = ledger
         self.summary = summary
         self.survey = survey
         self.district_name = district_name
         self.townships = townships
+        self.filing = dict(filing or {})
+        self.filed = filed
+        self.columns = columns or LEDGER_COLUMNS
 
 
 def build_ledgers(
@@ -382,22 +488,24 @@ def write_ledgers(ledgers: LedgerSet, out: str | Path, *, sample: bool = False) 
     out = Path(out)
     name = ledgers.district_name
     note = [SAMPLE_LABEL] if sample else []
-    today = dt.date.today().isoformat()
+    today = ledgers.filed or dt.date.today().isoformat()
+    fil = ledgers.filing
     paths = {
         "problem_ledger": export.write_excel(
-            {"问题台账": _deadlines_from(pd.DataFrame(ledgers.ledger[list(LEDGER_COLUMNS)]), today)},
+            {"问题台账": _deadlines_from(pd.DataFrame(ledgers.ledger[list(ledgers.columns)]), today)},
             out / "problem_ledger.xlsx",
-            title_rows={"问题台账": [f"{name}再生资源回收行业问题台账", f"填报日期：{today}", *note]},
+            title_rows={"问题台账": [f"{name}再生资源回收行业问题台账", f"填报日期：{today}", *note]}, filing=fil,
         ),
         "summary_table": export.write_excel(
             {"汇总表": ledgers.summary},
             out / "summary_table.xlsx",
             title_rows={"汇总表": [f"{name}再生资源回收行业专项整治行动汇总表", f"填报日期：{today}", *note]},
+            filing=fil,
         ),
         "survey_form": export.write_excel(
-            {"摸排表": pd.DataFrame(ledgers.survey[list(SURVEY_COLUMNS)])},
+            {"摸排表": pd.DataFrame(ledgers.survey[[c for c in SURVEY_COLUMNS if c in ledgers.survey]])},
             out / "survey_form.xlsx",
-            title_rows={"摸排表": [f"{name}报废机动车回收拆解网点摸排表", f"填报日期：{today}", *note]},
+            title_rows={"摸排表": [f"{name}报废机动车回收拆解网点摸排表", f"填报日期：{today}", *note]}, filing=fil,
         ),
     }
     crs = ledgers.ledger.crs or ledgers.survey.crs

@@ -552,6 +552,7 @@ TOOLKIT_SECTIONS: tuple[str, ...] = ("municipal", "siting", "roadgraph", "limits
 #: Top-level keys of ``project.yaml`` that are not parameter sections.
 PROJECT_KEYS: tuple[str, ...] = (
     "name", "code", "sample", "label", "generator", "crs", "layers", "targets", "target_tables", "categories",
+    "campaign",  # typed by gis.campaign.CampaignParams (layers/campaign.yaml)
 )
 
 

@@ -293,10 +293,15 @@ def run_ledgers(ctx: RunContext, out: Path) -> dict[str, Any]:
         extra_problems=ctx.hotspot_problems,
         site_problems=ctx.site_problems,
     )
+    from gis import campaign  # the campaign store: stable 问题编号, statuses kept across runs
+
+    ledger_set, synced = campaign.sync_from_run(ctx.district, ledger_set, ctx.hotspots,
+                                                getattr(ctx.compliance.rules, "ledger", None))
     ledgers.write_ledgers(ledger_set, out, sample=bool(project.sample))
     ctx.ledgers = ledger_set
     led = ledger_set.ledger
     return {
+        "campaign": synced,
         "problems_total": int(len(led)),
         "problems_by_type": {str(k): int(v) for k, v in led["问题类型"].value_counts().items()},
         "problems_by_department": {str(k): int(v) for k, v in led["牵头单位"].value_counts().items()},

@@ -148,10 +148,11 @@ class TestLedgerAssembly:
         sv = led.survey
         assert list(sv.columns[: len(SURVEY_COLUMNS)]) == list(SURVEY_COLUMNS)
         names = sv["网点名称"].tolist()
-        assert names == ["网点S4", "网点S6", "非法拆解点 I1"]
+        assert names == ["网点S4", "网点S6", "某村非法拆解点"]  # a place is named after its address
         row4 = sv.set_index("网点名称").loc["网点S4"]
         assert row4["资质认定"] == "未取得" and "无资质拆解" in row4["发现问题"]
-        assert sv.set_index("网点名称").loc["非法拆解点 I1", '"五大总成"流向'] == "外地废钢厂"
+        place = sv.set_index("网点名称").loc["某村非法拆解点"]
+        assert place['"五大总成"流向'] == "外地废钢厂" and place["线索数"] == 1 and "I1" in place["发现问题"]
         assert sv.set_index("网点名称").loc["网点S6", "发现问题"] == "未发现问题"
 
 

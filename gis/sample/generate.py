@@ -29,7 +29,7 @@ from gis.sample.population import _Population, _population
 from gis.sample.roads import _roads, _write_osm
 from gis.sample.sites import _sites
 from gis.sample.townships import TOWNSHIPS
-from gis.sample.truth import _README, _candidates, _dump_yaml, _insert_rows, _ledger, _project_yaml
+from gis.sample.truth import _README, _candidates, _dump_yaml, _insert_rows, _ledger, _project_yaml, write_contacts
 from gis.sample.zones import _zones
 
 #: Centre (lon, lat) of the urban density peak (三峡广场, 沙坪坝).
@@ -256,6 +256,7 @@ def _write_project(out: Path, p: ScaleParams, seed: int, scale: str, tile: Tile 
     )
     with atomic_path(out / "README.md") as tmp:
         tmp.write_text(readme, encoding="utf-8")
+    write_contacts(out / "contacts.csv")  # the campaign's 联络员信息 (project.yaml campaign.contacts)
 
 
 def _write(out: Path, seed: int, scale: str, tile: Tile | None, b: _Built) -> SampleResult:

@@ -212,7 +212,53 @@ def _project_yaml(p: ScaleParams, seed: int, counts: dict[str, int], raster: boo
         "outside_tolerance_m": 2000,
         "layers": layers,
         "targets": _targets(counts, p),
+        "campaign": _campaign(raster),
     }
+
+
+#: The sample's campaign (专项整治行动) calendar, after the Shapingba notice's three phases.
+_SAMPLE_PHASES: tuple[tuple[str, str, str, str], ...] = (
+    ("动员部署、排查摸底", "2025-01-06", "2025-02-28", "全面摸排，建立问题台账，明确责任单位和整改时限"),
+    ("依法查处、集中整治", "2025-03-01", "2025-05-31", "按台账限期整改，依法关停取缔非法网点，盘点销号"),
+    ("抽查总结", "2025-06-01", "2025-06-30", "抽查整改成效，严防反弹，报送总结"),
+)
+
+#: The sample's 联络员 (contacts file ``contacts.csv``): 姓名, 单位, 职务, 联系电话, 电子邮箱 — invented.
+SAMPLE_CONTACTS: tuple[tuple[str, str, str, str, str], ...] = (
+    ("张明（样例）", "区商务委", "市场体系建设科科长", "023-6531XXXX", "sample-swj@example.invalid"),
+    ("李华（样例）", "区生态环境局", "执法支队副队长", "023-6531XXXX", "sample-sthj@example.invalid"),
+    ("王强（样例）", "区规划自然资源局", "执法监察科科员", "023-6531XXXX", "sample-ghzy@example.invalid"),
+    ("赵敏（样例）", "区林业局", "资源保护科科长", "023-6531XXXX", "sample-ly@example.invalid"),
+    ("陈刚（样例）", "区市场监管局", "网络交易监管科科员", "023-6531XXXX", "sample-scjg@example.invalid"),
+    ("刘洋（样例）", "区公安分局", "治安支队民警", "023-6531XXXX", "sample-ga@example.invalid"),
+)
+
+
+def _campaign(raster: bool = False) -> dict[str, Any]:
+    """The ``campaign:`` block of the sample's ``project.yaml`` (see ``layers/campaign.yaml``).
+
+    ``project_raster.yaml`` keeps its own store: its land-use layer finds other problems.
+    """
+    return {
+        **({"store": "campaign_raster.gpkg"} if raster else {}),
+        "name": "沙坪坝区再生资源回收行业专项整治行动（样例）",
+        "legal_basis": "《再生资源回收管理办法》；《报废机动车回收管理办法》（国务院令第715号）",
+        "lead_office": "区商务委",
+        "start": _SAMPLE_PHASES[0][1],
+        "end": _SAMPLE_PHASES[-1][2],
+        "phases": [{"name": n, "start": a, "end": b, "requires": r} for n, a, b, r in _SAMPLE_PHASES],
+        "rectify_phase": _SAMPLE_PHASES[1][0],
+        "reporting_dates": ["2025-02-25", "2025-03-25", "2025-04-25", "2025-05-23", "2025-06-23"],
+        "as_of": "2025-01-10",
+        "contacts": "contacts.csv",
+    }
+
+
+def write_contacts(target: Path) -> None:
+    """The sample's 联络员信息 file (UTF-8 CSV, header 姓名,单位,职务,联系电话,电子邮箱)."""
+    lines = ["姓名,单位,职务,联系电话,电子邮箱", *(",".join(r) for r in SAMPLE_CONTACTS)]
+    with atomic_path(target) as tmp:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def _dump_yaml(data: dict[str, Any], target: Path, header: str) -> None:
