@@ -169,7 +169,7 @@ def _range_of(fm_ranges: Any) -> str | None:
     return None
 
 
-def rollup(runs: str | Path, out: str | Path, *, merge_distance_m: float = 100.0) -> Rollup:
+def rollup(runs: str | Path, out: str | Path, *, merge_distance_m: float = 100.0, client: Any = None) -> Rollup:
     """Combine per-district results into the municipal summary (市级汇总).
 
     Parameters
@@ -184,6 +184,9 @@ def rollup(runs: str | Path, out: str | Path, *, merge_distance_m: float = 100.0
     merge_distance_m
         Clusters of neighbouring districts whose outlines are this close are one
         cross-border cluster.
+    client
+        A ``distributed.Client``: each district's results are read on a worker and
+        only its summary rows, outline and clusters reach this process.
 
     Returns
     -------
@@ -193,8 +196,10 @@ def rollup(runs: str | Path, out: str | Path, *, merge_distance_m: float = 100.0
 
     out = Path(out)
     dist_rows, target_rows, cov_rows, dept_rows, outlines, cluster_frames = [], [], [], [], [], []
-    for folder in district_runs(runs):
-        d = _read_district_run(folder)
+    folders = district_runs(runs)
+    reads = (client.gather(client.map(_read_district_run, folders, pure=False)) if client is not None
+             else map(_read_district_run, folders))
+    for d in reads:
         dist_rows.append(d.row)
         target_rows += d.targets
         cov_rows.append(d.coverage)

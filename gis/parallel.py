@@ -166,16 +166,6 @@ def cell_coverage(cells: pd.DataFrame, site_xy: np.ndarray, radius: float) -> pd
     return pd.DataFrame({"n_sites": n, "covered": n > 0, "dist_m": np.where(np.isfinite(d), d, np.nan)}, index=cells.index)
 
 
-def hex_keys(xy: np.ndarray, spacing: float, origin: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct axial hexagon keys ``(q, r)`` of points and their counts."""
-    from .gistar import HexGrid
-
-    g = HexGrid(spacing, origin, np.zeros(0, np.int64), np.zeros(0, np.int64))
-    q, r = g.axial(xy)
-    qr, n = np.unique(np.column_stack([q, r]), axis=0, return_counts=True)
-    return qr, n
-
-
 def gi_local(grid: Any, counts: np.ndarray, owned: np.ndarray, band: float, xbar: float, s: float, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Gi* z-scores and neighbour counts of the ``owned`` cells of a (sub)grid.
 
@@ -329,23 +319,10 @@ def _finish(
     keep |= np.asarray(gi_bin != 0)
     hexes = grid.subset(keep).to_geodataframe(count=counts[keep], gi_z=z[keep], gi_p=p[keep], gi_bin=gi_bin[keep], n_neighbours=nn[keep])
     incidents = incidents.assign(cluster=labels)
-    covered = cells["covered"].to_numpy(bool)
-    pop = cells["population"].to_numpy(float)
     clustered = incidents[incidents["cluster"] >= 0]
     cross = clustered.groupby("cluster")["district_code"].nunique()
-    summary = {
-        "sites": int(len(sites)),
-        "sites_in_four_mountains": {str(k): int(v) for k, v in sites["fm_range"].value_counts().sort_index().items()},
-        "population": float(pop.sum()),
-        "population_covered": float(pop[covered].sum()),
-        "population_covered_share": float(pop[covered].sum() / pop.sum()) if pop.sum() else None,
-        "hexes": int(len(grid)),
-        "hot_cells_99": int((gi_bin == 3).sum()),
-        "incidents": int(len(incidents)),
-        "clusters": int(clustered["cluster"].nunique()),
-        "cross_border_clusters": int((cross > 1).sum()),
-        "params": params,
-    }
+    summary = {"hexes": int(len(grid)), "clusters": int(clustered["cluster"].nunique()), "cross_border_clusters": int((cross > 1).sum()),
+               "grid_origin": tuple(float(v) for v in grid.origin)}
     return MunicipalAnalysis(sites=sites, cells=cells, hexes=hexes, incidents=incidents, summary=summary)
 
 
@@ -368,107 +345,6 @@ def analyse_single(parts: Sequence[Partition], crs: Any, params: dict[str, Any] 
     kinds = sorted(inc["kind"].unique())
     labels = dbscan_labels(_kind_xy(inc, kinds), prm["eps_m"], int(prm["min_samples"]))
     return _finish(sites, cells, grid, counts, z, nn, inc, labels, prm)
-
-
-def analyse_dask(client: Any, parts: Sequence[Any], bounds: Sequence[tuple[float, float, float, float]], codes: Sequence[str], crs: Any, params: dict[str, Any] | None = None) -> MunicipalAnalysis:
-    """The municipal analyses partitioned by district on a ``distributed.Client``.
-
-    ``parts`` are futures of :class:`Partition` (one per district, living on the
-    workers); only per-partition results and small global statistics travel.
-    """
-    prm = {**defaults(), **(params or {})}
-    R, band, eps, ms = prm["coverage_radius_m"], prm["band_cells"] * prm["hex_spacing_m"], prm["eps_m"], int(prm["min_samples"])
-    n = len(parts)
-    sites = _dask_fm_overlay(client, parts, crs)
-
-    # coverage: cells of each district vs sites within bounds + R
-    def cov_part(p: Partition, *nbrs: Partition) -> pd.DataFrame:
-        ss = pd.concat([p.sites, *[q.sites for q in nbrs]], ignore_index=True)
-        ss = ss[ss["tier"].isin(prm["coverage_tiers"])]
-        x, y = ss.geometry.x.to_numpy(), ss.geometry.y.to_numpy()
-        keep = _within(x, y, p.bounds, R)
-        res = cell_coverage(p.cells, np.column_stack([x[keep], y[keep]]), R)
-        return p.cells.assign(district_code=p.code).join(res)
-
-    cov = [client.submit(cov_part, parts[i], *[parts[j] for j in _near(bounds, i, R)], pure=False) for i in range(n)]
-    # hex counts per partition, merged
-    grid = _grid_for([_Bounds(b) for b in bounds], prm["hex_spacing_m"], crs)
-    origin = grid.origin
-    keyed = client.gather([client.submit(lambda p: hex_keys(p.incidents[["x", "y"]].to_numpy(float), grid.spacing, origin), f) for f in parts])
-    counts = np.zeros(len(grid))
-    for qr, c in keyed:
-        idx = grid.index_of(qr[:, 0], qr[:, 1])
-        ok = idx >= 0
-        np.add.at(counts, idx[ok], c[ok])
-    z, nn = _dask_gi(client, grid, counts, band, max(2 * n, 2))
-    # DBSCAN: global ids, kinds, halo 2 eps
-    meta_inc = client.gather([client.submit(lambda p: (len(p.incidents), sorted(p.incidents["kind"].unique())), f) for f in parts])
-    offsets = np.concatenate([[0], np.cumsum([m[0] for m in meta_inc])])
-    kinds = sorted({k for m in meta_inc for k in m[1]})
-
-    def db_part(i: int, p: Partition, *nbrs: tuple[int, Partition]) -> dict[str, np.ndarray]:
-        xy = _kind_xy(p.incidents, kinds)
-        gid = offsets[i] + np.arange(len(xy), dtype=np.int64)
-        hx, hg = [xy], [gid]
-        for j, q in nbrs:
-            keep = _within(q.incidents["x"].to_numpy(float), q.incidents["y"].to_numpy(float), p.bounds, 2 * eps)
-            hx.append(_kind_xy(q.incidents, kinds)[keep])
-            hg.append(offsets[j] + np.flatnonzero(keep))
-        return dbscan_local(np.concatenate(hx), np.concatenate(hg), len(xy), eps, ms)
-
-    db = [client.submit(db_part, i, parts[i], *[(j, parts[j]) for j in _near(bounds, i, 2 * eps)], pure=False) for i in range(n)]
-    pieces = client.gather(db)
-    labels = dbscan_assemble(int(offsets[-1]), pieces)
-    cells = pd.concat(client.gather(cov), ignore_index=True)
-    inc = pd.concat(client.gather([client.submit(lambda p: p.incidents.assign(district_code=p.code), f) for f in parts]), ignore_index=True)
-    return _finish(sites, cells, grid, counts, z, nn, inc, labels, prm)
-
-
-def _dask_fm_overlay(client: Any, parts: Sequence[Any], crs: Any) -> gpd.GeoDataFrame:
-    """四山 overlay of every site: dask-geopandas ``map_partitions``, one partition per district."""
-    import dask
-    import dask.dataframe as dd
-    import dask_geopandas
-
-    zones = gpd.GeoDataFrame(pd.concat(client.gather([client.submit(lambda p: p.zones, f) for f in parts]), ignore_index=True), crs=crs)
-    site_parts = [dask.delayed(lambda p: p.sites)(f) for f in parts]
-    meta = gpd.GeoDataFrame({"district_code": pd.Series(dtype=object), "site_id": pd.Series(dtype=object), "tier": pd.Series(dtype=object),
-                             "status": pd.Series(dtype=object)}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
-    dsites = dd.from_delayed(site_parts, meta=meta, verify_meta=False)
-    if not isinstance(dsites, dask_geopandas.GeoDataFrame):
-        dsites = dask_geopandas.from_dask_dataframe(dsites, geometry="geometry")
-    ometa = pd.DataFrame({"fm_level": pd.Series(dtype=object), "fm_range": pd.Series(dtype=object)})
-    fm = dsites.map_partitions(fm_overlay, zones, meta=ometa)
-    site_list, fm_list = dask.compute(dsites, fm, scheduler=client)
-    return gpd.GeoDataFrame(site_list.reset_index(drop=True), crs=crs).join(fm_list.reset_index(drop=True))
-
-
-def _dask_gi(client: Any, grid: Any, counts: np.ndarray, band: float, n_strips: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gi* of every hexagon: strips of ``q`` (key order) as tasks, halo = cells within the band.
-
-    :math:`\\bar X` and *S* are the global mean and standard deviation of ``counts``.
-    """
-    xbar, s = counts.mean(), np.sqrt(max((counts**2).mean() - counts.mean() ** 2, 0.0))
-    if s == 0:
-        raise AnalysisError("Gi* is undefined: every hexagon has the same count")
-    kq = int(np.ceil(band / grid.spacing)) + 2
-    gi_futs = []
-    for st in np.array_split(np.unique(grid.q), n_strips):
-        if not len(st):
-            continue
-        sub = (grid.q >= st[0] - kq) & (grid.q <= st[-1] + kq)
-        g = grid.subset(sub)
-        owned = np.flatnonzero((g.q >= st[0]) & (g.q <= st[-1]))
-        gi_futs.append((np.flatnonzero(sub)[owned], client.submit(gi_local, g, counts[sub], owned, band, xbar, s, len(grid))))
-    z, nn = np.zeros(len(grid)), np.zeros(len(grid), np.int64)
-    for idx, f in gi_futs:
-        z[idx], nn[idx] = f.result()
-    return z, nn
-
-
-@dataclass
-class _Bounds:
-    bounds: tuple[float, float, float, float]
 
 
 # ====================================================================== driver
@@ -553,7 +429,8 @@ def run_municipality(
         Municipal folder (``municipality.yaml``).
     out
         Output folder: ``districts/<code>/`` (each district's ``gis run`` outputs),
-        ``municipal_analysis.gpkg``, ``summary.json`` and the roll-up files.
+        ``municipal_analysis/<layer>/district=<code>/part.parquet`` (GeoParquet),
+        ``municipal_analysis/gpkg/<code>.gpkg``, ``summary.json`` and the roll-up files.
     engine
         ``single`` (one process) or ``dask``.
     scheduler
@@ -573,22 +450,26 @@ def run_municipality(
     index = load_index(project)
     root: Path = index["root"]
     codes = [str(e["code"]) for e in index["districts"]]
-    job = _Job(dirs=[root / e["path"] for e in index["districts"]], codes=codes,
-               outs=[Path(out) / "districts" / c for c in codes], steps=steps, params=params)
+    job = _Job(dirs=[_district_dir(root, e) for e in index["districts"]], codes=codes,
+               outs=[Path(out) / "districts" / c for c in codes], steps=steps, params=params, out=Path(out))
     if engine == "single":
-        summaries, res, crs, timings = _run_single(job)
-    else:
-        own_client = None
-        if client is None:
-            from distributed import Client
+        return _write_outputs(Path(out), index, engine, job, *_run_single(job))
+    own_client = None
+    if client is None:
+        from distributed import Client
 
-            own_client = client = Client(scheduler) if scheduler else local_client()
-        try:
-            summaries, res, crs, timings = _run_dask(client, job)
-        finally:
-            if own_client is not None:
-                _close(own_client)
-    return _write_outputs(Path(out), index, engine, job, summaries, res, crs, timings)
+        own_client = client = Client(scheduler) if scheduler else local_client()
+    try:
+        return _write_outputs(Path(out), index, engine, job, *_run_dask(client, job), client=client)
+    finally:
+        if own_client is not None:
+            _close(own_client)
+
+
+def _district_dir(root: Path, entry: dict[str, Any]) -> Path:
+    """A district's project folder: absolute, ``~``-relative, or relative to the index's folder."""
+    p = Path(str(entry["path"])).expanduser()
+    return p if p.is_absolute() else root / p
 
 
 @dataclass
@@ -600,10 +481,11 @@ class _Job:
     outs: list[Path]
     steps: Sequence[str] | None
     params: dict[str, Any] | None
+    out: Path
 
 
-def _run_single(job: _Job) -> tuple[list[Any], MunicipalAnalysis, Any, dict[str, float]]:
-    """District pipelines, then the municipal analyses, in this process."""
+def _run_single(job: _Job) -> tuple[list[Any], dict[str, Any], Any, dict[str, float]]:
+    """District pipelines, then the municipal analyses over the merged layers, in this process."""
     from . import pipeline
 
     t0 = time.perf_counter()
@@ -613,29 +495,91 @@ def _run_single(job: _Job) -> tuple[list[Any], MunicipalAnalysis, Any, dict[str,
     t0 = time.perf_counter()
     crs = municipal_crs([district_lonlat_bounds(d) for d in job.dirs])
     parts = [load_partition(d, c, crs) for d, c in zip(job.dirs, job.codes)]
-    res = analyse_single(parts, crs, job.params)
+    prm = {**defaults(), **(job.params or {})}
+    res = analyse_single(parts, crs, prm)
+    municipal = _write_single(job.out, res, parts, crs, prm)
     timings["municipal"] = round(time.perf_counter() - t0, 3)
-    return summaries, res, crs, timings
+    return summaries, {"municipal": municipal, "analysis": res}, crs, timings
 
 
-def _run_dask(client: Any, job: _Job) -> tuple[list[Any], MunicipalAnalysis, Any, dict[str, float]]:
-    """District pipelines as tasks, then the partitioned municipal analyses."""
+def _write_single(out: Path, res: MunicipalAnalysis, parts: Sequence[Partition], crs: Any, prm: dict[str, Any]) -> dict[str, Any]:
+    """Split the merged results by district, write them as the partitioned outputs; the summary."""
+    from .gistar import HexGrid
+    from .partitioned import as_layers, combine, district_summary, hex_owner, summary_of, write_district
+
+    bounds = np.asarray([p.bounds for p in parts], float)
+    h = res.hexes
+    owner = hex_owner(HexGrid(prm["hex_spacing_m"], res.summary["grid_origin"], h["q"].to_numpy(), h["r"].to_numpy()).centres,
+                      bounds, range(len(parts))) if len(h) else np.zeros(0, np.int64)
+    acc: dict[str, Any] = {}
+    for i, p in enumerate(parts):
+        layers = as_layers(res.sites[res.sites["district_code"] == p.code], res.cells[res.cells["district_code"] == p.code],
+                           h[owner == i], res.incidents[res.incidents["district_code"] == p.code], crs)
+        write_district(out, p.code, layers)
+        acc = combine(acc, district_summary(layers["sites"], layers["cells"], layers["hexes"], layers["incidents"]))
+    s = res.summary
+    return summary_of(acc, s["hexes"], s["clusters"], s["cross_border_clusters"], prm)
+
+
+def tree_reduce(client: Any, futures: Sequence[Any], combine: Callable[..., Any], fan_in: int = 4) -> Any:
+    """Combine futures on the workers, ``fan_in`` at a time, down to one future."""
+    futs = list(futures)
+    while len(futs) > 1:
+        futs = [client.submit(combine, *futs[k:k + fan_in], pure=False) for k in range(0, len(futs), fan_in)]
+    return futs[0]
+
+
+def _run_dask(client: Any, job: _Job) -> tuple[list[Any], dict[str, Any], Any, dict[str, float]]:
+    """District pipelines as tasks, then the partitioned municipal analyses (nothing gathered)."""
     from . import pipeline
 
     t0 = time.perf_counter()
     if job.steps != []:
         futs = [client.submit(pipeline.run, d, o, steps=job.steps, progress=False, pure=False) for d, o in zip(job.dirs, job.outs)]
         summaries = client.gather(futs)
+        del futs
     else:
         summaries = [None] * len(job.dirs)
     timings = {"districts": round(time.perf_counter() - t0, 3)}
     t0 = time.perf_counter()
     crs = municipal_crs(client.gather([client.submit(district_lonlat_bounds, d, pure=False) for d in job.dirs]))
-    parts = [client.submit(load_partition, d, c, crs, pure=False) for d, c in zip(job.dirs, job.codes)]
-    bounds = client.gather([client.submit(lambda p: p.bounds, f) for f in parts])
-    res = analyse_dask(client, parts, bounds, job.codes, crs, job.params)
+    prm = {**defaults(), **(job.params or {})}
+    municipal = _dask_municipal(client, job, crs, prm)
     timings["municipal"] = round(time.perf_counter() - t0, 3)
-    return summaries, res, crs, timings
+    return summaries, {"municipal": municipal, "analysis": None}, crs, timings
+
+
+def _dask_municipal(client: Any, job: _Job, crs: Any, prm: dict[str, Any]) -> dict[str, Any]:
+    """Stage the partitions, exchange halos between neighbours, write per district, reduce the summaries.
+
+    The client receives per district a few numbers (extents, counts, kinds) and
+    the reduced statistics; every layer stays in the workers' tasks and files.
+    """
+    from . import partitioned as pt
+    from .gistar import GI_BIN_ALPHAS
+
+    metas = client.gather([client.submit(pt.stage, d, c, crs.to_wkt(), str(job.out), pure=False) for d, c in zip(job.dirs, job.codes)])
+    bounds = np.asarray([m["bounds"] for m in metas], float)
+    plan = pt.Plan(codes=tuple(job.codes), bounds=bounds, extents=np.asarray([m["extent"] for m in metas], float),
+                   offsets=np.concatenate([[0], np.cumsum([m["n_incidents"] for m in metas])]).astype(np.int64),
+                   kinds=tuple(sorted({k for m in metas for k in m["kinds"]})), crs=crs.to_wkt(), out=str(job.out),
+                   params=prm, reach=pt.reach(bounds, prm["hex_spacing_m"], pt.REACH_LATTICE))
+    [plan_f] = client.scatter([plan], broadcast=True)
+    n = len(job.codes)
+    stats = client.gather(tree_reduce(client, [client.submit(pt.hex_stats, plan_f, i, pure=False) for i in range(n)], pt.combine))
+    small = tree_reduce(client, [client.submit(pt.hex_small_p, plan_f, i, stats, pure=False) for i in range(n)], pt.combine)
+    cutoffs = client.gather(client.submit(lambda s, m: [pt.fdr_cutoff_partial(s["p"], m, a) for a in GI_BIN_ALPHAS], small, int(stats["n"])))
+    states = [client.submit(pt.db_local, plan_f, i, pure=False) for i in range(n)]
+    edges = []
+    for j in range(n):
+        reqs = [client.submit(pt.db_request, states[i], j, pure=False) for i in pt.near(plan.extents, plan.extents[j], 2 * prm["eps_m"], j)]
+        edges.append(client.submit(pt.db_resolve, plan_f, j, states[j], *reqs, pure=False))
+    tables = tree_reduce(client, [client.submit(pt.db_table, s, pure=False) for s in states], pt.combine)
+    labels = client.submit(lambda t, *e: pt.db_assemble(t, e), tables, *edges, pure=False)
+    counts = client.gather(client.submit(pt.db_counts, labels))
+    done = [client.submit(pt.finish, plan_f, i, stats, cutoffs, states[i], labels, pure=False) for i in range(n)]
+    parts = client.gather(tree_reduce(client, done, pt.combine))
+    return pt.summary_of(parts, int(stats["n"]), counts["clusters"], counts["cross_border_clusters"], prm)
 
 
 def _close(client: Any) -> None:
@@ -647,27 +591,28 @@ def _close(client: Any) -> None:
 
 
 def _write_outputs(
-    out: Path, index: dict[str, Any], engine: str, job: _Job, summaries: list[Any], res: MunicipalAnalysis,
-    crs: Any, timings: dict[str, float],
+    out: Path, index: dict[str, Any], engine: str, job: _Job, summaries: list[Any], res: dict[str, Any],
+    crs: Any, timings: dict[str, float], client: Any = None,
 ) -> dict[str, Any]:
-    """``municipal_analysis.gpkg``, the roll-up and ``summary.json``; returns the summary."""
-    from .export import write_gpkg, write_json
-    from .municipal import rollup
+    """The roll-up and ``summary.json`` (the layers are written per district already); returns the summary."""
+    import shutil
 
-    cells = gpd.GeoDataFrame(res.cells, geometry=gpd.points_from_xy(res.cells["x"], res.cells["y"]), crs=crs)
-    inc = gpd.GeoDataFrame(res.incidents, geometry=gpd.points_from_xy(res.incidents["x"], res.incidents["y"]), crs=crs)
-    write_gpkg({"sites": res.sites, "hexes": res.hexes, "incidents": inc, "cells": cells}, out / "municipal_analysis.gpkg")
+    from .export import write_json
+    from .municipal import rollup
+    from .partitioned import SCRATCH
+
+    shutil.rmtree(out / SCRATCH, ignore_errors=True)
     summary: dict[str, Any] = {
         "municipality": index.get("name"),
         "engine": engine,
         "metric_crs": crs.to_string(),
         "districts": {c: _strip(s) for c, s in zip(job.codes, summaries) if s is not None},
-        "municipal": res.summary,
+        "municipal": res["municipal"],
     }
     if job.steps != [] and all(s is not None for s in summaries):
-        summary["rollup"] = rollup(out, out).summary
+        summary["rollup"] = rollup(out, out, client=client).summary
     write_json({**summary, "timings_s": timings}, out / "summary.json")
-    return {**summary, "timings_s": timings, "analysis": res}
+    return {**summary, "timings_s": timings, "analysis": res["analysis"]}
 
 
 def _strip(s: dict[str, Any]) -> dict[str, Any]:
