@@ -54,7 +54,12 @@ INDEX_FILE = "municipality.yaml"
 
 
 def load_index(path: str | Path) -> dict[str, Any]:
-    """Read ``municipality.yaml`` (a folder holding it, or the file)."""
+    """Read ``municipality.yaml`` (a folder holding it, or the file).
+
+    Each entry of ``districts`` gives ``path``: a district project folder anywhere
+    on disk (absolute, ``~/…``, or relative to the index's folder). ``name`` and
+    ``code`` default to the district's own ``project.yaml``.
+    """
     p = Path(path)
     if p.is_dir():
         p = p / INDEX_FILE
@@ -66,11 +71,29 @@ def load_index(path: str | Path) -> dict[str, Any]:
     if not isinstance(data.get("districts"), list) or not data["districts"]:
         raise InputError(p, "key 'districts' must be a non-empty list")
     for i, d in enumerate(data["districts"]):
-        for key in ("name", "code", "path"):
-            if key not in d:
-                raise InputError(p, f"districts[{i}] lacks '{key}'", field=key)
+        if not isinstance(d, dict) or "path" not in d:
+            raise InputError(p, f"districts[{i}] lacks 'path'", field="path")
+        folder = district_folder(p.parent, d)
+        if not (folder / "project.yaml").exists():
+            raise InputError(p, f"districts[{i}].path: no project.yaml in {folder}", field="path")
+        if "name" not in d or "code" not in d:
+            proj = load_yaml(folder / "project.yaml")
+            for key in ("name", "code"):
+                if key not in d and key not in proj:
+                    raise InputError(p, f"districts[{i}] lacks '{key}' and {folder / 'project.yaml'} has none", field=key)
+                d.setdefault(key, proj.get(key))
+        d["code"] = str(d["code"])
+    codes = [d["code"] for d in data["districts"]]
+    if len(set(codes)) != len(codes):
+        raise InputError(p, f"district codes repeat: {sorted({c for c in codes if codes.count(c) > 1})}", field="code")
     data["root"] = p.parent
     return data
+
+
+def district_folder(root: Path, entry: Mapping[str, Any]) -> Path:
+    """A district's project folder: absolute, ``~``-relative, or relative to the index's folder ``root``."""
+    q = Path(str(entry["path"])).expanduser()
+    return q if q.is_absolute() else root / q
 
 
 def is_municipality(path: str | Path | None) -> bool:

@@ -443,14 +443,14 @@ def run_municipality(
     params
         Overrides of :func:`defaults` (read from ``layers/*.yaml``).
     """
-    from .municipal import load_index
+    from .municipal import district_folder, load_index
 
     if engine not in ("single", "dask"):
         raise AnalysisError(f"unknown engine '{engine}' (single or dask)")
     index = load_index(project)
     root: Path = index["root"]
     codes = [str(e["code"]) for e in index["districts"]]
-    job = _Job(dirs=[_district_dir(root, e) for e in index["districts"]], codes=codes,
+    job = _Job(dirs=[district_folder(root, e) for e in index["districts"]], codes=codes,
                outs=[Path(out) / "districts" / c for c in codes], steps=steps, params=params, out=Path(out))
     if engine == "single":
         return _write_outputs(Path(out), index, engine, job, *_run_single(job))
@@ -464,12 +464,6 @@ def run_municipality(
     finally:
         if own_client is not None:
             _close(own_client)
-
-
-def _district_dir(root: Path, entry: dict[str, Any]) -> Path:
-    """A district's project folder: absolute, ``~``-relative, or relative to the index's folder."""
-    p = Path(str(entry["path"])).expanduser()
-    return p if p.is_absolute() else root / p
 
 
 @dataclass
