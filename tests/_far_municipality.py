@@ -85,30 +85,40 @@ def _write_district(folder: Path, code: str, layers: dict[str, gpd.GeoDataFrame]
 
 @functools.lru_cache(maxsize=1)
 def far_municipality() -> Path:
-    """Write the municipality once per session; returns its folder (``municipality.yaml``)."""
+    """Write the three-district municipality once per session; returns its folder (``municipality.yaml``)."""
+    return tiled_municipality(3, Path(tempfile.mkdtemp(prefix="gis_far_")) / "muni")
+
+
+def tiled_municipality(n: int, out: Path) -> Path:
+    """``n`` copies of the sample district in rows of ``ceil(√n)`` (3 in one row for n = 3),
+    their files in the CRSs of :data:`FILE_CRS` in turn; a cluster planted across every
+    west–east border of a row. Returns ``out`` (holding ``municipality.yaml``)."""
     from gis.district import load_district
 
     d = load_district(SAMPLE)
     outline = gpd.GeoSeries([d.boundary], crs=d.crs).to_crs("EPSG:4326").iloc[0]
-    x0, y0, x1, _ = outline.bounds
-    width = x1 - x0
+    x0, y0, x1, y1 = outline.bounds
+    width, height = x1 - x0, y1 - y0
+    cols = 3 if n == 3 else int(np.ceil(np.sqrt(n)))
     east = shapely.get_coordinates(outline)
     y_east = float(east[np.argmax(east[:, 0]), 1]) + ORIGIN[1] - y0  # latitude of the east-most vertex, moved
     inc_ll = d.incidents.to_crs("EPSG:4326")
-    borders = [_border_cluster(inc_ll, ORIGIN[0] + (j + 1) * width, y_east, j) for j in range(len(FILE_CRS) - 1)]
-    out = Path(tempfile.mkdtemp(prefix="gis_far_")) / "muni"
+    borders = [_border_cluster(inc_ll, ORIGIN[0] + (k % cols + 1) * width, y_east + (k // cols) * height, k)
+               for k in range(n - 1) if k % cols < cols - 1]
     entries = []
-    for k, crs in enumerate(FILE_CRS):
-        dlon, dlat = ORIGIN[0] - x0 + k * width, ORIGIN[1] - y0
-        west, east_edge = ORIGIN[0] + k * width, ORIGIN[0] + (k + 1) * width
-        mine = [b[(b.geometry.x >= west) & (b.geometry.x < east_edge)] for b in borders]
+    for k in range(n):
+        crs, col, row = FILE_CRS[k % len(FILE_CRS)], k % cols, k // cols
+        dlon, dlat = ORIGIN[0] - x0 + col * width, ORIGIN[1] - y0 + row * height
+        west, east_edge = ORIGIN[0] + col * width, ORIGIN[0] + (col + 1) * width
+        south, north = ORIGIN[1] + row * height, ORIGIN[1] + (row + 1) * height
+        mine = [b[(b.geometry.x >= west) & (b.geometry.x < east_edge) & (b.geometry.y >= south) & (b.geometry.y < north)] for b in borders]
         inc = pd.concat([_moved(d.incidents, dlon, dlat, "EPSG:4326"), *mine], ignore_index=True)
         layers = {
             "sites": _moved(d.sites, dlon, dlat, crs),
             "incidents": _moved(gpd.GeoDataFrame(inc, geometry="geometry", crs="EPSG:4326"), 0.0, 0.0, crs),
             "townships": _moved(d.townships, dlon, dlat, crs),
         }
-        code = f"65010{k + 2}"
+        code = str(650102 + k)
         if crs == "gcj02":  # elsewhere on disk, listed by absolute path, name and code from its project.yaml
             folder = out.parent / "elsewhere" / code
             entries.append({"path": str(folder)})
