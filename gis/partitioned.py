@@ -3,7 +3,7 @@
 Every function here runs *on a worker* for one district partition *i* and takes
 paths and a small :class:`Plan`, never another partition's layers in memory:
 
-1. :func:`stage` loads the district (:func:`gis.parallel.load_partition`) in the
+1. :func:`stage` loads the district (:func:`gis.halo.load_partition`) in the
    municipal metric CRS and writes it as columnar scratch files
    (``<out>/.partitions/<code>/{sites,incidents,cells,zones}.parquet``); it returns
    only its extents, counts and incident kinds;
@@ -102,7 +102,7 @@ def stage(project: str | Path, code: str, crs: Any, out: str | Path) -> dict[str
         ``code``, ``bounds`` (outline box), ``extent`` (box of outline, points and
         zones), ``n_incidents`` and ``kinds``.
     """
-    from .parallel import load_partition
+    from .halo import load_partition
 
     p = load_partition(project, code, crs)
     folder = Path(out) / SCRATCH / code
@@ -292,7 +292,7 @@ def as_layers(sites: gpd.GeoDataFrame, cells: pd.DataFrame, hexes: gpd.GeoDataFr
 
 def fm_part(plan: Plan, i: int) -> gpd.GeoDataFrame:
     """Partition ``i``'s sites with their 四山 level and range; halo: neighbours' zones over the sites' box."""
-    from .parallel import fm_overlay
+    from .halo import fm_overlay
 
     s = read(plan, i, "sites")
     sites = gpd.GeoDataFrame(s.drop(columns=["x", "y"]), geometry=gpd.points_from_xy(s["x"], s["y"]), crs=plan.crs)
@@ -315,7 +315,7 @@ def _box_polygon(box: Sequence[float]) -> Any:
 def coverage_part(plan: Plan, i: int) -> pd.DataFrame:
     """Partition ``i``'s population cells with ``n_sites``, ``covered``, ``dist_m``;
     halo: the neighbours' covering sites within the radius *R* of the cells' box."""
-    from .parallel import cell_coverage
+    from .halo import cell_coverage
 
     R, tiers = plan.params["coverage_radius_m"], plan.params["coverage_tiers"]
     cells = read(plan, i, "cells").assign(district_code=plan.codes[i])
@@ -388,7 +388,7 @@ def hex_gi(plan: Plan, i: int, stats: dict[str, Any]) -> tuple[Any, np.ndarray, 
     from scipy.special import ndtr
 
     from ._errors import AnalysisError
-    from .parallel import gi_local
+    from .halo import gi_local
 
     g, counts, owned = hex_part(plan, i)
     n = int(stats["n"])
@@ -431,7 +431,7 @@ def hex_layer(plan: Plan, i: int, stats: dict[str, Any], cutoffs: Sequence[float
 
 
 def db_local(plan: Plan, i: int) -> dict[str, Any]:
-    """Partition ``i``'s DBSCAN pieces (:func:`gis.parallel.dbscan_local`, halo 2ε) compressed to components.
+    """Partition ``i``'s DBSCAN pieces (:func:`gis.halo.dbscan_local`, halo 2ε) compressed to components.
 
     The core points seen here (own, and halo points within ε of an own point) are
     joined into *local components* (node ids ``i·2³² + c``). Returns ``own_node``
@@ -443,7 +443,7 @@ def db_local(plan: Plan, i: int) -> dict[str, Any]:
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    from .parallel import _kind_xy, dbscan_local
+    from .halo import _kind_xy, dbscan_local
 
     eps, ms = plan.params["eps_m"], int(plan.params["min_samples"])
     own = read(plan, i, "incidents")
@@ -497,7 +497,7 @@ def db_assemble(tables: dict[str, Any], edges: Sequence[dict[str, Any]]) -> dict
     """Global cluster labels of every node (on a worker): components of the nodes joined across borders.
 
     Clusters are numbered by their lowest global incident id (as
-    :func:`gis.parallel.dbscan_assemble`); a cluster is cross-border when nodes of
+    :func:`gis.halo.dbscan_assemble`); a cluster is cross-border when nodes of
     several partitions hold own incidents of it. Returns ``node`` (sorted),
     ``label``, ``clusters`` and ``cross_border_clusters``.
     """
