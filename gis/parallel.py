@@ -1,33 +1,31 @@
-"""Partitioned execution on Dask (``gis run --engine dask``).
+"""Partitioned execution on Dask (``gis run --engine dask``), without gathering.
 
 A municipality (``municipality.yaml``, see :mod:`gis.municipal`) is partitioned by
-district: each district is loaded in a Dask worker (:func:`gis.district.load_district`)
-and stays there; every per-district pipeline step runs as a task; and the municipal
+district. Every district's pipeline runs as one task; then each district is staged on
+a worker as columnar scratch files (:func:`gis.partitioned.stage`) and the municipal
 analyses that cross district borders run per partition with a *halo* — the points of
-the neighbouring partitions within the distance that the analysis looks at — so that
-their answer is identical to the single-process run over the merged layers:
+the neighbouring partitions within the distance that the analysis looks at, read
+from those neighbours' files only — so that their answer is identical to the
+single-process run over the merged layers (:func:`analyse_single`):
 
 ===================  ==========================  =====================================
 analysis             per partition               halo
 ===================  ==========================  =====================================
-四山 overlay          sites × 四山 polygons         none (point-local); dask-geopandas
-                                                 ``map_partitions``
+四山 overlay          sites × 四山 polygons         neighbours' zones over the sites' box
 population coverage  cells vs sites (Euclidean)  sites within the service radius R
-hex aggregation      incident counts per hexagon none (counts add up)
-Gi*                  local sums of hexagons      hexagons within the distance band
-DBSCAN               core flags, core graph,     incidents within 2·eps
-                     border assignment
+hex aggregation      counts of owned hexagons    incidents in the owned hexagons
+Gi*                  owned hexagons              hexagons within the distance band;
+                                                 x̄, S, n and the FDR cut-offs reduced
+DBSCAN               local components of the     incidents within 2·eps; components
+                     core graph, border points   joined by the halo core points
 ===================  ==========================  =====================================
 
-Scheduling is Dask's (``distributed.Client``; a ``LocalCluster`` on 127.0.0.1 when no
-scheduler address is given). Nothing here schedules tasks itself.
-
-DBSCAN (Ester et al. 1996): point *p* is a core point iff
-:math:`|\\{q : \\lVert p-q \\rVert \\le \\varepsilon\\}| \\ge` ``min_samples`` (itself
-included); clusters are the connected components of the graph of core points within
-ε of each other; a non-core point within ε of a core point is a border point and
-joins the cluster of its nearest core point (ties: lowest global index) — a
-deterministic version of the rule sklearn applies in visiting order.
+Each partition writes its own outputs (GeoParquet partition and GeoPackage, see
+:func:`gis.partitioned.write_district`); summaries, statistics and the DBSCAN
+component table are combined on the workers by tree reduction
+(:func:`tree_reduce`). The client receives a few numbers per district and never a
+layer. Scheduling is Dask's (``distributed.Client``; a ``LocalCluster`` on 127.0.0.1
+when no scheduler address is given). The kernels are in :mod:`gis.halo`.
 """
 
 from __future__ import annotations
