@@ -87,52 +87,97 @@ def _run(engine: str, project: Path, out: Path, worker_mem: str, ceiling_gib: fl
     return {**res, **json.loads(stdout.strip().splitlines()[-1])}
 
 
-def _measure(n: int, worker_mem_gib: float, ceiling: float) -> dict:
+def _tiled(n: int) -> Path:
+    """``_work/tiled_<n>``: n copies of the sample district (written once)."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from _dask_compare import assert_same_outputs
     from _far_municipality import tiled_municipality
 
     project = WORK / f"tiled_{n}"
-    t0 = time.perf_counter()
     if not (project / "municipality.yaml").exists():
         import shutil
 
-        shutil.rmtree(WORK / f"tiled_{n}", ignore_errors=True)
+        shutil.rmtree(project, ignore_errors=True)
         shutil.rmtree(WORK / "elsewhere", ignore_errors=True)
         tiled_municipality(n, project)
-    gen = time.perf_counter() - t0
-    runs = {e: _run(e, project, WORK / f"tiled_{n}_out_{e}", f"{worker_mem_gib}GiB", ceiling) for e in ("single", "dask")}
+    return project
+
+
+def _subset(source: Path, n: int) -> Path:
+    """``_work/sub_<name>_<n>/municipality.yaml``: the first ``n`` districts of ``source``, listed by absolute path."""
+    import yaml
+
+    from gis.municipal import district_folder, load_index
+
+    idx = load_index(source)
+    entries = [{"name": d["name"], "code": d["code"], "path": str(district_folder(idx["root"], d).resolve())} for d in idx["districts"][:n]]
+    project = WORK / f"sub_{source.name}_{n}"
+    project.mkdir(parents=True, exist_ok=True)
+    (project / "municipality.yaml").write_text(yaml.safe_dump({"name": idx.get("name"), "sample": True, "districts": entries},
+                                                              allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return project
+
+
+def _measure(n: int, project: Path, worker_mem_gib: float, ceiling: float) -> dict:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from _dask_compare import assert_same_outputs
+
+    outs = {e: WORK / f"{project.name}_out_{e}" for e in ("single", "dask")}
+    runs = {e: _run(e, project, outs[e], f"{worker_mem_gib}GiB", ceiling) for e in ("single", "dask")}
     same = None
     if not any("failed" in r for r in runs.values()):
         try:
-            same = assert_same_outputs(WORK / f"tiled_{n}_out_single", WORK / f"tiled_{n}_out_dask")
+            same = assert_same_outputs(outs["single"], outs["dask"])
         except AssertionError as exc:
             same = f"differ: {str(exc)[:200]}"
         runs["summaries_equal"] = runs["single"]["municipal"] == runs["dask"]["municipal"]
-    return {"n": n, "gen_s": gen, "worker_memory_gib": worker_mem_gib, "tables_equal": same, **runs}
+    return {"n": n, "sample": project.name, "worker_memory_gib": worker_mem_gib, "tables_equal": same, **runs}
+
+
+#: The previous round's 38-district measurement (gathering engine), kept for the record; not re-run this round.
+PREVIOUS_38 = """### Earlier: 38 districts, previous engine (gathered every layer on the client; not re-run this round)
+
+38 districts at district scale `municipal` — 238,816 sites, 2,164,350 incidents, 13,300,000 population cells;
+steps `compliance,coverage,hotspots` per district, then the municipal analyses and one merged `municipal_analysis.gpkg`.
+Single process 1128.0 s, peak 7.77 GiB; Dask (2 workers, no memory limit) 742.8 s, peak 7.77 GiB (summed process tree):
+the client gathered every cell and incident, so the peak was the same in both engines. That engine is replaced by the
+one measured above; the 38-district run with a per-worker limit was **not** repeated this round (it takes 12–19 min per
+engine on a quiet machine and the machine was shared by six jobs)."""
+
+
+def _size(r: dict) -> str:
+    m = r["single"].get("municipal") or {}
+    cells = m.get("population_cells")
+    return f"{m.get('sites', 0):,} / {m.get('incidents', 0):,} / {cells:,}" if cells is not None else f"{m.get('sites', 0):,} / {m.get('incidents', 0):,} / —"
 
 
 def report(results: list[dict]) -> str:
-    """The curve's Markdown (part of the ``bench:scale`` section)."""
+    """The ``bench:scale`` section: the curve per sample, then the earlier 38-district figures."""
     lines = [
-        "### Memory per worker as the district count grows (no gathering; `bench_scale_curve.py`)",
+        "## Municipal scale: memory per Dask worker as the district count grows (`bench_scale_curve.py`)",
         "",
-        f"{machine()}; the machine was shared by six engineers' jobs (load average 8–10 on 2 cores) during these runs, "
-        "so wall times are inflated and only indicative. Municipal analyses only (`steps=[]`): staging, 四山 overlay, "
-        "coverage, hex Gi*, DBSCAN across borders, per-district GeoParquet + GeoPackage outputs. Districts: copies of "
-        "the sample district (`data/sample_district`, ~346 sites and ~734 incidents each) laid in rows near Ürümqi, "
-        "files in EPSG:4326 / UTM 45N / GCJ-02 in turn. Dask: `LocalCluster(2 workers × 1 thread, 127.0.0.1, "
-        "memory_limit=` per worker as stated`)`. Peaks: psutil RSS sampled every 0.2 s per process.",
+        f"{machine()}; the machine was shared by six engineers' jobs (load average 7–10 on 2 cores) during these runs, "
+        "so wall times are inflated and only indicative; memory is not affected by the load. "
+        "Municipal analyses only (`steps=[]`): staging, 四山 overlay, coverage, hex Gi*, DBSCAN across borders, "
+        "per-district GeoParquet + GeoPackage outputs, nothing gathered. Samples: `tiled_<n>` = copies of the sample "
+        "district laid in rows near Ürümqi (files in EPSG:4326 / UTM 45N / GCJ-02 in turn); `sub_muni_8_municipal_<n>` = "
+        "the first n districts of an 8-district `municipal`-scale mosaic (`gis sample --scale municipality "
+        "--district-scale municipal`), listed by absolute path. Dask: `LocalCluster(2 workers × 1 thread, 127.0.0.1, "
+        "memory_limit=` the stated limit per worker`)`. Peaks: psutil RSS per process, sampled every 0.2 s "
+        "(single: the one process; dask: the client process and each worker process). One run each.",
         "",
-        "| districts | single: wall (s) | single: peak (GiB) | dask: wall (s) | dask: client peak (GiB) | dask: worker peaks (GiB) | worker limit (GiB) | outputs equal |",
-        "|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| sample | districts | sites / incidents / cells | single: wall (s) | single: peak (GiB) | dask: wall (s) "
+        "| dask: client peak (GiB) | dask: worker peaks (GiB) | limit per worker (GiB) | outputs equal |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for r in results:
+    order = sorted(results, key=lambda x: (x.get("sample", f"tiled_{x['n']}").rsplit("_", 1)[0], x["n"]))
+    for r in order:
         s, d = r["single"], r["dask"]
-        eq = (f"{r['tables_equal']} tables, summaries {r.get('summaries_equal')}" if isinstance(r["tables_equal"], int) else str(r["tables_equal"]))
-        lines.append(f"| {r['n']} | {s.get('wall_s', float('nan')):.1f} | {s['client_gib']:.2f} | {d.get('wall_s', float('nan')):.1f} | "
-                     f"{d['client_gib']:.2f} | {' / '.join(f'{w:.2f}' for w in d['workers_gib'])} | {r['worker_memory_gib']:g} | {eq} |")
-    return "\n".join(lines) + "\n"
+        eq = (f"{r['tables_equal']} tables; summaries {r.get('summaries_equal')}" if isinstance(r["tables_equal"], int)
+              else str(r["tables_equal"] or d.get("failed") or s.get("failed")))
+        lines.append(f"| {r.get('sample', 'tiled_' + str(r['n'])).rsplit('_', 1)[0]} | {r['n']} | {_size(r)} | {s.get('wall_s', float('nan')):.1f} "
+                     f"| {s['client_gib']:.2f} | {d.get('wall_s', float('nan')):.1f} | {d['client_gib']:.2f} "
+                     f"| {' / '.join(f'{w:.2f}' for w in d['workers_gib'])} | {r['worker_memory_gib']:g} | {eq} |")
+    return "\n".join(lines) + "\n\n" + PREVIOUS_38 + "\n"
 
 
 def main() -> None:
@@ -140,17 +185,22 @@ def main() -> None:
     ap.add_argument("--districts", default="4,8,16")
     ap.add_argument("--worker-memory-gib", type=float, default=1.0)
     ap.add_argument("--mem-limit-gib", type=float, default=6.0, help="kill a run whose process tree exceeds this RSS")
+    ap.add_argument("--from-municipality", type=Path, default=None,
+                    help="measure the first n districts of this municipality (listed by absolute path) instead of tiled copies")
     ap.add_argument("--report-only", action="store_true")
     a = ap.parse_args()
     saved = WORK / "scale_curve.json"
     results = json.loads(saved.read_text(encoding="utf-8")) if saved.exists() else []
     if not a.report_only:
         for n in [int(v) for v in a.districts.split(",")]:
-            r = _measure(n, a.worker_memory_gib, a.mem_limit_gib)
+            project = _subset(a.from_municipality, n) if a.from_municipality else _tiled(n)
+            r = _measure(n, project, a.worker_memory_gib, a.mem_limit_gib)
             print(json.dumps(r, default=str)[:600], flush=True)
-            results = [x for x in results if x["n"] != n] + [r]
-            saved.write_text(json.dumps(sorted(results, key=lambda x: x["n"]), default=str, ensure_ascii=False), encoding="utf-8")
-    print(report(sorted(results, key=lambda x: x["n"])))
+            results = [x for x in results if (x["n"], x.get("sample")) != (n, r["sample"])] + [r]
+            saved.write_text(json.dumps(results, default=str, ensure_ascii=False), encoding="utf-8")
+    md = report(results)
+    write_section("scale", md)
+    print(md)
 
 
 if __name__ == "__main__":

@@ -230,6 +230,7 @@ def summary_of(parts: dict[str, Any], n_hexes: int, clusters: int, cross: int, p
     return {
         "sites": int(parts["sites"]),
         "sites_in_four_mountains": {k: int(v) for k, v in sorted(parts["sites_in_four_mountains"].items())},
+        "population_cells": int(parts["population_cells"]),
         "population": pop,
         "population_covered": covered,
         "population_covered_share": covered / pop if pop else None,
@@ -249,6 +250,7 @@ def district_summary(sites: pd.DataFrame, cells: pd.DataFrame, hexes: pd.DataFra
     return {
         "sites": int(len(sites)),
         "sites_in_four_mountains": {str(k): int(v) for k, v in sites["fm_range"].value_counts().items()},
+        "population_cells": int(len(cells)),
         "population": [math.fsum(pop)],
         "population_covered": [math.fsum(pop[cov])],
         "hot_cells_99": int((hexes["gi_bin"].to_numpy() == 3).sum()),
