@@ -199,8 +199,9 @@ def _findings(rows: list[dict]) -> str:
                "at these sizes the single process stays small, and a worker's peak (one district's partition plus the "
                "libraries) is not far below it; limits under the workers' peaks were not tried. That comparison needs the "
                "38-district run, not repeated this round.")
-            + " Dask is slower than one process on these samples (staging to Parquet, the Gi* grid recomputed in three passes, "
-            "task overhead, two cores shared with other jobs); the point measured here is memory, not speed.")
+            + f" Dask was slower than one process in {sum(r['dask'].get('wall_s', 0) > r['single'].get('wall_s', 0) for r in rows)} "
+            f"of {len(rows)} runs (staging to Parquet, the Gi* grid recomputed in three passes, task overhead, two cores shared "
+            "with other jobs, so the wall times are noisy); the point measured here is memory, not speed.")
 
 
 def main() -> None:
