@@ -33,18 +33,23 @@ ENGINES = ("single", "dask")
 
 CHILD = r"""
 import json, sys, time
-from gis.parallel import run_municipality
-engine, project, out, steps = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+from gis.parallel import local_client, run_municipality
+engine, project, out, steps, mem = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 if __name__ == "__main__":
     t = time.perf_counter()
-    res = run_municipality(project, out, engine=engine, steps=[s for s in steps.split(",") if s])
-    print(json.dumps({"wall_s": time.perf_counter() - t, "timings": res["timings_s"], "municipal": res["municipal"]}, ensure_ascii=False))
+    client = local_client(2, 1, memory_limit=mem) if engine == "dask" else None
+    try:
+        res = run_municipality(project, out, engine=engine, client=client, steps=[s for s in steps.split(",") if s])
+    finally:
+        if client is not None:
+            cl = client.cluster; client.close(); cl.close()
+    print(json.dumps({"wall_s": time.perf_counter() - t, "timings": res["timings_s"], "municipal": res["municipal"]}, ensure_ascii=False, default=str))
 """
 
 
-def _run(engine: str, project: Path, out: Path, steps: str, mem_limit_gib: float) -> tuple[dict, float]:
+def _run(engine: str, project: Path, out: Path, steps: str, mem_limit_gib: float, worker_mem: str = "auto") -> tuple[dict, float]:
     """Run one engine in its own process group; kill the group past ``mem_limit_gib`` of summed RSS."""
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, engine, str(project), str(out), steps],
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, engine, str(project), str(out), steps, worker_mem],
                             stdout=subprocess.PIPE, text=True, start_new_session=True)
     peak = 0
     over = False
@@ -77,19 +82,18 @@ def _run(engine: str, project: Path, out: Path, steps: str, mem_limit_gib: float
 
 
 def same_features(a: Path, b: Path) -> dict[str, bool]:
-    """Layer by layer, are the attributes of two ``municipal_analysis.gpkg`` equal?
-
-    Geometries are points built from the ``x``/``y`` columns (cells, incidents) or
-    the hexagon keys, so the attribute tables decide.
-    """
+    """Layer by layer, are the two engines' partitioned outputs (every district's GeoParquet file) equal?"""
+    import geopandas as gpd
     import pandas as pd
-    import pyogrio
 
     out = {}
     for layer in ("sites", "hexes", "incidents", "cells"):
-        fa, fb = (pyogrio.read_dataframe(f, layer=layer, read_geometry=False) for f in (a, b))
+        fa = sorted((a / "municipal_analysis" / layer).glob("district=*/part.parquet"))
+        fb = sorted((b / "municipal_analysis" / layer).glob("district=*/part.parquet"))
         try:
-            pd.testing.assert_frame_equal(fa, fb)
+            assert [f.relative_to(a) for f in fa] == [f.relative_to(b) for f in fb] and fa
+            for x, y in zip(fa, fb):
+                pd.testing.assert_frame_equal(gpd.read_parquet(x), gpd.read_parquet(y), check_exact=True)
             out[layer] = True
         except AssertionError:
             out[layer] = False
@@ -120,13 +124,13 @@ def report(a: argparse.Namespace) -> str:
         f"{machine()}. Sample actually run: **{a.districts} districts** at district scale `{a.district_scale}` —",
         f"{counts['sites']:,} sites, {counts['incidents']:,} incidents, {counts['population_cells']:,} population cells",
         f"(generation {gen_s:.0f} s{' (cached)' if gen_s < 5 else ''}). Pipeline steps per district: `{a.steps}`; then the cross-border",
-        "municipal analyses (四山 overlay, coverage, hex Gi*, DBSCAN), `municipal_analysis.gpkg` and the roll-up.",
+        "municipal analyses (四山 overlay, coverage, hex Gi*, DBSCAN), per-district outputs and the roll-up.",
         "Dask: `LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host=\"127.0.0.1\")`.",
         "Peak memory = largest summed RSS of the process tree (workers included), sampled every 0.2 s;",
         f"a run is killed at {a.mem_limit_gib:g} GiB. One run per engine (each takes minutes), so no median.",
         "",
         "*districts*: every district's pipeline; *municipal*: loading the partitions and the cross-border analyses;",
-        "the rest of the wall time is writing `municipal_analysis.gpkg` (every cell and incident) and the roll-up.",
+        "the rest of the wall time is the roll-up.",
         "",
         "| engine | wall time (s) | districts (s) | municipal (s) | peak memory (GiB) |",
         "|---|---:|---:|---:|---:|",
@@ -139,10 +143,10 @@ def report(a: argparse.Namespace) -> str:
         same = s["result"]["municipal"] == d["result"]["municipal"]
         lines.append(f"Ratio single/dask wall time: {s['result']['wall_s'] / d['result']['wall_s']:.2f}. "
                      f"Municipal summaries equal: **{same}**.")
-        gpkgs = [WORK / f"muni_out_{e}" / "municipal_analysis.gpkg" for e in ENGINES]
-        if all(g.exists() for g in gpkgs):
-            eq = same_features(*gpkgs)
-            lines.append("Per-feature results equal (`municipal_analysis.gpkg`, every row and attribute): "
+        outs = [WORK / f"muni_out_{e}" for e in ENGINES]
+        if all((o / "municipal_analysis").exists() for o in outs):
+            eq = same_features(*outs)
+            lines.append("Per-feature results equal (every district's GeoParquet partition, every row and attribute): "
                          + ", ".join(f"{k} **{v}**" for k, v in eq.items()) + ".")
     verdicts = []
     for e in ENGINES:
@@ -163,6 +167,7 @@ def main() -> None:
     ap.add_argument("--district-scale", default="municipal")
     ap.add_argument("--steps", default="compliance,coverage,hotspots")
     ap.add_argument("--mem-limit-gib", type=float, default=18.0, help="kill a run whose process tree exceeds this RSS")
+    ap.add_argument("--worker-memory", default="auto", help="Dask memory_limit per worker (e.g. 3GiB)")
     ap.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md from the saved runs, run nothing")
     a = ap.parse_args()
     if not a.report_only:
@@ -176,13 +181,13 @@ def main() -> None:
         gen_s = time.perf_counter() - t0
         counts = load_index(project)["counts"]
         for engine in ENGINES:
-            result, peak = _run(engine, project, WORK / f"muni_out_{engine}", a.steps, a.mem_limit_gib)
+            result, peak = _run(engine, project, WORK / f"muni_out_{engine}", a.steps, a.mem_limit_gib, a.worker_memory)
             print(engine, result.get("wall_s", result), peak, flush=True)
             _result_file(a, engine).write_text(
                 json.dumps({"counts": counts, "gen_s": gen_s, "result": result, "peak_gib": peak},
                            ensure_ascii=False, default=str), encoding="utf-8")
     md = report(a)
-    write_section("scale", md)
+    write_section("scale-38", md)  # the bench:scale section itself is bench_scale_curve's
     print(md)
 
 

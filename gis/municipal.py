@@ -54,7 +54,12 @@ INDEX_FILE = "municipality.yaml"
 
 
 def load_index(path: str | Path) -> dict[str, Any]:
-    """Read ``municipality.yaml`` (a folder holding it, or the file)."""
+    """Read ``municipality.yaml`` (a folder holding it, or the file).
+
+    Each entry of ``districts`` gives ``path``: a district project folder anywhere
+    on disk (absolute, ``~/…``, or relative to the index's folder). ``name`` and
+    ``code`` default to the district's own ``project.yaml``.
+    """
     p = Path(path)
     if p.is_dir():
         p = p / INDEX_FILE
@@ -66,11 +71,29 @@ def load_index(path: str | Path) -> dict[str, Any]:
     if not isinstance(data.get("districts"), list) or not data["districts"]:
         raise InputError(p, "key 'districts' must be a non-empty list")
     for i, d in enumerate(data["districts"]):
-        for key in ("name", "code", "path"):
-            if key not in d:
-                raise InputError(p, f"districts[{i}] lacks '{key}'", field=key)
+        if not isinstance(d, dict) or "path" not in d:
+            raise InputError(p, f"districts[{i}] lacks 'path'", field="path")
+        folder = district_folder(p.parent, d)
+        if not (folder / "project.yaml").exists():
+            raise InputError(p, f"districts[{i}].path: no project.yaml in {folder}", field="path")
+        if "name" not in d or "code" not in d:
+            proj = load_yaml(folder / "project.yaml")
+            for key in ("name", "code"):
+                if key not in d and key not in proj:
+                    raise InputError(p, f"districts[{i}] lacks '{key}' and {folder / 'project.yaml'} has none", field=key)
+                d.setdefault(key, proj.get(key))
+        d["code"] = str(d["code"])
+    codes = [d["code"] for d in data["districts"]]
+    if len(set(codes)) != len(codes):
+        raise InputError(p, f"district codes repeat: {sorted({c for c in codes if codes.count(c) > 1})}", field="code")
     data["root"] = p.parent
     return data
+
+
+def district_folder(root: Path, entry: Mapping[str, Any]) -> Path:
+    """A district's project folder: absolute, ``~``-relative, or relative to the index's folder ``root``."""
+    q = Path(str(entry["path"])).expanduser()
+    return q if q.is_absolute() else root / q
 
 
 def is_municipality(path: str | Path | None) -> bool:
@@ -169,7 +192,7 @@ def _range_of(fm_ranges: Any) -> str | None:
     return None
 
 
-def rollup(runs: str | Path, out: str | Path, *, merge_distance_m: float = 100.0) -> Rollup:
+def rollup(runs: str | Path, out: str | Path, *, merge_distance_m: float = 100.0, client: Any = None) -> Rollup:
     """Combine per-district results into the municipal summary (市级汇总).
 
     Parameters
@@ -184,6 +207,9 @@ def rollup(runs: str | Path, out: str | Path, *, merge_distance_m: float = 100.0
     merge_distance_m
         Clusters of neighbouring districts whose outlines are this close are one
         cross-border cluster.
+    client
+        A ``distributed.Client``: each district's results are read on a worker and
+        only its summary rows, outline and clusters reach this process.
 
     Returns
     -------
@@ -193,8 +219,10 @@ def rollup(runs: str | Path, out: str | Path, *, merge_distance_m: float = 100.0
 
     out = Path(out)
     dist_rows, target_rows, cov_rows, dept_rows, outlines, cluster_frames = [], [], [], [], [], []
-    for folder in district_runs(runs):
-        d = _read_district_run(folder)
+    folders = district_runs(runs)
+    reads = (client.gather(client.map(_read_district_run, folders, pure=False)) if client is not None
+             else map(_read_district_run, folders))
+    for d in reads:
         dist_rows.append(d.row)
         target_rows += d.targets
         cov_rows.append(d.coverage)

@@ -1,33 +1,31 @@
-"""Partitioned execution on Dask (``gis run --engine dask``).
+"""Partitioned execution on Dask (``gis run --engine dask``), without gathering.
 
 A municipality (``municipality.yaml``, see :mod:`gis.municipal`) is partitioned by
-district: each district is loaded in a Dask worker (:func:`gis.district.load_district`)
-and stays there; every per-district pipeline step runs as a task; and the municipal
+district. Every district's pipeline runs as one task; then each district is staged on
+a worker as columnar scratch files (:func:`gis.partitioned.stage`) and the municipal
 analyses that cross district borders run per partition with a *halo* — the points of
-the neighbouring partitions within the distance that the analysis looks at — so that
-their answer is identical to the single-process run over the merged layers:
+the neighbouring partitions within the distance that the analysis looks at, read
+from those neighbours' files only — so that their answer is identical to the
+single-process run over the merged layers (:func:`analyse_single`):
 
 ===================  ==========================  =====================================
 analysis             per partition               halo
 ===================  ==========================  =====================================
-四山 overlay          sites × 四山 polygons         none (point-local); dask-geopandas
-                                                 ``map_partitions``
+四山 overlay          sites × 四山 polygons         neighbours' zones over the sites' box
 population coverage  cells vs sites (Euclidean)  sites within the service radius R
-hex aggregation      incident counts per hexagon none (counts add up)
-Gi*                  local sums of hexagons      hexagons within the distance band
-DBSCAN               core flags, core graph,     incidents within 2·eps
-                     border assignment
+hex aggregation      counts of owned hexagons    incidents in the owned hexagons
+Gi*                  owned hexagons              hexagons within the distance band;
+                                                 x̄, S, n and the FDR cut-offs reduced
+DBSCAN               local components of the     incidents within 2·eps; components
+                     core graph, border points   joined by the halo core points
 ===================  ==========================  =====================================
 
-Scheduling is Dask's (``distributed.Client``; a ``LocalCluster`` on 127.0.0.1 when no
-scheduler address is given). Nothing here schedules tasks itself.
-
-DBSCAN (Ester et al. 1996): point *p* is a core point iff
-:math:`|\\{q : \\lVert p-q \\rVert \\le \\varepsilon\\}| \\ge` ``min_samples`` (itself
-included); clusters are the connected components of the graph of core points within
-ε of each other; a non-core point within ε of a core point is a border point and
-joins the cluster of its nearest core point (ties: lowest global index) — a
-deterministic version of the rule sklearn applies in visiting order.
+Each partition writes its own outputs (GeoParquet partition and GeoPackage, see
+:func:`gis.partitioned.write_district`); summaries, statistics and the DBSCAN
+component table are combined on the workers by tree reduction
+(:func:`tree_reduce`). The client receives a few numbers per district and never a
+layer. Scheduling is Dask's (``distributed.Client``; a ``LocalCluster`` on 127.0.0.1
+when no scheduler address is given). The kernels are in :mod:`gis.halo`.
 """
 
 from __future__ import annotations
@@ -42,10 +40,6 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import shapely
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
-from scipy.spatial import cKDTree
 
 from ._errors import AnalysisError
 
@@ -59,219 +53,21 @@ def defaults() -> dict[str, Any]:
     return engine_params()
 
 
-#: Coordinate offset (m) separating incident kinds, so one DBSCAN pass clusters each
-#: kind on its own (points of different kinds are never within eps).
-KIND_OFFSET_M = 1.0e7
-LEVEL_RANK = {"general_control": 1, "key_control": 2, "no_build": 3}
-
-
-# ===================================================================== partitions
-
-
-@dataclass
-class Partition:
-    """One district's layers in the common metric CRS (the unit of work)."""
-
-    code: str
-    name: str
-    bounds: tuple[float, float, float, float]
-    sites: gpd.GeoDataFrame
-    incidents: pd.DataFrame  # incident_id, kind, x, y
-    cells: pd.DataFrame  # population, x, y
-    zones: gpd.GeoDataFrame  # four_mountains: level, name
-
-
-def load_partition(project: str | Path, code: str, crs: Any) -> Partition:
-    """Load one district (:func:`gis.district.load_district`) into the common CRS."""
-    from .district import load_district
-
-    d = load_district(project)
-    outline = gpd.GeoSeries([d.boundary], crs=d.crs).to_crs(crs)
-    sites = d.sites[["site_id", "tier", "status", "geometry"]].to_crs(crs)
-    sites.insert(0, "district_code", code)
-    inc = d.incidents.to_crs(crs) if d.incidents is not None else None
-    incidents = pd.DataFrame(
-        {
-            "incident_id": inc["incident_id"].astype(str).to_numpy() if inc is not None else [],
-            "kind": inc["kind"].astype(str).to_numpy() if inc is not None else [],
-            "x": inc.geometry.x.to_numpy() if inc is not None else [],
-            "y": inc.geometry.y.to_numpy() if inc is not None else [],
-        }
-    )
-    pts = d.population_points().to_crs(crs) if (d.population is not None or d.population_raster is not None) else None
-    cells = pd.DataFrame(
-        {
-            "population": pts["population"].to_numpy(float) if pts is not None else [],
-            "x": pts.geometry.x.to_numpy() if pts is not None else [],
-            "y": pts.geometry.y.to_numpy() if pts is not None else [],
-        }
-    )
-    z = d.zones
-    fm = z[z["zone_type"].astype(str) == "four_mountains"][["level", "name", "geometry"]] if z is not None else None
-    fm = fm.to_crs(crs).reset_index(drop=True) if fm is not None else gpd.GeoDataFrame({"level": [], "name": []}, geometry=[], crs=crs)
-    return Partition(code, d.name, tuple(float(v) for v in outline.total_bounds), sites.reset_index(drop=True), incidents, cells, fm)
-
-
-def _near(bounds: Sequence[tuple[float, float, float, float]], i: int, halo: float) -> list[int]:
-    """Partitions (other than ``i``) whose bounds come within ``halo`` of partition ``i``."""
-    b = np.asarray(bounds)
-    x0, y0, x1, y1 = b[i]
-    hit = (b[:, 0] <= x1 + halo) & (b[:, 2] >= x0 - halo) & (b[:, 1] <= y1 + halo) & (b[:, 3] >= y0 - halo)
-    hit[i] = False
-    return list(np.flatnonzero(hit))
-
-
-def _within(x: np.ndarray, y: np.ndarray, bounds: tuple[float, float, float, float], halo: float) -> np.ndarray:
-    x0, y0, x1, y1 = bounds
-    return (x >= x0 - halo) & (x <= x1 + halo) & (y >= y0 - halo) & (y <= y1 + halo)
-
-
-# ============================================================ kernels (one partition)
-
-
-def fm_overlay(points: gpd.GeoDataFrame, zones: gpd.GeoDataFrame) -> pd.DataFrame:
-    """Strictest 四山 level and its range at each point (compliance overlay).
-
-    Returns a frame on ``points.index`` with ``fm_level`` and ``fm_range`` (None
-    outside every zone); on ties of level the range first in name order wins.
-    """
-    out = pd.DataFrame({"fm_level": pd.Series(None, index=points.index, dtype=object),
-                        "fm_range": pd.Series(None, index=points.index, dtype=object)})
-    if len(points) == 0 or len(zones) == 0:
-        return out
-    pi, zj = shapely.STRtree(zones.geometry.values).query(points.geometry.values, predicate="intersects")
-    if len(pi) == 0:
-        return out
-    hits = pd.DataFrame({"p": pi, "rank": zones["level"].map(LEVEL_RANK).fillna(0).to_numpy()[zj],
-                         "level": zones["level"].to_numpy()[zj], "name": zones["name"].astype(str).to_numpy()[zj]})
-    best = hits.sort_values(["p", "rank", "name"], ascending=[True, False, True], kind="stable").drop_duplicates("p")
-    out.iloc[best["p"].to_numpy(), 0] = best["level"].to_numpy()
-    out.iloc[best["p"].to_numpy(), 1] = best["name"].to_numpy()
-    return out
-
-
-def cell_coverage(cells: pd.DataFrame, site_xy: np.ndarray, radius: float) -> pd.DataFrame:
-    """Sites within ``radius`` of each population cell, and the nearest one's distance.
-
-    ``n_sites`` = :math:`|\\{s : \\lVert c-s \\rVert \\le R\\}|`, ``covered`` = ``n_sites > 0``,
-    ``dist_m`` the nearest distance when ≤ R (NaN otherwise).
-    """
-    xy = cells[["x", "y"]].to_numpy(float)
-    if len(site_xy) == 0 or len(xy) == 0:
-        return pd.DataFrame({"n_sites": np.zeros(len(xy), np.int64), "covered": np.zeros(len(xy), bool),
-                             "dist_m": np.full(len(xy), np.nan)}, index=cells.index)
-    tree = cKDTree(site_xy)
-    n = tree.query_ball_point(xy, radius, return_length=True).astype(np.int64)
-    d, _ = tree.query(xy, k=1, distance_upper_bound=radius)
-    return pd.DataFrame({"n_sites": n, "covered": n > 0, "dist_m": np.where(np.isfinite(d), d, np.nan)}, index=cells.index)
-
-
-def hex_keys(xy: np.ndarray, spacing: float, origin: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct axial hexagon keys ``(q, r)`` of points and their counts."""
-    from .gistar import HexGrid
-
-    g = HexGrid(spacing, origin, np.zeros(0, np.int64), np.zeros(0, np.int64))
-    q, r = g.axial(xy)
-    qr, n = np.unique(np.column_stack([q, r]), axis=0, return_counts=True)
-    return qr, n
-
-
-def gi_local(grid: Any, counts: np.ndarray, owned: np.ndarray, band: float, xbar: float, s: float, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gi* z-scores and neighbour counts of the ``owned`` cells of a (sub)grid.
-
-    The grid must hold every cell within ``band`` of an owned cell (the halo);
-    :math:`\\bar X`, *S* and *n* are the global statistics, so the result is the
-    global Gi* (:func:`gis.gistar.gi_star`):
-
-    .. math:: G_i^* = \\frac{\\sum_j w_{ij}x_j - \\bar X W_i}{S\\sqrt{(n S_{1i} - W_i^2)/(n-1)}}
-    """
-    from .gistar import lattice_weights, with_self_weight
-
-    w = lattice_weights(grid, band)
-    ws = with_self_weight(w, 1.0)[owned]
-    wi = np.asarray(ws.sum(axis=1)).ravel()
-    s1 = np.asarray(ws.multiply(ws).sum(axis=1)).ravel()
-    lag = ws @ counts
-    den = s * np.sqrt(np.maximum(n * s1 - wi**2, 0.0) / (n - 1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(den > 0, (lag - xbar * wi) / den, 0.0)
-    return z, np.diff(ws.indptr).astype(np.int64)
-
-
-def dbscan_local(xy: np.ndarray, gid: np.ndarray, n_own: int, eps: float, min_samples: int) -> dict[str, np.ndarray]:
-    """DBSCAN pieces of one partition: own points first, then the halo (≤ 2·eps away).
-
-    Returns ``core_gid`` (global ids of points that are core here — exact for own
-    points and for halo points within eps of an own point, never a false core),
-    ``edge_a``/``edge_b`` (global ids of core pairs within eps seen here) and, for
-    own non-core points within eps of a core point, ``border_gid`` /
-    ``border_core`` (their nearest core point; ties by lowest global id).
-    """
-    if len(xy) == 0:
-        e = np.zeros(0, np.int64)
-        return {"core_gid": e, "edge_a": e, "edge_b": e, "border_gid": e, "border_core": e}
-    tree = cKDTree(xy)
-    nb = tree.query_ball_point(xy, eps, return_length=True)
-    core = nb >= min_samples
-    # exact core status: own points and halo points within eps of an own point
-    exact = np.zeros(len(xy), bool)
-    exact[:n_own] = True
-    if n_own < len(xy) and n_own:
-        d, _ = cKDTree(xy[:n_own]).query(xy[n_own:], k=1, distance_upper_bound=eps)
-        exact[n_own:] = np.isfinite(d)
-    core &= exact
-    ci = np.flatnonzero(core)
-    pairs = cKDTree(xy[ci]).query_pairs(eps, output_type="ndarray") if len(ci) > 1 else np.zeros((0, 2), np.int64)
-    ea, eb = gid[ci[pairs[:, 0]]], gid[ci[pairs[:, 1]]]
-    own_nc = np.flatnonzero(~core[:n_own])
-    bg = bc = np.zeros(0, np.int64)
-    if len(own_nc) and len(ci):
-        m = cKDTree(xy[own_nc]).sparse_distance_matrix(cKDTree(xy[ci]), eps, output_type="coo_matrix")
-        if m.nnz:
-            # explicit zeros (coincident points) are kept by sparse_distance_matrix's coo output
-            rows, cols, dist = m.row, m.col, m.data
-            order = np.lexsort((gid[ci[cols]], dist, rows))
-            rows, cols = rows[order], cols[order]
-            first = np.unique(rows, return_index=True)[1]
-            bg, bc = gid[own_nc[rows[first]]], gid[ci[cols[first]]]
-    return {"core_gid": gid[ci], "edge_a": ea, "edge_b": eb, "border_gid": bg, "border_core": bc}
-
-
-def dbscan_assemble(n: int, pieces: Sequence[dict[str, np.ndarray]]) -> np.ndarray:
-    """Global DBSCAN labels from the partition pieces (−1 = noise).
-
-    Core points: connected components of the union of the core graphs; labels are
-    numbered by the lowest global id in each cluster, so they do not depend on the
-    partitioning. Border points take their nearest core point's label.
-    """
-    core = np.zeros(n, bool)
-    for p in pieces:
-        core[p["core_gid"]] = True
-    ea = np.concatenate([p["edge_a"] for p in pieces]) if pieces else np.zeros(0, np.int64)
-    eb = np.concatenate([p["edge_b"] for p in pieces]) if pieces else np.zeros(0, np.int64)
-    adj = coo_matrix((np.ones(len(ea)), (ea, eb)), shape=(n, n))
-    _, comp = connected_components(adj, directed=False)
-    labels = np.full(n, -1, dtype=np.int64)
-    ci = np.flatnonzero(core)
-    if len(ci):
-        first_of = pd.Series(ci).groupby(comp[ci]).min()  # lowest global id per component
-        order = first_of.sort_values()
-        rank = pd.Series(np.arange(len(order)), index=order.index)
-        labels[ci] = rank.reindex(comp[ci]).to_numpy()
-    for p in pieces:
-        labels[p["border_gid"]] = labels[p["border_core"]]
-    return labels
-
-
-def dbscan_labels(xy: np.ndarray, eps: float, min_samples: int) -> np.ndarray:
-    """Single-process DBSCAN with the deterministic border rule (one partition, no halo)."""
-    gid = np.arange(len(xy), dtype=np.int64)
-    return dbscan_assemble(len(xy), [dbscan_local(xy, gid, len(xy), eps, min_samples)])
-
-
-def _kind_xy(inc: pd.DataFrame, kinds: Sequence[str]) -> np.ndarray:
-    k = pd.Categorical(inc["kind"], categories=list(kinds)).codes.astype(float)
-    return np.column_stack([inc["x"].to_numpy(float) + k * KIND_OFFSET_M, inc["y"].to_numpy(float)])
+from .halo import (  # noqa: F401  (re-exported: the engine's public kernels)
+    KIND_OFFSET_M,
+    LEVEL_RANK,
+    Partition,
+    _kind_xy,
+    _near,
+    _within,
+    cell_coverage,
+    dbscan_assemble,
+    dbscan_labels,
+    dbscan_local,
+    fm_overlay,
+    gi_local,
+    load_partition,
+)
 
 
 # ====================================================================== results
@@ -329,23 +125,10 @@ def _finish(
     keep |= np.asarray(gi_bin != 0)
     hexes = grid.subset(keep).to_geodataframe(count=counts[keep], gi_z=z[keep], gi_p=p[keep], gi_bin=gi_bin[keep], n_neighbours=nn[keep])
     incidents = incidents.assign(cluster=labels)
-    covered = cells["covered"].to_numpy(bool)
-    pop = cells["population"].to_numpy(float)
     clustered = incidents[incidents["cluster"] >= 0]
     cross = clustered.groupby("cluster")["district_code"].nunique()
-    summary = {
-        "sites": int(len(sites)),
-        "sites_in_four_mountains": {str(k): int(v) for k, v in sites["fm_range"].value_counts().sort_index().items()},
-        "population": float(pop.sum()),
-        "population_covered": float(pop[covered].sum()),
-        "population_covered_share": float(pop[covered].sum() / pop.sum()) if pop.sum() else None,
-        "hexes": int(len(grid)),
-        "hot_cells_99": int((gi_bin == 3).sum()),
-        "incidents": int(len(incidents)),
-        "clusters": int(clustered["cluster"].nunique()),
-        "cross_border_clusters": int((cross > 1).sum()),
-        "params": params,
-    }
+    summary = {"hexes": int(len(grid)), "clusters": int(clustered["cluster"].nunique()), "cross_border_clusters": int((cross > 1).sum()),
+               "grid_origin": tuple(float(v) for v in grid.origin)}
     return MunicipalAnalysis(sites=sites, cells=cells, hexes=hexes, incidents=incidents, summary=summary)
 
 
@@ -368,107 +151,6 @@ def analyse_single(parts: Sequence[Partition], crs: Any, params: dict[str, Any] 
     kinds = sorted(inc["kind"].unique())
     labels = dbscan_labels(_kind_xy(inc, kinds), prm["eps_m"], int(prm["min_samples"]))
     return _finish(sites, cells, grid, counts, z, nn, inc, labels, prm)
-
-
-def analyse_dask(client: Any, parts: Sequence[Any], bounds: Sequence[tuple[float, float, float, float]], codes: Sequence[str], crs: Any, params: dict[str, Any] | None = None) -> MunicipalAnalysis:
-    """The municipal analyses partitioned by district on a ``distributed.Client``.
-
-    ``parts`` are futures of :class:`Partition` (one per district, living on the
-    workers); only per-partition results and small global statistics travel.
-    """
-    prm = {**defaults(), **(params or {})}
-    R, band, eps, ms = prm["coverage_radius_m"], prm["band_cells"] * prm["hex_spacing_m"], prm["eps_m"], int(prm["min_samples"])
-    n = len(parts)
-    sites = _dask_fm_overlay(client, parts, crs)
-
-    # coverage: cells of each district vs sites within bounds + R
-    def cov_part(p: Partition, *nbrs: Partition) -> pd.DataFrame:
-        ss = pd.concat([p.sites, *[q.sites for q in nbrs]], ignore_index=True)
-        ss = ss[ss["tier"].isin(prm["coverage_tiers"])]
-        x, y = ss.geometry.x.to_numpy(), ss.geometry.y.to_numpy()
-        keep = _within(x, y, p.bounds, R)
-        res = cell_coverage(p.cells, np.column_stack([x[keep], y[keep]]), R)
-        return p.cells.assign(district_code=p.code).join(res)
-
-    cov = [client.submit(cov_part, parts[i], *[parts[j] for j in _near(bounds, i, R)], pure=False) for i in range(n)]
-    # hex counts per partition, merged
-    grid = _grid_for([_Bounds(b) for b in bounds], prm["hex_spacing_m"], crs)
-    origin = grid.origin
-    keyed = client.gather([client.submit(lambda p: hex_keys(p.incidents[["x", "y"]].to_numpy(float), grid.spacing, origin), f) for f in parts])
-    counts = np.zeros(len(grid))
-    for qr, c in keyed:
-        idx = grid.index_of(qr[:, 0], qr[:, 1])
-        ok = idx >= 0
-        np.add.at(counts, idx[ok], c[ok])
-    z, nn = _dask_gi(client, grid, counts, band, max(2 * n, 2))
-    # DBSCAN: global ids, kinds, halo 2 eps
-    meta_inc = client.gather([client.submit(lambda p: (len(p.incidents), sorted(p.incidents["kind"].unique())), f) for f in parts])
-    offsets = np.concatenate([[0], np.cumsum([m[0] for m in meta_inc])])
-    kinds = sorted({k for m in meta_inc for k in m[1]})
-
-    def db_part(i: int, p: Partition, *nbrs: tuple[int, Partition]) -> dict[str, np.ndarray]:
-        xy = _kind_xy(p.incidents, kinds)
-        gid = offsets[i] + np.arange(len(xy), dtype=np.int64)
-        hx, hg = [xy], [gid]
-        for j, q in nbrs:
-            keep = _within(q.incidents["x"].to_numpy(float), q.incidents["y"].to_numpy(float), p.bounds, 2 * eps)
-            hx.append(_kind_xy(q.incidents, kinds)[keep])
-            hg.append(offsets[j] + np.flatnonzero(keep))
-        return dbscan_local(np.concatenate(hx), np.concatenate(hg), len(xy), eps, ms)
-
-    db = [client.submit(db_part, i, parts[i], *[(j, parts[j]) for j in _near(bounds, i, 2 * eps)], pure=False) for i in range(n)]
-    pieces = client.gather(db)
-    labels = dbscan_assemble(int(offsets[-1]), pieces)
-    cells = pd.concat(client.gather(cov), ignore_index=True)
-    inc = pd.concat(client.gather([client.submit(lambda p: p.incidents.assign(district_code=p.code), f) for f in parts]), ignore_index=True)
-    return _finish(sites, cells, grid, counts, z, nn, inc, labels, prm)
-
-
-def _dask_fm_overlay(client: Any, parts: Sequence[Any], crs: Any) -> gpd.GeoDataFrame:
-    """四山 overlay of every site: dask-geopandas ``map_partitions``, one partition per district."""
-    import dask
-    import dask.dataframe as dd
-    import dask_geopandas
-
-    zones = gpd.GeoDataFrame(pd.concat(client.gather([client.submit(lambda p: p.zones, f) for f in parts]), ignore_index=True), crs=crs)
-    site_parts = [dask.delayed(lambda p: p.sites)(f) for f in parts]
-    meta = gpd.GeoDataFrame({"district_code": pd.Series(dtype=object), "site_id": pd.Series(dtype=object), "tier": pd.Series(dtype=object),
-                             "status": pd.Series(dtype=object)}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
-    dsites = dd.from_delayed(site_parts, meta=meta, verify_meta=False)
-    if not isinstance(dsites, dask_geopandas.GeoDataFrame):
-        dsites = dask_geopandas.from_dask_dataframe(dsites, geometry="geometry")
-    ometa = pd.DataFrame({"fm_level": pd.Series(dtype=object), "fm_range": pd.Series(dtype=object)})
-    fm = dsites.map_partitions(fm_overlay, zones, meta=ometa)
-    site_list, fm_list = dask.compute(dsites, fm, scheduler=client)
-    return gpd.GeoDataFrame(site_list.reset_index(drop=True), crs=crs).join(fm_list.reset_index(drop=True))
-
-
-def _dask_gi(client: Any, grid: Any, counts: np.ndarray, band: float, n_strips: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gi* of every hexagon: strips of ``q`` (key order) as tasks, halo = cells within the band.
-
-    :math:`\\bar X` and *S* are the global mean and standard deviation of ``counts``.
-    """
-    xbar, s = counts.mean(), np.sqrt(max((counts**2).mean() - counts.mean() ** 2, 0.0))
-    if s == 0:
-        raise AnalysisError("Gi* is undefined: every hexagon has the same count")
-    kq = int(np.ceil(band / grid.spacing)) + 2
-    gi_futs = []
-    for st in np.array_split(np.unique(grid.q), n_strips):
-        if not len(st):
-            continue
-        sub = (grid.q >= st[0] - kq) & (grid.q <= st[-1] + kq)
-        g = grid.subset(sub)
-        owned = np.flatnonzero((g.q >= st[0]) & (g.q <= st[-1]))
-        gi_futs.append((np.flatnonzero(sub)[owned], client.submit(gi_local, g, counts[sub], owned, band, xbar, s, len(grid))))
-    z, nn = np.zeros(len(grid)), np.zeros(len(grid), np.int64)
-    for idx, f in gi_futs:
-        z[idx], nn[idx] = f.result()
-    return z, nn
-
-
-@dataclass
-class _Bounds:
-    bounds: tuple[float, float, float, float]
 
 
 # ====================================================================== driver
@@ -553,7 +235,8 @@ def run_municipality(
         Municipal folder (``municipality.yaml``).
     out
         Output folder: ``districts/<code>/`` (each district's ``gis run`` outputs),
-        ``municipal_analysis.gpkg``, ``summary.json`` and the roll-up files.
+        ``municipal_analysis/<layer>/district=<code>/part.parquet`` (GeoParquet),
+        ``municipal_analysis/gpkg/<code>.gpkg``, ``summary.json`` and the roll-up files.
     engine
         ``single`` (one process) or ``dask``.
     scheduler
@@ -566,29 +249,27 @@ def run_municipality(
     params
         Overrides of :func:`defaults` (read from ``layers/*.yaml``).
     """
-    from .municipal import load_index
+    from .municipal import district_folder, load_index
 
     if engine not in ("single", "dask"):
         raise AnalysisError(f"unknown engine '{engine}' (single or dask)")
     index = load_index(project)
     root: Path = index["root"]
     codes = [str(e["code"]) for e in index["districts"]]
-    job = _Job(dirs=[root / e["path"] for e in index["districts"]], codes=codes,
-               outs=[Path(out) / "districts" / c for c in codes], steps=steps, params=params)
+    job = _Job(dirs=[district_folder(root, e) for e in index["districts"]], codes=codes,
+               outs=[Path(out) / "districts" / c for c in codes], steps=steps, params=params, out=Path(out))
     if engine == "single":
-        summaries, res, crs, timings = _run_single(job)
-    else:
-        own_client = None
-        if client is None:
-            from distributed import Client
+        return _write_outputs(Path(out), index, engine, job, *_run_single(job))
+    own_client = None
+    if client is None:
+        from distributed import Client
 
-            own_client = client = Client(scheduler) if scheduler else local_client()
-        try:
-            summaries, res, crs, timings = _run_dask(client, job)
-        finally:
-            if own_client is not None:
-                _close(own_client)
-    return _write_outputs(Path(out), index, engine, job, summaries, res, crs, timings)
+        own_client = client = Client(scheduler) if scheduler else local_client()
+    try:
+        return _write_outputs(Path(out), index, engine, job, *_run_dask(client, job), client=client)
+    finally:
+        if own_client is not None:
+            _close(own_client)
 
 
 @dataclass
@@ -600,10 +281,11 @@ class _Job:
     outs: list[Path]
     steps: Sequence[str] | None
     params: dict[str, Any] | None
+    out: Path
 
 
-def _run_single(job: _Job) -> tuple[list[Any], MunicipalAnalysis, Any, dict[str, float]]:
-    """District pipelines, then the municipal analyses, in this process."""
+def _run_single(job: _Job) -> tuple[list[Any], dict[str, Any], Any, dict[str, float]]:
+    """District pipelines, then the municipal analyses over the merged layers, in this process."""
     from . import pipeline
 
     t0 = time.perf_counter()
@@ -613,29 +295,91 @@ def _run_single(job: _Job) -> tuple[list[Any], MunicipalAnalysis, Any, dict[str,
     t0 = time.perf_counter()
     crs = municipal_crs([district_lonlat_bounds(d) for d in job.dirs])
     parts = [load_partition(d, c, crs) for d, c in zip(job.dirs, job.codes)]
-    res = analyse_single(parts, crs, job.params)
+    prm = {**defaults(), **(job.params or {})}
+    res = analyse_single(parts, crs, prm)
+    municipal = _write_single(job.out, res, parts, crs, prm)
     timings["municipal"] = round(time.perf_counter() - t0, 3)
-    return summaries, res, crs, timings
+    return summaries, {"municipal": municipal, "analysis": res}, crs, timings
 
 
-def _run_dask(client: Any, job: _Job) -> tuple[list[Any], MunicipalAnalysis, Any, dict[str, float]]:
-    """District pipelines as tasks, then the partitioned municipal analyses."""
+def _write_single(out: Path, res: MunicipalAnalysis, parts: Sequence[Partition], crs: Any, prm: dict[str, Any]) -> dict[str, Any]:
+    """Split the merged results by district, write them as the partitioned outputs; the summary."""
+    from .gistar import HexGrid
+    from .partitioned import as_layers, combine, district_summary, hex_owner, summary_of, write_district
+
+    bounds = np.asarray([p.bounds for p in parts], float)
+    h = res.hexes
+    owner = hex_owner(HexGrid(prm["hex_spacing_m"], res.summary["grid_origin"], h["q"].to_numpy(), h["r"].to_numpy()).centres,
+                      bounds, range(len(parts))) if len(h) else np.zeros(0, np.int64)
+    acc: dict[str, Any] = {}
+    for i, p in enumerate(parts):
+        layers = as_layers(res.sites[res.sites["district_code"] == p.code], res.cells[res.cells["district_code"] == p.code],
+                           h[owner == i], res.incidents[res.incidents["district_code"] == p.code], crs)
+        write_district(out, p.code, layers)
+        acc = combine(acc, district_summary(layers["sites"], layers["cells"], layers["hexes"], layers["incidents"]))
+    s = res.summary
+    return summary_of(acc, s["hexes"], s["clusters"], s["cross_border_clusters"], prm)
+
+
+def tree_reduce(client: Any, futures: Sequence[Any], combine: Callable[..., Any], fan_in: int = 4) -> Any:
+    """Combine futures on the workers, ``fan_in`` at a time, down to one future."""
+    futs = list(futures)
+    while len(futs) > 1:
+        futs = [client.submit(combine, *futs[k:k + fan_in], pure=False) for k in range(0, len(futs), fan_in)]
+    return futs[0]
+
+
+def _run_dask(client: Any, job: _Job) -> tuple[list[Any], dict[str, Any], Any, dict[str, float]]:
+    """District pipelines as tasks, then the partitioned municipal analyses (nothing gathered)."""
     from . import pipeline
 
     t0 = time.perf_counter()
     if job.steps != []:
         futs = [client.submit(pipeline.run, d, o, steps=job.steps, progress=False, pure=False) for d, o in zip(job.dirs, job.outs)]
         summaries = client.gather(futs)
+        del futs
     else:
         summaries = [None] * len(job.dirs)
     timings = {"districts": round(time.perf_counter() - t0, 3)}
     t0 = time.perf_counter()
     crs = municipal_crs(client.gather([client.submit(district_lonlat_bounds, d, pure=False) for d in job.dirs]))
-    parts = [client.submit(load_partition, d, c, crs, pure=False) for d, c in zip(job.dirs, job.codes)]
-    bounds = client.gather([client.submit(lambda p: p.bounds, f) for f in parts])
-    res = analyse_dask(client, parts, bounds, job.codes, crs, job.params)
+    prm = {**defaults(), **(job.params or {})}
+    municipal = _dask_municipal(client, job, crs, prm)
     timings["municipal"] = round(time.perf_counter() - t0, 3)
-    return summaries, res, crs, timings
+    return summaries, {"municipal": municipal, "analysis": None}, crs, timings
+
+
+def _dask_municipal(client: Any, job: _Job, crs: Any, prm: dict[str, Any]) -> dict[str, Any]:
+    """Stage the partitions, exchange halos between neighbours, write per district, reduce the summaries.
+
+    The client receives per district a few numbers (extents, counts, kinds) and
+    the reduced statistics; every layer stays in the workers' tasks and files.
+    """
+    from . import partitioned as pt
+    from .gistar import GI_BIN_ALPHAS
+
+    metas = client.gather([client.submit(pt.stage, d, c, crs.to_wkt(), str(job.out), pure=False) for d, c in zip(job.dirs, job.codes)])
+    bounds = np.asarray([m["bounds"] for m in metas], float)
+    plan = pt.Plan(codes=tuple(job.codes), bounds=bounds, extents=np.asarray([m["extent"] for m in metas], float),
+                   offsets=np.concatenate([[0], np.cumsum([m["n_incidents"] for m in metas])]).astype(np.int64),
+                   kinds=tuple(sorted({k for m in metas for k in m["kinds"]})), crs=crs.to_wkt(), out=str(job.out),
+                   params=prm, reach=pt.reach(bounds, prm["hex_spacing_m"], pt.REACH_LATTICE))
+    [plan_f] = client.scatter([plan], broadcast=True)
+    n = len(job.codes)
+    stats = client.gather(tree_reduce(client, [client.submit(pt.hex_stats, plan_f, i, pure=False) for i in range(n)], pt.combine))
+    small = tree_reduce(client, [client.submit(pt.hex_small_p, plan_f, i, stats, pure=False) for i in range(n)], pt.combine)
+    cutoffs = client.gather(client.submit(lambda s, m: [pt.fdr_cutoff_partial(s["p"], m, a) for a in GI_BIN_ALPHAS], small, int(stats["n"])))
+    states = [client.submit(pt.db_local, plan_f, i, pure=False) for i in range(n)]
+    edges = []
+    for j in range(n):
+        reqs = [client.submit(pt.db_request, states[i], j, pure=False) for i in pt.near(plan.extents, plan.extents[j], 2 * prm["eps_m"], j)]
+        edges.append(client.submit(pt.db_resolve, plan_f, j, states[j], *reqs, pure=False))
+    tables = tree_reduce(client, [client.submit(pt.db_table, s, pure=False) for s in states], pt.combine)
+    labels = client.submit(lambda t, *e: pt.db_assemble(t, e), tables, *edges, pure=False)
+    counts = client.gather(client.submit(pt.db_counts, labels))
+    done = [client.submit(pt.finish, plan_f, i, stats, cutoffs, states[i], labels, pure=False) for i in range(n)]
+    parts = client.gather(tree_reduce(client, done, pt.combine))
+    return pt.summary_of(parts, int(stats["n"]), counts["clusters"], counts["cross_border_clusters"], prm)
 
 
 def _close(client: Any) -> None:
@@ -647,27 +391,28 @@ def _close(client: Any) -> None:
 
 
 def _write_outputs(
-    out: Path, index: dict[str, Any], engine: str, job: _Job, summaries: list[Any], res: MunicipalAnalysis,
-    crs: Any, timings: dict[str, float],
+    out: Path, index: dict[str, Any], engine: str, job: _Job, summaries: list[Any], res: dict[str, Any],
+    crs: Any, timings: dict[str, float], client: Any = None,
 ) -> dict[str, Any]:
-    """``municipal_analysis.gpkg``, the roll-up and ``summary.json``; returns the summary."""
-    from .export import write_gpkg, write_json
-    from .municipal import rollup
+    """The roll-up and ``summary.json`` (the layers are written per district already); returns the summary."""
+    import shutil
 
-    cells = gpd.GeoDataFrame(res.cells, geometry=gpd.points_from_xy(res.cells["x"], res.cells["y"]), crs=crs)
-    inc = gpd.GeoDataFrame(res.incidents, geometry=gpd.points_from_xy(res.incidents["x"], res.incidents["y"]), crs=crs)
-    write_gpkg({"sites": res.sites, "hexes": res.hexes, "incidents": inc, "cells": cells}, out / "municipal_analysis.gpkg")
+    from .export import write_json
+    from .municipal import rollup
+    from .partitioned import SCRATCH
+
+    shutil.rmtree(out / SCRATCH, ignore_errors=True)
     summary: dict[str, Any] = {
         "municipality": index.get("name"),
         "engine": engine,
         "metric_crs": crs.to_string(),
         "districts": {c: _strip(s) for c, s in zip(job.codes, summaries) if s is not None},
-        "municipal": res.summary,
+        "municipal": res["municipal"],
     }
     if job.steps != [] and all(s is not None for s in summaries):
-        summary["rollup"] = rollup(out, out).summary
+        summary["rollup"] = rollup(out, out, client=client).summary
     write_json({**summary, "timings_s": timings}, out / "summary.json")
-    return {**summary, "timings_s": timings, "analysis": res}
+    return {**summary, "timings_s": timings, "analysis": res["analysis"]}
 
 
 def _strip(s: dict[str, Any]) -> dict[str, Any]:

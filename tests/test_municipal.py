@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 import pytest
 import shapely
@@ -129,3 +128,22 @@ def test_cli_rollup(runs, tmp_path):
 
     assert main(["rollup", "--runs", str(runs), "--out", str(tmp_path)]) == 0
     assert (tmp_path / "municipal_summary.json").exists()
+
+
+def test_rollup_reading_the_districts_on_dask_workers_equals_the_local_rollup(runs, tmp_path):
+    """``rollup(..., client=)`` (each district's results read on a worker, only summaries
+    returned): same summary and the same workbook, sheet by sheet."""
+    from gis.parallel import local_client
+
+    local = rollup(runs, tmp_path / "local")
+    client = local_client(n_workers=2, threads_per_worker=1)
+    try:
+        dist = rollup(runs, tmp_path / "dask", client=client)
+    finally:
+        cluster = client.cluster
+        client.close()
+        cluster.close()
+    assert dist.summary == local.summary
+    for sheet in ("区县汇总", "目标完成", "覆盖率", "四山聚集区", "跨区聚集区", "全部聚集区", "部门违规"):
+        a, b = (pd.read_excel(tmp_path / k / "municipal_summary.xlsx", sheet_name=sheet, dtype=str) for k in ("local", "dask"))
+        pd.testing.assert_frame_equal(a, b)

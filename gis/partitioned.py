@@ -1,0 +1,548 @@
+"""Partition tasks of the Dask engine: nothing is gathered (``gis run --engine dask``).
+
+Every function here runs *on a worker* for one district partition *i* and takes
+paths and a small :class:`Plan`, never another partition's layers in memory:
+
+1. :func:`stage` loads the district (:func:`gis.halo.load_partition`) in the
+   municipal metric CRS and writes it as columnar scratch files
+   (``<out>/.partitions/<code>/{sites,incidents,cells,zones}.parquet``); it returns
+   only its extents, counts and incident kinds;
+2. the cross-border analyses read the partition's own files plus a *halo* read
+   from its neighbours' files only (row-filtered Parquet reads of the points within
+   the distance the analysis looks at);
+3. :func:`finish` writes the district's GeoParquet partition
+   (``municipal_analysis/<layer>/district=<code>/part.parquet``) and its GeoPackage
+   (``municipal_analysis/gpkg/<code>.gpkg``) and returns a summary of a few numbers;
+   summaries and statistics are combined by tree reduction (:func:`combine`).
+
+Hexagon ownership: the municipal hexagon grid (the single-process grid over the
+union of the outlines' bounds) is divided among the partitions by the rule
+*owner(h)* = :math:`\\arg\\min_i d(c_h, B_i)` (lowest *i* on ties), the distance of
+the hexagon's centre to partition *i*'s outline bounding box; every hexagon has one
+owner, and each lies within :attr:`Plan.reach` of its owner's box.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+#: Scratch folder (under the output folder) of the staged partitions.
+SCRATCH = ".partitions"
+#: Layers of the partitioned output, in writing order.
+LAYERS = ("sites", "cells", "hexes", "incidents")
+#: Lattice points per side used to bound :attr:`Plan.reach` (any value gives a valid
+#: bound; more points give a tighter one). An algorithm constant, not a parameter.
+REACH_LATTICE = 200
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What every partition task knows about the whole municipality (a few numbers per district).
+
+    Attributes
+    ----------
+    codes
+        District codes, in index order (partition *i* is ``codes[i]``).
+    bounds
+        ``(P, 4)`` outline bounding boxes (metric CRS).
+    extents
+        ``(P, 4)`` bounding boxes of each partition's data (outline, points, zones).
+    offsets
+        ``(P + 1,)`` first global incident id of each partition (prefix sums).
+    kinds
+        Sorted incident kinds of the whole municipality.
+    crs
+        The municipal metric CRS (WKT).
+    out
+        Output folder (a path every worker sees).
+    params
+        The engine parameters (:func:`gis.parallel.defaults`).
+    reach
+        Upper bound of the distance of any grid hexagon's centre to its owner's box.
+    """
+
+    codes: tuple[str, ...]
+    bounds: np.ndarray
+    extents: np.ndarray
+    offsets: np.ndarray
+    kinds: tuple[str, ...]
+    crs: str
+    out: str
+    params: dict[str, Any] = field(default_factory=dict)
+    reach: float = 0.0
+
+    @property
+    def grid_bounds(self) -> tuple[float, float, float, float]:
+        """Union of the outline boxes: the single-process grid's bounds and origin."""
+        b = self.bounds
+        return (float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max()))
+
+    def scratch(self, i: int) -> Path:
+        """Scratch folder of partition ``i``."""
+        return Path(self.out) / SCRATCH / self.codes[i]
+
+
+# ====================================================================== staging
+
+
+def stage(project: str | Path, code: str, crs: Any, out: str | Path) -> dict[str, Any]:
+    """Load one district in the metric CRS and write its scratch files; return its extents.
+
+    Returns
+    -------
+    dict
+        ``code``, ``bounds`` (outline box), ``extent`` (box of outline, points and
+        zones), ``n_incidents`` and ``kinds``.
+    """
+    from .halo import load_partition
+
+    p = load_partition(project, code, crs)
+    folder = Path(out) / SCRATCH / code
+    folder.mkdir(parents=True, exist_ok=True)
+    sites = pd.DataFrame(p.sites.drop(columns="geometry")).assign(x=p.sites.geometry.x.to_numpy(), y=p.sites.geometry.y.to_numpy())
+    sites.to_parquet(folder / "sites.parquet", index=False)
+    p.incidents.assign(row=np.arange(len(p.incidents), dtype=np.int64)).to_parquet(folder / "incidents.parquet", index=False)
+    p.cells.to_parquet(folder / "cells.parquet", index=False)
+    p.zones.to_parquet(folder / "zones.parquet", index=False)
+    boxes = [np.asarray(p.bounds, float)]
+    for f in (sites, p.incidents, p.cells):
+        if len(f):
+            boxes.append(np.array([f["x"].min(), f["y"].min(), f["x"].max(), f["y"].max()], float))
+    if len(p.zones):
+        boxes.append(np.asarray(p.zones.total_bounds, float))
+    b = np.vstack(boxes)
+    extent = (float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max()))
+    return {"code": code, "bounds": tuple(float(v) for v in p.bounds), "extent": extent,
+            "n_incidents": int(len(p.incidents)), "kinds": sorted(p.incidents["kind"].unique().tolist())}
+
+
+def reach(bounds: np.ndarray, spacing: float, steps: int) -> float:
+    """Upper bound of :math:`\\min_i d(c, B_i)` over every point *c* the grid can hold.
+
+    Evaluated on a ``steps × steps`` lattice over the union box grown by two
+    spacings (the grid's one-cell margin); the lattice step *h* is added, since any
+    point lies within :math:`h/\\sqrt2` of a lattice point.
+    """
+    x0, y0 = bounds[:, 0].min() - 2 * spacing, bounds[:, 1].min() - 2 * spacing
+    x1, y1 = bounds[:, 2].max() + 2 * spacing, bounds[:, 3].max() + 2 * spacing
+    h = max(x1 - x0, y1 - y0) / steps
+    gx, gy = np.meshgrid(np.arange(x0, x1 + h, h), np.arange(y0, y1 + h, h))
+    xy = np.column_stack([gx.ravel(), gy.ravel()])
+    d = np.full(len(xy), np.inf)
+    for b in bounds:
+        d = np.minimum(d, _box_distance(xy, b))
+    return float(d.max() + h + spacing)
+
+
+def _box_distance(xy: np.ndarray, b: Sequence[float]) -> np.ndarray:
+    """Euclidean distance of points to the box ``b`` (0 inside)."""
+    dx = np.maximum(np.maximum(b[0] - xy[:, 0], 0.0), xy[:, 0] - b[2])
+    dy = np.maximum(np.maximum(b[1] - xy[:, 1], 0.0), xy[:, 1] - b[3])
+    return np.hypot(dx, dy)
+
+
+def hex_owner(centres: np.ndarray, bounds: np.ndarray, candidates: Sequence[int]) -> np.ndarray:
+    """Owner partition of each hexagon centre among ``candidates`` (ascending; nearest box, lowest on ties)."""
+    cand = np.asarray(sorted(candidates), dtype=np.int64)
+    d = np.column_stack([_box_distance(centres, bounds[j]) for j in cand]) if len(cand) else np.zeros((len(centres), 0))
+    return cand[np.argmin(d, axis=1)] if len(cand) else np.zeros(len(centres), np.int64)
+
+
+def near(boxes: np.ndarray, box: Sequence[float], halo: float, skip: int) -> list[int]:
+    """Partitions (other than ``skip``) whose box comes within ``halo`` of ``box``."""
+    x0, y0, x1, y1 = box
+    hit = (boxes[:, 0] <= x1 + halo) & (boxes[:, 2] >= x0 - halo) & (boxes[:, 1] <= y1 + halo) & (boxes[:, 3] >= y0 - halo)
+    hit[skip] = False
+    return [int(j) for j in np.flatnonzero(hit)]
+
+
+def read(plan: Plan, i: int, layer: str, box: Sequence[float] | None = None, halo: float = 0.0) -> pd.DataFrame:
+    """Partition ``i``'s scratch ``layer``; with ``box``, only the points within ``halo`` of it.
+
+    The row filter is pushed into the Parquet reader (pyarrow), so a neighbour's
+    layer is never read whole into memory.
+    """
+    path = plan.scratch(i) / f"{layer}.parquet"
+    if box is None:
+        return pd.read_parquet(path)
+    x0, y0, x1, y1 = box
+    flt = [("x", ">=", x0 - halo), ("x", "<=", x1 + halo), ("y", ">=", y0 - halo), ("y", "<=", y1 + halo)]
+    return pd.read_parquet(path, filters=flt)
+
+
+def _box(f: pd.DataFrame) -> tuple[float, float, float, float] | None:
+    if not len(f):
+        return None
+    return float(f["x"].min()), float(f["y"].min()), float(f["x"].max()), float(f["y"].max())
+
+
+# ====================================================================== combining
+
+
+def combine(*parts: dict[str, Any]) -> dict[str, Any]:
+    """Merge partial results (tree reduction): numbers add, lists concatenate, dicts merge."""
+    out: dict[str, Any] = {}
+    for p in parts:
+        for k, v in p.items():
+            if k not in out:
+                out[k] = v
+            elif isinstance(v, dict):
+                out[k] = combine(out[k], v)
+            elif isinstance(v, list):
+                out[k] = out[k] + v
+            elif isinstance(v, np.ndarray):
+                out[k] = np.sort(np.concatenate([out[k], v]))
+            else:
+                out[k] = out[k] + v
+    return out
+
+
+def fdr_cutoff_partial(p_small: np.ndarray, n: int, alpha: float) -> float:
+    """:func:`gis.gistar.fdr_cutoff` from only the p-values below ``alpha`` (sorted) and the total ``n``.
+
+    A p-value :math:`\\ge \\alpha` never passes :math:`p_{(k)} < k\\alpha/n \\le \\alpha`,
+    so the ranks and the cut-off are those of the full list.
+    """
+    p_sorted = np.sort(np.asarray(p_small, float))
+    p_sorted = p_sorted[p_sorted < alpha]
+    if n == 0:
+        return alpha
+    thresh = np.arange(1, len(p_sorted) + 1) * alpha / n
+    passed = np.flatnonzero(p_sorted < thresh)
+    return float(thresh[passed[-1]]) if len(passed) else alpha / n
+
+
+def summary_of(parts: dict[str, Any], n_hexes: int, clusters: int, cross: int, params: dict[str, Any]) -> dict[str, Any]:
+    """The municipal headline figures from the reduced partition summaries (both engines).
+
+    Population sums are :func:`math.fsum` of the districts' exactly rounded sums, so
+    they do not depend on the order of the reduction.
+    """
+    pop, covered = math.fsum(parts["population"]), math.fsum(parts["population_covered"])
+    return {
+        "sites": int(parts["sites"]),
+        "sites_in_four_mountains": {k: int(v) for k, v in sorted(parts["sites_in_four_mountains"].items())},
+        "population_cells": int(parts["population_cells"]),
+        "population": pop,
+        "population_covered": covered,
+        "population_covered_share": covered / pop if pop else None,
+        "hexes": int(n_hexes),
+        "hot_cells_99": int(parts["hot_cells_99"]),
+        "incidents": int(parts["incidents"]),
+        "clusters": int(clusters),
+        "cross_border_clusters": int(cross),
+        "params": params,
+    }
+
+
+def district_summary(sites: pd.DataFrame, cells: pd.DataFrame, hexes: pd.DataFrame, incidents: pd.DataFrame) -> dict[str, Any]:
+    """One district's contribution to :func:`summary_of` (from its output layers)."""
+    pop = cells["population"].to_numpy(float)
+    cov = cells["covered"].to_numpy(bool)
+    return {
+        "sites": int(len(sites)),
+        "sites_in_four_mountains": {str(k): int(v) for k, v in sites["fm_range"].value_counts().items()},
+        "population_cells": int(len(cells)),
+        "population": [math.fsum(pop)],
+        "population_covered": [math.fsum(pop[cov])],
+        "hot_cells_99": int((hexes["gi_bin"].to_numpy() == 3).sum()),
+        "incidents": int(len(incidents)),
+    }
+
+
+# ====================================================================== writing
+
+
+def write_district(out: str | Path, code: str, layers: dict[str, gpd.GeoDataFrame]) -> None:
+    """GeoParquet partition ``municipal_analysis/<layer>/district=<code>/part.parquet`` and ``gpkg/<code>.gpkg``."""
+    from .export import write_gpkg
+
+    root = Path(out) / "municipal_analysis"
+    for name, gdf in layers.items():
+        folder = root / name / f"district={code}"
+        folder.mkdir(parents=True, exist_ok=True)
+        gdf.to_parquet(folder / "part.parquet", index=False)
+    (root / "gpkg").mkdir(parents=True, exist_ok=True)
+    write_gpkg(dict(layers), root / "gpkg" / f"{code}.gpkg")
+
+
+def as_layers(sites: gpd.GeoDataFrame, cells: pd.DataFrame, hexes: gpd.GeoDataFrame, incidents: pd.DataFrame, crs: Any) -> dict[str, gpd.GeoDataFrame]:
+    """The four output layers of one district, in one column layout whichever engine built them."""
+    sites = gpd.GeoDataFrame(sites.reset_index(drop=True), geometry="geometry", crs=crs)
+    for c in ("district_code", "site_id", "tier", "status", "fm_level", "fm_range"):
+        sites[c] = pd.Series(sites[c].to_numpy(dtype=object), dtype=object).where(sites[c].notna().to_numpy(), None)
+    cells = cells.reset_index(drop=True)
+    incidents = incidents.reset_index(drop=True)
+    return {
+        "sites": sites,
+        "cells": gpd.GeoDataFrame(cells, geometry=gpd.points_from_xy(cells["x"], cells["y"]), crs=crs),
+        "hexes": gpd.GeoDataFrame(hexes.drop(columns="cell_id", errors="ignore").reset_index(drop=True), geometry="geometry", crs=crs),
+        "incidents": gpd.GeoDataFrame(incidents, geometry=gpd.points_from_xy(incidents["x"], incidents["y"]), crs=crs),
+    }
+
+
+# ====================================================================== 四山 and coverage
+
+
+def fm_part(plan: Plan, i: int) -> gpd.GeoDataFrame:
+    """Partition ``i``'s sites with their 四山 level and range; halo: neighbours' zones over the sites' box."""
+    from .halo import fm_overlay
+
+    s = read(plan, i, "sites")
+    sites = gpd.GeoDataFrame(s.drop(columns=["x", "y"]), geometry=gpd.points_from_xy(s["x"], s["y"]), crs=plan.crs)
+    box = _box(s)
+    zones = [gpd.read_parquet(plan.scratch(i) / "zones.parquet")]
+    if box is not None:
+        for j in near(plan.extents, box, 0.0, i):
+            z = gpd.read_parquet(plan.scratch(j) / "zones.parquet")
+            zones.append(z[z.intersects(_box_polygon(box))])
+    zz = gpd.GeoDataFrame(pd.concat(zones, ignore_index=True), geometry="geometry", crs=plan.crs)
+    return sites.join(fm_overlay(sites, zz))
+
+
+def _box_polygon(box: Sequence[float]) -> Any:
+    import shapely
+
+    return shapely.box(*box)
+
+
+def coverage_part(plan: Plan, i: int) -> pd.DataFrame:
+    """Partition ``i``'s population cells with ``n_sites``, ``covered``, ``dist_m``;
+    halo: the neighbours' covering sites within the radius *R* of the cells' box."""
+    from .halo import cell_coverage
+
+    R, tiers = plan.params["coverage_radius_m"], plan.params["coverage_tiers"]
+    cells = read(plan, i, "cells").assign(district_code=plan.codes[i])
+    box = _box(cells)
+    ss = [read(plan, i, "sites")]
+    if box is not None:
+        ss += [read(plan, j, "sites", box, R) for j in near(plan.extents, box, R, i)]
+    s = pd.concat(ss, ignore_index=True)
+    s = s[s["tier"].isin(tiers)]
+    return cells.join(cell_coverage(cells, s[["x", "y"]].to_numpy(float), R))
+
+
+# ====================================================================== hexagons and Gi*
+
+
+def _member(q: np.ndarray, r: np.ndarray, plan: Plan) -> np.ndarray:
+    """Whether axial cells belong to the municipal grid (``HexGrid.covering`` of the union box)."""
+    from .gistar import SQRT3
+
+    minx, miny, maxx, maxy = plan.grid_bounds
+    s = plan.params["hex_spacing_m"]
+    dy = s * SQRT3 / 2.0
+    r_lo, r_hi = int(np.floor((miny - miny) / dy)) - 1, int(np.ceil((maxy - miny) / dy)) + 1
+    rf = r.astype(float)
+    q_lo = np.floor((minx - minx) / s - rf / 2.0).astype(np.int64) - 1
+    q_hi = np.ceil((maxx - minx) / s - rf / 2.0).astype(np.int64) + 1
+    return (r >= r_lo) & (r <= r_hi) & (q >= q_lo) & (q <= q_hi)
+
+
+def _subgrid(plan: Plan, box: Sequence[float]) -> Any:
+    """The municipal grid's cells whose centres fall in ``box`` grown by one cell."""
+    from .gistar import HexGrid
+
+    u = plan.grid_bounds
+    g = HexGrid.covering(box, plan.params["hex_spacing_m"], crs=plan.crs, origin=(u[0], u[1]))
+    return g.subset(_member(g.q, g.r, plan))
+
+
+def hex_part(plan: Plan, i: int) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Partition ``i``'s Gi* working grid: owned cells plus every cell within the band, and counts.
+
+    Returns ``(grid, counts, owned)``; ``owned`` indexes the cells partition ``i``
+    owns (:func:`hex_owner`). Counts include the neighbours' incidents in the grid's box.
+    """
+    s = plan.params["hex_spacing_m"]
+    band = plan.params["band_cells"] * s
+    b = plan.bounds[i]
+    cand = _subgrid(plan, (b[0] - plan.reach, b[1] - plan.reach, b[2] + plan.reach, b[3] + plan.reach))
+    mine = hex_owner(cand.centres, plan.bounds, [i, *near(plan.bounds, b, 3 * plan.reach + 2 * s, i)]) == i
+    if not mine.any():
+        return cand.subset(mine), np.zeros(0), np.zeros(0, np.int64)
+    c = cand.centres[mine]
+    box = (c[:, 0].min() - band - s, c[:, 1].min() - band - s, c[:, 0].max() + band + s, c[:, 1].max() + band + s)
+    g = _subgrid(plan, box)
+    owned = np.flatnonzero(np.isin(g._key(g.q, g.r), cand._key(cand.q[mine], cand.r[mine])))
+    inc = [read(plan, j, "incidents", box, s) for j in [i, *near(plan.extents, box, s, i)]]
+    xy = pd.concat(inc, ignore_index=True)[["x", "y"]].to_numpy(float)
+    return g, g.count(xy), owned
+
+
+def hex_stats(plan: Plan, i: int) -> dict[str, Any]:
+    """Sum, sum of squares and number of partition ``i``'s owned cells' counts (for :math:`\\bar X`, *S*)."""
+    _, counts, owned = hex_part(plan, i)
+    c = counts[owned]
+    return {"sum": float(c.sum()), "sum2": float((c**2).sum()), "n": int(len(c))}
+
+
+def hex_gi(plan: Plan, i: int, stats: dict[str, Any]) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Gi* of partition ``i``'s owned cells: ``(grid, counts, z, p, n_neighbours)`` (owned only)."""
+    from scipy.special import ndtr
+
+    from ._errors import AnalysisError
+    from .halo import gi_local
+
+    g, counts, owned = hex_part(plan, i)
+    n = int(stats["n"])
+    xbar = stats["sum"] / n
+    s = np.sqrt(max(stats["sum2"] / n - xbar**2, 0.0))
+    if s == 0:
+        raise AnalysisError("Gi* is undefined: every hexagon has the same count")
+    band = plan.params["band_cells"] * plan.params["hex_spacing_m"]
+    if not len(owned):
+        e = np.zeros(0)
+        return g.subset(np.zeros(len(g), bool)), e, e, e, np.zeros(0, np.int64)
+    z, nn = gi_local(g, counts, owned, band, xbar, s, n)
+    keep = np.zeros(len(g), bool)
+    keep[owned] = True
+    return g.subset(keep), counts[owned], z, 2.0 * ndtr(-np.abs(z)), nn
+
+
+def hex_small_p(plan: Plan, i: int, stats: dict[str, Any]) -> dict[str, Any]:
+    """Partition ``i``'s Gi* p-values below the largest bin level α (for the global FDR cut-offs)."""
+    from .gistar import GI_BIN_ALPHAS
+
+    p = hex_gi(plan, i, stats)[3]
+    return {"p": np.sort(p[p < max(GI_BIN_ALPHAS)])}
+
+
+def hex_layer(plan: Plan, i: int, stats: dict[str, Any], cutoffs: Sequence[float]) -> gpd.GeoDataFrame:
+    """Partition ``i``'s owned hexagons with a count or a significant bin (the single engine's rule)."""
+    from .gistar import GI_BIN_ALPHAS
+
+    g, counts, z, p, nn = hex_gi(plan, i, stats)
+    level = np.zeros(len(z), dtype=np.int8)
+    for k, (_a, cut) in enumerate(zip(GI_BIN_ALPHAS, cutoffs), start=1):
+        level[p < cut] = k
+    gi_bin = (np.sign(z).astype(np.int8) * level).astype(np.int8)
+    keep = (counts > 0) | (gi_bin != 0)
+    return g.subset(keep).to_geodataframe(count=counts[keep], gi_z=z[keep], gi_p=p[keep], gi_bin=gi_bin[keep], n_neighbours=nn[keep])
+
+
+# ====================================================================== DBSCAN across borders
+
+
+def db_local(plan: Plan, i: int) -> dict[str, Any]:
+    """Partition ``i``'s DBSCAN pieces (:func:`gis.halo.dbscan_local`, halo 2ε) compressed to components.
+
+    The core points seen here (own, and halo points within ε of an own point) are
+    joined into *local components* (node ids ``i·2³² + c``). Returns ``own_node``
+    (node of each own incident: its core component, or its nearest core point's for
+    a border point; −1 noise), the node ``table`` (id, lowest global id, whether
+    it holds an own incident) and ``requests``: per neighbour *j*, the halo core
+    points of *j* seen here with their node here (to be joined with *j*'s nodes).
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from .halo import _kind_xy, dbscan_local
+
+    eps, ms = plan.params["eps_m"], int(plan.params["min_samples"])
+    own = read(plan, i, "incidents")
+    box = _box(own)
+    parts, gids = [own], [plan.offsets[i] + own["row"].to_numpy(np.int64)]
+    for j in near(plan.extents, box, 2 * eps, i) if box is not None else []:
+        h = read(plan, j, "incidents", box, 2 * eps)
+        parts.append(h)
+        gids.append(plan.offsets[j] + h["row"].to_numpy(np.int64))
+    allp = pd.concat(parts, ignore_index=True)
+    gid = np.concatenate(gids)
+    pc = dbscan_local(_kind_xy(allp, plan.kinds), gid, len(own), eps, ms)
+    nodes = np.unique(pc["core_gid"])
+    a, b = np.searchsorted(nodes, pc["edge_a"]), np.searchsorted(nodes, pc["edge_b"])
+    ncomp, comp = connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(len(nodes),) * 2), directed=False)
+    node_of = (np.int64(i) << 32) + comp.astype(np.int64)
+    lo, hi = plan.offsets[i], plan.offsets[i + 1]
+    own_node = np.full(len(own), -1, np.int64)
+    is_own = (nodes >= lo) & (nodes < hi)
+    own_node[nodes[is_own] - lo] = node_of[is_own]
+    own_node[pc["border_gid"] - lo] = node_of[np.searchsorted(nodes, pc["border_core"])]
+    used = np.unique(own_node[own_node >= 0])
+    min_gid = pd.Series(nodes).groupby(comp).min().reindex(range(ncomp)).to_numpy(np.int64)
+    table = {"node": (np.int64(i) << 32) + np.arange(ncomp, dtype=np.int64), "min_gid": min_gid}
+    table["has_own"] = np.isin(table["node"], used)
+    owner = np.searchsorted(plan.offsets, nodes, side="right") - 1
+    req = {int(j): (nodes[owner == j], node_of[owner == j]) for j in np.unique(owner[~is_own])}
+    return {"own_node": own_node, "table": table, "requests": req}
+
+
+def db_request(state: dict[str, Any], j: int) -> tuple[np.ndarray, np.ndarray]:
+    """The halo core points of partition ``j`` that a partition saw, with their nodes there."""
+    e = np.zeros(0, np.int64)
+    return state["requests"].get(j, (e, e))
+
+
+def db_resolve(plan: Plan, j: int, state: dict[str, Any], *requests: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
+    """Join nodes across borders: a halo core point *g* seen by *i* is an own core point of ``j``."""
+    a = [state["own_node"][g - plan.offsets[j]] for g, _ in requests]
+    b = [n for _, n in requests]
+    e = np.zeros(0, np.int64)
+    return {"a": np.concatenate(a) if a else e, "b": np.concatenate(b) if b else e}
+
+
+def db_table(state: dict[str, Any]) -> dict[str, Any]:
+    """A partition's node table as a reducible piece."""
+    return {"tables": [state["table"]]}
+
+
+def db_assemble(tables: dict[str, Any], edges: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Global cluster labels of every node (on a worker): components of the nodes joined across borders.
+
+    Clusters are numbered by their lowest global incident id (as
+    :func:`gis.halo.dbscan_assemble`); a cluster is cross-border when nodes of
+    several partitions hold own incidents of it. Returns ``node`` (sorted),
+    ``label``, ``clusters`` and ``cross_border_clusters``.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    t = tables["tables"]
+    node = np.concatenate([x["node"] for x in t]) if t else np.zeros(0, np.int64)
+    min_gid = np.concatenate([x["min_gid"] for x in t]) if t else np.zeros(0, np.int64)
+    has_own = np.concatenate([x["has_own"] for x in t]) if t else np.zeros(0, bool)
+    order = np.argsort(node)
+    node, min_gid, has_own = node[order], min_gid[order], has_own[order]
+    a = np.concatenate([np.searchsorted(node, e["a"]) for e in edges]) if edges else np.zeros(0, np.int64)
+    b = np.concatenate([np.searchsorted(node, e["b"]) for e in edges]) if edges else np.zeros(0, np.int64)
+    _, comp = connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(len(node),) * 2), directed=False)
+    first = pd.Series(min_gid).groupby(comp).min()
+    rank = pd.Series(np.arange(len(first)), index=first.sort_values(kind="stable").index)
+    label = rank.reindex(comp).to_numpy(np.int64)
+    part = node >> 32
+    spans = pd.Series(part[has_own]).groupby(label[has_own]).nunique()
+    return {"node": node, "label": label, "clusters": int(len(first)), "cross_border_clusters": int((spans > 1).sum())}
+
+
+def db_counts(labels: dict[str, Any]) -> dict[str, int]:
+    """The cluster counts of :func:`db_assemble` (what the client receives)."""
+    return {"clusters": labels["clusters"], "cross_border_clusters": labels["cross_border_clusters"]}
+
+
+# ====================================================================== finishing
+
+
+def finish(plan: Plan, i: int, stats: dict[str, Any], cutoffs: Sequence[float], state: dict[str, Any], labels: dict[str, Any]) -> dict[str, Any]:
+    """Compute and write partition ``i``'s output layers; return its summary (:func:`district_summary`)."""
+    code = plan.codes[i]
+    sites = fm_part(plan, i)
+    cells = coverage_part(plan, i)
+    hexes = hex_layer(plan, i, stats, cutoffs)
+    inc = read(plan, i, "incidents").drop(columns="row").assign(district_code=code)
+    own = state["own_node"]
+    lab = np.full(len(own), -1, np.int64)
+    ok = own >= 0
+    lab[ok] = labels["label"][np.searchsorted(labels["node"], own[ok])]
+    inc["cluster"] = lab
+    layers = as_layers(sites, cells, hexes, inc, plan.crs)
+    write_district(plan.out, code, layers)
+    return district_summary(layers["sites"], layers["cells"], layers["hexes"], layers["incidents"])
