@@ -68,9 +68,9 @@ def scope_distances(
                                       townships=district.townships)
 
 
-_TIER_ZH = {"sorting_centre": "分拣中心", "transfer_station": "中转站", "collection_point": "回收网点",
+TIER_ZH = {"sorting_centre": "分拣中心", "transfer_station": "中转站", "collection_point": "回收网点",
             "drop_off_point": "分类投放点"}
-_MODE_ZH = {"walk": "步行", "drive": "车行", "euclidean": "直线", "district": "全区"}
+MODE_ZH = {"walk": "步行", "drive": "车行", "euclidean": "直线", "district": "全区"}
 
 
 def target_title(row: Mapping[str, Any], *, radius_m: float | None = None, mode: str | None = None) -> str:
@@ -79,12 +79,12 @@ def target_title(row: Mapping[str, Any], *, radius_m: float | None = None, mode:
     ``radius_m``/``mode`` are the coverage standard in force (the app's slider), so a
     coverage target's name follows the radius: ``回收网点+分类投放点 800米步行覆盖人口 ≥ 90%``.
     """
-    tiers = "+".join(_TIER_ZH.get(str(t), str(t)) for t in (row.get("tiers") or [])) or "网点"
+    tiers = "+".join(TIER_ZH.get(str(t), str(t)) for t in (row.get("tiers") or [])) or "网点"
     metric, target = str(row.get("metric", "")), row.get("target")
     op = "≤" if row.get("direction") == "<=" else "≥"
     if metric == "population_coverage" or metric == "household_coverage":
         r = radius_m if radius_m is not None else row.get("distance_m")
-        where = f" {float(r):.0f}米{_MODE_ZH.get(str(mode or row.get('mode') or 'walk'), '')}" if r else ""
+        where = f" {float(r):.0f}米{MODE_ZH.get(str(mode or row.get('mode') or 'walk'), '')}" if r else ""
         what = "覆盖人口" if metric == "population_coverage" else "覆盖户数"
         return f"{tiers}{where}{what} {op} {float(target):.0%}"
     if metric == "count":
@@ -224,3 +224,85 @@ def what_if_sentence(answer: cov.ReachAnswer, k: int, share_k: float) -> str:
     return head + (f"仅用合法用地内的候选点无法达到 {answer.share:.0%}：即使开设全部合法候选点，最多 "
                    f"{answer.best_share:.1%}。 Not reachable with candidates inside legal land: "
                    f"best is {answer.best_share:.1%}.")
+
+
+@dataclass
+class PlannerBase:
+    """What the planner's sliders reuse, built once per project (and compliance result).
+
+    Attributes
+    ----------
+    scope
+        The coverage figure's tiers and standard.
+    distances, distances_planned
+        :class:`gis.coverage.NearestSiteDistances` of the built sites, and of the
+        built plus planned ones (the planned sites' contribution).
+    checked
+        Siting candidates checked against the rules (``None`` without candidates).
+    existing
+        Every counted site (for "nearest existing site").
+    network, max_snap_m
+        Road network of the standard's mode and its snapping limit.
+    siting_config, gaps_config
+        The ``siting`` and ``gaps`` blocks of the coverage section.
+    """
+
+    scope: CoverageScope
+    distances: cov.NearestSiteDistances
+    distances_planned: cov.NearestSiteDistances
+    checked: Any
+    existing: gpd.GeoDataFrame
+    network: NetworkCSR | None
+    max_snap_m: float
+    siting_config: dict[str, Any]
+    gaps_config: dict[str, Any]
+
+
+def planner_base(district: Any, compliance: Any, target_rows: Sequence[Mapping[str, Any]],
+                 networks: Mapping[str, NetworkCSR] | None, limit_m: float) -> PlannerBase:
+    """Build the planner's reusable inputs (one distance search up to ``limit_m``, one candidate check)."""
+    scope = coverage_scope(district, target_rows)
+    cfg = district.project.section("coverage")
+    net = (networks or {}).get(scope.standard.mode)
+    if net is None and scope.standard.mode in ("walk", "drive") and district.roads_path is not None:
+        from gis.roadgraph import network_for_district
+
+        net = network_for_district(district, scope.standard.mode)  # type: ignore[arg-type]
+    built = scope_distances(district, compliance, scope, net, limit_m)
+    planned = scope_distances(district, compliance, scope, net, limit_m, statuses=("active", "planned"))
+    headline = str(cfg.get("headline_tier", "collection_point"))
+    scfg = dict(cfg.get("siting") or {})
+    checked = cov.siting_candidates(district, headline, scfg)
+    return PlannerBase(scope, built, planned, checked, cov.eligible_sites(district, compliance), net,
+                       float(cfg["max_snap_m"]), scfg, dict(cfg.get("gaps") or {}))
+
+
+@dataclass
+class PlannerAt:
+    """The planner's figures at one radius: coverage (built, with planned), gaps, siting inputs."""
+
+    radius_m: float
+    coverage: cov.CoverageResult
+    coverage_planned: cov.CoverageResult
+    gaps: gpd.GeoDataFrame
+    inputs: cov.SitingInputs | None
+
+
+def planner_at(base: PlannerBase, district: Any, radius_m: float) -> PlannerAt:
+    """Coverage, gaps and siting inputs at ``radius_m`` (thresholds and one coverage matrix)."""
+    now = cov.coverage_at(base.distances, radius_m)
+    planned = cov.coverage_at(base.distances_planned, radius_m, areas=False)
+    g = base.gaps_config
+    gaps = cov.coverage_gaps(now.points, min_population=float(g.get("min_population") or 0.0),
+                             raster=district.population_raster, max_gaps=g.get("max_gaps"))
+    inputs = (cov.siting_inputs(now, base.checked, base.siting_config, network=base.network,
+                                max_snap_m=base.max_snap_m) if base.checked is not None else None)
+    return PlannerAt(float(radius_m), now, planned, gaps, inputs)
+
+
+def map_results(at: PlannerAt, recommended: gpd.GeoDataFrame | None) -> dict[str, Any]:
+    """Map results (:func:`gis.maps.build_layers` keys) for the radius and k in force."""
+    out: dict[str, Any] = {"coverage": {"by_tier": {at.coverage.standard.tier: at.coverage}, "gaps": at.gaps}}
+    if recommended is not None:
+        out["siting"] = {"recommended": recommended}
+    return out
