@@ -47,11 +47,16 @@ def load_district(project: str, key: str) -> District:
     return _load(load_project(project, confined=confine.is_inside(Path(project), UPLOAD_ROOT)))
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_resource(show_spinner=False, max_entries=64)
 def run_step_cached(
     step: str, pkey: str, skey: str, upstream: tuple[str, ...], _district: District, _context: dict[str, Any]
 ) -> sup.StepOutput:
-    """One pipeline step, cached on (project, its parameters, its inputs' keys)."""
+    """One pipeline step, cached on (project, its parameters, its inputs' keys).
+
+    A resource cache (shared, never copied): the app only reads step results, and
+    copying the coverage step's networks and tables on every rerun (``cache_data``
+    pickles) cost about a second per rerun.
+    """
     tag = hashlib.sha1("|".join(upstream).encode()).hexdigest()[:8]
     return sup.run_one_step(step, _district, CACHE_ROOT / pkey / f"{step}-{skey}-{tag}", _context)
 
@@ -106,6 +111,17 @@ def reach_cached(pkey: str, ckey: str, radius: float, share: float, exact: bool,
     ans = cov.sites_to_reach(_at.inputs, share, exact=exact, time_limit_s=limit_s)
     ans.sites = pl.place_context(ans.sites, _district, _base.existing)
     return ans
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def section(pkey: str, name: str, _district: District) -> dict[str, Any]:
+    """``project.section(name)`` read once per project (each call otherwise re-parses the YAML defaults)."""
+    return _district.project.section(name)
+
+
+def sec(district: District, name: str) -> dict[str, Any]:
+    """The project's config section ``name`` (cached per project key)."""
+    return section(str(st.session_state.get("_pkey", "")), name, district)
 
 
 # ---------------------------------------------------------------------------------
@@ -171,12 +187,12 @@ def choose_project() -> Path | None:
 
 def choose_params(district: District) -> tuple[sup.AppParams, str, str]:
     st.sidebar.header("参数 Parameters")
-    cov = district.project.section("coverage")
+    cov = sec(district, "coverage")
     default_r = int(((cov.get("service_standards") or {}).get("collection_point") or {}).get("distance_m") or 500)
-    rs = district.project.section("app")["radius_slider_m"]
+    rs = sec(district, "app")["radius_slider_m"]
     radius = st.sidebar.slider("回收网点服务半径(米) Collection-point service radius (m)", int(rs["min"]), int(rs["max"]),
                                default_r, int(rs["step"]), key="radius")
-    hot = district.project.section("hotspots").get("clusters") or {}
+    hot = sec(district, "hotspots").get("clusters") or {}
     eps = st.sidebar.slider("聚集距离(米, 0=自动) Cluster distance (m, 0 = automatic)", 0, 1500,
                             int(hot.get("eps_m") or 0), 10, key="eps")
     start = end = None
@@ -259,7 +275,7 @@ def planner_state(district: District, pkey: str, outputs: dict[str, sup.StepOutp
     ctx = sup.merged_context(outputs)
     keys = dict(k.split(":", 1) for k in st.session_state.get("_step_keys", ()))
     ckey = f"{keys.get('compliance', '')}|{keys.get('coverage', '')}"
-    app_cfg = district.project.section("app")
+    app_cfg = sec(district, "app")
     try:
         base = planner_base_cached(pkey, ckey, float(app_cfg["radius_slider_m"]["max"]), district, ctx.get("compliance"),
                                    list(outputs["coverage"].summary.get("targets") or []), ctx.get("networks") or {})
@@ -371,7 +387,7 @@ def what_if_panel(district: District, pkey: str, plan: PlannerState) -> None:
     if plan.at.inputs is None:
         st.info("没有候选点 No candidate sites (siting.candidates)")
         return
-    app_cfg = district.project.section("app")
+    app_cfg = sec(district, "app")
     ks = app_cfg["k_slider"]
     target = plan.base.scope.target
     default_x = int(round(float((target or {}).get("target") or plan.base.siting_config.get("target_share") or 0) * 100))
@@ -507,9 +523,11 @@ def page_downloads(district: District, pkey: str, outputs: dict[str, sup.StepOut
     opt, layers = build_layers_cached(pkey, keys, tiles, attribution, district, context)
     tag = hashlib.sha1("|".join(keys + (tiles, attribution)).encode()).hexdigest()[:12]
     map_path = CACHE_ROOT / pkey / "map" / tag / "map.html"
-    if not map_path.exists():
-        maps.save_map_html(fresh_map(district, opt, layers), map_path)
-    files.append(map_path)
+    # drawn on request: writing the whole map on every slider change would slow every rerun
+    if map_path.exists() or st.button("生成地图文件 Make map.html (当前参数 current parameters)", key="make_map_html"):
+        if not map_path.exists():
+            maps.save_map_html(fresh_map(district, opt, layers), map_path)
+        files.append(map_path)
     if not files:
         st.info(sup.NOT_AVAILABLE)
     for f in files:
@@ -597,6 +615,29 @@ def page_municipal(project: Path | None, kind: str) -> None:
 # ---------------------------------------------------------------------------------
 
 
+@st.cache_resource(show_spinner=False)
+def warm_projects() -> set[str]:
+    """Project keys whose analyses this server has run (their results are cached)."""
+    return set()
+
+
+def base_map_first(district: District, pkey: str, tab: Any, tiles: str, attribution: str) -> Any:
+    """On a project's first run, draw the base layers at once while the analyses run (replaced after)."""
+    if pkey in warm_projects():
+        return None
+    from streamlit_folium import st_folium
+
+    with tab:
+        slot = st.empty()
+        with slot.container():
+            st.info("正在分析，先显示基础图层 Analyses running — base layers (zones, townships, sites, incidents) "
+                    "first; the full map follows.")
+            opt, layers = build_layers_cached(pkey, ("base",), tiles, attribution, district, {})
+            st_folium(fresh_map(district, opt, layers), height=640, use_container_width=True, returned_objects=[],
+                      key="map_base")
+    return slot
+
+
 def main() -> None:
     st.title("再生资源回收网络 GIS")
     st.caption("Recycling-network planning and illegal-dismantling hot spots · 三级回收体系 · 四山管控 · 问题台账")
@@ -610,30 +651,41 @@ def main() -> None:
     try:
         pkey = sup.project_key(project)
         district = load_district(str(project), pkey)
+        st.session_state["_pkey"] = pkey
     except Exception as exc:  # bad project: say what and where, no traceback
         st.error("项目无法读取 The project cannot be loaded: " + confine.escape_markdown(confine.redact(str(exc), Path(project))))
         return
     if getattr(district.project, "sample", False):
         st.warning(settings.SAMPLE_LABEL)
     params, tiles, attribution = choose_params(district)
+    # lazy tabs: only the open tab's page runs (a hidden map is never drawn into a 0×0 frame, and a
+    # slider change does not redraw pages nobody looks at)
+    tab_map, tab_plan, tab_insp, tab_dl, tab_muni = st.tabs(
+        ["地图 Map", "规划 Planner", "巡查 Inspector", "下载 Downloads", "市级汇总 Municipal"], key="tab", on_change="rerun"
+    )
+    early = base_map_first(district, pkey, tab_map, tiles, attribution) if tab_map.open is not False else None
     outputs = run_steps(district, pkey, params)
+    warm_projects().add(pkey)
     st.sidebar.caption(
         "已运行 Analyses run: " + (", ".join(sup.STEP_LABELS.get(s, s) for s in outputs) or "—")
     )
-    tab_map, tab_plan, tab_insp, tab_dl, tab_muni = st.tabs(
-        ["地图 Map", "规划 Planner", "巡查 Inspector", "下载 Downloads", "市级汇总 Municipal"]
-    )
-    plan = planner_state(district, pkey, outputs)
-    with tab_map:
-        page_map(district, pkey, outputs, plan, tiles, attribution)
-    with tab_plan:
-        page_planner(district, pkey, outputs, plan)
-    with tab_insp:
-        page_inspector(district, pkey, outputs, tiles, attribution)
-    with tab_dl:
-        page_downloads(district, pkey, outputs, plan, tiles, attribution)
-    with tab_muni:
-        page_municipal(project, "district")
-
+    plan = planner_state(district, pkey, outputs) if tab_insp.open is not True and tab_muni.open is not True else None
+    if tab_map.open is not False:
+        with tab_map:
+            if early is not None:
+                early.empty()
+            page_map(district, pkey, outputs, plan, tiles, attribution)
+    if tab_plan.open is not False:
+        with tab_plan:
+            page_planner(district, pkey, outputs, plan)
+    if tab_insp.open is not False:
+        with tab_insp:
+            page_inspector(district, pkey, outputs, tiles, attribution)
+    if tab_dl.open is not False:
+        with tab_dl:
+            page_downloads(district, pkey, outputs, plan, tiles, attribution)
+    if tab_muni.open is not False:
+        with tab_muni:
+            page_municipal(project, "district")
 
 main()
