@@ -317,14 +317,31 @@ def show_table(df: pd.DataFrame | None, key: str, empty: str = "无 None") -> No
 # ---------------------------------------------------------------------------------
 
 
-def map_context(outputs: dict[str, sup.StepOutput], plan: PlannerState | None) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """Map results and their cache key: the steps' results, coverage and new sites at the planner's radius and k."""
+@st.cache_resource(show_spinner=False, max_entries=32)
+def plan_layers_cached(pkey: str, ckey: str, plan_key: str, _district: District, _plan: PlannerState,
+                       _opt: maps.MapOptions) -> list[maps.MapLayer]:
+    """Service areas, gaps and recommended sites at the planner's radius and k (the only layers they change)."""
+    return maps.coverage_siting_layers(_district, pl.map_results(_plan.at, _plan.recommended), _opt)
+
+
+def map_layers(district: District, pkey: str, outputs: dict[str, sup.StepOutput], plan: PlannerState | None,
+               tiles: str, attribution: str) -> tuple[maps.MapOptions, list[maps.MapLayer], tuple[str, ...]]:
+    """The map's layers: those of the step results (cached per step keys) with the coverage and siting
+    layers at the planner's radius and k in their places (cached per radius and k)."""
     context = sup.merged_context(outputs)
     keys = tuple(st.session_state.get("_step_keys", ()))
-    if plan is not None:
-        context.update(pl.map_results(plan.at, plan.recommended))
-        keys += (plan.key,)
-    return context, keys
+    if plan is None:
+        opt, layers = build_layers_cached(pkey, keys, tiles, attribution, district, context)
+        return opt, layers, keys
+    base_ctx = {k: v for k, v in context.items() if k not in ("coverage", "siting")}
+    opt, base = build_layers_cached(pkey, keys + ("no-coverage",), tiles, attribution, district, base_ctx)
+    extra = plan_layers_cached(pkey, plan.ckey, plan.key, district, plan, opt)
+    before = {"service_areas": "clusters", "gaps": "clusters", "recommended": "incidents"}
+    layers = list(base)
+    for lay in extra:
+        at = next((i for i, b in enumerate(layers) if b.key == before.get(lay.key)), len(layers))
+        layers.insert(at, lay)
+    return opt, layers, keys + (plan.key,)
 
 
 def page_map(district: District, pkey: str, outputs: dict[str, sup.StepOutput], plan: PlannerState | None,
@@ -337,9 +354,12 @@ def page_map(district: District, pkey: str, outputs: dict[str, sup.StepOutput], 
     cols[1].metric("事件记录 Incidents", 0 if district.incidents is None else len(district.incidents))
     cols[2].metric("剔除行 Rejected rows", len(district.rejects))
     cols[3].metric("违规 Violations", summary.get("violations_total", "—"))
-    context, keys = map_context(outputs, plan)
-    opt, layers = build_layers_cached(pkey, keys, tiles, attribution, district, context)
+    opt, layers, _keys = map_layers(district, pkey, outputs, plan, tiles, attribution)
     m = fresh_map(district, opt, layers)
+    if plan is not None:
+        st.caption(f"服务半径 {plan.at.radius_m:.0f} 米 · 人口覆盖率 {sup.format_share(plan.at.coverage.population_covered_share)}"
+                   f" ({plan.at.coverage.method}) · 推荐新址 ★ {plan.k} 个 · Service radius {plan.at.radius_m:.0f} m, "
+                   f"{plan.k} recommended sites")
     st.caption("图层 Layers: " + " · ".join(lay.title for lay in layers))
     st_folium(m, height=640, use_container_width=True, returned_objects=[], key="map")
 
@@ -519,8 +539,7 @@ def page_downloads(district: District, pkey: str, outputs: dict[str, sup.StepOut
     st.caption("表格与图层按项目参数计算；地图 map.html 按当前服务半径和新增网点数绘制。 Workbooks and layers use the "
                "project's parameters; map.html shows the current radius and k.")
     files = sup.download_files(outputs.values())
-    context, keys = map_context(outputs, plan)
-    opt, layers = build_layers_cached(pkey, keys, tiles, attribution, district, context)
+    opt, layers, keys = map_layers(district, pkey, outputs, plan, tiles, attribution)
     tag = hashlib.sha1("|".join(keys + (tiles, attribution)).encode()).hexdigest()[:12]
     map_path = CACHE_ROOT / pkey / "map" / tag / "map.html"
     # drawn on request: writing the whole map on every slider change would slow every rerun

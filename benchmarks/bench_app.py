@@ -145,7 +145,7 @@ def changes(browser: Any, rounds: int) -> tuple[list[float], list[float]]:
                       .locator('input[type="range"]').first.get_attribute("value"))
             t0 = time.perf_counter()
             slider_step(page, "服务半径")
-            wait_text(page, f"分类投放点 {now + 50} 米")
+            wait_text(page, f"服务半径 {now + 50} 米")
             wait_idle(page)
             map_features(page)
             radius_s.append(time.perf_counter() - t0)
