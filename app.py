@@ -361,7 +361,36 @@ def page_map(district: District, pkey: str, outputs: dict[str, sup.StepOutput], 
                    f" ({plan.at.coverage.method}) · 推荐新址 ★ {plan.k} 个 · Service radius {plan.at.radius_m:.0f} m, "
                    f"{plan.k} recommended sites")
     st.caption("图层 Layers: " + " · ".join(lay.title for lay in layers))
-    st_folium(m, height=640, use_container_width=True, returned_objects=[], key="map")
+    hot = sup.merged_context(outputs).get("hotspots")
+    table = pl.feature_table(district, hot, plan.at if plan else None, plan.recommended if plan else None)
+    focus = st.session_state.get("_map_focus")
+    got = st_folium(m, height=640, use_container_width=True, returned_objects=["last_object_clicked"], key="map",
+                    center=focus[:2] if focus else None, zoom=focus[2] if focus else None)
+    map_selection(district, table, got)
+
+
+def map_selection(district: District, table: pd.DataFrame, got: Any) -> None:
+    """Clicked feature → its record, highlighted first in the table; a selected row → the map zooms to it."""
+    click = (got or {}).get("last_object_clicked") if isinstance(got, dict) else None
+    picked = None
+    if click and click.get("lat") is not None:
+        picked = pl.nearest_feature(table, float(click["lat"]), float(click["lng"]), district.crs)
+    if picked is not None:
+        row = table.iloc[picked]
+        st.markdown(f"**选中 Selected: {row['类型']} {row['编号']} {row['名称']} ({row['镇街']})**")
+        table = pd.concat([table.iloc[[picked]], table.drop(table.index[picked])])
+    view = table.drop(columns=["x", "y"]).round({"lat": 5, "lon": 5})
+    styled = view.style.apply(lambda r: ["background-color:#fff3cd" if picked is not None and r.name == view.index[0]
+                                         else "" for _ in r], axis=1)
+    ev = st.dataframe(styled, width="stretch", hide_index=True, height=260, on_select="rerun",
+                      selection_mode="single-row", key="map_table")
+    rows = getattr(getattr(ev, "selection", None), "rows", None) or []
+    if rows:
+        r = view.iloc[rows[0]]
+        focus = (float(r["lat"]), float(r["lon"]), 16)
+        if st.session_state.get("_map_focus") != focus:
+            st.session_state["_map_focus"] = focus
+            st.rerun()
 
 
 _RAG = {"green": ("#d4edda", "#2e7d32", "达标 met"), "amber": ("#fff3cd", "#b26a00", "规划后达标 met once planned"),

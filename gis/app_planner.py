@@ -306,3 +306,41 @@ def map_results(at: PlannerAt, recommended: gpd.GeoDataFrame | None) -> dict[str
     if recommended is not None:
         out["siting"] = {"recommended": recommended}
     return out
+
+
+def feature_table(district: Any, hot: Any, at: PlannerAt | None, recommended: gpd.GeoDataFrame | None) -> pd.DataFrame:
+    """Clickable map features in one table: sites, clusters, coverage gaps, recommended sites.
+
+    Columns ``类型`` (kind), ``编号`` (id), ``名称``, ``镇街``, ``lat``/``lon`` (WGS84 of the
+    point or polygon centroid, for zooming to a row) and ``x``/``y`` (district CRS, to find
+    the feature nearest a click).
+    """
+    parts = []
+
+    def add(kind: str, g: gpd.GeoDataFrame | None, id_col: str, name_col: str | None) -> None:
+        if g is None or not len(g):
+            return
+        pts = g.geometry.representative_point()
+        ll = pts.to_crs(4326)
+        parts.append(pd.DataFrame({
+            "类型": kind, "编号": g[id_col].astype(str).to_numpy() if id_col in g else np.arange(1, len(g) + 1).astype(str),
+            "名称": g[name_col].astype(str).to_numpy() if name_col and name_col in g else "",
+            "镇街": g["township"].astype(str).to_numpy() if "township" in g else "",
+            "lat": ll.y.to_numpy(), "lon": ll.x.to_numpy(), "x": pts.x.to_numpy(), "y": pts.y.to_numpy()}))
+
+    add("聚集区 Cluster", getattr(hot, "priority", None), "cluster_id", "address")
+    if at is not None:
+        add("覆盖缺口 Gap", at.gaps, "gap_id", None)
+    add("推荐新址 Recommended", recommended, "candidate_id", "name")
+    add("网点 Site", district.sites, "site_id", "name")
+    cols = ["类型", "编号", "名称", "镇街", "lat", "lon", "x", "y"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+
+
+def nearest_feature(table: pd.DataFrame, lat: float, lon: float, crs: Any) -> int | None:
+    """Row of ``table`` nearest a clicked point (WGS84 ``lat``/``lon``), or ``None`` for an empty table."""
+    if not len(table):
+        return None
+    p = gpd.GeoSeries(gpd.points_from_xy([lon], [lat]), crs=4326).to_crs(crs).iloc[0]
+    d = np.hypot(table["x"].to_numpy(float) - p.x, table["y"].to_numpy(float) - p.y)
+    return int(np.argmin(d))
