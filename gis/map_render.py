@@ -221,7 +221,7 @@ _LEGEND_TEMPLATE = """
  {% if this.full_page %}right:10px; max-height:55%;{% else %}left:10px; max-height:42%;{% endif %}
  overflow-y:auto; background:rgba(255,255,255,0.92); padding:8px 10px; border:1px solid #999;
  border-radius:4px; font:11px/1.45 'WenQuanYi Micro Hei','Noto Sans CJK SC','Microsoft YaHei',sans-serif;">
-<details{% if this.full_page %} open{% endif %}><summary style="font-weight:bold; margin-bottom:4px; cursor:pointer;">{{ this.title }}</summary>
+<details open><summary style="font-weight:bold; margin-bottom:4px; cursor:pointer;">{{ this.title }}</summary>
 <div{% if this.two_columns %} style="column-count:2; column-gap:14px;"{% endif %}>
 {{ this.body }}
 </div></details>
@@ -427,8 +427,8 @@ def render_folium(
             attrs.append(lay.attribution)
     if attrs:
         m.add_child(_Attribution(attrs))
-    # the app's map is small: the layer control folds into its button and the legend starts folded,
-    # grouped by layer (a full-page map keeps both open)
+    # the app's map is small: the layer control folds into its button; the legend (folds on its title) is
+    # grouped by layer and scrolls within 42 % of the map height (a full-page map keeps both open)
     folium.LayerControl(collapsed=not full_page_legend).add_to(m)
     entries = [e for lay in layers for e in lay.legend]
     if full_page_legend:
