@@ -410,6 +410,9 @@ def render_folium(
     m = folium.Map(tiles=None, control_scale=True, prefer_canvas=False, zoom_start=12, min_zoom=3, max_zoom=19,
                    zoom_animation=False, fade_animation=False, marker_zoom_animation=False, zoom_snap=0.25,
                    location=[(bounds[0][0] + bounds[1][0]) / 2, (bounds[0][1] + bounds[1][1]) / 2] if bounds else [29.56, 106.45])
+    # folium hands max_zoom to a tile layer only; with none, the map itself needs it (markercluster throws
+    # "Map has no maxZoom specified" when the hidden incidents layer is switched on)
+    m.options["maxZoom"], m.options["minZoom"] = 19, 3
     m.get_root().header.add_child(Element(
         "<style>.leaflet-container{background:#f4f3ee !important;}"
         ".leaflet-popup-content{max-width:420px;max-height:320px;overflow:auto;word-break:break-all;"
