@@ -156,6 +156,8 @@ def app_page(browser: object, app_url: str) -> object:
     page = browser.new_page()  # type: ignore[attr-defined]
     page.goto(app_url, wait_until="domcontentloaded", timeout=60_000)
     page.wait_for_selector('[data-testid="stApp"]', timeout=60_000)
+    # the full map (its caption names the radius) follows the base layers once the analyses are done
+    page.wait_for_function("() => document.body.innerText.includes('服务半径 ')", timeout=300_000)
     _wait_idle(page)
     return page
 
@@ -225,7 +227,10 @@ def test_pages_render(app_page: object, tab: str, name: str, expect: str,
     _wait_idle(page)
     # only the open tab's page is drawn (lazy tabs): wait for its text to be shown
     page.wait_for_function("t => document.body.innerText.includes(t)", arg=expect, timeout=240_000)  # type: ignore[attr-defined]
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stSpinner\"]')",  # type: ignore[attr-defined]
+                           timeout=240_000)
     _wait_idle(page)
+    page.wait_for_timeout(1000)  # type: ignore[attr-defined]  # let charts and tables paint
     _assert_no_exception(page)
     _save(page, name, tmp_path_factory.mktemp("shots"))
 
