@@ -8,7 +8,9 @@ A thin layer over :mod:`gis`: the same pipeline steps as ``gis run``
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import html
 import os
 import tempfile
 from datetime import date
@@ -18,8 +20,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from gis import app_planner as pl
 from gis import app_support as sup
 from gis import confine
+from gis import coverage as cov
 from gis import maps, settings
 from gis.district import District
 from gis.limits import MIB, upload_limits
@@ -44,11 +48,16 @@ def load_district(project: str, key: str) -> District:
     return _load(load_project(project, confined=confine.is_inside(Path(project), UPLOAD_ROOT)))
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_resource(show_spinner=False, max_entries=64)
 def run_step_cached(
     step: str, pkey: str, skey: str, upstream: tuple[str, ...], _district: District, _context: dict[str, Any]
 ) -> sup.StepOutput:
-    """One pipeline step, cached on (project, its parameters, its inputs' keys)."""
+    """One pipeline step, cached on (project, its parameters, its inputs' keys).
+
+    A resource cache (shared, never copied): the app only reads step results, and
+    copying the coverage step's networks and tables on every rerun (``cache_data``
+    pickles) cost about a second per rerun.
+    """
     tag = hashlib.sha1("|".join(upstream).encode()).hexdigest()[:8]
     return sup.run_one_step(step, _district, CACHE_ROOT / pkey / f"{step}-{skey}-{tag}", _context)
 
@@ -73,6 +82,47 @@ def fresh_map(district: District, opt: maps.MapOptions, layers: list[maps.MapLay
     """
     return maps.render_folium(layers, opt, title=maps.district_title(district),
                               attributions=maps.district_attributions(district))
+
+
+@st.cache_resource(show_spinner="准备规划数据 Preparing the planner …", max_entries=4)
+def planner_base_cached(pkey: str, ckey: str, limit_m: float, _district: District, _compliance: Any,
+                        _targets: list[dict[str, Any]], _networks: dict[str, Any]) -> pl.PlannerBase:
+    """Distances to the nearest site (one search up to the slider's maximum) and checked candidates."""
+    return pl.planner_base(_district, _compliance, _targets, _networks, limit_m)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def planner_at_cached(pkey: str, ckey: str, radius: float, _base: pl.PlannerBase, _district: District) -> pl.PlannerAt:
+    """Coverage, gaps and the siting matrix at one radius (a threshold on the cached distances)."""
+    return pl.planner_at(_base, _district, radius)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def what_if_cached(pkey: str, ckey: str, radius: float, k: int, _at: pl.PlannerAt, _base: pl.PlannerBase,
+                   _district: District) -> tuple[Any, float]:
+    """The best k new sites at this radius (one MCLP on the cached matrix), with their place context."""
+    rec, share = cov.what_if_sites(_at.inputs, k)
+    return pl.place_context(rec, _district, _base.existing), share
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def reach_cached(pkey: str, ckey: str, radius: float, share: float, exact: bool, limit_s: float,
+                 _at: pl.PlannerAt, _base: pl.PlannerBase, _district: District) -> cov.ReachAnswer:
+    """Fewest new sites reaching ``share`` at this radius (greedy, or exact on request)."""
+    ans = cov.sites_to_reach(_at.inputs, share, exact=exact, time_limit_s=limit_s)
+    ans.sites = pl.place_context(ans.sites, _district, _base.existing)
+    return ans
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def section(pkey: str, name: str, _district: District) -> dict[str, Any]:
+    """``project.section(name)`` read once per project (each call otherwise re-parses the YAML defaults)."""
+    return _district.project.section(name)
+
+
+def sec(district: District, name: str) -> dict[str, Any]:
+    """The project's config section ``name`` (cached per project key)."""
+    return section(str(st.session_state.get("_pkey", "")), name, district)
 
 
 # ---------------------------------------------------------------------------------
@@ -136,11 +186,12 @@ def choose_project() -> Path | None:
 
 def choose_params(district: District) -> tuple[sup.AppParams, str, str]:
     st.sidebar.header("参数 Parameters")
-    cov = district.project.section("coverage")
+    cov = sec(district, "coverage")
     default_r = int(((cov.get("service_standards") or {}).get("collection_point") or {}).get("distance_m") or 500)
-    radius = st.sidebar.slider("回收网点服务半径(米) Collection-point service radius (m)", 100, 2000, default_r, 50,
-                               key="radius")
-    hot = district.project.section("hotspots").get("clusters") or {}
+    rs = sec(district, "app")["radius_slider_m"]
+    radius = st.sidebar.slider("回收网点服务半径(米) Collection-point service radius (m)", int(rs["min"]), int(rs["max"]),
+                               default_r, int(rs["step"]), key="radius")
+    hot = sec(district, "hotspots").get("clusters") or {}
     eps = st.sidebar.slider("聚集距离(米, 0=自动) Cluster distance (m, 0 = automatic)", 0, 1500,
                             int(hot.get("eps_m") or 0), 10, key="eps")
     start = end = None
@@ -153,9 +204,8 @@ def choose_params(district: District) -> tuple[sup.AppParams, str, str]:
             start, end = picked
             if (start, end) == (lo, hi):
                 start = end = None
-    default_k = int((cov.get("siting") or {}).get("k_new") or 10)
-    st.session_state.setdefault("k_default", default_k)
-    k = st.session_state.get("k_new_sites")
+    default_k = int((cov.get("siting") or {}).get("k_new"))
+    k = st.session_state.setdefault("k_new_sites", default_k)
     params = sup.AppParams(
         service_radius_m=None if radius == default_r else float(radius),
         cluster_distance_m=None if eps == int(hot.get("eps_m") or 0) else (float(eps) if eps > 0 else None),
@@ -179,7 +229,9 @@ def choose_params(district: District) -> tuple[sup.AppParams, str, str]:
 
 
 def run_steps(district: District, pkey: str, params: sup.AppParams) -> dict[str, sup.StepOutput]:
-    overrides = params.overrides()
+    """Run the pipeline steps (cached). The service radius and k are not step parameters here: the
+    planner answers them from cached distances and coverage matrix (:func:`planner_state`)."""
+    overrides = dataclasses.replace(params, service_radius_m=None, k_new_sites=None).overrides()
     d = sup.with_overrides(district, overrides)
     outputs: dict[str, sup.StepOutput] = {}
     keys: dict[str, str] = {}
@@ -200,6 +252,43 @@ def run_steps(district: District, pkey: str, params: sup.AppParams) -> dict[str,
         context.update(out.context)
     st.session_state["_step_keys"] = tuple(sorted(f"{s}:{k}" for s, k in keys.items() if s in outputs))
     return outputs
+
+
+@dataclasses.dataclass
+class PlannerState:
+    """The planner's figures at the sidebar's radius and the page's k (shared by map and planner)."""
+
+    base: pl.PlannerBase
+    at: pl.PlannerAt
+    k: int
+    recommended: Any
+    share_k: float
+    key: str
+    ckey: str
+
+
+def planner_state(district: District, pkey: str, outputs: dict[str, sup.StepOutput]) -> PlannerState | None:
+    """Coverage at the slider's radius and the best k new sites, from inputs computed once per project."""
+    if "coverage" not in outputs or outputs["coverage"].error or "compliance" not in outputs:
+        return None
+    ctx = sup.merged_context(outputs)
+    keys = dict(k.split(":", 1) for k in st.session_state.get("_step_keys", ()))
+    ckey = f"{keys.get('compliance', '')}|{keys.get('coverage', '')}"
+    app_cfg = sec(district, "app")
+    try:
+        base = planner_base_cached(pkey, ckey, float(app_cfg["radius_slider_m"]["max"]), district, ctx.get("compliance"),
+                                   list(outputs["coverage"].summary.get("targets") or []), ctx.get("networks") or {})
+    except Exception as exc:  # no population layer, no sites: the planner says so instead of a traceback
+        st.session_state["_planner_error"] = f"{type(exc).__name__}: {exc}"
+        return None
+    radius = float(st.session_state.get("radius") or base.scope.standard.distance_m or 0)
+    if base.scope.standard.mode == "district":
+        radius = float(app_cfg["radius_slider_m"]["max"])
+    at = planner_at_cached(pkey, ckey, radius, base, district)
+    k = int(st.session_state.get("k_new_sites") or (base.siting_config.get("k_new") or app_cfg["k_slider"]["min"]))
+    rec, share_k = (what_if_cached(pkey, ckey, radius, k, at, base, district) if at.inputs is not None
+                    else (None, float("nan")))
+    return PlannerState(base, at, k, rec, share_k, f"r{radius:g}-k{k}", ckey)
 
 
 def panel_unavailable(step: str, outputs: dict[str, sup.StepOutput]) -> bool:
@@ -227,7 +316,35 @@ def show_table(df: pd.DataFrame | None, key: str, empty: str = "无 None") -> No
 # ---------------------------------------------------------------------------------
 
 
-def page_map(district: District, pkey: str, outputs: dict[str, sup.StepOutput], tiles: str, attribution: str) -> None:
+@st.cache_resource(show_spinner=False, max_entries=32)
+def plan_layers_cached(pkey: str, ckey: str, plan_key: str, _district: District, _plan: PlannerState,
+                       _opt: maps.MapOptions) -> list[maps.MapLayer]:
+    """Service areas, gaps and recommended sites at the planner's radius and k (the only layers they change)."""
+    return maps.coverage_siting_layers(_district, pl.map_results(_plan.at, _plan.recommended), _opt)
+
+
+def map_layers(district: District, pkey: str, outputs: dict[str, sup.StepOutput], plan: PlannerState | None,
+               tiles: str, attribution: str) -> tuple[maps.MapOptions, list[maps.MapLayer], tuple[str, ...]]:
+    """The map's layers: those of the step results (cached per step keys) with the coverage and siting
+    layers at the planner's radius and k in their places (cached per radius and k)."""
+    context = sup.merged_context(outputs)
+    keys = tuple(st.session_state.get("_step_keys", ()))
+    if plan is None:
+        opt, layers = build_layers_cached(pkey, keys, tiles, attribution, district, context)
+        return opt, layers, keys
+    base_ctx = {k: v for k, v in context.items() if k not in ("coverage", "siting")}
+    opt, base = build_layers_cached(pkey, keys + ("no-coverage",), tiles, attribution, district, base_ctx)
+    extra = plan_layers_cached(pkey, plan.ckey, plan.key, district, plan, opt)
+    before = {"service_areas": "clusters", "gaps": "clusters", "recommended": "incidents"}
+    layers = list(base)
+    for lay in extra:
+        at = next((i for i, b in enumerate(layers) if b.key == before.get(lay.key)), len(layers))
+        layers.insert(at, lay)
+    return opt, layers, keys + (plan.key,)
+
+
+def page_map(district: District, pkey: str, outputs: dict[str, sup.StepOutput], plan: PlannerState | None,
+             tiles: str, attribution: str) -> None:
     from streamlit_folium import st_folium
 
     summary = sup.merged_summary(outputs)
@@ -236,64 +353,212 @@ def page_map(district: District, pkey: str, outputs: dict[str, sup.StepOutput], 
     cols[1].metric("事件记录 Incidents", 0 if district.incidents is None else len(district.incidents))
     cols[2].metric("剔除行 Rejected rows", len(district.rejects))
     cols[3].metric("违规 Violations", summary.get("violations_total", "—"))
-    context = sup.merged_context(outputs)
-    keys = st.session_state.get("_step_keys", ())
-    opt, layers = build_layers_cached(pkey, keys, tiles, attribution, district, context)
+    opt, layers, _keys = map_layers(district, pkey, outputs, plan, tiles, attribution)
     m = fresh_map(district, opt, layers)
+    if plan is not None:
+        st.caption(f"服务半径 {plan.at.radius_m:.0f} 米 · 人口覆盖率 {sup.format_share(plan.at.coverage.population_covered_share)}"
+                   f" ({plan.at.coverage.method}) · 推荐新址 ★ {plan.k} 个 · Service radius {plan.at.radius_m:.0f} m, "
+                   f"{plan.k} recommended sites")
     st.caption("图层 Layers: " + " · ".join(lay.title for lay in layers))
-    st_folium(m, height=640, use_container_width=True, returned_objects=[], key="map")
+    hot = sup.merged_context(outputs).get("hotspots")
+    table = pl.feature_table(district, hot, plan.at if plan else None, plan.recommended if plan else None)
+    focus = st.session_state.get("_map_focus")
+    got = st_folium(m, height=640, use_container_width=True, returned_objects=["last_object_clicked"], key="map",
+                    center=focus[:2] if focus else None, zoom=focus[2] if focus else None)
+    map_selection(district, table, got)
 
 
-def page_planner(outputs: dict[str, sup.StepOutput]) -> None:
-    st.subheader("规划 Planner — 三级回收体系 three-tier network")
+def map_selection(district: District, table: pd.DataFrame, got: Any) -> None:
+    """Clicked feature → its record, highlighted first in the table; a selected row → the map zooms to it."""
+    click = (got or {}).get("last_object_clicked") if isinstance(got, dict) else None
+    picked = None
+    if click and click.get("lat") is not None:
+        picked = pl.nearest_feature(table, float(click["lat"]), float(click["lng"]), district.crs)
+    if picked is not None:
+        row = table.iloc[picked]
+        st.markdown(f"**选中 Selected: {row['类型']} {row['编号']} {row['名称']} ({row['镇街']})**")
+        table = pd.concat([table.iloc[[picked]], table.drop(table.index[picked])])
+    view = table.drop(columns=["x", "y"]).round({"lat": 5, "lon": 5})
+    styled = view.style.apply(lambda r: ["background-color:#fff3cd" if picked is not None and r.name == view.index[0]
+                                         else "" for _ in r], axis=1)
+    ev = st.dataframe(styled, width="stretch", hide_index=True, height=260, on_select="rerun",
+                      selection_mode="single-row", key="map_table")
+    rows = getattr(getattr(ev, "selection", None), "rows", None) or []
+    if rows:
+        r = view.iloc[rows[0]]
+        focus = (float(r["lat"]), float(r["lon"]), 16)
+        if st.session_state.get("_map_focus") != focus:
+            st.session_state["_map_focus"] = focus
+            st.rerun()
+
+
+_RAG = {"green": ("#d4edda", "#2e7d32", "达标 met"), "amber": ("#fff3cd", "#b26a00", "规划后达标 met once planned"),
+        "red": ("#fde0dd", "#c62828", "未达标 not met")}
+
+
+def target_card(card: pl.TargetCard) -> None:
+    """One red/amber/green target card (actual, target, shortfall, planned sites' contribution)."""
+    bg, fg, word = _RAG[card.status]
+    esc = html.escape
+    st.markdown(
+        f'<div class="gis-card gis-{card.status}" style="background:{bg};border-left:6px solid {fg};'
+        f'padding:8px 12px;border-radius:4px;margin-bottom:8px;min-height:128px">'
+        f'<div style="color:{fg};font-weight:bold">● {esc(word)}</div>'
+        f'<div style="font-weight:bold">{esc(card.title)}</div>'
+        f'<div>现状 Actual <b>{esc(card.actual_text)}</b> · 目标 Target <b>{esc(card.target_text)}</b></div>'
+        f'<div>{esc(card.shortfall_text)}</div>'
+        f'<div style="color:#555;font-size:0.9em">{esc(card.planned_text)}</div></div>',
+        unsafe_allow_html=True)
+
+
+def coverage_headline(plan: PlannerState) -> None:
+    """One coverage figure with its method named, and the straight-line figure as an explicit comparison."""
+    c = plan.at.coverage
+    std = c.standard
+    tiers = "+".join(pl.TIER_ZH.get(t, t) for t in plan.base.scope.tiers)
+    method = {"network": f"路网{pl.MODE_ZH.get(std.mode, '')}距离 network", "euclidean": "直线距离 straight-line",
+              "district": "全区 district-wide"}[c.method]
+    col1, col2 = st.columns(2)
+    col1.metric(f"人口覆盖率 Population covered — {tiers} {std.distance_m or 0:.0f} 米, {method}",
+                sup.format_share(c.population_covered_share))
+    if c.method == "network":
+        diff = (c.population_covered_share_euclidean - c.population_covered_share) * 100
+        col2.metric("对比：按直线距离 Comparison: straight-line", sup.format_share(c.population_covered_share_euclidean),
+                    f"{diff:+.1f} 个百分点 points vs network", delta_color="off")
+        st.caption("本页所有覆盖率按道路网络距离计算(居民沿道路步行到最近网点)；直线距离忽略道路、河流和山体，"
+                   "会高估覆盖，仅作对比。 Every share on this page is by road-network distance; the straight-line "
+                   "figure ignores roads, rivers and ridges and overstates coverage — shown for comparison only.")
+
+
+def what_if_panel(district: District, pkey: str, plan: PlannerState) -> None:
+    """'To reach X % we need N new sites at these places' (or the best reachable share)."""
+    if plan.at.inputs is None:
+        st.info("没有候选点 No candidate sites (siting.candidates)")
+        return
+    app_cfg = sec(district, "app")
+    ks = app_cfg["k_slider"]
+    target = plan.base.scope.target
+    default_x = int(round(float((target or {}).get("target") or plan.base.siting_config.get("target_share") or 0) * 100))
+    c1, c2 = st.columns(2)
+    c1.slider("新增网点数 k new sites", int(ks["min"]), int(ks["max"]), key="k_new_sites")
+    x = c2.number_input("目标覆盖率 Target share (%)", 1, 100, default_x, key="what_if_share")
+    exact = st.toggle("精确求解(较慢) Exact solve (slower, HiGHS)", key="what_if_exact")
+    ans = reach_cached(pkey, plan.ckey, plan.at.radius_m, x / 100, bool(exact),
+                       float(app_cfg["what_if"]["time_limit_s"]), plan.at, plan.base, district)
+    st.markdown("**" + pl.what_if_sentence(ans, plan.k, plan.share_k) + "**")
+    st.markdown(f"##### 新增 {plan.k} 个网点的最优位置 Best {plan.k} new sites (地图上的 ★ on the map)")
+    st.dataframe(pl.recommended_view(plan.recommended), width="stretch", hide_index=True)
+    if ans.reachable and len(ans.sites):
+        with st.expander(f"达到 {x}% 所需的 {len(ans.sites)} 个网点 The {len(ans.sites)} sites reaching {x} %"):
+            st.dataframe(pl.recommended_view(ans.sites), width="stretch", hide_index=True)
+
+
+def page_planner(district: District, pkey: str, outputs: dict[str, sup.StepOutput], plan: PlannerState | None) -> None:
+    st.subheader("规划看板 Planner — 三级回收体系 three-tier network")
     summary = sup.merged_summary(outputs)
+    if panel_unavailable("coverage", outputs):
+        return
+    if plan is None:
+        st.warning("规划数据无法准备 The planner cannot be prepared: "
+                   + confine.escape_markdown(st.session_state.get("_planner_error", "")))
+        return
+    coverage_headline(plan)
+    st.markdown("#### 目标完成情况 Targets")
+    c, cp = plan.at.coverage, plan.at.coverage_planned
+    cards = pl.target_cards(summary.get("targets") or [], radius_m=c.standard.distance_m, mode=c.standard.mode,
+                            coverage_now=(c.population_covered_share, cp.population_covered_share))
+    cols = st.columns(3)
+    for i, card in enumerate(cards):
+        with cols[i % 3]:
+            target_card(card)
+    st.markdown("#### 各镇街覆盖率 Coverage by township")
+    chart = pl.township_chart(c)
+    st.bar_chart(chart, x="镇街", y="覆盖率 %", horizontal=True, height=max(240, 22 * len(chart)))
+    with st.expander("各镇街明细 Table by township (路网 network / 直线 straight-line)"):
+        st.dataframe(chart, width="stretch", hide_index=True)
+    st.markdown("#### 新增网点测算 What-if: new sites")
+    what_if_panel(district, pkey, plan)
+    st.markdown("#### 覆盖缺口 Coverage gaps")
+    gaps = plan.at.gaps
+    show_table(None if not len(gaps) else pd.DataFrame({
+        "排名 Rank": gaps["rank"], "镇街 Township": gaps["township"],
+        "未覆盖人口 Uncovered residents": gaps["population"].round().astype("int64"),
+        "面积 km²": gaps["area_km2"].round(2)}), "gaps")
     if not panel_unavailable("compliance", outputs):
-        net = sup.network_status(summary)
-        show_table(net, "network_status")
-    st.markdown("#### 目标完成情况 Targets (met / unmet)")
-    if not panel_unavailable("coverage", outputs):
-        show_table(sup.targets_table(summary), "targets")
-        st.markdown("#### 各镇街覆盖率 Coverage by township")
-        cov = sup.coverage_overview(outputs["coverage"])
-        st.metric(cov.label, sup.format_share(cov.headline))
-        show_table(cov.by_township, "coverage_by_township")
-        st.markdown("#### 覆盖缺口 Coverage gaps")
-        show_table(cov.gaps, "gaps")
-    st.markdown("#### 推荐新址 Recommended new sites")
-    step = "coverage"  # the coverage step chooses the new sites (MCLP)
-    if not panel_unavailable(step, outputs):
-        st.slider("新增网点数 k new sites", 1, 50, int(st.session_state.get("k_default") or 10), key="k_new_sites")
-        show_table(sup.recommended_table(outputs[step]), "recommended")
+        with st.expander("三级网络完整性 Three-tier network completeness"):
+            show_table(sup.network_status(summary), "network_status")
 
 
-def page_inspector(district: District, outputs: dict[str, sup.StepOutput]) -> None:
-    st.subheader("巡查 Inspector — 非法拆解热点 illegal-dismantling hot spots")
+def inspector_filters(district: District) -> sup.InspectorFilter:
+    """Township, kind, date window and 四山 level: one filter for the map, the list and the ledger."""
     towns = sorted(district.townships["township"].dropna().astype(str).unique())
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3, c4 = st.columns(4)
     pick_towns = c1.multiselect("镇街 Township", towns, key="f_township")
     kinds = [k.value for k in maps.IncidentKind]
     pick_kinds = c2.multiselect("问题类型 Kind", kinds, format_func=lambda k: f"{maps.INCIDENT_KIND_ZH_STR[k]} {k}",
                                 key="f_kind")
-    since = c3.date_input("最近事件不早于 Last incident on or after", value=None, key="f_since")
-    filt = sup.InspectorFilter(tuple(pick_towns), tuple(pick_kinds), since)
-    st.markdown("#### 整治优先级 Priority list")
-    if not panel_unavailable("hotspots", outputs):
-        hot = sup.hotspot_overview(outputs["hotspots"], filt)
-        cols = st.columns(3)
-        cols[0].metric("聚集区 Clusters", hot.n_clusters)
-        cols[1].metric("位于四山 In Four-Mountains zones", hot.n_in_four_mountains)
-        cols[2].metric("反弹 Rebounds", hot.n_rebounds)
+    picked = c3.date_input("事件日期 Incident dates (起 from – 止 to)", value=(), key="f_dates")
+    since, until = (tuple(picked) + (None, None))[:2] if isinstance(picked, (tuple, list)) else (picked, None)
+    levels = c4.multiselect("四山级别 Four-Mountains level", list(sup.ZONE_ZH), format_func=lambda v: sup.ZONE_ZH[v],
+                            key="f_level")
+    return sup.InspectorFilter(tuple(pick_towns), tuple(pick_kinds), since, until, tuple(levels))
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def inspector_layers_cached(pkey: str, keys: tuple[str, ...], fkey: str, _filt: sup.InspectorFilter,
+                            _district: District, _clusters: pd.DataFrame) -> tuple[maps.MapOptions, list[maps.MapLayer]]:
+    """Zones, townships, the filtered clusters and incidents (the inspector's map)."""
+    d = _district
+    if d.incidents is not None:
+        d = dataclasses.replace(d, incidents=_filt.incidents(d.incidents))
+    opt = maps.district_options(d)
+    layers = maps.build_layers(d, {"hotspots": {"priority": _clusters}}, opt)
+    return opt, [lay for lay in layers if not lay.key.startswith(("site", "landuse", "candidate", "tier"))]
+
+
+def page_inspector(district: District, pkey: str, outputs: dict[str, sup.StepOutput], tiles: str, attribution: str) -> None:
+    from streamlit_folium import st_folium
+
+    st.subheader("巡查 Inspector — 非法拆解热点 illegal-dismantling hot spots")
+    filt = inspector_filters(district)
+    if panel_unavailable("hotspots", outputs):
+        return
+    clusters = sup.filtered_clusters(outputs["hotspots"], filt)
+    hot = sup.hotspot_overview(outputs["hotspots"], filt)
+    cols = st.columns(3)
+    cols[0].metric("聚集区 Clusters", hot.n_clusters)
+    cols[1].metric("位于四山 In Four-Mountains zones", hot.n_in_four_mountains)
+    cols[2].metric("反弹 Rebounds", hot.n_rebounds)
+    left, right = st.columns([1, 1])
+    with left:
+        keys = tuple(st.session_state.get("_step_keys", ()))
+        opt, layers = inspector_layers_cached(pkey, keys, repr(filt), filt, district, clusters)
+        st_folium(fresh_map(district, opt, layers), height=520, use_container_width=True, returned_objects=[],
+                  key="inspector_map")
+    with right:
+        st.markdown("#### 整治优先级 Priority list")
         show_table(hot.priority, "priority")
-        st.markdown("#### 四山内聚集区 Clusters in the Four-Mountains zones")
+    with st.expander(f"四山内聚集区 Clusters in the Four-Mountains zones ({hot.n_in_four_mountains})"):
         show_table(hot.in_four_mountains, "clusters_fm")
-        st.markdown("#### 反弹 Rebounds (严防反弹)")
+    with st.expander(f"反弹 Rebounds 严防反弹 ({hot.n_rebounds})"):
         show_table(hot.rebounds, "rebounds")
-    st.markdown("#### 问题台账 Problem ledger (preview)")
+    st.markdown("#### 问题台账 Problem ledger (筛选后 filtered)")
     if not panel_unavailable("ledgers", outputs):
-        ledger = sup.ledger_preview(outputs["ledgers"], filt)
+        ledger = sup.ledger_preview(outputs["ledgers"], filt, clusters)
         st.metric("问题数 Problems", 0 if ledger is None else len(ledger))
+        if filt.kinds or filt.since or filt.until:
+            st.caption("按问题类型或日期筛选时只保留聚集区问题(网点问题没有事件日期和类型)。 A kind or date filter keeps "
+                       "cluster problems only (site problems carry no incident date or kind).")
         show_table(ledger, "ledger")
-        _campaign_panel(district)
+        tag = hashlib.sha1(repr((keys, filt)).encode()).hexdigest()[:12]
+        path = CACHE_ROOT / pkey / "inspector" / tag / "problem_ledger.xlsx"
+        if not path.exists():
+            sup.filtered_ledger_file(outputs["ledgers"], filt, clusters, path.parent,
+                                     sample=bool(getattr(district.project, "sample", False)))
+        if path.exists():
+            st.download_button(f"⬇ 下载筛选后的问题台账 Filtered problem ledger ({0 if ledger is None else len(ledger)} 条, xlsx)",
+                               path.read_bytes(), file_name="problem_ledger.xlsx", key="dl_inspector_ledger")
+    _campaign_panel(district)
 
 
 def _campaign_panel(district: District) -> None:
@@ -334,17 +599,20 @@ def _campaign_panel(district: District) -> None:
                 st.error(confine.escape_markdown(str(exc)))
 
 
-def page_downloads(district: District, pkey: str, outputs: dict[str, sup.StepOutput], tiles: str, attribution: str) -> None:
+def page_downloads(district: District, pkey: str, outputs: dict[str, sup.StepOutput], plan: PlannerState | None,
+                   tiles: str, attribution: str) -> None:
     st.subheader("下载 Downloads")
+    st.caption("表格与图层按项目参数计算；地图 map.html 按当前服务半径和新增网点数绘制。 Workbooks and layers use the "
+               "project's parameters; map.html shows the current radius and k.")
     files = sup.download_files(outputs.values())
-    context = sup.merged_context(outputs)
-    keys = st.session_state.get("_step_keys", ())
-    opt, layers = build_layers_cached(pkey, keys, tiles, attribution, district, context)
+    opt, layers, keys = map_layers(district, pkey, outputs, plan, tiles, attribution)
     tag = hashlib.sha1("|".join(keys + (tiles, attribution)).encode()).hexdigest()[:12]
     map_path = CACHE_ROOT / pkey / "map" / tag / "map.html"
-    if not map_path.exists():
-        maps.save_map_html(fresh_map(district, opt, layers), map_path)
-    files.append(map_path)
+    # drawn on request: writing the whole map on every slider change would slow every rerun
+    if map_path.exists() or st.button("生成地图文件 Make map.html (当前参数 current parameters)", key="make_map_html"):
+        if not map_path.exists():
+            maps.save_map_html(fresh_map(district, opt, layers), map_path)
+        files.append(map_path)
     if not files:
         st.info(sup.NOT_AVAILABLE)
     for f in files:
@@ -432,6 +700,29 @@ def page_municipal(project: Path | None, kind: str) -> None:
 # ---------------------------------------------------------------------------------
 
 
+@st.cache_resource(show_spinner=False)
+def warm_projects() -> set[str]:
+    """Project keys whose analyses this server has run (their results are cached)."""
+    return set()
+
+
+def base_map_first(district: District, pkey: str, tab: Any, tiles: str, attribution: str) -> Any:
+    """On a project's first run, draw the base layers at once while the analyses run (replaced after)."""
+    if pkey in warm_projects():
+        return None
+    from streamlit_folium import st_folium
+
+    with tab:
+        slot = st.empty()
+        with slot.container():
+            st.info("正在分析，先显示基础图层 Analyses running — base layers (zones, townships, sites, incidents) "
+                    "first; the full map follows.")
+            opt, layers = build_layers_cached(pkey, ("base",), tiles, attribution, district, {})
+            st_folium(fresh_map(district, opt, layers), height=640, use_container_width=True, returned_objects=[],
+                      key="map_base")
+    return slot
+
+
 def main() -> None:
     st.title("再生资源回收网络 GIS")
     st.caption("Recycling-network planning and illegal-dismantling hot spots · 三级回收体系 · 四山管控 · 问题台账")
@@ -445,29 +736,41 @@ def main() -> None:
     try:
         pkey = sup.project_key(project)
         district = load_district(str(project), pkey)
+        st.session_state["_pkey"] = pkey
     except Exception as exc:  # bad project: say what and where, no traceback
         st.error("项目无法读取 The project cannot be loaded: " + confine.escape_markdown(confine.redact(str(exc), Path(project))))
         return
     if getattr(district.project, "sample", False):
         st.warning(settings.SAMPLE_LABEL)
     params, tiles, attribution = choose_params(district)
+    # lazy tabs: only the open tab's page runs (a hidden map is never drawn into a 0×0 frame, and a
+    # slider change does not redraw pages nobody looks at)
+    tab_map, tab_plan, tab_insp, tab_dl, tab_muni = st.tabs(
+        ["地图 Map", "规划 Planner", "巡查 Inspector", "下载 Downloads", "市级汇总 Municipal"], key="tab", on_change="rerun"
+    )
+    early = base_map_first(district, pkey, tab_map, tiles, attribution) if tab_map.open is not False else None
     outputs = run_steps(district, pkey, params)
+    warm_projects().add(pkey)
     st.sidebar.caption(
         "已运行 Analyses run: " + (", ".join(sup.STEP_LABELS.get(s, s) for s in outputs) or "—")
     )
-    tab_map, tab_plan, tab_insp, tab_dl, tab_muni = st.tabs(
-        ["地图 Map", "规划 Planner", "巡查 Inspector", "下载 Downloads", "市级汇总 Municipal"]
-    )
-    with tab_map:
-        page_map(district, pkey, outputs, tiles, attribution)
-    with tab_plan:
-        page_planner(outputs)
-    with tab_insp:
-        page_inspector(district, outputs)
-    with tab_dl:
-        page_downloads(district, pkey, outputs, tiles, attribution)
-    with tab_muni:
-        page_municipal(project, "district")
-
+    plan = planner_state(district, pkey, outputs) if tab_insp.open is not True and tab_muni.open is not True else None
+    if tab_map.open is not False:
+        with tab_map:
+            if early is not None:
+                early.empty()
+            page_map(district, pkey, outputs, plan, tiles, attribution)
+    if tab_plan.open is not False:
+        with tab_plan:
+            page_planner(district, pkey, outputs, plan)
+    if tab_insp.open is not False:
+        with tab_insp:
+            page_inspector(district, pkey, outputs, tiles, attribution)
+    if tab_dl.open is not False:
+        with tab_dl:
+            page_downloads(district, pkey, outputs, plan, tiles, attribution)
+    if tab_muni.open is not False:
+        with tab_muni:
+            page_municipal(project, "district")
 
 main()

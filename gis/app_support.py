@@ -481,6 +481,49 @@ class InspectorFilter:
     townships: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()
     since: date | None = None
+    until: date | None = None
+    levels: tuple[str, ...] = ()
+
+    @property
+    def active(self) -> bool:
+        """Whether any filter is set."""
+        return bool(self.townships or self.kinds or self.since or self.until or self.levels)
+
+    def incidents(self, inc: pd.DataFrame) -> pd.DataFrame:
+        """Incident records passing the filters (township, kind, date window; 四山 level via ``levels_of``)."""
+        keep = pd.Series(True, index=inc.index)
+        if self.townships and "township" in inc:
+            keep &= inc["township"].astype(str).isin(self.townships)
+        if self.kinds and "kind" in inc:
+            keep &= inc["kind"].astype(str).isin(self.kinds)
+        if "date" in inc and (self.since or self.until):
+            d = pd.to_datetime(inc["date"], errors="coerce")
+            if self.since:
+                keep &= d >= pd.Timestamp(self.since)
+            if self.until:
+                keep &= d <= pd.Timestamp(self.until)
+        return inc.loc[keep]
+
+    def ledger(self, led: pd.DataFrame, clusters: pd.DataFrame) -> pd.DataFrame:
+        """问题台账 rows passing the filters.
+
+        Township: the row's 镇街. A cluster row (``cluster_id``) passes when its cluster
+        is in ``clusters`` (already filtered by :meth:`mask`). A site row has no incident
+        kind or date: a kind or date filter leaves it out; its 四山 level is read from
+        its 问题类型 (禁建区 / 重点控建区 / 一般控建区).
+        """
+        keep = pd.Series(True, index=led.index)
+        if self.townships and "镇街" in led:
+            keep &= led["镇街"].astype(str).isin(self.townships)
+        cid = led["cluster_id"] if "cluster_id" in led else pd.Series(pd.NA, index=led.index)
+        is_cluster = cid.notna()
+        ok_cluster = cid.astype("string").isin(set(clusters["cluster_id"].astype(str)) if "cluster_id" in clusters else set())
+        site_ok = pd.Series(not (self.kinds or self.since or self.until), index=led.index)
+        if self.levels:
+            text = led.get("问题类型", pd.Series("", index=led.index)).astype(str)
+            site_ok &= text.map(lambda t: any(ZONE_ZH[lv] in t for lv in self.levels if lv in ZONE_ZH))
+        keep &= (is_cluster & ok_cluster.fillna(False).astype(bool)) | (~is_cluster & site_ok)
+        return led.loc[keep.astype(bool)]
 
     def mask(self, df: pd.DataFrame) -> pd.Series:
         """Rows of a cluster/priority/ledger table that pass the filters."""
@@ -499,6 +542,10 @@ class InspectorFilter:
                                     else str(v) in want_k)
         if self.since is not None and "last_date" in df:
             keep &= pd.to_datetime(df["last_date"]) >= pd.Timestamp(self.since)
+        if self.until is not None and "first_date" in df:
+            keep &= pd.to_datetime(df["first_date"]) <= pd.Timestamp(self.until)
+        if self.levels and "four_mountains_level" in df:
+            keep &= df["four_mountains_level"].astype("string").isin(self.levels).fillna(False).astype(bool)
         return keep
 
 
@@ -564,16 +611,42 @@ def hotspot_overview(output: StepOutput, filt: InspectorFilter | None = None) ->
     )
 
 
-def ledger_preview(output: StepOutput, filt: InspectorFilter | None = None) -> pd.DataFrame | None:
-    """The 问题台账 rows (``context["ledgers"].ledger``), filtered by township."""
+def ledger_preview(output: StepOutput, filt: InspectorFilter | None = None,
+                   clusters: pd.DataFrame | None = None) -> pd.DataFrame | None:
+    """The 问题台账 rows (``context["ledgers"].ledger``) passing the filters (:meth:`InspectorFilter.ledger`;
+    ``clusters``: the filtered priority list, see :func:`filtered_clusters`)."""
     ledgers = output.context.get("ledgers")
     led = getattr(ledgers, "ledger", None)
     if not isinstance(led, pd.DataFrame):
         return None
-    led = pd.DataFrame(led.drop(columns=[c for c in ("geometry",) if c in led.columns]))
-    if filt is not None and filt.townships and "镇街" in led:
-        led = led[led["镇街"].astype(str).isin(filt.townships)]
-    return led
+    if filt is not None and filt.active:
+        hot = clusters if clusters is not None else pd.DataFrame({"cluster_id": []})
+        led = filt.ledger(led, hot)
+    return pd.DataFrame(led.drop(columns=[c for c in ("geometry",) if c in led.columns]))
+
+
+def filtered_clusters(output: StepOutput, filt: InspectorFilter) -> pd.DataFrame:
+    """The hotspot step's priority list (raw columns) passing the filters."""
+    pr = getattr(output.context.get("hotspots"), "priority", None)
+    if not isinstance(pr, pd.DataFrame) or not len(pr):
+        return pd.DataFrame({"cluster_id": []})
+    return pr[filt.mask(pr)]
+
+
+def filtered_ledger_file(output: StepOutput, filt: InspectorFilter, clusters: pd.DataFrame, out: str | Path,
+                         *, sample: bool = False) -> Path | None:
+    """Write the filtered 问题台账 (``problem_ledger.xlsx``, official form) into ``out`` with the ledger writer."""
+    from gis import ledgers as lg
+
+    full = output.context.get("ledgers")
+    led = getattr(full, "ledger", None)
+    if not isinstance(led, pd.DataFrame):
+        return None
+    sub = filt.ledger(led, clusters) if filt.active else led
+    sub = sub.copy()
+    sub["序号"] = np.arange(1, len(sub) + 1)
+    part = lg.LedgerSet(sub, full.summary, full.survey, full.district_name, full.townships)
+    return lg.write_ledgers(part, out, sample=sample)["problem_ledger"]
 
 
 # ---------------------------------------------------------------------------------

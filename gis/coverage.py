@@ -239,6 +239,140 @@ def _point_distances(
     return "euclidean", None
 
 
+@dataclass
+class NearestSiteDistances:
+    """Every population cell's distance to its nearest counted site, computed once.
+
+    Coverage at any radius :math:`r \\le` ``limit_m`` is then a threshold,
+    :math:`\\text{covered}_j = d_j \\le r` (:func:`coverage_at`), not a new search:
+    the multi-source Dijkstra of :func:`gis.routing.multi_source_distances` ran once
+    with ``limit = limit_m``, and a node's label below ``r`` is the same whatever
+    the search limit (Dijkstra settles nodes in distance order).
+
+    Attributes
+    ----------
+    standard
+        The tier's standard with ``distance_m`` = ``limit_m`` (its mode is kept).
+    points
+        Population cells with ``population``, ``households``, ``township``.
+    sites
+        The counted sites.
+    distance
+        :math:`d_j`: network distance where ``method`` is ``network``, else
+        straight-line (``inf`` beyond ``limit_m`` or unreachable).
+    distance_euclidean
+        Straight-line distance to the nearest site (not limited).
+    site
+        Index into ``sites`` of the nearest site by ``distance`` (-1 none).
+    method
+        ``network``, ``euclidean`` or ``district``.
+    limit_m
+        The search limit; :func:`coverage_at` refuses larger radii.
+    nodes, network
+        Node labels and road network (service-area polygons at any radius).
+    """
+
+    standard: Standard
+    points: gpd.GeoDataFrame
+    sites: gpd.GeoDataFrame
+    distance: npt.NDArray[np.float64]
+    distance_euclidean: npt.NDArray[np.float64]
+    site: npt.NDArray[np.int64]
+    method: str
+    limit_m: float
+    nodes: NodeDistances | None = field(default=None, repr=False)
+    network: NetworkCSR | None = field(default=None, repr=False)
+
+
+def nearest_site_distances(
+    points: gpd.GeoDataFrame,
+    sites: gpd.GeoDataFrame,
+    standard: Standard,
+    *,
+    limit_m: float,
+    network: NetworkCSR | None = None,
+    max_snap_m: float = np.inf,
+    townships: gpd.GeoDataFrame | None = None,
+) -> NearestSiteDistances:
+    """Distances of every cell to its nearest site up to ``limit_m`` (one search).
+
+    Parameters
+    ----------
+    points, sites, network, max_snap_m, townships
+        As in :func:`compute_coverage`.
+    standard
+        The tier's service standard (its ``mode`` decides network or straight line).
+    limit_m
+        Largest radius that will be asked of :func:`coverage_at` (e.g. the app's
+        slider maximum).
+    """
+    if not limit_m > 0:
+        raise AnalysisError(f"limit_m must be a positive number of metres, got {limit_m!r}")
+    pts = points.copy()
+    if "population" not in pts:
+        raise AnalysisError("population cells need a 'population' column")
+    pts["population"] = pd.to_numeric(pts["population"], errors="coerce").fillna(0.0).astype(float)
+    if "township" not in pts:
+        pts["township"] = None
+    if "households" not in pts:
+        pts["households"] = _spread_households(pts, townships)
+    std = Standard(standard.tier, standard.mode, None if standard.mode == "district" else float(limit_m),
+                   standard.label_zh)
+    sxy = points_xy(sites) if len(sites) else np.empty((0, 2))
+    work = pts.copy()
+    method, nodes = _point_distances(work, points_xy(pts), sxy, len(sites), std, network, max_snap_m)
+    dist = (work["dist_network"] if method == "network" else work["dist_euclidean"]).to_numpy(float).copy()
+    if method == "euclidean":
+        dist[dist > limit_m] = np.inf
+    keep = [c for c in pts.columns if c not in ("covered", "covered_euclidean", "site", "dist_network",
+                                                 "dist_euclidean", "snap_m")]
+    return NearestSiteDistances(std, gpd.GeoDataFrame(pts[keep], crs=pts.crs), sites, dist,
+                                work["dist_euclidean"].to_numpy(float), work["site"].to_numpy(np.int64), method,
+                                float(limit_m), nodes, network if method == "network" else None)
+
+
+def coverage_at(nd: NearestSiteDistances, radius_m: float, *, areas: bool = True) -> CoverageResult:
+    """Coverage at radius ``radius_m`` by thresholding :class:`NearestSiteDistances`.
+
+    Equal to :func:`compute_coverage` run with ``distance_m = radius_m`` (tested),
+    at the cost of a comparison per cell: :math:`\\text{covered}_j = d_j \\le r`,
+    :math:`\\text{share} = \\sum_j p_j [d_j \\le r] / \\sum_j p_j`.
+
+    Parameters
+    ----------
+    nd
+        Distances from :func:`nearest_site_distances`.
+    radius_m
+        Service radius (metres, ``≤ nd.limit_m``).
+    areas
+        Also draw the service-area polygons (for the map).
+    """
+    r = float(radius_m)
+    if nd.method != "district" and not 0 < r <= nd.limit_m:
+        raise AnalysisError(f"radius {r:g} m is outside the distances computed (0 < r ≤ {nd.limit_m:g} m)")
+    pts = nd.points.copy()
+    std = Standard(nd.standard.tier, nd.standard.mode, None if nd.method == "district" else r, nd.standard.label_zh)
+    covered = nd.distance <= r if nd.method != "district" else nd.site >= 0
+    pts["dist_euclidean"] = nd.distance_euclidean
+    pts["dist_network"] = nd.distance if nd.method == "network" else (
+        nd.distance_euclidean if nd.method == "district" else np.inf)
+    pts["site"] = np.where(covered, nd.site, -1)
+    pts["covered_euclidean"] = nd.distance_euclidean <= r if nd.method != "district" else covered
+    pts["covered"] = covered
+    pop = pts["population"].sum()
+    hh = pts["households"].sum(min_count=1)
+    share = float(pts.loc[covered, "population"].sum() / pop) if pop > 0 else float("nan")
+    share_e = float(pts.loc[pts["covered_euclidean"], "population"].sum() / pop) if pop > 0 else float("nan")
+    hshare = float(pts.loc[covered, "households"].sum() / hh) if pd.notna(hh) and hh > 0 else float("nan")
+    nodes = None
+    if nd.nodes is not None:
+        within = nd.nodes.distance <= r
+        nodes = NodeDistances(np.where(within, nd.nodes.distance, np.inf), np.where(within, nd.nodes.facility, -1), r)
+    sa = (service_areas(nd.sites, std, network=nd.network, nodes=nodes) if areas
+          else service_areas(nd.sites.iloc[0:0], std))
+    return CoverageResult(std, pts, nd.sites, _by_township(pts), share, hshare, share_e, sa, nd.method, nodes)
+
+
 def _spread_households(pts: gpd.GeoDataFrame, townships: gpd.GeoDataFrame | None) -> pd.Series:
     """Households per cell: the township's 户数 × the cell's share of its population."""
     if townships is None or "households" not in townships or "township" not in townships:
@@ -522,18 +656,19 @@ def _per_township(sites: gpd.GeoDataFrame, townships: gpd.GeoDataFrame) -> npt.N
 # ---------------------------------------------------------------------------
 
 
-def eligible_sites(district: Any, compliance: Any = None) -> gpd.GeoDataFrame:
+def eligible_sites(district: Any, compliance: Any = None, *, statuses: Sequence[str] = ("active",)) -> gpd.GeoDataFrame:
     """The district's active, compliant sites (the ones that count).
 
-    Active: ``status`` is ``active`` (a ledger without a status column counts
-    every site as active). Compliant: no rule with verdict ``prohibited`` broken
+    Active: ``status`` is one of ``statuses`` (``active``; add ``planned`` to count
+    the sites planned as well; a ledger without a status column counts every site
+    as active). Compliant: no rule with verdict ``prohibited`` broken
     (:mod:`gis.compliance`; the pipeline's compliance result is reused when given).
     """
     sites = district.sites
     if len(sites) == 0:
         return sites.copy()
     status = sites["status"] if "status" in sites else pd.Series(None, index=sites.index)
-    active = (status.astype("string") == "active").fillna(False).to_numpy(bool)
+    active = status.astype("string").isin(list(statuses)).fillna(False).to_numpy(bool)
     if status.isna().all():
         active[:] = True
     if compliance is None:
@@ -759,14 +894,12 @@ def _headline_gaps(district: Any, headline: CoverageResult | None, gcfg: Mapping
                          raster=district.population_raster, max_gaps=gcfg.get("max_gaps"))
 
 
-def _recommend(
-    district: Any, headline: CoverageResult, headline_tier: str, scfg: Mapping[str, Any],
-    net: NetworkCSR | None, max_snap: float, *, min_per_township: Any = None,
-) -> Any:
-    """New sites for the headline tier (:func:`gis.siting.recommend_sites`), or None without candidates.
+def siting_candidates(district: Any, tier: str, scfg: Mapping[str, Any]) -> Any:
+    """Candidates for new ``tier`` sites checked against the compliance rules (legal land only).
 
-    Candidates are the district's own (``candidates: district``), a grid over the
-    district (``grid``) or both; each is checked against the compliance rules first.
+    Candidates are the district's own (``candidates: district``, e.g. garbage transfer
+    stations for 一场两用), a grid over the district (``grid``) or both; returns a
+    :class:`gis.siting.CandidateCheck`, or ``None`` without candidates.
     """
     from gis import siting
     from gis.rules import RuleTable
@@ -785,13 +918,183 @@ def _recommend(
     cand = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=district.crs)
     rules = RuleTable.from_section(district.project.section("compliance"), source=district.project.path,
                                    classes=classes_for_project(district.project))
-    checked = siting.eligible_candidates(
-        cand, headline_tier, townships=district.townships, zones=district.zones,
+    return siting.eligible_candidates(
+        cand, tier, townships=district.townships, zones=district.zones,
         landuse=district.landuse, landuse_raster=district.landuse_raster, rules=rules,
     )
+
+
+def _recommend(
+    district: Any, headline: CoverageResult, headline_tier: str, scfg: Mapping[str, Any],
+    net: NetworkCSR | None, max_snap: float, *, min_per_township: Any = None,
+) -> Any:
+    """New sites for the headline tier (:func:`gis.siting.recommend_sites`), or None without candidates."""
+    from gis import siting
+
+    checked = siting_candidates(district, headline_tier, scfg)
+    if checked is None:
+        return None
     return siting.recommend_sites(
         headline.points, checked, distance_m=float(headline.standard.distance_m), tier=headline_tier,
         network=net, max_snap_m=max_snap, config=scfg, min_per_township=min_per_township,
     )
 
 
+# ---------------------------------------------------------------------------
+# what-if: new sites at any radius and k from cached inputs
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class SitingInputs:
+    """Everything the MCLP/LSCP models need at one radius, built once and reused for any k.
+
+    Attributes
+    ----------
+    candidates
+        Eligible candidates (legal land only), in matrix row order.
+    matrix
+        :func:`gis.siting.coverage_matrix` (candidates × cells) at ``radius_m``.
+    weights, covered
+        Cell population :math:`w_j` and coverage by the existing sites.
+    bonus, groups, min_per_township, config
+        As passed to :func:`gis.siting.mclp`.
+    radius_m
+        The service radius the matrix was built for.
+    """
+
+    candidates: gpd.GeoDataFrame
+    matrix: sp.csr_matrix
+    weights: npt.NDArray[np.float64]
+    covered: npt.NDArray[np.bool_]
+    bonus: npt.NDArray[np.float64]
+    groups: Any
+    min_per_township: Mapping[str, int] | None
+    config: dict[str, Any]
+    radius_m: float
+
+    @property
+    def share_before(self) -> float:
+        """Covered share with the existing sites, :math:`\\sum_j w_j c_j / \\sum_j w_j`."""
+        total = self.weights.sum()
+        return float(self.weights[self.covered].sum() / total) if total > 0 else float("nan")
+
+
+def siting_inputs(
+    cov: CoverageResult, checked: Any, config: Mapping[str, Any], *, network: NetworkCSR | None = None,
+    max_snap_m: float = np.inf, min_per_township: Mapping[str, int] | None = None,
+) -> SitingInputs:
+    """The siting models' inputs for coverage ``cov`` (its radius and covered cells).
+
+    ``checked`` is :func:`siting_candidates`' result; ``config`` the ``siting`` block.
+    The coverage matrix uses the same snapped network distance as the coverage.
+    """
+    from gis import siting
+
+    cfg = siting.solver_config(config)
+    elig = checked.eligible.reset_index(drop=True)
+    r = float(cov.standard.distance_m)
+    A = siting.coverage_matrix(points_xy(elig) if len(elig) else np.empty((0, 2)), points_xy(cov.points), r,
+                               network=network, max_snap_m=max_snap_m)
+    kinds = elig["kind"].astype(str).to_numpy() if "kind" in elig else np.full(len(elig), "grid")
+    bonus = np.where(kinds != "grid", float(cfg["preferred_bonus_residents"]), 0.0)
+    groups = elig["township"].to_numpy(object) if min_per_township and "township" in elig else None
+    return SitingInputs(elig, A, cov.points["population"].to_numpy(float), cov.points["covered"].to_numpy(bool),
+                        bonus, groups, min_per_township or None, cfg, r)
+
+
+def what_if_sites(inputs: SitingInputs, k: int) -> tuple[gpd.GeoDataFrame, float]:
+    """The best ``k`` new sites (:func:`gis.siting.mclp`) and the covered share after adding them.
+
+    Returns the chosen candidates with ``rank``, ``gain_population`` (residents newly
+    covered in rank order, :math:`\\sum_j w_j` over cells first covered by the site)
+    and ``cumulative_share``, and the share after all ``k``.
+    """
+    from gis import siting
+
+    w, cov0 = inputs.weights, inputs.covered
+    total = w.sum()
+    best = siting.mclp(inputs.matrix, w, int(k), covered=cov0, bonus=inputs.bonus, groups=inputs.groups,
+                       min_per_group=inputs.min_per_township, config=inputs.config)
+    return _ranked(inputs, best.selected, best.method), float(w[best.covered].sum() / total) if total > 0 else float("nan")
+
+
+def sites_to_reach(inputs: SitingInputs, share: float, *, exact: bool = False,
+                   time_limit_s: float | None = None) -> ReachAnswer:
+    """Fewest new sites reaching ``share`` covered.
+
+    ``exact``: :func:`gis.siting.lscp` (HiGHS, bounded by ``time_limit_s``; the best
+    answer found is returned with its proven lower bound); otherwise
+    :func:`gis.siting.greedy_lscp` (within :math:`H(\\max_i |A_i|)` of the fewest,
+    Chvátal 1979), fast enough for every slider change. Whether ``share`` is
+    reachable at all is decided exactly either way: the ceiling is the share covered
+    with every eligible candidate open, :math:`\\sum_j w_j [c_j \\lor \\exists i: a_{ij}] / \\sum_j w_j`.
+    """
+    from gis import siting
+
+    w, cov0 = inputs.weights, inputs.covered
+    total = w.sum()
+    reach = cov0 | (np.asarray(inputs.matrix.sum(axis=0)).ravel() > 0)
+    best = float(w[reach].sum() / total) if total > 0 else float("nan")
+    if not best >= float(share) - 1e-9:  # the ceiling is below the target: no solve needed to say so
+        return ReachAnswer(inputs.candidates.iloc[0:0].copy(), float(share), False, inputs.share_before, best,
+                           True, 0)
+    if exact or inputs.min_per_township:  # per-township minima are constraints only the exact model keeps
+        res = siting.lscp(inputs.matrix, w, share=float(share), covered=cov0, groups=inputs.groups,
+                          min_per_group=inputs.min_per_township, config=inputs.config, time_limit_s=time_limit_s)
+    else:
+        res = siting.greedy_lscp(inputs.matrix, w, float(share), covered0=cov0)
+    reached = float(w[res.covered].sum() / total) if total > 0 else float("nan")
+    return ReachAnswer(_ranked(inputs, res.selected, res.method), float(share),
+                       bool(res.extra.get("reached", reached >= share)), reached, best, bool(res.optimal),
+                       int(np.ceil(res.bound)) if np.isfinite(res.bound) else 0)
+
+
+@dataclass
+class ReachAnswer:
+    """Answer of :func:`sites_to_reach`.
+
+    Attributes
+    ----------
+    sites
+        The new sites, ranked by marginal gain.
+    share
+        The share asked for.
+    reachable
+        Whether ``share`` can be reached with the eligible candidates at all.
+    reached_share
+        Share covered with ``sites`` added.
+    best_share
+        Share covered if every eligible candidate were opened (the ceiling).
+    optimal, lower_bound
+        Whether ``len(sites)`` is proven the fewest; a proven lower bound on it.
+    """
+
+    sites: gpd.GeoDataFrame
+    share: float
+    reachable: bool
+    reached_share: float
+    best_share: float
+    optimal: bool
+    lower_bound: int
+
+
+def _ranked(inputs: SitingInputs, selected: npt.NDArray[np.int64], method: str) -> gpd.GeoDataFrame:
+    """Chosen candidates ordered by marginal gain (largest first) with the cumulative share."""
+    A = sp.csr_matrix(inputs.matrix, dtype=bool)
+    w, cov = inputs.weights, inputs.covered.copy()
+    total = w.sum()
+    left, order, gains = list(np.asarray(selected, np.int64)), [], []
+    while left:
+        g = [float(w[A[i].indices[~cov[A[i].indices]]].sum()) for i in left]
+        j = int(np.argmax(g))
+        i = left.pop(j)
+        order.append(i)
+        gains.append(g[j])
+        cov[A[i].indices] = True
+    rec = inputs.candidates.iloc[order].copy().reset_index(drop=True)
+    rec["rank"] = np.arange(1, len(rec) + 1)
+    rec["gain_population"] = np.asarray(gains, float)
+    rec["cumulative_share"] = inputs.share_before + np.cumsum(gains) / total if total > 0 else np.nan
+    rec["solver"] = method
+    return rec

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import os
 import re
 import shutil
@@ -240,12 +241,17 @@ class Legend(MacroElement):
 
     _template = Template(_LEGEND_TEMPLATE)
 
-    def __init__(self, title: str, entries: Sequence[tuple[str, str, str]], full_page: bool = False) -> None:
+    def __init__(self, title: str, entries: Sequence[tuple[str, str, str]], full_page: bool = False,
+                 groups: Sequence[tuple[str, Sequence[tuple[str, str, str]]]] = ()) -> None:
         super().__init__()
         self._name = "Legend"
         self.title = html.escape(title)
         rows = []
-        for shape, colour, label in entries:
+        # grouped by layer (the app's compact legend): a small heading per layer, then its keys
+        flat = [(None, e) for e in entries] + [(g if i == 0 else None, e) for g, es in groups for i, e in enumerate(es)]
+        for group, (shape, colour, label) in flat:
+            if group is not None:
+                rows.append(f'<div style="break-inside:avoid;font-weight:bold;margin-top:3px;color:#444">{html.escape(group)}</div>')
             if shape in ("box", "hatch", "line", "ramp"):
                 style = {
                     "box": f"background:{colour};opacity:0.8;",
@@ -262,6 +268,28 @@ class Legend(MacroElement):
         # in two columns when long, so every entry shows; the map is fitted beside it (render_folium)
         self.full_page = full_page
         self.two_columns = full_page and len(rows) > LEGEND_ONE_COLUMN_MAX
+
+
+class _RefitWhenShown(MacroElement):
+    """Fit the district again when the map's container first gets a size.
+
+    A map drawn inside a hidden tab has a 0×0 container, so its initial
+    ``fitBounds`` lands at zoom 0 (the whole world); a ``ResizeObserver`` re-fits it
+    to the district once it is shown, and keeps Leaflet's size in step afterwards.
+    """
+
+    _template = Template("""
+{% macro script(this, kwargs) %}
+(function(){var m={{ this._parent.get_name() }}, el=m.getContainer(), done=el.clientWidth>0;
+ if (window.ResizeObserver) { new ResizeObserver(function(){ m.invalidateSize(false);
+   if (!done && el.clientWidth>0) { done=true; m.fitBounds({{ this.bounds }}); } }).observe(el); }})();
+{% endmacro %}
+""")
+
+    def __init__(self, bounds: Sequence[Sequence[float]]) -> None:
+        super().__init__()
+        self._name = "RefitWhenShown"
+        self.bounds = json.dumps([[float(v) for v in b] for b in bounds])
 
 
 class _Attribution(MacroElement):
@@ -382,6 +410,9 @@ def render_folium(
     m = folium.Map(tiles=None, control_scale=True, prefer_canvas=False, zoom_start=12, min_zoom=3, max_zoom=19,
                    zoom_animation=False, fade_animation=False, marker_zoom_animation=False, zoom_snap=0.25,
                    location=[(bounds[0][0] + bounds[1][0]) / 2, (bounds[0][1] + bounds[1][1]) / 2] if bounds else [29.56, 106.45])
+    # folium hands max_zoom to a tile layer only; with none, the map itself needs it (markercluster throws
+    # "Map has no maxZoom specified" when the hidden incidents layer is switched on)
+    m.options["maxZoom"], m.options["minZoom"] = 19, 3
     m.get_root().header.add_child(Element(
         "<style>.leaflet-container{background:#f4f3ee !important;}"
         ".leaflet-popup-content{max-width:420px;max-height:320px;overflow:auto;word-break:break-all;"
@@ -399,15 +430,22 @@ def render_folium(
             attrs.append(lay.attribution)
     if attrs:
         m.add_child(_Attribution(attrs))
-    folium.LayerControl(collapsed=False).add_to(m)
+    # the app's map is small: the layer control folds into its button; the legend (folds on its title) is
+    # grouped by layer and scrolls within 42 % of the map height (a full-page map keeps both open)
+    folium.LayerControl(collapsed=not full_page_legend).add_to(m)
     entries = [e for lay in layers for e in lay.legend]
-    legend = Legend(title or "图例 Legend", entries, full_page=full_page_legend) if entries else None
+    if full_page_legend:
+        legend = Legend(title or "图例 Legend", entries, full_page=True) if entries else None
+    else:
+        groups = [(lay.title, lay.legend) for lay in layers if lay.legend]
+        legend = Legend(title or "图例 Legend", (), groups=groups) if groups else None
     if legend is not None:
         m.add_child(legend)
     if bounds:
         # a full-page legend keeps a strip on the right free of the district
         pad = (LEGEND_STRIP_PX[legend.two_columns], 0) if legend is not None and legend.full_page else None
         m.fit_bounds(bounds, padding_bottom_right=pad)
+        m.add_child(_RefitWhenShown(bounds))
     localize_assets(m)
     return m
 

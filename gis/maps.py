@@ -945,6 +945,21 @@ def aggregate_points(layer: MapLayer, limit: int) -> MapLayer:
                    fill_opacity=0.6, weight=0.3)
 
 
+def coverage_siting_layers(district: Any, results: Mapping[str, Any], options: MapOptions | None = None) -> list[MapLayer]:
+    """Only the service-area, gap and recommended-site layers of ``results`` (see :func:`build_layers`).
+
+    For a caller that redraws these alone when a service radius or the number of new
+    sites changes, keeping the other layers it already built.
+    """
+    opt = options or district_options(district)
+    cov = results.get("coverage")
+    layers = _coverage_layers(cov, district, opt) if cov is not None else []
+    siting = results.get("siting") if results.get("siting") is not None else _attr(cov, "siting", "recommended")
+    if siting is not None:
+        layers += _siting_layers(siting, opt)
+    return [lay for lay in layers if lay is not None and (lay.n > 0 or lay.image is not None)]
+
+
 def district_title(district: Any) -> str:
     """Legend title: the district's name."""
     project = getattr(district, "project", None)
