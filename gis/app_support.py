@@ -63,7 +63,7 @@ NOT_AVAILABLE = "该分析尚未提供 — analysis not available yet"
 
 def _upload_caps(max_bytes: int | None, max_unpacked: int | None, max_files: int | None) -> tuple[int, int, int]:
     """The given caps, each ``None`` replaced by its ``upload.*`` limit of ``layers/limits.yaml``."""
-    from .limits import upload_limits
+    from gis.limits import upload_limits
 
     lim = upload_limits()
     return (lim.max_zip_bytes if max_bytes is None else max_bytes,
@@ -109,7 +109,7 @@ def extract_project_zip(
         zf = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as exc:
         raise InputError(name, f"not a zip file ({exc})") from None
-    from .confine import check_zip_quota
+    from gis.confine import check_zip_quota
 
     check_zip_quota(zf, name, uploaded_bytes=len(data))  # upload size, entries, unpacked size, compression ratio (layers/limits.yaml upload.*)
     dest = Path(dest).resolve()
@@ -716,7 +716,7 @@ def municipal_district_runs(
     ``on_district(i, n, name)`` is called before each district (progress display).
     """
     from gis import pipeline
-    from gis.municipal import load_index
+    from gis.municipal import district_folder, load_index
 
     index = load_index(index_folder)
     root: Path = index["root"]
@@ -728,7 +728,7 @@ def municipal_district_runs(
             continue
         if on_district is not None:
             on_district(i, len(entries), str(e["name"]))
-        pipeline.run(root / e["path"], out, steps=list(steps), progress=False)
+        pipeline.run(district_folder(root, e), out, steps=list(steps), progress=False)
         (out / ".done").touch()
     return runs
 

@@ -48,7 +48,7 @@ class Partition:
 
 def load_partition(project: str | Path, code: str, crs: Any) -> Partition:
     """Load one district (:func:`gis.district.load_district`) into the common CRS."""
-    from .district import load_district
+    from gis.district import load_district
 
     d = load_district(project)
     outline = gpd.GeoSeries([d.boundary], crs=d.crs).to_crs(crs)
@@ -140,7 +140,7 @@ def gi_local(grid: Any, counts: np.ndarray, owned: np.ndarray, band: float, xbar
 
     .. math:: G_i^* = \\frac{\\sum_j w_{ij}x_j - \\bar X W_i}{S\\sqrt{(n S_{1i} - W_i^2)/(n-1)}}
     """
-    from .gistar import lattice_weights, with_self_weight
+    from gis.gistar import lattice_weights, with_self_weight
 
     w = lattice_weights(grid, band)
     ws = with_self_weight(w, 1.0)[owned]

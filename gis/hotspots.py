@@ -682,7 +682,7 @@ def hex_hot_spots(
     if cell_size_m is None:
         cell_size_m = gistar.choose_cell_size(xy, factor=cell_size_factor, bounds=bounds, max_cells=max_cells)
         cell_size_m = float(np.clip(cell_size_m, *cell_size_bounds_m))
-    from .limits import check_size  # before allocating: cells ≈ W·H / s² (analysis.max_grid_cells)
+    from gis.limits import check_size  # before allocating: cells ≈ W·H / s² (analysis.max_grid_cells)
 
     check_size((bounds[2] - bounds[0]) * (bounds[3] - bounds[1]) / max(float(cell_size_m), 1e-9) ** 2,
                "analysis", "max_grid_cells", "the hot-spot grid's cells (raise hotspots cell_size_m)")

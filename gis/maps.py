@@ -72,7 +72,6 @@ from gis.schema import (
     TIER_LABEL_ZH,
     ZONE_LEVEL_LABEL_ZH,
     IncidentKind,
-    SiteStatus,
     Tier,
     ZoneLevel,
     ZoneType,

@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from . import settings
-from ._errors import InputError
-from .export import write_excel, write_gpkg, write_json
+from gis import settings
+from gis._errors import InputError
+from gis.export import write_excel, write_gpkg, write_json
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def load_index(path: str | Path) -> dict[str, Any]:
         p = p / INDEX_FILE
     if not p.exists():
         raise InputError(p, f"no {INDEX_FILE} (generate one with `gis sample --scale municipality`)")
-    from .catalog import load_yaml  # bounded (gis.safeyaml): no alias bombs
+    from gis.catalog import load_yaml  # bounded (gis.safeyaml): no alias bombs
 
     data = load_yaml(p)
     if not isinstance(data.get("districts"), list) or not data["districts"]:
@@ -215,7 +215,7 @@ def rollup(runs: str | Path, out: str | Path, *, merge_distance_m: float = 100.0
     -------
     Rollup
     """
-    from .coords import choose_metric_crs
+    from gis.coords import choose_metric_crs
 
     out = Path(out)
     dist_rows, target_rows, cov_rows, dept_rows, outlines, cluster_frames = [], [], [], [], [], []
@@ -375,7 +375,7 @@ _RANGE_SHEET_COLS = {"range": "四山山系", "clusters": "聚集区数", "cross
 
 def _cluster_sheet(clusters: pd.DataFrame) -> pd.DataFrame:
     """Merged clusters as a workbook sheet: Chinese headers and labels, largest first."""
-    from .schema import INCIDENT_KIND_LABEL_ZH, ZONE_LEVEL_LABEL_ZH
+    from gis.schema import INCIDENT_KIND_LABEL_ZH, ZONE_LEVEL_LABEL_ZH
 
     t = pd.DataFrame(clusters.drop(columns="geometry", errors="ignore")).reindex(columns=list(_CLUSTER_SHEET_COLS))
     t = t.sort_values(["n_incidents", "merged_id"], ascending=[False, True], kind="stable")

@@ -41,7 +41,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from ._errors import AnalysisError
+from gis._errors import AnalysisError
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +53,7 @@ def defaults() -> dict[str, Any]:
     return engine_params()
 
 
-from .halo import (  # noqa: F401  (re-exported: the engine's public kernels)
-    KIND_OFFSET_M,
-    LEVEL_RANK,
-    Partition,
-    _kind_xy,
-    _near,
-    _within,
-    cell_coverage,
-    dbscan_assemble,
-    dbscan_labels,
-    dbscan_local,
-    fm_overlay,
-    gi_local,
-    load_partition,
-)
+from gis.halo import Partition, _kind_xy, cell_coverage, dbscan_labels, fm_overlay, gi_local, load_partition
 
 
 # ====================================================================== results
@@ -99,7 +85,7 @@ class MunicipalAnalysis:
 
 
 def _grid_for(parts: Sequence[Partition], spacing: float, crs: Any) -> Any:
-    from .gistar import HexGrid
+    from gis.gistar import HexGrid
 
     b = np.asarray([p.bounds for p in parts])
     bounds = (b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max())
@@ -112,7 +98,7 @@ def _finish(
 ) -> MunicipalAnalysis:
     from scipy.special import ndtr
 
-    from .gistar import GI_BIN_ALPHAS, fdr_cutoff
+    from gis.gistar import GI_BIN_ALPHAS, fdr_cutoff
 
     for c in ("district_code", "site_id", "tier", "status"):  # one dtype whichever engine built them
         sites[c] = pd.Series(sites[c].to_numpy(dtype=object), index=sites.index, dtype=object)
@@ -170,8 +156,8 @@ def district_lonlat_bounds(project: str | Path) -> tuple[float, float, float, fl
         ``(lon_min, lat_min, lon_max, lat_max)`` of the union of every township
         layer, whatever CRS or coordinate convention the files are written in.
     """
-    from .catalog import load_project
-    from .io import vector_layer
+    from gis.catalog import load_project
+    from gis.io import vector_layer
 
     proj = load_project(project)
     b = np.asarray([vector_layer(spec)[0].total_bounds for spec in proj.layers["townships"]], dtype=float)
@@ -199,7 +185,7 @@ def municipal_crs(bounds: Sequence[tuple[float, float, float, float]]) -> Any:
     >>> municipal_crs([(106.2, 29.4, 106.5, 29.7), (106.5, 29.4, 106.8, 29.7)]).to_epsg()
     4545
     """
-    from .coords import choose_metric_crs
+    from gis.coords import choose_metric_crs
 
     b = np.asarray(bounds, dtype=float)
     return choose_metric_crs((float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())))
@@ -249,7 +235,7 @@ def run_municipality(
     params
         Overrides of :func:`defaults` (read from ``layers/*.yaml``).
     """
-    from .municipal import district_folder, load_index
+    from gis.municipal import district_folder, load_index
 
     if engine not in ("single", "dask"):
         raise AnalysisError(f"unknown engine '{engine}' (single or dask)")
@@ -286,7 +272,7 @@ class _Job:
 
 def _run_single(job: _Job) -> tuple[list[Any], dict[str, Any], Any, dict[str, float]]:
     """District pipelines, then the municipal analyses over the merged layers, in this process."""
-    from . import pipeline
+    from gis import pipeline
 
     t0 = time.perf_counter()
     summaries = [pipeline.run(d, o, steps=job.steps, progress=False) if job.steps != [] else None
@@ -304,8 +290,8 @@ def _run_single(job: _Job) -> tuple[list[Any], dict[str, Any], Any, dict[str, fl
 
 def _write_single(out: Path, res: MunicipalAnalysis, parts: Sequence[Partition], crs: Any, prm: dict[str, Any]) -> dict[str, Any]:
     """Split the merged results by district, write them as the partitioned outputs; the summary."""
-    from .gistar import HexGrid
-    from .partitioned import as_layers, combine, district_summary, hex_owner, summary_of, write_district
+    from gis.gistar import HexGrid
+    from gis.partitioned import as_layers, combine, district_summary, hex_owner, summary_of, write_district
 
     bounds = np.asarray([p.bounds for p in parts], float)
     h = res.hexes
@@ -331,7 +317,7 @@ def tree_reduce(client: Any, futures: Sequence[Any], combine: Callable[..., Any]
 
 def _run_dask(client: Any, job: _Job) -> tuple[list[Any], dict[str, Any], Any, dict[str, float]]:
     """District pipelines as tasks, then the partitioned municipal analyses (nothing gathered)."""
-    from . import pipeline
+    from gis import pipeline
 
     t0 = time.perf_counter()
     if job.steps != []:
@@ -355,8 +341,8 @@ def _dask_municipal(client: Any, job: _Job, crs: Any, prm: dict[str, Any]) -> di
     The client receives per district a few numbers (extents, counts, kinds) and
     the reduced statistics; every layer stays in the workers' tasks and files.
     """
-    from . import partitioned as pt
-    from .gistar import GI_BIN_ALPHAS
+    from gis import partitioned as pt
+    from gis.gistar import GI_BIN_ALPHAS
 
     metas = client.gather([client.submit(pt.stage, d, c, crs.to_wkt(), str(job.out), pure=False) for d, c in zip(job.dirs, job.codes)])
     bounds = np.asarray([m["bounds"] for m in metas], float)
@@ -397,9 +383,9 @@ def _write_outputs(
     """The roll-up and ``summary.json`` (the layers are written per district already); returns the summary."""
     import shutil
 
-    from .export import write_json
-    from .municipal import rollup
-    from .partitioned import SCRATCH
+    from gis.export import write_json
+    from gis.municipal import rollup
+    from gis.partitioned import SCRATCH
 
     shutil.rmtree(out / SCRATCH, ignore_errors=True)
     summary: dict[str, Any] = {

@@ -468,6 +468,39 @@ class RoadgraphParams(Section):
     cache_dir: str | None
 
 
+@dataclass(frozen=True)
+class RadiusSlider(Section):
+    """The app's service-radius slider (metres)."""
+
+    min: float
+    max: float
+    step: float
+
+
+@dataclass(frozen=True)
+class KSlider(Section):
+    """The app's new-sites slider (k of the MCLP)."""
+
+    min: int
+    max: int
+
+
+@dataclass(frozen=True)
+class WhatIfParams(Section):
+    """The planner's "N new sites to reach X %" solve (HiGHS time limit)."""
+
+    time_limit_s: float
+
+
+@dataclass(frozen=True)
+class AppParams(Section):
+    """``layers/app.yaml``: slider ranges and what-if limits of the map app (``app.py``)."""
+
+    radius_slider_m: RadiusSlider
+    k_slider: KSlider
+    what_if: WhatIfParams
+
+
 # ---------------------------------------------------------------------------------
 # limits.yaml (never overridden by a project: an upload cannot raise its own limits)
 # ---------------------------------------------------------------------------------
@@ -540,6 +573,7 @@ SECTIONS: dict[str, type[Section]] = {
     "siting": SolverParams,
     "roadgraph": RoadgraphParams,
     "limits": LimitsParams,
+    "app": AppParams,
 }
 
 #: Sections that are not a ``<name>:`` block of ``project.yaml``: ``project`` keys are
@@ -570,6 +604,7 @@ class Params:
     solver: SolverParams
     roadgraph: RoadgraphParams
     limits: LimitsParams
+    app: AppParams
 
     @property
     def outside_tolerance_m(self) -> float:
@@ -739,6 +774,7 @@ def _assemble(project: Project | None) -> Params:
         solver=build_section("siting", project),  # type: ignore[arg-type]
         roadgraph=build_section("roadgraph", project),  # type: ignore[arg-type]
         limits=build_section("limits", project),  # type: ignore[arg-type]
+        app=build_section("app", project),  # type: ignore[arg-type]
     )
 
 

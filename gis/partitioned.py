@@ -102,7 +102,7 @@ def stage(project: str | Path, code: str, crs: Any, out: str | Path) -> dict[str
         ``code``, ``bounds`` (outline box), ``extent`` (box of outline, points and
         zones), ``n_incidents`` and ``kinds``.
     """
-    from .halo import load_partition
+    from gis.halo import load_partition
 
     p = load_partition(project, code, crs)
     folder = Path(out) / SCRATCH / code
@@ -263,7 +263,7 @@ def district_summary(sites: pd.DataFrame, cells: pd.DataFrame, hexes: pd.DataFra
 
 def write_district(out: str | Path, code: str, layers: dict[str, gpd.GeoDataFrame]) -> None:
     """GeoParquet partition ``municipal_analysis/<layer>/district=<code>/part.parquet`` and ``gpkg/<code>.gpkg``."""
-    from .export import write_gpkg
+    from gis.export import write_gpkg
 
     root = Path(out) / "municipal_analysis"
     for name, gdf in layers.items():
@@ -294,7 +294,7 @@ def as_layers(sites: gpd.GeoDataFrame, cells: pd.DataFrame, hexes: gpd.GeoDataFr
 
 def fm_part(plan: Plan, i: int) -> gpd.GeoDataFrame:
     """Partition ``i``'s sites with their 四山 level and range; halo: neighbours' zones over the sites' box."""
-    from .halo import fm_overlay
+    from gis.halo import fm_overlay
 
     s = read(plan, i, "sites")
     sites = gpd.GeoDataFrame(s.drop(columns=["x", "y"]), geometry=gpd.points_from_xy(s["x"], s["y"]), crs=plan.crs)
@@ -317,7 +317,7 @@ def _box_polygon(box: Sequence[float]) -> Any:
 def coverage_part(plan: Plan, i: int) -> pd.DataFrame:
     """Partition ``i``'s population cells with ``n_sites``, ``covered``, ``dist_m``;
     halo: the neighbours' covering sites within the radius *R* of the cells' box."""
-    from .halo import cell_coverage
+    from gis.halo import cell_coverage
 
     R, tiers = plan.params["coverage_radius_m"], plan.params["coverage_tiers"]
     cells = read(plan, i, "cells").assign(district_code=plan.codes[i])
@@ -335,7 +335,7 @@ def coverage_part(plan: Plan, i: int) -> pd.DataFrame:
 
 def _member(q: np.ndarray, r: np.ndarray, plan: Plan) -> np.ndarray:
     """Whether axial cells belong to the municipal grid (``HexGrid.covering`` of the union box)."""
-    from .gistar import SQRT3
+    from gis.gistar import SQRT3
 
     minx, miny, maxx, maxy = plan.grid_bounds
     s = plan.params["hex_spacing_m"]
@@ -349,7 +349,7 @@ def _member(q: np.ndarray, r: np.ndarray, plan: Plan) -> np.ndarray:
 
 def _subgrid(plan: Plan, box: Sequence[float]) -> Any:
     """The municipal grid's cells whose centres fall in ``box`` grown by one cell."""
-    from .gistar import HexGrid
+    from gis.gistar import HexGrid
 
     u = plan.grid_bounds
     g = HexGrid.covering(box, plan.params["hex_spacing_m"], crs=plan.crs, origin=(u[0], u[1]))
@@ -389,8 +389,8 @@ def hex_gi(plan: Plan, i: int, stats: dict[str, Any]) -> tuple[Any, np.ndarray, 
     """Gi* of partition ``i``'s owned cells: ``(grid, counts, z, p, n_neighbours)`` (owned only)."""
     from scipy.special import ndtr
 
-    from ._errors import AnalysisError
-    from .halo import gi_local
+    from gis._errors import AnalysisError
+    from gis.halo import gi_local
 
     g, counts, owned = hex_part(plan, i)
     n = int(stats["n"])
@@ -410,7 +410,7 @@ def hex_gi(plan: Plan, i: int, stats: dict[str, Any]) -> tuple[Any, np.ndarray, 
 
 def hex_small_p(plan: Plan, i: int, stats: dict[str, Any]) -> dict[str, Any]:
     """Partition ``i``'s Gi* p-values below the largest bin level α (for the global FDR cut-offs)."""
-    from .gistar import GI_BIN_ALPHAS
+    from gis.gistar import GI_BIN_ALPHAS
 
     p = hex_gi(plan, i, stats)[3]
     return {"p": np.sort(p[p < max(GI_BIN_ALPHAS)])}
@@ -418,7 +418,7 @@ def hex_small_p(plan: Plan, i: int, stats: dict[str, Any]) -> dict[str, Any]:
 
 def hex_layer(plan: Plan, i: int, stats: dict[str, Any], cutoffs: Sequence[float]) -> gpd.GeoDataFrame:
     """Partition ``i``'s owned hexagons with a count or a significant bin (the single engine's rule)."""
-    from .gistar import GI_BIN_ALPHAS
+    from gis.gistar import GI_BIN_ALPHAS
 
     g, counts, z, p, nn = hex_gi(plan, i, stats)
     level = np.zeros(len(z), dtype=np.int8)
@@ -445,7 +445,7 @@ def db_local(plan: Plan, i: int) -> dict[str, Any]:
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    from .halo import _kind_xy, dbscan_local
+    from gis.halo import _kind_xy, dbscan_local
 
     eps, ms = plan.params["eps_m"], int(plan.params["min_samples"])
     own = read(plan, i, "incidents")

@@ -139,7 +139,7 @@ def _fmt_target_value(metric: str, value: float) -> str:
 
 
 def targets_table(targets: pd.DataFrame) -> pd.DataFrame:
-    """The targets for reading: name, tiers counted (Chinese), target, actual, shortfall, achievement.
+    r"""The targets for reading: name, tiers counted (Chinese), target, actual, shortfall, achievement.
 
     Shares are shown in %, counts as whole numbers. Shortfall (差额) is
     :math:`\max(t - x, 0)` for an "at least" target and :math:`\max(x - t, 0)` for

@@ -8,7 +8,6 @@ re-runs only the analysis that reads it.
 from __future__ import annotations
 
 import io
-import os
 import stat
 import zipfile
 from collections import Counter

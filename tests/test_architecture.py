@@ -160,18 +160,11 @@ def test_every_yaml_file_is_read_by_the_one_bounded_reader():
     assert yaml_parsers() == []
 
 
-#: Modules still using relative imports, owned by engineers restructuring them this round
-#: (convert them, then empty this set).
-RELATIVE_IMPORTS_PENDING = {"gis/app_support.py", "gis/hotspots.py", "gis/municipal.py", "gis/parallel.py"}
-
-
 def relative_imports() -> list[str]:
     """``file:line`` of every relative import (``from .x import``) in ``gis/``: one style, absolute."""
     found = []
     for path in sorted(PKG.rglob("*.py")):
         rel = str(path.relative_to(ROOT))
-        if rel in RELATIVE_IMPORTS_PENDING:
-            continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.level:
                 found.append(f"{rel}:{node.lineno}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
@@ -113,7 +112,6 @@ def test_outside_district_reject_names_the_point_as_lon_lat(sample_project, samp
 
 @pytest.mark.shared
 def test_real_county_outlines_as_townships(shared_osm, tmp_path):
-    import pandas as pd
 
     counties = LayerSpec(
         role="townships",

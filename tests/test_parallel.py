@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from gis import gistar
-from gis.parallel import _within, cell_coverage, dbscan_assemble, dbscan_labels, dbscan_local, gi_local
+from gis.halo import _within, cell_coverage, dbscan_assemble, dbscan_labels, dbscan_local, gi_local
 
 
 def _points(seed: int = 0) -> np.ndarray:

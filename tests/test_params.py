@@ -166,6 +166,8 @@ def test_dask_engine_parameters_come_from_the_yaml():
 #: layers/*.yaml files that are tables checked by their own reader, not parameter sections.
 TABLES = {
     "aliases.yaml": "gis.catalog (column/value aliases)",
+    "campaign.yaml": "gis.campaign.campaign_params (typed CampaignParams, unknown keys refused)",
+    "disposition.yaml": "gis.campaign_disposition.disposition_params (typed DispositionParams)",
     "categories.yaml": "gis.targets.load_categories",
     "departments.yaml": "gis.departments.DepartmentTable.load",
     "landuse_canonical.yaml": "gis.landuse",

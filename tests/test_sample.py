@@ -24,10 +24,11 @@ from gis.sample import (
     TOWNSHIPS,
     TOWNSHIPS_WITHOUT_TS,
     SampleResult,
-    _district_outline,
     generate,
     to_metric,
 )
+from gis.sample.frame import _ll_poly
+from gis.sample.geo import _district_outline
 from gis.schema import INCIDENT_KIND_LABEL_ZH, RejectReason
 
 LEVEL_ZH = {"no_build": "禁建区", "key_control": "重点控建区", "general_control": "一般控建区"}
@@ -361,7 +362,7 @@ def test_scale_sizes_meet_benchmark_thresholds() -> None:
     assert city.expected_sites >= 20_000
     assert city.expected_incidents >= 100_000
     district, _, _ = _district_outline(np.random.default_rng(42))
-    from gis.sample import BOX, _ll_poly
+    from gis.sample import BOX
 
     share = district.area / _ll_poly(*BOX, n=40).area
     assert city.population_cells() * share >= 1_000_000

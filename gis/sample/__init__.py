@@ -43,9 +43,8 @@ from gis.sample.constants import (
     INCIDENT_HEADERS, LEDGER_HEADERS, LEVEL_ZH, MARGIN_M, METRIC_EPSG, RECEPTOR_RADIUS_M, RECEPTOR_TIERS, SCALES,
     TOTAL_POPULATION, SampleResult, ScaleParams, Tile,
 )
-from gis.sample.frame import Frame, _ll_poly, to_lonlat, to_metric
+from gis.sample.frame import Frame, to_lonlat, to_metric
 from gis.sample.generate import generate
-from gis.sample.geo import _district_outline
 from gis.sample.townships import PLACES, TOWNSHIPS, TOWNSHIPS_WITHOUT_TS
 
 
