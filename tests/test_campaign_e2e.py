@@ -120,6 +120,10 @@ def test_round_trip_merge_rerun_rebound_report(loop: dict, monkeypatch: pytest.M
     monkeypatch.setattr(cf, "_apply_row", real)
     with open_store(spath) as s:
         assert s.dump() == before
+    # …and so does a merge whose process is killed (SIGKILL) in the middle of its transaction
+    _merge_killed_midway(proj, filled_a)
+    with open_store(spath) as s:
+        assert s.dump() == before
 
     ra = cf.merge_workbook(proj, filled_a, who="区规划自然资源局联络员")
     rb = cf.merge_workbook(proj, filled_b)
@@ -161,6 +165,32 @@ def test_round_trip_merge_rerun_rebound_report(loop: dict, monkeypatch: pytest.M
     assert total["逾期"] == rep["overdue"] == int(open_late.sum())
     for path in rep["paths"].values():
         assert Path(path).stat().st_size > 0
+
+
+_KILLER = """
+import os, signal, sys
+from gis import campaign_forms as cf
+real, calls = cf._apply_row, []
+def dying(*args, **kw):
+    out = real(*args, **kw)
+    calls.append(1)
+    if len(calls) == 2:  # two rows written inside the open transaction, then the process dies
+        os.kill(os.getpid(), signal.SIGKILL)
+    return out
+cf._apply_row = dying
+cf.merge_workbook(sys.argv[1], sys.argv[2])
+"""
+
+
+def _merge_killed_midway(proj: Path, workbook: Path) -> None:
+    """Run ``merge_workbook`` in a child process that SIGKILLs itself after two applied rows."""
+    import signal
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _KILLER, str(proj), str(workbook)], capture_output=True, text=True,
+                          timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
 
 
 def test_forms_of_one_run_agree(loop: dict) -> None:
