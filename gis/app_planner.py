@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import geopandas as gpd
 import numpy as np
@@ -22,6 +22,9 @@ from scipy.spatial import cKDTree
 
 from gis import coverage as cov
 from gis.routing import NetworkCSR, points_xy
+
+if TYPE_CHECKING:
+    from gis.district import District
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class CoverageScope:
     target: Mapping[str, Any] | None
 
 
-def coverage_scope(district: Any, target_rows: Sequence[Mapping[str, Any]]) -> CoverageScope:
+def coverage_scope(district: District, target_rows: Sequence[Mapping[str, Any]]) -> CoverageScope:
     """The tiers and standard of the district's coverage target (headline tier without one)."""
     cfg = district.project.section("coverage")
     row = next((r for r in target_rows if r.get("metric") == "population_coverage"), None)
@@ -55,7 +58,7 @@ def coverage_scope(district: Any, target_rows: Sequence[Mapping[str, Any]]) -> C
 
 
 def scope_distances(
-    district: Any, compliance: Any, scope: CoverageScope, network: NetworkCSR | None, limit_m: float,
+    district: District, compliance: Any, scope: CoverageScope, network: NetworkCSR | None, limit_m: float,
     *, statuses: Sequence[str] = ("active",),
 ) -> cov.NearestSiteDistances:
     """Per-cell distances to the nearest counted site of the scope's tiers (one search up to ``limit_m``)."""
@@ -170,7 +173,7 @@ def township_chart(result: cov.CoverageResult) -> pd.DataFrame:
     return out.sort_values("覆盖率 %", kind="stable").reset_index(drop=True)
 
 
-def place_context(rec: gpd.GeoDataFrame, district: Any, existing: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+def place_context(rec: gpd.GeoDataFrame, district: District, existing: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """Recommended sites with their land use (地类) and nearest existing site and its distance.
 
     Land use: the land-use polygon holding the site (``landuse_code`` ``landuse_name``);
@@ -258,7 +261,7 @@ class PlannerBase:
     gaps_config: dict[str, Any]
 
 
-def planner_base(district: Any, compliance: Any, target_rows: Sequence[Mapping[str, Any]],
+def planner_base(district: District, compliance: Any, target_rows: Sequence[Mapping[str, Any]],
                  networks: Mapping[str, NetworkCSR] | None, limit_m: float) -> PlannerBase:
     """Build the planner's reusable inputs (one distance search up to ``limit_m``, one candidate check)."""
     scope = coverage_scope(district, target_rows)
@@ -288,7 +291,7 @@ class PlannerAt:
     inputs: cov.SitingInputs | None
 
 
-def planner_at(base: PlannerBase, district: Any, radius_m: float) -> PlannerAt:
+def planner_at(base: PlannerBase, district: District, radius_m: float) -> PlannerAt:
     """Coverage, gaps and siting inputs at ``radius_m`` (thresholds and one coverage matrix)."""
     now = cov.coverage_at(base.distances, radius_m)
     planned = cov.coverage_at(base.distances_planned, radius_m, areas=False)
@@ -308,7 +311,7 @@ def map_results(at: PlannerAt, recommended: gpd.GeoDataFrame | None) -> dict[str
     return out
 
 
-def feature_table(district: Any, hot: Any, at: PlannerAt | None, recommended: gpd.GeoDataFrame | None) -> pd.DataFrame:
+def feature_table(district: District, hot: Any, at: PlannerAt | None, recommended: gpd.GeoDataFrame | None) -> pd.DataFrame:
     """Clickable map features in one table: sites, clusters, coverage gaps, recommended sites.
 
     Columns ``类型`` (kind), ``编号`` (id), ``名称``, ``镇街``, ``lat``/``lon`` (WGS84 of the

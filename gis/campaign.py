@@ -35,7 +35,7 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,9 @@ from gis._errors import CatalogError, InputError
 from gis.campaign_store import CampaignStore, open_store
 from gis.catalog import Project, deep_merge, load_project, load_yaml
 from gis.params import Section, _build
+
+if TYPE_CHECKING:
+    from gis.district import District
 
 log = logging.getLogger(__name__)
 
@@ -718,7 +721,7 @@ def ledger_geo(problems: pd.DataFrame, crs: Any) -> Any:
     return gpd.GeoDataFrame(led, geometry=gpd.points_from_xy(problems["x"], problems["y"]), crs=crs)
 
 
-def run_summary(problems: pd.DataFrame, history: pd.DataFrame, p: CampaignParams, district: Any) -> pd.DataFrame:
+def run_summary(problems: pd.DataFrame, history: pd.DataFrame, p: CampaignParams, district: District) -> pd.DataFrame:
     """The run's 汇总表 per 镇街: 检查网点数, one column per 问题类型, then :func:`progress`.
 
     Every township is listed (zeros where nothing was found); the 问题类型 columns
@@ -766,7 +769,7 @@ def _writable_store(path: Path) -> Iterator[CampaignStore]:
             yield store
 
 
-def sync_from_run(district: Any, ledger_set: Any, hotspots_result: Any = None,
+def sync_from_run(district: District, ledger_set: Any, hotspots_result: Any = None,
                   settings_: Mapping[str, Any] | None = None) -> tuple[Any, dict[str, int]]:
     """Sync a run's 问题台账 into the store and rebuild the three forms from the store.
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import geopandas as gpd
 import numpy as np
@@ -23,6 +23,9 @@ from gis import settings
 from gis._errors import CatalogError
 from gis.catalog import load_yaml
 from gis.params import Section, _build
+
+if TYPE_CHECKING:
+    from gis.district import District
 
 __all__ = ["DispositionParams", "disposition_params", "licensed", "nearest_industrial", "propose"]
 
@@ -118,7 +121,7 @@ def nearest_industrial(points: gpd.GeoSeries, parcels: gpd.GeoDataFrame | None) 
 
 
 def propose(
-    ledger: gpd.GeoDataFrame | pd.DataFrame, sites: pd.DataFrame, *, district: Any = None,
+    ledger: gpd.GeoDataFrame | pd.DataFrame, sites: pd.DataFrame, *, district: District = None,
     params: DispositionParams | None = None,
 ) -> pd.DataFrame:
     """Proposed 处置方式 per ledger row (index of ``ledger``).
@@ -149,7 +152,7 @@ def propose(
     return out.drop(columns=["_near"])
 
 
-def _scheme(district: Any) -> Any:
+def _scheme(district: District) -> Any:
     from gis import landuse
 
     return landuse.classes_for_project(district.project) or landuse.load_scheme("gbt21010_2017")

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TYPE_CHECKING
 
 import geopandas as gpd
 import numpy as np
@@ -64,6 +64,9 @@ from gis.rules import (
     Rule,
     RuleTable,
 )
+
+if TYPE_CHECKING:
+    from gis.district import District
 
 __all__ = [
     "CONDITION_TYPES",
@@ -157,7 +160,7 @@ def locate(
     landuse: gpd.GeoDataFrame | None = None,
     landuse_raster: Any = None,
     classes: LandUseClasses | None = None,
-    receptor_max_distance_m: float = 1000.0,
+    receptor_max_distance_m: float | None = None,
 ) -> pd.DataFrame:
     """Place points against the district's layers (one spatial-index query per layer).
 
@@ -173,7 +176,8 @@ def locate(
     classes
         The GB/T 21010 class table.
     receptor_max_distance_m
-        Distances to receptors are searched up to this far; further → NaN.
+        Distances to receptors are searched up to this far; further → NaN (None:
+        ``receptor_search_m`` of ``layers/compliance.yaml``).
 
     Returns
     -------
@@ -191,6 +195,10 @@ def locate(
     _locate_township(out, geoms, townships, ptree)
     _locate_landuse(out, points, ptree, landuse, landuse_raster, classes, receptor_geoms)
     _locate_zones(out, geoms, zones, ptree, receptor_geoms)
+    if receptor_max_distance_m is None:
+        from gis.params import default_params
+
+        receptor_max_distance_m = default_params().compliance.receptor_search_m
     _receptor_distances(out, geoms, receptor_geoms, receptor_max_distance_m)
     return out
 
@@ -663,10 +671,11 @@ def _bound_locator(base: Any, rules: RuleTable, **layers: Any) -> Any:
     """:func:`locate` (or a replacement) bound to the district's layers and class table.
 
     Receptors are searched up to the largest ``near_receptor`` distance of the
-    enabled rules, at least 1000 m.
+    enabled rules, at least ``receptor_search_m`` (``layers/compliance.yaml``).
     """
     rmax = max(
-        [float(r.condition["distance_m"]) for r in rules.enabled if r.condition_type == "near_receptor"] + [1000.0]
+        [float(r.condition["distance_m"]) for r in rules.enabled if r.condition_type == "near_receptor"]
+        + [float(rules.receptor_search_m or 0.0)]
     )
 
     def bound(points: gpd.GeoSeries) -> pd.DataFrame:
@@ -792,7 +801,7 @@ def _worst(
 
 
 # ----------------------------------------------------------------------- district
-def _road_graph(district: Any, mode: str) -> Any:
+def _road_graph(district: District, mode: str) -> Any:
     """The district's road network as CSR (:func:`gis.roadgraph.network_for_district`, cached), or None."""
     if getattr(district, "roads_path", None) is None:
         return None
@@ -801,7 +810,7 @@ def _road_graph(district: Any, mode: str) -> Any:
     return network_for_district(district, mode=mode)  # type: ignore[arg-type]
 
 
-def check_district(district: Any, *, graph: Any = None, use_network: bool = True) -> ComplianceResult:
+def check_district(district: District, *, graph: Any = None, use_network: bool = True) -> ComplianceResult:
     """Run :func:`check_sites` on a loaded :class:`gis.district.District`.
 
     The rule table is ``district.project.section("compliance")``; the road graph comes

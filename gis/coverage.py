@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import geopandas as gpd
 import numpy as np
@@ -39,6 +39,7 @@ from scipy.spatial import cKDTree
 
 from gis._errors import AnalysisError, CatalogError
 from gis.landuse import classes_for_project
+from gis.params import ServiceAreaDisplay
 from gis.routing import (
     NetworkCSR,
     NodeDistances,
@@ -47,6 +48,9 @@ from gis.routing import (
     network_point_distances,
     points_xy,
 )
+
+if TYPE_CHECKING:
+    from gis.district import District
 
 #: Tiers counted by default in target rows that do not name theirs.
 DEFAULT_TARGET_TIERS: tuple[str, ...] = (
@@ -150,7 +154,7 @@ def compute_coverage(
     standard: Standard,
     *,
     network: NetworkCSR | None = None,
-    max_snap_m: float = 1000.0,
+    max_snap_m: float | None = None,
     townships: gpd.GeoDataFrame | None = None,
 ) -> CoverageResult:
     """Coverage of population cells by sites under one service standard.
@@ -167,7 +171,8 @@ def compute_coverage(
     network
         The road network of the standard's mode; ``None`` → Euclidean only.
     max_snap_m
-        Cells or sites further than this from any node are unreachable by road.
+        Cells or sites further than this from any node are unreachable by road
+        (None: ``max_snap_m`` of ``layers/coverage.yaml``).
     townships
         Township polygons with ``households``; used to fill ``households`` when
         ``points`` lacks it.
@@ -186,6 +191,10 @@ def compute_coverage(
         pts["households"] = _spread_households(pts, townships)
     pxy = points_xy(pts)
     sxy = points_xy(sites) if len(sites) else np.empty((0, 2))
+    if max_snap_m is None:
+        from gis.params import default_params
+
+        max_snap_m = default_params().coverage.max_snap_m
     method, nodes = _point_distances(pts, pxy, sxy, len(sites), standard, network, max_snap_m)
     by_tw = _by_township(pts)
     pop = pts["population"].sum()
@@ -410,13 +419,13 @@ def service_areas(
     *,
     network: NetworkCSR | None = None,
     nodes: NodeDistances | None = None,
-    display_buffer_m: float = 30.0,
+    display: ServiceAreaDisplay | None = None,
 ) -> gpd.GeoDataFrame:
     """One service-area polygon per site, for the map.
 
     Network mode: the concave hull of the nodes the site serves within the
     standard (its share of the multi-source search — nearest-site catchments do not
-    overlap), buffered by ``display_buffer_m``. Euclidean mode: a disc of radius
+    overlap), buffered by ``display.buffer_m`` (``service_area_display`` of ``layers/coverage.yaml``). Euclidean mode: a disc of radius
     ``distance_m``. These are display geometries; coverage shares are computed on
     the cells, not on these polygons.
     """
@@ -439,8 +448,12 @@ def service_areas(
         idx = np.r_[fac[order], np.arange(len(sites))]
         order2 = np.argsort(idx, kind="stable")
         mp = shapely.multipoints(xy[order2], indices=idx[order2])
-        hull = shapely.concave_hull(mp, ratio=0.3)
-        geoms = shapely.buffer(hull, display_buffer_m)
+        if display is None:
+            from gis.params import default_params
+
+            display = default_params().coverage.service_area_display
+        hull = shapely.concave_hull(mp, ratio=display.concave_ratio)
+        geoms = shapely.buffer(hull, display.buffer_m)
     base["reached_nodes"] = (
         np.bincount(nodes.facility[nodes.facility >= 0], minlength=len(sites)) if nodes is not None else 0
     )
@@ -513,7 +526,7 @@ def _is_urban(tw: pd.DataFrame) -> npt.NDArray[np.bool_]:
 def coverage_gaps(
     points: gpd.GeoDataFrame,
     *,
-    min_population: float = 0.0,
+    min_population: float | None = None,
     max_gaps: int | None = None,
     cell_size_m: float | None = None,
     raster: Any = None,
@@ -557,7 +570,8 @@ def coverage_gaps(
     _, comp = connected_components(adj, directed=False)
     pop, hh, ncell = _gap_totals(unc, comp)
     order = np.argsort(-pop, kind="stable")
-    order = order[pop[order] >= min_population]
+    if min_population is not None:  # None: every uncovered polygon is kept
+        order = order[pop[order] >= min_population]
     if max_gaps is not None:
         order = order[: int(max_gaps)]
     if len(order) == 0:
@@ -656,7 +670,7 @@ def _per_township(sites: gpd.GeoDataFrame, townships: gpd.GeoDataFrame) -> npt.N
 # ---------------------------------------------------------------------------
 
 
-def eligible_sites(district: Any, compliance: Any = None, *, statuses: Sequence[str] = ("active",)) -> gpd.GeoDataFrame:
+def eligible_sites(district: District, compliance: Any = None, *, statuses: Sequence[str] = ("active",)) -> gpd.GeoDataFrame:
     """The district's active, compliant sites (the ones that count).
 
     Active: ``status`` is one of ``statuses`` (``active``; add ``planned`` to count
@@ -794,7 +808,7 @@ class DistrictCoverage:
 
 
 def analyse_district(
-    district: Any,
+    district: District,
     *,
     compliance: Any = None,
     networks: Mapping[str, NetworkCSR] | None = None,
@@ -886,7 +900,7 @@ def _target_standard(
     return std
 
 
-def _headline_gaps(district: Any, headline: CoverageResult | None, gcfg: Mapping[str, Any]) -> gpd.GeoDataFrame:
+def _headline_gaps(district: District, headline: CoverageResult | None, gcfg: Mapping[str, Any]) -> gpd.GeoDataFrame:
     """:func:`coverage_gaps` of the headline tier (an empty layer without population)."""
     if headline is None:
         return coverage_gaps(gpd.GeoDataFrame(geometry=gpd.GeoSeries([], crs=district.crs)))
@@ -894,7 +908,7 @@ def _headline_gaps(district: Any, headline: CoverageResult | None, gcfg: Mapping
                          raster=district.population_raster, max_gaps=gcfg.get("max_gaps"))
 
 
-def siting_candidates(district: Any, tier: str, scfg: Mapping[str, Any]) -> Any:
+def siting_candidates(district: District, tier: str, scfg: Mapping[str, Any]) -> Any:
     """Candidates for new ``tier`` sites checked against the compliance rules (legal land only).
 
     Candidates are the district's own (``candidates: district``, e.g. garbage transfer
@@ -925,7 +939,7 @@ def siting_candidates(district: Any, tier: str, scfg: Mapping[str, Any]) -> Any:
 
 
 def _recommend(
-    district: Any, headline: CoverageResult, headline_tier: str, scfg: Mapping[str, Any],
+    district: District, headline: CoverageResult, headline_tier: str, scfg: Mapping[str, Any],
     net: NetworkCSR | None, max_snap: float, *, min_per_township: Any = None,
 ) -> Any:
     """New sites for the headline tier (:func:`gis.siting.recommend_sites`), or None without candidates."""

@@ -230,9 +230,9 @@ class HexGrid:
 def choose_cell_size(
     xy: np.ndarray,
     *,
-    factor: float = 2.0,
+    factor: float,
     bounds: tuple[float, float, float, float] | None = None,
-    max_cells: int = 250_000,
+    max_cells: int,
     min_size: float = 1.0,
 ) -> float:
     """Hexagon spacing from the incidents' nearest-neighbour distances.
@@ -354,7 +354,7 @@ def knn_weights(xy: np.ndarray, k: int) -> sp.csr_matrix:
 # ------------------------------------------------------------------------- Gi*
 
 
-def fdr_cutoff(p: np.ndarray, alpha: float = 0.05) -> float:
+def fdr_cutoff(p: np.ndarray, alpha: float) -> float:
     """Benjamini–Hochberg false-discovery-rate p-value cut-off (as ``esda.fdr``).
 
     With p-values sorted ascending :math:`p_{(1)}\\le\\dots\\le p_{(n)}`, let

@@ -36,7 +36,7 @@ from scipy.stats import poisson
 
 from gis._errors import AnalysisError
 from gis.catalog import deep_merge
-from gis.params import HotspotsParams, Section
+from gis.params import GiStarParams, HotspotsParams, Section
 from gis.cluster_scan import (
     ScanParams,
     SignificanceParams,
@@ -650,18 +650,9 @@ def hex_hot_spots(
     incidents: gpd.GeoDataFrame,
     *,
     area: Any = None,
+    grid_params: GiStarParams | Mapping[str, Any] | None = None,
     cell_size_m: float | None = None,
-    cell_size_factor: float = 2.0,
-    cell_size_bounds_m: tuple[float, float] = (100.0, 2000.0),
-    max_cells: int = 250_000,
-    weights: str = "distance_band",
-    band_cells: float = 2.0,
-    knn: int = 8,
-    fdr: bool = True,
-    permutations: int = 0,
-    seed: int | None = 0,
-    kinds: list[str] | None = None,
-    emerging: dict[str, Any] | None = None,
+    emerging: Mapping[str, Any] | None = None,
 ) -> HexHotSpots:
     """Optimized-Hot-Spot-style Gi* of incident counts on a hexagon grid (热点分析).
 
@@ -669,19 +660,26 @@ def hex_hot_spots(
     (the district outline; default the incidents' extent); cell size from
     :func:`gis.gistar.choose_cell_size` unless given; weights binary within
     ``band_cells`` spacings (lattice) or the ``knn`` nearest cells; Gi* with
-    BH-FDR bins (:func:`gis.gistar.gi_star`). With ``emerging`` parameters
+    BH-FDR bins (:func:`gis.gistar.gi_star`). ``grid_params`` is the ``gistar``
+    section (:class:`gis.params.GiStarParams`; None: ``layers/hotspots.yaml``);
+    ``cell_size_m`` overrides its cell size. With ``emerging`` parameters
     (``layers/hotspots.yaml`` ``emerging``), the space-time categories are added.
     """
     from gis import gistar
 
-    inc = select_incidents(incidents, kinds=kinds)
+    g = grid_params if grid_params is not None else _default_section("gistar")
+    cell_size_m = g["cell_size_m"] if cell_size_m is None else cell_size_m
+    max_cells, weights = int(g["max_cells"]), g["weights"]
+    kinds = g["kinds"]
+    inc = select_incidents(incidents, kinds=list(kinds) if kinds else None)
     if len(inc) < 3:
         raise AnalysisError("Gi* needs at least 3 incidents")
     xy = np.column_stack([inc.geometry.x.to_numpy(), inc.geometry.y.to_numpy()])
     bounds = tuple(shapely.bounds(area)) if area is not None else (*xy.min(0), *xy.max(0))
     if cell_size_m is None:
-        cell_size_m = gistar.choose_cell_size(xy, factor=cell_size_factor, bounds=bounds, max_cells=max_cells)
-        cell_size_m = float(np.clip(cell_size_m, *cell_size_bounds_m))
+        cell_size_m = gistar.choose_cell_size(xy, factor=float(g["cell_size_factor"]), bounds=bounds,
+                                              max_cells=max_cells)
+        cell_size_m = float(np.clip(cell_size_m, *g["cell_size_bounds_m"]))
     from gis.limits import check_size  # before allocating: cells ≈ W·H / s² (analysis.max_grid_cells)
 
     check_size((bounds[2] - bounds[0]) * (bounds[3] - bounds[1]) / max(float(cell_size_m), 1e-9) ** 2,
@@ -691,14 +689,14 @@ def hex_hot_spots(
         raise AnalysisError(f"a {cell_size_m:.0f} m hexagon grid has {len(grid)} cells; raise cell_size_m")
     counts = grid.count(xy)
     if weights == "distance_band":
-        band = band_cells * cell_size_m
+        band = float(g["band_cells"]) * cell_size_m
         w = gistar.lattice_weights(grid, band)
     elif weights == "knn":
         band = None
-        w = gistar.knn_weights(grid.centres, knn)
+        w = gistar.knn_weights(grid.centres, int(g["knn"]))
     else:
         raise AnalysisError(f"unknown weights '{weights}' (distance_band or knn)")
-    gi = gistar.gi_star(counts, w, fdr=fdr, permutations=permutations, seed=seed)
+    gi = gistar.gi_star(counts, w, fdr=bool(g["fdr"]), permutations=int(g["permutations"]), seed=g["seed"])
     cols: dict[str, Any] = {
         "count": counts,
         "gi_z": gi.z,
@@ -786,10 +784,10 @@ def kernel_density(
     *,
     crs: Any = None,
     bandwidth_m: float | None = None,
-    cell_size_m: float = 50.0,
+    cell_size_m: float | None = None,
     bounds: tuple[float, float, float, float] | None = None,
     padding_m: float | None = None,
-    max_pixels: int = 16_000_000,
+    max_pixels: int | None = None,
 ) -> DensitySurface:
     """Gaussian kernel density of points on a raster, by binning and filtering.
 
@@ -808,7 +806,8 @@ def kernel_density(
     bandwidth_m
         Gaussian σ; default :func:`default_bandwidth`.
     cell_size_m
-        Pixel size; enlarged if the raster would exceed ``max_pixels``.
+        Pixel size; enlarged if the raster would exceed ``max_pixels`` (None for
+        either: ``density`` of ``layers/hotspots.yaml``).
     bounds
         Raster extent (default: points' extent plus ``padding_m``).
     padding_m
@@ -819,6 +818,10 @@ def kernel_density(
     xy = np.asarray(xy, dtype=float).reshape(-1, 2)
     if len(xy) == 0:
         raise AnalysisError("no incidents for a density surface")
+    if cell_size_m is None or max_pixels is None:
+        dflt = _default_section("density")
+        cell_size_m = dflt["cell_size_m"] if cell_size_m is None else cell_size_m
+        max_pixels = dflt["max_pixels"] if max_pixels is None else max_pixels
     bw = float(bandwidth_m) if bandwidth_m else default_bandwidth(xy)
     if not bw > 0:
         bw = cell_size_m
@@ -847,8 +850,8 @@ def kernel_density(
 def detect_rebounds(
     incidents: gpd.GeoDataFrame,
     *,
-    distance_m: float = 300.0,
-    window_days: float = 365.0,
+    distance_m: float | None = None,
+    window_days: float | None = None,
     closed_statuses: tuple[str, ...] | list[str] = ("closed", "rectified"),
     same_kind: bool = True,
 ) -> pd.DataFrame:
@@ -860,7 +863,8 @@ def detect_rebounds(
     .. math:: \\lVert s_j - s_i \\rVert \\le D, \\qquad
               t_{close,i} < t_j \\le t_{close,i} + \\Delta
 
-    (``distance_m`` = *D*, ``window_days`` = Δ) and, with ``same_kind``, *j* is of
+    (``distance_m`` = *D*, ``window_days`` = Δ; None: ``rebound`` of
+    ``layers/hotspots.yaml``) and, with ``same_kind``, *j* is of
     the same incident kind as *i* (the same illegal activity came back, not an
     unrelated complaint next door). Pairs are found with one KD-tree sparse
     distance query.
@@ -875,6 +879,10 @@ def detect_rebounds(
     cols = ["closed_id", "closed_date", "incident_id", "date", "distance_m", "days_after", "kind"]
     if incidents is None or len(incidents) == 0 or "closed_date" not in incidents.columns:
         return pd.DataFrame(columns=cols)
+    if distance_m is None or window_days is None:
+        rb = _default_section("rebound")
+        distance_m = rb["distance_m"] if distance_m is None else distance_m
+        window_days = rb["window_days"] if window_days is None else window_days
     status = incidents["status"].astype(str).to_numpy() if "status" in incidents.columns else None
     cdate = pd.to_datetime(incidents["closed_date"])
     closed = cdate.notna().to_numpy().copy()
@@ -918,9 +926,9 @@ def cluster_rebounds(
     incidents: pd.DataFrame,
     rebounds: pd.DataFrame,
     *,
-    window_days: float = 365.0,
+    window_days: float | None = None,
     closed_statuses: tuple[str, ...] | list[str] = ("closed", "rectified"),
-    min_closed_share: float = 0.5,
+    min_closed_share: float | None = None,
 ) -> pd.DataFrame:
     """Closure and rebound (反弹) of each cluster.
 
@@ -930,7 +938,8 @@ def cluster_rebounds(
     shut down as a whole, 关停取缔 — not one stray record). It *rebounded* when
     an incident of one of the cluster's kinds, within the rebound distance of one
     of its closed members (the pairs of :func:`detect_rebounds`), is dated in
-    :math:`(t_c,\\ t_c + \\Delta]`.
+    :math:`(t_c,\\ t_c + \\Delta]` (None for Δ = ``window_days`` or ``min_closed_share``:
+    ``rebound`` of ``layers/hotspots.yaml``).
 
     Returns
     -------
@@ -947,6 +956,10 @@ def cluster_rebounds(
     out["rebound_incidents"] = 0
     if len(result.members) == 0 or "closed_date" not in incidents.columns:
         return out
+    if window_days is None or min_closed_share is None:
+        rb = _default_section("rebound")
+        window_days = rb["window_days"] if window_days is None else window_days
+        min_closed_share = rb["min_closed_share"] if min_closed_share is None else min_closed_share
     inc = pd.DataFrame(
         {
             "incident_id": incidents["incident_id"].to_numpy(),
@@ -1352,7 +1365,7 @@ def analyse(
     problems = problem_rows(pr, config)
     hx = None
     try:
-        hx = hex_hot_spots(incidents, area=area, **_gistar_kwargs(config["gistar"]), emerging=config["emerging"])
+        hx = hex_hot_spots(incidents, area=area, grid_params=config["gistar"], emerging=config["emerging"])
     except AnalysisError as exc:
         log.warning("hot-spot grid skipped: %s", exc)
     dcfg = config["density"]
@@ -1369,21 +1382,11 @@ def analyse(
     return HotspotResult(clusters=res, priority=pr, problems=problems, hex=hx, density=dens, rebounds=rebounds)
 
 
-def _gistar_kwargs(g: dict[str, Any]) -> dict[str, Any]:
-    """:func:`hex_hot_spots` keywords from the ``gistar`` section."""
-    return {
-        "cell_size_m": g["cell_size_m"],
-        "cell_size_factor": float(g["cell_size_factor"]),
-        "cell_size_bounds_m": tuple(g["cell_size_bounds_m"]),
-        "max_cells": int(g["max_cells"]),
-        "weights": g["weights"],
-        "band_cells": float(g["band_cells"]),
-        "knn": int(g["knn"]),
-        "fdr": bool(g["fdr"]),
-        "permutations": int(g["permutations"]),
-        "seed": g["seed"],
-        "kinds": g["kinds"],
-    }
+def _default_section(name: str) -> Any:
+    """Sub-section ``name`` of the bundled ``layers/hotspots.yaml`` (a keyword left None)."""
+    from gis.params import default_params
+
+    return getattr(default_params().hotspots, name)
 
 
 def rebound_significance(result: ClusterResult, incidents: gpd.GeoDataFrame, config: dict[str, Any]) -> gpd.GeoDataFrame:

@@ -29,12 +29,15 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import geopandas as gpd
 
 from gis._errors import AnalysisError
 from gis.export import atomic_path
+
+if TYPE_CHECKING:
+    from gis.district import District
 
 __all__ = [
     "PAPER_MM",
@@ -102,7 +105,7 @@ class SheetSettings:
                    dpi=int(s["dpi"]), pad_ratio=float(s["pad_ratio"]), layers=tuple(str(k) for k in s["layers"]))
 
 
-def sheet_settings(district: Any) -> SheetSettings:
+def sheet_settings(district: District) -> SheetSettings:
     """The district's sheet settings (``layers/map.yaml`` merged with its ``map:`` section)."""
     project = getattr(district, "project", None)
     if project is not None and hasattr(project, "section"):
@@ -426,7 +429,7 @@ def _township_figure(sh: _Sheets, i: int) -> tuple[str, Any]:
     return name, fig
 
 
-def write_map_sheets(district: Any, layers: Sequence[Any], out: str | Path, *,
+def write_map_sheets(district: District, layers: Sequence[Any], out: str | Path, *,
                      settings: SheetSettings | None = None, date: dt.date | None = None) -> dict[str, Any]:
     """Write ``out/map_sheets/``: the overview and one sheet per 镇街 as PNG, and one combined PDF.
 
@@ -475,7 +478,7 @@ def write_map_sheets(district: Any, layers: Sequence[Any], out: str | Path, *,
     return {"pdf": folder / "map_sheets.pdf", "png": pngs, "sheets": len(pngs), "font": font}
 
 
-def render_overview_png(district: Any, layers: Sequence[Any], target: str | Path, *,
+def render_overview_png(district: District, layers: Sequence[Any], target: str | Path, *,
                         settings: SheetSettings | None = None, date: dt.date | None = None) -> Path:
     """Draw the district overview sheet as one PNG (``map.png``), same quality as the sheets."""
     settings = settings or sheet_settings(district)

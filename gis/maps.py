@@ -40,7 +40,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import folium
 import geopandas as gpd
@@ -76,6 +76,9 @@ from gis.schema import (
     ZoneLevel,
     ZoneType,
 )
+
+if TYPE_CHECKING:
+    from gis.district import District
 
 __all__ = [
     "ASSETS_DIR",
@@ -196,7 +199,7 @@ def tianditu_basemap(key: str, kind: str = "vec") -> list[Basemap]:
     ]
 
 
-def district_options(district: Any) -> MapOptions:
+def district_options(district: District) -> MapOptions:
     """Map options of a district (``layers/map.yaml`` merged with its ``map:`` section)."""
     project = getattr(district, "project", None)
     if project is not None and hasattr(project, "section"):
@@ -209,7 +212,7 @@ def district_options(district: Any) -> MapOptions:
 # ---------------------------------------------------------------------------------
 
 
-def escape_text(value: Any, max_chars: int = 200) -> str:
+def escape_text(value: Any, max_chars: int) -> str:
     """User text made safe for HTML: cut to ``max_chars`` (with ``…``), then escaped.
 
     ``None``/NaN become ``""``. Cutting happens before escaping so an entity is never
@@ -229,7 +232,7 @@ _ENTITY = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"}
 _ENTITY_RE = re.compile("[&<>\"']")
 
 
-def escape_column(values: pd.Series, max_chars: int = 200) -> pd.Series:
+def escape_column(values: pd.Series, max_chars: int) -> pd.Series:
     """Vectorised :func:`escape_text` over a column (same output, as ``object`` strings)."""
     s = values
     if s.dtype == object:
@@ -825,7 +828,7 @@ def _hotspot_layers(hot: Any, out: Path | None, opt: MapOptions) -> list[MapLaye
 
 
 def build_layers(
-    district: Any,
+    district: District,
     results: Mapping[str, Any] | None = None,
     options: MapOptions | None = None,
     *,
@@ -877,7 +880,7 @@ def build_layers(
             for lay in kept]
 
 
-def max_page_points(district: Any) -> int:
+def max_page_points(district: District) -> int:
     """``max_page_points`` of the map settings (``layers/map.yaml``, per district under ``map:``)."""
     project = getattr(district, "project", None)
     section = project.section("map") if project is not None and hasattr(project, "section") else None
@@ -944,7 +947,7 @@ def aggregate_points(layer: MapLayer, limit: int) -> MapLayer:
                    fill_opacity=0.6, weight=0.3)
 
 
-def coverage_siting_layers(district: Any, results: Mapping[str, Any], options: MapOptions | None = None) -> list[MapLayer]:
+def coverage_siting_layers(district: District, results: Mapping[str, Any], options: MapOptions | None = None) -> list[MapLayer]:
     """Only the service-area, gap and recommended-site layers of ``results`` (see :func:`build_layers`).
 
     For a caller that redraws these alone when a service radius or the number of new
@@ -959,21 +962,21 @@ def coverage_siting_layers(district: Any, results: Mapping[str, Any], options: M
     return [lay for lay in layers if lay is not None and (lay.n > 0 or lay.image is not None)]
 
 
-def district_title(district: Any) -> str:
+def district_title(district: District) -> str:
     """Legend title: the district's name."""
     project = getattr(district, "project", None)
     name = getattr(project, "name", None) or ""
     return f"{name} 图例 Legend".strip()
 
 
-def district_attributions(district: Any) -> list[str]:
+def district_attributions(district: District) -> list[str]:
     """Attribution lines every map of the district carries (the sample-data label)."""
     project = getattr(district, "project", None)
     return [settings.SAMPLE_LABEL] if getattr(project, "sample", False) else []
 
 
 def build_map(
-    district: Any,
+    district: District,
     results: Mapping[str, Any] | None = None,
     options: MapOptions | None = None,
     *,

@@ -192,7 +192,7 @@ def _range_of(fm_ranges: Any) -> str | None:
     return None
 
 
-def rollup(runs: str | Path, out: str | Path, *, merge_distance_m: float = 100.0, client: Any = None) -> Rollup:
+def rollup(runs: str | Path, out: str | Path, *, merge_distance_m: float | None = None, client: Any = None) -> Rollup:
     """Combine per-district results into the municipal summary (市级汇总).
 
     Parameters
@@ -206,7 +206,7 @@ def rollup(runs: str | Path, out: str | Path, *, merge_distance_m: float = 100.0
         ``municipal_summary.json``.
     merge_distance_m
         Clusters of neighbouring districts whose outlines are this close are one
-        cross-border cluster.
+        cross-border cluster (None: ``merge_distance_m`` of ``layers/municipal.yaml``).
     client
         A ``distributed.Client``: each district's results are read on a worker and
         only its summary rows, outline and clusters reach this process.
@@ -215,6 +215,10 @@ def rollup(runs: str | Path, out: str | Path, *, merge_distance_m: float = 100.0
     -------
     Rollup
     """
+    if merge_distance_m is None:
+        from gis.params import default_params
+
+        merge_distance_m = default_params().municipal.merge_distance_m
     from gis.coords import choose_metric_crs
 
     out = Path(out)

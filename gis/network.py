@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TYPE_CHECKING
 
 import geopandas as gpd
 import networkx as nx
@@ -29,6 +29,9 @@ import shapely
 from gis import settings
 from gis._errors import AnalysisError, InputError
 from gis.road_noding import RoadVertices, check_network_size, road_vertices
+
+if TYPE_CHECKING:
+    from gis.district import District
 
 Mode = Literal["walk", "drive"]
 MODES: tuple[str, ...] = ("walk", "drive")
@@ -154,7 +157,7 @@ def load_graph(
 _GRAPH_CACHE: dict[tuple[Any, ...], nx.MultiDiGraph] = {}
 
 
-def graph_for_district(district: Any, mode: Mode = "walk") -> nx.MultiDiGraph | None:
+def graph_for_district(district: District, mode: Mode = "walk") -> nx.MultiDiGraph | None:
     """The district's road graph for ``mode`` (``None`` without a roads layer).
 
     Read from ``district.roads_path`` in ``district.crs`` with the project's

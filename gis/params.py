@@ -148,6 +148,14 @@ class SolverParams(Section):
 
 
 @dataclass(frozen=True)
+class ServiceAreaDisplay(Section):
+    """How a network service area is drawn: concave hull of the reached nodes, then a buffer."""
+
+    concave_ratio: float
+    buffer_m: float
+
+
+@dataclass(frozen=True)
 class CoverageParams(Section):
     """``layers/coverage.yaml``: service standards per tier, speeds, snapping, gaps, siting."""
 
@@ -156,6 +164,7 @@ class CoverageParams(Section):
     speeds_kmh: dict[str, dict[str, float | None]]
     node_tolerance_m: float
     max_snap_m: float
+    service_area_display: ServiceAreaDisplay
     households_per_point: HouseholdsPerPoint
     gaps: GapParams
     siting: SitingParams
@@ -369,6 +378,7 @@ class ComplianceParams(Section):
 
     rules: tuple[dict[str, Any], ...]
     rule_overrides: dict[str, Any]
+    receptor_search_m: float
     rule_defaults: RuleDefaults
     campaign: CampaignRefParams
     linkage: LinkageParams
@@ -459,6 +469,7 @@ class MunicipalParams(Section):
     coverage_tiers: tuple[str, ...]
     hex_spacing_m: float
     eps_m: float
+    merge_distance_m: float
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import geopandas as gpd
 import numpy as np
@@ -52,6 +52,9 @@ from gis.network import (
 )
 from gis.road_noding import check_network_size, road_vertices
 from gis.routing import NetworkCSR
+
+if TYPE_CHECKING:
+    from gis.district import District
 
 _ONEWAY_FORWARD = ("f", "yes", "true", "1")
 _ONEWAY_BACKWARD = ("t", "-1", "reverse")
@@ -300,7 +303,7 @@ def load_network(
     return edges.network(weight)
 
 
-def district_cache_dir(district: Any) -> Path | None:
+def district_cache_dir(district: District) -> Path | None:
     """The road-graph cache folder (``cache_dir`` of ``layers/roadgraph.yaml``), or ``None``.
 
     A relative ``cache_dir`` lies in the user's cache folder (``$XDG_CACHE_HOME``, else
@@ -320,7 +323,7 @@ def district_cache_dir(district: Any) -> Path | None:
     return p if p.is_absolute() else base / p
 
 
-def network_for_district(district: Any, mode: Mode, *, weight: str = "length",
+def network_for_district(district: District, mode: Mode, *, weight: str = "length",
                          cache_dir: str | Path | None = None) -> NetworkCSR | None:
     """The district's road network for ``mode`` as CSR (``None`` without a roads layer).
 

@@ -163,6 +163,7 @@ class RuleTable:
     ledger: dict[str, Any]
     classes: LandUseClasses
     source: str = str(DEFAULT_RULES_PATH)
+    receptor_search_m: float | None = None  # ``receptor_search_m`` of layers/compliance.yaml
 
     @property
     def enabled(self) -> list[Rule]:
@@ -240,7 +241,10 @@ class RuleTable:
         linkage = dict(section.get("linkage") or {})
         _validate_linkage(linkage, source)
         ledger = dict(section.get("ledger") or {})
-        return cls(rules, linkage, ledger, classes or LandUseClasses.load(), str(source))
+        search = section.get("receptor_search_m")
+        if search is None:
+            search = _bundled_section_value("receptor_search_m")
+        return cls(rules, linkage, ledger, classes or LandUseClasses.load(), str(source), float(search))
 
 
 def _none(s: pd.Series) -> pd.Series:
@@ -333,6 +337,13 @@ def _parse_rule(raw: Mapping[str, Any], key: str, source: str | Path) -> Rule:
         deadline_days=int(days),
         enabled=bool(raw.get("enabled", True)),
     )
+
+
+def _bundled_section_value(key: str) -> Any:
+    """Top-level ``key`` of the bundled ``layers/compliance.yaml``."""
+    from gis.catalog import load_yaml
+
+    return load_yaml(DEFAULT_RULES_PATH)[key]
 
 
 def _bundled_rule_defaults() -> dict[str, Any]:

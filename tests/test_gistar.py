@@ -76,7 +76,7 @@ def test_knn_weights_have_k_neighbours_even_with_duplicates():
 
 def test_choose_cell_size_scales_with_spacing_and_caps_cells():
     g = np.stack(np.meshgrid(np.arange(50) * 40.0, np.arange(50) * 40.0), -1).reshape(-1, 2)
-    assert gistar.choose_cell_size(g, factor=2.0) == pytest.approx(80.0)
+    assert gistar.choose_cell_size(g, factor=2.0, max_cells=250_000) == pytest.approx(80.0)
     capped = gistar.choose_cell_size(g, factor=2.0, bounds=(0, 0, 1e5, 1e5), max_cells=1000)
     assert capped > 80 and (1e10 / (np.sqrt(3) / 2 * capped**2)) <= 1000 * 1.0001
 

@@ -53,8 +53,8 @@ def test_escape_column_equals_escape_text(values: list[str | None], cap: int) ->
 
 def test_escape_text_cuts_before_escaping() -> None:
     assert maps.escape_text("<" * 10, 5) == "&lt;" * 4 + "…"
-    assert maps.escape_text(None) == "" and maps.escape_text(float("nan")) == ""
-    assert maps.escape_text("🚗" * 3) == "🚗🚗🚗"
+    assert maps.escape_text(None, 200) == "" and maps.escape_text(float("nan"), 200) == ""
+    assert maps.escape_text("🚗" * 3, 200) == "🚗🚗🚗"
 
 
 def test_hostile_ledger_renders_safely(hostile, tmp_path: Path) -> None:
