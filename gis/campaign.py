@@ -711,13 +711,34 @@ def members_of(problems: pd.DataFrame) -> dict[str, set[str]]:
     return {str(n): set(json.loads(v)) for n, v in zip(m["number"], m["members"])}
 
 
+#: Analysis fields carried beside the 问题台账 columns (in ``ledgers.gpkg``, not in the workbook):
+#: the run's ``cluster_id`` links a cluster problem to the map and the app's filters.
+ANALYSIS_COLUMNS: tuple[str, ...] = ("site_id", "rule_id", "source", "kind", "verdict", "cluster_id")
+
+
+def _run_cluster_ids(problems: pd.DataFrame, inp: RunInput) -> pd.Series:
+    """The run's ``cluster_id`` of each stored cluster problem found by this run (else None).
+
+    A cluster problem stores its members as JSON (:func:`sync_run`); the run's cluster
+    with exactly those members is the same cluster.
+    """
+    if not len(problems) or not len(inp.members):
+        return pd.Series(None, index=problems.index, dtype=object)
+    by_members = inp.members.groupby("cluster_id")["incident_id"].agg(
+        lambda s: json.dumps(sorted(map(str, s)), ensure_ascii=False))
+    cid_of = {m: c for c, m in by_members.items()}
+    this_run = problems["last_run"].astype("string") == inp.run_id
+    cids = problems["members"].map(lambda m: cid_of.get(m) if isinstance(m, str) else None)
+    return cids.where(this_run.fillna(False).astype(bool), None).astype(object)
+
+
 def ledger_geo(problems: pd.DataFrame, crs: Any) -> Any:
-    """:func:`ledger_frame` as a GeoDataFrame of points, with ``site_id``/``rule_id``/``source``."""
+    """:func:`ledger_frame` as a GeoDataFrame of points, with the :data:`ANALYSIS_COLUMNS`."""
     import geopandas as gpd
 
     led = ledger_frame(problems)
-    for c in ("site_id", "rule_id", "source", "kind"):
-        led[c] = problems[c].to_numpy()
+    for c in ANALYSIS_COLUMNS:
+        led[c] = problems[c].to_numpy() if c in problems else None
     return gpd.GeoDataFrame(led, geometry=gpd.points_from_xy(problems["x"], problems["y"]), crs=crs)
 
 
@@ -794,6 +815,7 @@ def sync_from_run(district: District, ledger_set: Any, hotspots_result: Any = No
     with _writable_store(store_path(project, p)) as store:
         counts = sync_run(store, inp, p)
         problems, history = store.problems(), store.history()
+    problems["cluster_id"] = _run_cluster_ids(problems, inp)
     led = ledger_geo(problems, district.crs)
     survey = ledgers.survey_form(
         district.sites, district.incidents, ledger=led, settings=settings_, merge_m=p.survey_merge_m,
@@ -803,7 +825,7 @@ def sync_from_run(district: District, ledger_set: Any, hotspots_result: Any = No
     out = ledgers.LedgerSet(
         led, run_summary(problems, history, p, district), survey, ledger_set.district_name, ledger_set.townships,
         filing=filing_of(contacts, p.lead_office), filed=p.today().isoformat(),
-        columns=tuple(c for c in led.columns if c not in ("site_id", "rule_id", "source", "kind", "geometry")),
+        columns=tuple(c for c in led.columns if c not in ANALYSIS_COLUMNS + ("geometry",)),
     )
     return out, counts
 

@@ -37,6 +37,9 @@ RECORD = HERE / "sample_outputs.json"
 #: map files and how map.png was drawn — Chromium or matplotlib — are checked by
 #: tests/test_maps.py and tests/test_map_sheets.py, not digested here).
 VOLATILE_SUMMARY_KEYS = ("timings_s", "run_id", "map")
+#: Campaign counts relative to the project's campaign store (campaign.gpkg), which
+#: persists between runs by design: a second run finds 0 new problems.
+CAMPAIGN_HISTORY_KEYS = ("new", "gone", "reopened")
 #: The steps the baseline runs: every analysis and writer but the maps (¾ of the run's time).
 STEPS = ("load", "compliance", "coverage", "hotspots", "ledgers")
 #: Nested summary keys that measure time, not results (e.g. the solver's seconds).
@@ -119,6 +122,8 @@ def digest_folder(out: Path) -> dict[str, Any]:
     for k in VOLATILE_SUMMARY_KEYS:
         summary.pop(k, None)
     summary["steps_run"] = [s for s in summary.get("steps_run", []) if s != "maps"]
+    if isinstance(summary.get("campaign"), dict):  # new / gone / reopened depend on the store's history
+        summary["campaign"] = {k: v for k, v in summary["campaign"].items() if k not in CAMPAIGN_HISTORY_KEYS}
     res["summary.json"] = _without_times(summary)
     for f in sorted(out.glob("*.gpkg")):
         for name, _ in pyogrio.list_layers(f):
