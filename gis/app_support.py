@@ -695,10 +695,19 @@ def is_openable_project(path: Path) -> bool:
 
 
 def folder_key(path: str | Path) -> str:
-    """A cache key that changes whenever any file under ``path`` changes (size or mtime)."""
+    """A cache key that changes whenever an input file under ``path`` changes (size or mtime).
+
+    The districts' campaign stores (``campaign*.gpkg``, ``campaign_rejects/``) are left out:
+    running the districts writes them, and must not change the key of their results.
+    """
+    from gis.campaign import is_campaign_file  # each district's campaign store is state, not an input
+
     p = Path(path).resolve()
     h = hashlib.sha1(str(p).encode())
     for f in sorted(p.rglob("*")):
+        rel = f.relative_to(p)
+        if "campaign_rejects" in rel.parts or is_campaign_file(rel.name):
+            continue
         if f.is_file():
             st_ = f.stat()
             h.update(f"{f.relative_to(p)}:{st_.st_size}:{st_.st_mtime_ns}".encode())
