@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, TYPE_CHECKING
 
 import geopandas as gpd
+import shapely
 
 from gis._errors import AnalysisError
 from gis.export import atomic_path
@@ -183,9 +184,29 @@ def _prepare(layers: Sequence[Any], keys: Sequence[str], crs: Any) -> list[tuple
     return out
 
 
+def _in_frame(prepared: Sequence[tuple[Any, gpd.GeoDataFrame]], extent: Sequence[float],
+              ) -> list[tuple[Any, gpd.GeoDataFrame]]:
+    """Each layer cut to the sheet's frame grown by 2 %: features outside are left out and
+    polygons are clipped (:func:`shapely.clip_by_rect`), so a township sheet draws — and its
+    PDF page stores — only what shows; the cut edges fall outside the frame."""
+    x0, y0, x1, y1 = extent
+    m = 0.02 * max(x1 - x0, y1 - y0)
+    box = (x0 - m, y0 - m, x1 + m, y1 + m)
+    out = []
+    for lay, g in prepared:
+        sub = g.cx[box[0]:box[2], box[1]:box[3]]
+        if lay.kind == "polygon" and len(sub):
+            sub = sub.set_geometry(shapely.clip_by_rect(sub.geometry.values, *box))
+            sub = sub[~sub.geometry.is_empty]
+        out.append((lay, sub))
+    return out
+
+
 def _draw(ax: Any, prepared: Sequence[tuple[Any, gpd.GeoDataFrame]]) -> None:
     """Draw polygons (filled or outline) and points (shape per tier, colour per verdict)."""
     for z, (lay, g) in enumerate(prepared, start=2):
+        if not len(g):
+            continue
         if lay.kind == "polygon":
             colours = g["_color"].tolist()
             if lay.key == "townships":
@@ -325,6 +346,12 @@ def _frame_aspect(fig: Any, ax: Any) -> float:
     return (pos.width * fw) / (pos.height * fh)
 
 
+class _Polygons:
+    """Stand-in layer for :func:`_in_frame` on a bare polygon frame (the other townships' mask)."""
+
+    kind = "polygon"
+
+
 def _label_townships(ax: Any, towns: gpd.GeoDataFrame, extent: Sequence[float], size: float) -> None:
     """Township names at a point inside each township that lies in the frame."""
     minx, miny, maxx, maxy = extent
@@ -341,9 +368,10 @@ def _render(prepared: Sequence[tuple[Any, gpd.GeoDataFrame]], towns: gpd.GeoData
     """Draw one sheet and return its matplotlib figure (caller saves and closes it)."""
     fig, ax, panel = _figure(paper, dpi)
     extent = _extent(bounds, pad_ratio, _frame_aspect(fig, ax))
-    _draw(ax, prepared)
+    _draw(ax, _in_frame(prepared, extent) if focus is not None else prepared)
     if focus is not None:
         others = towns[~towns.index.isin(focus.index)]
+        others = _in_frame([(_Polygons, others)], extent)[0][1]
         if len(others):
             others.plot(ax=ax, color="#ffffff", alpha=0.55, linewidth=0, zorder=15)
         focus.boundary.plot(ax=ax, color="#c00000", linewidth=2.0, zorder=16)

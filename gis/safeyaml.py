@@ -27,6 +27,8 @@ Examples
 
 from __future__ import annotations
 
+import copy
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,6 +152,18 @@ def safe_load_bounded(text: str, limits: YamlLimits | None) -> Any:
         loader.dispose()
 
 
+@functools.lru_cache(maxsize=128)
+def _parsed_once(text: str, limits: YamlLimits | None) -> Any:
+    return safe_load_bounded(text, limits)
+
+
+def _parsed(text: str, limits: YamlLimits | None) -> Any:
+    """:func:`safe_load_bounded`, memoised on the text itself (a run reads ``layers/*.yaml``
+    a hundred times; parsing is pure, so equal text gives an equal document). Callers get
+    their own deep copy; errors are raised again each time (never cached)."""
+    return copy.deepcopy(_parsed_once(text, limits))
+
+
 def read_yaml_text(path: Path, limits: YamlLimits | None) -> str:
     """Read a YAML file's text, refusing it before reading when it is too large."""
     size = path.stat().st_size
@@ -193,7 +207,7 @@ def read_mapping(path: str | Path, limits: YamlLimits | None) -> dict[str, Any]:
     except OSError as exc:
         raise CatalogError(path, "(file)", f"cannot read ({exc.strerror or type(exc).__name__})") from None
     try:
-        data = safe_load_bounded(text, limits)
+        data = _parsed(text, limits)
     except YamlBombError as exc:
         raise CatalogError(path, "(aliases)", str(exc)) from None
     except yaml.YAMLError as exc:
