@@ -187,13 +187,14 @@ def choose_project() -> Path | None:
 def choose_params(district: District) -> tuple[sup.AppParams, str, str]:
     st.sidebar.header("参数 Parameters")
     cov = sec(district, "coverage")
-    default_r = int(((cov.get("service_standards") or {}).get("collection_point") or {}).get("distance_m") or 500)
+    default_r = int(cov["service_standards"]["collection_point"]["distance_m"])  # typed, always present
     rs = sec(district, "app")["radius_slider_m"]
     radius = st.sidebar.slider("回收网点服务半径(米) Collection-point service radius (m)", int(rs["min"]), int(rs["max"]),
                                default_r, int(rs["step"]), key="radius")
     hot = sec(district, "hotspots").get("clusters") or {}
-    eps = st.sidebar.slider("聚集距离(米, 0=自动) Cluster distance (m, 0 = automatic)", 0, 1500,
-                            int(hot.get("eps_m") or 0), 10, key="eps")
+    es = sec(district, "app")["eps_slider_m"]
+    eps = st.sidebar.slider("聚集距离(米, 0=自动) Cluster distance (m, 0 = automatic)", int(es["min"]), int(es["max"]),
+                            int(hot.get("eps_m") or 0), int(es["step"]), key="eps")
     start = end = None
     inc = district.incidents
     if inc is not None and len(inc) and inc["date"].notna().any():

@@ -196,9 +196,9 @@ def locate(
     _locate_landuse(out, points, ptree, landuse, landuse_raster, classes, receptor_geoms)
     _locate_zones(out, geoms, zones, ptree, receptor_geoms)
     if receptor_max_distance_m is None:
-        from gis.params import default_params
+        from gis.params import build_section
 
-        receptor_max_distance_m = default_params().compliance.receptor_search_m
+        receptor_max_distance_m = build_section("compliance").receptor_search_m
     _receptor_distances(out, geoms, receptor_geoms, receptor_max_distance_m)
     return out
 

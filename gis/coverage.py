@@ -192,9 +192,9 @@ def compute_coverage(
     pxy = points_xy(pts)
     sxy = points_xy(sites) if len(sites) else np.empty((0, 2))
     if max_snap_m is None:
-        from gis.params import default_params
+        from gis.params import build_section
 
-        max_snap_m = default_params().coverage.max_snap_m
+        max_snap_m = build_section("coverage").max_snap_m
     method, nodes = _point_distances(pts, pxy, sxy, len(sites), standard, network, max_snap_m)
     by_tw = _by_township(pts)
     pop = pts["population"].sum()
@@ -449,9 +449,9 @@ def service_areas(
         order2 = np.argsort(idx, kind="stable")
         mp = shapely.multipoints(xy[order2], indices=idx[order2])
         if display is None:
-            from gis.params import default_params
+            from gis.params import build_section
 
-            display = default_params().coverage.service_area_display
+            display = build_section("coverage").service_area_display
         hull = shapely.concave_hull(mp, ratio=display.concave_ratio)
         geoms = shapely.buffer(hull, display.buffer_m)
     base["reached_nodes"] = (

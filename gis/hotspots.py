@@ -1384,9 +1384,9 @@ def analyse(
 
 def _default_section(name: str) -> Any:
     """Sub-section ``name`` of the bundled ``layers/hotspots.yaml`` (a keyword left None)."""
-    from gis.params import default_params
+    from gis.params import build_section
 
-    return getattr(default_params().hotspots, name)
+    return getattr(build_section("hotspots"), name)
 
 
 def rebound_significance(result: ClusterResult, incidents: gpd.GeoDataFrame, config: dict[str, Any]) -> gpd.GeoDataFrame:

@@ -27,6 +27,8 @@ True
 from __future__ import annotations
 
 import base64
+import functools
+import io
 import html
 import json
 import os
@@ -192,6 +194,18 @@ class MapLayer:
     def n(self) -> int:
         """Number of features (0 for images)."""
         return 0 if self.gdf is None else len(self.gdf)
+
+    @functools.cached_property
+    def image_url(self) -> str | None:
+        """The image as a PNG ``data:`` URL, encoded once per layer (the app redraws the map
+        on every rerun from cached layers; folium would re-encode the array each time)."""
+        if self.image is None:
+            return None
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(self.image)).save(buf, format="PNG")
+        return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 # ---------------------------------------------------------------------------------
@@ -455,7 +469,7 @@ def _add_layer(m: folium.Map, lay: MapLayer) -> None:
     if lay.kind == "image":
         s, w, n, e = lay.bounds  # type: ignore[misc]
         folium.raster_layers.ImageOverlay(
-            image=lay.image, bounds=[[s, w], [n, e]], name=name, show=lay.show, opacity=1.0,
+            image=lay.image_url, bounds=[[s, w], [n, e]], name=name, show=lay.show, opacity=1.0,
             interactive=False, cross_origin=False, zindex=1,
         ).add_to(m)
         return

@@ -216,9 +216,9 @@ def rollup(runs: str | Path, out: str | Path, *, merge_distance_m: float | None 
     Rollup
     """
     if merge_distance_m is None:
-        from gis.params import default_params
+        from gis.params import build_section
 
-        merge_distance_m = default_params().municipal.merge_distance_m
+        merge_distance_m = build_section("municipal").merge_distance_m
     from gis.coords import choose_metric_crs
 
     out = Path(out)

@@ -481,7 +481,7 @@ class RoadgraphParams(Section):
 
 @dataclass(frozen=True)
 class RadiusSlider(Section):
-    """The app's service-radius slider (metres)."""
+    """A distance slider of the app (metres): service radius, cluster distance."""
 
     min: float
     max: float
@@ -508,6 +508,7 @@ class AppParams(Section):
     """``layers/app.yaml``: slider ranges and what-if limits of the map app (``app.py``)."""
 
     radius_slider_m: RadiusSlider
+    eps_slider_m: RadiusSlider
     k_slider: KSlider
     what_if: WhatIfParams
 
