@@ -83,6 +83,8 @@ class SheetSettings:
         Keys of the :class:`gis.maps.MapLayer` drawn (bottom to top as built).
     enabled
         Write ``map_sheets/`` in ``gis run`` (switch off for bulk runs, e.g. benchmarks).
+    png_compress_level
+        zlib level of the PNGs (0–9): 1 writes them twice as fast as 6, ~10 % larger.
     """
 
     enabled: bool
@@ -91,19 +93,22 @@ class SheetSettings:
     dpi: int
     pad_ratio: float
     layers: tuple[str, ...]
+    png_compress_level: int
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any], source: str = "layers/map.yaml") -> SheetSettings:
         """Settings from the ``sheets`` mapping; a missing or wrong key is a one-line error."""
         s = dict(section or {})
-        missing = [k for k in ("enabled", "paper", "overview_paper", "dpi", "pad_ratio", "layers") if s.get(k) is None]
+        missing = [k for k in ("enabled", "paper", "overview_paper", "dpi", "pad_ratio", "layers", "png_compress_level")
+                   if s.get(k) is None]
         if missing:
             raise AnalysisError(f"{source}: map.sheets is missing {', '.join(missing)}")
         for key in ("paper", "overview_paper"):
             if str(s[key]).upper() not in PAPER_MM:
                 raise AnalysisError(f"{source}: map.sheets.{key} '{s[key]}' is not one of {', '.join(PAPER_MM)}")
         return cls(enabled=bool(s["enabled"]), paper=str(s["paper"]).upper(), overview_paper=str(s["overview_paper"]).upper(),
-                   dpi=int(s["dpi"]), pad_ratio=float(s["pad_ratio"]), layers=tuple(str(k) for k in s["layers"]))
+                   dpi=int(s["dpi"]), pad_ratio=float(s["pad_ratio"]), layers=tuple(str(k) for k in s["layers"]),
+                   png_compress_level=int(s["png_compress_level"]))
 
 
 def sheet_settings(district: District) -> SheetSettings:
@@ -498,7 +503,7 @@ def write_map_sheets(district: District, layers: Sequence[Any], out: str | Path,
         for stem, make in figures:
             fig = make()
             with atomic_path(folder / f"{stem}.png") as tmp:
-                fig.savefig(tmp, dpi=settings.dpi)
+                fig.savefig(tmp, dpi=settings.dpi, pil_kwargs={"compress_level": settings.png_compress_level})
             pdf.savefig(fig)
             pngs.append(folder / f"{stem}.png")
         meta = pdf.infodict()
@@ -516,5 +521,5 @@ def render_overview_png(district: District, layers: Sequence[Any], target: str |
     with _cjk_style():
         fig = _overview_figure(sh)
         with atomic_path(target) as tmp:
-            fig.savefig(tmp, dpi=settings.dpi)
+            fig.savefig(tmp, dpi=settings.dpi, pil_kwargs={"compress_level": settings.png_compress_level})
     return Path(target)

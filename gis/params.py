@@ -395,6 +395,7 @@ class MapSheetParams(Section):
     dpi: int
     pad_ratio: float
     layers: tuple[str, ...]
+    png_compress_level: int
 
 
 @dataclass(frozen=True)

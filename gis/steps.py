@@ -29,6 +29,7 @@ Examples
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -42,7 +43,7 @@ from gis._errors import GisError
 from gis.compliance import ComplianceResult
 from gis.coverage import DistrictCoverage
 from gis.district import District
-from gis.export import write_csv, write_geotiff, write_gpkg
+from gis.export import atomic_path, write_csv, write_geotiff, write_gpkg
 from gis.hotspots import DensitySurface, HotspotResult
 from gis.ledgers import LedgerSet
 from gis.params import Params, params_for
@@ -316,8 +317,13 @@ def run_maps(ctx: RunContext, out: Path) -> dict[str, Any]:
     m = maps.render_folium(layers, opt, title=maps.district_title(d), attributions=maps.district_attributions(d),
                            full_page_legend=True)
     html_path = maps.save_map_html(m, out / "map.html")
-    png = map_sheets.render_overview_png(d, layers, out / "map.png")  # print-ready, same as the overview sheet
     sheets = map_sheets.write_map_sheets(d, layers, out)  # map_sheets/: one per 镇街 + overview, PNG + PDF
+    if sheets["png"]:  # map.png is the overview sheet: copied, not drawn a second time
+        png = out / "map.png"
+        with atomic_path(png) as tmp:
+            shutil.copyfile(sheets["png"][0], tmp)
+    else:  # sheets switched off (layers/map.yaml sheets.enabled: false)
+        png = map_sheets.render_overview_png(d, layers, out / "map.png")
     return {"map": {
         "html": html_path.name, "png": png.name, "png_method": "matplotlib", "layers": [lay.key for lay in layers],
         "sheets": {"pdf": sheets["pdf"] and f"map_sheets/{sheets['pdf'].name}",

@@ -134,10 +134,10 @@ def test_no_cjk_font_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_sheet_settings_name_the_key() -> None:
     with pytest.raises(AnalysisError, match="map.sheets.paper 'B5'"):
         map_sheets.SheetSettings.from_section({"enabled": True, "paper": "B5", "overview_paper": "A3", "dpi": 100,
-                                               "pad_ratio": 0.1, "layers": []})
+                                               "pad_ratio": 0.1, "layers": [], "png_compress_level": 1})
     with pytest.raises(AnalysisError, match="missing dpi"):
         map_sheets.SheetSettings.from_section({"enabled": True, "paper": "A4", "overview_paper": "A3", "pad_ratio": 0.1,
-                                               "layers": []})
+                                               "layers": [], "png_compress_level": 1})
 
 
 def test_sample_overview_renders_every_chinese_glyph_fast(sample_district, tmp_path: Path) -> None:
