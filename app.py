@@ -86,9 +86,11 @@ def fresh_map(district: District, opt: maps.MapOptions, layers: list[maps.MapLay
 
 @st.cache_resource(show_spinner="准备规划数据 Preparing the planner …", max_entries=4)
 def planner_base_cached(pkey: str, ckey: str, limit_m: float, _district: District, _compliance: Any,
-                        _targets: list[dict[str, Any]], _networks: dict[str, Any]) -> pl.PlannerBase:
-    """Distances to the nearest site (one search up to the slider's maximum) and checked candidates."""
-    return pl.planner_base(_district, _compliance, _targets, _networks, limit_m)
+                        _targets: list[dict[str, Any]], _networks: dict[str, Any],
+                        _checked: Any = None) -> pl.PlannerBase:
+    """Distances to the nearest site (one search up to the slider's maximum) and checked candidates
+    (the coverage step's, when it ran)."""
+    return pl.planner_base(_district, _compliance, _targets, _networks, limit_m, candidate_check=_checked)
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -277,8 +279,10 @@ def planner_state(district: District, pkey: str, outputs: dict[str, sup.StepOutp
     ckey = f"{keys.get('compliance', '')}|{keys.get('coverage', '')}"
     app_cfg = sec(district, "app")
     try:
+        checked = getattr(ctx.get("coverage"), "candidate_check", None)
         base = planner_base_cached(pkey, ckey, float(app_cfg["radius_slider_m"]["max"]), district, ctx.get("compliance"),
-                                   list(outputs["coverage"].summary.get("targets") or []), ctx.get("networks") or {})
+                                   list(outputs["coverage"].summary.get("targets") or []), ctx.get("networks") or {},
+                                   checked)
     except Exception as exc:  # no population layer, no sites: the planner says so instead of a traceback
         st.session_state["_planner_error"] = f"{type(exc).__name__}: {exc}"
         return None

@@ -262,8 +262,13 @@ class PlannerBase:
 
 
 def planner_base(district: District, compliance: Any, target_rows: Sequence[Mapping[str, Any]],
-                 networks: Mapping[str, NetworkCSR] | None, limit_m: float) -> PlannerBase:
-    """Build the planner's reusable inputs (one distance search up to ``limit_m``, one candidate check)."""
+                 networks: Mapping[str, NetworkCSR] | None, limit_m: float, *,
+                 candidate_check: Any = None) -> PlannerBase:
+    """Build the planner's reusable inputs (one distance search up to ``limit_m``, one candidate check).
+
+    ``candidate_check`` is the coverage step's :func:`gis.coverage.siting_candidates` of the
+    headline tier when it ran (``DistrictCoverage.candidate_check``); else it is made here.
+    """
     scope = coverage_scope(district, target_rows)
     cfg = district.project.section("coverage")
     net = (networks or {}).get(scope.standard.mode)
@@ -275,7 +280,7 @@ def planner_base(district: District, compliance: Any, target_rows: Sequence[Mapp
     planned = scope_distances(district, compliance, scope, net, limit_m, statuses=("active", "planned"))
     headline = str(cfg.get("headline_tier", "collection_point"))
     scfg = dict(cfg.get("siting") or {})
-    checked = cov.siting_candidates(district, headline, scfg)
+    checked = candidate_check if candidate_check is not None else cov.siting_candidates(district, headline, scfg)
     return PlannerBase(scope, built, planned, checked, cov.eligible_sites(district, compliance), net,
                        float(cfg["max_snap_m"]), scfg, dict(cfg.get("gaps") or {}))
 

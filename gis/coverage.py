@@ -725,6 +725,9 @@ class DistrictCoverage:
         :class:`gis.siting.SitingOutcome` or ``None`` (no population / no candidates).
     networks
         ``{mode: NetworkCSR}`` used.
+    candidate_check
+        :func:`siting_candidates` of the headline tier (legal candidates; reused by the
+        app's planner), or ``None``.
     """
 
     sites: gpd.GeoDataFrame
@@ -736,6 +739,7 @@ class DistrictCoverage:
     siting: Any
     networks: dict[str, NetworkCSR]
     config: dict[str, Any]
+    candidate_check: Any = None
 
     def summary(self) -> dict[str, Any]:
         """``coverage`` and ``targets`` keys for ``summary.json``."""
@@ -878,15 +882,16 @@ def analyse_district(
     hh_tab = households_per_point(district.townships, sites, cfg)
     gaps = _headline_gaps(district, headline, cfg.get("gaps") or {})
     scfg = cfg.get("siting") or {}
-    outcome = None
+    outcome = checked = None
     if headline is not None and headline.standard.mode != "district":
         from gis import siting
 
         minima = siting.township_minimums(district.project.targets or [], headline_tier, sites,
                                           district.townships["township"])
-        outcome = _recommend(district, headline, headline_tier, scfg, net_for(headline.standard.mode), max_snap,
+        checked = siting_candidates(district, headline_tier, scfg)
+        outcome = _recommend(headline, checked, headline_tier, scfg, net_for(headline.standard.mode), max_snap,
                              min_per_township=minima)
-    return DistrictCoverage(sites, by_tier, headline, hh_tab, target_rows, gaps, outcome, nets, cfg)
+    return DistrictCoverage(sites, by_tier, headline, hh_tab, target_rows, gaps, outcome, nets, cfg, checked)
 
 
 def _target_standard(
@@ -939,13 +944,13 @@ def siting_candidates(district: District, tier: str, scfg: Mapping[str, Any]) ->
 
 
 def _recommend(
-    district: District, headline: CoverageResult, headline_tier: str, scfg: Mapping[str, Any],
+    headline: CoverageResult, checked: Any, headline_tier: str, scfg: Mapping[str, Any],
     net: NetworkCSR | None, max_snap: float, *, min_per_township: Any = None,
 ) -> Any:
-    """New sites for the headline tier (:func:`gis.siting.recommend_sites`), or None without candidates."""
+    """New sites for the headline tier (:func:`gis.siting.recommend_sites`) among the
+    checked candidates (:func:`siting_candidates`), or None without candidates."""
     from gis import siting
 
-    checked = siting_candidates(district, headline_tier, scfg)
     if checked is None:
         return None
     return siting.recommend_sites(

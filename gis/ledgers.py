@@ -372,18 +372,24 @@ def _survey_place_rows(
     ids = inc["incident_id"].astype(str).to_numpy()
     state = {n: st for n, st in zip(ledger["问题编号"], ledger["整改状态"])} if ledger is not None \
         and "问题编号" in ledger else {}
+    town_txt = _text(town, OUTSIDE_TOWNSHIP_LABEL).to_numpy()  # columns as arrays once, not per place
+    dest_txt = _text(inc["five_assemblies_destination"]).to_numpy() if "five_assemblies_destination" in inc else None
+    status_arr = status.to_numpy()
+    addr_arr = inc["address"].astype(str).to_numpy() if "address" in inc else None
+    site_names = sites["name"].astype(str).to_numpy() if "name" in sites else None
+    order = list(PLACE_STATUS_ZH)
     rows, geoms = [], []
     for k in np.unique(lab):
         m = np.flatnonzero(lab == k)
         known = [int(j) for j in near[m] if j >= 0]
-        rank = [list(PLACE_STATUS_ZH).index(s) if s in PLACE_STATUS_ZH else 1 for s in status.iloc[m]]
-        nums = [n for n, mem in members.items() if mem & set(ids[m])]
-        dest = [d for d in _text(inc["five_assemblies_destination"]).iloc[m] if d] \
-            if "five_assemblies_destination" in inc else []
-        addr = str(inc["address"].iloc[m[0]]) if "address" in inc else ""
+        rank = [order.index(s) if s in PLACE_STATUS_ZH else 1 for s in status_arr[m]]
+        here = set(ids[m])
+        nums = [n for n, mem in members.items() if mem & here]
+        dest = [d for d in dest_txt[m] if d] if dest_txt is not None else []
+        addr = str(addr_arr[m[0]]) if addr_arr is not None else ""
         rows.append({
-            "乡镇": str(pd.Series(_text(town, OUTSIDE_TOWNSHIP_LABEL).iloc[m]).mode().iloc[0]),
-            "网点名称": str(sites["name"].iloc[known[0]]) if known else f"{addr}非法拆解点",
+            "乡镇": str(pd.Series(town_txt[m]).mode().iloc[0]),
+            "网点名称": str(site_names[known[0]]) if known and site_names is not None else f"{addr}非法拆解点",
             "经营地址": addr, "经营范围": "无（未取得资质）", "资质认定": "未取得",
             '"五大总成"流向': dest[0] if dest else "待核查",
             "经营状态": list(PLACE_STATUS_ZH.values())[min(rank)],
