@@ -148,6 +148,19 @@ class CoverageResult:
     node_distances: NodeDistances | None = field(default=None, repr=False)
 
 
+def _population_cells(points: gpd.GeoDataFrame, townships: gpd.GeoDataFrame | None) -> gpd.GeoDataFrame:
+    """A copy of the population cells with numeric ``population``, ``township`` and ``households``."""
+    pts = points.copy()
+    if "population" not in pts:
+        raise AnalysisError("population cells need a 'population' column")
+    pts["population"] = pd.to_numeric(pts["population"], errors="coerce").fillna(0.0).astype(float)
+    if "township" not in pts:
+        pts["township"] = None
+    if "households" not in pts:
+        pts["households"] = _spread_households(pts, townships)
+    return pts
+
+
 def compute_coverage(
     points: gpd.GeoDataFrame,
     sites: gpd.GeoDataFrame,
@@ -181,14 +194,7 @@ def compute_coverage(
     -------
     CoverageResult
     """
-    pts = points.copy()
-    if "population" not in pts:
-        raise AnalysisError("population cells need a 'population' column")
-    pts["population"] = pd.to_numeric(pts["population"], errors="coerce").fillna(0.0).astype(float)
-    if "township" not in pts:
-        pts["township"] = None
-    if "households" not in pts:
-        pts["households"] = _spread_households(pts, townships)
+    pts = _population_cells(points, townships)
     pxy = points_xy(pts)
     sxy = points_xy(sites) if len(sites) else np.empty((0, 2))
     if max_snap_m is None:
@@ -317,14 +323,7 @@ def nearest_site_distances(
     """
     if not limit_m > 0:
         raise AnalysisError(f"limit_m must be a positive number of metres, got {limit_m!r}")
-    pts = points.copy()
-    if "population" not in pts:
-        raise AnalysisError("population cells need a 'population' column")
-    pts["population"] = pd.to_numeric(pts["population"], errors="coerce").fillna(0.0).astype(float)
-    if "township" not in pts:
-        pts["township"] = None
-    if "households" not in pts:
-        pts["households"] = _spread_households(pts, townships)
+    pts = _population_cells(points, townships)
     std = Standard(standard.tier, standard.mode, None if standard.mode == "district" else float(limit_m),
                    standard.label_zh)
     sxy = points_xy(sites) if len(sites) else np.empty((0, 2))
