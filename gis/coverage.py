@@ -424,8 +424,8 @@ def service_areas(
 
     Network mode: the concave hull of the nodes the site serves within the
     standard (its share of the multi-source search — nearest-site catchments do not
-    overlap), buffered by ``display.buffer_m`` (``service_area_display`` of ``layers/coverage.yaml``). Euclidean mode: a disc of radius
-    ``distance_m``. These are display geometries; coverage shares are computed on
+    overlap), buffered by ``display.buffer_m`` (None: ``service_area_display`` of
+    ``layers/coverage.yaml``). Euclidean mode: a disc of radius ``distance_m``. These are display geometries; coverage shares are computed on
     the cells, not on these polygons.
     """
     crs = sites.crs
@@ -885,8 +885,7 @@ def analyse_district(
     if headline is not None and headline.standard.mode != "district":
         from gis import siting
 
-        minima = siting.township_minimums(district.project.targets or [], headline_tier, sites,
-                                          district.townships["township"])
+        minima = siting.township_minimums(district.project.targets or [], headline_tier, sites, district.townships["township"])
         checked = siting_candidates(district, headline_tier, scfg)
         outcome = _recommend(headline, checked, headline_tier, scfg, net_for(headline.standard.mode), max_snap,
                              min_per_township=minima)
