@@ -478,7 +478,7 @@ def page_planner(district: District, pkey: str, outputs: dict[str, sup.StepOutpu
             target_card(card)
     st.markdown("#### 各镇街覆盖率 Coverage by township")
     chart = pl.township_chart(c)
-    st.bar_chart(chart, x="镇街", y="覆盖率 %", horizontal=True, height=max(240, 22 * len(chart)))
+    st.altair_chart(township_bars(chart), width="stretch")
     with st.expander("各镇街明细 Table by township (路网 network / 直线 straight-line)"):
         st.dataframe(chart, width="stretch", hide_index=True)
     st.markdown("#### 新增网点测算 What-if: new sites")
@@ -492,6 +492,18 @@ def page_planner(district: District, pkey: str, outputs: dict[str, sup.StepOutpu
     if not panel_unavailable("compliance", outputs):
         with st.expander("三级网络完整性 Three-tier network completeness"):
             show_table(sup.network_status(summary), "network_status")
+
+
+def township_bars(chart: pd.DataFrame) -> Any:
+    """Horizontal bars, least covered township first, one labelled row per township."""
+    import altair as alt
+
+    return alt.Chart(chart).mark_bar(color="#1f6fb2").encode(
+        y=alt.Y("镇街:N", sort=alt.EncodingSortField("覆盖率 %", order="ascending"), title=None,
+                axis=alt.Axis(labelLimit=200, labelFontSize=12)),
+        x=alt.X("覆盖率 %:Q", title="人口覆盖率 % Population covered", scale=alt.Scale(domain=[0, 100])),
+        tooltip=["镇街", "覆盖率 %", "直线距离 %", "人口", "覆盖人口"],
+    ).properties(height=26 * len(chart) + 20)
 
 
 def inspector_filters(district: District) -> sup.InspectorFilter:

@@ -306,6 +306,20 @@ class _RefitWhenShown(MacroElement):
         self.bounds = json.dumps([[float(v) for v in b] for b in bounds])
 
 
+class _MetricScale(MacroElement):
+    """A scale bar in metres and kilometres only (Leaflet's default adds miles and feet)."""
+
+    _template = Template("""
+{% macro script(this, kwargs) %}
+L.control.scale({metric: true, imperial: false}).addTo({{ this._parent.get_name() }});
+{% endmacro %}
+""")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._name = "MetricScale"
+
+
 class _Attribution(MacroElement):
     """Adds attribution strings to the map's attribution control."""
 
@@ -421,17 +435,21 @@ def render_folium(
     # snapshot (map.png, screenshots) never catches markers and polygons mid-zoom.
     # max_zoom: with no tile layer Leaflet has no zoom range, and the clustered incidents
     # layer (markercluster) refuses to draw ("Map has no maxZoom specified")
-    m = folium.Map(tiles=None, control_scale=True, prefer_canvas=False, zoom_start=12, min_zoom=3, max_zoom=19,
+    m = folium.Map(tiles=None, control_scale=False, prefer_canvas=False, zoom_start=12, min_zoom=3, max_zoom=19,
                    zoom_animation=False, fade_animation=False, marker_zoom_animation=False, zoom_snap=0.25,
                    location=[(bounds[0][0] + bounds[1][0]) / 2, (bounds[0][1] + bounds[1][1]) / 2] if bounds else [29.56, 106.45])
     # folium hands max_zoom to a tile layer only; with none, the map itself needs it (markercluster throws
     # "Map has no maxZoom specified" when the hidden incidents layer is switched on)
     m.options["maxZoom"], m.options["minZoom"] = 19, 3
+    _MetricScale().add_to(m)
     m.get_root().header.add_child(Element(
         "<style>.leaflet-container{background:#f4f3ee !important;}"
         ".leaflet-popup-content{max-width:420px;max-height:320px;overflow:auto;word-break:break-all;"
         "font-family:'WenQuanYi Micro Hei','Noto Sans CJK SC','Microsoft YaHei',sans-serif;}"
-        ".gis-marker{background:none;border:none;}</style>"
+        ".gis-marker{background:none;border:none;}"
+        # a narrow map (the inspector's half-width one) wraps the attribution inside the map
+        ".leaflet-control-attribution{max-width:calc(100% - 20px);white-space:normal;font-size:10px;"
+        "line-height:1.35;}</style>"
     ))
     for bm in opt.basemaps:
         kw: dict[str, Any] = {"subdomains": bm.subdomains} if bm.subdomains else {}

@@ -176,6 +176,7 @@ def _wait_idle(page: object, timeout_s: float = 240) -> None:
 
 def _save(page: object, name: str, tmp_dir: Path) -> Path:
     shot = tmp_dir / name
+    page.wait_for_timeout(1500)  # type: ignore[attr-defined]  # data grids draw their canvas after the run ends
     page.screenshot(path=str(shot), full_page=True)  # type: ignore[attr-defined]
     target = SCREENSHOTS / name
     if os.environ.get("GIS_SCREENSHOTS") == "1" or not target.exists():
