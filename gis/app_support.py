@@ -154,16 +154,22 @@ def extract_project_zip(
 
 def project_key(project: str | Path) -> str:
     """A key that changes whenever the project's folder or files change (for caches)."""
+    from gis.campaign import is_campaign_file  # the campaign store is state, not an input
     from gis.catalog import find_project_file
 
-    from gis.campaign import is_campaign_file  # the campaign store is state, not an input
-
     path = find_project_file(project)
-    h = hashlib.sha1(str(path.resolve()).encode())
-    for f in sorted(path.parent.rglob("*")):
-        if f.is_file() and not is_campaign_file(f.relative_to(path.parent)):
-            st = f.stat()
-            h.update(f"{f.relative_to(path.parent)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return _files_key(path.parent, str(path.resolve()), is_campaign_file)
+
+
+def _files_key(root: Path, seed: str, skip: Callable[[Path], bool]) -> str:
+    """SHA-1 of ``seed`` and every file's relative path, size and mtime under ``root``,
+    leaving out the files ``skip(relative path)`` names (16 hex digits)."""
+    h = hashlib.sha1(seed.encode())
+    for f in sorted(root.rglob("*")):
+        rel = f.relative_to(root)
+        if f.is_file() and not skip(rel):
+            st_ = f.stat()
+            h.update(f"{rel}:{st_.st_size}:{st_.st_mtime_ns}".encode())
     return h.hexdigest()[:16]
 
 
@@ -703,15 +709,7 @@ def folder_key(path: str | Path) -> str:
     from gis.campaign import is_campaign_file  # each district's campaign store is state, not an input
 
     p = Path(path).resolve()
-    h = hashlib.sha1(str(p).encode())
-    for f in sorted(p.rglob("*")):
-        rel = f.relative_to(p)
-        if "campaign_rejects" in rel.parts or is_campaign_file(rel.name):
-            continue
-        if f.is_file():
-            st_ = f.stat()
-            h.update(f"{f.relative_to(p)}:{st_.st_size}:{st_.st_mtime_ns}".encode())
-    return h.hexdigest()[:16]
+    return _files_key(p, str(p), lambda rel: "campaign_rejects" in rel.parts or is_campaign_file(rel.name))
 
 
 def municipal_district_runs(

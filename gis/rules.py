@@ -236,14 +236,14 @@ class RuleTable:
         campaign = section.get("campaign") or {}
         for rid in order:
             keyed[rid][1]["legal_source"] = legal_basis(keyed[rid][1], campaign) or keyed[rid][1].get("legal_source")
-        defaults = dict(section.get("rule_defaults") or _bundled_rule_defaults())
+        defaults = dict(section.get("rule_defaults") or _bundled("rule_defaults") or {})
         rules = [_parse_rule({**defaults, **keyed[rid][1]}, keyed[rid][0], source) for rid in order]
         linkage = dict(section.get("linkage") or {})
         _validate_linkage(linkage, source)
         ledger = dict(section.get("ledger") or {})
         search = section.get("receptor_search_m")
         if search is None:
-            search = _bundled_section_value("receptor_search_m")
+            search = _bundled("receptor_search_m")
         return cls(rules, linkage, ledger, classes or LandUseClasses.load(), str(source), float(search))
 
 
@@ -339,18 +339,11 @@ def _parse_rule(raw: Mapping[str, Any], key: str, source: str | Path) -> Rule:
     )
 
 
-def _bundled_section_value(key: str) -> Any:
-    """Top-level ``key`` of the bundled ``layers/compliance.yaml``."""
-    from gis.catalog import load_yaml
-
-    return load_yaml(DEFAULT_RULES_PATH)[key]
-
-
-def _bundled_rule_defaults() -> dict[str, Any]:
-    """``rule_defaults`` of ``layers/compliance.yaml`` (for a section that leaves it out)."""
+def _bundled(key: str) -> Any:
+    """Top-level ``key`` of the bundled ``layers/compliance.yaml`` (for a section that leaves it out)."""
     from gis.catalog import load_yaml  # the one YAML reader
 
-    return dict(load_yaml(DEFAULT_RULES_PATH).get("rule_defaults") or {})
+    return load_yaml(DEFAULT_RULES_PATH).get(key)
 
 
 def _is_number(v: Any) -> bool:
