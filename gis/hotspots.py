@@ -818,10 +818,7 @@ def kernel_density(
     xy = np.asarray(xy, dtype=float).reshape(-1, 2)
     if len(xy) == 0:
         raise AnalysisError("no incidents for a density surface")
-    if cell_size_m is None or max_pixels is None:
-        dflt = _default_section("density")
-        cell_size_m = dflt["cell_size_m"] if cell_size_m is None else cell_size_m
-        max_pixels = dflt["max_pixels"] if max_pixels is None else max_pixels
+    cell_size_m, max_pixels = _or_default("density", cell_size_m=cell_size_m, max_pixels=max_pixels)
     bw = float(bandwidth_m) if bandwidth_m else default_bandwidth(xy)
     if not bw > 0:
         bw = cell_size_m
@@ -879,10 +876,7 @@ def detect_rebounds(
     cols = ["closed_id", "closed_date", "incident_id", "date", "distance_m", "days_after", "kind"]
     if incidents is None or len(incidents) == 0 or "closed_date" not in incidents.columns:
         return pd.DataFrame(columns=cols)
-    if distance_m is None or window_days is None:
-        rb = _default_section("rebound")
-        distance_m = rb["distance_m"] if distance_m is None else distance_m
-        window_days = rb["window_days"] if window_days is None else window_days
+    distance_m, window_days = _or_default("rebound", distance_m=distance_m, window_days=window_days)
     status = incidents["status"].astype(str).to_numpy() if "status" in incidents.columns else None
     cdate = pd.to_datetime(incidents["closed_date"])
     closed = cdate.notna().to_numpy().copy()
@@ -956,10 +950,7 @@ def cluster_rebounds(
     out["rebound_incidents"] = 0
     if len(result.members) == 0 or "closed_date" not in incidents.columns:
         return out
-    if window_days is None or min_closed_share is None:
-        rb = _default_section("rebound")
-        window_days = rb["window_days"] if window_days is None else window_days
-        min_closed_share = rb["min_closed_share"] if min_closed_share is None else min_closed_share
+    window_days, min_closed_share = _or_default("rebound", window_days=window_days, min_closed_share=min_closed_share)
     inc = pd.DataFrame(
         {
             "incident_id": incidents["incident_id"].to_numpy(),
@@ -1387,6 +1378,15 @@ def _default_section(name: str) -> Any:
     from gis.params import build_section
 
     return getattr(build_section("hotspots"), name)
+
+
+def _or_default(name: str, **given: Any) -> tuple[Any, ...]:
+    """The ``given`` keywords in order, each None replaced by its value in sub-section ``name``
+    of ``layers/hotspots.yaml`` (read only when one is None)."""
+    if all(v is not None for v in given.values()):
+        return tuple(given.values())
+    sec = _default_section(name)
+    return tuple(sec[k] if v is None else v for k, v in given.items())
 
 
 def rebound_significance(result: ClusterResult, incidents: gpd.GeoDataFrame, config: dict[str, Any]) -> gpd.GeoDataFrame:
