@@ -100,3 +100,51 @@ def load_note() -> str:
     except OSError:
         return "load average unknown"
     return f"load average {a:.2f} / {b:.2f} / {c:.2f} (1/5/15 min) on {os.cpu_count()} cores"
+
+
+class SampledRun:
+    """A child process group run by :func:`run_sampled`: its output and memory peaks."""
+
+    def __init__(self, stdout: str, returncode: int, over: bool, peaks: dict[int, int], total_peak: int, pid: int):
+        self.stdout, self.returncode, self.over = stdout, returncode, over
+        self.peaks, self.total_peak, self.pid = peaks, total_peak, pid
+
+
+def run_sampled(cmd: list[str], ceiling_gib: float, **popen: Any) -> SampledRun:
+    """Run ``cmd`` in its own process group, sampling the RSS of every process of its tree every
+    0.2 s (per-process peaks and the peak of their sum); the group is killed once the sum passes
+    ``ceiling_gib`` (the run then has ``over`` set)."""
+    import signal
+    import subprocess
+    import threading
+
+    import psutil
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True, **popen)
+    peaks: dict[int, int] = {}
+    state = {"total": 0, "over": False}
+    stop = threading.Event()
+
+    def sample() -> None:
+        root = psutil.Process(proc.pid)
+        while not stop.is_set():
+            total = 0
+            try:
+                for p in [root, *root.children(recursive=True)]:
+                    rss = p.memory_info().rss
+                    peaks[p.pid] = max(peaks.get(p.pid, 0), rss)
+                    total += rss
+            except psutil.Error:
+                pass
+            state["total"] = max(state["total"], total)
+            if state["total"] > ceiling_gib * 2**30 and not state["over"]:  # stop before the machine swaps or OOMs
+                state["over"] = True
+                os.killpg(proc.pid, signal.SIGKILL)
+            time.sleep(0.2)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    stdout, _ = proc.communicate()
+    stop.set()
+    th.join()
+    return SampledRun(stdout, proc.returncode, state["over"], peaks, state["total"], proc.pid)

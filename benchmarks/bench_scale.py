@@ -16,17 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-import psutil
-
-from benchmarks._common import WORK, machine, write_section
+from benchmarks._common import WORK, machine, run_sampled, write_section
 
 #: The two engines compared, in run order.
 ENGINES = ("single", "dask")
@@ -49,36 +43,13 @@ if __name__ == "__main__":
 
 def _run(engine: str, project: Path, out: Path, steps: str, mem_limit_gib: float, worker_mem: str = "auto") -> tuple[dict, float]:
     """Run one engine in its own process group; kill the group past ``mem_limit_gib`` of summed RSS."""
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, engine, str(project), str(out), steps, worker_mem],
-                            stdout=subprocess.PIPE, text=True, start_new_session=True)
-    peak = 0
-    over = False
-    stop = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak, over
-        p = psutil.Process(proc.pid)
-        while not stop.is_set():
-            try:
-                rss = sum(c.memory_info().rss for c in [p, *p.children(recursive=True)])
-                peak = max(peak, rss)
-            except psutil.Error:
-                pass
-            if peak > mem_limit_gib * 2**30 and not over:  # the ceiling: stop before the machine swaps or OOMs
-                over = True
-                os.killpg(proc.pid, signal.SIGKILL)
-            time.sleep(0.2)
-
-    th = threading.Thread(target=sample, daemon=True)
-    th.start()
-    stdout, _ = proc.communicate()
-    stop.set()
-    th.join()
-    if over:
-        return {"failed": f"killed at the {mem_limit_gib:g} GiB memory ceiling"}, peak / 2**30
-    if proc.returncode:  # e.g. killed by the OOM killer: keep the peak it reached
-        return {"failed": proc.returncode}, peak / 2**30
-    return json.loads(stdout.strip().splitlines()[-1]), peak / 2**30
+    run = run_sampled([sys.executable, "-c", CHILD, engine, str(project), str(out), steps, worker_mem], mem_limit_gib)
+    peak = run.total_peak / 2**30
+    if run.over:
+        return {"failed": f"killed at the {mem_limit_gib:g} GiB memory ceiling"}, peak
+    if run.returncode:  # e.g. killed by the OOM killer: keep the peak it reached
+        return {"failed": run.returncode}, peak
+    return json.loads(run.stdout.strip().splitlines()[-1]), peak
 
 
 def same_features(a: Path, b: Path) -> dict[str, bool]:

@@ -19,16 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
-import psutil
-
-from benchmarks._common import WORK, machine, write_section
+from benchmarks._common import WORK, machine, run_sampled, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 CHILD = r"""
@@ -50,41 +44,15 @@ if __name__ == "__main__":
 def _run(engine: str, project: Path, out: Path, worker_mem: str, ceiling_gib: float) -> dict:
     """One engine in its own process group; per-process peak RSS; killed past ``ceiling_gib`` in total."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, engine, str(project), str(out), worker_mem],
-                            stdout=subprocess.PIPE, text=True, start_new_session=True, env=env, cwd=ROOT)
-    peaks: dict[int, int] = {}
-    total_peak, over = 0, False
-    stop = threading.Event()
-
-    def sample() -> None:
-        nonlocal total_peak, over
-        root = psutil.Process(proc.pid)
-        while not stop.is_set():
-            total = 0
-            try:
-                for p in [root, *root.children(recursive=True)]:
-                    rss = p.memory_info().rss
-                    peaks[p.pid] = max(peaks.get(p.pid, 0), rss)
-                    total += rss
-            except psutil.Error:
-                pass
-            total_peak = max(total_peak, total)
-            if total_peak > ceiling_gib * 2**30 and not over:
-                over = True
-                os.killpg(proc.pid, signal.SIGKILL)
-            time.sleep(0.2)
-
-    th = threading.Thread(target=sample, daemon=True)
-    th.start()
-    stdout, _ = proc.communicate()
-    stop.set()
-    th.join()
-    client = peaks.pop(proc.pid, 0) / 2**30
+    run = run_sampled([sys.executable, "-c", CHILD, engine, str(project), str(out), worker_mem], ceiling_gib,
+                      env=env, cwd=ROOT)
+    peaks = dict(run.peaks)
+    client = peaks.pop(run.pid, 0) / 2**30
     others = sorted((v / 2**30 for v in peaks.values()), reverse=True)
-    res = {"client_gib": client, "workers_gib": others[:2] if engine == "dask" else [], "total_gib": total_peak / 2**30}
-    if over or proc.returncode:
-        return {**res, "failed": "memory ceiling" if over else proc.returncode}
-    return {**res, **json.loads(stdout.strip().splitlines()[-1])}
+    res = {"client_gib": client, "workers_gib": others[:2] if engine == "dask" else [], "total_gib": run.total_peak / 2**30}
+    if run.over or run.returncode:
+        return {**res, "failed": "memory ceiling" if run.over else run.returncode}
+    return {**res, **json.loads(run.stdout.strip().splitlines()[-1])}
 
 
 def _tiled(n: int) -> Path:
