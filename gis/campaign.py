@@ -348,6 +348,18 @@ def _analysis_values(r: Mapping[str, Any], x: float, y: float) -> dict[str, Any]
     }
 
 
+def _members_by_cluster(members: pd.DataFrame) -> pd.Series:
+    """``cluster_id`` → its sorted incident ids (as text)."""
+    if not len(members):
+        return pd.Series(dtype=object)
+    return members.groupby("cluster_id")["incident_id"].agg(lambda s: sorted(map(str, s)))
+
+
+def _members_json(ids: list[str]) -> str:
+    """A cluster's members as stored in the ``members`` field (the key a run's cluster is found by)."""
+    return json.dumps(list(ids), ensure_ascii=False)
+
+
 def _run_frame(inp: RunInput) -> pd.DataFrame:
     """The run's ledger with x, y, identity key and cluster members."""
     led = pd.DataFrame(inp.ledger).copy()
@@ -355,8 +367,7 @@ def _run_frame(inp: RunInput) -> pd.DataFrame:
     led["x"] = [g.x if g is not None and not g.is_empty else np.nan for g in geom] if geom is not None else np.nan
     led["y"] = [g.y if g is not None and not g.is_empty else np.nan for g in geom] if geom is not None else np.nan
     cid = led["cluster_id"] if "cluster_id" in led else pd.Series(None, index=led.index, dtype=object)
-    by_cluster = inp.members.groupby("cluster_id")["incident_id"].agg(lambda s: sorted(map(str, s))) \
-        if len(inp.members) else pd.Series(dtype=object)
+    by_cluster = _members_by_cluster(inp.members)
     led["members"] = [list(by_cluster.get(c, [])) if _present(c) else [] for c in cid]
     led["is_cluster"] = [_present(c) for c in cid]
     led["key"] = [None if c else _problem_key(r) for c, r in zip(led["is_cluster"], led.to_dict("records"))]
@@ -379,7 +390,7 @@ def sync_run(store: CampaignStore, inp: RunInput, p: CampaignParams) -> dict[str
         counts = {"found": len(led), "new": 0, "gone": 0, "reopened": 0}
         for i, r in enumerate(led.to_dict("records")):
             vals = _analysis_values(r, r["x"], r["y"])
-            vals.update(members=json.dumps(r["members"], ensure_ascii=False) if r["is_cluster"] else None,
+            vals.update(members=_members_json(r["members"]) if r["is_cluster"] else None,
                         found=1, last_run=inp.run_id)
             for k in ("disposition_proposed", "disposition_note", "licensed"):
                 if k in r and _present(r[k]):
@@ -724,9 +735,7 @@ def _run_cluster_ids(problems: pd.DataFrame, inp: RunInput) -> pd.Series:
     """
     if not len(problems) or not len(inp.members):
         return pd.Series(None, index=problems.index, dtype=object)
-    by_members = inp.members.groupby("cluster_id")["incident_id"].agg(
-        lambda s: json.dumps(sorted(map(str, s)), ensure_ascii=False))
-    cid_of = {m: c for c, m in by_members.items()}
+    cid_of = {_members_json(m): c for c, m in _members_by_cluster(inp.members).items()}
     this_run = problems["last_run"].astype("string") == inp.run_id
     cids = problems["members"].map(lambda m: cid_of.get(m) if isinstance(m, str) else None)
     return cids.where(this_run.fillna(False).astype(bool), None).astype(object)
