@@ -194,17 +194,19 @@ def _in_frame(prepared: Sequence[tuple[Any, gpd.GeoDataFrame]], extent: Sequence
     """Each layer cut to the sheet's frame grown by 2 %: features outside are left out and
     polygons are clipped (:func:`shapely.clip_by_rect`), so a township sheet draws — and its
     PDF page stores — only what shows; the cut edges fall outside the frame."""
+    return [(lay, _clipped(g, extent, polygons=lay.kind == "polygon")) for lay, g in prepared]
+
+
+def _clipped(g: gpd.GeoDataFrame, extent: Sequence[float], *, polygons: bool) -> gpd.GeoDataFrame:
+    """The features of ``g`` in ``extent`` grown by 2 % (polygons clipped to it)."""
     x0, y0, x1, y1 = extent
     m = 0.02 * max(x1 - x0, y1 - y0)
     box = (x0 - m, y0 - m, x1 + m, y1 + m)
-    out = []
-    for lay, g in prepared:
-        sub = g.cx[box[0]:box[2], box[1]:box[3]]
-        if lay.kind == "polygon" and len(sub):
-            sub = sub.set_geometry(shapely.clip_by_rect(sub.geometry.values, *box))
-            sub = sub[~sub.geometry.is_empty]
-        out.append((lay, sub))
-    return out
+    sub = g.cx[box[0]:box[2], box[1]:box[3]]
+    if polygons and len(sub):
+        sub = sub.set_geometry(shapely.clip_by_rect(sub.geometry.values, *box))
+        sub = sub[~sub.geometry.is_empty]
+    return sub
 
 
 def _draw(ax: Any, prepared: Sequence[tuple[Any, gpd.GeoDataFrame]]) -> None:
@@ -351,12 +353,6 @@ def _frame_aspect(fig: Any, ax: Any) -> float:
     return (pos.width * fw) / (pos.height * fh)
 
 
-class _Polygons:
-    """Stand-in layer for :func:`_in_frame` on a bare polygon frame (the other townships' mask)."""
-
-    kind = "polygon"
-
-
 def _label_townships(ax: Any, towns: gpd.GeoDataFrame, extent: Sequence[float], size: float) -> None:
     """Township names at a point inside each township that lies in the frame."""
     minx, miny, maxx, maxy = extent
@@ -376,7 +372,7 @@ def _render(prepared: Sequence[tuple[Any, gpd.GeoDataFrame]], towns: gpd.GeoData
     _draw(ax, _in_frame(prepared, extent) if focus is not None else prepared)
     if focus is not None:
         others = towns[~towns.index.isin(focus.index)]
-        others = _in_frame([(_Polygons, others)], extent)[0][1]
+        others = _clipped(others, extent, polygons=True)
         if len(others):
             others.plot(ax=ax, color="#ffffff", alpha=0.55, linewidth=0, zorder=15)
         focus.boundary.plot(ax=ax, color="#c00000", linewidth=2.0, zorder=16)
