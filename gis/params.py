@@ -481,7 +481,7 @@ class RoadgraphParams(Section):
 
 
 @dataclass(frozen=True)
-class RadiusSlider(Section):
+class DistanceSlider(Section):
     """A distance slider of the app (metres): service radius, cluster distance."""
 
     min: float
@@ -508,8 +508,8 @@ class WhatIfParams(Section):
 class AppParams(Section):
     """``layers/app.yaml``: slider ranges and what-if limits of the map app (``app.py``)."""
 
-    radius_slider_m: RadiusSlider
-    eps_slider_m: RadiusSlider
+    radius_slider_m: DistanceSlider
+    eps_slider_m: DistanceSlider
     k_slider: KSlider
     what_if: WhatIfParams
 
