@@ -22,24 +22,46 @@ from gis.sample.landuse import _allowed_vec, _codes_of_receptor
 #: Distances (m) that rule tables use as thresholds; planted distances keep clear of them.
 _THRESHOLDS_M = np.array([100.0, 150.0, 200.0, 300.0, 500.0, 800.0])
 
+@dataclass(frozen=True)
+class _SegmentIndex:
+    """Outline segments of polygons or lines, for exact capped nearest distances.
+
+    ``polygons`` holds the polygons themselves (a point inside one is at distance 0),
+    ``coords`` the segments' ends ``(m, 2, 2)`` and ``tree`` an STRtree over them.
+    """
+
+    tree: shapely.STRtree
+    coords: FloatArray
+    polygons: shapely.STRtree | None = None
+
+    @classmethod
+    def of(cls, geoms: npt.ArrayLike, *, polygons: bool) -> "_SegmentIndex":
+        seg = _segments(geoms)
+        coords = shapely.get_coordinates(seg).reshape(-1, 2, 2) if len(seg) else np.empty((0, 2, 2))
+        return cls(shapely.STRtree(seg), coords, shapely.STRtree(np.asarray(geoms, dtype=object)) if polygons else None)
+
+
 @dataclass
 class _Index:
     """Spatial indexes over the generated layers, to evaluate any point's situation."""
 
     parcels: gpd.GeoDataFrame
     parcel_tree: shapely.STRtree
-    boundary_tree: shapely.STRtree
+    boundary_tree: _SegmentIndex
     zones: gpd.GeoDataFrame  # zone_type, level, name, geometry
     zone_tree: shapely.STRtree
-    receptor_trees: dict[str, shapely.STRtree]
+    receptor_trees: dict[str, _SegmentIndex]
     classes: MappingProxyType[str, dict[str, Any]]
     ts_xy: FloatArray = field(default_factory=lambda: np.empty((0, 2)))
     ts_active_xy: FloatArray = field(default_factory=lambda: np.empty((0, 2)))
 
 
 def _segments(geoms: npt.ArrayLike) -> npt.NDArray[np.object_]:
-    """Boundary of polygons as individual 2-point segments (for fast nearest queries)."""
-    lines = shapely.get_parts(shapely.boundary(np.asarray(geoms)))
+    """Boundary of polygons (or lines) as individual 2-point segments (for fast nearest queries)."""
+    geoms = np.asarray(geoms, dtype=object)
+    if not len(geoms):
+        return np.empty(0, dtype=object)
+    lines = shapely.get_parts(np.where(shapely.get_dimensions(geoms) == 2, shapely.boundary(geoms), geoms))
     lines = shapely.get_parts(lines)
     coords, idx = shapely.get_coordinates(lines, return_index=True)
     same = idx[:-1] == idx[1:]
@@ -53,14 +75,14 @@ def _build_index(parcels: gpd.GeoDataFrame, zones: gpd.GeoDataFrame, classes: Ma
     receptor_trees = {}
     for kind in ("school", "hospital", "residential"):
         g = parcels.geometry.values[parcels["code"].isin(_codes_of_receptor(kind, classes)).to_numpy()]
-        receptor_trees[kind] = shapely.STRtree(g)
+        receptor_trees[kind] = _SegmentIndex.of(g, polygons=True)
     ws = list(parcels.geometry.values[(parcels["code"] == "1103").to_numpy()])
     ws += list(zones.geometry.values[(zones["zone_type"] == "water_source").to_numpy()])
-    receptor_trees["water_source"] = shapely.STRtree(np.array(ws, dtype=object))
+    receptor_trees["water_source"] = _SegmentIndex.of(np.array(ws, dtype=object), polygons=True)
     return _Index(
         parcels=parcels,
         parcel_tree=shapely.STRtree(parcels.geometry.values),
-        boundary_tree=shapely.STRtree(seg),
+        boundary_tree=_SegmentIndex(shapely.STRtree(seg), shapely.get_coordinates(seg).reshape(-1, 2, 2)),
         zones=zones,
         zone_tree=shapely.STRtree(zones.geometry.values),
         receptor_trees=receptor_trees,
@@ -76,12 +98,61 @@ _BOUNDARY_CAP_M = 4 * MARGIN_M
 _RECEPTOR_CAP_M = 1000.0
 
 
-def _nearest_within(tree: shapely.STRtree, pts: npt.NDArray[np.object_], cap: float) -> FloatArray:
-    """Distance from each point to the nearest geometry of ``tree`` when within ``cap``, else ``inf``."""
-    d = np.full(len(pts), np.inf)
-    if len(tree.geometries):
-        (i, _), dist = tree.query_nearest(pts, max_distance=cap, return_distance=True, all_matches=False)
-        d[i] = dist
+def _point_segment_distance(px: FloatArray, py: FloatArray, ab: FloatArray) -> FloatArray:
+    r"""Point–segment distance, computed as GEOS does (``Distance::pointToSegment``), so
+    results are bit-identical with ``shapely.distance``: with :math:`\delta = b - a`,
+    :math:`r = (p - a)\cdot\delta / \lVert\delta\rVert^2`; :math:`r \le 0` → :math:`\lVert p - a\rVert`,
+    :math:`r \ge 1` → :math:`\lVert p - b\rVert`, else :math:`|s|\,\lVert\delta\rVert` with
+    :math:`s = ((a_y - p_y)\delta_x - (a_x - p_x)\delta_y) / \lVert\delta\rVert^2`."""
+    ax, ay, bx, by = ab[:, 0, 0], ab[:, 0, 1], ab[:, 1, 0], ab[:, 1, 1]
+    dx, dy = bx - ax, by - ay
+    len2 = dx * dx + dy * dy
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = ((px - ax) * dx + (py - ay) * dy) / len2
+        s = ((ay - py) * dx - (ax - px) * dy) / len2
+        perp = np.abs(s) * np.sqrt(len2)
+    da = np.sqrt((px - ax) * (px - ax) + (py - ay) * (py - ay))
+    db = np.sqrt((px - bx) * (px - bx) + (py - by) * (py - by))
+    return np.where((len2 == 0) | (r <= 0), da, np.where(r >= 1, db, perp))
+
+
+#: Points per batch of :func:`_nearest_within` (bounds the candidate pairs held at once).
+_NEAREST_BATCH = 50_000
+#: First search box of :func:`_nearest_within`, as a fraction of the cap (doubled until the cap).
+_FIRST_REACH = 1 / 4
+
+
+def _nearest_within(index: _SegmentIndex, x: FloatArray, y: FloatArray, cap: float) -> FloatArray:
+    """Distance from each point to the nearest geometry of ``index`` when within ``cap``, else ``inf``.
+
+    Same values as ``STRtree(geoms).query_nearest(points, max_distance=cap)`` (bit for bit),
+    without a GEOS call per candidate: a point inside one of the polygons is at distance 0;
+    the others take the segments whose envelopes meet their box of half-side :math:`r`
+    and measure them exactly (:func:`_point_segment_distance`). Every segment within
+    :math:`r` of the point meets that box, so a minimum :math:`\le r` is final; the
+    remaining points search again with :math:`2r`, up to the cap.
+    """
+    d = np.full(len(x), np.inf)
+    if not len(index.coords):
+        return d
+    todo = np.arange(len(x))
+    if index.polygons is not None:
+        inside = index.polygons.query(shapely.points(x, y), predicate="intersects")[0]
+        d[inside] = 0.0
+        todo = np.setdiff1d(todo, inside)
+    reach = cap * _FIRST_REACH
+    while len(todo):
+        reach = min(reach, cap)
+        for lo in range(0, len(todo), _NEAREST_BATCH):
+            t = todo[lo:lo + _NEAREST_BATCH]
+            bx, by = x[t], y[t]
+            pi, sj = index.tree.query(shapely.box(bx - reach, by - reach, bx + reach, by + reach))
+            part = np.full(len(t), np.inf)
+            np.minimum.at(part, pi, _point_segment_distance(bx[pi], by[pi], index.coords[sj]))
+            d[t] = part
+        done = (d[todo] <= reach) | (reach >= cap)
+        todo, reach = todo[~done], 2 * reach
+    d[d > cap] = np.inf
     return d
 
 
@@ -94,7 +165,7 @@ def _evaluate(ix: _Index, x: FloatArray, y: FloatArray) -> pd.DataFrame:
     code = np.full(n, None, dtype=object)
     code[pi] = ix.parcels["code"].to_numpy()[pj]
     out["code"] = code
-    out["d_boundary"] = _nearest_within(ix.boundary_tree, pts, _BOUNDARY_CAP_M)
+    out["d_boundary"] = _nearest_within(ix.boundary_tree, x, y, _BOUNDARY_CAP_M)
     zi, zj = ix.zone_tree.query(pts, predicate="intersects")
     zt = ix.zones["zone_type"].to_numpy()[zj]
     zl = ix.zones["level"].to_numpy()[zj]
@@ -110,7 +181,7 @@ def _evaluate(ix: _Index, x: FloatArray, y: FloatArray) -> pd.DataFrame:
         out[t] = col
     out["in_zone"] = np.isin(np.arange(n), zi)
     for kind, tree in ix.receptor_trees.items():
-        out[f"d_{kind}"] = _nearest_within(tree, pts, _RECEPTOR_CAP_M)
+        out[f"d_{kind}"] = _nearest_within(tree, x, y, _RECEPTOR_CAP_M)
     for name, xy in (("d_ts", ix.ts_xy), ("d_ts_active", ix.ts_active_xy)):
         if len(xy):
             out[name] = cKDTree(xy).query(np.column_stack([x, y]))[0]
