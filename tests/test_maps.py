@@ -130,9 +130,16 @@ def test_legend_folds_and_uses_two_columns_only_on_a_full_page() -> None:
 def test_pipeline_map_html_has_the_two_column_legend(tmp_path: Path) -> None:
     from gis.pipeline import run
 
-    root = Path(__file__).resolve().parents[1] / "data" / "sample_district"
-    run(root, tmp_path, steps=["maps"], progress=False)
-    page = (tmp_path / "map.html").read_text(encoding="utf-8")
+    import shutil
+
+    import yaml
+
+    root = shutil.copytree(Path(__file__).resolve().parents[1] / "data" / "sample_district", tmp_path / "sample")
+    raw = yaml.safe_load((root / "project.yaml").read_text(encoding="utf-8"))
+    raw.setdefault("map", {}).setdefault("sheets", {})["enabled"] = False  # only map.html is looked at here
+    (root / "project.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    run(root, tmp_path / "out", steps=["maps"], progress=False)
+    page = (tmp_path / "out" / "map.html").read_text(encoding="utf-8")
     assert "column-count:2" in page and "right:10px" in page
     # the district is fitted beside the legend's strip, so the legend hides none of it
     assert re.search(r'"paddingBottomRight": \[%d, 0\]' % maps.LEGEND_STRIP_PX[True], page)
