@@ -83,10 +83,11 @@ def _write_district(folder: Path, code: str, layers: dict[str, gpd.GeoDataFrame]
     (folder / "project.yaml").write_text(yaml.safe_dump(project, allow_unicode=True, sort_keys=False), encoding="utf-8")
 
 
-@functools.lru_cache(maxsize=1)
-def far_municipality() -> Path:
-    """Write the three-district municipality once per session; returns its folder (``municipality.yaml``)."""
-    return tiled_municipality(3, Path(tempfile.mkdtemp(prefix="gis_far_")) / "muni")
+@functools.lru_cache(maxsize=4)
+def far_municipality(base: Path) -> Path:
+    """Write the three-district municipality once per session under ``base`` (a pytest temporary
+    folder, e.g. the ``run_tmp`` fixture); returns its folder (``municipality.yaml``)."""
+    return tiled_municipality(3, Path(tempfile.mkdtemp(prefix="gis_far_", dir=base)) / "muni")
 
 
 def tiled_municipality(n: int, out: Path) -> Path:

@@ -4,6 +4,7 @@
 ``tiny_project``    a minimal district project written by :func:`gis.testing.make_tiny_project`
 ``sample_project``  the bundled sample district (data/sample_district)
 ``sample_district`` the bundled sample, loaded once per test session
+``run_tmp``         a temporary folder shared by every pytest-xdist worker of this run
 """
 
 from __future__ import annotations
@@ -49,3 +50,11 @@ def sample_district(sample_project: Path):
     from gis.district import load_district
 
     return load_district(sample_project)
+
+
+@pytest.fixture(scope="session")
+def run_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder every pytest-xdist worker of this test run shares (a plain run: its own base
+    folder); pytest removes it with its old runs' temporary folders, so nothing is left in /tmp."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base

@@ -39,8 +39,8 @@ def _table(at, first_column: str, has: str) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def muni() -> Path:
-    return two_district_sample()
+def muni(run_tmp: Path) -> Path:
+    return two_district_sample(run_tmp)
 
 
 @pytest.fixture(scope="module")

@@ -61,14 +61,14 @@ def cli_cluster(tmp_path):
         assert all(p.poll() is not None for p in procs)
 
 
-def test_far_municipality_on_a_command_line_cluster_equals_single_process(tmp_path, cli_cluster):
+def test_far_municipality_on_a_command_line_cluster_equals_single_process(tmp_path, cli_cluster, run_tmp):
     from _dask_compare import assert_same_outputs, read_layer
     from _far_municipality import far_municipality
     from distributed import Client
 
     from gis.parallel import run_municipality
 
-    muni = far_municipality()
+    muni = far_municipality(run_tmp)
     steps: list[str] = []  # the municipal analyses only: the district steps would take minutes on a shared 2-core machine
     single = run_municipality(muni, tmp_path / "single", engine="single", steps=steps)
     address = json.loads(cli_cluster.read_text())["address"]

@@ -14,8 +14,8 @@ from _municipal_sample import two_district_sample
 
 
 @pytest.fixture(scope="module")
-def muni():
-    return two_district_sample()
+def muni(run_tmp):
+    return two_district_sample(run_tmp)
 
 
 def test_tile_layout_stacks_columns_northwards():

@@ -88,7 +88,7 @@ def test_cell_coverage_with_radius_halo_equals_all_sites():
     assert not cell_coverage(left, sites[sites[:, 0] < 2500], 300.0).equals(full.loc[left.index])
 
 
-def test_dask_engine_equals_single_process_on_a_localcluster(tmp_path):
+def test_dask_engine_equals_single_process_on_a_localcluster(tmp_path, run_tmp):
     """``gis run --engine dask``'s default LocalCluster (127.0.0.1): every output file of the
     cross-border analyses (四山 overlay, coverage, hex Gi*, DBSCAN across the borders),
     written per district on the workers, equals the single-process engine's. (District
@@ -98,7 +98,7 @@ def test_dask_engine_equals_single_process_on_a_localcluster(tmp_path):
 
     from gis.parallel import local_client, run_municipality
 
-    muni = far_municipality()
+    muni = far_municipality(run_tmp)
     single = run_municipality(muni, tmp_path / "single", engine="single", steps=[])
     client = local_client(n_workers=2, threads_per_worker=1)
     try:
