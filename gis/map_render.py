@@ -232,7 +232,7 @@ def _svg(shape: str, colour: str, size: int) -> str:
 _LEGEND_TEMPLATE = """
 {% macro html(this, kwargs) %}
 <div class="gis-legend" style="position:absolute; z-index:1000; bottom:24px;
- {% if this.full_page %}right:10px; max-height:55%;{% else %}left:10px; max-height:42%;{% endif %}
+ {% if this.full_page %}right:10px; max-height:55%;{% else %}left:10px; max-height:42%; max-width:45%;{% endif %}
  overflow-y:auto; background:rgba(255,255,255,0.92); padding:8px 10px; border:1px solid #999;
  border-radius:4px; font:11px/1.45 'WenQuanYi Micro Hei','Noto Sans CJK SC','Microsoft YaHei',sans-serif;">
 <details open><summary style="font-weight:bold; margin-bottom:4px; cursor:pointer;">{{ this.title }}</summary>
@@ -241,6 +241,10 @@ _LEGEND_TEMPLATE = """
 </div></details>
 </div>
 {% endmacro %}
+{% macro script(this, kwargs) %}
+{% if not this.full_page %}(function(){var d=document.querySelector('.gis-legend details');
+ if (d && window.innerWidth < {{ this.open_min_px }}) { d.open=false; }})();{% endif %}
+{% endmacro %}
 """
 
 
@@ -248,6 +252,9 @@ _LEGEND_TEMPLATE = """
 LEGEND_ONE_COLUMN_MAX = 14
 #: Width (px) kept free for a full-page legend of one / two columns when the map is fitted.
 LEGEND_STRIP_PX = {False: 380, True: 740}
+#: The app's legend starts folded (its title only) on maps narrower than this (px): on a laptop's
+#: map or the inspector's half-width map an open legend would hide half of the district.
+LEGEND_OPEN_MIN_PX = 1000
 
 
 class Legend(MacroElement):
@@ -282,28 +289,37 @@ class Legend(MacroElement):
         # in two columns when long, so every entry shows; the map is fitted beside it (render_folium)
         self.full_page = full_page
         self.two_columns = full_page and len(rows) > LEGEND_ONE_COLUMN_MAX
+        self.open_min_px = LEGEND_OPEN_MIN_PX
 
 
 class _RefitWhenShown(MacroElement):
-    """Fit the district again when the map's container first gets a size.
+    """Fit the district again whenever the map's container is resized, until the view is moved.
 
     A map drawn inside a hidden tab has a 0×0 container, so its initial
-    ``fitBounds`` lands at zoom 0 (the whole world); a ``ResizeObserver`` re-fits it
-    to the district once it is shown, and keeps Leaflet's size in step afterwards.
+    ``fitBounds`` lands at zoom 0 (the whole world); a map whose frame is sized after
+    it was drawn (Streamlit's component iframe) keeps its top-left corner and cuts
+    the district off at the bottom. A ``ResizeObserver`` keeps Leaflet's size in step
+    and fits the district again as long as the view is the one last fitted (nobody
+    panned, zoomed or focused a feature since).
     """
 
     _template = Template("""
 {% macro script(this, kwargs) %}
-(function(){var m={{ this._parent.get_name() }}, el=m.getContainer(), done=el.clientWidth>0;
- if (window.ResizeObserver) { new ResizeObserver(function(){ m.invalidateSize(false);
-   if (!done && el.clientWidth>0) { done=true; m.fitBounds({{ this.bounds }}); } }).observe(el); }})();
+(function(){var m={{ this._parent.get_name() }}, el=m.getContainer(), b={{ this.bounds }}, o={{ this.options }}, v=null;
+ function sized(){ return el.clientWidth>0 && el.clientHeight>0; }
+ function keep(){ v=[m.getZoom(), m.getCenter()]; }
+ function untouched(){ return !v || (m.getZoom()===v[0] && m.getCenter().equals(v[1], 1e-9)); }
+ if (sized()) { keep(); }
+ if (window.ResizeObserver) { new ResizeObserver(function(){ var refit=untouched(); m.invalidateSize(false);
+   if (refit && sized()) { m.fitBounds(b, o); keep(); } }).observe(el); }})();
 {% endmacro %}
 """)
 
-    def __init__(self, bounds: Sequence[Sequence[float]]) -> None:
+    def __init__(self, bounds: Sequence[Sequence[float]], options: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self._name = "RefitWhenShown"
         self.bounds = json.dumps([[float(v) for v in b] for b in bounds])
+        self.options = json.dumps(dict(options or {}))
 
 
 class _MetricScale(MacroElement):
@@ -477,7 +493,7 @@ def render_folium(
         # a full-page legend keeps a strip on the right free of the district
         pad = (LEGEND_STRIP_PX[legend.two_columns], 0) if legend is not None and legend.full_page else None
         m.fit_bounds(bounds, padding_bottom_right=pad)
-        m.add_child(_RefitWhenShown(bounds))
+        m.add_child(_RefitWhenShown(bounds, {"paddingBottomRight": list(pad)} if pad else None))
     localize_assets(m)
     return m
 
