@@ -8,6 +8,7 @@ GeoPackage, workbook or JSON behind, and a reader never sees one.
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import json
 import os
@@ -215,8 +216,8 @@ def write_excel(
                 df.to_excel(xw, sheet_name=sheet[:31], index=False, startrow=startrow)
                 ws = xw.sheets[sheet[:31]]
                 head.write(ws, max(len(df.columns), 1))
-                store_text_cells(ws)  # formula-like text stays text (security)
                 style_form_table(ws, df, header_row=startrow + 1)
+                store_text_cells(ws)  # formula-like text stays text (security); after styling: it sets quotePrefix
             if finish is not None:
                 finish(xw.book)
     return Path(target)
@@ -342,11 +343,17 @@ def style_form_table(ws: Any, df: pd.DataFrame, *, header_row: int) -> None:
         width = max(_display_width(t) for t in texts) + 2
         ws.column_dimensions[letter].width = max(6, min(width, 60))
         fmt = _date_format(df[col])
-        wrap = Alignment(wrap_text=width > 60, vertical="center")
-        for (cell,) in ws.iter_rows(min_row=header_row + 1, max_row=last_row, min_col=j, max_col=j):
-            cell.font, cell.border, cell.alignment = body_font, border, wrap
-            if fmt:
-                cell.number_format = fmt
+        if last_row <= header_row:
+            continue
+        first = ws.cell(row=header_row + 1, column=j)
+        first.font, first.border = body_font, border
+        first.alignment = Alignment(wrap_text=width > 60, vertical="center")
+        if fmt:
+            first.number_format = fmt
+        # the rest of the column shares the first cell's style record (openpyxl's own way of
+        # copying styles): setting font, border and alignment per cell hashes them for every cell
+        for (cell,) in ws.iter_rows(min_row=header_row + 2, max_row=last_row, min_col=j, max_col=j):
+            cell._style = copy.copy(first._style)
     ws.freeze_panes = ws.cell(row=header_row + 1, column=1)
     _print_setup(ws, header_row)
 
