@@ -467,6 +467,34 @@ def _incidents_xy(inc: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return xy, pd.to_datetime(inc["date"]).to_numpy(), inc["incident_id"].astype(str).to_numpy()
 
 
+def _closed_site_rows(s: pd.DataFrame, today: dt.date) -> list[tuple[Any, ...]]:
+    """``watch`` rows of the closed sites of a site ledger (site_id, since, x, y, name, township, address)."""
+    if not len(s) or "status" not in s:
+        return []
+    closed = s[s["status"].astype(str) == "closed"]
+    n = len(closed)
+
+    def text(col: str) -> list[str]:
+        return closed[col].astype("object").where(closed[col].notna(), "").astype(str).tolist() if col in closed else [""] * n
+
+    return list(zip(text("site_id"), [today.isoformat()] * n, closed.geometry.x.astype(float).tolist(),
+                    closed.geometry.y.astype(float).tolist(), text("name"), text("township"), text("address")))
+
+
+def _with_incident_near(watched: list[tuple[Any, ...]], xy: np.ndarray, radius: float) -> list[tuple[Any, ...]]:
+    """The watched sites (rows with x, y at positions 2, 3) with any incident within ``radius``
+    (a k-d tree count, a hair wider than the exact test of :func:`_near_after` that follows)."""
+    if not watched or not len(xy):
+        return []
+    from scipy.spatial import cKDTree
+
+    pts = np.array([(np.nan if r[2] is None else r[2], np.nan if r[3] is None else r[3]) for r in watched], dtype=float)
+    ok = np.isfinite(pts).all(axis=1)
+    near = np.zeros(len(watched), dtype=bool)
+    near[ok] = cKDTree(xy).query_ball_point(pts[ok], radius * (1 + 1e-9) + 1e-6, return_length=True) > 0
+    return [r for r, hit in zip(watched, near) if hit]
+
+
 def _near_after(xy: np.ndarray, dates: np.ndarray, ids: np.ndarray, x: float, y: float,
                 after: dt.date, radius: float) -> tuple[list[str], str | None]:
     """Incidents within ``radius`` of (x, y) dated after ``after``, and the first one's date."""
@@ -502,14 +530,10 @@ def _rebounds(store: CampaignStore, c: Any, inp: RunInput, p: CampaignParams, to
 def _watch_sites(store: CampaignStore, c: Any, inp: RunInput, p: CampaignParams, today: dt.date, src: str,
                  inc: tuple[np.ndarray, np.ndarray, np.ndarray]) -> int:
     """Closed sites of the site ledger: watched from the first run that saw them closed."""
-    s = inp.sites
-    closed = s[s["status"].astype(str) == "closed"] if len(s) and "status" in s else s.iloc[0:0]
-    for r in closed.itertuples(index=False):
-        c.execute("INSERT OR IGNORE INTO watch VALUES (?,?,?,?,?,?,?)",
-                  (str(r.site_id), today.isoformat(), float(r.geometry.x), float(r.geometry.y),
-                   str(getattr(r, "name", "")), str(getattr(r, "township", "") or ""), str(getattr(r, "address", ""))))
+    c.executemany("INSERT OR IGNORE INTO watch VALUES (?,?,?,?,?,?,?)", _closed_site_rows(inp.sites, today))
+    watched = c.execute("SELECT * FROM watch").fetchall()
     n = 0
-    for site_id, since, x, y, name, town, addr in c.execute("SELECT * FROM watch").fetchall():
+    for site_id, since, x, y, name, town, addr in _with_incident_near(watched, inc[0], p.rebound_radius_m):
         hits, first = _near_after(*inc, x, y, dt.date.fromisoformat(since), p.rebound_radius_m)
         key = f"site:{site_id}|rule:rebound"
         row = c.execute("SELECT number, status, rebound_incidents FROM problems WHERE key = ?", (key,)).fetchone()
