@@ -187,7 +187,7 @@ def read_table(spec: LayerSpec) -> RawTable:
             raise InputError(
                 path, f"not a readable .xlsx workbook (the file is not a complete Excel package: {type(exc).__name__})"
             ) from None
-    grid = grid.map(lambda v: v.strip() if isinstance(v, str) else ("" if v is None else str(v)))
+    grid = grid.apply(lambda s: s.where(s.notna(), "").astype(str).str.strip())  # column by column, not cell by cell
     # drop fully empty rows but keep their numbers accounted as not records
     header_idx = _find_header(grid, spec)
     header = [str(h) for h in grid.iloc[header_idx].tolist()]
