@@ -387,6 +387,7 @@ def sync_run(store: CampaignStore, inp: RunInput, p: CampaignParams) -> dict[str
     src = f"run:{inp.run_id}"
     with store.transaction() as c:
         numbers = _match_all(led, old, p)
+        was_found = dict(zip(old["number"], old["found"])) if len(old) else {}
         counts = {"found": len(led), "new": 0, "gone": 0, "reopened": 0}
         for i, r in enumerate(led.to_dict("records")):
             vals = _analysis_values(r, r["x"], r["y"])
@@ -396,7 +397,7 @@ def sync_run(store: CampaignStore, inp: RunInput, p: CampaignParams) -> dict[str
                 if k in r and _present(r[k]):
                     vals[k] = str(r[k])
             if i in numbers:
-                _refresh(store, c, numbers[i], vals, old, src)
+                _refresh(store, c, numbers[i], vals, was_found, src)
             else:
                 _insert_new(store, c, r, vals, inp, p, today, src)
                 counts["new"] += 1
@@ -424,9 +425,10 @@ def _match_all(led: pd.DataFrame, old: pd.DataFrame, p: CampaignParams) -> dict[
     return out
 
 
-def _refresh(store: CampaignStore, c: Any, number: str, vals: dict[str, Any], old: pd.DataFrame, src: str) -> None:
-    prev = old.loc[old["number"] == number].iloc[0]
-    if not int(prev["found"] or 0):
+def _refresh(store: CampaignStore, c: Any, number: str, vals: dict[str, Any], was_found: Mapping[str, Any],
+             src: str) -> None:
+    """Update a stored problem found again (logged when the previous run had not found it)."""
+    if not int(was_found.get(number) or 0):
         store.log(c, number, who="gis run", source=src, field="found", old=0, new=1, evidence="再次发现")
     store.update_problem(c, number, vals)
 
