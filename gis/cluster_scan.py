@@ -29,7 +29,7 @@ from scipy.spatial import cKDTree
 from scipy.stats import poisson
 
 from gis._errors import AnalysisError
-from gis.cluster_mixture import MixtureParams, mixture_labels
+from gis.cluster_mixture import MixtureParams, core_groups, mixture_labels
 
 
 @dataclass(frozen=True)
@@ -302,8 +302,6 @@ def _mixture_scan(xy: np.ndarray, core: np.ndarray, root: np.ndarray, params: Sc
     is the sector-median density of the annulus (:func:`sector_background`, ``mp.sectors``)
     around the nearest tree's peak.
     """
-    from gis.cluster_mixture import core_groups
-
     _, seed = np.unique(root, return_inverse=True)
     group = core_groups(xy[core], params.merge_link_m)
     peaks = np.flatnonzero(root == np.arange(len(core)))
