@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.spatial import cKDTree
-from scipy.special import logsumexp
 
 
 @dataclass(frozen=True)
@@ -104,6 +103,12 @@ def log_terms(x: np.ndarray, log_bg: np.ndarray, s: Sites) -> np.ndarray:
     return np.column_stack([np.broadcast_to(log_bg, (len(x),)), site])  # (N, 1 + k)
 
 
+def _lse_rows(a: np.ndarray) -> np.ndarray:
+    """:math:`\\log\\sum_k e^{a_{ik}}` per row (max-shifted; the rows here always hold the finite background)."""
+    m = a.max(axis=1)
+    return m + np.log(np.exp(a - m[:, None]).sum(axis=1))
+
+
 def _pair_terms(tree: cKDTree, x: np.ndarray, s: Sites, reach: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Point–site pairs within ``reach`` σ of the site, and their log intensity term (:func:`log_terms`)."""
     lists = tree.query_ball_point(s.mu, reach * s.sigma) if len(s) else []
@@ -176,7 +181,17 @@ def _merged(s: Sites, a: int, b: int) -> Sites:
     return Sites(mu[None, :], np.array([np.sqrt(second / 2)]), np.array([s.n[[a, b]].sum()]))
 
 
-def _local_gain(x: np.ndarray, log_bg: np.ndarray, s: Sites, old: list[int], new: Sites, reach: float, icl: bool) -> float:
+def _near(tree: cKDTree, n_points: int, s: Sites, sites: list[int], reach: float) -> np.ndarray:
+    """Mask of the points within ``reach`` σ of any of ``sites``."""
+    near = np.zeros(n_points, dtype=bool)
+    for k in sites:
+        near[tree.query_ball_point(s.mu[k], reach * s.sigma[k])] = True
+    return near
+
+
+def _local_gain(
+    tree: cKDTree, x: np.ndarray, log_bg: np.ndarray, s: Sites, old: list[int], new: Sites, reach: float, icl: bool
+) -> float:
     """BIC change when sites ``old`` are replaced by ``new`` (others fixed), on the points near ``old``.
 
     Points within ``reach`` σ of an old site (*L*):
@@ -186,9 +201,7 @@ def _local_gain(x: np.ndarray, log_bg: np.ndarray, s: Sites, old: list[int], new
 
     (< 0: the new sites explain the reports better, BIC).
     """
-    near = np.zeros(len(x), dtype=bool)
-    for k in old:
-        near |= ((x - s.mu[k]) ** 2).sum(axis=1) <= (reach * s.sigma[k]) ** 2
+    near = _near(tree, len(x), s, old, reach)
     if not near.any():
         return np.inf
     xl = x[near]
@@ -199,7 +212,7 @@ def _local_gain(x: np.ndarray, log_bg: np.ndarray, s: Sites, old: list[int], new
     base = log_terms(xl, log_bg[near], others)
     lt_old = np.column_stack([base, log_terms(xl, log_bg[near], s.subset(old))[:, 1:]])
     lt_new = np.column_stack([base, log_terms(xl, log_bg[near], new)[:, 1:]])
-    lse_old, lse_new = logsumexp(lt_old, axis=1), logsumexp(lt_new, axis=1)
+    lse_old, lse_new = _lse_rows(lt_old), _lse_rows(lt_new)
     ll_old = lse_old.sum() - s.n[old].sum()
     ll_new = lse_new.sum() - new.n.sum()
     gain = -2 * (ll_new - ll_old) + 4 * (len(new) - len(old)) * np.log(max(near.sum(), 2))
@@ -214,26 +227,27 @@ def _entropy(lt: np.ndarray, lse: np.ndarray) -> float:
     return float(-(np.exp(logr) * logr).sum())
 
 
-def _split(x: np.ndarray, log_bg: np.ndarray, s: Sites, a: int, params: MixtureParams) -> Sites:
+def _split(tree: cKDTree, x: np.ndarray, log_bg: np.ndarray, s: Sites, a: int, params: MixtureParams) -> Sites:
     """Site *a* as two sites, ±1 sd along the main axis of its nearby points, refitted with the others fixed."""
-    near = ((x - s.mu[a]) ** 2).sum(axis=1) <= (params.reach_sigmas * s.sigma[a]) ** 2
+    near = _near(tree, len(x), s, [a], params.reach_sigmas)
     xl = x[near]
     others = s.subset(np.setdiff1d(np.arange(len(s)), [a]))
     lt = log_terms(xl, log_bg[near], s)
-    r = np.exp(lt[:, a + 1] - logsumexp(lt, axis=1))
+    r = np.exp(lt[:, a + 1] - _lse_rows(lt))
     d = xl - s.mu[a]
     cov = (r[:, None, None] * d[:, :, None] * d[:, None, :]).sum(axis=0) / max(r.sum(), 1e-9)
     vals, vecs = np.linalg.eigh(cov)
     step = np.sqrt(max(vals[-1], 1e-9)) * vecs[:, -1]
     sig = max(np.sqrt(max(vals[0], 1e-9)), params.min_sigma_m)
     two = Sites(np.vstack([s.mu[a] + step, s.mu[a] - step]), np.array([sig, sig]), np.full(2, s.n[a] / 2))
-    base = logsumexp(log_terms(xl, log_bg[near], others), axis=1)
+    base = _lse_rows(log_terms(xl, log_bg[near], others))
     return fit_intensity(xl, base, two, params)[0]
 
 
 def _improvements(x: np.ndarray, log_bg: np.ndarray, s: Sites, params: MixtureParams) -> list[tuple[float, list[int], Sites]]:
     """Changes that lower the criterion, best first: each site merged with its nearest, dropped, or split."""
     k = len(s)
+    tree = cKDTree(x)
     empty = Sites(np.zeros((0, 2)), np.zeros(0), np.zeros(0))
     cands: list[tuple[list[int], Sites]] = [([a], empty) for a in range(k)]
     if k > 1:
@@ -242,10 +256,10 @@ def _improvements(x: np.ndarray, log_bg: np.ndarray, s: Sites, params: MixturePa
         pairs = sorted({tuple(sorted((i, int(np.argmin(d[i]))))) for i in range(k)})
         cands += [([a, b], _merged(s, a, b)) for a, b in pairs]
     if params.split:
-        cands += [([a], _split(x, log_bg, s, a, params)) for a in range(k) if s.n[a] >= 2 * params.min_size]
+        cands += [([a], _split(tree, x, log_bg, s, a, params)) for a in range(k) if s.n[a] >= 2 * params.min_size]
     out = []
     for old, new in cands:
-        gain = _local_gain(x, log_bg, s, old, new, params.reach_sigmas, params.criterion == "icl")
+        gain = _local_gain(tree, x, log_bg, s, old, new, params.reach_sigmas, params.criterion == "icl")
         if gain < 0:
             out.append((gain, old, new))
     return sorted(out, key=lambda t: t[0])
