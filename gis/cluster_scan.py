@@ -7,9 +7,11 @@ one district-wide distance:
   when the number of incidents around it, at one of a few radii, is improbably
   high for the background intensity in an annulus around it (one-sided Poisson
   test); cores are grouped by quick shift on their kernel density (one tree per
-  density peak), touching trees are merged when one Gaussian site explains them
-  better than two (:func:`merge_by_bic`), and the incidents near a core join it.
-  A dense street and a farm valley are judged each against its own surroundings.
+  density peak); the trees start a Gaussian mixture of sites per group of cores
+  (default, :mod:`gis.cluster_mixture`), or touching trees are merged when one
+  Gaussian site explains them better than two (:func:`merge_by_bic`) and the
+  incidents near a core join it. A dense street and a farm valley are judged
+  each against its own surroundings.
 * :func:`cluster_significance` — for every reported cluster: observed count, the
   count expected from the local background (optionally also from the other kinds'
   reports, :func:`case_control_expected`), a Poisson p-value and a
