@@ -8,10 +8,11 @@ Run ``.venv/bin/python benchmarks/bench_clusters.py [--scales small,district,cit
 ``city:7`` is the city generated with seed 7 (held out: not looked at while choosing).
 
 For every method of :data:`METHODS` (the first default DBSCAN, HDBSCAN with
-min_cluster_size 15 / min_samples 5, the ``scan`` detector with each way of merging
-its quick-shift trees, with and without the case-control significance; the default of
-``layers/hotspots.yaml`` last), all run in the same process on the same incidents
-(per incident kind, as the pipeline does):
+min_cluster_size 15 / min_samples 5, the ``scan`` detector with each way of turning
+its quick-shift trees into sites — saddle or BIC merge, the mixture of
+:mod:`gis.cluster_mixture` — with and without the case-control significance; the
+default of ``layers/hotspots.yaml`` last), all run in the same process on the same
+incidents (per incident kind, as the pipeline does):
 
 * **recall** — share of planted clusters recovered (:func:`gis.hotspots.match_planted`:
   the found cluster holding most of a planted cluster's members holds > half of
@@ -22,7 +23,8 @@ its quick-shift trees, with and without the case-control significance; the defau
 * **strict precision** — share of *reported* clusters (significant at the
   ``clusters.significance`` level) that recover a planted cluster; also of every
   found cluster (flagged ones included);
-* wall time and peak traced memory (tracemalloc) of :func:`gis.hotspots.find_clusters`;
+* wall time of :func:`gis.hotspots.find_clusters` (untraced) and, on samples up to
+  :data:`TRACE_MAX` incidents, the peak traced memory (tracemalloc) of a second run;
 * detectable recall by planted size and spread (σ) and per kind (city).
 """
 
@@ -42,19 +44,31 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._common import write_section  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+#: Samples up to this many incidents also get a traced run for peak memory (the city's would take minutes).
+TRACE_MAX = 10_000
 
 #: Methods compared: label -> (``clusters.scan`` overrides, ``clusters.significance`` overrides, other
 #: find_clusters overrides), all over layers/hotspots.yaml.
 METHODS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
-    "DBSCAN (first default: min 5, k-distance eps)": ({}, {"controls": False}, {"method": "dbscan", "min_cluster_size": 5}),
-    "HDBSCAN (min_cluster_size 15, min_samples 5)": (
-        {}, {"controls": False}, {"method": "hdbscan", "min_cluster_size": 15, "hdbscan_min_samples": 5}
+    "DBSCAN (first default: min 5, k-distance eps)": (
+        {}, {"controls": False, "background": "all"}, {"method": "dbscan", "min_cluster_size": 5}
     ),
-    "scan (previous default: saddle merge 0.8)": ({"merge": "saddle", "merge_saddle_ratio": 0.8}, {"controls": False}, {}),
-    "scan, no merge": ({"merge": "none"}, {"controls": False}, {}),
-    "scan, saddle merge 0.8 + case-control": ({"merge": "saddle", "merge_saddle_ratio": 0.8}, {"controls": True}, {}),
-    "scan, BIC merge + case-control": ({"merge": "bic"}, {"controls": True}, {}),
-    "scan, BIC merge (default)": ({"merge": "bic"}, {"controls": False}, {}),
+    "HDBSCAN (min_cluster_size 15, min_samples 5)": (
+        {}, {"controls": False, "background": "all"},
+        {"method": "hdbscan", "min_cluster_size": 15, "hdbscan_min_samples": 5},
+    ),
+    "scan, saddle merge 0.8 (an earlier default)": (
+        {"merge": "saddle", "merge_saddle_ratio": 0.8}, {"controls": False, "background": "all"}, {}
+    ),
+    "scan, BIC merge (previous default)": ({"merge": "bic"}, {"controls": False, "background": "all"}, {}),
+    "scan, BIC merge + case-control": ({"merge": "bic"}, {"controls": True, "background": "all"}, {}),
+    "scan, mixture, ICL": (
+        {"merge": "mixture", "mixture": {"criterion": "icl"}}, {"controls": False, "background": "unclustered"}, {}
+    ),
+    "scan, mixture, background of all reports": (
+        {"merge": "mixture"}, {"controls": False, "background": "all"}, {}
+    ),
+    "scan, mixture (default)": ({"merge": "mixture"}, {"controls": False, "background": "unclustered"}, {}),
 }
 
 
@@ -64,7 +78,8 @@ def method_overrides(label: str) -> dict[str, Any]:
 
     base = cluster_params()
     scan, sig, other = METHODS[label]
-    return {"scan": {**base["scan"], **scan}, "significance": {**base["significance"], **sig}, **other}
+    mixture = {**base["scan"]["mixture"], **scan.get("mixture", {})}
+    return {"scan": {**base["scan"], **scan, "mixture": mixture}, "significance": {**base["significance"], **sig}, **other}
 
 
 def sample_folder(scale: str, work: Path) -> Path:
@@ -100,28 +115,37 @@ def run_scale(scale: str, work: Path) -> tuple[list[str], dict[str, Any]]:
     rows, tables = [], {}
     for label in METHODS:
         over = method_overrides(label)
-        tracemalloc.start()
         t0 = time.perf_counter()
         res = hotspots.find_clusters(inc, zones=d.zones, **over)
         dt = time.perf_counter() - t0
-        peak = tracemalloc.get_traced_memory()[1] / 2**20
-        tracemalloc.stop()
+        peak = "–"
+        if len(inc) <= TRACE_MAX:  # tracemalloc slows many small numpy calls several-fold: a second, traced run
+            tracemalloc.start()
+            hotspots.find_clusters(inc, zones=d.zones, **over)
+            peak = f"{tracemalloc.get_traced_memory()[1] / 2**20:,.0f} MiB"
+            tracemalloc.stop()
         e = cluster_eval.evaluate(res, truth, members, oracle)
         tables[label] = e["table"]
         rows.append(
             f"| {scale} | {label} | {len(inc):,} | {len(truth):,} / {e['detectable']:,} | {e['found']:,} | "
             f"{e['reported']:,} | {e['recall']:.1%} | **{e['recall_detectable']:.1%}** | **{e['precision']:.1%}** | "
-            f"{e['precision_all']:.1%} | {dt:.1f} s | {peak:,.0f} MiB |"
+            f"{e['precision_all']:.1%} | {dt:.1f} s | {peak} |"
         )
         print(rows[-1], flush=True)
     return rows, tables
 
 
 def breakdown(tables: dict[str, Any]) -> list[str]:
-    """Detectable recall by planted size, spread and kind for every method."""
-    from gis.cluster_eval import recall_by
+    """Why sites were missed, and detectable recall by planted size, spread and kind, for every method."""
+    from gis.cluster_eval import miss_causes, recall_by
 
-    lines = []
+    lines = ["", "Detectable sites missed, by cause (`gis.cluster_eval.miss_causes`: *merged* — the cluster holding "
+             "most of the site holds over half of it but its centre is outside the site's radius; *split* — no "
+             "reported cluster holds over half; *not found* — none holds any of it):", "",
+             "| method | merged | split | not found |", "|---|---:|---:|---:|"]
+    for label, t in tables.items():
+        c = miss_causes(t)
+        lines.append(f"| {label} | {c['merged']} | {c['split']} | {c['not found']} |")
     for column, bins in (("n_incidents", [0, 25, 40, 55, 80]), ("sigma_m", [0, 110, 140, 170, 210]), ("kind", None)):
         parts = {label: recall_by(t, column, bins) for label, t in tables.items()}
         first = next(iter(parts.values()))
@@ -154,7 +178,10 @@ def main() -> None:
         "`hotspots.match_planted`; *detectable*: planted count within 2σ significant against the non-cluster "
         "incidents of its kind 500–1,500 m around (one-sided Poisson, BH-FDR 1 %); *reported*: clusters passing "
         "`clusters.significance` (q ≤ 1 %), the inspectors' list; precision (all) counts flagged clusters too. "
-        "Time and peak traced memory (tracemalloc) of `find_clusters` (significance and outlines included).",
+        "Time of `find_clusters` (significance and outlines included), untraced; peak traced memory (tracemalloc) "
+        "of a second run, on the samples up to 10,000 incidents only. "
+        f"Load average at the start: {' / '.join(f'{v:.1f}' for v in __import__('os').getloadavg())} "
+        "(1/5/15 min; the machine is shared, times are not those of a quiet machine).",
         "",
         "| sample | method | incidents | planted / detectable | found | reported | recall | detectable recall "
         "| strict precision (reported) | precision (all found) | time | peak memory |",
@@ -167,7 +194,8 @@ def main() -> None:
     notes = ROOT / "benchmarks" / "clusters_notes.md"  # the reading of the numbers, kept by hand
     if notes.exists():
         lines += ["", notes.read_text(encoding="utf-8").strip()]
-    lines += breakdown(tables)  # of the last (largest) sample
+    lines += ["", f"Breakdowns of the last sample ({args.scales.split(',')[-1]}):"]
+    lines += breakdown(tables)  # of the last sample
     if not args.no_write:
         write_section("clusters", "\n".join(lines))  # benchmarks._common: one writer of RESULTS.md sections
     print(f"wrote {RESULTS}")

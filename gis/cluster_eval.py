@@ -159,3 +159,21 @@ def recall_by(table: pd.DataFrame, column: str, bins: list[float] | None = None)
         planted=("truth_id", "size"), detectable=("_det", "sum"), recall=("recovered", "mean"), recall_detectable=("_rd", "mean")
     )
     return out.rename_axis(column)
+
+
+def miss_causes(table: pd.DataFrame) -> dict[str, int]:
+    """Why detectable planted clusters were missed (a table of :func:`evaluate`).
+
+    *merged*: the cluster holding most of the site holds more than half of it but its
+    centre is outside the site's radius (it spans neighbouring sites); *split*: some
+    cluster holds part of it, none more than half; *not found*: no reported cluster
+    holds any of its reports.
+    """
+    det = table["detectable"].fillna(False).astype(bool)
+    miss = table[det & ~table["recovered"].astype(bool)]
+    majority = miss["shared"] * 2 > miss["n_incidents"]
+    return {
+        "merged": int(majority.sum()),
+        "split": int((~majority & (miss["shared"] > 0)).sum()),
+        "not found": int((miss["shared"] == 0).sum()),
+    }

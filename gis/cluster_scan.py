@@ -7,9 +7,11 @@ one district-wide distance:
   when the number of incidents around it, at one of a few radii, is improbably
   high for the background intensity in an annulus around it (one-sided Poisson
   test); cores are grouped by quick shift on their kernel density (one tree per
-  density peak), touching trees are merged when one Gaussian site explains them
-  better than two (:func:`merge_by_bic`), and the incidents near a core join it.
-  A dense street and a farm valley are judged each against its own surroundings.
+  density peak); the trees start a Gaussian mixture of sites per group of cores
+  (default, :mod:`gis.cluster_mixture`), or touching trees are merged when one
+  Gaussian site explains them better than two (:func:`merge_by_bic`) and the
+  incidents near a core join it. A dense street and a farm valley are judged
+  each against its own surroundings.
 * :func:`cluster_significance` — for every reported cluster: observed count, the
   count expected from the local background (optionally also from the other kinds'
   reports, :func:`case_control_expected`), a Poisson p-value and a
@@ -29,6 +31,7 @@ from scipy.spatial import cKDTree
 from scipy.stats import poisson
 
 from gis._errors import AnalysisError
+from gis.cluster_mixture import MixtureParams, core_groups, mixture_labels
 
 
 @dataclass(frozen=True)
@@ -53,9 +56,11 @@ class ScanParams:
     neighbours
         Nearest cores searched for a denser one.
     merge
-        How quick-shift trees touching within ``merge_link_m`` are merged: ``bic``
-        (:func:`merge_by_bic`: when one Gaussian site explains both better than
-        two), ``saddle`` (:func:`merge_by_saddle`) or ``none``.
+        How quick-shift trees become sites: ``mixture`` (a Gaussian mixture per
+        group of cores, :func:`gis.cluster_mixture.mixture_labels`), or trees
+        touching within ``merge_link_m`` merged by ``bic`` (:func:`merge_by_bic`:
+        when one Gaussian site explains both better than two), ``saddle``
+        (:func:`merge_by_saddle`) or ``none``.
     merge_link_m, merge_saddle_ratio
         Trees touching within ``merge_link_m`` merge (``saddle``) when their saddle
         is at least this share of the lower peak.
@@ -64,6 +69,8 @@ class ScanParams:
     min_background
         Floor of the background intensity (incidents per km²), so that an empty
         annulus does not make every pair of incidents a cluster.
+    mixture
+        Parameters of ``merge: mixture``.
     """
 
     radii_m: tuple[float, ...]
@@ -78,6 +85,7 @@ class ScanParams:
     merge_saddle_ratio: float
     min_cluster_size: int
     min_background: float
+    mixture: MixtureParams | None = None
 
 
 def background_density(xy: np.ndarray, centres: np.ndarray, annulus_m: tuple[float, float]) -> np.ndarray:
@@ -288,16 +296,34 @@ def merge_by_bic(xy: np.ndarray, comp: np.ndarray, link_m: float) -> np.ndarray:
     return comp
 
 
+def _mixture_scan(xy: np.ndarray, core: np.ndarray, root: np.ndarray, params: ScanParams, mp: MixtureParams) -> np.ndarray:
+    """Mixture labels of the ``scan`` cores (:func:`gis.cluster_mixture.mixture_labels`).
+
+    Seeds: the quick-shift trees of the cores (as the other merges); groups: cores
+    within ``merge_link_m`` of each other; the starting background at each incident
+    is the sector-median density of the annulus (:func:`sector_background`, ``mp.sectors``)
+    around the nearest tree's peak.
+    """
+    _, seed = np.unique(root, return_inverse=True)
+    group = core_groups(xy[core], params.merge_link_m)
+    peaks = np.flatnonzero(root == np.arange(len(core)))
+    lam = np.maximum(sector_background(xy, xy[core[peaks]], params.annulus_m, mp.sectors), params.min_background / 1e6)
+    _, at = cKDTree(xy[core[peaks]]).query(xy, k=1)
+    return mixture_labels(xy, core, seed, group, np.log(lam[at]), params.attach_m, mp)
+
+
 def scan_labels(xy: np.ndarray, params: ScanParams) -> np.ndarray:
     """Cluster labels (−1 = background) of the ``scan`` method.
 
     Cores are the incidents with :func:`core_pvalues` ≤ ``core_p``; cores are
     grouped by :func:`quick_shift` on their kernel density (bandwidth
     ``bandwidth_m``, over all incidents of the group) with τ = ``link_m``, so that
-    neighbouring sites split at the density saddle between them; trees touching
+    neighbouring sites split at the density saddle between them. ``merge:
+    mixture``: the trees start a Gaussian mixture per group of cores
+    (:func:`_mixture_scan`) whose sites are the clusters; otherwise trees touching
     within ``merge_link_m`` are merged per ``merge`` (:func:`merge_by_bic`,
-    :func:`merge_by_saddle` or none); every other incident within ``attach_m`` of
-    a core joins its nearest core's cluster; clusters smaller than
+    :func:`merge_by_saddle` or none) and every other incident within ``attach_m`` of
+    a core joins its nearest core's cluster. Clusters smaller than
     ``min_cluster_size`` are background.
     """
     xy = np.asarray(xy, dtype=float)
@@ -310,18 +336,28 @@ def scan_labels(xy: np.ndarray, params: ScanParams) -> np.ndarray:
     rho = kernel_weights_at(xy[core], xy, params.bandwidth_m)
     root = quick_shift(xy[core], rho, params.link_m, params.neighbours)
     _, comp = np.unique(root, return_inverse=True)
+    if params.merge == "mixture":
+        if params.mixture is None or params.mixture.criterion not in ("bic", "icl"):
+            raise AnalysisError("scan merge 'mixture' needs clusters.scan.mixture with criterion bic or icl")
+        return _without_small(_mixture_scan(xy, core, root, params, params.mixture), params.min_cluster_size)
     if params.merge == "bic":
         comp = merge_by_bic(xy[core], comp, params.merge_link_m)
     elif params.merge == "saddle" and params.merge_saddle_ratio < 1:
         comp = merge_by_saddle(xy[core], rho, comp, params.merge_link_m, params.merge_saddle_ratio)
     elif params.merge not in ("saddle", "none"):
-        raise AnalysisError(f"scan merge '{params.merge}' must be bic, saddle or none")
+        raise AnalysisError(f"scan merge '{params.merge}' must be mixture, bic, saddle or none")
     d, nearest = cKDTree(xy[core]).query(xy, k=1, distance_upper_bound=params.attach_m)
     near = np.isfinite(d)
     labels[near] = comp[nearest[near]]
     labels[core] = comp
+    return _without_small(labels, params.min_cluster_size)
+
+
+def _without_small(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """Labels with clusters of fewer than ``min_size`` members set to −1, the rest numbered 0, 1, …"""
+    labels = labels.copy()
     ids, counts = np.unique(labels[labels >= 0], return_counts=True)
-    labels[np.isin(labels, ids[counts < params.min_cluster_size])] = -1
+    labels[np.isin(labels, ids[counts < min_size])] = -1
     _, labels[labels >= 0] = np.unique(labels[labels >= 0], return_inverse=True)
     return labels
 

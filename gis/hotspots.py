@@ -37,6 +37,7 @@ from scipy.stats import poisson
 from gis._errors import AnalysisError
 from gis.catalog import deep_merge
 from gis.params import GiStarParams, HotspotsParams, Section
+from gis.cluster_mixture import MixtureParams
 from gis.cluster_scan import (
     ScanParams,
     SignificanceParams,
@@ -152,6 +153,18 @@ def scan_params(cfg: dict[str, Any]) -> ScanParams:
         merge_saddle_ratio=float(sc["merge_saddle_ratio"]),
         min_cluster_size=int(cfg["min_cluster_size"]),
         min_background=float(sc["min_background_per_km2"]),
+        mixture=mixture_params(cfg),
+    )
+
+
+def mixture_params(cfg: dict[str, Any]) -> MixtureParams:
+    """:class:`gis.cluster_mixture.MixtureParams` from the ``clusters`` parameters (``scan.mixture`` block)."""
+    sc, mx = cfg["scan"], cfg["scan"]["mixture"]
+    return MixtureParams(
+        min_sigma_m=float(mx["min_sigma_m"]), min_background=float(sc["min_background_per_km2"]) / 1e6,
+        fit_background=bool(mx["fit_background"]), criterion=str(mx["criterion"]), split=bool(mx["split"]),
+        max_iter=int(mx["max_iter"]), tol=float(mx["tol"]), min_size=float(cfg["min_cluster_size"]),
+        reach_sigmas=float(mx["reach_sigmas"]), sectors=int(mx["sectors"]),
     )
 
 
@@ -167,8 +180,17 @@ def significance_params(cfg: dict[str, Any]) -> SignificanceParams:
         min_background=float(sg["min_background_per_km2"]),
         alpha=float(sg["alpha"]),
         controls=bool(sg["controls"]),
-        background=str(sg["background"]),
+        background=_background_mode(cfg),
     )
+
+
+def _background_mode(cfg: dict[str, Any]) -> str:
+    """``significance.background``; ``auto``: ``unclustered`` for the scan mixture (its clusters are the sites
+    over a fitted background), ``all`` for the other detectors (their clusters leave a site's fringe out)."""
+    mode = str(cfg["significance"]["background"])
+    if mode != "auto":
+        return mode
+    return "unclustered" if cfg["method"] == "scan" and cfg["scan"]["merge"] == "mixture" else "all"
 
 
 def cluster_labels(xy: np.ndarray, cfg: dict[str, Any]) -> tuple[np.ndarray, float | None]:

@@ -176,6 +176,20 @@ class CoverageParams(Section):
 
 
 @dataclass(frozen=True)
+class ScanMixtureParams(Section):
+    """The mixture step of the scan detector (:mod:`gis.cluster_mixture`)."""
+
+    min_sigma_m: float
+    reach_sigmas: float
+    fit_background: bool
+    sectors: int
+    criterion: str
+    split: bool
+    max_iter: int
+    tol: float
+
+
+@dataclass(frozen=True)
 class ScanParams(Section):
     """The local-background scan detector (:mod:`gis.cluster_scan`)."""
 
@@ -190,6 +204,7 @@ class ScanParams(Section):
     merge_link_m: float
     merge_saddle_ratio: float
     min_background_per_km2: float
+    mixture: ScanMixtureParams
 
 
 @dataclass(frozen=True)

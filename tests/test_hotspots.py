@@ -676,7 +676,7 @@ def test_bic_merge_joins_a_cut_site_and_keeps_neighbours_apart():
 def test_unknown_merge_or_background_is_a_one_line_error(synthetic):
     inc, _ = synthetic
     cfg = hotspots.cluster_params()
-    with pytest.raises(AnalysisError, match="scan merge 'tree' must be bic, saddle or none"):
+    with pytest.raises(AnalysisError, match="scan merge 'tree' must be mixture, bic, saddle or none"):
         hotspots.find_clusters(inc, scan={**cfg["scan"], "merge": "tree"})
     with pytest.raises(AnalysisError, match="significance background 'near'"):
         hotspots.find_clusters(inc, significance={**cfg["significance"], "background": "near"})

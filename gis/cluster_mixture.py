@@ -1,0 +1,371 @@
+"""Sites as a Gaussian mixture over a local background (聚集区的混合模型拆分与合并).
+
+The ``scan`` detector's quick-shift trees (:mod:`gis.cluster_scan`) are density
+peaks, not sites: a wide site can hold several peaks and two neighbouring sites
+of the same kind can share one. Here each connected group of cores is modelled
+as what the sites are assumed to be — isotropic Gaussian sites over a uniform
+background of reports — and the number of sites is chosen by BIC:
+
+* :func:`fit_intensity` — EM of an inhomogeneous Poisson intensity
+  :math:`\\lambda(s) = \\lambda_0 + \\sum_k n_k\\,\\phi(s; \\mu_k, \\sigma_k)`
+  (background :math:`\\lambda_0` uniform over the group's window and fitted with
+  the sites, so that the other sites of a crowded area are not taken for background);
+* :func:`select_sites` — from the quick-shift peaks, merge, split or drop sites
+  while the BIC (or ICL) improves;
+* :func:`mixture_labels` — labels of all incidents of a group of cores: each
+  incident goes to the most likely site within ``reach_sigmas`` σ of it.
+
+Without a background (:math:`\\lambda_0 \\to 0`) :func:`fit_intensity` is the EM of
+a spherical Gaussian mixture (``tests/test_cluster_mixture.py`` checks it against
+``sklearn.mixture.GaussianMixture(covariance_type="spherical")``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+
+@dataclass(frozen=True)
+class MixtureParams:
+    """Parameters of the mixture step (``layers/hotspots.yaml`` ``clusters.scan.mixture``).
+
+    Attributes
+    ----------
+    min_sigma_m
+        Smallest site spread σ (the precision of a reported location).
+    min_background
+        Floor of the background intensity (per m²).
+    fit_background
+        Fit the background with the sites (uniform over the group's window);
+        else keep the annulus estimate.
+    criterion
+        ``bic`` or ``icl`` (BIC + 2 × classification entropy: overlapping sites
+        count as one).
+    split
+        Also try splitting each site in two (:func:`_split`).
+    max_iter
+        EM iterations per fit.
+    tol
+        EM stops when the log-likelihood gains less than this.
+    min_size
+        Smallest site (expected reports); smaller components are dropped.
+    reach_sigmas
+        A change of sites is scored on the reports within this many σ of them.
+    sectors
+        Sectors of the background annulus (its median sector is the background).
+    """
+
+    min_sigma_m: float
+    min_background: float
+    fit_background: bool
+    criterion: str
+    split: bool
+    max_iter: int
+    tol: float
+    min_size: float
+    reach_sigmas: float
+    sectors: int
+
+
+@dataclass
+class Sites:
+    """Components of a mixture: means ``mu`` (k, 2), spreads ``sigma`` (k,), expected counts ``n`` (k,)."""
+
+    mu: np.ndarray
+    sigma: np.ndarray
+    n: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.n)
+
+    def subset(self, keep: np.ndarray) -> "Sites":
+        """The components selected by ``keep`` (mask or indices)."""
+        return Sites(self.mu[keep].copy(), self.sigma[keep].copy(), self.n[keep].copy())
+
+    def add(self, other: "Sites") -> "Sites":
+        """These components and ``other``'s."""
+        return Sites(np.vstack([self.mu, other.mu]), np.concatenate([self.sigma, other.sigma]), np.concatenate([self.n, other.n]))
+
+
+def log_terms(x: np.ndarray, log_bg: np.ndarray, s: Sites) -> np.ndarray:
+    """Log intensity of each term at each point: column 0 the background, then one per site.
+
+    .. math:: \\log\\big(n_k\\,\\phi(s_i;\\mu_k,\\sigma_k)\\big) = \\log n_k - \\log(2\\pi\\sigma_k^2)
+              - \\frac{\\lVert s_i-\\mu_k\\rVert^2}{2\\sigma_k^2}
+
+    ``log_bg``: log background intensity at each point (per m²).
+    """
+    d2 = ((x[:, None, :] - s.mu[None, :, :]) ** 2).sum(axis=2)
+    site = np.log(np.maximum(s.n, 1e-300)) - np.log(2 * np.pi * s.sigma**2) - d2 / (2 * s.sigma**2)
+    return np.column_stack([np.broadcast_to(log_bg, (len(x),)), site])  # (N, 1 + k)
+
+
+def _lse_rows(a: np.ndarray) -> np.ndarray:
+    """:math:`\\log\\sum_k e^{a_{ik}}` per row (max-shifted; the rows here always hold the finite background)."""
+    m = a.max(axis=1)
+    return m + np.log(np.exp(a - m[:, None]).sum(axis=1))
+
+
+def _pair_terms(tree: cKDTree, x: np.ndarray, s: Sites, reach: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Point–site pairs within ``reach`` σ of the site, and their log intensity term (:func:`log_terms`)."""
+    lists = tree.query_ball_point(s.mu, reach * s.sigma) if len(s) else []
+    k = np.repeat(np.arange(len(s)), [len(v) for v in lists]).astype(np.int64)
+    i = np.concatenate([np.asarray(v, dtype=np.int64) for v in lists]) if len(s) else np.zeros(0, np.int64)
+    d2 = ((x[i] - s.mu[k]) ** 2).sum(axis=1)
+    lf = np.log(np.maximum(s.n[k], 1e-300)) - np.log(2 * np.pi * s.sigma[k] ** 2) - d2 / (2 * s.sigma[k] ** 2)
+    return i, k, lf
+
+
+def _log_intensity(n_points: int, log_bg: np.ndarray, i: np.ndarray, lf: np.ndarray) -> np.ndarray:
+    """:math:`\\log\\lambda(s_i)` from the background and the pair terms (log-sum-exp per point)."""
+    m = np.array(np.broadcast_to(log_bg, (n_points,)), dtype=float)
+    np.maximum.at(m, i, lf)
+    tot = np.exp(np.broadcast_to(log_bg, (n_points,)) - m)
+    np.add.at(tot, i, np.exp(lf - m[i]))
+    return m + np.log(tot)
+
+
+def fit_intensity(
+    x: np.ndarray, log_bg: np.ndarray, s: Sites, params: MixtureParams, area: float | None = None
+) -> tuple[Sites, float, np.ndarray]:
+    """EM of the Poisson intensity :math:`\\lambda(s)=\\lambda_0(s)+\\sum_k n_k\\phi(s;\\mu_k,\\sigma_k)`.
+
+    E-step: :math:`r_{ik} = n_k\\phi_k(s_i)/\\lambda(s_i)`; M-step:
+
+    .. math:: n_k = \\sum_i r_{ik},\\quad \\mu_k = \\frac{\\sum_i r_{ik}s_i}{n_k},\\quad
+              \\sigma_k^2 = \\frac{\\sum_i r_{ik}\\lVert s_i-\\mu_k\\rVert^2}{2n_k}
+
+    (σ floored at ``min_sigma_m``; :math:`\\lambda_0` fixed, ``log_bg`` its log at each
+    point; a site's terms are computed within ``reach_sigmas`` σ of it, where the
+    truncated Gaussian lives). The log-likelihood of the Poisson process on the window
+    *W* is :math:`\\ell = \\sum_i \\log\\lambda(s_i) - \\int_W\\lambda_0 - \\sum_k n_k`; the
+    constant :math:`\\int_W\\lambda_0` is left out. With :math:`\\lambda_0 \\to 0` this is the
+    EM of a spherical Gaussian mixture with weights :math:`n_k/N`. With the window's
+    ``area`` :math:`|W|` the background is fitted too, uniform over *W*:
+    :math:`\\lambda_0 = \\sum_i r_{i0}/|W|` (the other sites of a crowded area are
+    sites, not background). Returns the fitted sites, :math:`\\ell` and the log background.
+    """
+    tree = cKDTree(x)
+    s = Sites(s.mu.copy(), s.sigma.copy(), s.n.copy())
+    log_bg = np.array(np.broadcast_to(log_bg, (len(x),)), dtype=float)
+    ll_old = -np.inf
+    ll = ll_old
+    for _ in range(params.max_iter):
+        i, k, lf = _pair_terms(tree, x, s, params.reach_sigmas)
+        lse = _log_intensity(len(x), log_bg, i, lf)
+        ll = float(lse.sum() - s.n.sum() - (np.exp(log_bg[0]) * area if area else 0.0))
+        if ll - ll_old < params.tol:
+            break
+        ll_old = ll
+        if area:
+            log_bg[:] = np.log(max(np.exp(log_bg - lse).sum() / area, params.min_background))
+        r = np.exp(lf - lse[i])
+        m = len(s)
+        n = np.bincount(k, weights=r, minlength=m)
+        ok = n > 1e-9
+        mu = np.column_stack([np.bincount(k, weights=r * x[i, j], minlength=m) for j in (0, 1)])
+        mu = np.where(ok[:, None], mu / np.maximum(n, 1e-9)[:, None], s.mu)
+        var = np.bincount(k, weights=r * ((x[i] - mu[k]) ** 2).sum(axis=1), minlength=m) / np.maximum(2 * n, 1e-9)
+        s = Sites(mu, np.maximum(np.sqrt(np.where(ok, var, s.sigma**2)), params.min_sigma_m), n)
+    return s, ll, log_bg
+
+
+def _merged(s: Sites, a: int, b: int) -> Sites:
+    """One site of the same total count, mean and second moment as sites *a* and *b*."""
+    w = s.n[[a, b]] / max(s.n[[a, b]].sum(), 1e-9)
+    mu = w @ s.mu[[a, b]]
+    second = w @ (2 * s.sigma[[a, b]] ** 2 + ((s.mu[[a, b]] - mu) ** 2).sum(axis=1))
+    return Sites(mu[None, :], np.array([np.sqrt(second / 2)]), np.array([s.n[[a, b]].sum()]))
+
+
+def _near(tree: cKDTree, n_points: int, s: Sites, sites: list[int], reach: float) -> np.ndarray:
+    """Mask of the points within ``reach`` σ of any of ``sites``."""
+    near = np.zeros(n_points, dtype=bool)
+    for k in sites:
+        near[tree.query_ball_point(s.mu[k], reach * s.sigma[k])] = True
+    return near
+
+
+def _local_gain(
+    tree: cKDTree, x: np.ndarray, log_bg: np.ndarray, s: Sites, old: list[int], new: Sites, reach: float, icl: bool
+) -> float:
+    """BIC change when sites ``old`` are replaced by ``new`` (others fixed), on the points near ``old``.
+
+    Points within ``reach`` σ of an old site (*L*):
+
+    .. math:: \\Delta = -2\\Big[\\sum_{i\\in L}\\log\\frac{\\lambda_{new}(s_i)}{\\lambda_{old}(s_i)}
+              - \\sum_{new} n_k + \\sum_{old} n_k\\Big] + 4\\,(k_{new}-k_{old})\\ln|L|
+
+    (< 0: the new sites explain the reports better, BIC).
+    """
+    near = _near(tree, len(x), s, old, reach)
+    if not near.any():
+        return np.inf
+    xl = x[near]
+    lo, hi = xl.min(axis=0), xl.max(axis=0)
+    gap = np.maximum(np.maximum(lo - s.mu, 0), np.maximum(s.mu - hi, 0))
+    close = np.flatnonzero((gap**2).sum(axis=1) <= (reach * s.sigma) ** 2)
+    others = s.subset(np.setdiff1d(close, old))
+    base = log_terms(xl, log_bg[near], others)
+    lt_old = np.column_stack([base, log_terms(xl, log_bg[near], s.subset(old))[:, 1:]])
+    lt_new = np.column_stack([base, log_terms(xl, log_bg[near], new)[:, 1:]])
+    lse_old, lse_new = _lse_rows(lt_old), _lse_rows(lt_new)
+    ll_old = lse_old.sum() - s.n[old].sum()
+    ll_new = lse_new.sum() - new.n.sum()
+    gain = -2 * (ll_new - ll_old) + 4 * (len(new) - len(old)) * np.log(max(near.sum(), 2))
+    if icl:  # + 2 x (entropy of the memberships): overlapping sites are one place to visit
+        gain += 2 * (_entropy(lt_new, lse_new) - _entropy(lt_old, lse_old))
+    return float(gain)
+
+
+def _entropy(lt: np.ndarray, lse: np.ndarray) -> float:
+    """Classification entropy :math:`-\\sum_i\\sum_k r_{ik}\\log r_{ik}` of log terms ``lt`` (row totals ``lse``)."""
+    logr = lt - lse[:, None]
+    return float(-(np.exp(logr) * logr).sum())
+
+
+def _split(tree: cKDTree, x: np.ndarray, log_bg: np.ndarray, s: Sites, a: int, params: MixtureParams) -> Sites:
+    """Site *a* as two sites, ±1 sd along the main axis of its nearby points, refitted with the others fixed."""
+    near = _near(tree, len(x), s, [a], params.reach_sigmas)
+    xl = x[near]
+    others = s.subset(np.setdiff1d(np.arange(len(s)), [a]))
+    lt = log_terms(xl, log_bg[near], s)
+    r = np.exp(lt[:, a + 1] - _lse_rows(lt))
+    d = xl - s.mu[a]
+    cov = (r[:, None, None] * d[:, :, None] * d[:, None, :]).sum(axis=0) / max(r.sum(), 1e-9)
+    vals, vecs = np.linalg.eigh(cov)
+    step = np.sqrt(max(vals[-1], 1e-9)) * vecs[:, -1]
+    sig = max(np.sqrt(max(vals[0], 1e-9)), params.min_sigma_m)
+    two = Sites(np.vstack([s.mu[a] + step, s.mu[a] - step]), np.array([sig, sig]), np.full(2, s.n[a] / 2))
+    base = _lse_rows(log_terms(xl, log_bg[near], others))
+    return fit_intensity(xl, base, two, params)[0]
+
+
+def _improvements(x: np.ndarray, log_bg: np.ndarray, s: Sites, params: MixtureParams) -> list[tuple[float, list[int], Sites]]:
+    """Changes that lower the criterion, best first: each site merged with its nearest, dropped, or split."""
+    k = len(s)
+    tree = cKDTree(x)
+    empty = Sites(np.zeros((0, 2)), np.zeros(0), np.zeros(0))
+    cands: list[tuple[list[int], Sites]] = [([a], empty) for a in range(k)]
+    if k > 1:
+        d = np.hypot(*(s.mu[:, None, :] - s.mu[None, :, :]).transpose(2, 0, 1)) / (s.sigma[:, None] + s.sigma[None, :])
+        np.fill_diagonal(d, np.inf)
+        pairs = sorted({tuple(sorted((i, int(np.argmin(d[i]))))) for i in range(k)})
+        cands += [([a, b], _merged(s, a, b)) for a, b in pairs]
+    if params.split:
+        cands += [([a], _split(tree, x, log_bg, s, a, params)) for a in range(k) if s.n[a] >= 2 * params.min_size]
+    out = []
+    for old, new in cands:
+        gain = _local_gain(tree, x, log_bg, s, old, new, params.reach_sigmas, params.criterion == "icl")
+        if gain < 0:
+            out.append((gain, old, new))
+    return sorted(out, key=lambda t: t[0])
+
+
+def select_sites(x: np.ndarray, log_bg: np.ndarray, init: Sites, params: MixtureParams, area: float | None) -> Sites:
+    """Sites of one group: from ``init`` (the quick-shift trees), merge, split or drop sites while the BIC falls.
+
+    Each round fits all sites (:func:`fit_intensity`), then applies every change
+    (:func:`_improvements`) that lowers the criterion (:func:`_local_gain`, best
+    first, each site in at most one change); stops when none does. Sites expecting
+    fewer than ``min_size`` reports are dropped at the end.
+    """
+    s, _, log_bg = fit_intensity(x, log_bg, init, params, area)
+    for _ in range(2 * len(init) + 2):  # rounds; each applies at least one change or stops
+        todo = _improvements(x, log_bg, s, params)
+        if not todo:
+            break
+        used: set[int] = set()
+        drop: list[int] = []
+        added = []
+        for _gain, old, new in todo:
+            if used.isdisjoint(old):
+                used.update(old)
+                drop += old
+                added.append(new)
+        s = s.subset(np.setdiff1d(np.arange(len(s)), drop))
+        for new in added:
+            s = s.add(new)
+        s, _, log_bg = fit_intensity(x, log_bg, s, params, area)
+    small = s.n < params.min_size
+    if small.any() and not small.all():
+        s, _, _ = fit_intensity(x, log_bg, s.subset(~small), params, area)
+    return s.subset(s.n >= params.min_size)
+
+
+def assign(x: np.ndarray, s: Sites, reach: float) -> np.ndarray:
+    """Site of each point (−1 none): the most likely site among those within ``reach`` σ of the point.
+
+    Every report near a site is listed with it (the background share of a site's
+    disc is what its significance test measures, :mod:`gis.cluster_scan`).
+    """
+    if len(s) == 0:
+        return np.full(len(x), -1, dtype=np.int64)
+    lt = log_terms(x, np.zeros(len(x)), s)[:, 1:]
+    d2 = ((x[:, None, :] - s.mu[None, :, :]) ** 2).sum(axis=2)
+    lt[d2 > (reach * s.sigma[None, :]) ** 2] = -np.inf
+    best = np.argmax(lt, axis=1)
+    return np.where(np.isfinite(lt[np.arange(len(x)), best]), best, -1).astype(np.int64)
+
+
+def core_groups(core_xy: np.ndarray, link_m: float) -> np.ndarray:
+    """Group of each core: connected components of cores within ``link_m`` of each other."""
+    from scipy import sparse
+    from scipy.sparse.csgraph import connected_components
+
+    pairs = cKDTree(core_xy).query_pairs(link_m, output_type="ndarray")
+    m = len(core_xy)
+    graph = sparse.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(m, m))
+    return connected_components(graph, directed=False)[1]
+
+
+def initial_sites(x: np.ndarray, owner: np.ndarray, min_sigma: float) -> Sites:
+    """One site per seed (``owner`` ≥ 0: a quick-shift tree): mean, spread (floored) and count of its points."""
+    ids, k, n = np.unique(owner, return_inverse=True, return_counts=True)
+    m = len(ids)
+    mu = np.column_stack([np.bincount(k, weights=x[:, j], minlength=m) for j in (0, 1)]) / n[:, None]
+    var = np.bincount(k, weights=((x - mu[k]) ** 2).sum(axis=1), minlength=m) / (2 * n)
+    keep = ids >= 0
+    return Sites(mu[keep], np.maximum(np.sqrt(var[keep]), min_sigma), n[keep].astype(float))
+
+
+def _window_area(core_xy: np.ndarray, attach_m: float) -> float:
+    """Area (m²) of the union of discs of radius ``attach_m`` around the cores (where a group's points lie)."""
+    import shapely
+
+    return float(shapely.union_all(shapely.buffer(shapely.points(core_xy), attach_m, quad_segs=8)).area)
+
+
+def mixture_labels(
+    xy: np.ndarray, core: np.ndarray, seed: np.ndarray, group: np.ndarray, log_bg: np.ndarray, attach_m: float,
+    params: MixtureParams,
+) -> np.ndarray:
+    """Labels (−1 background) of all incidents from a mixture fitted per connected group of cores.
+
+    A group's points are the incidents whose nearest core (within ``attach_m``) is
+    in it; its initial sites are the seeds (``seed``: the quick-shift tree of each
+    core, :func:`initial_sites`); :func:`select_sites` fits them over the background
+    (``log_bg``: log intensity per m² at each incident, the start when
+    ``fit_background``; then uniform over the group's window, the union of discs of
+    ``attach_m`` around its cores) and :func:`assign` labels the points.
+    """
+    d, nearest = cKDTree(xy[core]).query(xy, k=1, distance_upper_bound=attach_m)
+    near = np.flatnonzero(np.isfinite(d))
+    labels = np.full(len(xy), -1, dtype=np.int64)
+    g_of = group[nearest[near]]
+    order = np.argsort(g_of, kind="stable")
+    next_id = 0
+    for idx in np.split(near[order], np.flatnonzero(np.diff(g_of[order])) + 1):
+        x = xy[idx]
+        is_core = d[idx] == 0
+        owner = np.where(is_core, seed[nearest[idx]], -1)
+        init = initial_sites(x, owner, params.min_sigma_m)
+        area = _window_area(xy[core[group == group[nearest[idx[0]]]]], attach_m) if params.fit_background else None
+        sites = select_sites(x, log_bg[idx], init, params, area)
+        lab = assign(x, sites, params.reach_sigmas)
+        labels[idx[lab >= 0]] = lab[lab >= 0] + next_id
+        next_id += len(sites)
+    return labels

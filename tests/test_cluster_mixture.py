@@ -1,0 +1,85 @@
+"""The scan detector's mixture step (gis.cluster_mixture): EM against sklearn, and the sites it picks."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from gis import hotspots
+from gis.cluster_mixture import Sites, assign, fit_intensity, initial_sites, select_sites
+
+
+@pytest.fixture(scope="module")
+def params():
+    """The mixture parameters of layers/hotspots.yaml."""
+    return hotspots.mixture_params(hotspots.cluster_params())
+
+
+def _sites(xy: np.ndarray, lam_per_km2: float, side: float, rng: np.random.Generator) -> np.ndarray:
+    """``xy`` plus a uniform background of ``lam_per_km2`` over a square of ``side`` metres."""
+    n_bg = rng.poisson(lam_per_km2 * (side / 1000.0) ** 2)
+    return np.vstack([xy, rng.uniform(0.0, side, size=(n_bg, 2))])
+
+
+def test_em_without_background_is_sklearns_spherical_mixture(params):
+    """λ0 → 0: the Poisson-intensity EM is the EM of a spherical Gaussian mixture (same start, same fit)."""
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(3)
+    x = np.vstack([rng.normal((0, 0), 60, (80, 2)), rng.normal((250, 40), 90, (60, 2)), rng.normal((60, 300), 40, (40, 2))])
+    start = Sites(np.array([[20.0, 10.0], [200.0, 0.0], [80.0, 250.0]]), np.array([50.0, 50.0, 50.0]), np.full(3, 60.0))
+    tight = replace(params, max_iter=2000, tol=1e-10, min_sigma_m=1e-3, reach_sigmas=50.0)
+    mine, _, _ = fit_intensity(x, np.full(len(x), np.log(1e-300)), start, tight)
+    gm = GaussianMixture(
+        3, covariance_type="spherical", means_init=start.mu, weights_init=start.n / start.n.sum(),
+        precisions_init=1 / start.sigma**2, tol=1e-12, max_iter=2000, reg_covar=0.0,
+    ).fit(x)  # fmt: skip
+    np.testing.assert_allclose(mine.mu, gm.means_, atol=0.05)
+    np.testing.assert_allclose(mine.sigma, np.sqrt(gm.covariances_), rtol=1e-3)
+    np.testing.assert_allclose(mine.n / len(x), gm.weights_, atol=1e-4)
+    assert mine.n.sum() == pytest.approx(len(x), rel=1e-6)  # every point belongs to a site
+
+
+def test_fitted_background_recovers_its_intensity(params):
+    """One site over a uniform background: the fitted λ0 and the site's count and spread are the planted ones."""
+    rng = np.random.default_rng(8)
+    side = 2000.0
+    x = _sites(rng.normal((1000, 1000), 100, (60, 2)), 40.0, side, rng)
+    start = Sites(np.array([[950.0, 1050.0]]), np.array([60.0]), np.array([30.0]))
+    s, _, log_bg = fit_intensity(x, np.full(len(x), np.log(10e-6)), start, params, area=side**2)
+    assert np.exp(log_bg[0]) * 1e6 == pytest.approx(40.0, rel=0.15)  # per km²
+    assert s.n[0] == pytest.approx(60, abs=10) and s.sigma[0] == pytest.approx(100, rel=0.2)
+    assert np.hypot(*(s.mu[0] - 1000.0)) < 30
+
+
+def test_sites_merged_split_and_dropped_by_bic(params):
+    """Two sites 600 m apart stay two; a site cut in three trees becomes one; a tree over two sites splits."""
+    rng = np.random.default_rng(21)
+    side = 3000.0
+    a, b = rng.normal((1200, 1500), 100, (40, 2)), rng.normal((1800, 1500), 100, (40, 2))
+    x = _sites(np.vstack([a, b]), 10.0, side, rng)
+    bg = np.full(len(x), np.log(10e-6))
+    # three trees on site a (cut by kernel bumps), one on b
+    owner = np.full(len(x), -1)
+    owner[:40] = np.digitize(a[:, 0], [1150, 1250])
+    owner[40:80] = 3
+    s = select_sites(x, bg, initial_sites(x, owner, params.min_sigma_m), params, side**2)
+    assert len(s) == 2 and sorted(np.round(s.mu[:, 0], -2)) == [1200, 1800]
+    # one tree holding both sites: split in two
+    owner[:80] = 0
+    s = select_sites(x, bg, initial_sites(x, owner, params.min_sigma_m), params, side**2)
+    assert len(s) == 2 and sorted(np.round(s.mu[:, 0], -2)) == [1200, 1800]
+    lab = assign(x, s, params.reach_sigmas)
+    assert (lab[:40] == lab[0]).mean() > 0.9 and (lab[40:80] == lab[40]).mean() > 0.9 and lab[0] != lab[40]
+
+
+def test_uniform_points_keep_no_site(params):
+    """Complete spatial randomness: the sites started on chance bumps are dropped."""
+    rng = np.random.default_rng(4)
+    side = 2000.0
+    x = rng.uniform(0, side, size=(200, 2))  # 50 per km²
+    start = Sites(x[:6].copy(), np.full(6, 60.0), np.full(6, 8.0))
+    s = select_sites(x, np.full(len(x), np.log(50e-6)), start, params, side**2)
+    assert len(s) == 0 or s.n.max() < 3 * params.min_size, (s.n, s.sigma)
