@@ -115,7 +115,18 @@ def _measure(n: int, project: Path, worker_mem_gib: float, ceiling: float, engin
         except AssertionError as exc:
             same = f"differ: {str(exc)[:200]}"
         runs["summaries_equal"] = runs["single"]["municipal"] == runs["dask"]["municipal"]
-    return {"n": n, "sample": project.name, "worker_memory_gib": worker_mem_gib, "tables_equal": same, **runs}
+    return {"n": n, "sample": project.name, "worker_memory_gib": worker_mem_gib, "tables_equal": same, "commit": _commit(), **runs}
+
+
+def _commit() -> str | None:
+    """The code measured: ``git rev-parse --short HEAD``, or a snapshot's ``COMMIT`` file."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        f = ROOT / "COMMIT"
+        return f.read_text().strip() if f.exists() else None
 
 
 #: The previous round's 38-district measurement (gathering engine), kept as history only.
@@ -188,7 +199,7 @@ def _limited(rows: list[dict]) -> str:
     for r in met:
         d, s = r["dask"], r["single"]
         extra = [f"{len(d['children_gib']) - 2} other child processes (nannies, ≤ {sorted(d['children_gib'])[-3]:.2f} GiB each)"] if len(d.get("children_gib", [])) > 2 else []
-        out.append(f"`{_label(r)}`, {r['n']} districts: two workers limited to {r['worker_memory_gib']:g} GiB each "
+        out.append(f"`{_label(r)}`, {r['n']} districts" + (f" (code at commit {r['commit']})" if r.get("commit") else "") + ": two workers limited to {r['worker_memory_gib']:g} GiB each "
                    f"(together {2 * r['worker_memory_gib']:g} GiB < the single process's {s['client_gib']:.2f} GiB peak) completed in "
                    f"{d['wall_s']:.1f} s (single {s['wall_s']:.1f} s) with worker peaks {' / '.join(f'{w:.2f}' for w in d['workers_gib'])} GiB, "
                    f"client {d['client_gib']:.2f} GiB" + (f", {extra[0]}" if extra else "")
