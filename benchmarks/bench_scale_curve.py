@@ -174,7 +174,7 @@ def report(results: list[dict]) -> str:
         "`sub_muni_8_municipal_<n>` = the first n districts of an 8-district `municipal`-scale mosaic (`gis sample --scale "
         "municipality --district-scale municipal`), listed by absolute path; `muni_38_municipal` = the 38-district "
         "`municipal`-scale mosaic (`gis.sample.mosaic.generate_municipality(seed=11, districts=38)`, as `bench_scale.py` "
-        "writes it). *cells*: population cells with people (what the analyses use; the generator's raster count, empty cells included, is larger: 13,832,000 for `muni_38_municipal`). Dask: `LocalCluster(2 workers × 1 thread, 127.0.0.1, memory_limit=` the stated limit per worker`)`. "
+        "writes it), `sub_muni_38_municipal_<n>` its first n districts. *cells*: population cells with people (what the analyses use; the generator's raster count, empty cells included, is larger: 13,832,000 for `muni_38_municipal`). Dask: `LocalCluster(2 workers × 1 thread, 127.0.0.1, memory_limit=` the stated limit per worker`)`. "
         "Peaks: psutil RSS per process, sampled every 0.2 s (single: the one process; dask: the client process and each "
         "worker process). *Outputs equal*: every GeoParquet partition and every GeoPackage layer of the Dask run equals "
         "the single-process run's, row by row and exactly (`tests/_dask_compare.assert_same_outputs`), and the municipal "
