@@ -208,10 +208,10 @@ def cmd_run(args: argparse.Namespace, steps: list[str] | None = None) -> int:
     if is_municipality(args.project):
         from gis.parallel import run_municipality
 
-        res = run_municipality(args.project, Path(args.out), engine=getattr(args, "engine", "single"),
+        res = run_municipality(args.project, args.out, engine=getattr(args, "engine", "single"),
                                scheduler=getattr(args, "scheduler", None), steps=steps)
         print(json.dumps({"engine": res["engine"], "districts": len(res["districts"]), **{k: res["municipal"][k] for k in ("sites", "incidents", "clusters", "cross_border_clusters")}}, ensure_ascii=False))
-        print(f"outputs written to {Path(args.out).resolve()}")
+        print(f"outputs written to {args.out if '://' in args.out else Path(args.out).resolve()}")
         return 0
     if getattr(args, "engine", "single") == "dask":
         raise GisError("--engine dask partitions a municipality by district: give --project a folder with municipality.yaml")

@@ -223,6 +223,9 @@ def run_municipality(
         Output folder: ``districts/<code>/`` (each district's ``gis run`` outputs),
         ``municipal_analysis/<layer>/district=<code>/part.parquet`` (GeoParquet),
         ``municipal_analysis/gpkg/<code>.gpkg``, ``summary.json`` and the roll-up files.
+        A local (or shared-filesystem) path; with ``steps=[]`` also an fsspec URL
+        (``file://…``, ``memory://…``, ``s3://…`` with ``s3fs``), where the staged
+        partitions, the partitioned outputs and ``summary.json`` are written.
     engine
         ``single`` (one process) or ``dask``.
     scheduler
@@ -236,23 +239,27 @@ def run_municipality(
         Overrides of :func:`defaults` (read from ``layers/*.yaml``).
     """
     from gis.municipal import district_folder, load_index
+    from gis.partitioned import is_local, location
 
     if engine not in ("single", "dask"):
         raise AnalysisError(f"unknown engine '{engine}' (single or dask)")
+    if steps != [] and not is_local(location(out)[0]):
+        raise AnalysisError(f"output {out}: the district pipelines write local files; give a local or shared-filesystem "
+                            "folder, or run the municipal analyses only (steps=[])")
     index = load_index(project)
     root: Path = index["root"]
     codes = [str(e["code"]) for e in index["districts"]]
     job = _Job(dirs=[district_folder(root, e) for e in index["districts"]], codes=codes,
-               outs=[Path(out) / "districts" / c for c in codes], steps=steps, params=params, out=Path(out))
+               outs=[Path(out) / "districts" / c for c in codes], steps=steps, params=params, out=str(out))
     if engine == "single":
-        return _write_outputs(Path(out), index, engine, job, *_run_single(job))
+        return _write_outputs(out, index, engine, job, *_run_single(job))
     own_client = None
     if client is None:
         from distributed import Client
 
         own_client = client = Client(scheduler) if scheduler else local_client()
     try:
-        return _write_outputs(Path(out), index, engine, job, *_run_dask(client, job), client=client)
+        return _write_outputs(out, index, engine, job, *_run_dask(client, job), client=client)
     finally:
         if own_client is not None:
             _close(own_client)
@@ -260,14 +267,14 @@ def run_municipality(
 
 @dataclass
 class _Job:
-    """What :func:`run_municipality` runs: district folders, codes, output folders."""
+    """What :func:`run_municipality` runs: district folders, codes, output folders (``out``: a path or fsspec URL)."""
 
     dirs: list[Path]
     codes: list[str]
     outs: list[Path]
     steps: Sequence[str] | None
     params: dict[str, Any] | None
-    out: Path
+    out: str
 
 
 def _run_single(job: _Job) -> tuple[list[Any], dict[str, Any], Any, dict[str, float]]:
@@ -288,7 +295,7 @@ def _run_single(job: _Job) -> tuple[list[Any], dict[str, Any], Any, dict[str, fl
     return summaries, {"municipal": municipal, "analysis": res}, crs, timings
 
 
-def _write_single(out: Path, res: MunicipalAnalysis, parts: Sequence[Partition], crs: Any, prm: dict[str, Any]) -> dict[str, Any]:
+def _write_single(out: str, res: MunicipalAnalysis, parts: Sequence[Partition], crs: Any, prm: dict[str, Any]) -> dict[str, Any]:
     """Split the merged results by district, write them as the partitioned outputs; the summary."""
     from gis.gistar import HexGrid
     from gis.partitioned import as_layers, combine, district_summary, hex_owner, summary_of, write_district
@@ -344,11 +351,11 @@ def _dask_municipal(client: Any, job: _Job, crs: Any, prm: dict[str, Any]) -> di
     from gis import partitioned as pt
     from gis.gistar import GI_BIN_ALPHAS
 
-    metas = client.gather([client.submit(pt.stage, d, c, crs.to_wkt(), str(job.out), pure=False) for d, c in zip(job.dirs, job.codes)])
+    metas = client.gather([client.submit(pt.stage, d, c, crs.to_wkt(), job.out, pure=False) for d, c in zip(job.dirs, job.codes)])
     bounds = np.asarray([m["bounds"] for m in metas], float)
     plan = pt.Plan(codes=tuple(job.codes), bounds=bounds, extents=np.asarray([m["extent"] for m in metas], float),
                    offsets=np.concatenate([[0], np.cumsum([m["n_incidents"] for m in metas])]).astype(np.int64),
-                   kinds=tuple(sorted({k for m in metas for k in m["kinds"]})), crs=crs.to_wkt(), out=str(job.out),
+                   kinds=tuple(sorted({k for m in metas for k in m["kinds"]})), crs=crs.to_wkt(), out=job.out,
                    params=prm, reach=pt.reach(bounds, prm["hex_spacing_m"], pt.REACH_LATTICE))
     [plan_f] = client.scatter([plan], broadcast=True)
     n = len(job.codes)
@@ -377,17 +384,17 @@ def _close(client: Any) -> None:
 
 
 def _write_outputs(
-    out: Path, index: dict[str, Any], engine: str, job: _Job, summaries: list[Any], res: dict[str, Any],
+    out: str | Path, index: dict[str, Any], engine: str, job: _Job, summaries: list[Any], res: dict[str, Any],
     crs: Any, timings: dict[str, float], client: Any = None,
 ) -> dict[str, Any]:
     """The roll-up and ``summary.json`` (the layers are written per district already); returns the summary."""
-    import shutil
-
     from gis.export import write_json
     from gis.municipal import rollup
-    from gis.partitioned import SCRATCH
+    from gis.partitioned import SCRATCH, location, put_file
 
-    shutil.rmtree(out / SCRATCH, ignore_errors=True)
+    fs, scratch = location(out, SCRATCH)
+    if fs.exists(scratch):
+        fs.rm(scratch, recursive=True)
     summary: dict[str, Any] = {
         "municipality": index.get("name"),
         "engine": engine,
@@ -396,8 +403,8 @@ def _write_outputs(
         "municipal": res["municipal"],
     }
     if job.steps != [] and all(s is not None for s in summaries):
-        summary["rollup"] = rollup(out, out, client=client).summary
-    write_json({**summary, "timings_s": timings}, out / "summary.json")
+        summary["rollup"] = rollup(Path(out), Path(out), client=client).summary
+    put_file(fs, location(out, "summary.json")[1], lambda path: write_json({**summary, "timings_s": timings}, path))
     return {**summary, "timings_s": timings, "analysis": res["analysis"]}
 
 

@@ -25,7 +25,7 @@ owner, and each lies within :attr:`Plan.reach` of its owner's box.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,9 +85,67 @@ class Plan:
         b = self.bounds
         return (float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max()))
 
-    def scratch(self, i: int) -> Path:
-        """Scratch folder of partition ``i``."""
-        return Path(self.out) / SCRATCH / self.codes[i]
+    def scratch(self, i: int) -> tuple[Any, str]:
+        """Filesystem and scratch folder of partition ``i`` (:func:`location`)."""
+        return location(self.out, SCRATCH, self.codes[i])
+
+
+# ====================================================================== storage
+
+
+def location(out: str | Path, *parts: str) -> tuple[Any, str]:
+    """The fsspec filesystem and path of ``out/part/…``; ``out`` a local path or an fsspec URL.
+
+    Parameters
+    ----------
+    out
+        Output folder: a local (or shared-filesystem) path, ``file://…``, or any URL
+        fsspec resolves (``memory://…``; ``s3://…`` with ``s3fs`` installed).
+    parts
+        Path components below ``out``.
+
+    Returns
+    -------
+    tuple
+        ``(filesystem, path)``: an ``fsspec.AbstractFileSystem`` and the path in it.
+
+    Examples
+    --------
+    >>> fs, path = location("memory://muni", "municipal_analysis", "sites")
+    >>> type(fs).__name__, path
+    ('MemoryFileSystem', '/muni/municipal_analysis/sites')
+    """
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(str(out))
+    return fs, "/".join([root.rstrip("/"), *parts])
+
+
+def is_local(fs: Any) -> bool:
+    """Is ``fs`` the local filesystem (where GDAL can write a GeoPackage in place)?"""
+    from fsspec.implementations.local import LocalFileSystem
+
+    return isinstance(fs, LocalFileSystem)
+
+
+def _put_parquet(fs: Any, path: str, frame: pd.DataFrame) -> None:
+    """Write ``frame`` (a GeoDataFrame as GeoParquet) to ``path`` on ``fs``."""
+    with fs.open(path, "wb") as f:
+        frame.to_parquet(f, index=False)
+
+
+def put_file(fs: Any, path: str, write: Callable[[Path], Any]) -> None:
+    """Write a file at ``path`` on ``fs`` with ``write(local_path)`` (GDAL and the JSON writer need a
+    local file: on a remote ``fs`` it is written in a temporary folder, then uploaded)."""
+    import tempfile
+
+    if is_local(fs):
+        write(Path(path))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / path.rsplit("/", 1)[-1]
+        write(local)
+        fs.put_file(str(local), path)
 
 
 # ====================================================================== staging
@@ -105,13 +163,13 @@ def stage(project: str | Path, code: str, crs: Any, out: str | Path) -> dict[str
     from gis.halo import load_partition
 
     p = load_partition(project, code, crs)
-    folder = Path(out) / SCRATCH / code
-    folder.mkdir(parents=True, exist_ok=True)
+    fs, folder = location(out, SCRATCH, code)
+    fs.makedirs(folder, exist_ok=True)
     sites = pd.DataFrame(p.sites.drop(columns="geometry")).assign(x=p.sites.geometry.x.to_numpy(), y=p.sites.geometry.y.to_numpy())
-    sites.to_parquet(folder / "sites.parquet", index=False)
-    p.incidents.assign(row=np.arange(len(p.incidents), dtype=np.int64)).to_parquet(folder / "incidents.parquet", index=False)
-    p.cells.to_parquet(folder / "cells.parquet", index=False)
-    p.zones.to_parquet(folder / "zones.parquet", index=False)
+    _put_parquet(fs, f"{folder}/sites.parquet", sites)
+    _put_parquet(fs, f"{folder}/incidents.parquet", p.incidents.assign(row=np.arange(len(p.incidents), dtype=np.int64)))
+    _put_parquet(fs, f"{folder}/cells.parquet", p.cells)
+    _put_parquet(fs, f"{folder}/zones.parquet", p.zones)
     boxes = [np.asarray(p.bounds, float)]
     for f in (sites, p.incidents, p.cells):
         if len(f):
@@ -170,12 +228,13 @@ def read(plan: Plan, i: int, layer: str, box: Sequence[float] | None = None, hal
     The row filter is pushed into the Parquet reader (pyarrow), so a neighbour's
     layer is never read whole into memory.
     """
-    path = plan.scratch(i) / f"{layer}.parquet"
+    fs, folder = plan.scratch(i)
+    path = f"{folder}/{layer}.parquet"
     if box is None:
-        return pd.read_parquet(path)
+        return pd.read_parquet(path, filesystem=fs)
     x0, y0, x1, y1 = box
     flt = [("x", ">=", x0 - halo), ("x", "<=", x1 + halo), ("y", ">=", y0 - halo), ("y", "<=", y1 + halo)]
-    return pd.read_parquet(path, filters=flt)
+    return pd.read_parquet(path, filesystem=fs, filters=flt)
 
 
 def _box(f: pd.DataFrame) -> tuple[float, float, float, float] | None:
@@ -262,16 +321,17 @@ def district_summary(sites: pd.DataFrame, cells: pd.DataFrame, hexes: pd.DataFra
 
 
 def write_district(out: str | Path, code: str, layers: dict[str, gpd.GeoDataFrame]) -> None:
-    """GeoParquet partition ``municipal_analysis/<layer>/district=<code>/part.parquet`` and ``gpkg/<code>.gpkg``."""
+    """GeoParquet partition ``municipal_analysis/<layer>/district=<code>/part.parquet`` and ``gpkg/<code>.gpkg``
+    under ``out`` (a local path or an fsspec URL, :func:`location`)."""
     from gis.export import write_gpkg
 
-    root = Path(out) / "municipal_analysis"
+    fs, root = location(out, "municipal_analysis")
     for name, gdf in layers.items():
-        folder = root / name / f"district={code}"
-        folder.mkdir(parents=True, exist_ok=True)
-        gdf.to_parquet(folder / "part.parquet", index=False)
-    (root / "gpkg").mkdir(parents=True, exist_ok=True)
-    write_gpkg(dict(layers), root / "gpkg" / f"{code}.gpkg")
+        folder = f"{root}/{name}/district={code}"
+        fs.makedirs(folder, exist_ok=True)
+        _put_parquet(fs, f"{folder}/part.parquet", gdf)
+    fs.makedirs(f"{root}/gpkg", exist_ok=True)
+    put_file(fs, f"{root}/gpkg/{code}.gpkg", lambda path: write_gpkg(dict(layers), path))
 
 
 def as_layers(sites: gpd.GeoDataFrame, cells: pd.DataFrame, hexes: gpd.GeoDataFrame, incidents: pd.DataFrame, crs: Any) -> dict[str, gpd.GeoDataFrame]:
@@ -299,13 +359,19 @@ def fm_part(plan: Plan, i: int) -> gpd.GeoDataFrame:
     s = read(plan, i, "sites")
     sites = gpd.GeoDataFrame(s.drop(columns=["x", "y"]), geometry=gpd.points_from_xy(s["x"], s["y"]), crs=plan.crs)
     box = _box(s)
-    zones = [gpd.read_parquet(plan.scratch(i) / "zones.parquet")]
+    zones = [_zones(plan, i)]
     if box is not None:
         for j in near(plan.extents, box, 0.0, i):
-            z = gpd.read_parquet(plan.scratch(j) / "zones.parquet")
+            z = _zones(plan, j)
             zones.append(z[z.intersects(_box_polygon(box))])
     zz = gpd.GeoDataFrame(pd.concat(zones, ignore_index=True), geometry="geometry", crs=plan.crs)
     return sites.join(fm_overlay(sites, zz))
+
+
+def _zones(plan: Plan, i: int) -> gpd.GeoDataFrame:
+    """Partition ``i``'s staged 四山 polygons."""
+    fs, folder = plan.scratch(i)
+    return gpd.read_parquet(f"{folder}/zones.parquet", filesystem=fs)
 
 
 def _box_polygon(box: Sequence[float]) -> Any:
