@@ -24,7 +24,7 @@ def _copy_out(url: str, local) -> None:
         fs.get_file(path, str(target))
 
 
-def test_outputs_written_to_an_fsspec_url_equal_the_local_run(tmp_path):
+def test_outputs_written_to_an_fsspec_url_equal_the_local_run(tmp_path, run_tmp):
     from _dask_compare import assert_same_outputs, read_layer
     from _far_municipality import far_municipality
     from distributed import Client, LocalCluster
@@ -32,7 +32,7 @@ def test_outputs_written_to_an_fsspec_url_equal_the_local_run(tmp_path):
     from gis.partitioned import location
     from gis.parallel import run_municipality
 
-    muni = far_municipality()
+    muni = far_municipality(run_tmp)
     base = f"memory://gis-test-{uuid.uuid4().hex}"
     local = run_municipality(muni, tmp_path / "local", engine="single", steps=[])
     single = run_municipality(muni, f"{base}/single", engine="single", steps=[])
@@ -62,11 +62,11 @@ def test_outputs_written_to_an_fsspec_url_equal_the_local_run(tmp_path):
     fs.rm(root, recursive=True)
 
 
-def test_district_pipelines_to_a_url_stop_with_a_clear_error(tmp_path):
+def test_district_pipelines_to_a_url_stop_with_a_clear_error(tmp_path, run_tmp):
     from _far_municipality import far_municipality
 
     from gis._errors import AnalysisError
     from gis.parallel import run_municipality
 
     with pytest.raises(AnalysisError, match=r"memory://x: the district pipelines write local files"):
-        run_municipality(far_municipality(), "memory://x", engine="single", steps=["coverage"])
+        run_municipality(far_municipality(run_tmp), "memory://x", engine="single", steps=["coverage"])
