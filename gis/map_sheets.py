@@ -15,8 +15,8 @@ CRS so that the scale bar is true: a bar of ``L`` metres spans ``L`` map units.
 This module prepares the sheets (one :class:`gis.sheet_render.SheetSpec` each: the layers
 cut to the sheet's frame as coordinate arrays, the legend of what shows, the texts);
 :mod:`gis.sheet_render` draws and saves them. With ``sheets.workers`` ≥ 2 the drawing
-runs in spawned worker processes — one writes the PDF (every page, the CJK font subset
-once), the others the PNGs — while the caller goes on (:func:`start_map_sheets` returns
+runs in spawned worker processes — one writes the PDF (every page, the CJK font embedded
+once) and then helps with the PNGs, the others draw the PNGs — while the caller goes on (:func:`start_map_sheets` returns
 at once; ``gis run`` writes ``map.html`` meanwhile).
 
 Chinese text needs a CJK font: :func:`find_cjk_font` finds an installed one (Noto Sans
@@ -98,7 +98,7 @@ class SheetSettings:
         zlib level of the PNGs (0–9): 1 writes them twice as fast as 6, ~10 % larger.
     workers
         Processes that draw the sheets: 1 draws them in the calling process; n ≥ 2 spawns
-        n workers (one writes the PDF, the others share the PNGs).
+        n workers (one writes the PDF, all share the PNGs).
     """
 
     enabled: bool
@@ -487,20 +487,21 @@ def _township_spec(sh: _Sheets, i: int) -> SheetSpec:
     return _spec(sh, f"{i + 1:02d}_{_safe_name(name)}", sh.settings.paper, page, i)
 
 
-def _tasks(specs: Sequence[SheetSpec], folder: Path, sh: _Sheets, font: str) -> list[SheetTask]:
-    """The workers' shares: one task draws every page of the PDF, the others share the PNGs.
+def _tasks(specs: Sequence[SheetSpec], folder: Path, sh: _Sheets, font: str, claims: Path | None) -> list[SheetTask]:
+    """The workers' tasks: one draws every page of the PDF and then helps with the PNGs, the others draw PNGs.
 
-    With one worker a single task draws each sheet once and saves it both ways.
+    With one worker a single task draws each sheet once and saves it both ways. With
+    several, each PNG is claimed in ``claims`` before it is drawn (see
+    :class:`gis.sheet_render.SheetTask`), so the work balances itself whatever the machine's load.
     """
     cfg = sh.settings
-    common = {"folder": str(folder), "pdf_title": f"{sh.district_name}再生资源回收网络图集", "font": font,
-              "font_file": _font_file(font), "png_compress_level": cfg.png_compress_level}
+    common = {"sheets": tuple(specs), "folder": str(folder), "pdf_title": f"{sh.district_name}再生资源回收网络图集",
+              "font": font, "font_file": _font_file(font), "png_compress_level": cfg.png_compress_level}
     pdf = str(folder / "map_sheets.pdf")
-    if cfg.workers <= 1:
-        return [SheetTask(tuple(specs), png=True, pdf=pdf, **common)]
-    n_png = cfg.workers - 1
-    return [SheetTask(tuple(specs), png=False, pdf=pdf, **common)] + [
-        SheetTask(tuple(specs[i::n_png]), png=True, pdf=None, **common) for i in range(n_png)]
+    if cfg.workers <= 1 or claims is None:
+        return [SheetTask(png=True, pdf=pdf, claims=None, reverse=False, **common)]
+    return [SheetTask(png=True, pdf=pdf, claims=str(claims), reverse=True, **common)] + [
+        SheetTask(png=True, pdf=None, claims=str(claims), reverse=False, **common) for _ in range(cfg.workers - 1)]
 
 
 class _Worker:
@@ -613,7 +614,8 @@ def start_map_sheets(district: District, layers: Sequence[Any], out: str | Path,
         specs = [_overview_spec(sh, "00_区县总图")] + [_township_spec(sh, i) for i in range(len(sh.towns))]
         summary = {"pdf": folder / "map_sheets.pdf", "png": [folder / f"{s.stem}.png" for s in specs],
                    "sheets": len(specs), "font": font}
-        return SheetJob(_tasks(specs, folder, sh, font), summary, workers, scratch)
+        claims = Path(scratch.name) if scratch is not None else None
+        return SheetJob(_tasks(specs, folder, sh, font, claims), summary, workers, scratch)
     except BaseException:
         for w in workers:
             w.send(None)
@@ -660,6 +662,6 @@ def render_overview_png(district: District, layers: Sequence[Any], target: str |
     target.parent.mkdir(parents=True, exist_ok=True)
     font = find_cjk_font()
     sheet_render.render_task(SheetTask((_overview_spec(sh, target.stem),), str(target.parent), png=True, pdf=None,
-                                       pdf_title="", font=font, font_file=_font_file(font),
+                                       claims=None, reverse=False, pdf_title="", font=font, font_file=_font_file(font),
                                        png_compress_level=settings.png_compress_level))
     return target

@@ -128,7 +128,14 @@ class SheetTask:
     folder
         Where ``<stem>.png`` is written.
     png, pdf
-        Write a PNG per sheet; write every sheet as a page of ``pdf`` (a path) when set.
+        Write PNGs; write every sheet as a page of ``pdf`` (a path) when set.
+    claims
+        With several workers, a folder where a worker claims a sheet's PNG before drawing
+        it (creating ``<n>.claim`` exclusively), so each PNG is drawn once and a worker that
+        is done early takes PNGs left over: the PNG workers go first to last, the PDF
+        worker, once its PDF is written, last to first. None: every PNG of ``sheets``.
+    reverse
+        Take the PNGs last to first.
     pdf_title
         The PDF's Title metadata.
     font, font_file
@@ -141,6 +148,8 @@ class SheetTask:
     folder: str
     png: bool
     pdf: str | None
+    claims: str | None
+    reverse: bool
     pdf_title: str
     font: str
     font_file: str | None
@@ -324,36 +333,58 @@ def _register_font(font: str, font_file: str | None) -> None:
         font_manager.fontManager.addfont(font_file)
 
 
+def _claim(claims: str | None, n: int) -> bool:
+    """Whether this worker draws PNG ``n``: True unless another worker claimed it first."""
+    if claims is None:
+        return True
+    try:
+        os.close(os.open(os.path.join(claims, f"{n}.claim"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
+def _write_pdf(task: SheetTask, figures: dict[str, Any], png_too: bool) -> list[str]:
+    """Every sheet as a page of the task's PDF (and as a PNG when ``png_too``), renamed into place at the end."""
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    written: list[str] = []
+    tmp_pdf = Path(task.pdf).with_name(f".{Path(task.pdf).stem}.{os.getpid()}.tmp.pdf")
+    try:
+        pdf = PdfPages(tmp_pdf, metadata={"Title": task.pdf_title})
+        for spec in task.sheets:
+            fig = figures[spec.paper] = draw_sheet(spec, figures.get(spec.paper))
+            if png_too:
+                written.append(str(save_png(fig, Path(task.folder) / f"{spec.stem}.png", spec.dpi,
+                                            task.png_compress_level)))
+            pdf.savefig(fig)
+        pdf.close()  # the fonts are embedded here, once for every page
+        os.replace(tmp_pdf, task.pdf)
+    finally:
+        tmp_pdf.unlink(missing_ok=True)
+    return [*written, str(task.pdf)]
+
+
 def render_task(task: SheetTask) -> list[str]:
     """Draw the task's sheets; write their PNGs and / or the PDF. Returns the paths written.
 
-    One figure per paper size is reused across the sheets (see the module notes). The
-    PDF is written to a temporary name and renamed when its last page is in.
+    One figure per paper size is reused across the sheets (see the module notes). With
+    one worker (no ``claims``) each sheet is drawn once and saved both ways; with several,
+    the PDF worker writes the PDF first and then helps with the PNGs left over.
     """
-    from matplotlib.backends.backend_pdf import PdfPages
-
     _register_font(task.font, task.font_file)
-    folder = Path(task.folder)
-    written: list[str] = []
     figures: dict[str, Any] = {}
-    tmp_pdf = Path(task.pdf).with_name(f".{Path(task.pdf).stem}.{os.getpid()}.tmp.pdf") if task.pdf else None
-    try:
-        with cjk_style(task.font):
-            pdf = PdfPages(tmp_pdf, metadata={"Title": task.pdf_title}) if tmp_pdf is not None else None
-            for spec in task.sheets:
-                fig = figures[spec.paper] = draw_sheet(spec, figures.get(spec.paper))
-                if task.png:
-                    written.append(str(save_png(fig, folder / f"{spec.stem}.png", spec.dpi,
+    written: list[str] = []
+    with cjk_style(task.font):
+        if task.pdf:
+            written += _write_pdf(task, figures, png_too=task.png and task.claims is None)
+        if task.png and (task.claims is not None or not task.pdf):
+            order = list(enumerate(task.sheets))
+            for n, spec in reversed(order) if task.reverse else order:
+                if _claim(task.claims, n):
+                    fig = figures[spec.paper] = draw_sheet(spec, figures.get(spec.paper))
+                    written.append(str(save_png(fig, Path(task.folder) / f"{spec.stem}.png", spec.dpi,
                                                 task.png_compress_level)))
-                if pdf is not None:
-                    pdf.savefig(fig)
-            if pdf is not None:
-                pdf.close()  # the fonts are subset and embedded here, once for every page
-                os.replace(tmp_pdf, task.pdf)
-                written.append(str(task.pdf))
-    finally:
-        if tmp_pdf is not None:
-            tmp_pdf.unlink(missing_ok=True)
     return written
 
 
