@@ -3,7 +3,7 @@
 :mod:`gis.map_sheets` turns a district's display layers into one :class:`SheetSpec` per
 sheet — coordinate arrays in a metric CRS, colours and strings, nothing else — and
 hands lists of them to :func:`render_task`, in the calling process or in spawned
-worker processes. This module therefore imports only numpy, PIL and matplotlib (no
+worker processes. This module therefore imports only numpy and matplotlib (no
 pandas, geopandas or pyproj), so a worker starts in about a second.
 
 How a sheet is drawn, and why it is quick:
@@ -17,8 +17,8 @@ How a sheet is drawn, and why it is quick:
   footer are laid out once per worker, not once per sheet;
 * the footer arrives wrapped (no ``wrap=True``, which measures the text word by word
   on every draw);
-* a PNG is the Agg buffer written by PIL as RGB (the sheet is opaque) at
-  ``png_compress_level``;
+* a PNG is the Agg buffer written as RGB (the sheet is opaque), rows unfiltered, one zlib
+  stream at ``png_compress_level`` (:func:`png_bytes`);
 * the PDF is one :class:`~matplotlib.backends.backend_pdf.PdfPages` file, written by
   one worker, so the CJK font is embedded once for all pages, as Type 3 fonts
   (``pdf.fonttype`` 3: the used glyphs' outlines, read by FreeType, with a ToUnicode map,
@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["PAPER_MM", "FRAME", "Shapes", "SheetSpec", "SheetTask", "cjk_style", "draw_sheet", "frame_aspect",
-           "nice_scale_length", "render_task", "save_png", "warm_up"]
+           "nice_scale_length", "png_bytes", "render_task", "save_png", "warm_up"]
 
 #: ISO 216 paper sizes in millimetres, landscape (width, height).
 PAPER_MM: Mapping[str, tuple[float, float]] = {"A4": (297.0, 210.0), "A3": (420.0, 297.0)}
@@ -309,16 +309,37 @@ def draw_sheet(spec: SheetSpec, reuse: Any | None = None) -> Any:
     return fig
 
 
-def save_png(fig: Any, target: Path, dpi: int, compress_level: int) -> Path:
-    """The figure's Agg buffer written as an RGB PNG by PIL (atomically: temporary name, then rename)."""
-    from PIL import Image
+def png_bytes(rgb: np.ndarray, dpi: int, compress_level: int) -> bytes:
+    """An 8-bit RGB PNG of ``rgb`` (``h × w × 3``): filter type 0 on every row, one zlib stream.
 
+    PIL chooses a filter row by row (trying all five), which is most of its time on a sheet;
+    a map sheet's flat colour areas compress as well unfiltered (same size within a few
+    %), so this writes the same image about 2.5× faster. The ``pHYs`` chunk records ``dpi``.
+    """
+    import struct
+    import zlib
+
+    h, w, _ = rgb.shape
+    rows = np.empty((h, 1 + 3 * w), dtype=np.uint8)
+    rows[:, 0] = 0  # filter type None
+    rows[:, 1:] = rgb.reshape(h, 3 * w)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ppm = round(dpi / 0.0254)  # pixels per metre
+    return b"".join((b"\x89PNG\r\n\x1a\n", chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)),
+                     chunk(b"pHYs", struct.pack(">IIB", ppm, ppm, 1)),
+                     chunk(b"IDAT", zlib.compress(rows.tobytes(), compress_level)), chunk(b"IEND", b"")))
+
+
+def save_png(fig: Any, target: Path, dpi: int, compress_level: int) -> Path:
+    """The figure's Agg buffer written as an RGB PNG (:func:`png_bytes`; atomically: temporary name, then rename)."""
     fig.canvas.draw()
-    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]  # the sheet is opaque
     tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.png")
     try:
-        Image.fromarray(np.ascontiguousarray(rgb)).save(tmp, format="png", compress_level=compress_level,
-                                                        dpi=(dpi, dpi))
+        tmp.write_bytes(png_bytes(rgb, dpi, compress_level))
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -393,7 +414,6 @@ def warm_up() -> None:
     import matplotlib.backends.backend_agg  # noqa: F401
     import matplotlib.backends.backend_pdf  # noqa: F401
     import matplotlib.figure  # noqa: F401
-    from PIL import Image  # noqa: F401
 
 
 def main() -> int:

@@ -209,3 +209,17 @@ def test_long_footer_is_wrapped_within_the_sheet(tiny) -> None:
         widths = [footer.__class__(0, 0, line, fontsize=footer.get_fontsize(), figure=fig)
                   .get_window_extent(renderer).width for line in lines]
     assert max(widths) < 0.975 * fig.bbox.width  # from x = 0.025 of the sheet to its right edge
+
+
+def test_png_writer_round_trips_through_pil(tmp_path: Path) -> None:
+    """gis.sheet_render.png_bytes: PIL reads back the same pixels and the resolution."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, size=(37, 53, 3), dtype=np.uint8)
+    rgb[10:20] = (255, 255, 255)  # a flat band, as on a sheet
+    path = tmp_path / "x.png"
+    path.write_bytes(sheet_render.png_bytes(rgb, 150, 1))
+    with Image.open(path) as im:
+        assert im.mode == "RGB" and np.array_equal(np.asarray(im), rgb)
+        assert im.info["dpi"] == pytest.approx((150, 150), abs=0.1)
