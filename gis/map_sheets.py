@@ -526,9 +526,11 @@ class _Worker:
                                       stdout=subprocess.DEVNULL, stderr=self._stderr, env=env)
 
     def send(self, task: SheetTask | None) -> None:
-        """Give the worker its task (None: nothing to do, it exits)."""
+        """Give the worker its task (None: nothing to do, it exits); later calls do nothing."""
         import pickle
 
+        if self._proc.stdin.closed:
+            return
         line = b"\n"
         if task is not None:
             path = self._scratch / f"task{self._n}.pickle"
@@ -549,20 +551,66 @@ class _Worker:
 
 
 class SheetJob:
-    """Map sheets being drawn: by worker processes already, or by :meth:`result` in this process.
+    """Map sheets of one district being drawn, in three calls that let the caller work in between.
 
-    :func:`start_map_sheets` returns one; :meth:`result` waits for the files and returns
-    what :func:`write_map_sheets` returns.
+    ``SheetJob(district)`` starts the drawing workers (``sheets.workers`` ≥ 2) — they import
+    matplotlib while the caller builds the display layers; :meth:`submit` prepares the
+    sheets from the layers and hands them over; :meth:`result` waits for the files. With
+    one worker (or sheets switched off) the drawing happens in :meth:`result`.
+
+    Parameters
+    ----------
+    district
+        The loaded district (townships, ``project.name``, ``project.sample``).
+    settings
+        Sheet settings (default: :func:`sheet_settings` of the district).
+    date
+        Date printed on the sheets (default: today).
     """
 
-    def __init__(self, tasks: Sequence[SheetTask], summary: dict[str, Any], workers: Sequence[_Worker] = (),
-                 scratch: Any | None = None) -> None:
-        self._tasks = list(tasks)
-        self._summary = summary
-        self._workers = list(workers)
-        self._scratch = scratch
+    def __init__(self, district: District, *, settings: SheetSettings | None = None,
+                 date: dt.date | None = None) -> None:
+        self._district, self._date = district, date
+        self._settings = settings or sheet_settings(district)
+        self._tasks: list[SheetTask] = []
+        self._summary: dict[str, Any] = {"pdf": None, "png": [], "sheets": 0, "font": None}
+        self._font = find_cjk_font() if self._settings.enabled else None
+        self._workers: list[_Worker] = []
+        self._scratch: Any | None = None
+        if self._settings.enabled and self._settings.workers > 1:
+            self._workers, self._scratch = _start_workers(self._settings.workers)
+
+    def submit(self, layers: Sequence[Any], out: str | Path) -> SheetJob:
+        """Prepare the sheets of ``layers`` (cut to each frame) for ``out/map_sheets/`` and start drawing them."""
+        if not self._settings.enabled:
+            return self
+        try:
+            project = getattr(self._district, "project", None)
+            sh = _sheets(layers, self._district.townships, str(getattr(project, "name", "") or ""),
+                         bool(getattr(project, "sample", False)), self._settings, self._date)
+            folder = Path(out) / "map_sheets"
+            folder.mkdir(parents=True, exist_ok=True)
+            specs = [_overview_spec(sh, "00_区县总图")] + [_township_spec(sh, i) for i in range(len(sh.towns))]
+            claims = Path(self._scratch.name) if self._scratch is not None else None
+            self._tasks = _tasks(specs, folder, sh, self._font, claims)
+        except BaseException:
+            self._stop()
+            raise
         for w, t in zip(self._workers, self._tasks):
             w.send(t)
+        self._summary = {"pdf": folder / "map_sheets.pdf", "png": [folder / f"{s.stem}.png" for s in specs],
+                         "sheets": len(specs), "font": self._font}
+        return self
+
+    def _stop(self) -> list[str]:
+        """Let the workers finish (an idle one is told to exit); their error lines. Removes the scratch folder."""
+        for w in self._workers:
+            w.send(None)  # no-op for a worker that has its task
+        errors = [e for e in (w.wait() for w in self._workers) if e]
+        if self._scratch is not None:
+            self._scratch.cleanup()
+        self._workers, self._scratch = [], None
+        return errors
 
     def result(self) -> dict[str, Any]:
         """``pdf`` (path), ``png`` (paths, overview first), ``sheets`` (count), ``font``, once every file is written.
@@ -575,10 +623,8 @@ class SheetJob:
         if not self._workers:
             for t in self._tasks:
                 sheet_render.render_task(t)
-        errors = [e for e in (w.wait() for w in self._workers) if e]
-        if self._scratch is not None:
-            self._scratch.cleanup()
-        self._tasks, self._workers, self._scratch = [], [], None
+        errors = self._stop()
+        self._tasks = []
         if errors:
             raise AnalysisError(f"map sheets: a drawing worker failed: {errors[0]}")
         return self._summary
@@ -596,33 +642,10 @@ def start_map_sheets(district: District, layers: Sequence[Any], out: str | Path,
                      settings: SheetSettings | None = None, date: dt.date | None = None) -> SheetJob:
     """Start writing ``out/map_sheets/`` (see :func:`write_map_sheets`); returns at once with ``workers`` ≥ 2.
 
-    The sheets are prepared here (layers cut to each frame); the drawing runs in
-    ``settings.workers`` spawned processes while the caller goes on. Call
-    :meth:`SheetJob.result` before using the files.
+    ``SheetJob(district, ...).submit(layers, out)``: call :meth:`SheetJob.result` before
+    using the files.
     """
-    settings = settings or sheet_settings(district)
-    if not settings.enabled:
-        return SheetJob([], {"pdf": None, "png": [], "sheets": 0, "font": None})
-    font = find_cjk_font()
-    workers, scratch = _start_workers(settings.workers) if settings.workers > 1 else ([], None)
-    try:
-        project = getattr(district, "project", None)
-        sh = _sheets(layers, district.townships, str(getattr(project, "name", "") or ""),
-                     bool(getattr(project, "sample", False)), settings, date)
-        folder = Path(out) / "map_sheets"
-        folder.mkdir(parents=True, exist_ok=True)
-        specs = [_overview_spec(sh, "00_区县总图")] + [_township_spec(sh, i) for i in range(len(sh.towns))]
-        summary = {"pdf": folder / "map_sheets.pdf", "png": [folder / f"{s.stem}.png" for s in specs],
-                   "sheets": len(specs), "font": font}
-        claims = Path(scratch.name) if scratch is not None else None
-        return SheetJob(_tasks(specs, folder, sh, font, claims), summary, workers, scratch)
-    except BaseException:
-        for w in workers:
-            w.send(None)
-            w.wait()
-        if scratch is not None:
-            scratch.cleanup()
-        raise
+    return SheetJob(district, settings=settings, date=date).submit(layers, out)
 
 
 def write_map_sheets(district: District, layers: Sequence[Any], out: str | Path, *,
