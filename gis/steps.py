@@ -312,9 +312,10 @@ def run_ledgers(ctx: RunContext, out: Path) -> dict[str, Any]:
 def run_maps(ctx: RunContext, out: Path) -> dict[str, Any]:
     """Step ``maps``: write ``OUT/map.html`` and ``OUT/map.png`` from every result so far."""
     d = ctx.district
+    job = map_sheets.SheetJob(d)  # map_sheets/ (PNG + PDF): the drawing workers start while the layers are built
     opt = maps.district_options(d)
     layers = maps.build_layers(d, ctx.results(), opt, out=out)
-    job = map_sheets.start_map_sheets(d, layers, out)  # map_sheets/ (PNG + PDF), drawn by workers meanwhile
+    job.submit(layers, out)
     m = maps.render_folium(layers, opt, title=maps.district_title(d), attributions=maps.district_attributions(d),
                            full_page_legend=True)
     html_path = maps.save_map_html(m, out / "map.html")
