@@ -16,14 +16,16 @@ This module prepares the sheets (one :class:`gis.sheet_render.SheetSpec` each: t
 cut to the sheet's frame as coordinate arrays, the legend of what shows, the texts);
 :mod:`gis.sheet_render` draws and saves them. With ``sheets.workers`` ≥ 2 the drawing
 runs in spawned worker processes — one writes the PDF (every page, the CJK font embedded
-once) and then helps with the PNGs, the others draw the PNGs — while the caller goes on (:func:`start_map_sheets` returns
-at once; ``gis run`` writes ``map.html`` meanwhile).
+once) and then helps with the PNGs, the others draw the PNGs — while the caller goes on:
+``SheetJob(district)`` starts the workers (``gis run`` then builds the map layers),
+:meth:`SheetJob.submit` hands them the sheets (``gis run`` then writes ``map.html``) and
+:meth:`SheetJob.result` waits for the files. :func:`write_map_sheets` does all three.
 
 Chinese text needs a CJK font: :func:`find_cjk_font` finds an installed one (Noto Sans
 CJK from ``fonts-noto-cjk`` or WenQuanYi Micro Hei from ``fonts-wqy-microhei``) and
 fails with a one-line message naming the package to install when there is none.
 
-Sheet settings (paper, dpi, padding, which layers) live in ``layers/map.yaml`` under
+Sheet settings (paper, dpi, padding, which layers, workers) live in ``layers/map.yaml`` under
 ``sheets:`` (per district under ``map: sheets:`` in ``project.yaml``).
 """
 
