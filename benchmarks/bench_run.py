@@ -12,6 +12,11 @@ On a shared machine CPU time is the steadier figure: on 2 idle cores the wall ti
 cannot be below CPU / 2. The per-step times of ``summary.json`` (``timings_s``) of
 the warm rounds follow.
 
+With ``BENCH_RUN_BASELINE=/path/to/another/checkout`` (e.g. a ``git worktree`` of the
+commit before a change) that checkout's ``python -m gis run`` is timed too, alternating
+with this one round by round on the same input, so a before / after comparison on a
+shared machine sees the same load.
+
 Run: ``.venv/bin/python -m benchmarks.bench_run`` (a few minutes; ``BENCH_RUN_ROUNDS=1`` for one round).
 """
 
@@ -55,12 +60,13 @@ def _tree_rss_peak(pid: int, stop: threading.Event, peak: list[int]) -> None:
         stop.wait(0.2)
 
 
-def run_once(project: Path, out: Path, cache: Path) -> tuple[float, float, float, dict]:
-    """One ``gis run`` process: (wall s, CPU s of it and its workers, peak summed RSS MiB, summary.json)."""
+def run_once(project: Path, out: Path, cache: Path, tree: Path) -> tuple[float, float, float, dict]:
+    """One ``gis run`` process of the checkout ``tree``: (wall s, CPU s of it and its workers, peak summed RSS MiB,
+    summary.json)."""
     env = {**os.environ, "XDG_CACHE_HOME": str(cache), "MPLCONFIGDIR": str(cache / "mpl")}
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "gis", "run", "--project", str(project), "--out", str(out),
-                             "--quiet"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             "--quiet"], cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     stop, peak = threading.Event(), [0]
     sampler = threading.Thread(target=_tree_rss_peak, args=(proc.pid, stop, peak), daemon=True)
     sampler.start()
@@ -76,35 +82,47 @@ def run_once(project: Path, out: Path, cache: Path) -> tuple[float, float, float
     return wall, cpu, max(peak[0] / 2**20, usage.ru_maxrss / 1024), summary
 
 
+def _commit(tree: Path) -> str:
+    """Short commit hash of the checkout ``tree`` (``?`` when git cannot tell)."""
+    res = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return res.stdout.strip() or "?"
+
+
 def main() -> int:
     from gis import settings
 
     project = settings.SAMPLE_PROJECT_DIR
     start = load_note()
-    walls: dict[str, list[float]] = {"cold": [], "warm": []}
-    cpus: dict[str, list[float]] = {"cold": [], "warm": []}
-    rss: dict[str, list[float]] = {"cold": [], "warm": []}
+    trees = {"this": ROOT}
+    if os.environ.get("BENCH_RUN_BASELINE"):
+        trees["baseline"] = Path(os.environ["BENCH_RUN_BASELINE"]).resolve()
+    walls: dict[str, list[float]] = {}
+    cpus: dict[str, list[float]] = {}
+    rss: dict[str, list[float]] = {}
     steps: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench_run_") as tmp:
         for r in range(ROUNDS):
-            cache = Path(tmp) / f"cache{r}"
-            for kind in ("cold", "warm"):  # cold fills the cache the warm run of the same round reads
-                out = Path(tmp) / f"out_{kind}{r}"
-                wall, cpu, peak, summary = run_once(project, out, cache)
-                walls[kind].append(wall)
-                cpus[kind].append(cpu)
-                rss[kind].append(peak)
-                if kind == "warm":
-                    for name, sec in (summary.get("timings_s") or {}).items():
-                        steps.setdefault(name, []).append(float(sec))
-                shutil.rmtree(out, ignore_errors=True)
-                print(kind, f"{wall:.2f} s", f"CPU {cpu:.2f} s", f"{peak:.0f} MiB", flush=True)
-    write_section("run", report(walls, cpus, rss, steps, start))
+            for who, tree in trees.items():  # the checkouts alternate round by round
+                cache = Path(tmp) / f"cache_{who}{r}"
+                for kind in ("cold", "warm"):  # cold fills the cache the warm run of the same round reads
+                    out = Path(tmp) / f"out_{who}_{kind}{r}"
+                    wall, cpu, peak, summary = run_once(project, out, cache, tree)
+                    key = f"{who} {kind}"
+                    walls.setdefault(key, []).append(wall)
+                    cpus.setdefault(key, []).append(cpu)
+                    rss.setdefault(key, []).append(peak)
+                    if key == "this warm":
+                        for name, sec in (summary.get("timings_s") or {}).items():
+                            steps.setdefault(name, []).append(float(sec))
+                    shutil.rmtree(out, ignore_errors=True)
+                    print(key, f"{wall:.2f} s", f"CPU {cpu:.2f} s", f"{peak:.0f} MiB", flush=True)
+    labels = {"this": f"this checkout ({_commit(ROOT)})", "baseline": f"baseline ({_commit(trees.get('baseline', ROOT))})"}
+    write_section("run", report(walls, cpus, rss, steps, start, labels))
     return 0
 
 
 def report(walls: dict[str, list[float]], cpus: dict[str, list[float]], rss: dict[str, list[float]],
-           steps: dict[str, list[float]], start: str) -> str:
+           steps: dict[str, list[float]], start: str, labels: dict[str, str]) -> str:
     """The ``bench:run`` section of RESULTS.md."""
     lines = [
         "## Whole `gis run` on the bundled sample (`benchmarks/bench_run.py`)",
@@ -115,16 +133,18 @@ def report(walls: dict[str, list[float]], cpus: dict[str, list[float]], rss: dic
         f"time of the run and of the map-sheet workers it waits for; RSS = peak of the summed resident memory of the "
         f"run's processes. Shared machine: {start} at the start, {load_note()} at the end.",
         "",
-        "| run | wall (s) | CPU (s) | peak RSS (MiB) |",
-        "|---|---:|---:|---:|",
+        "| code | run | wall (s) | CPU (s) | peak RSS (MiB) |",
+        "|---|---|---:|---:|---:|",
     ]
-    for kind in ("cold", "warm"):
-        lines.append(f"| {kind} cache | {span(walls[kind])} | {span(cpus[kind])} | {statistics.median(rss[kind]):.0f} |")
-    lines += ["", "Per step, warm runs (`timings_s` of `summary.json`, wall), median seconds:", "",
+    for key in walls:
+        who, kind = key.split()
+        lines.append(f"| {labels[who]} | {kind} cache | {span(walls[key])} | {span(cpus[key])} | "
+                     f"{statistics.median(rss[key]):.0f} |")
+    lines += ["", "Per step, warm runs of this checkout (`timings_s` of `summary.json`, wall), median seconds:", "",
               "| step | s |", "|---|---:|"]
     for name, ts in steps.items():
         lines.append(f"| {name} | {statistics.median(ts):.2f} |")
-    cold, warm = statistics.median(walls["cold"]), statistics.median(walls["warm"])
+    cold, warm = statistics.median(walls["this cold"]), statistics.median(walls["this warm"])
     lines += ["", "The maps step writes `map.html`, `map.png` and `map_sheets/` (the overview and one sheet per 镇街, "
               "each a PNG and a page of one vector PDF). The sheets are drawn by `sheets.workers` (2) spawned "
               "processes (`gis.sheet_render`) that start before the map layers are built; one writes the PDF and "
@@ -134,8 +154,8 @@ def report(walls: dict[str, list[float]], cpus: dict[str, list[float]], rss: dic
               "district's `map:` section) leaves the sheets out of `gis run`."]
     lines += ["", f"Issue 15 targets (< 10 s warm, < 20 s cold on 2 cores): warm {'met' if warm < 10 else 'not met'} "
               f"({warm:.1f} s), cold {'met' if cold < 20 else 'not met'} ({cold:.1f} s) at the load stated above; "
-              f"CPU / 2 (the wall time on 2 idle cores at best): warm {statistics.median(cpus['warm']) / 2:.1f} s, "
-              f"cold {statistics.median(cpus['cold']) / 2:.1f} s."]
+              f"CPU / 2 (the wall time on 2 idle cores at best): warm {statistics.median(cpus['this warm']) / 2:.1f} s, "
+              f"cold {statistics.median(cpus['this cold']) / 2:.1f} s."]
     return "\n".join(lines)
 
 
