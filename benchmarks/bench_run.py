@@ -111,9 +111,9 @@ def main() -> int:
                     walls.setdefault(key, []).append(wall)
                     cpus.setdefault(key, []).append(cpu)
                     rss.setdefault(key, []).append(peak)
-                    if key == "this warm":
+                    if kind == "warm":
                         for name, sec in (summary.get("timings_s") or {}).items():
-                            steps.setdefault(name, []).append(float(sec))
+                            steps.setdefault(f"{who} {name}", []).append(float(sec))
                     shutil.rmtree(out, ignore_errors=True)
                     print(key, f"{wall:.2f} s", f"CPU {cpu:.2f} s", f"{peak:.0f} MiB", flush=True)
     labels = {"this": f"this checkout ({_commit(ROOT)})", "baseline": f"baseline ({_commit(trees.get('baseline', ROOT))})"}
@@ -140,13 +140,15 @@ def report(walls: dict[str, list[float]], cpus: dict[str, list[float]], rss: dic
         who, kind = key.split()
         lines.append(f"| {labels[who]} | {kind} cache | {span(walls[key])} | {span(cpus[key])} | "
                      f"{statistics.median(rss[key]):.0f} |")
-    lines += ["", "Per step, warm runs of this checkout (`timings_s` of `summary.json`, wall), median seconds:", "",
-              "| step | s |", "|---|---:|"]
-    for name, ts in steps.items():
-        lines.append(f"| {name} | {statistics.median(ts):.2f} |")
+    whos = list(dict.fromkeys(key.split()[0] for key in walls))
+    lines += ["", "Per step, warm runs (`timings_s` of `summary.json`, wall), median seconds:", "",
+              "| step | " + " | ".join(labels[w] for w in whos) + " |", "|---|" + "---:|" * len(whos)]
+    for name in dict.fromkeys(key.split()[1] for key in steps):
+        cells = [f"{statistics.median(steps[f'{w} {name}']):.2f}" if f"{w} {name}" in steps else "–" for w in whos]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     cold, warm = statistics.median(walls["this cold"]), statistics.median(walls["this warm"])
     lines += ["", "The maps step writes `map.html`, `map.png` and `map_sheets/` (the overview and one sheet per 镇街, "
-              "each a PNG and a page of one vector PDF). The sheets are drawn by `sheets.workers` (2) spawned "
+              "each a PNG and a page of one vector PDF). The sheets are drawn by `sheets.workers` spawned "
               "processes (`gis.sheet_render`) that start before the map layers are built; one writes the PDF and "
               "then helps with the PNGs, while the run writes `map.html`. What is left of their time is "
               "matplotlib's text shaping and glyph rendering of the CJK titles, legends and labels (both in the PNG "
