@@ -156,7 +156,7 @@ def report(walls: dict[str, list[float]], cpus: dict[str, list[float]], rss: dic
               "district's `map:` section) leaves the sheets out of `gis run`."]
     lines += ["", f"Issue 15 targets (< 10 s warm, < 20 s cold on 2 cores): warm {'met' if warm < 10 else 'not met'} "
               f"({warm:.1f} s), cold {'met' if cold < 20 else 'not met'} ({cold:.1f} s) at the load stated above; "
-              f"CPU / 2 (the wall time on 2 idle cores at best): warm {statistics.median(cpus['this warm']) / 2:.1f} s, "
+              f"CPU / 2 (the least wall time 2 cores could give this much CPU time): warm {statistics.median(cpus['this warm']) / 2:.1f} s, "
               f"cold {statistics.median(cpus['this cold']) / 2:.1f} s."]
     return "\n".join(lines)
 
