@@ -223,3 +223,20 @@ def test_png_writer_round_trips_through_pil(tmp_path: Path) -> None:
     with Image.open(path) as im:
         assert im.mode == "RGB" and np.array_equal(np.asarray(im), rgb)
         assert im.info["dpi"] == pytest.approx((150, 150), abs=0.1)
+
+
+def test_a_failing_worker_is_reported_in_one_line(tiny, tmp_path: Path) -> None:
+    """A drawing worker that fails makes result() raise an AnalysisError naming the worker's error."""
+    cfg = dataclasses.replace(map_sheets.sheet_settings(tiny), workers=2)
+    sh = map_sheets._sheets(maps.build_layers(tiny), tiny.townships, "区", False, cfg, DAY)
+    bad = dataclasses.replace(map_sheets._township_spec(sh, 0), paper="B5")  # no such paper: the worker fails
+    font = map_sheets.find_cjk_font()
+    task = sheet_render.SheetTask((bad,), str(tmp_path), png=True, pdf=None, claims=None, reverse=False, pdf_title="",
+                                  font=font, font_file=None, png_compress_level=1)
+    (workers, scratch) = map_sheets._start_workers(1)
+    job = map_sheets.SheetJob(tiny, settings=dataclasses.replace(cfg, enabled=False))
+    job._workers, job._scratch, job._tasks = workers, scratch, [task]
+    workers[0].send(task)
+    with pytest.raises(AnalysisError, match=r"drawing worker failed: KeyError: 'B5'"):
+        job.result()
+    assert not Path(scratch.name).exists()  # scratch folder removed
