@@ -860,13 +860,12 @@ def build_layers(
     layers += _zone_layers(district, opt)
     layers.append(_townships_layer(district, opt))
     hot = results.get("hotspots")
-    if hot is not None:
-        layers += [lay for lay in _hotspot_layers(hot, out, opt) if lay.key in ("gi_grid", "density")]
+    hot_layers = _hotspot_layers(hot, out, opt) if hot is not None else []  # built once: surfaces below, clusters above
+    layers += [lay for lay in hot_layers if lay.key in ("gi_grid", "density")]
     cov = results.get("coverage")
     if cov is not None:
         layers += _coverage_layers(cov, district, opt)
-    if hot is not None:
-        layers += [lay for lay in _hotspot_layers(hot, out, opt) if lay.key == "clusters"]
+    layers += [lay for lay in hot_layers if lay.key == "clusters"]
     comp = results.get("compliance")
     layers += _site_layers(district, opt, site_verdicts(comp) if comp is not None else None)
     layers.append(_candidate_layer(district, opt))

@@ -411,6 +411,7 @@ class MapSheetParams(Section):
     pad_ratio: float
     layers: tuple[str, ...]
     png_compress_level: int
+    workers: int
 
 
 @dataclass(frozen=True)

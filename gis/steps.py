@@ -312,12 +312,14 @@ def run_ledgers(ctx: RunContext, out: Path) -> dict[str, Any]:
 def run_maps(ctx: RunContext, out: Path) -> dict[str, Any]:
     """Step ``maps``: write ``OUT/map.html`` and ``OUT/map.png`` from every result so far."""
     d = ctx.district
+    job = map_sheets.SheetJob(d)  # map_sheets/ (PNG + PDF): the drawing workers start while the layers are built
     opt = maps.district_options(d)
     layers = maps.build_layers(d, ctx.results(), opt, out=out)
+    job.submit(layers, out)
     m = maps.render_folium(layers, opt, title=maps.district_title(d), attributions=maps.district_attributions(d),
                            full_page_legend=True)
     html_path = maps.save_map_html(m, out / "map.html")
-    sheets = map_sheets.write_map_sheets(d, layers, out)  # map_sheets/: one per 镇街 + overview, PNG + PDF
+    sheets = job.result()
     if sheets["png"]:  # map.png is the overview sheet: copied, not drawn a second time
         png = out / "map.png"
         with atomic_path(png) as tmp:

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, strategies as st
 from PIL import Image
 
-from gis import map_sheets, maps, settings
+from gis import map_sheets, maps, settings, sheet_render
 from gis._errors import AnalysisError
 from gis.district import load_district
 
@@ -81,8 +81,9 @@ def test_pdf_embeds_the_cjk_font(tiny_sheets) -> None:
 def test_sheet_carries_title_date_legend_scale_north_and_sources(tiny) -> None:
     cfg = map_sheets.sheet_settings(tiny)
     sh = map_sheets._sheets(maps.build_layers(tiny), tiny.townships, tiny.project.name, True, cfg, DAY)
+    name = str(sh.towns["township"].iloc[0])
     with map_sheets._cjk_style():
-        name, fig = map_sheets._township_figure(sh, 0)
+        fig = sheet_render.draw_sheet(map_sheets._township_spec(sh, 0))
     texts = [t.get_text() for t in fig.texts]
     ax, panel = fig.axes
     ax_texts = [t.get_text() for t in ax.texts]
@@ -134,10 +135,10 @@ def test_no_cjk_font_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_sheet_settings_name_the_key() -> None:
     with pytest.raises(AnalysisError, match="map.sheets.paper 'B5'"):
         map_sheets.SheetSettings.from_section({"enabled": True, "paper": "B5", "overview_paper": "A3", "dpi": 100,
-                                               "pad_ratio": 0.1, "layers": [], "png_compress_level": 1})
+                                               "pad_ratio": 0.1, "layers": [], "png_compress_level": 1, "workers": 2})
     with pytest.raises(AnalysisError, match="missing dpi"):
         map_sheets.SheetSettings.from_section({"enabled": True, "paper": "A4", "overview_paper": "A3", "pad_ratio": 0.1,
-                                               "layers": [], "png_compress_level": 1})
+                                               "layers": [], "png_compress_level": 1, "workers": 2})
 
 
 def test_sample_overview_renders_every_chinese_glyph_fast(sample_district, tmp_path: Path) -> None:
@@ -172,3 +173,70 @@ def test_sheets_can_be_switched_off(tiny, tmp_path: Path) -> None:
     cfg = dataclasses.replace(map_sheets.sheet_settings(tiny), enabled=False)
     result = map_sheets.write_map_sheets(tiny, maps.build_layers(tiny), tmp_path, settings=cfg)
     assert result["sheets"] == 0 and not (tmp_path / "map_sheets").exists()
+
+
+def test_worker_processes_draw_the_same_sheets_as_one_process(tiny, tmp_path: Path) -> None:
+    """``sheets.workers`` changes who draws, not what: same PNG pixels, same PDF pages."""
+    from PIL import ImageChops
+
+    layers = maps.build_layers(tiny)
+    cfg = map_sheets.sheet_settings(tiny)
+    one = map_sheets.write_map_sheets(tiny, layers, tmp_path / "one", settings=dataclasses.replace(cfg, workers=1),
+                                      date=DAY)
+    three = map_sheets.write_map_sheets(tiny, layers, tmp_path / "three",
+                                        settings=dataclasses.replace(cfg, workers=3), date=DAY)
+    assert [p.name for p in one["png"]] == [p.name for p in three["png"]]
+    for a, b in zip(one["png"], three["png"]):
+        with Image.open(a) as ia, Image.open(b) as ib:
+            assert ia.size == ib.size and ImageChops.difference(ia, ib).getbbox() is None, a.name
+    assert len(_pdf_pages(one["pdf"])) == len(_pdf_pages(three["pdf"])) == len(one["png"])
+    assert not list((tmp_path / "three" / "map_sheets").glob(".*"))  # no temporary file left behind
+
+
+def test_long_footer_is_wrapped_within_the_sheet(tiny) -> None:
+    """A footer with many attributions breaks into lines, each narrower than the sheet (measured by matplotlib)."""
+    cfg = map_sheets.sheet_settings(tiny)
+    sh = map_sheets._sheets(maps.build_layers(tiny), tiny.townships, tiny.project.name, True, cfg, DAY)
+    long = "；".join([sh.footer] + [f"© 数据提供单位 Data provider number {i} (CC BY 4.0)" for i in range(6)])
+    sh = dataclasses.replace(sh, footer=long)
+    spec = map_sheets._township_spec(sh, 0)
+    assert spec.footer.count("\n") >= 1 and re.sub(r"\s", "", spec.footer) == re.sub(r"\s", "", long)  # nothing lost
+    with map_sheets._cjk_style():
+        fig = sheet_render.draw_sheet(spec)
+        renderer = fig.canvas.get_renderer()
+        footer = next(t for t in fig.texts if t.get_text().startswith("数据来源"))
+        lines = footer.get_text().split("\n")
+        widths = [footer.__class__(0, 0, line, fontsize=footer.get_fontsize(), figure=fig)
+                  .get_window_extent(renderer).width for line in lines]
+    assert max(widths) < 0.975 * fig.bbox.width  # from x = 0.025 of the sheet to its right edge
+
+
+def test_png_writer_round_trips_through_pil(tmp_path: Path) -> None:
+    """gis.sheet_render.png_bytes: PIL reads back the same pixels and the resolution."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, size=(37, 53, 3), dtype=np.uint8)
+    rgb[10:20] = (255, 255, 255)  # a flat band, as on a sheet
+    path = tmp_path / "x.png"
+    path.write_bytes(sheet_render.png_bytes(rgb, 150, 1))
+    with Image.open(path) as im:
+        assert im.mode == "RGB" and np.array_equal(np.asarray(im), rgb)
+        assert im.info["dpi"] == pytest.approx((150, 150), abs=0.1)
+
+
+def test_a_failing_worker_is_reported_in_one_line(tiny, tmp_path: Path) -> None:
+    """A drawing worker that fails makes result() raise an AnalysisError naming the worker's error."""
+    cfg = dataclasses.replace(map_sheets.sheet_settings(tiny), workers=2)
+    sh = map_sheets._sheets(maps.build_layers(tiny), tiny.townships, "区", False, cfg, DAY)
+    bad = dataclasses.replace(map_sheets._township_spec(sh, 0), paper="B5")  # no such paper: the worker fails
+    font = map_sheets.find_cjk_font()
+    task = sheet_render.SheetTask((bad,), str(tmp_path), png=True, pdf=None, claims=None, reverse=False, pdf_title="",
+                                  font=font, font_file=None, png_compress_level=1)
+    (workers, scratch) = map_sheets._start_workers(1)
+    job = map_sheets.SheetJob(tiny, settings=dataclasses.replace(cfg, enabled=False))
+    job._workers, job._scratch, job._tasks = workers, scratch, [task]
+    workers[0].send(task)
+    with pytest.raises(AnalysisError, match=r"drawing worker failed: KeyError: 'B5'"):
+        job.result()
+    assert not Path(scratch.name).exists()  # scratch folder removed
