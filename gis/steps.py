@@ -33,22 +33,24 @@ import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import pandas as pd
 
-from gis import __version__, compliance, coverage, hotspots, ledgers, map_sheets, maps, settings, targets
+from gis import __version__, settings
 from gis._errors import GisError
-from gis.compliance import ComplianceResult
-from gis.coverage import DistrictCoverage
 from gis.district import District
 from gis.export import atomic_path, write_csv, write_geotiff, write_gpkg
-from gis.hotspots import DensitySurface, HotspotResult
-from gis.ledgers import LedgerSet
 from gis.params import Params, params_for
-from gis.routing import NetworkCSR
 from gis.schema import REJECT_COLUMNS, Tier
+
+if TYPE_CHECKING:  # the analysis modules are imported by their steps: the registry alone stays cheap
+    from gis.compliance import ComplianceResult  # (``gis validate`` and the CLI's parser need only the registry)
+    from gis.coverage import DistrictCoverage
+    from gis.hotspots import DensitySurface, HotspotResult
+    from gis.ledgers import LedgerSet
+    from gis.routing import NetworkCSR
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +225,8 @@ def run_compliance(ctx: RunContext, out: Path) -> dict[str, Any]:
     ``orphan_points``, ``townships_without_transfer_station``,
     ``has_working_sorting_centre`` (and a few more).
     """
+    from gis import compliance, ledgers
+
     result = compliance.check_district(ctx.district)
     layers = {"sites": result.sites, "violations": result.violations, "linkage": compliance.linkage_lines(result)}
     if result.incidents is not None:
@@ -240,6 +244,8 @@ def run_coverage(ctx: RunContext, out: Path) -> dict[str, Any]:
     population, ranked), ``recommended_sites`` (MCLP choice), ``population_cells``
     (each cell's distance and coverage for the headline tier).
     """
+    from gis import coverage, targets
+
     result = coverage.analyse_district(ctx.district, compliance=ctx.compliance, networks=ctx.networks,
                                        target_evaluator=targets.district_evaluator(ctx.district, ctx.compliance))
     write_gpkg(result.layers(), out / "coverage.gpkg")
@@ -263,6 +269,8 @@ def run_hotspots(ctx: RunContext, out: Path) -> dict[str, Any]:
     clusters, rebounds, and every incident with its ``cluster_id``). A district without
     incidents gives zero counts and no files.
     """
+    from gis import hotspots
+
     d = ctx.district
     incidents = d.incidents
     if incidents is None or len(incidents) == 0:
@@ -284,6 +292,8 @@ def run_ledgers(ctx: RunContext, out: Path) -> dict[str, Any]:
     Uses the compliance result (running the check when absent), the site problems
     and, when present, the hot-spot problems.
     """
+    from gis import compliance, ledgers
+
     if ctx.compliance is None:
         ctx.compliance = compliance.check_district(ctx.district)
     project = ctx.district.project
@@ -311,6 +321,8 @@ def run_ledgers(ctx: RunContext, out: Path) -> dict[str, Any]:
 
 def run_maps(ctx: RunContext, out: Path) -> dict[str, Any]:
     """Step ``maps``: write ``OUT/map.html`` and ``OUT/map.png`` from every result so far."""
+    from gis import map_sheets, maps
+
     d = ctx.district
     job = map_sheets.SheetJob(d)  # map_sheets/ (PNG + PDF): the drawing workers start while the layers are built
     opt = maps.district_options(d)

@@ -132,17 +132,15 @@ def test_cli_rollup(runs, tmp_path):
 
 def test_rollup_reading_the_districts_on_dask_workers_equals_the_local_rollup(runs, tmp_path):
     """``rollup(..., client=)`` (each district's results read on a worker, only summaries
-    returned): same summary and the same workbook, sheet by sheet."""
-    from gis.parallel import local_client
+    returned): same summary and the same workbook, sheet by sheet. An in-process cluster:
+    worker processes on 127.0.0.1 are exercised by tests/test_parallel.py and
+    tests/test_dask_cli_cluster.py (starting two here cost half a minute of CPU)."""
+    from distributed import Client, LocalCluster
 
     local = rollup(runs, tmp_path / "local")
-    client = local_client(n_workers=2, threads_per_worker=1)
-    try:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
         dist = rollup(runs, tmp_path / "dask", client=client)
-    finally:
-        cluster = client.cluster
-        client.close()
-        cluster.close()
     assert dist.summary == local.summary
     for sheet in ("区县汇总", "目标完成", "覆盖率", "四山聚集区", "跨区聚集区", "全部聚集区", "部门违规"):
         a, b = (pd.read_excel(tmp_path / k / "municipal_summary.xlsx", sheet_name=sheet, dtype=str) for k in ("local", "dask"))
