@@ -201,7 +201,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace, steps: list[str] | None = None) -> int:
     from gis.pipeline import run
 
-    if steps is None and getattr(args, "steps", None):
+    if steps is None and getattr(args, "steps", None) is not None:  # --steps "" = loading only
         steps = [s.strip() for s in args.steps.split(",") if s.strip()]
     from gis.municipal import is_municipality
 

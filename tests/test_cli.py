@@ -42,6 +42,7 @@ def test_run_writes_outputs_that_balance(tiny_project, tmp_path):
     r = gis("run", "--project", str(tiny_project), "--out", str(out), "--quiet", "--steps", "")
     assert r.returncode == 0, r.stderr
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["steps_run"] == ["load"]  # an empty --steps runs no analysis
     assert summary["sites_total"] == 5
     assert summary["read"]["sites"] == summary["loaded"]["sites"] + summary["rejects_by_layer"]["sites"]
     assert summary["sites_by_tier"]["collection_point"] == 1
