@@ -439,6 +439,23 @@ def _cli(*args: str, **kw) -> subprocess.Popen:
     return subprocess.Popen([PY, "-m", "gis", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
 
 
+#: ``gis`` with a one-second pause after the last output and before ``run_manifest.json``
+#: (test-side only): the last output's state lasts long enough to be caught and killed.
+_PAUSE_BEFORE_MANIFEST = (
+    "import sys, time, gis.outdir as o\n"
+    "manifest = o.manifest\n"
+    "o.manifest = lambda *a, **k: (time.sleep(1.0), manifest(*a, **k))[1]\n"
+    "from gis.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def _cli_pausing(*args: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "GIS_PROGRESS": "0", "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([PY, "-c", _PAUSE_BEFORE_MANIFEST, *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
 def _kill_when(proc: subprocess.Popen, tmp_glob: Path, files: int, timeout: float = 600) -> bool:
     """SIGKILL ``proc`` once its temporary output folder holds ``files`` files; False if it ended first."""
     t0 = time.perf_counter()
@@ -468,7 +485,7 @@ def test_killed_runs_leave_previous_outputs_byte_identical(tmp_path):
     assert "summary.json" in before and "run_manifest.json" in before
     n = len(before) - 1  # outputs a complete run writes before its manifest
     for files in sorted({1, n // 2, n - 1}):  # early, half-way, last output being written
-        proc = _cli("run", "--project", str(project), "--out", str(out), "--quiet", start_new_session=True)
+        proc = _cli_pausing("run", "--project", str(project), "--out", str(out), "--quiet", start_new_session=True)
         assert _kill_when(proc, tmp_path / ".out.tmp-*", files), f"run ended before {files} outputs"
         assert _tree_digest(out) == before, f"killed after {files} of {n} outputs"
     again = _cli("run", "--project", str(project), "--out", str(out), "--quiet")
