@@ -88,26 +88,31 @@ def test_cell_coverage_with_radius_halo_equals_all_sites():
     assert not cell_coverage(left, sites[sites[:, 0] < 2500], 300.0).equals(full.loc[left.index])
 
 
-def test_dask_engine_equals_single_process_on_a_localcluster(tmp_path, run_tmp):
-    """``gis run --engine dask``'s default LocalCluster (127.0.0.1): every output file of the
-    cross-border analyses (四山 overlay, coverage, hex Gi*, DBSCAN across the borders),
-    written per district on the workers, equals the single-process engine's. (District
-    pipelines and the roll-up on a cluster: tests/test_dask_cli_cluster.py.)"""
+def test_dask_engine_equals_single_process_on_a_localcluster(tmp_path, run_tmp, monkeypatch):
+    """The Dask engine on a two-worker cluster: every output file of the cross-border analyses
+    (四山 overlay, coverage, hex Gi*, DBSCAN across the borders), written per district on the
+    workers, equals the single-process engine's, and the partitions hold the single process's
+    in-memory result row for row. ``gis run --engine dask``'s own cluster (no ``client``, no
+    ``scheduler``) comes from :func:`gis.parallel.local_client`, here an in-process one: worker
+    *processes* on 127.0.0.1 (a scheduler and two workers started from the command line) are
+    tests/test_dask_cli_cluster.py."""
     from _dask_compare import assert_same_outputs, read_layer
     from _far_municipality import far_municipality
+    from distributed import Client, LocalCluster
 
-    from gis.parallel import local_client, run_municipality
+    from gis import parallel
 
+    started = []
+
+    def in_process_client() -> Client:
+        started.append(Client(LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None)))
+        return started[-1]
+
+    monkeypatch.setattr(parallel, "local_client", in_process_client)
     muni = far_municipality(run_tmp)
-    single = run_municipality(muni, tmp_path / "single", engine="single", steps=[])
-    client = local_client(n_workers=2, threads_per_worker=1)
-    try:
-        assert all(a.startswith("tcp://127.0.0.1:") for a in client.scheduler_info()["workers"])
-        dask_ = run_municipality(muni, tmp_path / "dask", engine="dask", client=client, steps=[])
-    finally:
-        cluster = client.cluster
-        client.close()
-        cluster.close()
+    single = parallel.run_municipality(muni, tmp_path / "single", engine="single", steps=[])
+    dask_ = parallel.run_municipality(muni, tmp_path / "dask", engine="dask", steps=[])
+    assert len(started) == 1 and started[0].status == "closed"  # started for the run, closed after it
     assert single["municipal"] == dask_["municipal"]
     assert single["municipal"]["cross_border_clusters"] == 2
     assert dask_["analysis"] is None  # the client never held the layers
