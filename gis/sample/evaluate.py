@@ -24,7 +24,7 @@ _THRESHOLDS_M = np.array([100.0, 150.0, 200.0, 300.0, 500.0, 800.0])
 
 @dataclass(frozen=True)
 class _SegmentIndex:
-    """Outline segments of polygons or lines, for exact capped nearest distances.
+    """Outline segments of polygons, for exact capped nearest distances.
 
     ``polygons`` holds the polygons themselves (a point inside one is at distance 0),
     ``coords`` the segments' ends ``(m, 2, 2)`` and ``tree`` an STRtree over them.
@@ -57,11 +57,11 @@ class _Index:
 
 
 def _segments(geoms: npt.ArrayLike) -> npt.NDArray[np.object_]:
-    """Boundary of polygons (or lines) as individual 2-point segments (for fast nearest queries)."""
+    """Boundary of polygons as individual 2-point segments (for fast nearest queries)."""
     geoms = np.asarray(geoms, dtype=object)
     if not len(geoms):
         return np.empty(0, dtype=object)
-    lines = shapely.get_parts(np.where(shapely.get_dimensions(geoms) == 2, shapely.boundary(geoms), geoms))
+    lines = shapely.get_parts(shapely.boundary(geoms))
     lines = shapely.get_parts(lines)
     coords, idx = shapely.get_coordinates(lines, return_index=True)
     same = idx[:-1] == idx[1:]
@@ -71,7 +71,6 @@ def _segments(geoms: npt.ArrayLike) -> npt.NDArray[np.object_]:
 
 def _build_index(parcels: gpd.GeoDataFrame, zones: gpd.GeoDataFrame, classes: MappingProxyType[str, dict[str, Any]]) -> _Index:
     """Trees over parcels, parcel/zone boundaries, zones and receptors."""
-    seg = np.concatenate([_segments(parcels.geometry.values), _segments(zones.geometry.values)])
     receptor_trees = {}
     for kind in ("school", "hospital", "residential"):
         g = parcels.geometry.values[parcels["code"].isin(_codes_of_receptor(kind, classes)).to_numpy()]
@@ -82,7 +81,7 @@ def _build_index(parcels: gpd.GeoDataFrame, zones: gpd.GeoDataFrame, classes: Ma
     return _Index(
         parcels=parcels,
         parcel_tree=shapely.STRtree(parcels.geometry.values),
-        boundary_tree=_SegmentIndex(shapely.STRtree(seg), shapely.get_coordinates(seg).reshape(-1, 2, 2)),
+        boundary_tree=_SegmentIndex.of(np.concatenate([parcels.geometry.to_numpy(), zones.geometry.to_numpy()]), polygons=False),
         zones=zones,
         zone_tree=shapely.STRtree(zones.geometry.values),
         receptor_trees=receptor_trees,
@@ -130,7 +129,9 @@ def _nearest_within(index: _SegmentIndex, x: FloatArray, y: FloatArray, cap: flo
     the others take the segments whose envelopes meet their box of half-side :math:`r`
     and measure them exactly (:func:`_point_segment_distance`). Every segment within
     :math:`r` of the point meets that box, so a minimum :math:`\le r` is final; the
-    remaining points search again with :math:`2r`, up to the cap.
+    remaining points search again with :math:`2r`, up to the cap. (Not
+    :func:`gis.overlay.nearest_distance`: that one is exact only to rounding, and the
+    sample's bytes must not change with the method.)
     """
     d = np.full(len(x), np.inf)
     if not len(index.coords):
