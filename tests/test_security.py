@@ -434,9 +434,13 @@ def test_all_nodata_landuse_lists_skipped_rules_without_bogus_problems(tmp_path)
 # ------------------------------------------------------------ atomic outputs
 
 
-def _cli(*args: str, **kw) -> subprocess.Popen:
+def _python(*argv: str, **kw) -> subprocess.Popen:
     env = {**os.environ, "GIS_PROGRESS": "0", "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([PY, "-m", "gis", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+    return subprocess.Popen([PY, *argv], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+def _cli(*args: str, **kw) -> subprocess.Popen:
+    return _python("-m", "gis", *args, **kw)
 
 
 #: ``gis`` with a one-second pause after the last output and before ``run_manifest.json``
@@ -451,9 +455,7 @@ _PAUSE_BEFORE_MANIFEST = (
 
 
 def _cli_pausing(*args: str, **kw) -> subprocess.Popen:
-    env = {**os.environ, "GIS_PROGRESS": "0", "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([PY, "-c", _PAUSE_BEFORE_MANIFEST, *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+    return _python("-c", _PAUSE_BEFORE_MANIFEST, *args, **kw)
 
 
 def _kill_when(proc: subprocess.Popen, tmp_glob: Path, files: int, timeout: float = 600) -> bool:
