@@ -196,6 +196,19 @@ class MapLayer:
         return 0 if self.gdf is None else len(self.gdf)
 
     @functools.cached_property
+    def geojson(self) -> dict[str, Any] | None:
+        """The shown columns (popup fields, ``_color``, ``_symbol``) as a GeoJSON
+        FeatureCollection, converted once per layer: the app draws a fresh map on every
+        rerun from cached layers, and folium would convert the frame each time. Features
+        carry their ``id``, so folium reads this dict and never writes to it."""
+        if self.gdf is None:
+            return None
+        g = self.gdf
+        fields = [c for c, _ in self.popup if c in g.columns]
+        data = g[fields + ["_color"] + (["_symbol"] if "_symbol" in g else []) + ["geometry"]]
+        return json.loads(json.dumps(data.to_crs(WGS84).__geo_interface__))
+
+    @functools.cached_property
     def image_url(self) -> str | None:
         """The image as a PNG ``data:`` URL, encoded once per layer (the app redraws the map
         on every rerun from cached layers; folium would re-encode the array each time)."""
@@ -255,6 +268,53 @@ LEGEND_STRIP_PX = {False: 380, True: 740}
 #: The app's legend starts folded (its title only) on maps narrower than this (px): on a laptop's
 #: map or the inspector's half-width map an open legend would hide half of the district.
 LEGEND_OPEN_MIN_PX = 1000
+
+
+class _Rendered(Element):
+    """A snippet already rendered, kept as it is.
+
+    branca's :meth:`MacroElement.render` wraps each rendered header/html/script
+    snippet in a new ``Element``, which compiles the snippet as a Jinja template —
+    for a GeoJSON layer that is its whole embedded data, lexed for nothing (about
+    half of a map's render time). This element holds the text and returns it.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self._text = text
+
+    def render(self, **kwargs: Any) -> str:
+        return self._text
+
+
+class _RenderedOnce(MacroElement):
+    """Mixin: :meth:`MacroElement.render` with the snippets kept as :class:`_Rendered`."""
+
+    def render(self, **kwargs: Any) -> None:
+        figure = self.get_root()
+        parts = self._template.module.__dict__
+        for part, target in (("header", figure.header), ("html", figure.html), ("script", figure.script)):
+            macro = parts.get(part)
+            if macro is not None:
+                target.add_child(_Rendered(macro(self, kwargs)), name=self.get_name())
+        for element in self._children.values():
+            element.render(**kwargs)
+
+
+class _GeoJson(folium.GeoJson, _RenderedOnce):
+    """folium's GeoJson layer, rendered without compiling its data as a template."""
+
+
+class _ImageOverlay(folium.raster_layers.ImageOverlay, _RenderedOnce):
+    """folium's ImageOverlay (a data-URI raster), rendered without compiling it as a template."""
+
+
+class _GeoJsonPopup(folium.GeoJsonPopup, _RenderedOnce):
+    """folium's GeoJsonPopup, its snippets kept as rendered."""
+
+
+class _GeoJsonTooltip(folium.GeoJsonTooltip, _RenderedOnce):
+    """folium's GeoJsonTooltip, its snippets kept as rendered."""
 
 
 class Legend(MacroElement):
@@ -502,7 +562,7 @@ def _add_layer(m: folium.Map, lay: MapLayer) -> None:
     name = html.escape(lay.title)
     if lay.kind == "image":
         s, w, n, e = lay.bounds  # type: ignore[misc]
-        folium.raster_layers.ImageOverlay(
+        _ImageOverlay(
             image=lay.image_url, bounds=[[s, w], [n, e]], name=name, show=lay.show, opacity=1.0,
             interactive=False, cross_origin=False, zindex=1,
         ).add_to(m)
@@ -511,9 +571,9 @@ def _add_layer(m: folium.Map, lay: MapLayer) -> None:
     assert g is not None
     fields = [c for c, _ in lay.popup if c in g.columns]
     aliases = [html.escape(lbl) for c, lbl in lay.popup if c in g.columns]
-    data = g[fields + ["_color"] + (["_symbol"] if "_symbol" in g else []) + ["geometry"]]
-    popup = folium.GeoJsonPopup(fields=fields, aliases=aliases, labels=True, max_width=440) if fields else None
-    tooltip = folium.GeoJsonTooltip(fields=[lay.tooltip], labels=False) if lay.tooltip in g.columns else None
+    data = lay.geojson
+    popup = _GeoJsonPopup(fields=fields, aliases=aliases, labels=True, max_width=440) if fields else None
+    tooltip = _GeoJsonTooltip(fields=[lay.tooltip], labels=False) if lay.tooltip in g.columns else None
     if lay.kind == "polygon":
         fo, weight, dash = lay.fill_opacity, lay.weight, lay.dash
 
@@ -521,11 +581,11 @@ def _add_layer(m: folium.Map, lay: MapLayer) -> None:
             c = feature["properties"]["_color"]
             return {"color": c, "fillColor": c, "weight": weight, "fillOpacity": fo, "dashArray": dash}
 
-        folium.GeoJson(data, name=name, show=lay.show, style_function=style, popup=popup, tooltip=tooltip,
+        _GeoJson(data, name=name, show=lay.show, style_function=style, popup=popup, tooltip=tooltip,
                        highlight_function=lambda f: {"weight": weight + 2}, smooth_factor=1.0).add_to(m)
         return
     size = lay.size
-    icons = {(sym, col): _svg(sym, col, size) for sym, col in set(zip(data["_symbol"], data["_color"]))}
+    icons = {(sym, col): _svg(sym, col, size) for sym, col in set(zip(g["_symbol"], g["_color"]))}
 
     def marker_style(feature: dict[str, Any]) -> dict[str, Any]:
         p = feature["properties"]
@@ -538,10 +598,10 @@ def _add_layer(m: folium.Map, lay: MapLayer) -> None:
 
         parent = MarkerCluster(name=name, show=lay.show, options={"disableClusteringAtZoom": 17,
                                                                   "chunkedLoading": True}).add_to(m)
-        folium.GeoJson(data, style_function=marker_style, marker=marker, popup=popup, tooltip=tooltip,
+        _GeoJson(data, style_function=marker_style, marker=marker, popup=popup, tooltip=tooltip,
                        control=False).add_to(parent)
     else:
-        folium.GeoJson(data, name=name, show=lay.show, style_function=marker_style, marker=marker,
+        _GeoJson(data, name=name, show=lay.show, style_function=marker_style, marker=marker,
                        popup=popup, tooltip=tooltip).add_to(m)
 
 
