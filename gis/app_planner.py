@@ -248,6 +248,9 @@ class PlannerBase:
         Road network of the standard's mode and its snapping limit.
     siting_config, gaps_config
         The ``siting`` and ``gaps`` blocks of the coverage section.
+    cells, cell_size_m
+        Footprints of the population cells (rows of ``distances.points``) and their
+        spacing: gaps at any radius merge these, none is drawn again.
     """
 
     scope: CoverageScope
@@ -259,6 +262,8 @@ class PlannerBase:
     max_snap_m: float
     siting_config: dict[str, Any]
     gaps_config: dict[str, Any]
+    cells: np.ndarray
+    cell_size_m: float
 
 
 def planner_base(district: District, compliance: Any, target_rows: Sequence[Mapping[str, Any]],
@@ -281,8 +286,10 @@ def planner_base(district: District, compliance: Any, target_rows: Sequence[Mapp
     headline = str(cfg.get("headline_tier", "collection_point"))
     scfg = dict(cfg.get("siting") or {})
     checked = candidate_check if candidate_check is not None else cov.siting_candidates(district, headline, scfg)
+    spacing = cov.cell_spacing(points_xy(built.points))
+    cells = cov.cell_footprints(built.points, raster=district.population_raster, cell_size_m=spacing)
     return PlannerBase(scope, built, planned, checked, cov.eligible_sites(district, compliance), net,
-                       float(cfg["max_snap_m"]), scfg, dict(cfg.get("gaps") or {}))
+                       float(cfg["max_snap_m"]), scfg, dict(cfg.get("gaps") or {}), cells, spacing)
 
 
 @dataclass
@@ -302,7 +309,8 @@ def planner_at(base: PlannerBase, district: District, radius_m: float) -> Planne
     planned = cov.coverage_at(base.distances_planned, radius_m, areas=False)
     g = base.gaps_config
     gaps = cov.coverage_gaps(now.points, min_population=float(g.get("min_population") or 0.0),
-                             raster=district.population_raster, max_gaps=g.get("max_gaps"))
+                             raster=district.population_raster, max_gaps=g.get("max_gaps"),
+                             cell_size_m=base.cell_size_m, footprints=base.cells)
     inputs = (cov.siting_inputs(now, base.checked, base.siting_config, network=base.network,
                                 max_snap_m=base.max_snap_m) if base.checked is not None else None)
     return PlannerAt(float(radius_m), now, planned, gaps, inputs)

@@ -529,6 +529,7 @@ def coverage_gaps(
     max_gaps: int | None = None,
     cell_size_m: float | None = None,
     raster: Any = None,
+    footprints: np.ndarray | None = None,
 ) -> gpd.GeoDataFrame:
     """Uncovered population as polygons of merged cells, ranked by uncovered residents.
 
@@ -547,6 +548,9 @@ def coverage_gaps(
     gets ``population`` (uncovered residents), ``households``, ``cells``,
     ``township`` (the township holding most of its uncovered residents) and
     ``rank`` (1 = largest).
+
+    ``footprints`` (:func:`cell_footprints` of ``points``, with ``cell_size_m``) spare
+    drawing the cells again when gaps are asked for at several radii (the app's slider).
     """
     crs = points.crs
     cols = ["rank", "gap_id", "township", "population", "households", "cells", "area_km2"]
@@ -554,8 +558,9 @@ def coverage_gaps(
     if len(points) == 0:
         return empty
     if cell_size_m is None:
-        cell_size_m = _cell_spacing(points_xy(points))
-    unc = points.loc[~points["covered"].to_numpy(bool) & (points["population"].to_numpy(float) > 0)]
+        cell_size_m = cell_spacing(points_xy(points))
+    uncovered = ~points["covered"].to_numpy(bool) & (points["population"].to_numpy(float) > 0)
+    unc = points.loc[uncovered]
     if len(unc) == 0:
         return empty
     xy = points_xy(unc)
@@ -577,7 +582,8 @@ def coverage_gaps(
         return empty
     rank_of = np.full(len(pop), -1)
     rank_of[order] = np.arange(1, len(order) + 1)
-    merged = _gap_polygons(unc, xy, rank_of[comp], cell_size_m, raster, crs)
+    cells = footprints[uncovered] if footprints is not None else _ranked_footprints(unc, rank_of[comp], raster, cell_size_m)
+    merged = _gap_polygons(cells, rank_of[comp], crs)
     tw = pd.DataFrame({"rank": rank_of[comp], "township": unc["township"].astype("string").fillna("(无镇街)").to_numpy(),
                        "population": unc["population"].to_numpy(float)})
     tw = tw[tw["rank"] > 0].groupby(["rank", "township"])["population"].sum().reset_index()
@@ -598,7 +604,7 @@ def coverage_gaps(
     return out
 
 
-def _cell_spacing(xy: np.ndarray) -> float:
+def cell_spacing(xy: np.ndarray) -> float:
     """Median nearest-neighbour spacing of the cells (100 m for a single cell)."""
     if len(xy) > 1:
         d, _ = cKDTree(xy).query(xy, k=2)
@@ -615,25 +621,37 @@ def _gap_totals(unc: gpd.GeoDataFrame, comp: np.ndarray) -> tuple[np.ndarray, np
     return pop, hh, np.bincount(comp)
 
 
-def _gap_polygons(
-    unc: gpd.GeoDataFrame, xy: np.ndarray, cell_rank: np.ndarray, cell_size_m: float, raster: Any, crs: Any
-) -> gpd.GeoSeries:
-    """Dissolved footprint of the ranked gaps' cells, indexed by rank.
+def cell_footprints(points: gpd.GeoDataFrame, *, raster: Any = None, cell_size_m: float | None = None) -> np.ndarray:
+    """Each population cell's footprint in ``points.crs`` (shapely polygons, one per row).
 
-    Raster cells are drawn in the raster's CRS (true footprints), others as squares
-    of side ``cell_size_m``; cells tile without overlap, so
-    :func:`shapely.coverage_union_all` is exact.
+    Raster cells (``row``/``col`` columns and the :class:`gis.io.RasterLayer`) are
+    drawn in the raster's CRS and projected, so neighbours share edges exactly;
+    other cells are squares of side ``cell_size_m`` (default: the median
+    nearest-neighbour spacing) around their centres. Cells tile without overlap.
     """
-    sel = cell_rank > 0
-    if raster is not None and {"row", "col"} <= set(unc.columns):
-        r = unc["row"].to_numpy(float)[sel]
-        c = unc["col"].to_numpy(float)[sel]
+    if raster is not None and {"row", "col"} <= set(points.columns):
+        r = points["row"].to_numpy(float)
+        c = points["col"].to_numpy(float)
         x0, y0 = raster.transform @ (c, r)
         x1, y1 = raster.transform @ (c + 1, r + 1)
-        boxes = gpd.GeoSeries(shapely.box(x0, y0, x1, y1), crs=raster.crs).to_crs(crs).to_numpy()
-    else:
-        half = cell_size_m / 2
-        boxes = shapely.box(xy[sel, 0] - half, xy[sel, 1] - half, xy[sel, 0] + half, xy[sel, 1] + half)
+        return gpd.GeoSeries(shapely.box(x0, y0, x1, y1), crs=raster.crs).to_crs(points.crs).to_numpy()
+    xy = points_xy(points)
+    half = (cell_size_m if cell_size_m is not None else cell_spacing(xy)) / 2
+    return shapely.box(xy[:, 0] - half, xy[:, 1] - half, xy[:, 0] + half, xy[:, 1] + half)
+
+
+def _ranked_footprints(unc: gpd.GeoDataFrame, cell_rank: np.ndarray, raster: Any, cell_size_m: float) -> np.ndarray:
+    """Footprints of the cells of ranked gaps only (``None`` for the others)."""
+    cells = np.empty(len(unc), dtype=object)
+    cells[cell_rank > 0] = cell_footprints(unc.loc[cell_rank > 0], raster=raster, cell_size_m=cell_size_m)
+    return cells
+
+
+def _gap_polygons(cells: np.ndarray, cell_rank: np.ndarray, crs: Any) -> gpd.GeoSeries:
+    """Dissolved footprint of the ranked gaps' cells, indexed by rank (cells tile without
+    overlap, so :func:`shapely.coverage_union_all` is exact)."""
+    sel = cell_rank > 0
+    boxes = cells[sel]
     ranks = cell_rank[sel]
     by_rank = pd.Series(np.arange(len(ranks))).groupby(ranks).indices
     return gpd.GeoSeries(

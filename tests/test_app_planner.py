@@ -40,6 +40,18 @@ def test_coverage_at_equals_a_fresh_search(base, radius: float) -> None:
     assert len(fast.service_areas) == len(fresh.service_areas)
 
 
+@pytest.mark.parametrize("radius", [300.0, 800.0])
+def test_gaps_from_the_cached_cell_footprints_equal_a_fresh_drawing(base, radius: float) -> None:
+    d, b = base
+    at = pl.planner_at(b, d, radius)
+    g = b.gaps_config
+    fresh = cov.coverage_gaps(at.coverage.points, min_population=float(g.get("min_population") or 0.0),
+                              raster=d.population_raster, max_gaps=g.get("max_gaps"))
+    assert len(at.gaps) == len(fresh) > 0
+    assert at.gaps.drop(columns="geometry").equals(fresh.drop(columns="geometry"))
+    assert at.gaps.geometry.geom_equals_exact(fresh.geometry, tolerance=1e-6).all()
+
+
 def test_radius_beyond_the_search_limit_is_refused(base) -> None:
     _, b = base
     with pytest.raises(Exception, match="outside the distances computed"):
