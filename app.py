@@ -231,9 +231,11 @@ def choose_params(district: District) -> tuple[sup.AppParams, str, str]:
 # ---------------------------------------------------------------------------------
 
 
-def run_steps(district: District, pkey: str, params: sup.AppParams) -> dict[str, sup.StepOutput]:
-    """Run the pipeline steps (cached). The service radius and k are not step parameters here: the
-    planner answers them from cached distances and coverage matrix (:func:`planner_state`)."""
+def run_steps(district: District, pkey: str, params: sup.AppParams, skip: frozenset[str] = frozenset()
+              ) -> dict[str, sup.StepOutput]:
+    """Run the pipeline steps (cached) but those in ``skip`` (and the steps that read them). The
+    service radius and k are not step parameters here: the planner answers them from cached distances
+    and coverage matrix (:func:`planner_state`)."""
     overrides = dataclasses.replace(params, service_radius_m=None, k_new_sites=None).overrides()
     d = sup.with_overrides(district, overrides)
     outputs: dict[str, sup.StepOutput] = {}
@@ -243,10 +245,10 @@ def run_steps(district: District, pkey: str, params: sup.AppParams) -> dict[str,
         if step == "maps":
             continue
         ok, _why = sup.step_available(step)
-        if not ok:
+        deps = sup.step_upstream(step)
+        if not ok or step in skip or any(s in skip for s in deps):
             continue
         skey = sup.step_key(step, overrides)
-        deps = sup.step_upstream(step)
         upstream = tuple(f"{s}:{keys[s]}" for s in deps if s in keys)
         keys[step] = f"{skey}-{hashlib.sha1('|'.join(upstream).encode()).hexdigest()[:6]}"
         with st.spinner(f"{sup.STEP_LABELS.get(step, step)} …"):
@@ -333,7 +335,8 @@ def map_layers(district: District, pkey: str, outputs: dict[str, sup.StepOutput]
     """The map's layers: those of the step results (cached per step keys) with the coverage and siting
     layers at the planner's radius and k in their places (cached per radius and k)."""
     context = sup.merged_context(outputs)
-    keys = tuple(st.session_state.get("_step_keys", ()))
+    # the ledgers step draws nothing: its arrival (Inspector tab opened) does not rebuild the map's layers
+    keys = tuple(k for k in st.session_state.get("_step_keys", ()) if not k.startswith("ledgers:"))
     if plan is None:
         opt, layers = build_layers_cached(pkey, keys, tiles, attribution, district, context)
         return opt, layers, keys
@@ -766,10 +769,15 @@ def main() -> None:
         ["地图 Map", "规划 Planner", "巡查 Inspector", "下载 Downloads", "市级汇总 Municipal"], key="tab", on_change="rerun"
     )
     early = base_map_first(district, pkey, tab_map, tiles, attribution) if tab_map.open is not False else None
-    outputs = run_steps(district, pkey, params)
+    # the ledgers (问题台账, campaign store) serve the Inspector and Downloads tabs only: the map and the
+    # planner do not wait for them; they run (once, cached) when one of those tabs is opened
+    ledgers_wanted = tab_insp.open is not False or tab_dl.open is not False
+    outputs = run_steps(district, pkey, params, skip=frozenset() if ledgers_wanted else frozenset({"ledgers"}))
     warm_projects().add(pkey)
     st.sidebar.caption(
         "已运行 Analyses run: " + (", ".join(sup.STEP_LABELS.get(s, s) for s in outputs) or "—")
+        + ("" if ledgers_wanted else " · 台账在「巡查」「下载」页生成 Ledgers are made on the Inspector and "
+           "Downloads tabs")
     )
     plan = planner_state(district, pkey, outputs) if tab_insp.open is not True and tab_muni.open is not True else None
     if tab_map.open is not False:
