@@ -62,14 +62,22 @@ def run_step_cached(
     return sup.run_one_step(step, _district, CACHE_ROOT / pkey / f"{step}-{skey}-{tag}", _context)
 
 
+@st.cache_resource(show_spinner=False, max_entries=4)
+def static_layers_cached(pkey: str, tiles: str, attribution: str, _district: District
+                         ) -> tuple[maps.MapOptions, maps.StaticLayers]:
+    """The layers no analysis changes (land use, zones, townships …), built once per project and basemap."""
+    opt = maps.district_options(_district)
+    if tiles:
+        opt = maps.with_options(opt, basemaps=(maps.Basemap(tiles, attribution or tiles),))
+    return opt, maps.static_layers(_district, opt)
+
+
 @st.cache_resource(show_spinner="绘制地图 Drawing the map …", max_entries=8)
 def build_layers_cached(pkey: str, keys: tuple[str, ...], tiles: str, attribution: str, _district: District,
                         _context: dict[str, Any]) -> tuple[maps.MapOptions, list[maps.MapLayer]]:
     """The map's layers (display-ready data), cached per project, step results and basemap."""
-    opt = maps.district_options(_district)
-    if tiles:
-        opt = maps.with_options(opt, basemaps=(maps.Basemap(tiles, attribution or tiles),))
-    return opt, maps.build_layers(_district, _context, opt)
+    opt, static = static_layers_cached(pkey, tiles, attribution, _district)
+    return opt, maps.build_layers(_district, _context, opt, static=static)
 
 
 def fresh_map(district: District, opt: maps.MapOptions, layers: list[maps.MapLayer]) -> Any:

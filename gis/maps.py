@@ -38,7 +38,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TYPE_CHECKING
 
@@ -91,6 +91,7 @@ __all__ = [
     "chromium_path",
     "MapLayer",
     "MapOptions",
+    "StaticLayers",
     "build_layers",
     "build_map",
     "escape_column",
@@ -100,6 +101,7 @@ __all__ = [
     "render_static",
     "save_map_html",
     "save_map_png",
+    "static_layers",
     "tianditu_basemap",
 ]
 
@@ -827,12 +829,32 @@ def _hotspot_layers(hot: Any, out: Path | None, opt: MapOptions) -> list[MapLaye
     return layers
 
 
+@dataclass(frozen=True)
+class StaticLayers:
+    """The layers no analysis changes (land use, zones, townships, candidates, incidents),
+    built once and handed to :func:`build_layers` for every map of the district."""
+
+    landuse: MapLayer | None
+    zones: tuple[MapLayer, ...]
+    townships: MapLayer | None
+    candidates: MapLayer | None
+    incidents: MapLayer | None
+
+
+def static_layers(district: District, options: MapOptions | None = None) -> StaticLayers:
+    """Build the district's :class:`StaticLayers`."""
+    opt = options or district_options(district)
+    return StaticLayers(_landuse_layer(district, opt), tuple(_zone_layers(district, opt)),
+                        _townships_layer(district, opt), _candidate_layer(district, opt), _incident_layer(district, opt))
+
+
 def build_layers(
     district: District,
     results: Mapping[str, Any] | None = None,
     options: MapOptions | None = None,
     *,
     out: Path | None = None,
+    static: StaticLayers | None = None,
 ) -> list[MapLayer]:
     """All display layers of a district and the analysis results that exist.
 
@@ -848,6 +870,8 @@ def build_layers(
         Display options; default: the district's ``map`` section.
     out
         Output folder, to find ``density.tif`` when the hotspot result has no path.
+    static
+        :func:`static_layers` of the district with these options, if already built.
 
     Returns
     -------
@@ -856,9 +880,8 @@ def build_layers(
     """
     opt = options or district_options(district)
     results = results or {}
-    layers: list[MapLayer | None] = [_landuse_layer(district, opt)]
-    layers += _zone_layers(district, opt)
-    layers.append(_townships_layer(district, opt))
+    fixed = static or static_layers(district, opt)
+    layers: list[MapLayer | None] = [fixed.landuse, *fixed.zones, fixed.townships]
     hot = results.get("hotspots")
     hot_layers = _hotspot_layers(hot, out, opt) if hot is not None else []  # built once: surfaces below, clusters above
     layers += [lay for lay in hot_layers if lay.key in ("gi_grid", "density")]
@@ -868,11 +891,11 @@ def build_layers(
     layers += [lay for lay in hot_layers if lay.key == "clusters"]
     comp = results.get("compliance")
     layers += _site_layers(district, opt, site_verdicts(comp) if comp is not None else None)
-    layers.append(_candidate_layer(district, opt))
+    layers.append(fixed.candidates)
     siting = results.get("siting") if results.get("siting") is not None else _attr(cov, "siting", "recommended")
     if siting is not None:
         layers += _siting_layers(siting, opt)
-    layers.append(_incident_layer(district, opt))
+    layers.append(fixed.incidents)
     kept = [lay for lay in layers if lay is not None and (lay.n > 0 or lay.image is not None)]
     limit = max_page_points(district)
     return [aggregate_points(lay, opt.max_vector_polygons) if lay.kind == "point" and lay.n > limit else lay
