@@ -22,19 +22,17 @@ Targets (issue 12): cold start < 10 s, radius or k change < 2 s. Writes the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from benchmarks._common import machine, write_section
+from gis.testing import serve_app
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -43,42 +41,9 @@ TARGET_COLD_S = 10.0
 TARGET_CHANGE_S = 2.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(cache_dir: Path) -> tuple[subprocess.Popen[bytes], str, float]:
-    """``streamlit run app.py`` on a free loopback port; returns (process, url, launch time)."""
-    port = _free_port()
-    env = dict(os.environ, GIS_PROGRESS="0", STREAMLIT_BROWSER_GATHER_USAGE_STATS="false", TMPDIR=str(cache_dir))
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read().decode().strip() == "ok":
-                    return proc, url, t0
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("streamlit did not become healthy in 120 s")
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=15)
+def _env(cache_dir: Path) -> dict[str, str]:
+    """The server's environment: no progress output, temporary files (the app's cache) in ``cache_dir``."""
+    return dict(os.environ, GIS_PROGRESS="0", TMPDIR=str(cache_dir))
 
 
 def wait_idle(page: Any, timeout_s: float = 300) -> None:
@@ -108,19 +73,20 @@ def cold_start(browser: Any) -> tuple[float, float, int]:
     """Seconds from server launch to the first map drawn (base layers, drawn while the analyses run) and
     to the full map (every analysis layer, the planner's radius named), and the features drawn."""
     cache = Path(tempfile.mkdtemp(prefix="gis-bench-app-"))
-    proc, url, t0 = start_server(cache)
-    page = browser.new_page()
     try:
-        page.goto(url, wait_until="domcontentloaded", timeout=120_000)
-        map_features(page)
-        first = time.perf_counter() - t0
-        wait_text(page, "服务半径 ")
-        wait_idle(page)
-        n = map_features(page)
-        full = time.perf_counter() - t0
+        with serve_app(REPO / "app.py", env=_env(cache)) as (url, t0):
+            page = browser.new_page()
+            try:
+                page.goto(url, wait_until="domcontentloaded", timeout=120_000)
+                map_features(page)
+                first = time.perf_counter() - t0
+                wait_text(page, "服务半径 ")
+                wait_idle(page)
+                n = map_features(page)
+                full = time.perf_counter() - t0
+            finally:
+                page.close()
     finally:
-        page.close()
-        stop_server(proc)
         shutil.rmtree(cache, ignore_errors=True)
     return first, full, n
 
@@ -136,7 +102,8 @@ def slider_step(page: Any, label: str) -> None:
 def changes(browser: Any, rounds: int) -> tuple[list[float], list[float]]:
     """Radius-slider and k-slider answer times (one server, warm after its first run)."""
     cache = Path(tempfile.mkdtemp(prefix="gis-bench-app-"))
-    proc, url, _ = start_server(cache)
+    server = contextlib.ExitStack()
+    url, _ = server.enter_context(serve_app(REPO / "app.py", env=_env(cache)))
     page = browser.new_page()
     radius_s: list[float] = []
     k_s: list[float] = []
@@ -170,7 +137,7 @@ def changes(browser: Any, rounds: int) -> tuple[list[float], list[float]]:
             k_s.append(time.perf_counter() - t0)
     finally:
         page.close()
-        stop_server(proc)
+        server.close()
         shutil.rmtree(cache, ignore_errors=True)
     return radius_s, k_s
 

@@ -5,10 +5,20 @@ townships, a GCJ-02 site ledger with Chinese headers and one bad row of each kin
 incident records, a four-mountains zone and land use — small enough for unit
 tests and for reading by eye. :func:`assert_counts_balance` checks the toolkit's
 central promise: every input row is either loaded or rejected with a reason.
+:func:`serve_app` runs the Streamlit app on a free loopback port (browser tests and
+``benchmarks/bench_app.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import geopandas as gpd
@@ -18,6 +28,9 @@ import yaml
 from shapely.geometry import box
 
 from gis.export import write_csv, write_gpkg
+
+#: Seconds :func:`serve_app` waits for the Streamlit server to answer its health check.
+SERVER_START_TIMEOUT_S = 90.0
 
 #: Centre of the tiny district (WGS84), inside Shapingba.
 TINY_ORIGIN = (106.40, 29.60)
@@ -134,3 +147,60 @@ def assert_counts_balance(district) -> None:
         rejected = int((district.rejects["layer"] == role).sum())
         loaded = district.loaded_counts.get(role, 0)
         assert loaded + rejected == n, f"{role}: loaded {loaded} + rejected {rejected} != read {n}"
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve_app(app: str | Path, *, env: Mapping[str, str] | None = None, log: str | Path | None = None,
+              timeout_s: float | None = None) -> Iterator[tuple[str, float]]:
+    """``streamlit run app`` on 127.0.0.1 at a free port, headless, usage statistics off.
+
+    Yields ``(url, t0)`` once ``/_stcore/health`` answers ``ok`` (``t0``: the
+    ``time.perf_counter()`` of the launch, for cold-start timings); stops the server
+    on exit. ``env`` replaces the environment; ``log`` receives the server's output.
+    Raises ``RuntimeError`` (with the log's tail) when the server exits or is not
+    healthy within ``timeout_s`` (default :data:`SERVER_START_TIMEOUT_S`).
+    """
+    timeout_s = SERVER_START_TIMEOUT_S if timeout_s is None else timeout_s
+    port = free_port()
+    env = dict(os.environ if env is None else env, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true", "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(open(log, "wb")) if log is not None else subprocess.DEVNULL
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=Path(app).resolve().parent, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait_healthy(proc, url, timeout_s, log)
+            yield url, t0
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=15)
+
+
+def _wait_healthy(proc: subprocess.Popen[bytes], url: str, timeout_s: float, log: str | Path | None) -> None:
+    tail = (lambda: Path(log).read_text(errors="replace")[-3000:]) if log is not None else (lambda: "")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}:\n{tail()}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read().decode().strip() == "ok":
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"streamlit did not become healthy in {timeout_s:g} s:\n{tail()}")
+        time.sleep(0.1)
