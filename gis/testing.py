@@ -158,8 +158,12 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve_app(app: str | Path, *, env: Mapping[str, str] | None = None, log: str | Path | None = None,
-              timeout_s: float | None = None) -> Iterator[tuple[str, float]]:
+              timeout_s: float | None = None, shipped_config: bool = False) -> Iterator[tuple[str, float]]:
     """``streamlit run app`` on 127.0.0.1 at a free port, headless, usage statistics off.
+
+    ``shipped_config``: no option beyond the port and address, so the app's own
+    ``.streamlit/config.toml`` decides the rest (a test that the shipped settings
+    keep the app on loopback).
 
     Yields ``(url, t0)`` once ``/_stcore/health`` answers ``ok`` (``t0``: the
     ``time.perf_counter()`` of the launch, for cold-start timings); stops the server
@@ -169,9 +173,11 @@ def serve_app(app: str | Path, *, env: Mapping[str, str] | None = None, log: str
     """
     timeout_s = SERVER_START_TIMEOUT_S if timeout_s is None else timeout_s
     port = free_port()
-    env = dict(os.environ if env is None else env, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true", "--server.port", str(port),
-           "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+    env = dict(os.environ if env is None else env)
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port), "--server.address", "127.0.0.1"]
+    if not shipped_config:
+        env["STREAMLIT_BROWSER_GATHER_USAGE_STATS"] = "false"
+        cmd += ["--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(open(log, "wb")) if log is not None else subprocess.DEVNULL
         t0 = time.perf_counter()

@@ -640,70 +640,44 @@ def test_cli_confined_refuses_a_path_outside_in_one_line(tmp_path):
 @pytest.mark.slow
 def test_app_makes_no_request_outside_loopback(tmp_path):
     """The app started with only its shipped config: every browser request stays on 127.0.0.1."""
-    import shutil
-    import socket
     import urllib.parse
-    import urllib.request
+
+    from gis.testing import serve_app
 
     if not Path("/usr/bin/chromium").exists():
         pytest.skip("chromium not installed at /usr/bin/chromium")
     playwright = pytest.importorskip("playwright.sync_api")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLIT_") and k != "GIS_PROJECT"}
     env["GIS_PROGRESS"] = "0"
-    log = (tmp_path / "server.log").open("wb")
-    # no --browser.gatherUsageStats flag: the shipped .streamlit/config.toml must switch it off
-    proc = subprocess.Popen([PY, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.address", "127.0.0.1"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     outside: list[str] = []
-    profile = tmp_path / "profile"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                    if r.read().decode().strip() == "ok":
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "streamlit did not start"
-            time.sleep(0.5)
 
-        def guard(route):
-            host = urllib.parse.urlsplit(route.request.url).hostname or ""
-            if route.request.url.startswith(("data:", "blob:", "about:")) or host in ("127.0.0.1", "localhost", "::1"):
-                route.continue_()
-            else:
-                outside.append(route.request.url)
-                route.abort()
+    def guard(route):
+        host = urllib.parse.urlsplit(route.request.url).hostname or ""
+        if route.request.url.startswith(("data:", "blob:", "about:")) or host in ("127.0.0.1", "localhost", "::1"):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
 
-        with playwright.sync_playwright() as p:
-            ctx = p.chromium.launch_persistent_context(
-                str(profile), executable_path="/usr/bin/chromium", headless=True,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
-            )
-            try:
-                ctx.route("**/*", guard)
-                page = ctx.new_page()
-                page.goto(f"http://127.0.0.1:{port}", wait_until="domcontentloaded", timeout=60_000)
-                page.wait_for_selector('[data-testid="stApp"]', timeout=60_000)
-                end = time.monotonic() + 240
-                time.sleep(2)
-                while page.locator('[data-testid="stStatusWidget"]').count() and time.monotonic() < end:
-                    time.sleep(0.5)
-                time.sleep(3)  # usage statistics are sent after the first render
-            finally:
-                ctx.close()
-    finally:
-        proc.terminate()
+    # shipped_config: no --browser.gatherUsageStats flag, the shipped .streamlit/config.toml must switch it off
+    with serve_app(ROOT / "app.py", env=env, log=tmp_path / "server.log", timeout_s=120, shipped_config=True) as (url, _), \
+            playwright.sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path="/usr/bin/chromium", headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+        )
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        shutil.rmtree(profile, ignore_errors=True)
+            ctx.route("**/*", guard)
+            page = ctx.new_page()
+            page.goto(url, wait_until="domcontentloaded", timeout=60_000)
+            page.wait_for_selector('[data-testid="stApp"]', timeout=60_000)
+            end = time.monotonic() + 240
+            time.sleep(2)
+            while page.locator('[data-testid="stStatusWidget"]').count() and time.monotonic() < end:
+                time.sleep(0.5)
+            time.sleep(3)  # usage statistics are sent after the first render
+        finally:
+            ctx.close()
     assert outside == []
 
 
