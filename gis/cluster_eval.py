@@ -2,6 +2,9 @@
 
 * :func:`detectable_planted` — the Poisson oracle: is a planted cluster detectable
   in principle against its local background?
+* :func:`planted_ceiling` — what the matching rule allows in a crowded sample:
+  recall when the reports are assigned to the planted sites with their *true*
+  centres, spreads and counts (optionally with too-close sites reported as one place);
 * :func:`evaluate` — recall, recall of the detectable clusters and strict
   precision of a :class:`gis.hotspots.ClusterResult`, pooled and by group.
 
@@ -18,6 +21,7 @@ import pandas as pd
 from scipy.spatial import cKDTree
 from scipy.stats import poisson
 
+from gis import cluster_mixture as cm
 from gis.cluster_scan import bh_qvalues
 
 
@@ -177,3 +181,98 @@ def miss_causes(table: pd.DataFrame) -> dict[str, int]:
         "split": int((~majority & (miss["shared"] > 0)).sum()),
         "not found": int((miss["shared"] == 0).sum()),
     }
+
+
+def place_groups(s: cm.Sites, place_sigmas: float) -> np.ndarray:
+    """Place of each site: sites too close to tell apart are merged into one place, closest pair first.
+
+    Two sites *a*, *b* are one place when
+
+    .. math:: \\lVert\\mu_a-\\mu_b\\rVert < c\\,\\sqrt{(\\sigma_a^2+\\sigma_b^2)/2}
+
+    (*c* = ``place_sigmas``; for two equal Gaussian sites, *c* = 2 is where their summed
+    density stops having two peaks). Agglomerative: each round merges every pair of
+    places that are each other's closest (in units of the right-hand side) and
+    within the limit; a merged place is the single site of the same count, mean and
+    second moment (:func:`gis.cluster_mixture._merged`), then compared again with its neighbours.
+    Returns the place index of every site (0 … P−1).
+    """
+    place = np.arange(len(s))
+    if place_sigmas <= 0 or len(s) < 2:
+        return place
+    cur = cm.Sites(s.mu.copy(), s.sigma.copy(), s.n.copy())
+    members = [[k] for k in range(len(s))]
+    while len(cur) > 1:
+        d = np.hypot(*(cur.mu[:, None, :] - cur.mu[None, :, :]).transpose(2, 0, 1))
+        z = d / np.sqrt((cur.sigma[:, None] ** 2 + cur.sigma[None, :] ** 2) / 2)
+        np.fill_diagonal(z, np.inf)
+        best = np.argmin(z, axis=1)
+        pairs = [(a, int(b)) for a, b in enumerate(best) if a < b and best[b] == a and z[a, b] < place_sigmas]
+        if not pairs:
+            break
+        gone = {b for _, b in pairs}
+        for a, b in pairs:
+            one = cm._merged(cur, a, b)
+            cur.mu[a], cur.sigma[a], cur.n[a] = one.mu[0], one.sigma[0], one.n[0]
+            members[a] = members[a] + members[b]
+        keep = [k for k in range(len(cur)) if k not in gone]
+        cur = cur.subset(np.array(keep))
+        members = [members[k] for k in keep]
+    for p, ks in enumerate(members):
+        place[ks] = p
+    return place
+
+
+def planted_ceiling(
+    incidents: gpd.GeoDataFrame,
+    clusters_truth: pd.DataFrame,
+    incidents_truth: pd.DataFrame,
+    *,
+    reach_sigmas: float,
+    place_sigmas: float,
+) -> pd.DataFrame:
+    """Planted sites recovered when every report joins its most likely *true* site (an upper reference).
+
+    Per kind, the planted sites with their true centres :math:`\\mu_k`, spreads
+    :math:`\\sigma_k` and counts :math:`n_k` are the sites of
+    :func:`gis.cluster_mixture.assign`: each report of the kind joins the site of
+    largest :math:`n_k\\phi(s;\\mu_k,\\sigma_k)` within ``reach_sigmas`` σ (the Bayes
+    rule of the mixture a detector fits). With ``place_sigmas`` > 0 the sites closer
+    than that many rms spreads are first merged into places (:func:`place_groups`)
+    and a report joins its site's place. The clusters so formed (centre: median of
+    the members, as :func:`gis.hotspots.find_clusters`) are matched by
+    :func:`gis.hotspots.match_planted`. Where sites of one kind overlap, even these
+    true-parameter clusters miss sites: the rate is what a detector fitting the right
+    model could reach without knowing more than the reports.
+
+    Returns
+    -------
+    DataFrame
+        :func:`gis.hotspots.match_planted`'s table (``recovered`` per planted site).
+    """
+    from gis.hotspots import ClusterResult, match_planted
+
+    t = clusters_truth.reset_index(drop=True)
+    centres = gpd.GeoSeries(gpd.points_from_xy(t["lon"], t["lat"]), crs=4326).to_crs(incidents.crs)
+    mu = np.column_stack([centres.x.to_numpy(), centres.y.to_numpy()])
+    xy = np.column_stack([incidents.geometry.x.to_numpy(), incidents.geometry.y.to_numpy()])
+    kinds = incidents["kind"].astype(str).to_numpy()
+    label = np.full(len(incidents), -1, dtype=np.int64)
+    next_id = 0
+    for kind, idx in t.groupby(t["kind"].astype(str)).groups.items():
+        idx = np.asarray(idx)
+        sites = cm.Sites(mu[idx], t["sigma_m"].to_numpy(float)[idx], t["n_incidents"].to_numpy(float)[idx])
+        place = place_groups(sites, place_sigmas)
+        sel = np.flatnonzero(kinds == kind)
+        site = cm.assign(xy[sel], sites, reach_sigmas)
+        label[sel[site >= 0]] = place[site[site >= 0]] + next_id
+        next_id += int(place.max()) + 1
+    ok = label >= 0
+    mem = pd.DataFrame({"incident_id": incidents["incident_id"].to_numpy()[ok], "cluster_id": label[ok]})
+    cen = pd.DataFrame({"cluster_id": label[ok], "x": xy[ok, 0], "y": xy[ok, 1]}).groupby("cluster_id").median()
+    clusters = gpd.GeoDataFrame(
+        {"cluster_id": cen.index.to_numpy(), "centroid_x": cen["x"].to_numpy(), "centroid_y": cen["y"].to_numpy(),
+         "four_mountains_level": None},
+        geometry=gpd.points_from_xy(cen["x"], cen["y"]), crs=incidents.crs,
+    )  # fmt: skip
+    return match_planted(ClusterResult(clusters=clusters, members=mem), t, incidents_truth)
