@@ -6,7 +6,9 @@
   recall when the reports are assigned to the planted sites with their *true*
   centres, spreads and counts (optionally with too-close sites reported as one place);
 * :func:`evaluate` — recall, recall of the detectable clusters and strict
-  precision of a :class:`gis.hotspots.ClusterResult`, pooled and by group.
+  precision of a :class:`gis.hotspots.ClusterResult`, pooled and by group;
+* :func:`evaluate_places` — the same counted per *place* (:func:`planted_places`:
+  planted sites of one kind too close to tell apart, linked into one place to visit).
 
 Used by ``benchmarks/bench_clusters.py`` and ``tests/test_hotspots.py``.
 """
@@ -121,19 +123,14 @@ def evaluate(result: Any, clusters_truth: pd.DataFrame, incidents_truth: pd.Data
         ``precision_all`` (of every found cluster, flagged or not),
         ``detectable`` and ``table`` (per planted cluster: match + oracle).
     """
-    from gis.hotspots import ClusterResult, match_planted
+    from gis.hotspots import match_planted
 
     c = result.clusters
     hits_all = 0
     if len(c):
         m_all = match_planted(result, clusters_truth, incidents_truth)
         hits_all = m_all.loc[m_all["recovered"], "found_id"].nunique()
-    if "significant" in c.columns:
-        keep = c["significant"].fillna(False).astype(bool).to_numpy()
-        rep_ids = set(c.loc[keep, "cluster_id"])
-        result = ClusterResult(
-            clusters=c[keep], members=result.members[result.members["cluster_id"].isin(rep_ids)], eps=result.eps
-        )
+    result = _reported(result)
     n_rep = len(result.clusters)
     if n_rep:
         m = match_planted(result, clusters_truth, incidents_truth)
@@ -276,3 +273,109 @@ def planted_ceiling(
         geometry=gpd.points_from_xy(cen["x"], cen["y"]), crs=incidents.crs,
     )  # fmt: skip
     return match_planted(ClusterResult(clusters=clusters, members=mem), t, incidents_truth)
+
+
+def planted_places(clusters_truth: pd.DataFrame, crs: Any, *, link_sigmas: float) -> np.ndarray:
+    """Place of each planted site: same-kind sites linked when too close to tell apart, connected components.
+
+    Sites *a*, *b* of one kind are linked when
+
+    .. math:: \\lVert s_a-s_b\\rVert < c\\,\\max(\\sigma_a,\\sigma_b)
+
+    (*c* = ``link_sigmas``, σ the planted ``sigma_m``; two equal Gaussian sites closer
+    than 2σ make a single peak); a place is a connected component of the links (a chain
+    of linked sites is one place, unlike the pairwise merging of :func:`place_groups`).
+    Returns the place index (0 … P−1) of every row of ``clusters_truth``.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    t = clusters_truth.reset_index(drop=True)
+    centres = gpd.GeoSeries(gpd.points_from_xy(t["lon"], t["lat"]), crs=4326).to_crs(crs)
+    xy = np.column_stack([centres.x.to_numpy(), centres.y.to_numpy()])
+    sigma = t["sigma_m"].to_numpy(dtype=float)
+    kind = t["kind"].astype(str).to_numpy()
+    if len(t) < 2 or link_sigmas <= 0:
+        return np.arange(len(t))
+    pairs = cKDTree(xy).query_pairs(link_sigmas * float(sigma.max()), output_type="ndarray")
+    a, b = pairs[:, 0], pairs[:, 1]
+    near = np.hypot(*(xy[a] - xy[b]).T) < link_sigmas * np.maximum(sigma[a], sigma[b])
+    keep = near & (kind[a] == kind[b])
+    graph = coo_matrix((np.ones(int(keep.sum())), (a[keep], b[keep])), shape=(len(t), len(t)))
+    return connected_components(graph, directed=False)[1]
+
+
+def evaluate_places(
+    result: Any, clusters_truth: pd.DataFrame, incidents_truth: pd.DataFrame, oracle: pd.DataFrame, *,
+    link_sigmas: float,
+) -> dict:  # fmt: skip
+    """Recall and strict precision of the *reported* clusters counted per place (:func:`planted_places`).
+
+    The rule of :func:`gis.hotspots.match_planted` applied to places: place *P* (sites
+    :math:`S_P`, reports :math:`N_P=\\sum_{k\\in S_P} n_k`) is recovered by the reported
+    cluster *f* holding most of the planted reports of its sites when
+
+    .. math:: |f\\cap P|\\,2 > N_P \\quad\\text{and}\\quad
+              \\min_{k\\in S_P}\\lVert c_f-s_k\\rVert \\le r_k
+
+    (its centre :math:`c_f` lies within the planted radius ``radius_m`` of one of the
+    place's sites). A reported cluster is a true positive when it recovers a place or
+    a planted site (:func:`gis.hotspots.match_planted`); strict precision = true
+    positives / reported. A place is *detectable* when one of its sites is (``oracle``).
+
+    Returns
+    -------
+    dict
+        ``places``, ``places_detectable``, ``recall_place``, ``recall_place_detectable``,
+        ``precision_place`` and ``table`` (per place: ``place``, ``n_sites``, ``n_incidents``,
+        ``found_id``, ``shared``, ``recovered``, ``detectable``).
+    """
+    from gis.hotspots import match_planted
+
+    rep = _reported(result)
+    t = clusters_truth.reset_index(drop=True).assign(truth_id=lambda f: f["cluster_id"].astype(str))
+    t["place"] = planted_places(t, rep.clusters.crs if len(rep.clusters) else 4326, link_sigmas=link_sigmas)
+    det = t["truth_id"].map(oracle.set_index("truth_id")["detectable"]).fillna(False).astype(bool)
+    mt = incidents_truth.dropna(subset=["cluster_id"]).assign(truth_id=lambda f: f["cluster_id"].astype(str))
+    mt = mt.merge(t[["truth_id", "place"]], on="truth_id")
+    m = mt[["incident_id", "place"]].merge(rep.members.rename(columns={"cluster_id": "found_id"}), on="incident_id")
+    best = m.groupby(["place", "found_id"]).size().rename("shared").reset_index()
+    best = best.sort_values(["place", "shared"], ascending=[True, False]).drop_duplicates("place")
+    places = t.assign(_det=det).groupby("place").agg(
+        n_sites=("truth_id", "size"), n_incidents=("n_incidents", "sum"), detectable=("_det", "any")
+    ).reset_index().merge(best, on="place", how="left")  # fmt: skip
+    places["shared"] = places["shared"].fillna(0).astype(int)
+    centres = gpd.GeoSeries(gpd.points_from_xy(t["lon"], t["lat"]), crs=4326).to_crs(rep.clusters.crs or 4326)
+    site = pd.DataFrame({"place": t["place"], "x": centres.x, "y": centres.y, "r": t["radius_m"].astype(float)})
+    site = site.merge(places[["place", "found_id"]].dropna(), on="place")
+    cl = rep.clusters.set_index("cluster_id")
+    site["inside"] = np.hypot(site["x"] - cl.loc[site["found_id"], "centroid_x"].to_numpy(),
+                              site["y"] - cl.loc[site["found_id"], "centroid_y"].to_numpy()) <= site["r"]  # fmt: skip
+    inside = site.groupby("place")["inside"].any()
+    places["recovered"] = (places["shared"] * 2 > places["n_incidents"]) & places["place"].map(inside).fillna(False)
+    hits = set(places.loc[places["recovered"], "found_id"])
+    if len(rep.clusters):
+        ms = match_planted(rep, clusters_truth, incidents_truth)
+        hits |= set(ms.loc[ms["recovered"], "found_id"])
+    n_rep, det_place = len(rep.clusters), places["detectable"].astype(bool)
+    places["recovered"] = places["recovered"].astype(bool)
+    return {
+        "places": len(places),
+        "places_detectable": int(det_place.sum()),
+        "recall_place": float(places["recovered"].mean()),
+        "recall_place_detectable": float(places.loc[det_place, "recovered"].mean()) if det_place.any() else float("nan"),
+        "precision_place": len(hits) / n_rep if n_rep else float("nan"),
+        "table": places,
+    }
+
+
+def _reported(result: Any) -> Any:
+    """The clusters in the inspectors' list: those flagged ``significant`` (all when unflagged), with their members."""
+    from gis.hotspots import ClusterResult
+
+    c = result.clusters
+    if "significant" not in c.columns:
+        return result
+    keep = c["significant"].fillna(False).astype(bool).to_numpy()
+    rep_ids = set(c.loc[keep, "cluster_id"])
+    return ClusterResult(clusters=c[keep], members=result.members[result.members["cluster_id"].isin(rep_ids)], eps=result.eps)

@@ -6,7 +6,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from gis.cluster_eval import place_groups, planted_ceiling
+from gis.cluster_eval import evaluate, evaluate_places, place_groups, planted_ceiling, planted_places
 from gis.cluster_mixture import Sites
 
 
@@ -52,3 +52,53 @@ def test_place_groups_merge_only_sites_closer_than_two_rms_spreads():
     assert list(place_groups(near, 2.0)) == [0, 0]
     assert list(place_groups(far, 2.0)) == [0, 1]
     assert list(place_groups(near, 0.0)) == [0, 1]  # 0: every site is reported
+
+
+def _hand_made() -> tuple[pd.DataFrame, pd.DataFrame, "object", pd.DataFrame]:
+    """Sites A1, A2 100 m apart (σ 80 m, 20 reports each), site C 5 km away (σ 80 m, 20 reports), 10 background
+    reports 2 km away; found: cluster 1 holds A1 and A2 (centre between them), cluster 2 holds the background."""
+    from gis.hotspots import ClusterResult
+
+    origin = np.array([640_000.0, 3_270_000.0])  # EPSG:4544 metres (Chongqing)
+    plan = [("A1", (0.0, 0.0)), ("A2", (100.0, 0.0)), ("C", (5000.0, 0.0))]
+    lonlat = gpd.GeoSeries(gpd.points_from_xy([p[1][0] + origin[0] for p in plan], [origin[1]] * 3), crs=4544).to_crs(4326)
+    truth = pd.DataFrame({"cluster_id": [p[0] for p in plan], "kind": "illegal_elv_dismantling", "lon": lonlat.x,
+                          "lat": lonlat.y, "radius_m": 180.0, "sigma_m": 80.0, "n_incidents": 20})  # fmt: skip
+    ids = [f"I{i}" for i in range(70)]
+    truth_of = ["A1"] * 20 + ["A2"] * 20 + ["C"] * 20 + [None] * 10
+    members_truth = pd.DataFrame({"incident_id": ids, "cluster_id": truth_of})
+    found = pd.DataFrame({"incident_id": ids[:40] + ids[60:], "cluster_id": [1] * 40 + [2] * 10})
+    centres = origin + np.array([[50.0, 0.0], [0.0, 2000.0]])
+    clusters = gpd.GeoDataFrame(
+        {"cluster_id": [1, 2], "centroid_x": centres[:, 0], "centroid_y": centres[:, 1], "four_mountains_level": None},
+        geometry=gpd.points_from_xy(centres[:, 0], centres[:, 1]), crs=4544,
+    )  # fmt: skip
+    oracle = pd.DataFrame({"truth_id": ["A1", "A2", "C"], "detectable": True})
+    return truth, members_truth, ClusterResult(clusters=clusters, members=found), oracle
+
+
+def test_two_overlapping_sites_in_one_cluster_are_one_place_recovered_and_background_is_a_false_positive():
+    """A1 and A2 (100 m < 2σ apart) are one place, recovered by cluster 1; C is a place of its own, missed;
+    cluster 2 (background reports only) is the one false positive."""
+    truth, members_truth, result, oracle = _hand_made()
+    e = evaluate_places(result, truth, members_truth, oracle, link_sigmas=2.0)
+    assert (e["places"], e["places_detectable"]) == (2, 2)
+    t = e["table"].set_index("n_sites")
+    assert t.loc[2, "recovered"] and t.loc[2, "found_id"] == 1 and t.loc[2, "shared"] == 40
+    assert not t.loc[1, "recovered"]
+    assert e["recall_place_detectable"] == 0.5 and e["precision_place"] == 0.5
+    site = evaluate(result, truth, members_truth, oracle)  # per site: A1 and A2 both recovered by cluster 1
+    assert site["recall"] == 2 / 3 and site["precision"] == 0.5
+
+
+def test_planted_places_link_chains_of_close_sites_of_one_kind_only():
+    """Sites 150 m apart in a row (σ 80 m: 2σ = 160 m) chain into one place; a site of another kind on top of
+    them and a site 400 m further stay places of their own."""
+    truth, _, _, _ = _hand_made()
+    row = truth.iloc[[0, 0, 0, 0, 0]].reset_index(drop=True)
+    xs = np.array([0.0, 150.0, 300.0, 700.0, 150.0]) + 640_000.0
+    ll = gpd.GeoSeries(gpd.points_from_xy(xs, [3_270_000.0] * 5), crs=4544).to_crs(4326)
+    row = row.assign(cluster_id=list("abcde"), lon=ll.x, lat=ll.y)
+    row.loc[4, "kind"] = "scattered_polluting"
+    place = planted_places(row, 4544, link_sigmas=2.0)
+    assert place[0] == place[1] == place[2] and len({place[0], place[3], place[4]}) == 3
