@@ -247,7 +247,33 @@ def planted_ceiling(
     DataFrame
         :func:`gis.hotspots.match_planted`'s table (``recovered`` per planted site).
     """
-    from gis.hotspots import ClusterResult, match_planted
+    from gis.hotspots import match_planted
+
+    t = clusters_truth.reset_index(drop=True)
+    place = np.arange(len(t))
+    for _, idx in t.groupby(t["kind"].astype(str)).groups.items():
+        idx = np.asarray(idx)
+        centres = gpd.GeoSeries(gpd.points_from_xy(t["lon"][idx], t["lat"][idx]), crs=4326).to_crs(incidents.crs)
+        sites = cm.Sites(np.column_stack([centres.x.to_numpy(), centres.y.to_numpy()]),
+                         t["sigma_m"].to_numpy(float)[idx], t["n_incidents"].to_numpy(float)[idx])  # fmt: skip
+        place[idx] = idx[place_groups(sites, place_sigmas)]  # a place is named by one of its sites' rows
+    res = ceiling_clusters(incidents, t, reach_sigmas=reach_sigmas, place=place)
+    return match_planted(res, t, incidents_truth)
+
+
+def ceiling_clusters(
+    incidents: gpd.GeoDataFrame, clusters_truth: pd.DataFrame, *, reach_sigmas: float, place: np.ndarray
+) -> Any:
+    """Clusters formed by assigning every report to its most likely *planted* site, then to the site's place.
+
+    Per kind, each report joins the site of largest :math:`n_k\\phi(s;\\mu_k,\\sigma_k)`
+    within ``reach_sigmas`` σ (:func:`gis.cluster_mixture.assign`, true parameters) and
+    the cluster ``place[k]`` of that site (``place``: one label per row of
+    ``clusters_truth``; ``np.arange`` for one cluster per site). Centre: median of the
+    members, as :func:`gis.hotspots.find_clusters`. Returns a
+    :class:`gis.hotspots.ClusterResult`.
+    """
+    from gis.hotspots import ClusterResult
 
     t = clusters_truth.reset_index(drop=True)
     centres = gpd.GeoSeries(gpd.points_from_xy(t["lon"], t["lat"]), crs=4326).to_crs(incidents.crs)
@@ -255,15 +281,12 @@ def planted_ceiling(
     xy = np.column_stack([incidents.geometry.x.to_numpy(), incidents.geometry.y.to_numpy()])
     kinds = incidents["kind"].astype(str).to_numpy()
     label = np.full(len(incidents), -1, dtype=np.int64)
-    next_id = 0
     for kind, idx in t.groupby(t["kind"].astype(str)).groups.items():
         idx = np.asarray(idx)
         sites = cm.Sites(mu[idx], t["sigma_m"].to_numpy(float)[idx], t["n_incidents"].to_numpy(float)[idx])
-        place = place_groups(sites, place_sigmas)
         sel = np.flatnonzero(kinds == kind)
         site = cm.assign(xy[sel], sites, reach_sigmas)
-        label[sel[site >= 0]] = place[site[site >= 0]] + next_id
-        next_id += int(place.max()) + 1
+        label[sel[site >= 0]] = np.asarray(place)[idx[site[site >= 0]]]
     ok = label >= 0
     mem = pd.DataFrame({"incident_id": incidents["incident_id"].to_numpy()[ok], "cluster_id": label[ok]})
     cen = pd.DataFrame({"cluster_id": label[ok], "x": xy[ok, 0], "y": xy[ok, 1]}).groupby("cluster_id").median()
@@ -272,7 +295,7 @@ def planted_ceiling(
          "four_mountains_level": None},
         geometry=gpd.points_from_xy(cen["x"], cen["y"]), crs=incidents.crs,
     )  # fmt: skip
-    return match_planted(ClusterResult(clusters=clusters, members=mem), t, incidents_truth)
+    return ClusterResult(clusters=clusters, members=mem)
 
 
 def planted_places(clusters_truth: pd.DataFrame, crs: Any, *, link_sigmas: float) -> np.ndarray:
@@ -319,54 +342,73 @@ def evaluate_places(
               \\min_{k\\in S_P}\\lVert c_f-s_k\\rVert \\le r_k
 
     (its centre :math:`c_f` lies within the planted radius ``radius_m`` of one of the
-    place's sites). A reported cluster is a true positive when it recovers a place or
-    a planted site (:func:`gis.hotspots.match_planted`); strict precision = true
-    positives / reported. A place is *detectable* when one of its sites is (``oracle``).
+    place's sites). ``recall_place_or_sites`` also counts a place whose every site is
+    recovered on its own (several clusters, one per site: the place is fully visited).
+    A reported cluster is a true positive when it recovers a place or a planted site
+    (:func:`gis.hotspots.match_planted`); strict precision = true positives / reported.
+    A place is *detectable* when one of its sites is (``oracle``).
 
     Returns
     -------
     dict
         ``places``, ``places_detectable``, ``recall_place``, ``recall_place_detectable``,
-        ``precision_place`` and ``table`` (per place: ``place``, ``n_sites``, ``n_incidents``,
-        ``found_id``, ``shared``, ``recovered``, ``detectable``).
+        ``recall_place_or_sites`` (detectable places), ``precision_place`` and ``table``
+        (per place: ``place``, ``n_sites``, ``n_incidents``, ``found_id``, ``shared``,
+        ``recovered``, ``sites_recovered``, ``detectable``).
     """
     from gis.hotspots import match_planted
 
     rep = _reported(result)
+    crs = rep.clusters.crs or 4326
     t = clusters_truth.reset_index(drop=True).assign(truth_id=lambda f: f["cluster_id"].astype(str))
-    t["place"] = planted_places(t, rep.clusters.crs if len(rep.clusters) else 4326, link_sigmas=link_sigmas)
-    det = t["truth_id"].map(oracle.set_index("truth_id")["detectable"]).fillna(False).astype(bool)
+    t["place"] = planted_places(t, crs, link_sigmas=link_sigmas)
+    t["detectable"] = t["truth_id"].map(oracle.set_index("truth_id")["detectable"]).fillna(False).astype(bool)
+    site_ok = pd.Series(False, index=t["truth_id"])
+    if len(rep.clusters):
+        ms = match_planted(rep, clusters_truth, incidents_truth).set_index("truth_id")
+        site_ok = ms["recovered"].reindex(t["truth_id"]).fillna(False).astype(bool)
+    t["site_recovered"] = site_ok.to_numpy()
+    places = _place_majority(rep, t, incidents_truth, crs)
+    hits = set(places.loc[places["recovered"], "found_id"])
+    if len(rep.clusters):
+        hits |= set(ms.loc[ms["recovered"], "found_id"])
+    n_rep, det = len(rep.clusters), places["detectable"]
+    either = places["recovered"] | places["sites_recovered"]
+    return {
+        "places": len(places),
+        "places_detectable": int(det.sum()),
+        "recall_place": float(places["recovered"].mean()),
+        "recall_place_detectable": float(places.loc[det, "recovered"].mean()) if det.any() else float("nan"),
+        "recall_place_or_sites": float(either[det].mean()) if det.any() else float("nan"),
+        "precision_place": len(hits) / n_rep if n_rep else float("nan"),
+        "table": places,
+    }
+
+
+def _place_majority(rep: Any, t: pd.DataFrame, incidents_truth: pd.DataFrame, crs: Any) -> pd.DataFrame:
+    """Per place of ``t`` (truth with ``place``, ``detectable``, ``site_recovered``): the reported cluster
+    holding most of its planted reports, ``shared``, ``recovered`` (over half, centre within a site's radius)."""
     mt = incidents_truth.dropna(subset=["cluster_id"]).assign(truth_id=lambda f: f["cluster_id"].astype(str))
     mt = mt.merge(t[["truth_id", "place"]], on="truth_id")
     m = mt[["incident_id", "place"]].merge(rep.members.rename(columns={"cluster_id": "found_id"}), on="incident_id")
     best = m.groupby(["place", "found_id"]).size().rename("shared").reset_index()
     best = best.sort_values(["place", "shared"], ascending=[True, False]).drop_duplicates("place")
-    places = t.assign(_det=det).groupby("place").agg(
-        n_sites=("truth_id", "size"), n_incidents=("n_incidents", "sum"), detectable=("_det", "any")
+    places = t.groupby("place").agg(
+        n_sites=("truth_id", "size"), n_incidents=("n_incidents", "sum"), detectable=("detectable", "any"),
+        sites_recovered=("site_recovered", "all"),
     ).reset_index().merge(best, on="place", how="left")  # fmt: skip
     places["shared"] = places["shared"].fillna(0).astype(int)
-    centres = gpd.GeoSeries(gpd.points_from_xy(t["lon"], t["lat"]), crs=4326).to_crs(rep.clusters.crs or 4326)
+    centres = gpd.GeoSeries(gpd.points_from_xy(t["lon"], t["lat"]), crs=4326).to_crs(crs)
     site = pd.DataFrame({"place": t["place"], "x": centres.x, "y": centres.y, "r": t["radius_m"].astype(float)})
     site = site.merge(places[["place", "found_id"]].dropna(), on="place")
     cl = rep.clusters.set_index("cluster_id")
     site["inside"] = np.hypot(site["x"] - cl.loc[site["found_id"], "centroid_x"].to_numpy(),
                               site["y"] - cl.loc[site["found_id"], "centroid_y"].to_numpy()) <= site["r"]  # fmt: skip
-    inside = site.groupby("place")["inside"].any()
-    places["recovered"] = (places["shared"] * 2 > places["n_incidents"]) & places["place"].map(inside).fillna(False)
-    hits = set(places.loc[places["recovered"], "found_id"])
-    if len(rep.clusters):
-        ms = match_planted(rep, clusters_truth, incidents_truth)
-        hits |= set(ms.loc[ms["recovered"], "found_id"])
-    n_rep, det_place = len(rep.clusters), places["detectable"].astype(bool)
-    places["recovered"] = places["recovered"].astype(bool)
-    return {
-        "places": len(places),
-        "places_detectable": int(det_place.sum()),
-        "recall_place": float(places["recovered"].mean()),
-        "recall_place_detectable": float(places.loc[det_place, "recovered"].mean()) if det_place.any() else float("nan"),
-        "precision_place": len(hits) / n_rep if n_rep else float("nan"),
-        "table": places,
-    }
+    inside = places["place"].map(site.groupby("place")["inside"].any()).fillna(False).astype(bool)
+    places["recovered"] = (places["shared"] * 2 > places["n_incidents"]).to_numpy() & inside.to_numpy()
+    places["detectable"] = places["detectable"].astype(bool)
+    places["sites_recovered"] = places["sites_recovered"].astype(bool)
+    return places
 
 
 def _reported(result: Any) -> Any:

@@ -102,3 +102,22 @@ def test_planted_places_link_chains_of_close_sites_of_one_kind_only():
     row.loc[4, "kind"] = "scattered_polluting"
     place = planted_places(row, 4544, link_sigmas=2.0)
     assert place[0] == place[1] == place[2] and len({place[0], place[3], place[4]}) == 3
+
+
+def test_a_place_visited_site_by_site_counts_only_in_the_lenient_place_recall():
+    """Cluster 1 split into one cluster per site (A1, A2 each recovered on its own): the place has no cluster
+    holding over half of it (strict place rule: missed) but every site is recovered (lenient rule: found)."""
+    from gis.hotspots import ClusterResult
+
+    truth, members_truth, result, oracle = _hand_made()
+    found = result.members.copy()
+    found.loc[found["incident_id"].isin([f"I{i}" for i in range(20, 40)]), "cluster_id"] = 3
+    origin = np.array([640_000.0, 3_270_000.0])
+    centres = origin + np.array([[0.0, 0.0], [0.0, 2000.0], [100.0, 0.0]])
+    clusters = gpd.GeoDataFrame(
+        {"cluster_id": [1, 2, 3], "centroid_x": centres[:, 0], "centroid_y": centres[:, 1], "four_mountains_level": None},
+        geometry=gpd.points_from_xy(centres[:, 0], centres[:, 1]), crs=4544,
+    )  # fmt: skip
+    e = evaluate_places(ClusterResult(clusters=clusters, members=found), truth, members_truth, oracle, link_sigmas=2.0)
+    assert e["recall_place_detectable"] == 0.0 and e["recall_place_or_sites"] == 0.5
+    assert e["precision_place"] == 2 / 3  # clusters 1 and 3 each recover a site; 2 is background
