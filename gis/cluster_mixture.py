@@ -212,6 +212,14 @@ def _merged(s: Sites, a: int, b: int) -> Sites:
     return Sites(mu[None, :], np.array([np.sqrt(second / 2)]), np.array([s.n[[a, b]].sum()]))
 
 
+def _without(idx: np.ndarray, drop: list[int]) -> np.ndarray:
+    """``idx`` (sorted, unique) without the sites ``drop``: ``np.setdiff1d`` for the few sites of a change, in order."""
+    keep = np.ones(len(idx), dtype=bool)
+    for k in drop:
+        keep &= idx != k
+    return idx[keep]
+
+
 def _near(tree: cKDTree, n_points: int, s: Sites, sites: list[int], reach: float) -> np.ndarray:
     """Mask of the points within ``reach`` σ of any of ``sites``."""
     near = np.zeros(n_points, dtype=bool)
@@ -239,7 +247,7 @@ def _local_gain(
     lo, hi = xl.min(axis=0), xl.max(axis=0)
     gap = np.maximum(np.maximum(lo - s.mu, 0), np.maximum(s.mu - hi, 0))
     close = np.flatnonzero((gap**2).sum(axis=1) <= (reach * s.sigma) ** 2)
-    others = s.subset(np.setdiff1d(close, old))
+    others = s.subset(_without(close, old))
     base = log_terms(xl, log_bg[near], others)
     lt_old = np.column_stack([base, log_terms(xl, log_bg[near], s.subset(old))[:, 1:]])
     lt_new = np.column_stack([base, log_terms(xl, log_bg[near], new)[:, 1:]])
@@ -262,7 +270,7 @@ def _split(tree: cKDTree, x: np.ndarray, log_bg: np.ndarray, s: Sites, a: int, p
     """Site *a* as two sites, ±1 sd along the main axis of its nearby points, refitted with the others fixed."""
     near = _near(tree, len(x), s, [a], params.reach_sigmas)
     xl = x[near]
-    others = s.subset(np.setdiff1d(np.arange(len(s)), [a]))
+    others = s.subset(_without(np.arange(len(s)), [a]))
     lt = log_terms(xl, log_bg[near], s)
     r = np.exp(lt[:, a + 1] - _lse_rows(lt))
     d = xl - s.mu[a]
@@ -317,7 +325,7 @@ def select_sites(x: np.ndarray, log_bg: np.ndarray, init: Sites, params: Mixture
                 used.update(old)
                 drop += old
                 added.append(new)
-        s = s.subset(np.setdiff1d(np.arange(len(s)), drop))
+        s = s.subset(_without(np.arange(len(s)), drop))
         for new in added:
             s = s.add(new)
         s, _, log_bg = fit_intensity(x, log_bg, s, params, area)

@@ -120,3 +120,14 @@ def test_window_areas_match_shapely_union_of_discs():
         want = shapely.union_all(shapely.buffer(shapely.points(xy[group == g]), 350.0, quad_segs=64)).area
         assert got[g] == pytest.approx(want, rel=0.01)
     assert got[2] == pytest.approx(np.pi * 350.0**2, rel=0.01)  # a lone core: one disc
+
+
+def test_sites_left_after_a_change_are_numpys_setdiff():
+    """``_without`` (the sites not in a merge/split/drop) gives exactly ``np.setdiff1d``'s sorted indices."""
+    from gis.cluster_mixture import _without
+
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        idx = np.unique(rng.integers(0, 40, rng.integers(0, 30)))
+        drop = [int(v) for v in rng.integers(0, 45, rng.integers(0, 4))]
+        assert np.array_equal(_without(idx, drop), np.setdiff1d(idx, drop))
