@@ -83,3 +83,51 @@ def test_uniform_points_keep_no_site(params):
     start = Sites(x[:6].copy(), np.full(6, 60.0), np.full(6, 8.0))
     s = select_sites(x, np.full(len(x), np.log(50e-6)), start, params, side**2)
     assert len(s) == 0 or s.n.max() < 3 * params.min_size, (s.n, s.sigma)
+
+
+def test_dense_and_pair_e_steps_give_the_same_fit(params, monkeypatch):
+    """The EM on dense arrays (small fits) and on the k-d tree's point–site pairs (large fits) is one fit."""
+    from gis import cluster_mixture
+
+    rng = np.random.default_rng(5)
+    side = 3000.0
+    x = _sites(np.vstack([rng.normal((900, 900), 80, (50, 2)), rng.normal((1300, 1000), 120, (40, 2))]), 20.0, side, rng)
+    x = x + 600_000.0  # projected coordinates: the M-step's sums must not lose the spreads
+    start = Sites(np.array([[1000.0, 950.0], [1250.0, 1100.0]]) + 600_000.0, np.array([60.0, 60.0]), np.array([30.0, 30.0]))
+    bg = np.full(len(x), np.log(10e-6))
+    monkeypatch.setattr(cluster_mixture, "DENSE_MAX_PAIRS", 10**9)
+    dense, ll_d, bg_d = fit_intensity(x, bg, start, params, area=side**2)
+    monkeypatch.setattr(cluster_mixture, "DENSE_MAX_PAIRS", 0)
+    pairs, ll_p, bg_p = fit_intensity(x, bg, start, params, area=side**2)
+    np.testing.assert_allclose(dense.mu, pairs.mu, atol=1e-6)
+    np.testing.assert_allclose(dense.sigma, pairs.sigma, rtol=1e-9)
+    np.testing.assert_allclose(dense.n, pairs.n, rtol=1e-9)
+    assert ll_d == pytest.approx(ll_p, rel=1e-12) and bg_d[0] == pytest.approx(bg_p[0], rel=1e-12)
+    assert sorted(np.round(dense.mu[:, 0] - 600_000.0, -2)) == [900, 1300]
+
+
+def test_window_areas_match_shapely_union_of_discs():
+    """Each group's window (union of discs around its cores), counted on a grid, is shapely's area within 1 %."""
+    import shapely
+
+    from gis.cluster_mixture import WINDOW_CELLS_PER_RADIUS, window_areas
+
+    rng = np.random.default_rng(2)
+    xy = np.vstack([rng.normal((0, 0), 500, (400, 2)), rng.normal((6000, 0), 150, (30, 2)), [[9000.0, 9000.0]]])
+    group = np.r_[np.zeros(400, int), np.ones(30, int), [2]]
+    got = window_areas(xy, group, 350.0, WINDOW_CELLS_PER_RADIUS)
+    for g in range(3):
+        want = shapely.union_all(shapely.buffer(shapely.points(xy[group == g]), 350.0, quad_segs=64)).area
+        assert got[g] == pytest.approx(want, rel=0.01)
+    assert got[2] == pytest.approx(np.pi * 350.0**2, rel=0.01)  # a lone core: one disc
+
+
+def test_sites_left_after_a_change_are_numpys_setdiff():
+    """``_without`` (the sites not in a merge/split/drop) gives exactly ``np.setdiff1d``'s sorted indices."""
+    from gis.cluster_mixture import _without
+
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        idx = np.unique(rng.integers(0, 40, rng.integers(0, 30)))
+        drop = [int(v) for v in rng.integers(0, 45, rng.integers(0, 4))]
+        assert np.array_equal(_without(idx, drop), np.setdiff1d(idx, drop))

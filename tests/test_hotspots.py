@@ -484,6 +484,8 @@ def test_sample_scan_meets_recall_and_precision_of_the_harness(sample_district, 
     assert e["recall_detectable"] == 1.0 and e["precision"] >= 0.9, {k: v for k, v in e.items() if k != "table"}
     by_kind = cluster_eval.recall_by(e["table"], "kind")
     assert (by_kind["recall_detectable"] == 1.0).all()
+    p = cluster_eval.evaluate_places(res, clusters, members, oracle, link_sigmas=2.0)  # the harness's place columns
+    assert p["recall_place_detectable"] == 1.0 and p["precision_place"] >= e["precision"]
 
 
 def _uniform(seed: int, n: int = 1500, side: float = 8000.0) -> gpd.GeoDataFrame:
