@@ -25,13 +25,17 @@ This module imports matplotlib; :mod:`gis.sheet_render` imports it when it draws
 
 from __future__ import annotations
 
+import itertools
+import math
 from typing import Any
 
+import matplotlib as mpl
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
 from matplotlib.backends.backend_mixed import MixedModeRenderer
-from matplotlib.backends.backend_pdf import RendererPdf
-from matplotlib.ft2font import RenderMode
+from matplotlib.backends.backend_pdf import Op, RendererPdf
+from matplotlib.font_manager import FontPath
+from matplotlib.ft2font import LoadFlags, RenderMode
 
 __all__ = ["SheetCanvas"]
 
@@ -116,6 +120,64 @@ class _MetricsRendererPdf(RendererPdf):
             self._metrics[key] = super().get_text_width_height_descent(s, prop, ismath)
         return self._metrics[key]
 
+    def _glyphs(self, s: str, prop: Any) -> list[tuple[Any, str, int, float, float, float]]:
+        """``s`` shaped once per string, font and size: (font, character, glyph, x, y, kern before) per glyph."""
+        key = _text_key(s, prop, 72.0, "glyphs")
+        if key not in self._metrics:
+            font = self._get_font_ttf(prop)
+            self._metrics[key] = [(i.ft_object, i.char, i.glyph_index, i.x, i.y, i.prev_kern)
+                                  for i in font._layout(s, LoadFlags.NO_HINTING)]
+        return self._metrics[key]
+
+    def draw_text(self, gc: Any, x: float, y: float, s: str, prop: Any, angle: float, ismath: Any = False,
+                  mtext: Any = None) -> None:
+        """Emit ``s`` from its cached shaping (Type 3 / 42 fonts; matplotlib's path for anything else).
+
+        The operators written are those of ``RendererPdf.draw_text``: one BT/ET group, a
+        font selection per 256-glyph subset, kerns between chunks, text rise for glyphs off
+        the baseline.
+        """
+        fonttype = mpl.rcParams["pdf.fonttype"]
+        if (not _plain(ismath, 0, mtext) or mpl.rcParams["pdf.use14corefonts"] or fonttype not in (3, 42)
+                or gc.get_url() is not None):
+            return super().draw_text(gc, x, y, s, prop, angle, ismath=ismath, mtext=mtext)
+        self.check_gc(gc, gc._rgb)
+        fontsize = prop.get_size_in_points()
+        out = self.file.output
+        chunk: list[Any] = []  # [kern, glyph code, glyph code, ...] of one font subset
+
+        def flush() -> None:
+            if chunk:
+                out([(-1000 * next(group) / fontsize) if tp is float else self._encode_glyphs(group, fonttype)
+                     for tp, group in itertools.groupby(chunk, type)], Op.showkern)
+                chunk.clear()
+
+        a = math.radians(angle)
+        out(Op.gsave)
+        out(math.cos(a), math.sin(a), -math.sin(a), math.cos(a), x, y, Op.concat_matrix)
+        out(Op.begin_text)
+        prev_font, prev_x = None, 0
+        for ft, char, glyph, gx, gy, kern in self._glyphs(s, prop):
+            subset, code = self.file._character_tracker.track_glyph(ft, char, glyph)
+            if (ft, subset) != prev_font:
+                flush()
+                out(self.file.fontName(FontPath(ft.fname, ft.face_index), subset), fontsize, Op.selectfont)
+                self._setup_textpos(gx, 0, 0, prev_x, 0, 0)
+                prev_font, prev_x = (ft, subset), gx
+            if gy:
+                flush()
+                out(gy, Op.textrise)
+            if kern:
+                chunk.append(kern)
+            chunk.append(code)
+            if gy:
+                flush()
+                out(0, Op.textrise)
+        flush()
+        out(Op.end_text)
+        out(Op.grestore)
+        return None
+
 
 class SheetCanvas(FigureCanvasAgg):
     """An Agg canvas with a text-caching renderer (kept while the size and dpi stay) and PDF pages.
@@ -134,6 +196,28 @@ class SheetCanvas(FigureCanvasAgg):
     def __init__(self, figure: Any) -> None:
         super().__init__(figure)
         self._pdf_metrics: dict[tuple[Any, ...], tuple[float, float, float]] = {}
+        self._extents: dict[tuple[Any, ...], tuple[float, float, float]] = {}
+
+    def text_extent(self, s: str, size: float) -> tuple[float, float, float]:
+        """Width, height and descent (points) of ``s`` at ``size`` pt in the current font, lines stacked.
+
+        As matplotlib's ``Text`` lays lines out: a line is as tall as the taller of itself
+        and ``"lp"`` (height :math:`h`, descent :math:`d`), baselines are
+        :math:`1.2\,(h - d)` apart, so :math:`n` lines stand :math:`(h - d)(1 + 1.2(n-1)) + d` tall.
+        """
+        from matplotlib.font_manager import FontProperties
+
+        key = (s, size, hash(FontProperties(size=size)))
+        if key not in self._extents:
+            renderer = self.get_renderer()
+            scale = 72.0 / self.figure.dpi
+            prop = FontProperties(size=size)
+            _, lp_h, lp_d = renderer.get_text_width_height_descent("lp", prop, False)
+            sizes = [renderer.get_text_width_height_descent(line, prop, False) for line in s.split("\n")]
+            line_h = max([lp_h] + [h for _, h, _ in sizes])
+            height = (line_h - lp_d) * (1 + 1.2 * (len(sizes) - 1)) + lp_d
+            self._extents[key] = (max(w for w, _, _ in sizes) * scale, height * scale, lp_d * scale)
+        return self._extents[key]
 
     def get_renderer(self) -> RendererAgg:
         """The caching renderer, made again only when the canvas's pixel size or dpi changes."""
