@@ -9,6 +9,7 @@ add their keys to the summary; ``summary.json`` is written last.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -85,13 +86,21 @@ def run(
         d = load_district(proj)  # validated before anything is written
         with atomic_output(out) as (folder, run_id):  # gis.outdir: locked temp sibling, swapped in when complete
             summary, _ = registry.run_steps(
-                d, folder, todo, on_step=lambda s: advance(s.name) if s.name != "load" else None, timings=timings
+                d, folder, todo, on_step=lambda s: advance(s.name) if s.name != "load" else None, timings=timings,
+                background=_background(d),
             )
             summary["run_id"] = run_id
             summary["steps_run"] = todo
             summary["timings_s"] = timings
             write_json(summary, folder / "summary.json")
     return summary
+
+
+def _background(d: Any) -> tuple[str, ...]:
+    """Steps run in a worker while the others run here: ``hotspots`` (it needs only the loaded
+    district) when there are incidents to analyse and a second core to run it on."""
+    has_incidents = d.incidents is not None and len(d.incidents) > 0
+    return ("hotspots",) if has_incidents and (os.cpu_count() or 1) > 1 else ()
 
 
 class _progress:

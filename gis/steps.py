@@ -426,6 +426,7 @@ def run_steps(
     ctx: RunContext | None = None,
     on_step: Callable[[Step], None] | None = None,
     timings: dict[str, float] | None = None,
+    background: Sequence[str] = (),
 ) -> tuple[dict[str, Any], RunContext]:
     """Run the named steps (in registry order) on a loaded district into ``out``.
 
@@ -442,7 +443,14 @@ def run_steps(
     on_step
         Called before each step (progress display).
     timings
-        When given, filled with each step's wall time in seconds.
+        When given, filled with each step's wall time in seconds (a background step: its
+        time in its worker).
+    background
+        Steps among ``names_`` that need nothing but ``load`` to run in a spawned worker
+        (:class:`gis.background.BackgroundStep`) from the start, while this process runs
+        the others; their summary keys and results are taken in when their turn comes (in
+        registry order, so ``summary.json`` is the same). A worker that fails is replaced by
+        running the step here.
 
     Returns
     -------
@@ -463,17 +471,42 @@ def run_steps(
     for n in wanted:
         get(n)
     ctx = ctx if ctx is not None else RunContext(district)
+    jobs = _start_background(district, out, [n for n in background if n in wanted])
     summary: dict[str, Any] = {}
-    for step in STEPS:
-        if step.name not in wanted:
-            continue
-        if on_step is not None:
-            on_step(step)
-        t0 = time.perf_counter()
-        summary.update(step.run(ctx, out))
-        if timings is not None:
-            timings[step.name] = round(time.perf_counter() - t0, 3)
+    try:
+        for step in STEPS:
+            if step.name not in wanted:
+                continue
+            if on_step is not None:
+                on_step(step)
+            t0 = time.perf_counter()
+            done = jobs.pop(step.name).result() if step.name in jobs else None
+            if done is not None:  # ran in its worker: take its summary keys and results
+                keys, results, seconds = done
+                summary.update(keys)
+                for name, value in results.items():
+                    setattr(ctx, name, value)
+            else:
+                summary.update(step.run(ctx, out))
+                seconds = round(time.perf_counter() - t0, 3)
+            if timings is not None:
+                timings[step.name] = seconds
+    finally:
+        for job in jobs.values():  # a step failed: stop the workers not waited for
+            job.cancel()
     return summary, ctx
+
+
+def _start_background(district: District, out: Path, names_: Sequence[str]) -> dict[str, Any]:
+    """Start a worker for each of ``names_`` (steps needing nothing but ``load``): ``{name: BackgroundStep}``."""
+    from gis.background import BackgroundStep
+
+    jobs = {}
+    for n in names_:
+        if set(get(n).needs) - {"load"} or get(n).uses:
+            raise GisError(f"step {n} cannot run in the background: it needs {', '.join(upstream(n))}")
+        jobs[n] = BackgroundStep(n, district, out)
+    return jobs
 
 
 def markdown_table() -> str:
