@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx = steps.RunContext(district)
     t0 = time.perf_counter()
     summary = steps.get(name).run(ctx, Path(out))
+    ctx.flush()
     seconds = round(time.perf_counter() - t0, 3)
     tmp = Path(answer).with_suffix(".tmp")
     tmp.write_bytes(pickle.dumps((summary, ctx.results(), seconds), protocol=pickle.HIGHEST_PROTOCOL))

@@ -80,6 +80,11 @@ class RunContext:
         问题台账 rows of the hot-spot step.
     ledgers
         :class:`gis.ledgers.LedgerSet` of the ``ledgers`` step.
+    deferred
+        File writes no later step reads (``district.gpkg``, ``sites.gpkg``,
+        ``coverage.gpkg``, the ledgers), queued by :meth:`defer` and done by
+        :meth:`flush` — by the maps step while its sheet workers draw (this process is
+        otherwise idle then), else at the end of :func:`run_steps`. Not a result.
     """
 
     district: District
@@ -91,6 +96,7 @@ class RunContext:
     hotspots: HotspotResult | None = None
     hotspot_problems: pd.DataFrame | None = None
     ledgers: LedgerSet | None = None
+    deferred: list[Callable[[], Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.params is None:
@@ -98,8 +104,17 @@ class RunContext:
 
     @classmethod
     def result_names(cls) -> tuple[str, ...]:
-        """Names of the result attributes (everything but ``district`` and ``params``)."""
-        return tuple(f.name for f in fields(cls) if f.name not in ("district", "params"))
+        """Names of the result attributes (everything but ``district``, ``params`` and ``deferred``)."""
+        return tuple(f.name for f in fields(cls) if f.name not in ("district", "params", "deferred"))
+
+    def defer(self, write: Callable[[], Any]) -> None:
+        """Queue a file write that no later step reads (see ``deferred``)."""
+        self.deferred.append(write)
+
+    def flush(self) -> None:
+        """Do the queued writes, in the order they were queued."""
+        while self.deferred:
+            self.deferred.pop(0)()
 
     def results(self) -> dict[str, Any]:
         """The results set so far, ``{name: value}`` (what the map and the app read)."""
@@ -210,8 +225,8 @@ def write_district(d: District, out: Path) -> None:
 
 
 def run_load(ctx: RunContext, out: Path) -> dict[str, Any]:
-    """Step ``load``: write ``district.gpkg`` and ``rejects.csv``; the load counts."""
-    write_district(ctx.district, out)
+    """Step ``load``: write ``district.gpkg`` and ``rejects.csv`` (deferred, see ``RunContext.deferred``); the load counts."""
+    ctx.defer(lambda: write_district(ctx.district, out))
     return district_summary(ctx.district)
 
 
@@ -231,7 +246,7 @@ def run_compliance(ctx: RunContext, out: Path) -> dict[str, Any]:
     layers = {"sites": result.sites, "violations": result.violations, "linkage": compliance.linkage_lines(result)}
     if result.incidents is not None:
         layers["incidents_located"] = result.incidents
-    write_gpkg(layers, out / "sites.gpkg")
+    ctx.defer(lambda: write_gpkg(layers, out / "sites.gpkg"))
     ctx.compliance = result
     ctx.site_problems = ledgers.problems_from_compliance(result)
     return result.summary()
@@ -248,7 +263,7 @@ def run_coverage(ctx: RunContext, out: Path) -> dict[str, Any]:
 
     result = coverage.analyse_district(ctx.district, compliance=ctx.compliance, networks=ctx.networks,
                                        target_evaluator=targets.district_evaluator(ctx.district, ctx.compliance))
-    write_gpkg(result.layers(), out / "coverage.gpkg")
+    ctx.defer(lambda: write_gpkg(result.layers(), out / "coverage.gpkg"))
     ctx.coverage = result
     ctx.networks = result.networks
     return result.summary()
@@ -308,7 +323,7 @@ def run_ledgers(ctx: RunContext, out: Path) -> dict[str, Any]:
 
     ledger_set, synced = campaign.sync_from_run(ctx.district, ledger_set, ctx.hotspots,
                                                 getattr(ctx.compliance.rules, "ledger", None))
-    ledgers.write_ledgers(ledger_set, out, sample=bool(project.sample))
+    ctx.defer(lambda: ledgers.write_ledgers(ledger_set, out, sample=bool(project.sample)))
     ctx.ledgers = ledger_set
     led = ledger_set.ledger
     return {
@@ -331,6 +346,7 @@ def run_maps(ctx: RunContext, out: Path) -> dict[str, Any]:
     m = maps.render_folium(layers, opt, title=maps.district_title(d), attributions=maps.district_attributions(d),
                            full_page_legend=True)
     html_path = maps.save_map_html(m, out / "map.html")
+    ctx.flush()  # the earlier steps' file writes, while the sheet workers draw
     sheets = job.result()
     if sheets["png"]:  # map.png is the overview sheet: copied, not drawn a second time
         png = out / "map.png"
@@ -491,6 +507,7 @@ def run_steps(
                 seconds = round(time.perf_counter() - t0, 3)
             if timings is not None:
                 timings[step.name] = seconds
+        ctx.flush()
     finally:
         for job in jobs.values():  # a step failed: stop the workers not waited for
             job.cancel()
