@@ -522,8 +522,25 @@ def _start_background(district: District, out: Path, names_: Sequence[str]) -> d
     for n in names_:
         if set(get(n).needs) - {"load"} or get(n).uses:
             raise GisError(f"step {n} cannot run in the background: it needs {', '.join(upstream(n))}")
-        jobs[n] = BackgroundStep(n, district, out)
+        jobs[n] = BackgroundStep(n, district, out, run=lambda n=n: run_alone(n, district, out))
     return jobs
+
+
+def run_alone(name: str, district: District, out: Path) -> tuple[dict[str, Any], dict[str, Any], float]:
+    """Run one step that needs only the loaded district, on a fresh context (a background worker's job).
+
+    Returns
+    -------
+    (summary, results, seconds)
+        The step's summary keys, its results (:meth:`RunContext.results`) and its wall time.
+    """
+    import time
+
+    ctx = RunContext(district)
+    t0 = time.perf_counter()
+    summary = get(name).run(ctx, out)
+    ctx.flush()
+    return summary, ctx.results(), round(time.perf_counter() - t0, 3)
 
 
 def markdown_table() -> str:

@@ -58,3 +58,14 @@ def test_deferred_writes_are_done_when_run_steps_returns(sample_district, in_pro
 def test_a_step_that_needs_another_cannot_go_to_the_background(sample_district, tmp_path: Path) -> None:
     with pytest.raises(Exception, match="cannot run in the background"):
         steps.run_steps(sample_district, tmp_path, ["load", "compliance", "ledgers"], background=["ledgers"])
+
+
+def test_spawned_worker_gives_the_forked_answer(sample_district, in_process, tmp_path: Path) -> None:
+    """Where the caller cannot fork, ``python -m gis.step_worker`` runs the step from a pickle: same answer."""
+    _, ref_summary, ref_ctx = in_process
+    answer = background.BackgroundStep("hotspots", sample_district, tmp_path).result()
+    assert answer is not None
+    summary, results, seconds = answer
+    assert summary["hotspots"] == ref_summary["hotspots"] and seconds > 0
+    assert len(results["hotspot_problems"]) == len(ref_ctx.hotspot_problems)
+    assert (tmp_path / "hotspots.gpkg").exists()
