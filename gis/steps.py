@@ -85,6 +85,10 @@ class RunContext:
         ``coverage.gpkg``, the ledgers), queued by :meth:`defer` and done by
         :meth:`flush` — by the maps step while its sheet workers draw (this process is
         otherwise idle then), else at the end of :func:`run_steps`. Not a result.
+    sheet_job
+        A :class:`gis.map_sheets.SheetJob` started early (its drawing workers import
+        matplotlib while the analyses run); the maps step hands it the sheets. None: the
+        maps step starts its own. Not a result.
     """
 
     district: District
@@ -97,6 +101,7 @@ class RunContext:
     hotspot_problems: pd.DataFrame | None = None
     ledgers: LedgerSet | None = None
     deferred: list[Callable[[], Any]] = field(default_factory=list)
+    sheet_job: Any = None
 
     def __post_init__(self) -> None:
         if self.params is None:
@@ -104,8 +109,8 @@ class RunContext:
 
     @classmethod
     def result_names(cls) -> tuple[str, ...]:
-        """Names of the result attributes (everything but ``district``, ``params`` and ``deferred``)."""
-        return tuple(f.name for f in fields(cls) if f.name not in ("district", "params", "deferred"))
+        """Names of the result attributes (everything but ``district``, ``params``, ``deferred``, ``sheet_job``)."""
+        return tuple(f.name for f in fields(cls) if f.name not in ("district", "params", "deferred", "sheet_job"))
 
     def defer(self, write: Callable[[], Any]) -> None:
         """Queue a file write that no later step reads (see ``deferred``)."""
@@ -339,7 +344,8 @@ def run_maps(ctx: RunContext, out: Path) -> dict[str, Any]:
     from gis import map_sheets, maps
 
     d = ctx.district
-    job = map_sheets.SheetJob(d)  # map_sheets/ (PNG + PDF): the drawing workers start while the layers are built
+    job = ctx.sheet_job or map_sheets.SheetJob(d)  # map_sheets/ (PNG + PDF): drawing workers, started early or now
+    ctx.sheet_job = None
     opt = maps.district_options(d)
     layers = maps.build_layers(d, ctx.results(), opt, out=out)
     job.submit(layers, out)
