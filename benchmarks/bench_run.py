@@ -147,13 +147,20 @@ def report(walls: dict[str, list[float]], cpus: dict[str, list[float]], rss: dic
         cells = [f"{statistics.median(steps[f'{w} {name}']):.2f}" if f"{w} {name}" in steps else "–" for w in whos]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     cold, warm = statistics.median(walls["this cold"]), statistics.median(walls["this warm"])
-    lines += ["", "The maps step writes `map.html`, `map.png` and `map_sheets/` (the overview and one sheet per 镇街, "
-              "each a PNG and a page of one vector PDF). The sheets are drawn by `sheets.workers` spawned "
-              "processes (`gis.sheet_render`) that start before the map layers are built; one writes the PDF and "
-              "then helps with the PNGs, while the run writes `map.html`. What is left of their time is "
-              "matplotlib's text shaping and glyph rendering of the CJK titles, legends and labels (both in the PNG "
-              "and in the PDF), then the map collections. `sheets.enabled: false` in `layers/map.yaml` (or a "
-              "district's `map:` section) leaves the sheets out of `gis run`."]
+    lines += ["", "How the run uses the two cores: the map-sheet workers (`sheets.workers` processes, "
+              "`gis.sheet_render`) start with the run and import matplotlib while the analyses run; the `hotspots` "
+              "step runs in a child forked from the start (`gis.background`; a spawned `gis.step_worker` where the "
+              "platform does not fork cleanly) while the run does compliance and coverage, so its time above is its "
+              "time in the child and the steps run beside it show the shared cores; the file writes no later step "
+              "reads (`district.gpkg`, `sites.gpkg`, `coverage.gpkg`, the ledgers) are done by the maps step while "
+              "the sheet workers draw, so the other steps' times above leave them out and the maps step's time "
+              "holds them. The maps step writes `map.html`, `map.png` and `map_sheets/` (the overview and one sheet "
+              "per 镇街, each a PNG and a page of one vector PDF); one sheet worker writes the PDF and then helps "
+              "with the PNGs. Each worker shapes and renders each string once (`gis.sheet_canvas`) and lays the "
+              "legend out itself; what is left of their time is the map collections, the PNG encoding (zlib) and "
+              "matplotlib's artist handling. RSS counts the pages a forked child shares with the run once per "
+              "process. `sheets.enabled: false` in `layers/map.yaml` (or a district's `map:` section) leaves the "
+              "sheets out of `gis run`."]
     lines += ["", f"Issue 15 targets (< 10 s warm, < 20 s cold on 2 cores): warm {'met' if warm < 10 else 'not met'} "
               f"({warm:.1f} s), cold {'met' if cold < 20 else 'not met'} ({cold:.1f} s) at the load stated above; "
               f"CPU / 2 (the least wall time 2 cores could give this much CPU time): warm {statistics.median(cpus['this warm']) / 2:.1f} s, "

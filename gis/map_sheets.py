@@ -604,6 +604,10 @@ class SheetJob:
                          "sheets": len(specs), "font": self._font}
         return self
 
+    def close(self) -> None:
+        """Stop the drawing workers without drawing (the run failed before the sheets were submitted)."""
+        self._stop()
+
     def _stop(self) -> list[str]:
         """Let the workers finish (an idle one is told to exit); their error lines. Removes the scratch folder."""
         for w in self._workers:

@@ -9,7 +9,9 @@ add their keys to the summary; ``summary.json`` is written last.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,15 +85,41 @@ def run(
         proj = load_project(project, confined=confined)
         check_inputs(proj)  # gis.precheck: fail now, not minutes later
         d = load_district(proj)  # validated before anything is written
-        with atomic_output(out) as (folder, run_id):  # gis.outdir: locked temp sibling, swapped in when complete
+        with atomic_output(out) as (folder, run_id), _early_sheets(d, todo) as ctx:
             summary, _ = registry.run_steps(
-                d, folder, todo, on_step=lambda s: advance(s.name) if s.name != "load" else None, timings=timings
+                d, folder, todo, ctx=ctx, on_step=lambda s: advance(s.name) if s.name != "load" else None,
+                timings=timings, background=_background(d),
             )
             summary["run_id"] = run_id
             summary["steps_run"] = todo
             summary["timings_s"] = timings
             write_json(summary, folder / "summary.json")
     return summary
+
+
+@contextlib.contextmanager
+def _early_sheets(d: Any, todo: Sequence[str]) -> Iterator[steps.RunContext]:
+    """The run's context, holding a map-sheet job started now when the maps step will run.
+
+    The job's drawing workers import matplotlib while the analyses run (the second core
+    has room then); the maps step hands them the sheets. Stopped here if the run fails first.
+    """
+    from gis import map_sheets
+
+    job = map_sheets.SheetJob(d) if "maps" in todo else None
+    ctx = steps.RunContext(d, sheet_job=job)
+    try:
+        yield ctx
+    finally:
+        if ctx.sheet_job is not None:  # the maps step did not take it (a step failed)
+            ctx.sheet_job.close()
+
+
+def _background(d: Any) -> tuple[str, ...]:
+    """Steps run in a worker while the others run here: ``hotspots`` (it needs only the loaded
+    district) when there are incidents to analyse and a second core to run it on."""
+    has_incidents = d.incidents is not None and len(d.incidents) > 0
+    return ("hotspots",) if has_incidents and (os.cpu_count() or 1) > 1 else ()
 
 
 class _progress:

@@ -11,15 +11,16 @@ How a sheet is drawn, and why it is quick:
 * every layer is one matplotlib collection (a :class:`~matplotlib.collections.PathCollection`
   of the polygons' compound paths, a :class:`~matplotlib.collections.LineCollection` of
   their rings, one ``scatter`` of the points), not one artist per feature;
-* the sheets of one paper size are drawn on one reused figure
-  (:meth:`~matplotlib.figure.Figure.clear` between sheets), so the Agg renderer and its
-  text-metrics cache survive from sheet to sheet: the CJK legend labels, township names and
-  footer are laid out once per worker, not once per sheet;
+* the sheets of one paper size are drawn on one reused figure and its two axes (what
+  the last sheet drew is removed), on a :class:`gis.sheet_canvas.SheetCanvas`: its Agg
+  renderer survives from sheet to sheet and keeps every string shaped and rendered once
+  (the CJK legend labels, township names and footer are laid out once per worker, not
+  once per sheet), and the PDF pages share one table of text metrics;
 * the footer arrives wrapped (no ``wrap=True``, which measures the text word by word
   on every draw);
 * a PNG is the Agg buffer written as RGB (the sheet is opaque), rows unfiltered, one zlib
   stream at ``png_compress_level`` (:func:`png_bytes`);
-* the PDF is one :class:`~matplotlib.backends.backend_pdf.PdfPages` file, written by
+* the PDF is one :class:`~matplotlib.backends.backend_pdf.PdfFile`, written by
   one worker, so the CJK font is embedded once for all pages, as Type 3 fonts
   (``pdf.fonttype`` 3: the used glyphs' outlines, read by FreeType, with a ToUnicode map,
   so the text stays selectable and searchable). Type 42 had matplotlib subset the 16 MB
@@ -191,22 +192,28 @@ def cjk_style(font: str) -> Iterator[None]:
 
 
 def _figure(paper: str, dpi: int, reuse: Any | None) -> tuple[Any, Any, Any]:
-    """A landscape sheet (map frame left, legend panel right), cleared when ``reuse`` is given.
+    """A landscape sheet (map frame left, legend panel right); ``reuse``, when of the same size, wiped.
 
     A bare :class:`matplotlib.figure.Figure` (no pyplot: no global registry, no backend
-    switch) on its own Agg canvas, which keeps its renderer from sheet to sheet.
+    switch) on its own :class:`gis.sheet_canvas.SheetCanvas`, which keeps its renderer and
+    its shaped text from sheet to sheet. A reused sheet keeps its two axes (making axes
+    and their tick machinery again was a tenth of a sheet's time); what the last sheet
+    drew on them is removed.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+
+    from gis.sheet_canvas import SheetCanvas
 
     w_mm, h_mm = PAPER_MM[paper]
     size = (w_mm / _MM_PER_INCH, h_mm / _MM_PER_INCH)
     if reuse is not None and np.allclose(reuse.get_size_inches(), size) and reuse.dpi == dpi:
-        reuse.clear()
-        fig = reuse
-    else:
-        fig = Figure(figsize=size, dpi=dpi)
-        FigureCanvasAgg(fig)
+        ax, panel = reuse.axes
+        for artist in [*ax.collections, *ax.patches, *ax.texts, *ax.lines, *panel.patches, *panel.texts,
+                       *panel.lines, *reuse.texts]:
+            artist.remove()
+        return reuse, ax, panel
+    fig = Figure(figsize=size, dpi=dpi)
+    SheetCanvas(fig)
     ax = fig.add_axes(FRAME)
     panel = fig.add_axes(PANEL)
     panel.set_axis_off()
@@ -245,21 +252,61 @@ def _draw_shapes(ax: Any, shapes: Sequence[Shapes]) -> None:
                        linewidths=s.linewidth, zorder=s.zorder)
 
 
-def _legend_handles(entries: Sequence[tuple[str, str, str]]) -> list[Any]:
-    """matplotlib legend handles of ``(shape, colour, label)`` entries."""
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
+#: Legend layout in units of the label font size (matplotlib's legend defaults, labelspacing 0.55).
+_LEGEND_PT, _LEGEND_TITLE_PT = 6.5, 9.0
+_LEGEND_PAD, _LEGEND_HANDLE_W, _LEGEND_HANDLE_H, _LEGEND_TEXT_PAD, _LEGEND_ROW_GAP = 0.4, 2.0, 0.7, 0.8, 0.55
 
-    handles: list[Any] = []
-    for shape, colour, label in entries:
-        if shape in ("box", "hatch", "ramp"):
-            handles.append(Patch(facecolor=colour, edgecolor=colour, alpha=0.6, label=label))
-        elif shape == "line":
-            handles.append(Line2D([], [], color=colour, linewidth=1.2, label=label))
-        else:
-            handles.append(Line2D([], [], marker=_MARKERS.get(shape, "o"), color="none", markersize=7,
-                                  markerfacecolor=colour, markeredgecolor="#222222", label=label))
-    return handles
+
+def _legend_handle(panel: Any, shape: str, colour: str, box: tuple[float, float, float, float], trans: Any) -> None:
+    """The key of one legend entry in ``box`` (x, y centre, width, height; inches): a swatch, a line or a marker."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Rectangle
+
+    x, y, w, h = box
+    if shape in ("box", "hatch", "ramp"):
+        panel.add_patch(Rectangle((x, y - h / 2), w, h, facecolor=colour, edgecolor=colour, alpha=0.6,
+                                  transform=trans, clip_on=False))
+    elif shape == "line":
+        panel.add_line(Line2D([x, x + w], [y, y], color=colour, linewidth=1.2, transform=trans, clip_on=False))
+    else:
+        panel.add_line(Line2D([x + w / 2], [y], marker=_MARKERS.get(shape, "o"), color="none", markersize=7,
+                              markerfacecolor=colour, markeredgecolor="#222222", transform=trans, clip_on=False))
+
+
+def _draw_legend(fig: Any, panel: Any, entries: Sequence[tuple[str, str, str]]) -> None:
+    """The legend (图例) in the top left corner of the panel: a framed column of keys and labels.
+
+    Laid out here, in points, from the labels' measured sizes (``SheetCanvas.text_extent``),
+    as matplotlib's legend lays it out (border pad 0.4 em, keys 2 × 0.7 em, 0.8 em between
+    key and label, 0.55 em between rows), without its box packing, which measured every
+    label again on every sheet and PDF page. The labels are texts of ``panel``.
+    """
+    from matplotlib.patches import FancyBboxPatch
+
+    em, pt = _LEGEND_PT, 1 / 72  # label font size (pt); inches per point
+    measure = fig.canvas.text_extent
+    title_w, title_h, _ = measure("图例 Legend", _LEGEND_TITLE_PT)
+    rows = [max(measure(label, em)[1], _LEGEND_HANDLE_H * em) for _, _, label in entries]
+    text_x = (_LEGEND_PAD + _LEGEND_HANDLE_W + _LEGEND_TEXT_PAD) * em
+    width = max([title_w + 2 * _LEGEND_PAD * em] + [text_x + measure(lab, em)[0] + _LEGEND_PAD * em
+                                                    for _, _, lab in entries])
+    left, top = PANEL[0] * fig.get_figwidth(), (PANEL[1] + PANEL[3]) * fig.get_figheight()  # inches
+    trans = fig.dpi_scale_trans
+    y = _LEGEND_PAD * em + title_h  # points below the top
+    panel.text(left + width / 2 * pt, top - (y - title_h / 2) * pt, "图例 Legend", fontsize=_LEGEND_TITLE_PT,
+               ha="center", va="center", transform=trans, clip_on=False)
+    for (shape, colour, label), h in zip(entries, rows):
+        y += _LEGEND_ROW_GAP * em
+        mid = top - (y + h / 2) * pt
+        _legend_handle(panel, shape, colour, (left + _LEGEND_PAD * em * pt, mid, _LEGEND_HANDLE_W * em * pt,
+                                              _LEGEND_HANDLE_H * em * pt), trans)
+        panel.text(left + text_x * pt, mid, label, fontsize=em, ha="left", va="center", transform=trans,
+                   clip_on=False, gid="legend_label")
+        y += h
+    y += _LEGEND_PAD * em
+    panel.add_patch(FancyBboxPatch((left, top - y * pt), width * pt, y * pt, boxstyle=f"round,pad=0,rounding_size="
+                                   f"{0.2 * em * pt}", facecolor="#ffffff", edgecolor="#444444", linewidth=0.8,
+                                   transform=trans, clip_on=False, zorder=0.5))
 
 
 def _scale_bar(ax: Any, extent: Sequence[float]) -> None:
@@ -287,7 +334,8 @@ def _north_arrow(ax: Any) -> None:
 def draw_sheet(spec: SheetSpec, reuse: Any | None = None) -> Any:
     """Draw one sheet and return its figure (``reuse``: a figure of an earlier sheet, cleared and redrawn).
 
-    Call inside :func:`cjk_style`. The figure has two axes, the map frame and the legend panel.
+    Call inside :func:`cjk_style`. The figure has two axes, the map frame and the legend panel
+    (:func:`_draw_legend`: its labels are the panel's texts with gid ``legend_label``).
     """
     fig, ax, panel = _figure(spec.paper, spec.dpi, reuse)
     _draw_shapes(ax, spec.shapes)
@@ -300,9 +348,7 @@ def draw_sheet(spec: SheetSpec, reuse: Any | None = None) -> Any:
                 bbox={"boxstyle": "round,pad=0.15", "facecolor": "#ffffff", "alpha": 0.6, "linewidth": 0})
     _scale_bar(ax, spec.extent)
     _north_arrow(ax)
-    panel.legend(handles=_legend_handles(spec.legend), loc="upper left", fontsize=6.5, title="图例 Legend",
-                 title_fontsize=9, frameon=True, framealpha=1.0, edgecolor="#444444", borderaxespad=0.0,
-                 labelspacing=0.55)
+    _draw_legend(fig, panel, spec.legend)
     fig.text(0.5, 0.955, spec.title, ha="center", va="center", fontsize=15, fontweight="bold")
     fig.text(0.5, 0.915, spec.subtitle, ha="center", va="center", fontsize=9, color="#333333")
     fig.text(0.025, 0.035, spec.footer, ha="left", va="center", fontsize=7, color="#333333")
@@ -367,19 +413,20 @@ def _claim(claims: str | None, n: int) -> bool:
 
 def _write_pdf(task: SheetTask, figures: dict[str, Any], png_too: bool) -> list[str]:
     """Every sheet as a page of the task's PDF (and as a PNG when ``png_too``), renamed into place at the end."""
-    from matplotlib.backends.backend_pdf import PdfPages
+    from matplotlib.backends.backend_pdf import PdfFile
 
     written: list[str] = []
     tmp_pdf = Path(task.pdf).with_name(f".{Path(task.pdf).stem}.{os.getpid()}.tmp.pdf")
     try:
-        pdf = PdfPages(tmp_pdf, metadata={"Title": task.pdf_title})
+        pdf = PdfFile(tmp_pdf, metadata={"Title": task.pdf_title})
         for spec in task.sheets:
             fig = figures[spec.paper] = draw_sheet(spec, figures.get(spec.paper))
             if png_too:
                 written.append(str(save_png(fig, Path(task.folder) / f"{spec.stem}.png", spec.dpi,
                                             task.png_compress_level)))
-            pdf.savefig(fig)
-        pdf.close()  # the fonts are embedded here, once for every page
+            fig.canvas.pdf_page(pdf)
+        pdf.finalize()  # the fonts are embedded here, once for every page
+        pdf.close()
         os.replace(tmp_pdf, task.pdf)
     finally:
         tmp_pdf.unlink(missing_ok=True)
@@ -414,6 +461,8 @@ def warm_up() -> None:
     import matplotlib.backends.backend_agg  # noqa: F401
     import matplotlib.backends.backend_pdf  # noqa: F401
     import matplotlib.figure  # noqa: F401
+
+    import gis.sheet_canvas  # noqa: F401
 
 
 def main() -> int:

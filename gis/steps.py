@@ -80,6 +80,15 @@ class RunContext:
         问题台账 rows of the hot-spot step.
     ledgers
         :class:`gis.ledgers.LedgerSet` of the ``ledgers`` step.
+    deferred
+        File writes no later step reads (``district.gpkg``, ``sites.gpkg``,
+        ``coverage.gpkg``, the ledgers), queued by :meth:`defer` and done by
+        :meth:`flush` — by the maps step while its sheet workers draw (this process is
+        otherwise idle then), else at the end of :func:`run_steps`. Not a result.
+    sheet_job
+        A :class:`gis.map_sheets.SheetJob` started early (its drawing workers import
+        matplotlib while the analyses run); the maps step hands it the sheets. None: the
+        maps step starts its own. Not a result.
     """
 
     district: District
@@ -91,6 +100,8 @@ class RunContext:
     hotspots: HotspotResult | None = None
     hotspot_problems: pd.DataFrame | None = None
     ledgers: LedgerSet | None = None
+    deferred: list[Callable[[], Any]] = field(default_factory=list)
+    sheet_job: Any = None
 
     def __post_init__(self) -> None:
         if self.params is None:
@@ -98,8 +109,17 @@ class RunContext:
 
     @classmethod
     def result_names(cls) -> tuple[str, ...]:
-        """Names of the result attributes (everything but ``district`` and ``params``)."""
-        return tuple(f.name for f in fields(cls) if f.name not in ("district", "params"))
+        """Names of the result attributes (everything but ``district``, ``params``, ``deferred``, ``sheet_job``)."""
+        return tuple(f.name for f in fields(cls) if f.name not in ("district", "params", "deferred", "sheet_job"))
+
+    def defer(self, write: Callable[[], Any]) -> None:
+        """Queue a file write that no later step reads (see ``deferred``)."""
+        self.deferred.append(write)
+
+    def flush(self) -> None:
+        """Do the queued writes, in the order they were queued."""
+        while self.deferred:
+            self.deferred.pop(0)()
 
     def results(self) -> dict[str, Any]:
         """The results set so far, ``{name: value}`` (what the map and the app read)."""
@@ -210,8 +230,8 @@ def write_district(d: District, out: Path) -> None:
 
 
 def run_load(ctx: RunContext, out: Path) -> dict[str, Any]:
-    """Step ``load``: write ``district.gpkg`` and ``rejects.csv``; the load counts."""
-    write_district(ctx.district, out)
+    """Step ``load``: write ``district.gpkg`` and ``rejects.csv`` (deferred, see ``RunContext.deferred``); the load counts."""
+    ctx.defer(lambda: write_district(ctx.district, out))
     return district_summary(ctx.district)
 
 
@@ -231,7 +251,7 @@ def run_compliance(ctx: RunContext, out: Path) -> dict[str, Any]:
     layers = {"sites": result.sites, "violations": result.violations, "linkage": compliance.linkage_lines(result)}
     if result.incidents is not None:
         layers["incidents_located"] = result.incidents
-    write_gpkg(layers, out / "sites.gpkg")
+    ctx.defer(lambda: write_gpkg(layers, out / "sites.gpkg"))
     ctx.compliance = result
     ctx.site_problems = ledgers.problems_from_compliance(result)
     return result.summary()
@@ -248,7 +268,7 @@ def run_coverage(ctx: RunContext, out: Path) -> dict[str, Any]:
 
     result = coverage.analyse_district(ctx.district, compliance=ctx.compliance, networks=ctx.networks,
                                        target_evaluator=targets.district_evaluator(ctx.district, ctx.compliance))
-    write_gpkg(result.layers(), out / "coverage.gpkg")
+    ctx.defer(lambda: write_gpkg(result.layers(), out / "coverage.gpkg"))
     ctx.coverage = result
     ctx.networks = result.networks
     return result.summary()
@@ -308,7 +328,7 @@ def run_ledgers(ctx: RunContext, out: Path) -> dict[str, Any]:
 
     ledger_set, synced = campaign.sync_from_run(ctx.district, ledger_set, ctx.hotspots,
                                                 getattr(ctx.compliance.rules, "ledger", None))
-    ledgers.write_ledgers(ledger_set, out, sample=bool(project.sample))
+    ctx.defer(lambda: ledgers.write_ledgers(ledger_set, out, sample=bool(project.sample)))
     ctx.ledgers = ledger_set
     led = ledger_set.ledger
     return {
@@ -324,13 +344,15 @@ def run_maps(ctx: RunContext, out: Path) -> dict[str, Any]:
     from gis import map_sheets, maps
 
     d = ctx.district
-    job = map_sheets.SheetJob(d)  # map_sheets/ (PNG + PDF): the drawing workers start while the layers are built
+    job = ctx.sheet_job or map_sheets.SheetJob(d)  # map_sheets/ (PNG + PDF): drawing workers, started early or now
+    ctx.sheet_job = None
     opt = maps.district_options(d)
     layers = maps.build_layers(d, ctx.results(), opt, out=out)
     job.submit(layers, out)
     m = maps.render_folium(layers, opt, title=maps.district_title(d), attributions=maps.district_attributions(d),
                            full_page_legend=True)
     html_path = maps.save_map_html(m, out / "map.html")
+    ctx.flush()  # the earlier steps' file writes, while the sheet workers draw
     sheets = job.result()
     if sheets["png"]:  # map.png is the overview sheet: copied, not drawn a second time
         png = out / "map.png"
@@ -426,6 +448,7 @@ def run_steps(
     ctx: RunContext | None = None,
     on_step: Callable[[Step], None] | None = None,
     timings: dict[str, float] | None = None,
+    background: Sequence[str] = (),
 ) -> tuple[dict[str, Any], RunContext]:
     """Run the named steps (in registry order) on a loaded district into ``out``.
 
@@ -442,7 +465,14 @@ def run_steps(
     on_step
         Called before each step (progress display).
     timings
-        When given, filled with each step's wall time in seconds.
+        When given, filled with each step's wall time in seconds (a background step: its
+        time in its worker).
+    background
+        Steps among ``names_`` that need nothing but ``load`` to run in a spawned worker
+        (:class:`gis.background.BackgroundStep`) from the start, while this process runs
+        the others; their summary keys and results are taken in when their turn comes (in
+        registry order, so ``summary.json`` is the same). A worker that fails is replaced by
+        running the step here.
 
     Returns
     -------
@@ -463,17 +493,60 @@ def run_steps(
     for n in wanted:
         get(n)
     ctx = ctx if ctx is not None else RunContext(district)
+    jobs = _start_background(district, out, [n for n in background if n in wanted])
     summary: dict[str, Any] = {}
-    for step in STEPS:
-        if step.name not in wanted:
-            continue
-        if on_step is not None:
-            on_step(step)
-        t0 = time.perf_counter()
-        summary.update(step.run(ctx, out))
-        if timings is not None:
-            timings[step.name] = round(time.perf_counter() - t0, 3)
+    try:
+        for step in STEPS:
+            if step.name not in wanted:
+                continue
+            if on_step is not None:
+                on_step(step)
+            t0 = time.perf_counter()
+            done = jobs.pop(step.name).result() if step.name in jobs else None
+            if done is not None:  # ran in its worker: take its summary keys and results
+                keys, results, seconds = done
+                summary.update(keys)
+                for name, value in results.items():
+                    setattr(ctx, name, value)
+            else:
+                summary.update(step.run(ctx, out))
+                seconds = round(time.perf_counter() - t0, 3)
+            if timings is not None:
+                timings[step.name] = seconds
+        ctx.flush()
+    finally:
+        for job in jobs.values():  # a step failed: stop the workers not waited for
+            job.cancel()
     return summary, ctx
+
+
+def _start_background(district: District, out: Path, names_: Sequence[str]) -> dict[str, Any]:
+    """Start a worker for each of ``names_`` (steps needing nothing but ``load``): ``{name: BackgroundStep}``."""
+    from gis.background import BackgroundStep
+
+    jobs = {}
+    for n in names_:
+        if set(get(n).needs) - {"load"} or get(n).uses:
+            raise GisError(f"step {n} cannot run in the background: it needs {', '.join(upstream(n))}")
+        jobs[n] = BackgroundStep(n, district, out, run=lambda n=n: run_alone(n, district, out))
+    return jobs
+
+
+def run_alone(name: str, district: District, out: Path) -> tuple[dict[str, Any], dict[str, Any], float]:
+    """Run one step that needs only the loaded district, on a fresh context (a background worker's job).
+
+    Returns
+    -------
+    (summary, results, seconds)
+        The step's summary keys, its results (:meth:`RunContext.results`) and its wall time.
+    """
+    import time
+
+    ctx = RunContext(district)
+    t0 = time.perf_counter()
+    summary = get(name).run(ctx, out)
+    ctx.flush()
+    return summary, ctx.results(), round(time.perf_counter() - t0, 3)
 
 
 def markdown_table() -> str:

@@ -93,8 +93,8 @@ def test_sheet_carries_title_date_legend_scale_north_and_sources(tiny) -> None:
     assert settings.SAMPLE_LABEL in footer
     assert any(t.startswith("北") for t in ax_texts)  # north arrow
     assert any(re.search(r"\d+ (米 m|千米 km)$", t) for t in ax_texts)  # scale bar
-    legend = panel.get_legend()
-    labels = [t.get_text() for t in legend.get_texts()]
+    labels = [t.get_text() for t in panel.texts if t.get_gid() == "legend_label"]
+    assert any(t.get_text() == "图例 Legend" for t in panel.texts)
     assert any("回收网点" in lab for lab in labels) and any("镇街" in lab for lab in labels)
     assert not ax.get_xticks().size and not ax.get_yticks().size  # no axis ticks on a print sheet
 

@@ -1,0 +1,136 @@
+"""One step of the main job run in a child process while the caller runs the others (the caller's side).
+
+``gis run`` has two cores' worth of work only at its end (the map sheets); while the
+caller runs compliance and coverage, the second core is idle. A step that needs nothing
+but the loaded district (``hotspots``) can run there. :class:`BackgroundStep` forks the
+caller where the platform forks cleanly (Linux and the BSDs): the child starts with the
+caller's imports and the loaded district in memory, runs the step and writes an answer
+pickle; elsewhere it spawns ``python -m gis.step_worker`` (:mod:`gis.step_worker`) and hands
+it the district and the step's name as a pickle. Either way the child writes the step's
+files into the same output folder, and :meth:`BackgroundStep.result` collects the step's
+summary keys and results (:class:`gis.steps.RunContext` attributes) when the caller needs them.
+
+When the child fails (it cannot start, a pickle does not load, the analysis raises),
+:meth:`BackgroundStep.result` returns None and the caller runs the step itself, so an
+error in the data is reported as it would be without the worker.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gis.district import District
+
+__all__ = ["BackgroundStep"]
+
+Answer = tuple[dict[str, Any], dict[str, Any], float]
+
+
+class BackgroundStep:
+    """A step of the main job running in a child process.
+
+    Parameters
+    ----------
+    name
+        Step name (:data:`gis.steps.STEPS`); it must need nothing but ``load``.
+    district
+        The loaded district (pickled to a spawned worker).
+    out
+        Output folder the step writes into.
+    run
+        ``run() -> (summary keys, results, seconds)``: the step, called in a forked child
+        (:func:`gis.steps.run_alone` on the district). None, or a platform that does not
+        fork cleanly: a spawned ``python -m gis.step_worker``.
+
+    Examples
+    --------
+    >>> job = BackgroundStep("hotspots", district, Path("out"))   # doctest: +SKIP
+    >>> summary, results, seconds = job.result()                   # doctest: +SKIP
+    >>> sorted(results)                                            # doctest: +SKIP
+    ['hotspot_problems', 'hotspots']
+    """
+
+    def __init__(self, name: str, district: District, out: Path, *, run: Callable[[], Answer] | None = None) -> None:
+        self.name = name
+        self._scratch = tempfile.TemporaryDirectory(prefix="gis_step_")
+        folder = Path(self._scratch.name)
+        self._answer = folder / "result.pickle"
+        self._stderr = open(folder / "stderr.txt", "w+b")  # noqa: SIM115 (closed in result / cancel)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None
+        if run is not None and hasattr(os, "fork") and sys.platform.startswith(("linux", "freebsd", "openbsd")):
+            self._pid = self._fork(run)
+            return
+        task = folder / "task.pickle"
+        task.write_bytes(pickle.dumps((name, district, str(out), str(self._answer)), protocol=pickle.HIGHEST_PROTOCOL))
+        root = str(Path(__file__).resolve().parent.parent)  # this copy of gis
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        self._proc = subprocess.Popen([sys.executable, "-m", "gis.step_worker", str(task)],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr, env=env)
+
+    def _fork(self, run: Callable[[], Answer]) -> int:
+        """Fork; the child calls ``run``, writes the answer pickle and leaves with ``os._exit`` (no atexit, no flush)."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid:
+            return pid
+        code = 1
+        try:
+            write_answer(run(), self._answer)
+            code = 0
+        except BaseException:  # noqa: BLE001 - the child reports any failure by its exit status
+            import traceback
+
+            self._stderr.write(traceback.format_exc().encode(errors="replace"))
+            self._stderr.flush()
+        finally:
+            os._exit(code)
+
+    def _wait(self) -> int:
+        """The child's exit status, once it has ended."""
+        if self._pid is not None:
+            return os.waitstatus_to_exitcode(os.waitpid(self._pid, 0)[1])
+        assert self._proc is not None
+        return self._proc.wait()
+
+    def result(self) -> Answer | None:
+        """Wait for the child: (summary keys, results, the step's seconds in the child), or None when it failed.
+
+        The scratch folder is removed either way.
+        """
+        try:
+            code = self._wait()
+            if code != 0 or not self._answer.exists():
+                return None
+            return pickle.loads(self._answer.read_bytes())  # written by write_answer, in our scratch folder
+        finally:
+            self._stderr.close()
+            self._scratch.cleanup()
+
+    def cancel(self) -> None:
+        """Stop the child (the caller failed) and remove the scratch folder."""
+        import signal
+
+        if self._pid is not None:
+            os.kill(self._pid, signal.SIGKILL)
+        elif self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+        self._wait()
+        self._stderr.close()
+        self._scratch.cleanup()
+
+
+def write_answer(answer: Answer, path: Path) -> None:
+    """Pickle a child's answer to ``path`` (a temporary name first, then renamed)."""
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_bytes(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+    os.replace(tmp, path)
