@@ -13,6 +13,7 @@ import hashlib
 import html
 import os
 import tempfile
+import threading
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -48,18 +49,54 @@ def load_district(project: str, key: str) -> District:
     return _load(load_project(project, confined=confine.is_inside(Path(project), UPLOAD_ROOT)))
 
 
+def step_folder(step: str, pkey: str, skey: str, upstream: tuple[str, ...]) -> Path:
+    """The cache folder one step run writes into."""
+    tag = hashlib.sha1("|".join(upstream).encode()).hexdigest()[:8]
+    return CACHE_ROOT / pkey / f"{step}-{skey}-{tag}"
+
+
 @st.cache_resource(show_spinner=False, max_entries=64)
 def run_step_cached(
-    step: str, pkey: str, skey: str, upstream: tuple[str, ...], _district: District, _context: dict[str, Any]
+    step: str, pkey: str, skey: str, upstream: tuple[str, ...], _district: District, _context: dict[str, Any],
+    _background: Any = None,
 ) -> sup.StepOutput:
     """One pipeline step, cached on (project, its parameters, its inputs' keys).
 
     A resource cache (shared, never copied): the app only reads step results, and
     copying the coverage step's networks and tables on every rerun (``cache_data``
-    pickles) cost about a second per rerun.
+    pickles) cost about a second per rerun. ``_background``: the step already running
+    in a worker process (:func:`start_background`).
     """
-    tag = hashlib.sha1("|".join(upstream).encode()).hexdigest()[:8]
-    return sup.run_one_step(step, _district, CACHE_ROOT / pkey / f"{step}-{skey}-{tag}", _context)
+    return sup.run_one_step(step, _district, step_folder(step, pkey, skey, upstream), _context, _background)
+
+
+@st.cache_resource(show_spinner=False)
+def steps_started() -> tuple[set[tuple[str, str, str]], threading.Lock]:
+    """(step, project, parameters) of the step runs this server has started, and the lock that
+    guards the set (two sessions opening the same project start one worker, not two)."""
+    return set(), threading.Lock()
+
+
+def start_background(district: District, pkey: str, overrides: dict[str, Any], skip: frozenset[str]) -> dict[str, Any]:
+    """Start, in worker processes, the steps that need only the loaded district and have not been
+    started yet (``hotspots``), so they use the second core while compliance and coverage run here.
+    A step started once is never started in a worker again (its result is cached, or being made)."""
+    from gis.background import BackgroundStep
+
+    if (os.cpu_count() or 1) < 2 or district.incidents is None or not len(district.incidents):
+        return {}
+    started, lock = steps_started()
+    jobs = {}
+    for step in sup.WORKER_STEPS:
+        if step in skip or not sup.step_available(step)[0]:
+            continue
+        skey = sup.step_key(step, overrides)
+        with lock:
+            if (step, pkey, skey) in started:
+                continue
+            started.add((step, pkey, skey))
+        jobs[step] = BackgroundStep(step, district, step_folder(step, pkey, skey, ()))
+    return jobs
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -249,20 +286,25 @@ def run_steps(district: District, pkey: str, params: sup.AppParams, skip: frozen
     outputs: dict[str, sup.StepOutput] = {}
     keys: dict[str, str] = {}
     context: dict[str, Any] = {}
-    for step in sup.registered_steps():
-        if step == "maps":
-            continue
-        ok, _why = sup.step_available(step)
-        deps = sup.step_upstream(step)
-        if not ok or step in skip or any(s in skip for s in deps):
-            continue
-        skey = sup.step_key(step, overrides)
-        upstream = tuple(f"{s}:{keys[s]}" for s in deps if s in keys)
-        keys[step] = f"{skey}-{hashlib.sha1('|'.join(upstream).encode()).hexdigest()[:6]}"
-        with st.spinner(f"{sup.STEP_LABELS.get(step, step)} …"):
-            out = run_step_cached(step, pkey, skey, upstream, d, context)
-        outputs[step] = out
-        context.update(out.context)
+    jobs = start_background(d, pkey, overrides, skip)
+    try:
+        for step in sup.registered_steps():
+            if step == "maps":
+                continue
+            ok, _why = sup.step_available(step)
+            deps = sup.step_upstream(step)
+            if not ok or step in skip or any(s in skip for s in deps):
+                continue
+            skey = sup.step_key(step, overrides)
+            upstream = tuple(f"{s}:{keys[s]}" for s in deps if s in keys)
+            keys[step] = f"{skey}-{hashlib.sha1('|'.join(upstream).encode()).hexdigest()[:6]}"
+            with st.spinner(f"{sup.STEP_LABELS.get(step, step)} …"):
+                out = run_step_cached(step, pkey, skey, upstream, d, context, jobs.get(step))
+            outputs[step] = out
+            context.update(out.context)
+    finally:  # a job not taken (the result was cached after all, or this run was interrupted) is stopped
+        for job in jobs.values():
+            job.cancel()  # a no-op for a job whose result was taken
     st.session_state["_step_keys"] = tuple(sorted(f"{s}:{k}" for s, k in keys.items() if s in outputs))
     return outputs
 

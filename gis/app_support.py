@@ -294,8 +294,14 @@ class StepOutput:
     error: str | None = None
 
 
+#: Steps the app starts in a worker process on a cold start: they need only the loaded district and
+#: nothing the map shows first waits for them (compliance is read at once by coverage).
+WORKER_STEPS = ("hotspots",)
+
+
 def run_one_step(
-    step: str, district: District, out: str | Path, context_in: Mapping[str, Any] | None = None
+    step: str, district: District, out: str | Path, context_in: Mapping[str, Any] | None = None,
+    background: Any = None,
 ) -> StepOutput:
     """Run one registered step into ``out``; errors are captured, not raised.
 
@@ -303,6 +309,8 @@ def run_one_step(
     the output's ``context`` holds the results this step set. A
     :class:`gis._errors.GisError` (bad data, missing layer) is reported in ``error``
     so the app can say why a panel is empty; other exceptions propagate.
+    ``background``: a :class:`gis.background.BackgroundStep` already running the step
+    into ``out`` — its answer is taken; when it failed, the step runs here.
     """
     from gis._errors import GisError
 
@@ -310,8 +318,14 @@ def run_one_step(
     out.mkdir(parents=True, exist_ok=True)
     ctx = steps.RunContext.from_results(district, context_in)
     before = {k: id(v) for k, v in ctx.results().items()}
+    done = background.result() if background is not None else None
     try:
-        summary, ctx = steps.run_steps(district, out, [step], ctx=ctx)
+        if done is not None:
+            summary, results, _ = done
+            for name, value in results.items():
+                setattr(ctx, name, value)
+        else:
+            summary, ctx = steps.run_steps(district, out, [step], ctx=ctx)
     except GisError as exc:
         return StepOutput(step, error=f"{type(exc).__name__}: {exc}")
     new_ctx = {k: v for k, v in ctx.results().items() if before.get(k) != id(v) or k == step}

@@ -8,6 +8,7 @@ re-runs only the analysis that reads it.
 from __future__ import annotations
 
 import io
+import os
 import stat
 import zipfile
 from collections import Counter
@@ -51,10 +52,12 @@ class Recorder:
     def __init__(self) -> None:
         self.calls: Counter = Counter()
         self.outputs: dict[tuple[str, str], sup.StepOutput] = {}
+        self.in_worker: dict[str, bool] = {}
 
-    def __call__(self, step, district, out, context=None):
+    def __call__(self, step, district, out, context=None, background=None):
         self.calls[step] += 1
-        result = RUN_ONE_STEP(step, district, out, context)
+        self.in_worker.setdefault(step, background is not None)  # the step's first run
+        result = RUN_ONE_STEP(step, district, out, context, background)
         skey = Path(out).name.split("-")[1]
         self.outputs[(step, skey)] = result
         return result
@@ -150,6 +153,23 @@ def test_every_page_renders_with_the_library_numbers(app, district, recorder) ->
     if "ledgers" in lib:
         assert "problem_ledger.xlsx" in names and "summary_table.xlsx" in names
     assert "map.html" in names or any("map.html" in b.label for b in at.button)  # made on request
+
+
+def test_hot_spots_ran_in_a_worker_and_equal_the_step_run_here(app, district, recorder, tmp_path) -> None:
+    """On a cold start the hot-spot step runs in a worker process beside compliance and coverage; its
+    answer is the one the step gives in process."""
+    if "hotspots" not in sup.registered_steps() or (os.cpu_count() or 1) < 2:
+        pytest.skip("no hot-spot step or a single core")
+    assert recorder.in_worker["hotspots"] is True
+    assert recorder.in_worker["compliance"] is False
+    there = recorder.output("hotspots", sup.AppParams())
+    here = RUN_ONE_STEP("hotspots", district, tmp_path)
+    assert there.error is None and here.error is None
+    assert there.summary == here.summary
+    a, b = there.context["hotspots"], here.context["hotspots"]
+    pd.testing.assert_frame_equal(pd.DataFrame(a.priority.drop(columns="geometry", errors="ignore")),
+                                  pd.DataFrame(b.priority.drop(columns="geometry", errors="ignore")))
+    assert sorted(p.name for p in there.files) == sorted(p.name for p in here.files)
 
 
 def test_cluster_distance_reruns_only_the_hotspot_analysis(app, step_calls, recorder) -> None:
