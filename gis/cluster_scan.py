@@ -28,10 +28,18 @@ import pandas as pd
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
-from scipy.stats import poisson
+from scipy.special import pdtrc
 
 from gis._errors import AnalysisError
 from gis.cluster_mixture import MixtureParams, core_groups, mixture_labels
+
+
+def poisson_sf(k: np.ndarray | float, mu: np.ndarray | float) -> np.ndarray:
+    """:math:`P(X > k)` for :math:`X \\sim \\mathrm{Poisson}(\\mu)`: :func:`scipy.special.pdtrc`, the function
+    ``scipy.stats.poisson.sf`` evaluates, and 1 for :math:`k < 0` as it gives — without importing
+    :mod:`scipy.stats` (about a second of every run's start-up). Tested equal to ``poisson.sf``."""
+    k = np.asarray(k, dtype=float)
+    return np.where(k < 0, 1.0, pdtrc(np.maximum(k, 0.0), mu))
 
 
 @dataclass(frozen=True)
@@ -171,7 +179,7 @@ def core_pvalues(xy: np.ndarray, params: ScanParams) -> np.ndarray:
     best = np.ones(len(xy))
     for r in params.radii_m:
         n = np.asarray(tree.query_ball_point(xy, float(r), return_length=True)) - 1
-        best = np.minimum(best, poisson.sf(n - 1, lam * np.pi * float(r) ** 2))
+        best = np.minimum(best, poisson_sf(n - 1, lam * np.pi * float(r) ** 2))
     return np.minimum(best * len(params.radii_m), 1.0)
 
 
@@ -553,7 +561,7 @@ def cluster_pvalues(
             "observed": observed.astype(int),
             "expected": expected,
             "ratio": observed / np.maximum(expected, 1e-12),
-            "p_value": poisson.sf(observed - 1, expected),
+            "p_value": poisson_sf(observed - 1, expected),
             "disc_radius_m": rho,
         },
         index=centre.index,

@@ -32,7 +32,6 @@ import pandas as pd
 import shapely
 from scipy import ndimage
 from scipy.spatial import cKDTree
-from scipy.stats import poisson
 
 from gis._errors import AnalysisError
 from gis.catalog import deep_merge
@@ -45,6 +44,7 @@ from gis.cluster_scan import (
     bh_qvalues,
     cluster_pvalues,
     flag_significant,
+    poisson_sf,
     scan_labels,
     significance_text,
 )
@@ -206,8 +206,6 @@ def cluster_labels(xy: np.ndarray, cfg: dict[str, Any]) -> tuple[np.ndarray, flo
       are below ``hdbscan_min_probability`` are noise, clusters left smaller
       than ``min_cluster_size`` are dropped.
     """
-    from sklearn.cluster import DBSCAN, HDBSCAN
-
     xy = np.asarray(xy, dtype=float)
     method, size = cfg["method"], int(cfg["min_cluster_size"])
     if len(xy) < size:
@@ -215,12 +213,16 @@ def cluster_labels(xy: np.ndarray, cfg: dict[str, Any]) -> tuple[np.ndarray, flo
     if method == "scan":
         return scan_labels(xy, scan_params(cfg)), None
     if method == "dbscan":
+        from sklearn.cluster import DBSCAN
+
         eps = cfg["eps_m"]
         if eps is None:
             eps = kdistance_eps(xy, size, bounds=cfg["eps_bounds_m"])
         labels = DBSCAN(eps=eps, min_samples=size, algorithm="kd_tree").fit_predict(xy)
         return labels.astype(np.int64), float(eps)
     if method == "hdbscan":
+        from sklearn.cluster import HDBSCAN
+
         model = HDBSCAN(
             min_cluster_size=max(size, 2), min_samples=cfg["hdbscan_min_samples"], algorithm="kd_tree", copy=True
         ).fit(xy)
@@ -1450,7 +1452,7 @@ def rebound_significance(result: ClusterResult, incidents: gpd.GeoDataFrame, con
         reach = float(c["radius_m"].iloc[i]) + float(rb["distance_m"])
         exp[i] = lam * np.pi * reach**2 * float(rb["window_days"]) / period
     obs = c["rebound_incidents"].fillna(0).to_numpy(dtype=float)
-    p = poisson.sf(obs[hit] - 1, exp[hit])
+    p = poisson_sf(obs[hit] - 1, exp[hit])
     c.loc[hit, "rebound_expected"] = exp[hit]
     c.loc[hit, "rebound_p"] = p
     c.loc[hit, "rebound_q"] = bh_qvalues(p)

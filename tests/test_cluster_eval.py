@@ -121,3 +121,13 @@ def test_a_place_visited_site_by_site_counts_only_in_the_lenient_place_recall():
     e = evaluate_places(ClusterResult(clusters=clusters, members=found), truth, members_truth, oracle, link_sigmas=2.0)
     assert e["recall_place_detectable"] == 0.0 and e["recall_place_or_sites"] == 0.5
     assert e["precision_place"] == 2 / 3  # clusters 1 and 3 each recover a site; 2 is background
+
+
+def test_poisson_sf_equals_scipy_stats():
+    from scipy.stats import poisson
+
+    from gis.cluster_scan import poisson_sf
+
+    k = np.arange(-3, 120)[None, :]
+    mu = np.array([0.0, 1e-9, 0.4, 1.0, 7.5, 60.0])[:, None]
+    assert np.array_equal(poisson_sf(k, mu), poisson.sf(k, mu))
