@@ -155,12 +155,12 @@ def write_gpkg(layers: Mapping[str, gpd.GeoDataFrame], target: str | Path) -> Pa
     with atomic_path(target) as tmp:
         for name, gdf in layers.items():
             gdf = _gpkg_safe(gdf)
-            gdf.to_file(tmp, layer=name, driver="GPKG", engine="pyogrio")
+            gdf.to_file(tmp, layer=name, driver="GPKG", engine="pyogrio", use_arrow=True)  # ~3x faster than row-wise
     return Path(target)
 
 
 def _gpkg_safe(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """Turn columns GDAL cannot store (lists, dicts, categoricals) into text."""
+    """Turn columns GDAL cannot store (lists, dicts, categoricals, mixed Python values) into text."""
     out = gdf.copy()
     for col in out.columns:
         if col == out.geometry.name:
@@ -180,6 +180,9 @@ def _gpkg_safe(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
                     if v is not None and not (isinstance(v, float) and np.isnan(v))
                     else None
                 )
+            elif pd.api.types.infer_dtype(s, skipna=True) not in ("string", "empty"):
+                # mixed Python values (True / None, 500.0 / None): text, as GDAL's row-wise writer stored them
+                out[col] = s.astype(str).where(s.notna(), None).astype(object)
     return out
 
 
