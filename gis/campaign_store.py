@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS gpkg_geometry_columns (
   srs_id INTEGER NOT NULL, z TINYINT NOT NULL, m TINYINT NOT NULL,
   CONSTRAINT pk_geom_cols PRIMARY KEY (table_name, column_name));
 CREATE TABLE IF NOT EXISTS problems (number TEXT PRIMARY KEY, {fields});
+CREATE INDEX IF NOT EXISTS problems_by_key ON problems (key);
 CREATE TABLE IF NOT EXISTS history (
   fid INTEGER PRIMARY KEY AUTOINCREMENT, number TEXT NOT NULL, at TEXT NOT NULL,
   effective TEXT NOT NULL, who TEXT NOT NULL, source TEXT NOT NULL, field TEXT NOT NULL,
