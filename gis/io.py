@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io as _io
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ class RejectCollector:
     @property
     def ok(self) -> np.ndarray:
         """Boolean mask of rows not yet rejected."""
-        return np.array([r is None for r in self.reason], dtype=bool)
+        return pd.isna(self.reason)  # reasons are text or None
 
     def reject(
         self,
@@ -331,9 +332,18 @@ def parse_dates(values: pd.Series) -> pd.Series:
 
 
 def parse_numbers(values: pd.Series) -> pd.Series:
-    """Parse numbers, tolerating thousands separators and full-width digits."""
-    s = values.astype("string").fillna("").map(lambda v: normalise_label(v).replace(",", ""))
-    return pd.to_numeric(s.replace("", np.nan), errors="coerce")
+    """Parse numbers, tolerating thousands separators and full-width digits.
+
+    Plain numbers are parsed in one vectorised pass; only the cells that fail it are
+    normalised (:func:`gis.catalog.normalise_label`, commas dropped) and parsed again.
+    """
+    s = values.astype("string").fillna("")
+    out = pd.to_numeric(s.astype(object).where(s != "", np.nan), errors="coerce").astype(float)
+    retry = (out.isna() & (s != "")).to_numpy()
+    if retry.any():
+        fixed = s[retry].map(lambda v: normalise_label(v).replace(",", ""))
+        out[retry] = pd.to_numeric(fixed.astype(object).where(fixed != "", np.nan), errors="coerce").astype(float).to_numpy()
+    return out
 
 
 _LICENCE_NUMBER = re.compile(r"[0-9A-Za-z]{6,}")
@@ -343,6 +353,13 @@ def _none_for_na(values: pd.Series) -> pd.Series:
     """Object column with ``None`` (not ``pd.NA``) for missing values."""
     out = values.astype(object)
     return out.where(out.notna(), None)
+
+
+def _lookup_distinct(text: pd.Series, lookup: Mapping[str, str]) -> pd.Series:
+    """Each cell's vocabulary value (``None`` when empty or unknown), normalising each distinct text once."""
+    codes, uniques = pd.factorize(text, use_na_sentinel=True)
+    values = np.array([lookup.get(normalise_label(v)) if v else None for v in uniques] + [None], dtype=object)
+    return pd.Series(values[codes], index=text.index, dtype=object)  # code -1 (missing) takes the last: None
 
 
 def _coerce_field(fld: Field, raw: pd.Series, col: RejectCollector, header: str) -> pd.Series:
@@ -355,14 +372,14 @@ def _coerce_field(fld: Field, raw: pd.Series, col: RejectCollector, header: str)
         return _none_for_na(text.where(~empty, None))
     if fld.kind == "category":
         lookup = value_lookup(fld.vocabulary or fld.name)
-        mapped = text.map(lambda v: lookup.get(normalise_label(v)) if v else None)
+        mapped = _lookup_distinct(text, lookup)
         unknown = (~empty) & mapped.isna().to_numpy()
         known = sorted(set(lookup.values()))
         col.reject(unknown, RejectReason.UNKNOWN_CATEGORY, header, text.to_numpy(), f"not a known {fld.name}; known: {', '.join(known)}")
         return _none_for_na(mapped)
     if fld.kind == "bool":
         lookup = value_lookup("bool")
-        mapped = text.map(lambda v: lookup.get(normalise_label(v)) if v else None)
+        mapped = _lookup_distinct(text, lookup)
         # a licence / filing number in the cell means the document exists
         numbered = text.str.contains(_LICENCE_NUMBER, regex=True).fillna(False).to_numpy() & mapped.isna().to_numpy()
         mapped = mapped.where(~numbered, "true")
@@ -510,11 +527,12 @@ def _reject_duplicate_ids(attrs: pd.DataFrame, spec: LayerSpec, mapping: dict[st
     sub = ids[ok]
     dup_ok = sub.duplicated(keep="first").to_numpy() & sub.notna().to_numpy()
     dup[np.flatnonzero(ok)[dup_ok]] = True
-    first_row = pd.Series(col.rows[ok], index=sub.index).groupby(sub).transform("min")
-    details = np.full(len(ids), None, dtype=object)
-    details[np.flatnonzero(ok)] = [f"same {mapping[id_field]} as row {r}" for r in first_row.to_numpy()]
     col.reject(dup, RejectReason.DUPLICATE_ID, mapping[id_field], ids.to_numpy(), None)
-    col.detail[dup] = details[dup]
+    if dup.any():  # the detail names the first row with the same id (rows of the kept ids only)
+        first_row = pd.Series(col.rows[ok], index=sub.index).groupby(sub).transform("min")
+        details = np.full(len(ids), None, dtype=object)
+        details[np.flatnonzero(ok)[dup_ok]] = [f"same {mapping[id_field]} as row {r}" for r in first_row.to_numpy()[dup_ok]]
+        col.detail[dup] = details[dup]
 
 
 # ----------------------------------------------------------------------------- vectors
