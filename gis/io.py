@@ -339,12 +339,25 @@ def parse_numbers(values: pd.Series) -> pd.Series:
     normalised (:func:`gis.catalog.normalise_label`, commas dropped) and parsed again.
     """
     s = values.astype("string").fillna("")
-    out = pd.to_numeric(s.astype(object).where(s != "", np.nan), errors="coerce").astype(float)
+    out = _arrow_floats(s)
+    if out is None:  # some cell is not a plain number: pandas' parser, cell by cell where it fails
+        out = pd.to_numeric(s.astype(object).where(s != "", np.nan), errors="coerce").astype(float)
     retry = (out.isna() & (s != "")).to_numpy()
     if retry.any():
         fixed = s[retry].map(lambda v: normalise_label(v).replace(",", ""))
         out[retry] = pd.to_numeric(fixed.astype(object).where(fixed != "", np.nan), errors="coerce").astype(float).to_numpy()
     return out
+
+
+def _arrow_floats(s: pd.Series) -> pd.Series | None:
+    """Text cells cast to float64 by Arrow's C++ parser (empty → NaN); ``None`` when any cell is not a number."""
+    import pyarrow as pa
+
+    try:
+        arr = pa.array(s.astype(object).where(s != "", None), type=pa.string())
+        return pd.Series(arr.cast(pa.float64()).to_numpy(zero_copy_only=False), index=s.index, dtype=float)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
 
 
 _LICENCE_NUMBER = re.compile(r"[0-9A-Za-z]{6,}")
@@ -529,10 +542,12 @@ def _reject_duplicate_ids(attrs: pd.DataFrame, spec: LayerSpec, mapping: dict[st
     dup_ok = sub.duplicated(keep="first").to_numpy() & sub.notna().to_numpy()
     dup[np.flatnonzero(ok)[dup_ok]] = True
     col.reject(dup, RejectReason.DUPLICATE_ID, mapping[id_field], ids.to_numpy(), None)
-    if dup.any():  # the detail names the first row with the same id (rows of the kept ids only)
-        first_row = pd.Series(col.rows[ok], index=sub.index).groupby(sub).transform("min")
+    if dup.any():  # the detail names the first row with the same id (only ids that repeat are grouped)
+        again = sub.duplicated(keep=False).to_numpy() & sub.notna().to_numpy()
+        first_row = pd.Series(col.rows[ok][again], index=sub.index[again]).groupby(sub[again]).transform("min")
         details = np.full(len(ids), None, dtype=object)
-        details[np.flatnonzero(ok)[dup_ok]] = [f"same {mapping[id_field]} as row {r}" for r in first_row.to_numpy()[dup_ok]]
+        rows_of_dups = first_row.to_numpy()[dup_ok[again]]
+        details[np.flatnonzero(ok)[dup_ok]] = [f"same {mapping[id_field]} as row {r}" for r in rows_of_dups]
         col.detail[dup] = details[dup]
 
 
