@@ -804,8 +804,9 @@ def _run_cluster_ids(problems: pd.DataFrame, inp: RunInput) -> pd.Series:
         return pd.Series(None, index=problems.index, dtype=object)
     cid_of = {_members_json(m): c for c, m in _members_by_cluster(inp.members).items()}
     this_run = problems["last_run"].astype("string") == inp.run_id
-    cids = problems["members"].map(lambda m: cid_of.get(m) if isinstance(m, str) else None)
-    return cids.where(this_run.fillna(False).astype(bool), None).astype(object)
+    cids = problems["members"].astype(object).map(cid_of).astype(object)  # dict lookup; no match or no members: NaN
+    keep = this_run.fillna(False).astype(bool) & cids.notna()
+    return cids.where(keep, None).astype(object)
 
 
 def ledger_geo(problems: pd.DataFrame, crs: Any) -> Any:
