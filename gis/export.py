@@ -22,6 +22,8 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from gis.xlsx_rows import FORMULA_TRIGGERS, PLAIN_NUMBER as _PLAIN_NUMBER  # noqa: F401 - part of this module's API
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]:
@@ -96,11 +98,6 @@ def write_csv(df: pd.DataFrame, target: str | Path, *, encoding: str = "utf-8-si
     return Path(target)
 
 
-#: First characters that make Excel / WPS / LibreOffice read a cell as a formula
-#: (OWASP "CSV injection"): ``= + - @``, tab and carriage return.
-FORMULA_TRIGGERS: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
-
-_PLAIN_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
 
 def is_formula_like(value: object) -> bool:

@@ -34,6 +34,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+#: First characters that make Excel / WPS / LibreOffice read a cell as a formula
+#: (OWASP "CSV injection"): ``= + - @``, tab and carriage return (see :func:`gis.export.is_formula_like`).
+FORMULA_TRIGGERS: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
+#: A plain signed number such as ``-3.5``: data, not a formula.
+PLAIN_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _ILLEGAL_XML = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"  # characters XML 1.0 cannot hold (openpyxl refuses them)
 _EXCEL_EPOCH = pd.Timestamp("1899-12-30")
 _CHUNK_ROWS = 20_000  # rows turned into XML at a time (bounds the memory of a big sheet)
@@ -85,13 +90,11 @@ def _escaped_text(s: pd.Series) -> pd.Series:
 
 def _formula_like(s: pd.Series) -> np.ndarray:
     """Vectorised :func:`gis.export.is_formula_like` over a text column."""
-    from gis.export import _PLAIN_NUMBER, FORMULA_TRIGGERS
-
     first = s.str[:1]
     trig = first.isin(list(FORMULA_TRIGGERS)).fillna(False).to_numpy(dtype=bool)
     if not trig.any():
         return trig
-    plain = s.str.fullmatch(_PLAIN_NUMBER.pattern).fillna(False).to_numpy(dtype=bool)
+    plain = s.str.fullmatch(PLAIN_NUMBER.pattern).fillna(False).to_numpy(dtype=bool)
     return trig & ~plain
 
 
