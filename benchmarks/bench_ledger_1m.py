@@ -94,11 +94,30 @@ def main() -> int:
         print(results[-1], flush=True)
         html = Path(tmp) / "out" / "map.html"
         html_mib = html.stat().st_size / 2**20 if html.exists() else None
-    write_section("ledger_1m", report(results, t_build, html_mib, start))
+        sheets = _workbook_sheets(Path(tmp) / "out" / "problem_ledger.xlsx")
+    write_section("ledger_1m", report(results, t_build, html_mib, start, sheets))
     return 0
 
 
-def report(results: list[tuple[str, float, float, str]], t_build: float, html_mib: float | None, start: str) -> str:
+def _workbook_sheets(path: Path) -> list[tuple[str, str]] | None:
+    """``(sheet name, used range)`` of each sheet of an .xlsx (read from the package, not loaded)."""
+    import re
+    import zipfile
+
+    if not path.exists():
+        return None
+    with zipfile.ZipFile(path) as z:
+        names = re.findall(r'<sheet [^>]*name="([^"]+)"', z.read("xl/workbook.xml").decode("utf-8"))
+        dims = []
+        for k in range(1, len(names) + 1):
+            with z.open(f"xl/worksheets/sheet{k}.xml") as f:
+                m = re.search(rb'<dimension ref="([^"]+)"', f.read(4096))
+            dims.append(m.group(1).decode() if m else "?")
+    return list(zip(names, dims))
+
+
+def report(results: list[tuple[str, float, float, str]], t_build: float, html_mib: float | None, start: str,
+           sheets: list[tuple[str, str]] | None = None) -> str:
     lines = [
         f"## A {ROWS:,}-row site ledger (`benchmarks/bench_ledger_1m.py`)",
         "",
@@ -115,6 +134,9 @@ def report(results: list[tuple[str, float, float, str]], t_build: float, html_mi
         lines.append(f"| `{label}` | {wall:.1f} | {rss:,.0f} | {outcome} | {met} |")
     if html_mib is not None:
         lines += ["", f"`map.html`: {html_mib:.1f} MiB (point layers over `max_page_points` drawn as count grids)."]
+    if sheets is not None:
+        lines += ["", "`problem_ledger.xlsx` (问题台账) sheets and used ranges: "
+                  + ", ".join(f"{n} `{d}`" for n, d in sheets) + "."]
     return "\n".join(lines)
 
 

@@ -42,7 +42,7 @@ import pandas as pd
 
 from gis import settings
 from gis._errors import CatalogError, InputError
-from gis.campaign_store import CampaignStore, open_store
+from gis.campaign_store import BufferedWrites, CampaignStore, open_store
 from gis.catalog import Project, deep_merge, load_project, load_yaml
 from gis.params import Section, _build
 
@@ -360,17 +360,56 @@ def _members_json(ids: list[str]) -> str:
     return json.dumps(list(ids), ensure_ascii=False)
 
 
+#: Columns of the run's ledger that :func:`sync_run` reads per row (others are not turned into records).
+_SYNC_FIELDS = ("site_id", "rule_id", "source", "verdict", "镇街", "网点名称", "经营地址", "问题类型", "问题描述", "依据",
+                "牵头单位", "配合单位", "整改时限", "整改状态", "整改措施", "x", "y", "members", "is_cluster", "key",
+                "disposition_proposed", "disposition_note", "licensed")
+
+
+def _records(df: pd.DataFrame, fields: Sequence[str]) -> Iterator[dict[str, Any]]:
+    """Rows of ``df`` as dicts of the ``fields`` it has (what ``to_dict("records")`` gives, column by column)."""
+    cols = [f for f in fields if f in df.columns]
+    arrays = [df[f].to_numpy(dtype=object) for f in cols]
+    return (dict(zip(cols, vals)) for vals in zip(*arrays))
+
+
+def _problem_keys(led: pd.DataFrame) -> list[Any]:
+    """:func:`_problem_key` of every non-cluster row (``None`` for clusters), site + rule rows vectorised."""
+    n = len(led)
+    site = led["site_id"] if "site_id" in led else pd.Series(None, index=led.index, dtype=object)
+    rule = led["rule_id"] if "rule_id" in led else pd.Series(None, index=led.index, dtype=object)
+    both = _present_mask(site) & _present_mask(rule)
+    keys = np.full(n, None, dtype=object)
+    if both.any():
+        keys[both] = ("site:" + site[both].astype(str) + "|rule:" + rule[both].astype(str)).to_numpy(dtype=object)
+    rest = np.flatnonzero(~both)
+    for i, r in zip(rest, _records(led.iloc[rest], ("site_id", "rule_id", "source", "网点名称", "问题类型"))):
+        keys[i] = _problem_key(r)
+    keys[led["is_cluster"].to_numpy(dtype=bool)] = None
+    return keys.tolist()
+
+
+def _present_mask(s: pd.Series) -> np.ndarray:
+    """Vectorised :func:`_present` (not missing, not empty text)."""
+    return (s.notna() & (s.astype(str) != "")).to_numpy(dtype=bool)
+
+
 def _run_frame(inp: RunInput) -> pd.DataFrame:
     """The run's ledger with x, y, identity key and cluster members."""
     led = pd.DataFrame(inp.ledger).copy()
     geom = getattr(inp.ledger, "geometry", None)
-    led["x"] = [g.x if g is not None and not g.is_empty else np.nan for g in geom] if geom is not None else np.nan
-    led["y"] = [g.y if g is not None and not g.is_empty else np.nan for g in geom] if geom is not None else np.nan
+    if geom is not None:
+        import shapely
+
+        g = np.asarray(geom, dtype=object)
+        led["x"], led["y"] = shapely.get_x(g), shapely.get_y(g)  # NaN for missing or empty points
+    else:
+        led["x"] = led["y"] = np.nan
     cid = led["cluster_id"] if "cluster_id" in led else pd.Series(None, index=led.index, dtype=object)
     by_cluster = _members_by_cluster(inp.members)
     led["members"] = [list(by_cluster.get(c, [])) if _present(c) else [] for c in cid]
     led["is_cluster"] = [_present(c) for c in cid]
-    led["key"] = [None if c else _problem_key(r) for c, r in zip(led["is_cluster"], led.to_dict("records"))]
+    led["key"] = _problem_keys(led)
     if inp.disposition is not None:
         led = led.join(inp.disposition[["disposition_proposed", "disposition_note", "licensed"]])
     return led
@@ -389,7 +428,8 @@ def sync_run(store: CampaignStore, inp: RunInput, p: CampaignParams) -> dict[str
         numbers = _match_all(led, old, p)
         was_found = dict(zip(old["number"], old["found"])) if len(old) else {}
         counts = {"found": len(led), "new": 0, "gone": 0, "reopened": 0}
-        for i, r in enumerate(led.to_dict("records")):
+        buffered = BufferedWrites(c)  # the loop's writes, sent with executemany before anything reads them
+        for i, r in enumerate(_records(led, _SYNC_FIELDS)):
             vals = _analysis_values(r, r["x"], r["y"])
             vals.update(members=_members_json(r["members"]) if r["is_cluster"] else None,
                         found=1, last_run=inp.run_id)
@@ -397,10 +437,11 @@ def sync_run(store: CampaignStore, inp: RunInput, p: CampaignParams) -> dict[str
                 if k in r and _present(r[k]):
                     vals[k] = str(r[k])
             if i in numbers:
-                _refresh(store, c, numbers[i], vals, was_found, src)
+                _refresh(buffered, c, numbers[i], vals, was_found, src)
             else:
-                _insert_new(store, c, r, vals, inp, p, today, src)
+                _insert_new(buffered, c, r, vals, inp, p, today, src)
                 counts["new"] += 1
+        buffered.flush(c)
         counts["gone"] = _mark_gone(store, c, old, set(numbers.values()), inp.run_id, src)
         counts["reopened"] = _rebounds(store, c, inp, p, today, src)
         c.execute("INSERT INTO runs (run_id, at, as_of, found, new, gone, reopened) VALUES (?,?,?,?,?,?,?)",
@@ -425,8 +466,8 @@ def _match_all(led: pd.DataFrame, old: pd.DataFrame, p: CampaignParams) -> dict[
     return out
 
 
-def _refresh(store: CampaignStore, c: Any, number: str, vals: dict[str, Any], was_found: Mapping[str, Any],
-             src: str) -> None:
+def _refresh(store: CampaignStore | BufferedWrites, c: Any, number: str, vals: dict[str, Any],
+             was_found: Mapping[str, Any], src: str) -> None:
     """Update a stored problem found again (logged when the previous run had not found it)."""
     if not int(was_found.get(number) or 0):
         store.log(c, number, who="gis run", source=src, field="found", old=0, new=1, evidence="再次发现")
@@ -434,7 +475,7 @@ def _refresh(store: CampaignStore, c: Any, number: str, vals: dict[str, Any], wa
 
 
 def _insert_new(
-    store: CampaignStore, c: Any, r: Mapping[str, Any], vals: dict[str, Any], inp: RunInput,
+    store: CampaignStore | BufferedWrites, c: Any, r: Mapping[str, Any], vals: dict[str, Any], inp: RunInput,
     p: CampaignParams, today: dt.date, src: str,
 ) -> str:
     seq = store.next_seq(c)
@@ -763,8 +804,9 @@ def _run_cluster_ids(problems: pd.DataFrame, inp: RunInput) -> pd.Series:
         return pd.Series(None, index=problems.index, dtype=object)
     cid_of = {_members_json(m): c for c, m in _members_by_cluster(inp.members).items()}
     this_run = problems["last_run"].astype("string") == inp.run_id
-    cids = problems["members"].map(lambda m: cid_of.get(m) if isinstance(m, str) else None)
-    return cids.where(this_run.fillna(False).astype(bool), None).astype(object)
+    cids = problems["members"].astype(object).map(cid_of).astype(object)  # dict lookup; no match or no members: NaN
+    keep = this_run.fillna(False).astype(bool) & cids.notna()
+    return cids.where(keep, None).astype(object)
 
 
 def ledger_geo(problems: pd.DataFrame, crs: Any) -> Any:

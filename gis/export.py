@@ -22,6 +22,8 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from gis.xlsx_rows import FORMULA_TRIGGERS, PLAIN_NUMBER as _PLAIN_NUMBER  # noqa: F401 - part of this module's API
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]:
@@ -96,11 +98,6 @@ def write_csv(df: pd.DataFrame, target: str | Path, *, encoding: str = "utf-8-si
     return Path(target)
 
 
-#: First characters that make Excel / WPS / LibreOffice read a cell as a formula
-#: (OWASP "CSV injection"): ``= + - @``, tab and carriage return.
-FORMULA_TRIGGERS: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
-
-_PLAIN_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
 
 def is_formula_like(value: object) -> bool:
@@ -155,12 +152,12 @@ def write_gpkg(layers: Mapping[str, gpd.GeoDataFrame], target: str | Path) -> Pa
     with atomic_path(target) as tmp:
         for name, gdf in layers.items():
             gdf = _gpkg_safe(gdf)
-            gdf.to_file(tmp, layer=name, driver="GPKG", engine="pyogrio")
+            gdf.to_file(tmp, layer=name, driver="GPKG", engine="pyogrio", use_arrow=True)  # ~3x faster than row-wise
     return Path(target)
 
 
 def _gpkg_safe(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """Turn columns GDAL cannot store (lists, dicts, categoricals) into text."""
+    """Turn columns GDAL cannot store (lists, dicts, categoricals, mixed Python values) into text."""
     out = gdf.copy()
     for col in out.columns:
         if col == out.geometry.name:
@@ -180,6 +177,9 @@ def _gpkg_safe(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
                     if v is not None and not (isinstance(v, float) and np.isnan(v))
                     else None
                 )
+            elif pd.api.types.infer_dtype(s, skipna=True) not in ("string", "empty"):
+                # mixed Python values (True / None, 500.0 / None): text, as GDAL's row-wise writer stored them
+                out[col] = s.astype(str).where(s.notna(), None).astype(object)
     return out
 
 
@@ -205,22 +205,81 @@ def write_excel(
     fill in by hand when absent). Sheets without ``title_rows`` start with the header
     in row 1, so readers that expect a plain table still find it. ``finish`` is called
     with the openpyxl workbook before it is saved (sheet protection, validation lists).
+
+    A table longer than an Excel sheet holds is split over several sheets
+    (:func:`sheet_parts`). Without ``finish``, rows after the first are streamed into the
+    saved file by :mod:`gis.xlsx_rows` (same cells and styles, ~50× faster than openpyxl
+    cell objects for a 100,000-row ledger).
     """
-    title_rows = title_rows or {}
+    from gis.xlsx_rows import inject_rows
+
+    bulks = []
     with atomic_path(target) as tmp:
         with pd.ExcelWriter(tmp, engine="openpyxl") as xw:
-            for sheet, df in sheets.items():
+            for sheet, df, lines in sheet_parts(sheets, title_rows or {}, filing):
                 df = _dates_as_dates(df)
-                head = _FormHead.parse(title_rows.get(sheet, ()), filing)
-                startrow = head.n_rows
-                df.to_excel(xw, sheet_name=sheet[:31], index=False, startrow=startrow)
-                ws = xw.sheets[sheet[:31]]
+                head = _FormHead.parse(lines, filing)
+                # openpyxl writes the form's shape and the first table row; the other rows are streamed
+                # in afterwards (gis.xlsx_rows), unless `finish` styles or protects cells one by one
+                shaped = df if finish is not None else df.head(1)
+                shaped.to_excel(xw, sheet_name=sheet, index=False, startrow=head.n_rows)
+                ws = xw.sheets[sheet]
                 head.write(ws, max(len(df.columns), 1))
-                style_form_table(ws, df, header_row=startrow + 1)
+                style_form_table(ws, df, header_row=head.n_rows + 1)
                 store_text_cells(ws)  # formula-like text stays text (security); after styling: it sets quotePrefix
+                if len(df) > len(shaped):
+                    bulks.append(_bulk_rows(ws, df.iloc[len(shaped):], head.n_rows + 2 + len(shaped)))
             if finish is not None:
                 finish(xw.book)
+        inject_rows(tmp, bulks)
     return Path(target)
+
+
+#: Rows of one Excel worksheet (Excel 2007 and later; ECMA-376 limits a sheet to 2**20 rows).
+EXCEL_MAX_ROWS = 1_048_576
+
+
+def sheet_parts(sheets: Mapping[str, pd.DataFrame], title_rows: Mapping[str, Sequence[str]],
+                filing: Mapping[str, str] | None) -> list[tuple[str, pd.DataFrame, list[str]]]:
+    """``(sheet name, rows, form-head lines)`` per sheet; a table over Excel's row limit split.
+
+    A table with more rows than fit below its form head (:data:`EXCEL_MAX_ROWS` minus
+    the head and header rows) is written as consecutive sheets ``名称``, ``名称（2）``, …
+    each with the same head plus a note ``第 k / n 部分（共 N 行）``, never truncated.
+    """
+    out = []
+    for sheet, df in sheets.items():
+        lines = [str(x) for x in title_rows.get(sheet, ())]
+        room = EXCEL_MAX_ROWS - 1 - _FormHead.parse([*lines, "note"] if lines else lines, filing).n_rows
+        n = max(1, -(-len(df) // room))
+        if n == 1:
+            out.append((sheet[:31], df, lines))
+            continue
+        for k in range(n):
+            suffix = "" if k == 0 else f"（{k + 1}）"
+            note = f"第 {k + 1} / {n} 部分（共 {len(df):,} 行）"
+            out.append((sheet[: 31 - len(suffix)] + suffix, df.iloc[k * room: (k + 1) * room],
+                        [*lines, note] if lines else lines))
+    return out
+
+
+def _bulk_rows(ws: Any, rows: pd.DataFrame, first_row: int) -> Any:
+    """The rows to stream into ``ws`` after saving, with each column's cell style ids.
+
+    Every column's cells share the style of the first table row (see
+    :func:`style_form_table`); formula-like text gets that style with ``quotePrefix``.
+    """
+    from gis.xlsx_rows import BulkRows, ColumnStyle
+
+    book = ws.parent
+    styles = []
+    for j in range(1, rows.shape[1] + 1):
+        first = ws.cell(row=first_row - 1, column=j)  # its quotePrefix depends on its own value
+        plain, quoted = copy.copy(first._style), copy.copy(first._style)
+        plain.quotePrefix, quoted.quotePrefix = 0, 1
+        styles.append(ColumnStyle(plain=book._cell_styles.add(plain), quoted=book._cell_styles.add(quoted)))
+    member = f"xl/worksheets/sheet{book.worksheets.index(ws) + 1}.xml"
+    return BulkRows(member=member, frame=rows, first_row=first_row, styles=styles)
 
 
 #: Fonts of the official form: 黑体 (SimHei) for the title, 宋体 (SimSun) for everything else.
@@ -242,7 +301,7 @@ def _dates_as_dates(df: pd.DataFrame) -> pd.DataFrame:
             continue
         text = s.dropna().astype(str).str.strip()
         text = text[text != ""]
-        if len(text) and text.str.fullmatch(_ISO_DATE).all():
+        if len(text) and (text.str.len() == len("YYYY-MM-DD")).all() and text.str.fullmatch(_ISO_DATE).all():
             if out is df:
                 out = df.copy()
             out[col] = pd.to_datetime(s.where(s.astype(str).str.strip() != ""), format="%Y-%m-%d", errors="coerce")
@@ -333,7 +392,7 @@ def style_form_table(ws: Any, df: pd.DataFrame, *, header_row: int) -> None:
     border = Border(left=thin, right=thin, top=thin, bottom=thin)
     body_font, head_font = Font(name=FORM_BODY_FONT, size=10), Font(name=FORM_BODY_FONT, size=11, bold=True)
     fill = PatternFill("solid", fgColor="DDEBF7")
-    last_row = header_row + len(df)
+    last_row = min(header_row + len(df), ws.max_row)  # rows written by openpyxl (the rest: gis.xlsx_rows)
     for cell in ws[header_row][: len(df.columns)]:
         cell.font, cell.fill, cell.border = head_font, fill, border
         cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)

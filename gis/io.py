@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io as _io
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ class RejectCollector:
     @property
     def ok(self) -> np.ndarray:
         """Boolean mask of rows not yet rejected."""
-        return np.array([r is None for r in self.reason], dtype=bool)
+        return pd.isna(self.reason)  # reasons are text or None
 
     def reject(
         self,
@@ -164,8 +165,9 @@ def read_table(spec: LayerSpec) -> RawTable:
                 row=line,
             )
         try:
-            grid = pd.read_csv(
-                _io.StringIO(text), header=None, dtype=str, keep_default_na=False, skip_blank_lines=False
+            grid = pd.read_csv(  # from UTF-8 bytes: pandas reads a StringIO ~10x slower (1M rows: 100 s vs 9 s)
+                _io.BytesIO(text.encode("utf-8")), encoding="utf-8", header=None, dtype=str, keep_default_na=False,
+                skip_blank_lines=False,
             )
         except pd.errors.EmptyDataError:
             raise InputError(path, "the file is empty") from None
@@ -331,9 +333,31 @@ def parse_dates(values: pd.Series) -> pd.Series:
 
 
 def parse_numbers(values: pd.Series) -> pd.Series:
-    """Parse numbers, tolerating thousands separators and full-width digits."""
-    s = values.astype("string").fillna("").map(lambda v: normalise_label(v).replace(",", ""))
-    return pd.to_numeric(s.replace("", np.nan), errors="coerce")
+    """Parse numbers, tolerating thousands separators and full-width digits.
+
+    Plain numbers are parsed in one vectorised pass; only the cells that fail it are
+    normalised (:func:`gis.catalog.normalise_label`, commas dropped) and parsed again.
+    """
+    s = values.astype("string").fillna("")
+    out = _arrow_floats(s)
+    if out is None:  # some cell is not a plain number: pandas' parser, cell by cell where it fails
+        out = pd.to_numeric(s.astype(object).where(s != "", np.nan), errors="coerce").astype(float)
+    retry = (out.isna() & (s != "")).to_numpy()
+    if retry.any():
+        fixed = s[retry].map(lambda v: normalise_label(v).replace(",", ""))
+        out[retry] = pd.to_numeric(fixed.astype(object).where(fixed != "", np.nan), errors="coerce").astype(float).to_numpy()
+    return out
+
+
+def _arrow_floats(s: pd.Series) -> pd.Series | None:
+    """Text cells cast to float64 by Arrow's C++ parser (empty → NaN); ``None`` when any cell is not a number."""
+    import pyarrow as pa
+
+    try:
+        arr = pa.array(s.astype(object).where(s != "", None), type=pa.string())
+        return pd.Series(arr.cast(pa.float64()).to_numpy(zero_copy_only=False), index=s.index, dtype=float)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
 
 
 _LICENCE_NUMBER = re.compile(r"[0-9A-Za-z]{6,}")
@@ -343,6 +367,13 @@ def _none_for_na(values: pd.Series) -> pd.Series:
     """Object column with ``None`` (not ``pd.NA``) for missing values."""
     out = values.astype(object)
     return out.where(out.notna(), None)
+
+
+def _lookup_distinct(text: pd.Series, lookup: Mapping[str, str]) -> pd.Series:
+    """Each cell's vocabulary value (``None`` when empty or unknown), normalising each distinct text once."""
+    codes, uniques = pd.factorize(text, use_na_sentinel=True)
+    values = np.array([lookup.get(normalise_label(v)) if v else None for v in uniques] + [None], dtype=object)
+    return pd.Series(values[codes], index=text.index, dtype=object)  # code -1 (missing) takes the last: None
 
 
 def _coerce_field(fld: Field, raw: pd.Series, col: RejectCollector, header: str) -> pd.Series:
@@ -355,14 +386,14 @@ def _coerce_field(fld: Field, raw: pd.Series, col: RejectCollector, header: str)
         return _none_for_na(text.where(~empty, None))
     if fld.kind == "category":
         lookup = value_lookup(fld.vocabulary or fld.name)
-        mapped = text.map(lambda v: lookup.get(normalise_label(v)) if v else None)
+        mapped = _lookup_distinct(text, lookup)
         unknown = (~empty) & mapped.isna().to_numpy()
         known = sorted(set(lookup.values()))
         col.reject(unknown, RejectReason.UNKNOWN_CATEGORY, header, text.to_numpy(), f"not a known {fld.name}; known: {', '.join(known)}")
         return _none_for_na(mapped)
     if fld.kind == "bool":
         lookup = value_lookup("bool")
-        mapped = text.map(lambda v: lookup.get(normalise_label(v)) if v else None)
+        mapped = _lookup_distinct(text, lookup)
         # a licence / filing number in the cell means the document exists
         numbered = text.str.contains(_LICENCE_NUMBER, regex=True).fillna(False).to_numpy() & mapped.isna().to_numpy()
         mapped = mapped.where(~numbered, "true")
@@ -510,11 +541,14 @@ def _reject_duplicate_ids(attrs: pd.DataFrame, spec: LayerSpec, mapping: dict[st
     sub = ids[ok]
     dup_ok = sub.duplicated(keep="first").to_numpy() & sub.notna().to_numpy()
     dup[np.flatnonzero(ok)[dup_ok]] = True
-    first_row = pd.Series(col.rows[ok], index=sub.index).groupby(sub).transform("min")
-    details = np.full(len(ids), None, dtype=object)
-    details[np.flatnonzero(ok)] = [f"same {mapping[id_field]} as row {r}" for r in first_row.to_numpy()]
     col.reject(dup, RejectReason.DUPLICATE_ID, mapping[id_field], ids.to_numpy(), None)
-    col.detail[dup] = details[dup]
+    if dup.any():  # the detail names the first row with the same id (only ids that repeat are grouped)
+        again = sub.duplicated(keep=False).to_numpy() & sub.notna().to_numpy()
+        first_row = pd.Series(col.rows[ok][again], index=sub.index[again]).groupby(sub[again]).transform("min")
+        details = np.full(len(ids), None, dtype=object)
+        rows_of_dups = first_row.to_numpy()[dup_ok[again]]
+        details[np.flatnonzero(ok)[dup_ok]] = [f"same {mapping[id_field]} as row {r}" for r in rows_of_dups]
+        col.detail[dup] = details[dup]
 
 
 # ----------------------------------------------------------------------------- vectors

@@ -287,7 +287,16 @@ def _ledger_by(ledger: pd.DataFrame | None, col: str) -> pd.DataFrame:
     if ledger is None or col not in ledger or not len(ledger):
         return pd.DataFrame(columns=want)
     led = ledger.dropna(subset=[col])
-    return led.groupby(led[col].astype(str))[want].agg(lambda x: "；".join(dict.fromkeys(map(str, x))))
+    keys = led[col].astype(str).to_numpy(dtype=object)
+    out = {}
+    for c in want:  # distinct values of each key in order of appearance, joined by one string reduction
+        pairs = pd.DataFrame({"k": keys, "v": led[c].astype(str).to_numpy(dtype=object)}).drop_duplicates()
+        pairs = pairs.sort_values("k", kind="stable")
+        k = pairs["k"].to_numpy(dtype=object)
+        starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]]) if len(k) else np.array([], dtype=np.int64)
+        text = np.add.reduceat(("；" + pairs["v"]).to_numpy(dtype=object), starts) if len(k) else np.array([], dtype=object)
+        out[c] = pd.Series([t[1:] for t in text], index=pd.Index(k[starts], name=col), dtype="string")
+    return pd.DataFrame(out, columns=want)
 
 
 def _survey_site_rows(st: pd.DataFrame, scope: pd.Series, by_site: pd.DataFrame) -> pd.DataFrame:

@@ -244,3 +244,35 @@ def test_campaign_files_are_state_not_inputs() -> None:
     assert is_campaign_file("campaign.gpkg") and is_campaign_file("campaign_raster.gpkg-journal")
     assert is_campaign_file("campaign_rejects/back.rejects.csv")
     assert not is_campaign_file("zones.gpkg") and not is_campaign_file("sub/campaign.gpkg")
+
+
+def test_buffered_writes_leave_the_store_as_row_by_row_writes_do(tmp_path):
+    """sync_run's batched writer (one executemany per statement shape) = the per-row writers."""
+    from gis.campaign_store import BufferedWrites, CampaignStore, open_store
+
+    def ops(w, c):
+        for k in range(3):
+            n = f"T-{w.next_seq(c):04d}"
+            w.insert_problem(c, n, {"key": f"site:S{k}|rule:r", "kind": "site", "status": "待整改", "x": 1.5 * k})
+            w.log(c, n, who="gis run", source="run:1", field="整改状态", old=None, new="待整改", evidence="首次发现")
+        w.insert_problem(c, "T-0100", {"key": "cluster:T-0100", "kind": "cluster", "members": '["i1"]'})
+        w.update_problem(c, "T-0001", {"found": 0, "status": "已整改"})
+        w.log(c, "T-0001", who="gis run", source="run:1", field="found", old=1, new=0, effective="2026-01-02")
+
+    dumps = []
+    for name in ("rows", "buffered"):
+        with open_store(tmp_path / f"{name}.gpkg") as s, s.transaction() as c:
+            if name == "rows":
+                ops(CampaignStore, c)
+            else:
+                b = BufferedWrites(c)
+                ops(b, c)
+                b.flush(c)
+        with open_store(tmp_path / f"{name}.gpkg") as s:
+            problems, history, *rest, meta = s.dump()
+            dumps.append((problems, [h[:2] + h[3:] for h in history], rest, meta))  # `at` is the clock
+    assert dumps[0] == dumps[1]
+    assert len(dumps[0][0]) == 4 and len(dumps[0][1]) == 4
+    with open_store(tmp_path / "buffered.gpkg") as s, s.transaction() as c:
+        with pytest.raises(KeyError, match="unknown problem field"):
+            BufferedWrites(c).insert_problem(c, "x", {"nope": 1})

@@ -669,3 +669,24 @@ class TestSampleDistrict:
         a = result.violations[key].sort_values(key).reset_index(drop=True)
         b = rr.violations[key].sort_values(key).reset_index(drop=True)
         pd.testing.assert_frame_equal(a, b)
+
+
+def test_linkage_nearest_station_by_kd_tree_equals_the_strtree_search():
+    """The k-d tree used for points gives the STRtree's nearest station and distance, misses included."""
+    import shapely
+
+    from gis.linkage import _nearest_within
+    from gis.routing import nearest_euclidean
+
+    rng = np.random.default_rng(7)
+    sites = shapely.points(rng.uniform(0, 10_000, (5_000, 2)))
+    stations = shapely.points(rng.uniform(0, 10_000, (40, 2)))
+    for limit in (300.0, 800.0, 1e9):
+        got_i, got_d = _nearest_within(sites, stations, limit)
+        want_i, want_d = nearest_euclidean(sites, stations, limit)
+        np.testing.assert_array_equal(got_i, want_i)
+        np.testing.assert_allclose(got_d, want_d, rtol=1e-12)
+    assert (nearest_euclidean(sites, stations, 300.0)[0] < 0).any()  # the limit leaves some sites unlinked
+    with_polygon = np.array([shapely.box(0, 0, 10, 10), *stations[1:]], dtype=object)  # not all points: STRtree
+    np.testing.assert_array_equal(_nearest_within(sites, with_polygon, 800.0)[0],
+                                  nearest_euclidean(sites, with_polygon, 800.0)[0])
