@@ -128,3 +128,27 @@ def test_recommended_sites_carry_place_context(base) -> None:
     assert view["新增覆盖人口"].dtype.kind == "i"  # integer residents
     chart = pl.township_chart(at.coverage)
     assert chart["人口"].dtype.kind == "i" and chart["覆盖率 %"].is_monotonic_increasing
+
+
+def test_sites_to_reach_are_ordered_as_the_plain_greedy_orders_them(base) -> None:
+    """The lazy greedy order of the chosen sites equals recomputing every gain at each pick."""
+    import scipy.sparse as sp
+
+    d, b = base
+    at = pl.planner_at(b, d, 650.0)
+    answer = cov.sites_to_reach(at.inputs, 0.9)
+    chosen = answer.sites
+    A = sp.csr_matrix(at.inputs.matrix, dtype=bool)
+    w, covered = at.inputs.weights, at.inputs.covered.copy()
+    index = {cid: i for i, cid in enumerate(at.inputs.candidates["candidate_id"])}
+    left = [int(i) for i in np.random.default_rng(0).permutation([index[c] for c in chosen["candidate_id"]])]
+    order, gains = cov._gain_order(A, w, covered, np.asarray(left))
+    expect, expect_gains = [], []
+    while left:
+        g = [float(w[A[i].indices[~covered[A[i].indices]]].sum()) for i in left]
+        j = int(np.argmax(g))
+        expect.append(left.pop(j))
+        expect_gains.append(g[j])
+        covered[A[expect[-1]].indices] = True
+    assert len(order) > 100
+    assert order == expect and gains == expect_gains
