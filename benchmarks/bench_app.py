@@ -126,6 +126,7 @@ def changes(browser: Any, rounds: int) -> tuple[list[float], list[float]]:
             print(f"radius {now}→{now + 50}: figures {t_text:.1f} s, run done {t_idle:.1f} s, "
                   f"map drawn {radius_s[-1]:.1f} s", flush=True)
         page.get_by_role("tab", name="规划 Planner").click()
+        wait_text(page, "新增网点数")  # the planner page is drawn (its first run is not a k step)
         wait_idle(page)
         for _ in range(rounds):
             k = int(page.locator('[data-testid="stSlider"]').filter(has_text="新增网点数").first

@@ -309,11 +309,44 @@ class _ImageOverlay(folium.raster_layers.ImageOverlay, _RenderedOnce):
     """folium's ImageOverlay (a data-URI raster), rendered without compiling it as a template."""
 
 
-class _GeoJsonPopup(folium.GeoJsonPopup, _RenderedOnce):
+class _DetailRenderedOnce(_RenderedOnce):
+    """Mixin for folium's GeoJsonPopup / GeoJsonTooltip: their ``render`` compiles the same
+    table-style template on every call; here it is compiled once (folium's text, verbatim)."""
+
+    _table_style = Template("""
+                    <style>
+                        .{{ this.class_name }} {
+                            {{ this.style }}
+                        }
+                       .{{ this.class_name }} table{
+                            margin: auto;
+                        }
+                        .{{ this.class_name }} tr{
+                            text-align: left;
+                        }
+                        .{{ this.class_name }} th{
+                            padding: 2px; padding-right: 8px;
+                        }
+                    </style>
+            """)
+
+    def render(self, **kwargs: Any) -> None:
+        features = self._parent.data["features"]
+        keys = [k for k in (features[0]["properties"] if features else ()) if k not in ("style", "highlight")]
+        missing = [f for f in self.fields if f not in keys]
+        if missing:
+            raise ValueError(f"fields {missing} are not in the layer's data (it has {keys})")
+        self.warn_for_geometry_collections()
+        self.get_root().header.add_child(_Rendered(self._table_style.render(this=self)),
+                                         name=self.get_name() + "tablestyle")
+        _RenderedOnce.render(self, **kwargs)
+
+
+class _GeoJsonPopup(_DetailRenderedOnce, folium.GeoJsonPopup):
     """folium's GeoJsonPopup, its snippets kept as rendered."""
 
 
-class _GeoJsonTooltip(folium.GeoJsonTooltip, _RenderedOnce):
+class _GeoJsonTooltip(_DetailRenderedOnce, folium.GeoJsonTooltip):
     """folium's GeoJsonTooltip, its snippets kept as rendered."""
 
 
