@@ -51,8 +51,7 @@ def coverage_scope(district: District, target_rows: Sequence[Mapping[str, Any]])
     """The tiers and standard of the district's coverage target (headline tier without one)."""
     cfg = district.project.section("coverage")
     row = next((r for r in target_rows if r.get("metric") == "population_coverage"), None)
-    headline = str(cfg.get("headline_tier", "collection_point"))
-    tiers = tuple(str(t) for t in ((row or {}).get("tiers") or [headline]))
+    tiers = cov.target_tiers(target_rows, str(cfg.get("headline_tier", "collection_point")))
     std = cov.Standard.from_config(tiers[0], cfg)
     return CoverageScope(tiers, std, row)
 
@@ -251,6 +250,8 @@ class PlannerBase:
     cells, cell_size_m
         Footprints of the population cells (rows of ``distances.points``) and their
         spacing: gaps at any radius merge these, none is drawn again.
+    minima
+        New sites required per 镇街 by the targets (as ``gis run`` sets them), or ``None``.
     """
 
     scope: CoverageScope
@@ -264,6 +265,7 @@ class PlannerBase:
     gaps_config: dict[str, Any]
     cells: np.ndarray
     cell_size_m: float
+    minima: Mapping[str, int] | None = None
 
 
 def planner_base(district: District, compliance: Any, target_rows: Sequence[Mapping[str, Any]],
@@ -288,8 +290,12 @@ def planner_base(district: District, compliance: Any, target_rows: Sequence[Mapp
     checked = candidate_check if candidate_check is not None else cov.siting_candidates(district, headline, scfg)
     spacing = cov.cell_spacing(points_xy(built.points))
     cells = cov.cell_footprints(built.points, raster=district.population_raster, cell_size_m=spacing)
-    return PlannerBase(scope, built, planned, checked, cov.eligible_sites(district, compliance), net,
-                       float(cfg["max_snap_m"]), scfg, dict(cfg.get("gaps") or {}), cells, spacing)
+    from gis import siting
+
+    existing = cov.eligible_sites(district, compliance)
+    minima = siting.township_minimums(district.project.targets or [], headline, existing, district.townships["township"])
+    return PlannerBase(scope, built, planned, checked, existing, net, float(cfg["max_snap_m"]), scfg,
+                       dict(cfg.get("gaps") or {}), cells, spacing, minima or None)
 
 
 @dataclass
@@ -312,7 +318,8 @@ def planner_at(base: PlannerBase, district: District, radius_m: float) -> Planne
                              raster=district.population_raster, max_gaps=g.get("max_gaps"),
                              cell_size_m=base.cell_size_m, footprints=base.cells)
     inputs = (cov.siting_inputs(now, base.checked, base.siting_config, network=base.network,
-                                max_snap_m=base.max_snap_m) if base.checked is not None else None)
+                                max_snap_m=base.max_snap_m, min_per_township=base.minima)
+              if base.checked is not None else None)
     return PlannerAt(float(radius_m), now, planned, gaps, inputs)
 
 

@@ -890,6 +890,9 @@ def analyse_district(
             if tier == headline_tier or (tier_col == tier).any():
                 by_tier[tier] = cover([tier], Standard.from_config(tier, cfg))
     headline = by_tier.get(headline_tier)
+    # gaps and new sites complement the coverage the target counts (all its tiers), as the app's planner does
+    tiers = target_tiers(district.project.targets or [], headline_tier)
+    scope = cover(tiers, Standard.from_config(tiers[0], cfg)) if headline is not None else None
 
     def coverage_share(s: gpd.GeoDataFrame, row: Mapping[str, Any]) -> tuple[float, float]:
         std = _target_standard(s, row, cfg, headline_tier)
@@ -899,15 +902,15 @@ def analyse_district(
     target_rows = (target_evaluator(sites, coverage_share if pop is not None else None)
                    if target_evaluator is not None else [])
     hh_tab = households_per_point(district.townships, sites, cfg)
-    gaps = _headline_gaps(district, headline, cfg.get("gaps") or {})
+    gaps = _headline_gaps(district, scope, cfg.get("gaps") or {})
     scfg = cfg.get("siting") or {}
     outcome = checked = None
-    if headline is not None and headline.standard.mode != "district":
+    if scope is not None and scope.standard.mode != "district":
         from gis import siting
 
         minima = siting.township_minimums(district.project.targets or [], headline_tier, sites, district.townships["township"])
         checked = siting_candidates(district, headline_tier, scfg)
-        outcome = _recommend(headline, checked, headline_tier, scfg, net_for(headline.standard.mode), max_snap,
+        outcome = _recommend(scope, checked, headline_tier, scfg, net_for(scope.standard.mode), max_snap,
                              min_per_township=minima)
     return DistrictCoverage(sites, by_tier, headline, hh_tab, target_rows, gaps, outcome, nets, cfg, checked)
 
@@ -923,8 +926,16 @@ def _target_standard(
     return std
 
 
+def target_tiers(targets: Sequence[Mapping[str, Any]], headline_tier: str) -> tuple[str, ...]:
+    """Tiers whose sites count toward the district's coverage: those of its ``population_coverage``
+    target, else the headline tier. Coverage gaps and new sites complement this coverage (in
+    ``gis run`` and in the app's planner alike)."""
+    row = next((r for r in targets if r.get("metric") == "population_coverage"), None)
+    return tuple(str(t) for t in ((row or {}).get("tiers") or [headline_tier]))
+
+
 def _headline_gaps(district: District, headline: CoverageResult | None, gcfg: Mapping[str, Any]) -> gpd.GeoDataFrame:
-    """:func:`coverage_gaps` of the headline tier (an empty layer without population)."""
+    """:func:`coverage_gaps` of the coverage the target counts (an empty layer without population)."""
     if headline is None:
         return coverage_gaps(gpd.GeoDataFrame(geometry=gpd.GeoSeries([], crs=district.crs)))
     return coverage_gaps(headline.points, min_population=float(gcfg["min_population"]),

@@ -152,3 +152,24 @@ def test_sites_to_reach_are_ordered_as_the_plain_greedy_orders_them(base) -> Non
         covered[A[expect[-1]].indices] = True
     assert len(order) > 100
     assert order == expect and gains == expect_gains
+
+
+def test_planner_recommends_what_gis_run_recommends(sample_project, tmp_path) -> None:
+    """At the project's radius and k the app's what-if and gis run's coverage step pick the same sites and
+    draw the same gaps: both complement the coverage the target counts (all its tiers)."""
+    from gis import steps
+    from gis.district import load_district
+
+    d = load_district(sample_project)
+    summary, ctx = steps.run_steps(d, tmp_path, ["compliance", "coverage"])
+    dc = ctx.coverage
+    b = pl.planner_base(d, ctx.compliance, summary.get("targets") or [], ctx.networks,
+                        float(d.project.section("app")["radius_slider_m"]["max"]), candidate_check=dc.candidate_check)
+    at = pl.planner_at(b, d, float(b.scope.standard.distance_m))
+    k = int(dc.siting.k)
+    rec, share = cov.what_if_sites(at.inputs, k)
+    assert len(rec) == k > 0
+    assert set(rec["candidate_id"]) == set(dc.siting.recommended["candidate_id"])
+    assert share == pytest.approx(dc.siting.share_after, abs=1e-12)
+    assert len(at.gaps) == len(dc.gaps)
+    assert at.gaps["population"].sum() == pytest.approx(dc.gaps["population"].sum())
