@@ -163,7 +163,7 @@ def euclid_whole_row(label: str, dxy: np.ndarray, cxy: np.ndarray, w: np.ndarray
 
 
 def sample_inputs() -> tuple[object, int]:
-    """The bundled sample's siting model as ``gis run`` states it (headline tier at its standard, the
+    """The bundled sample's siting model as ``gis run`` states it (the coverage its target counts, the
     township minimums its targets ask for) and its k."""
     from gis import coverage, steps
     from gis.district import load_district
@@ -175,8 +175,8 @@ def sample_inputs() -> tuple[object, int]:
     cfg = d.project.section("coverage")
     tier = str(cfg.get("headline_tier", "collection_point"))
     minima = siting.township_minimums(d.project.targets or [], tier, dc.sites, d.townships["township"])
-    inputs = coverage.siting_inputs(dc.headline, dc.candidate_check, cfg.get("siting") or {},
-                                    network=dc.networks.get(dc.headline.standard.mode),
+    inputs = coverage.siting_inputs(dc.scope, dc.candidate_check, cfg.get("siting") or {},
+                                    network=dc.networks.get(dc.scope.standard.mode),
                                     max_snap_m=float(cfg["max_snap_m"]), min_per_township=minima)
     return inputs, int(inputs.config["k_new"])
 

@@ -747,6 +747,9 @@ class DistrictCoverage:
     candidate_check
         :func:`siting_candidates` of the headline tier (legal candidates; reused by the
         app's planner), or ``None``.
+    scope
+        Coverage by the tiers the population-coverage target counts
+        (:func:`target_tiers`), which ``gaps`` and ``siting`` complement, or ``None``.
     """
 
     sites: gpd.GeoDataFrame
@@ -759,6 +762,7 @@ class DistrictCoverage:
     networks: dict[str, NetworkCSR]
     config: dict[str, Any]
     candidate_check: Any = None
+    scope: CoverageResult | None = None
 
     def summary(self) -> dict[str, Any]:
         """``coverage`` and ``targets`` keys for ``summary.json``."""
@@ -903,16 +907,22 @@ def analyse_district(
                    if target_evaluator is not None else [])
     hh_tab = households_per_point(district.townships, sites, cfg)
     gaps = _headline_gaps(district, scope, cfg.get("gaps") or {})
-    scfg = cfg.get("siting") or {}
-    outcome = checked = None
+    outcome, checked = None, None
     if scope is not None and scope.standard.mode != "district":
-        from gis import siting
+        outcome, checked = _new_sites(district, scope, sites, headline_tier, cfg.get("siting") or {},
+                                      net_for(scope.standard.mode), max_snap)
+    return DistrictCoverage(sites, by_tier, headline, hh_tab, target_rows, gaps, outcome, nets, cfg, checked, scope)
 
-        minima = siting.township_minimums(district.project.targets or [], headline_tier, sites, district.townships["township"])
-        checked = siting_candidates(district, headline_tier, scfg)
-        outcome = _recommend(scope, checked, headline_tier, scfg, net_for(scope.standard.mode), max_snap,
-                             min_per_township=minima)
-    return DistrictCoverage(sites, by_tier, headline, hh_tab, target_rows, gaps, outcome, nets, cfg, checked)
+
+def _new_sites(district: District, scope: CoverageResult, sites: gpd.GeoDataFrame, tier: str, scfg: Mapping[str, Any],
+               net: NetworkCSR | None, max_snap: float) -> tuple[Any, Any]:
+    """New ``tier`` sites complementing ``scope`` (:func:`_recommend`), with the targets' per-镇街
+    minimums, and the candidate check they were chosen from."""
+    from gis import siting
+
+    minima = siting.township_minimums(district.project.targets or [], tier, sites, district.townships["township"])
+    checked = siting_candidates(district, tier, scfg)
+    return _recommend(scope, checked, tier, scfg, net, max_snap, min_per_township=minima), checked
 
 
 def _target_standard(
