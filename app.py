@@ -82,12 +82,11 @@ def start_background(district: District, pkey: str, overrides: dict[str, Any], s
     started yet (``hotspots``), so they use the second core while compliance and coverage run here.
     A step started once is never started in a worker again (its result is cached, or being made)."""
     from gis.background import BackgroundStep
+    from gis.steps import worker_steps
 
-    if (os.cpu_count() or 1) < 2 or district.incidents is None or not len(district.incidents):
-        return {}
     started, lock = steps_started()
     jobs = {}
-    for step in sup.WORKER_STEPS:
+    for step in worker_steps(district):
         if step in skip or not sup.step_available(step)[0]:
             continue
         skey = sup.step_key(step, overrides)
@@ -385,8 +384,9 @@ def map_layers(district: District, pkey: str, outputs: dict[str, sup.StepOutput]
     """The map's layers: those of the step results (cached per step keys) with the coverage and siting
     layers at the planner's radius and k in their places (cached per radius and k)."""
     context = sup.merged_context(outputs)
-    # the ledgers step draws nothing: its arrival (Inspector tab opened) does not rebuild the map's layers
-    keys = tuple(k for k in st.session_state.get("_step_keys", ()) if not k.startswith("ledgers:"))
+    # keyed on the steps the map draws only: the ledgers' arrival (Inspector tab opened) rebuilds nothing
+    drawn = sup.step_upstream("maps")
+    keys = tuple(k for k in st.session_state.get("_step_keys", ()) if k.split(":", 1)[0] in drawn)
     if plan is None:
         opt, layers = build_layers_cached(pkey, keys, tiles, attribution, district, context)
         return opt, layers, keys

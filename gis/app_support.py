@@ -294,11 +294,6 @@ class StepOutput:
     error: str | None = None
 
 
-#: Steps the app starts in a worker process on a cold start: they need only the loaded district and
-#: nothing the map shows first waits for them (compliance is read at once by coverage).
-WORKER_STEPS = ("hotspots",)
-
-
 def run_one_step(
     step: str, district: District, out: str | Path, context_in: Mapping[str, Any] | None = None,
     background: Any = None,

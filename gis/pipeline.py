@@ -10,7 +10,6 @@ add their keys to the summary; ``summary.json`` is written last.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -88,7 +87,7 @@ def run(
         with atomic_output(out) as (folder, run_id), _early_sheets(d, todo) as ctx:
             summary, _ = registry.run_steps(
                 d, folder, todo, ctx=ctx, on_step=lambda s: advance(s.name) if s.name != "load" else None,
-                timings=timings, background=_background(d),
+                timings=timings, background=registry.worker_steps(d),
             )
             summary["run_id"] = run_id
             summary["steps_run"] = todo
@@ -113,13 +112,6 @@ def _early_sheets(d: Any, todo: Sequence[str]) -> Iterator[steps.RunContext]:
     finally:
         if ctx.sheet_job is not None:  # the maps step did not take it (a step failed)
             ctx.sheet_job.close()
-
-
-def _background(d: Any) -> tuple[str, ...]:
-    """Steps run in a worker while the others run here: ``hotspots`` (it needs only the loaded
-    district) when there are incidents to analyse and a second core to run it on."""
-    has_incidents = d.incidents is not None and len(d.incidents) > 0
-    return ("hotspots",) if has_incidents and (os.cpu_count() or 1) > 1 else ()
 
 
 class _progress:

@@ -29,6 +29,7 @@ Examples
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -530,6 +531,14 @@ def _start_background(district: District, out: Path, names_: Sequence[str]) -> d
             raise GisError(f"step {n} cannot run in the background: it needs {', '.join(upstream(n))}")
         jobs[n] = BackgroundStep(n, district, out, run=lambda n=n: run_alone(n, district, out))
     return jobs
+
+
+def worker_steps(district: District) -> tuple[str, ...]:
+    """Steps worth running in a worker while the caller runs the others: ``hotspots`` (it needs
+    only the loaded district, and nothing runs between it and the steps that read it) when there
+    are incidents to analyse and a second core to run it on. ``gis run`` and the app use this."""
+    has_incidents = district.incidents is not None and len(district.incidents) > 0
+    return ("hotspots",) if has_incidents and (os.cpu_count() or 1) > 1 else ()
 
 
 def run_alone(name: str, district: District, out: Path) -> tuple[dict[str, Any], dict[str, Any], float]:
