@@ -290,10 +290,8 @@ def planner_base(district: District, compliance: Any, target_rows: Sequence[Mapp
     checked = candidate_check if candidate_check is not None else cov.siting_candidates(district, headline, scfg)
     spacing = cov.cell_spacing(points_xy(built.points))
     cells = cov.cell_footprints(built.points, raster=district.population_raster, cell_size_m=spacing)
-    from gis import siting
-
     existing = cov.eligible_sites(district, compliance)
-    minima = siting.township_minimums(district.project.targets or [], headline, existing, district.townships["township"])
+    minima = cov.township_minimums(district, headline, existing)
     return PlannerBase(scope, built, planned, checked, existing, net, float(cfg["max_snap_m"]), scfg,
                        dict(cfg.get("gaps") or {}), cells, spacing, minima or None)
 

@@ -918,11 +918,17 @@ def _new_sites(district: District, scope: CoverageResult, sites: gpd.GeoDataFram
                net: NetworkCSR | None, max_snap: float) -> tuple[Any, Any]:
     """New ``tier`` sites complementing ``scope`` (:func:`_recommend`), with the targets' per-镇街
     minimums, and the candidate check they were chosen from."""
+    checked = siting_candidates(district, tier, scfg)
+    minima = township_minimums(district, tier, sites)
+    return _recommend(scope, checked, tier, scfg, net, max_snap, min_per_township=minima), checked
+
+
+def township_minimums(district: District, tier: str, sites: gpd.GeoDataFrame) -> dict[str, int]:
+    """New ``tier`` sites each 镇街 needs for the district's targets, given the counted ``sites``
+    (:func:`gis.siting.township_minimums`; ``gis run`` and the app's planner alike)."""
     from gis import siting
 
-    minima = siting.township_minimums(district.project.targets or [], tier, sites, district.townships["township"])
-    checked = siting_candidates(district, tier, scfg)
-    return _recommend(scope, checked, tier, scfg, net, max_snap, min_per_township=minima), checked
+    return siting.township_minimums(district.project.targets or [], tier, sites, district.townships["township"])
 
 
 def _target_standard(
