@@ -195,6 +195,11 @@ class MapLayer:
         """Number of features (0 for images)."""
         return 0 if self.gdf is None else len(self.gdf)
 
+    @property
+    def popup_fields(self) -> list[str]:
+        """The popup's columns that the layer has."""
+        return [c for c, _ in self.popup if self.gdf is not None and c in self.gdf.columns]
+
     @functools.cached_property
     def geojson(self) -> dict[str, Any] | None:
         """The shown columns (popup fields, ``_color``, ``_symbol``) as a GeoJSON
@@ -204,8 +209,7 @@ class MapLayer:
         if self.gdf is None:
             return None
         g = self.gdf
-        fields = [c for c, _ in self.popup if c in g.columns]
-        data = g[fields + ["_color"] + (["_symbol"] if "_symbol" in g else []) + ["geometry"]]
+        data = g[self.popup_fields + ["_color"] + (["_symbol"] if "_symbol" in g else []) + ["geometry"]]
         return json.loads(json.dumps(data.to_crs(WGS84).__geo_interface__))
 
     @functools.cached_property
@@ -602,8 +606,8 @@ def _add_layer(m: folium.Map, lay: MapLayer) -> None:
         return
     g = lay.gdf
     assert g is not None
-    fields = [c for c, _ in lay.popup if c in g.columns]
-    aliases = [html.escape(lbl) for c, lbl in lay.popup if c in g.columns]
+    fields = lay.popup_fields
+    aliases = [html.escape(lbl) for c, lbl in lay.popup if c in fields]
     data = lay.geojson
     popup = _GeoJsonPopup(fields=fields, aliases=aliases, labels=True, max_width=440) if fields else None
     tooltip = _GeoJsonTooltip(fields=[lay.tooltip], labels=False) if lay.tooltip in g.columns else None
