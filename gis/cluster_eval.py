@@ -21,10 +21,9 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
-from scipy.stats import poisson
 
 from gis import cluster_mixture as cm
-from gis.cluster_scan import bh_qvalues
+from gis.cluster_scan import bh_qvalues, poisson_sf
 
 
 def detectable_planted(
@@ -91,7 +90,7 @@ def detectable_planted(
     ci = ci[ok].astype(int).to_numpy()
     d = np.hypot(mem["x"].to_numpy()[ok] - cx[ci], mem["y"].to_numpy()[ok] - cy[ci])
     np.add.at(observed, ci[d <= rho[ci]], 1.0)
-    p = poisson.sf(observed - 1, np.maximum(expected, 1e-9))
+    p = poisson_sf(observed - 1, np.maximum(expected, 1e-9))
     q = bh_qvalues(p)
     return pd.DataFrame(
         {
