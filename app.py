@@ -16,18 +16,20 @@ import tempfile
 import threading
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import streamlit as st
 
-from gis import app_planner as pl
 from gis import app_support as sup
 from gis import confine
-from gis import coverage as cov
 from gis import maps, settings
 from gis.district import District
 from gis.limits import MIB, upload_limits
+
+if TYPE_CHECKING:  # imported where used: the first map is drawn before the planner's modules load
+    from gis import app_planner as pl
+    from gis import coverage as cov
 
 st.set_page_config(page_title="回收网络 GIS · Recycling network GIS", page_icon="♻", layout="wide")
 
@@ -134,12 +136,16 @@ def planner_base_cached(pkey: str, ckey: str, limit_m: float, _district: Distric
                         _checked: Any = None) -> pl.PlannerBase:
     """Distances to the nearest site (one search up to the slider's maximum) and checked candidates
     (the coverage step's, when it ran)."""
+    from gis import app_planner as pl
+
     return pl.planner_base(_district, _compliance, _targets, _networks, limit_m, candidate_check=_checked)
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
 def planner_at_cached(pkey: str, ckey: str, radius: float, _base: pl.PlannerBase, _district: District) -> pl.PlannerAt:
     """Coverage, gaps and the siting matrix at one radius (a threshold on the cached distances)."""
+    from gis import app_planner as pl
+
     return pl.planner_at(_base, _district, radius)
 
 
@@ -147,6 +153,9 @@ def planner_at_cached(pkey: str, ckey: str, radius: float, _base: pl.PlannerBase
 def what_if_cached(pkey: str, ckey: str, radius: float, k: int, _at: pl.PlannerAt, _base: pl.PlannerBase,
                    _district: District) -> tuple[Any, float]:
     """The best k new sites at this radius (one MCLP on the cached matrix), with their place context."""
+    from gis import app_planner as pl
+    from gis import coverage as cov
+
     rec, share = cov.what_if_sites(_at.inputs, k)
     return pl.place_context(rec, _district, _base.existing), share
 
@@ -155,6 +164,9 @@ def what_if_cached(pkey: str, ckey: str, radius: float, k: int, _at: pl.PlannerA
 def reach_cached(pkey: str, ckey: str, radius: float, share: float, exact: bool, limit_s: float,
                  _at: pl.PlannerAt, _base: pl.PlannerBase, _district: District) -> cov.ReachAnswer:
     """Fewest new sites reaching ``share`` at this radius (greedy, or exact on request)."""
+    from gis import app_planner as pl
+    from gis import coverage as cov
+
     ans = cov.sites_to_reach(_at.inputs, share, exact=exact, time_limit_s=limit_s)
     ans.sites = pl.place_context(ans.sites, _district, _base.existing)
     return ans
@@ -376,6 +388,8 @@ def show_table(df: pd.DataFrame | None, key: str, empty: str = "无 None") -> No
 def plan_layers_cached(pkey: str, ckey: str, plan_key: str, _district: District, _plan: PlannerState,
                        _opt: maps.MapOptions) -> list[maps.MapLayer]:
     """Service areas, gaps and recommended sites at the planner's radius and k (the only layers they change)."""
+    from gis import app_planner as pl
+
     return maps.coverage_siting_layers(_district, pl.map_results(_plan.at, _plan.recommended), _opt)
 
 
@@ -403,6 +417,8 @@ def map_layers(district: District, pkey: str, outputs: dict[str, sup.StepOutput]
 
 def page_map(district: District, pkey: str, outputs: dict[str, sup.StepOutput], plan: PlannerState | None,
              tiles: str, attribution: str) -> None:
+    from gis import app_planner as pl
+
     from streamlit_folium import st_folium
 
     summary = sup.merged_summary(outputs)
@@ -428,6 +444,8 @@ def page_map(district: District, pkey: str, outputs: dict[str, sup.StepOutput], 
 
 def map_selection(district: District, table: pd.DataFrame, got: Any) -> None:
     """Clicked feature → its record, highlighted first in the table; a selected row → the map zooms to it."""
+    from gis import app_planner as pl
+
     click = (got or {}).get("last_object_clicked") if isinstance(got, dict) else None
     picked = None
     if click and click.get("lat") is not None:
@@ -471,6 +489,8 @@ def target_card(card: pl.TargetCard) -> None:
 
 def coverage_headline(plan: PlannerState) -> None:
     """One coverage figure with its method named, and the straight-line figure as an explicit comparison."""
+    from gis import app_planner as pl
+
     c = plan.at.coverage
     std = c.standard
     tiers = "+".join(pl.TIER_ZH.get(t, t) for t in plan.base.scope.tiers)
@@ -490,6 +510,8 @@ def coverage_headline(plan: PlannerState) -> None:
 
 def what_if_panel(district: District, pkey: str, plan: PlannerState) -> None:
     """'To reach X % we need N new sites at these places' (or the best reachable share)."""
+    from gis import app_planner as pl
+
     if plan.at.inputs is None:
         st.info("没有候选点 No candidate sites (siting.candidates)")
         return
@@ -512,6 +534,8 @@ def what_if_panel(district: District, pkey: str, plan: PlannerState) -> None:
 
 
 def page_planner(district: District, pkey: str, outputs: dict[str, sup.StepOutput], plan: PlannerState | None) -> None:
+    from gis import app_planner as pl
+
     st.subheader("规划看板 Planner — 三级回收体系 three-tier network")
     summary = sup.merged_summary(outputs)
     if panel_unavailable("coverage", outputs):

@@ -33,10 +33,9 @@ A 3-node street (0 — 1 — 2, 100 m per block) and one facility at node 0:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
-import networkx as nx
 import numpy as np
 import numpy.typing as npt
 import pyproj
@@ -46,6 +45,9 @@ from scipy.sparse.csgraph import connected_components, dijkstra
 from scipy.spatial import cKDTree
 
 from gis._errors import AnalysisError
+
+if TYPE_CHECKING:  # networkx graphs are accepted, never built here: not imported at run time
+    import networkx as nx
 
 __all__ = [
     "NetworkCSR",
