@@ -47,6 +47,7 @@ import geopandas as gpd
 import numpy as np
 from branca.element import Element, MacroElement
 from jinja2 import Template
+from jinja2.utils import htmlsafe_json_dumps
 
 from gis.export import atomic_path
 
@@ -213,6 +214,18 @@ class MapLayer:
         return json.loads(json.dumps(data.to_crs(WGS84).__geo_interface__))
 
     @functools.cached_property
+    def geojson_text(self) -> str | None:
+        """:attr:`geojson` as the page embeds it — Jinja's ``tojson`` (keys sorted, ``<>&'``
+        escaped), serialised once per layer instead of on every render of every map."""
+        return None if self.geojson is None else str(htmlsafe_json_dumps(self.geojson, sort_keys=True))
+
+    @functools.cached_property
+    def render_memo(self) -> dict[str, Any]:
+        """folium's per-render work that depends on the layer only (its style maps, its bounds),
+        kept from the layer's first render (filled by :class:`_GeoJson`)."""
+        return {}
+
+    @functools.cached_property
     def image_url(self) -> str | None:
         """The image as a PNG ``data:`` URL, encoded once per layer (the app redraws the map
         on every rerun from cached layers; folium would re-encode the array each time)."""
@@ -300,13 +313,61 @@ class _RenderedOnce(MacroElement):
         for part, target in (("header", figure.header), ("html", figure.html), ("script", figure.script)):
             macro = parts.get(part)
             if macro is not None:
-                target.add_child(_Rendered(macro(self, kwargs)), name=self.get_name())
+                target.add_child(_Rendered(self._snippet(macro, kwargs)), name=self.get_name())
         for element in self._children.values():
             element.render(**kwargs)
 
+    def _snippet(self, macro: Any, kwargs: Any) -> str:
+        return str(macro(self, kwargs))
+
+
+#: Stands in for a layer's data while its script is rendered; replaced by the layer's JSON text.
+_DATA_PLACEHOLDER = {"type": "FeatureCollection", "features": [], "gis_data_placeholder": "b3f1c2e0"}
+_DATA_PLACEHOLDER_TEXT = str(htmlsafe_json_dumps(_DATA_PLACEHOLDER, sort_keys=True))
+
 
 class _GeoJson(folium.GeoJson, _RenderedOnce):
-    """folium's GeoJson layer, rendered without compiling its data as a template."""
+    """folium's GeoJson layer, rendered without compiling its data as a template.
+
+    Given its :class:`MapLayer` (``layer``), the work folium repeats on every render
+    that depends on the layer only — serialising the data, mapping each feature to its
+    style, the bounds — is done once per layer (:attr:`MapLayer.geojson_text`,
+    :attr:`MapLayer.render_memo`); the page is the same byte for byte.
+    """
+
+    layer: MapLayer | None = None
+
+    def render(self, **kwargs: Any) -> None:
+        memo = None if self.layer is None else self.layer.render_memo
+        if memo is None or "style_map" not in memo or not (self.style or self.highlight) or not self.data["features"]:
+            super().render(**kwargs)  # folium's GeoJson.render maps the styles
+            if memo is not None:
+                memo.setdefault("style_map", getattr(self, "style_map", None))
+                memo.setdefault("highlight_map", getattr(self, "highlight_map", None))
+            return
+        self.parent_map = folium.utilities.get_obj_in_upper_tree(self, folium.Map)
+        self.style_map, self.highlight_map = memo["style_map"], memo["highlight_map"]
+        folium.map.Layer.render(self, **kwargs)
+
+    def _snippet(self, macro: Any, kwargs: Any) -> str:
+        text = None if self.layer is None else self.layer.geojson_text
+        if text is None or not self.embed:
+            return str(macro(self, kwargs))
+        data, self.data = self.data, _DATA_PLACEHOLDER
+        try:
+            out = str(macro(self, kwargs))
+        finally:
+            self.data = data
+        assert out.count(_DATA_PLACEHOLDER_TEXT) == 1, "folium's GeoJson template embeds its data once"
+        return out.replace(_DATA_PLACEHOLDER_TEXT, text)
+
+    def _get_self_bounds(self) -> Any:
+        memo = None if self.layer is None else self.layer.render_memo
+        if memo is None:
+            return super()._get_self_bounds()
+        if "bounds" not in memo:
+            memo["bounds"] = super()._get_self_bounds()
+        return memo["bounds"]
 
 
 class _ImageOverlay(folium.raster_layers.ImageOverlay, _RenderedOnce):
@@ -618,8 +679,8 @@ def _add_layer(m: folium.Map, lay: MapLayer) -> None:
             c = feature["properties"]["_color"]
             return {"color": c, "fillColor": c, "weight": weight, "fillOpacity": fo, "dashArray": dash}
 
-        _GeoJson(data, name=name, show=lay.show, style_function=style, popup=popup, tooltip=tooltip,
-                       highlight_function=lambda f: {"weight": weight + 2}, smooth_factor=1.0).add_to(m)
+        _geojson(lay, data, name=name, show=lay.show, style_function=style, popup=popup, tooltip=tooltip,
+                 highlight_function=lambda f: {"weight": weight + 2}, smooth_factor=1.0).add_to(m)
         return
     size = lay.size
     icons = {(sym, col): _svg(sym, col, size) for sym, col in set(zip(g["_symbol"], g["_color"]))}
@@ -635,11 +696,18 @@ def _add_layer(m: folium.Map, lay: MapLayer) -> None:
 
         parent = MarkerCluster(name=name, show=lay.show, options={"disableClusteringAtZoom": 17,
                                                                   "chunkedLoading": True}).add_to(m)
-        _GeoJson(data, style_function=marker_style, marker=marker, popup=popup, tooltip=tooltip,
-                       control=False).add_to(parent)
+        _geojson(lay, data, style_function=marker_style, marker=marker, popup=popup, tooltip=tooltip,
+                 control=False).add_to(parent)
     else:
-        _GeoJson(data, name=name, show=lay.show, style_function=marker_style, marker=marker,
-                       popup=popup, tooltip=tooltip).add_to(m)
+        _geojson(lay, data, name=name, show=lay.show, style_function=marker_style, marker=marker,
+                 popup=popup, tooltip=tooltip).add_to(m)
+
+
+def _geojson(lay: MapLayer, data: dict[str, Any], **kwargs: Any) -> _GeoJson:
+    """The layer's :class:`_GeoJson`, tied to ``lay`` (its JSON text and render memo)."""
+    g = _GeoJson(data, **kwargs)
+    g.layer = lay
+    return g
 
 
 # ---------------------------------------------------------------------------------

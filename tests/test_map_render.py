@@ -50,6 +50,17 @@ def test_cached_geojson_is_reused_and_left_unchanged(monkeypatch):
     first = _page(monkeypatch, layers)
     before = [copy.deepcopy(lay.geojson) for lay in layers]
     assert all("id" in f for g in before for f in g["features"])  # folium finds ids: it adds none
+    # the second map takes the layers' JSON text and style maps from the first render
+    assert all("style_map" in lay.render_memo for lay in layers)
     second = _page(monkeypatch, layers)
     assert first == second
     assert [lay.geojson for lay in layers] == before
+
+
+def test_bounds_are_folium_bounds_and_kept_per_layer():
+    layers = _layers()
+    m = render_folium(layers, title="图例")
+    first = m.get_bounds()
+    assert all("bounds" in lay.render_memo for lay in layers)
+    assert render_folium(layers, title="图例").get_bounds() == first
+    assert [[round(v, 6) for v in c] for c in first] == [[29.5, 106.4], [29.6, 106.5]]
