@@ -131,6 +131,7 @@ class SitingParams(Section):
     # optional overrides of layers/siting.yaml (solver settings), None = the siting.yaml value
     exact_max_nnz: int | None = None
     mip_rel_gap: float | None = None
+    presolve: bool | None = None
     preferred_bonus_residents: float | None = None
 
 
@@ -144,6 +145,7 @@ class SolverParams(Section):
     exact_max_nnz: int
     exact_time_limit_s: float
     mip_rel_gap: float
+    presolve: bool
     preferred_bonus_residents: float
 
 

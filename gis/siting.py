@@ -383,7 +383,7 @@ def solver_config(override: Mapping[str, Any] | None = None) -> dict[str, Any]:
 
 
 def _milp_options(cfg: Mapping[str, Any], time_limit_s: float | None) -> dict[str, Any]:
-    opts: dict[str, Any] = {"disp": False, "mip_rel_gap": float(cfg["mip_rel_gap"])}
+    opts: dict[str, Any] = {"disp": False, "mip_rel_gap": float(cfg["mip_rel_gap"]), "presolve": bool(cfg["presolve"])}
     limit = time_limit_s if time_limit_s is not None else cfg.get("exact_time_limit_s")
     if limit is not None:
         opts["time_limit"] = float(limit)
