@@ -22,6 +22,7 @@ import shutil
 import stat
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path, PurePosixPath
@@ -285,13 +286,27 @@ def step_upstream(step: str) -> tuple[str, ...]:
 
 @dataclass
 class StepOutput:
-    """What one step produced: summary keys, results (by name) and files written."""
+    """What one step produced: summary keys, results (by name) and the folder it wrote into.
+
+    ``writes``: the step's file writes still running on a thread (:func:`run_one_step`);
+    :attr:`files` waits for them.
+    """
 
     step: str
     summary: dict[str, Any] = field(default_factory=dict)
     context: dict[str, Any] = field(default_factory=dict)
-    files: list[Path] = field(default_factory=list)
+    folder: Path | None = None
     error: str | None = None
+    writes: Future[None] | None = None
+
+    @property
+    def files(self) -> list[Path]:
+        """The files the step wrote, once its writes are done (an error of theirs is raised here)."""
+        if self.writes is not None:
+            self.writes.result()
+        if self.folder is None:
+            return []
+        return sorted(p for p in self.folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
 def run_one_step(
@@ -306,6 +321,9 @@ def run_one_step(
     so the app can say why a panel is empty; other exceptions propagate.
     ``background``: a :class:`gis.background.BackgroundStep` already running the step
     into ``out`` — its answer is taken; when it failed, the step runs here.
+    The step's deferred file writes (files no later step reads: its GeoPackages and
+    workbooks) run on a thread, so the map is drawn while they are written
+    (:attr:`StepOutput.files` waits for them).
     """
     from gis._errors import GisError
 
@@ -320,12 +338,22 @@ def run_one_step(
             for name, value in results.items():
                 setattr(ctx, name, value)
         else:
-            summary, ctx = steps.run_steps(district, out, [step], ctx=ctx)
+            summary, ctx = steps.run_steps(district, out, [step], ctx=ctx, flush=False)
     except GisError as exc:
         return StepOutput(step, error=f"{type(exc).__name__}: {exc}")
     new_ctx = {k: v for k, v in ctx.results().items() if before.get(k) != id(v) or k == step}
-    files = sorted(p for p in out.iterdir() if p.is_file() and not p.name.startswith("."))
-    return StepOutput(step, summary, new_ctx, files)
+    return StepOutput(step, summary, new_ctx, out, writes=_write_on_thread(ctx))
+
+
+def _write_on_thread(ctx: steps.RunContext) -> Future[None] | None:
+    """``ctx``'s deferred writes done on a thread of their own (None when there are none)."""
+    if not ctx.deferred:
+        return None
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gis-step-writes")
+    try:
+        return pool.submit(ctx.flush)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def download_files(outputs: Iterable[StepOutput]) -> list[Path]:

@@ -450,6 +450,7 @@ def run_steps(
     on_step: Callable[[Step], None] | None = None,
     timings: dict[str, float] | None = None,
     background: Sequence[str] = (),
+    flush: bool = True,
 ) -> tuple[dict[str, Any], RunContext]:
     """Run the named steps (in registry order) on a loaded district into ``out``.
 
@@ -474,6 +475,10 @@ def run_steps(
         the others; their summary keys and results are taken in when their turn comes (in
         registry order, so ``summary.json`` is the same). A worker that fails is replaced by
         running the step here.
+    flush
+        Do the steps' deferred file writes (:meth:`RunContext.defer`) before returning;
+        ``False`` leaves them queued in ``ctx.deferred`` for the caller (the app writes
+        them on a thread while it draws).
 
     Returns
     -------
@@ -514,7 +519,8 @@ def run_steps(
                 seconds = round(time.perf_counter() - t0, 3)
             if timings is not None:
                 timings[step.name] = seconds
-        ctx.flush()
+        if flush:
+            ctx.flush()
     finally:
         for job in jobs.values():  # a step failed: stop the workers not waited for
             job.cancel()

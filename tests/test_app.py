@@ -172,6 +172,25 @@ def test_hot_spots_ran_in_a_worker_and_equal_the_step_run_here(app, district, re
     assert sorted(p.name for p in there.files) == sorted(p.name for p in here.files)
 
 
+def test_step_files_are_written_on_a_thread_and_equal_the_files_written_in_line(district, tmp_path) -> None:
+    """The app returns a step's results before its GeoPackage is written (on a thread); the files
+    it then lists are those a step that writes before returning leaves, with the same rows."""
+    import pyogrio
+
+    from gis import steps
+
+    threaded = RUN_ONE_STEP("compliance", district, tmp_path / "threaded")
+    assert threaded.error is None and threaded.writes is not None
+    _, ctx = steps.run_steps(district, tmp_path / "inline", ["compliance"])
+    assert [p.name for p in threaded.files] == sorted(p.name for p in (tmp_path / "inline").iterdir()) == ["sites.gpkg"]
+    assert threaded.writes.done()
+    for layer, _geom in pyogrio.list_layers(tmp_path / "inline" / "sites.gpkg"):
+        a = pyogrio.read_dataframe(threaded.files[0], layer=layer)
+        b = pyogrio.read_dataframe(tmp_path / "inline" / "sites.gpkg", layer=layer)
+        pd.testing.assert_frame_equal(a, b)
+    assert len(pyogrio.read_dataframe(threaded.files[0], layer="sites")) == len(ctx.compliance.sites)
+
+
 def test_cluster_distance_reruns_only_the_hotspot_analysis(app, step_calls, recorder) -> None:
     at = open_tab(app, "巡查 Inspector")
     if "hotspots" not in sup.registered_steps():
