@@ -467,8 +467,7 @@ def run_steps(
     on_step
         Called before each step (progress display).
     timings
-        When given, filled with each step's wall time in seconds (a background step: its
-        time in its worker).
+        Filled with each step's wall time in seconds (a background step: in its worker).
     background
         Steps among ``names_`` that need nothing but ``load`` to run in a spawned worker
         (:class:`gis.background.BackgroundStep`) from the start, while this process runs
@@ -476,9 +475,8 @@ def run_steps(
         registry order, so ``summary.json`` is the same). A worker that fails is replaced by
         running the step here.
     flush
-        Do the steps' deferred file writes (:meth:`RunContext.defer`) before returning;
-        ``False`` leaves them queued in ``ctx.deferred`` for the caller (the app writes
-        them on a thread while it draws).
+        Do the deferred writes (:meth:`RunContext.defer`) before returning; ``False``: the
+        caller does them (``ctx.deferred``; the app, on a thread).
 
     Returns
     -------
@@ -487,9 +485,7 @@ def run_steps(
 
     Examples
     --------
-    >>> from gis.district import load_district
-    >>> d = load_district("data/sample_district")          # doctest: +SKIP
-    >>> summary, ctx = run_steps(d, Path("out"), ["load", "compliance"])  # doctest: +SKIP
+    >>> summary, ctx = run_steps(load_district("data/sample_district"), Path("out"), ["load", "compliance"])  # doctest: +SKIP
     >>> ctx.compliance.summary()["violations_total"] == summary["violations_total"]  # doctest: +SKIP
     True
     """
@@ -497,7 +493,7 @@ def run_steps(
 
     wanted = set(names_)
     for n in wanted:
-        get(n)
+        get(n)  # an unknown name fails here, before any step runs
     ctx = ctx if ctx is not None else RunContext(district)
     jobs = _start_background(district, out, [n for n in background if n in wanted])
     summary: dict[str, Any] = {}
