@@ -181,6 +181,7 @@ class MapLayer:
     popup: tuple[tuple[str, str], ...] = ()
     tooltip: str | None = None
     image: np.ndarray | None = None
+    palette: np.ndarray | None = None
     bounds: tuple[float, float, float, float] | None = None
     legend: tuple[tuple[str, str, str], ...] = ()
     show: bool = True
@@ -228,14 +229,30 @@ class MapLayer:
     @functools.cached_property
     def image_url(self) -> str | None:
         """The image as a PNG ``data:`` URL, encoded once per layer (the app redraws the map
-        on every rerun from cached layers; folium would re-encode the array each time)."""
+        on every rerun from cached layers; folium would re-encode the array each time).
+
+        With a ``palette`` (RGBA rows; ``image`` then holds its indices, ``uint8``) the PNG
+        is palette-indexed with per-entry transparency: the same pixels as the RGBA image
+        (tested), a quarter of the bytes to compress."""
         if self.image is None:
             return None
         from PIL import Image
 
         buf = io.BytesIO()
-        Image.fromarray(np.ascontiguousarray(self.image)).save(buf, format="PNG")
+        if self.palette is not None:
+            im = Image.fromarray(np.ascontiguousarray(self.image, dtype=np.uint8), mode="P")
+            im.putpalette(self.palette[:, :3].astype(np.uint8).ravel().tolist())
+            im.save(buf, format="PNG", transparency=bytes(self.palette[:, 3].astype(np.uint8).tolist()))
+        else:
+            Image.fromarray(np.ascontiguousarray(self.image)).save(buf, format="PNG")
         return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+    @property
+    def rgba(self) -> np.ndarray | None:
+        """The image as RGBA pixels (``palette[image]`` for a palette image)."""
+        if self.image is None or self.palette is None:
+            return self.image
+        return self.palette[self.image]
 
 
 # ---------------------------------------------------------------------------------
@@ -831,7 +848,7 @@ def render_static(
         if lay.kind == "image" and lay.image is not None and lay.bounds is not None:
             s, w, n, e = lay.bounds
             (x0, x1), (y0, y1) = tr.transform([w, e], [s, n])
-            ax.imshow(lay.image, extent=(x0, x1, y0, y1), origin="upper", zorder=1)
+            ax.imshow(lay.rgba, extent=(x0, x1, y0, y1), origin="upper", zorder=1)
         elif lay.gdf is not None and len(lay.gdf):
             g = lay.gdf.to_crs(WEB_MERCATOR)
             if lay.kind == "polygon":

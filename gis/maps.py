@@ -315,8 +315,10 @@ def _townships_layer(d: Any, opt: MapOptions) -> MapLayer | None:
 
 def _polygon_image(
     gdf: gpd.GeoDataFrame, colors: pd.Series, *, pixel_m: float | None = None, alpha: int = 150
-) -> tuple[np.ndarray, tuple[float, float, float, float]]:
-    """Rasterise coloured polygons to an RGBA image in Web Mercator (for big layers)."""
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float, float]]:
+    """Rasterise coloured polygons to an image in Web Mercator (for big layers): the pixels'
+    palette indices (``uint8``; 0 transparent) and the RGBA palette — or, past 255 colours, the
+    RGBA pixels and ``None`` — and the lat/lon bounds."""
     from rasterio import features
     from rasterio.transform import from_origin
 
@@ -331,15 +333,17 @@ def _polygon_image(
     height = max(1, int(np.ceil((maxy - miny) / pixel)))
     transform = from_origin(minx, maxy, pixel, pixel)
     codes, uniques = pd.factorize(colors)
+    indexed = len(uniques) < 256
     burned = features.rasterize(
-        zip(merc.values, codes + 1), out_shape=(height, width), transform=transform, fill=0, dtype="int32"
+        zip(merc.values, codes + 1), out_shape=(height, width), transform=transform, fill=0,
+        dtype="uint8" if indexed else "int32",
     )
     palette = np.zeros((len(uniques) + 1, 4), dtype=np.uint8)
     for i, hexcol in enumerate(uniques, start=1):
         palette[i, :3] = _hex_rgb(hexcol)
         palette[i, 3] = alpha
-    rgba = palette[burned]
-    return rgba, _merc_bounds_latlon(minx, miny, minx + width * pixel, maxy)
+    bounds = _merc_bounds_latlon(minx, miny, minx + width * pixel, maxy)
+    return (burned, palette, bounds) if indexed else (palette[burned], None, bounds)
 
 
 def _merc_bounds_latlon(minx: float, miny: float, maxx: float, maxy: float) -> tuple[float, float, float, float]:
@@ -382,8 +386,9 @@ def _landuse_layer(d: Any, opt: MapOptions) -> MapLayer | None:
         colors = _landuse_color(lu["landuse_code"])
         legend = _landuse_legend(lu["landuse_code"].dropna().unique())
         if len(lu) > opt.max_vector_polygons or _n_vertices(lu) > opt.max_vertices:
-            img, bounds = _polygon_image(lu, colors)
-            return MapLayer("landuse", title, "image", image=img, bounds=bounds, legend=legend, show=False)
+            img, palette, bounds = _polygon_image(lu, colors)
+            return MapLayer("landuse", title, "image", image=img, palette=palette, bounds=bounds, legend=legend,
+                            show=False)
         g = _display_frame(lu, ["landuse_code", "landuse_name"], max_chars=opt.max_text_chars, simplify_m=opt.simplify_m)
         g["_color"] = colors.loc[g.index]
         return MapLayer(
@@ -701,8 +706,9 @@ def _generic_polygons(
     polys = gdf[gdf.geom_type.isin(["Polygon", "MultiPolygon"])]
     colors = colour if isinstance(colour, pd.Series) else pd.Series(colour, index=gdf.index)
     if len(polys) > opt.max_vector_polygons or _n_vertices(polys) > opt.max_vertices:
-        img, bounds = _polygon_image(polys, colors.loc[polys.index])
-        return MapLayer(key, title, "image", image=img, bounds=bounds, show=show, attribution=attribution,
+        img, palette, bounds = _polygon_image(polys, colors.loc[polys.index])
+        return MapLayer(key, title, "image", image=img, palette=palette, bounds=bounds, show=show,
+                        attribution=attribution,
                         legend=legend if legend is not None else (("box", str(colors.iloc[0]), title),))
     g = _display_frame(polys, [c for c, _ in popup], max_chars=opt.max_text_chars, simplify_m=opt.simplify_m)
     g["_color"] = colors.loc[g.index].astype(object)

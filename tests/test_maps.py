@@ -158,12 +158,33 @@ def test_many_points_are_clustered_and_big_layers_become_images(tiny) -> None:
     opt = maps.MapOptions(max_plain_markers=0, max_vector_polygons=1)
     layers = maps.build_layers(tiny, options=opt)
     lu = next(lay for lay in layers if lay.key == "landuse")
-    assert lu.kind == "image" and lu.image.shape[2] == 4 and lu.image[..., 3].any()
+    assert lu.kind == "image" and lu.rgba.shape[2] == 4 and lu.rgba[..., 3].any()
     s, w, n, e = lu.bounds
     assert s < n and w < e
     html = maps.render_folium(layers, opt).get_root().render()
     assert "L.markerClusterGroup" in html
     assert "L.imageOverlay" in html
+
+
+def test_a_palette_image_encodes_the_same_pixels_as_its_rgba(tiny) -> None:
+    """The land-use image is sent as a palette PNG with per-entry transparency: decoded, it is
+    the RGBA image pixel for pixel (and smaller than the RGBA PNG)."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    lu = next(lay for lay in maps.build_layers(tiny, options=maps.MapOptions(max_vector_polygons=1))
+              if lay.key == "landuse")
+    assert lu.palette is not None and lu.image.dtype == np.uint8 and lu.image.ndim == 2
+    png = base64.b64decode(lu.image_url.split(",", 1)[1])
+    decoded = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
+    np.testing.assert_array_equal(decoded, lu.rgba)
+    assert decoded[..., 3].max() > 0 and len(np.unique(decoded.reshape(-1, 4), axis=0)) == len(np.unique(lu.image))
+    plain = io.BytesIO()
+    Image.fromarray(lu.rgba).save(plain, format="PNG")
+    assert len(png) < len(plain.getvalue())
 
 
 def test_basemap_and_attributions(tiny) -> None:
