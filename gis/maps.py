@@ -735,13 +735,45 @@ def _coverage_layers(coverage: Any, d: Any, opt: MapOptions) -> list[MapLayer]:
         ))
     gaps = _gdf(coverage, "gaps", "coverage_gaps")
     if gaps is not None:
+        colours, legend = gap_classes(gaps)
         layers.append(_generic_polygons(
-            gaps, "gaps", "覆盖缺口 Coverage gaps", "#e7298a",
+            gaps, "gaps", "覆盖缺口 Coverage gaps", colours,
             (("rank", "排名 Rank"), ("township", "镇街 Township"), ("population", "未覆盖人口 Uncovered population"),
              ("households", "未覆盖户数 Uncovered households"), ("area_km2", "面积(km²) Area")),
-            opt, tooltip="township", fill_opacity=0.3, weight=1.0, attribution=osm, show=False,
+            opt, tooltip="township", fill_opacity=0.3, weight=1.0, attribution=osm, show=False, legend=legend,
         ))
     return layers
+
+
+#: Coverage-gap classes by uncovered residents per km², light to dark (ColorBrewer PiYG pinks).
+GAP_COLOURS = ("#fde0ef", "#f1b6da", "#de77ae", "#c51b7d")
+#: Class breaks: the quantiles of the gaps' density that separate the four classes.
+GAP_QUANTILES = (0.5, 0.75, 0.9)
+
+
+def gap_classes(gaps: gpd.GeoDataFrame) -> tuple[pd.Series, tuple[tuple[str, str, str], ...]]:
+    """Colour of each coverage gap (覆盖缺口) by its density of uncovered residents, and the legend.
+
+    Density :math:`\\rho_g = P_g / A_g` (uncovered residents over area, km²); the classes
+    are cut at the :data:`GAP_QUANTILES` of :math:`\\rho` over the gaps, so a dense
+    urban gap stands out from the wide, thin gaps of a rural 镇 that would otherwise paint
+    the whole district one colour. Without ``population``/``area_km2``: one class.
+    """
+    if not {"population", "area_km2"} <= set(gaps.columns) or len(gaps) == 0:
+        return pd.Series(GAP_COLOURS[-1], index=gaps.index), (("box", GAP_COLOURS[-1], "覆盖缺口 Coverage gaps"),)
+    area = pd.to_numeric(gaps["area_km2"], errors="coerce").to_numpy(float)
+    density = pd.to_numeric(gaps["population"], errors="coerce").to_numpy(float) / np.where(area > 0, area, np.nan)
+    density = np.nan_to_num(density, nan=0.0)
+    breaks = np.unique(np.quantile(density, GAP_QUANTILES))
+    cls = np.searchsorted(breaks, density, side="right")
+    palette = GAP_COLOURS[len(GAP_COLOURS) - len(breaks) - 1:]
+    edges = [f"{b:,.0f}" for b in breaks]
+    labels = ([f"< {edges[0]}", *(f"{a}–{b}" for a, b in zip(edges, edges[1:])), f"≥ {edges[-1]}"] if edges
+              else ["全部 all"])
+    legend = tuple(("box", palette[i], f"覆盖缺口 {labels[i]} 人/km²" + (" Coverage gaps (uncovered residents)" if i == 0
+                                                                       else ""))
+                   for i in range(len(palette)) if (cls == i).any())
+    return pd.Series(np.asarray(palette, dtype=object)[cls], index=gaps.index), legend
 
 
 def _siting_layers(siting: Any, opt: MapOptions) -> list[MapLayer]:

@@ -256,3 +256,21 @@ def test_a_huge_point_layer_becomes_a_grid_of_counts(tiny, monkeypatch: pytest.M
     html = maps.render_folium(big, opt).get_root().render()
     name = str(tiny.sites.loc[tiny.sites["tier"] == big[0].key.removeprefix("sites_"), "name"].iloc[0])
     assert name not in html
+
+
+def test_coverage_gaps_are_shaded_by_uncovered_residents_per_km2() -> None:
+    """A wide thin rural gap is drawn light and a small dense urban one dark (not one pink sheet)."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    dens = [100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 700.0, 800.0, 900.0, 20000.0]
+    gaps = gpd.GeoDataFrame({"population": [d * 2.0 for d in dens], "area_km2": [2.0] * len(dens)},
+                            geometry=[box(i, 0, i + 1, 1) for i in range(len(dens))], crs=3857)
+    colours, legend = maps.gap_classes(gaps)
+    assert colours.iloc[0] == maps.GAP_COLOURS[0] and colours.iloc[-1] == maps.GAP_COLOURS[-1]
+    order = [maps.GAP_COLOURS.index(c) for c in colours]
+    assert order == sorted(order)  # denser never lighter
+    assert [e[1] for e in legend] == sorted({*colours}, key=maps.GAP_COLOURS.index)
+    assert legend[0][2].startswith("覆盖缺口 < ") and "人/km²" in legend[-1][2]
+    no_area = maps.gap_classes(gaps.drop(columns="area_km2"))
+    assert set(no_area[0]) == {maps.GAP_COLOURS[-1]} and len(no_area[1]) == 1
