@@ -199,7 +199,7 @@ class SheetCanvas(FigureCanvasAgg):
         self._extents: dict[tuple[Any, ...], tuple[float, float, float]] = {}
 
     def text_extent(self, s: str, size: float) -> tuple[float, float, float]:
-        """Width, height and descent (points) of ``s`` at ``size`` pt in the current font, lines stacked.
+        r"""Width, height and descent (points) of ``s`` at ``size`` pt in the current font, lines stacked.
 
         As matplotlib's ``Text`` lays lines out: a line is as tall as the taller of itself
         and ``"lp"`` (height :math:`h`, descent :math:`d`), baselines are
