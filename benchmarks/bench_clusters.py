@@ -107,7 +107,8 @@ def ceiling_row(scale: str, inc: Any, truth: Any, members: Any, oracle: Any) -> 
     """Row of the reference table: recall when reports join the planted sites with their true parameters.
 
     :func:`gis.cluster_eval.planted_ceiling` without places and with sites closer than
-    :data:`PLACE_SIGMAS` rms spreads reported as one place (site-level recall), and the place
+    :data:`PLACE_SIGMAS` rms spreads reported as one place (site-level detectable recall / strict
+    precision of these clusters, :func:`gis.cluster_eval.evaluate`), and the place
     recall (:func:`gis.cluster_eval.evaluate_places`) when each place of
     :func:`gis.cluster_eval.planted_places` is reported as one cluster; reach as the mixture's
     (``clusters.scan.mixture.reach_sigmas``).
@@ -115,11 +116,12 @@ def ceiling_row(scale: str, inc: Any, truth: Any, members: Any, oracle: Any) -> 
     from gis import cluster_eval, hotspots
 
     reach = float(hotspots.cluster_params()["scan"]["mixture"]["reach_sigmas"])
-    det = oracle.set_index("truth_id")["detectable"].astype(bool)
     cells = []
     for z in (0.0, PLACE_SIGMAS):
-        m = cluster_eval.planted_ceiling(inc, truth, members, reach_sigmas=reach, place_sigmas=z).set_index("truth_id")
-        cells.append(f"{m.loc[det[det].index, 'recovered'].mean():.1%}")
+        place = cluster_eval.ceiling_places(truth, inc.crs, place_sigmas=z)
+        e = cluster_eval.evaluate(cluster_eval.ceiling_clusters(inc, truth, reach_sigmas=reach, place=place), truth,
+                                  members, oracle)  # fmt: skip
+        cells.append(f"{e['recall_detectable']:.1%} / {e['precision']:.1%}")
     place = cluster_eval.planted_places(truth, inc.crs, link_sigmas=PLACE_SIGMAS)
     res = cluster_eval.ceiling_clusters(inc, truth, reach_sigmas=reach, place=place)
     p = cluster_eval.evaluate_places(res, truth, members, oracle, link_sigmas=PLACE_SIGMAS)
@@ -238,15 +240,18 @@ def main() -> None:
         ceilings.append(ceiling)
     lines += [
         "",
-        "Reference — what the matching rule allows: detectable recall when every report of a kind joins the "
-        "most likely *planted* site given the sites' true centres, spreads and counts "
+        "Reference — what the matching rule allows: detectable recall / strict precision when every report of a "
+        "kind joins the most likely *planted* site given the sites' true centres, spreads and counts "
         "(`gis.cluster_eval.planted_ceiling`, reach 3σ), as reported sites, and with planted sites closer than "
         f"{PLACE_SIGMAS:g} rms spreads first merged into one place (two equal Gaussian sites closer than 2σ make "
-        "one peak); last column: detectable *place* recall (as the place columns above: one cluster holds over "
+        "one peak). Both are partitions of the reports computed from their locations and the sites' parameters, "
+        "never from the reports' labels, so they are recall that a detector can reach under this matching rule "
+        "(one that estimated the parameters exactly); last column: detectable *place* recall (as the place columns above: one cluster holds over "
         "half / or every site recovered) when every place of `gis.cluster_eval.planted_places` is reported as "
         "one cluster of the true-parameter assignment:",
         "",
-        "| sample | planted | true sites, most likely site | true sites merged into places | place recall of "
+        "| sample | planted | true sites, most likely site (recall / precision) | true sites merged into places "
+        "(recall / precision) | place recall of "
         "true places |",
         "|---|---:|---:|---:|---:|",
         *ceilings,

@@ -49,8 +49,8 @@ class MixtureParams:
         Fit the background with the sites (uniform over the group's window);
         else keep the annulus estimate.
     criterion
-        ``bic`` or ``icl`` (BIC + 2 × classification entropy: overlapping sites
-        count as one).
+        ``bic``, ``icl`` (BIC + 2 × classification entropy: overlapping sites
+        count as one) or ``aic`` (a lighter penalty per site: more sites).
     split
         Also try splitting each site in two (:func:`_split`).
     max_iter
@@ -63,6 +63,9 @@ class MixtureParams:
         A change of sites is scored on the reports within this many σ of them.
     sectors
         Sectors of the background annulus (its median sector is the background).
+    place_sigmas
+        Fitted sites closer than this many rms spreads are reported as one
+        cluster (:func:`place_groups`); 0: every site is a cluster.
     """
 
     min_sigma_m: float
@@ -75,6 +78,7 @@ class MixtureParams:
     min_size: float
     reach_sigmas: float
     sectors: int
+    place_sigmas: float
 
 
 @dataclass
@@ -229,7 +233,7 @@ def _near(tree: cKDTree, n_points: int, s: Sites, sites: list[int], reach: float
 
 
 def _local_gain(
-    tree: cKDTree, x: np.ndarray, log_bg: np.ndarray, s: Sites, old: list[int], new: Sites, reach: float, icl: bool
+    tree: cKDTree, x: np.ndarray, log_bg: np.ndarray, s: Sites, old: list[int], new: Sites, reach: float, criterion: str
 ) -> float:
     """BIC change when sites ``old`` are replaced by ``new`` (others fixed), on the points near ``old``.
 
@@ -238,7 +242,8 @@ def _local_gain(
     .. math:: \\Delta = -2\\Big[\\sum_{i\\in L}\\log\\frac{\\lambda_{new}(s_i)}{\\lambda_{old}(s_i)}
               - \\sum_{new} n_k + \\sum_{old} n_k\\Big] + 4\\,(k_{new}-k_{old})\\ln|L|
 
-    (< 0: the new sites explain the reports better, BIC).
+    (< 0: the new sites explain the reports better, BIC; ``criterion`` ``aic``: 8 instead
+    of :math:`4\\ln|L|` per site, ``icl``: BIC + 2 × the change of classification entropy).
     """
     near = _near(tree, len(x), s, old, reach)
     if not near.any():
@@ -254,8 +259,9 @@ def _local_gain(
     lse_old, lse_new = _lse_rows(lt_old), _lse_rows(lt_new)
     ll_old = lse_old.sum() - s.n[old].sum()
     ll_new = lse_new.sum() - new.n.sum()
-    gain = -2 * (ll_new - ll_old) + 4 * (len(new) - len(old)) * np.log(max(near.sum(), 2))
-    if icl:  # + 2 x (entropy of the memberships): overlapping sites are one place to visit
+    per_site = 8.0 if criterion == "aic" else 4 * np.log(max(near.sum(), 2))  # 4 parameters per site
+    gain = -2 * (ll_new - ll_old) + (len(new) - len(old)) * per_site
+    if criterion == "icl":  # + 2 x (entropy of the memberships): overlapping sites are one place to visit
         gain += 2 * (_entropy(lt_new, lse_new) - _entropy(lt_old, lse_old))
     return float(gain)
 
@@ -298,7 +304,7 @@ def _improvements(x: np.ndarray, log_bg: np.ndarray, s: Sites, params: MixturePa
         cands += [([a], _split(tree, x, log_bg, s, a, params)) for a in range(k) if s.n[a] >= 2 * params.min_size]
     out = []
     for old, new in cands:
-        gain = _local_gain(tree, x, log_bg, s, old, new, params.reach_sigmas, params.criterion == "icl")
+        gain = _local_gain(tree, x, log_bg, s, old, new, params.reach_sigmas, params.criterion)
         if gain < 0:
             out.append((gain, old, new))
     return sorted(out, key=lambda t: t[0])
@@ -333,6 +339,46 @@ def select_sites(x: np.ndarray, log_bg: np.ndarray, init: Sites, params: Mixture
     if small.any() and not small.all():
         s, _, _ = fit_intensity(x, log_bg, s.subset(~small), params, area)
     return s.subset(s.n >= params.min_size)
+
+
+def place_groups(s: Sites, place_sigmas: float) -> np.ndarray:
+    """Place of each site: sites too close to tell apart are merged into one place, closest pair first.
+
+    Two sites *a*, *b* are one place when
+
+    .. math:: \\lVert\\mu_a-\\mu_b\\rVert < c\\,\\sqrt{(\\sigma_a^2+\\sigma_b^2)/2}
+
+    (*c* = ``place_sigmas``; for two equal Gaussian sites, *c* = 2 is where their summed
+    density stops having two peaks). Agglomerative: each round merges every pair of
+    places that are each other's closest (in units of the right-hand side) and
+    within the limit; a merged place is the single site of the same count, mean and
+    second moment (:func:`gis.cluster_mixture._merged`), then compared again with its neighbours.
+    Returns the place index of every site (0 … P−1).
+    """
+    place = np.arange(len(s))
+    if place_sigmas <= 0 or len(s) < 2:
+        return place
+    cur = Sites(s.mu.copy(), s.sigma.copy(), s.n.copy())
+    members = [[k] for k in range(len(s))]
+    while len(cur) > 1:
+        d = np.hypot(*(cur.mu[:, None, :] - cur.mu[None, :, :]).transpose(2, 0, 1))
+        z = d / np.sqrt((cur.sigma[:, None] ** 2 + cur.sigma[None, :] ** 2) / 2)
+        np.fill_diagonal(z, np.inf)
+        best = np.argmin(z, axis=1)
+        pairs = [(a, int(b)) for a, b in enumerate(best) if a < b and best[b] == a and z[a, b] < place_sigmas]
+        if not pairs:
+            break
+        gone = {b for _, b in pairs}
+        for a, b in pairs:
+            one = _merged(cur, a, b)
+            cur.mu[a], cur.sigma[a], cur.n[a] = one.mu[0], one.sigma[0], one.n[0]
+            members[a] = members[a] + members[b]
+        keep = [k for k in range(len(cur)) if k not in gone]
+        cur = cur.subset(np.array(keep))
+        members = [members[k] for k in keep]
+    for p, ks in enumerate(members):
+        place[ks] = p
+    return place
 
 
 def assign(x: np.ndarray, s: Sites, reach: float) -> np.ndarray:
@@ -405,7 +451,8 @@ def mixture_labels(
     core, :func:`initial_sites`); :func:`select_sites` fits them over the background
     (``log_bg``: log intensity per m² at each incident, the start when
     ``fit_background``; then uniform over the group's window, the union of discs of
-    ``attach_m`` around its cores) and :func:`assign` labels the points.
+    ``attach_m`` around its cores) and :func:`assign` labels the points; sites closer
+    than ``place_sigmas`` rms spreads share one label (:func:`place_groups`).
     """
     d, nearest = cKDTree(xy[core]).query(xy, k=1, distance_upper_bound=attach_m)
     near = np.flatnonzero(np.isfinite(d))
@@ -422,6 +469,7 @@ def mixture_labels(
         area = float(areas[group[nearest[idx[0]]]]) if areas is not None else None
         sites = select_sites(x, log_bg[idx], init, params, area)
         lab = assign(x, sites, params.reach_sigmas)
-        labels[idx[lab >= 0]] = lab[lab >= 0] + next_id
-        next_id += len(sites)
+        place = place_groups(sites, params.place_sigmas)
+        labels[idx[lab >= 0]] = place[lab[lab >= 0]] + next_id
+        next_id += int(place.max()) + 1 if len(sites) else 0
     return labels

@@ -345,8 +345,8 @@ def scan_labels(xy: np.ndarray, params: ScanParams) -> np.ndarray:
     root = quick_shift(xy[core], rho, params.link_m, params.neighbours)
     _, comp = np.unique(root, return_inverse=True)
     if params.merge == "mixture":
-        if params.mixture is None or params.mixture.criterion not in ("bic", "icl"):
-            raise AnalysisError("scan merge 'mixture' needs clusters.scan.mixture with criterion bic or icl")
+        if params.mixture is None or params.mixture.criterion not in ("bic", "icl", "aic"):
+            raise AnalysisError("scan merge 'mixture' needs clusters.scan.mixture with criterion bic, icl or aic")
         return _without_small(_mixture_scan(xy, core, root, params, params.mixture), params.min_cluster_size)
     if params.merge == "bic":
         comp = merge_by_bic(xy[core], comp, params.merge_link_m)

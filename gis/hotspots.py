@@ -165,6 +165,7 @@ def mixture_params(cfg: dict[str, Any]) -> MixtureParams:
         fit_background=bool(mx["fit_background"]), criterion=str(mx["criterion"]), split=bool(mx["split"]),
         max_iter=int(mx["max_iter"]), tol=float(mx["tol"]), min_size=float(cfg["min_cluster_size"]),
         reach_sigmas=float(mx["reach_sigmas"]), sectors=int(mx["sectors"]),
+        place_sigmas=float(mx["place_sigmas"]),
     )
 
 

@@ -187,6 +187,7 @@ class ScanMixtureParams(Section):
     split: bool
     max_iter: int
     tol: float
+    place_sigmas: float
 
 
 @dataclass(frozen=True)
