@@ -188,6 +188,9 @@ class ScanMixtureParams(Section):
     max_iter: int
     tol: float
     place_sigmas: float
+    time: bool
+    min_tau_days: float
+    assign_sigmas: float
 
 
 @dataclass(frozen=True)
