@@ -211,7 +211,7 @@ def planted_ceiling(
 
     t = clusters_truth.reset_index(drop=True)
     place = ceiling_places(t, incidents.crs, place_sigmas=place_sigmas)
-    res = ceiling_clusters(incidents, t, reach_sigmas=reach_sigmas, place=place)
+    res = ceiling_clusters(incidents, t, reach_sigmas=reach_sigmas, place=place, dated=False)
     return match_planted(res, t, incidents_truth)
 
 
@@ -234,18 +234,22 @@ def ceiling_places(clusters_truth: pd.DataFrame, crs: Any, *, place_sigmas: floa
 
 
 def ceiling_clusters(
-    incidents: gpd.GeoDataFrame, clusters_truth: pd.DataFrame, *, reach_sigmas: float, place: np.ndarray
-) -> Any:
+    incidents: gpd.GeoDataFrame, clusters_truth: pd.DataFrame, *, reach_sigmas: float, place: np.ndarray,
+    dated: bool,
+) -> Any:  # fmt: skip
     """Clusters formed by assigning every report to its most likely *planted* site, then to the site's place.
 
     Per kind, each report joins the site of largest :math:`n_k\\phi(s;\\mu_k,\\sigma_k)`
     within ``reach_sigmas`` σ (:func:`gis.cluster_mixture.assign`, true parameters) and
     the cluster ``place[k]`` of that site (``place``: one label per row of
     ``clusters_truth``; ``np.arange`` for one cluster per site). Centre: median of the
-    members, as :func:`gis.hotspots.find_clusters`. Returns a
+    members, as :func:`gis.hotspots.find_clusters`. With ``dated`` the sites also have
+    their true activity periods (``first_date`` … ``last_date``, as the time term of the
+    space-time mixture: mean the period's middle, :math:`\\tau` = its length / √12) and the
+    reports their dates (:func:`gis.hotspots.incident_days`). Returns a
     :class:`gis.hotspots.ClusterResult`.
     """
-    from gis.hotspots import ClusterResult
+    from gis.hotspots import ClusterResult, incident_days
 
     t = clusters_truth.reset_index(drop=True)
     centres = gpd.GeoSeries(gpd.points_from_xy(t["lon"], t["lat"]), crs=4326).to_crs(incidents.crs)
@@ -253,11 +257,16 @@ def ceiling_clusters(
     xy = np.column_stack([incidents.geometry.x.to_numpy(), incidents.geometry.y.to_numpy()])
     kinds = incidents["kind"].astype(str).to_numpy()
     label = np.full(len(incidents), -1, dtype=np.int64)
+    first, last = (incident_days(pd.DataFrame({"date": t[c]})) for c in ("first_date", "last_date")) if dated else (None, None)
+    x = np.column_stack([xy, incident_days(incidents)]) if dated else xy
     for kind, idx in t.groupby(t["kind"].astype(str)).groups.items():
         idx = np.asarray(idx)
         sites = cm.Sites(mu[idx], t["sigma_m"].to_numpy(float)[idx], t["n_incidents"].to_numpy(float)[idx])
+        if first is not None and last is not None:
+            sites = cm.Sites(sites.mu, sites.sigma, sites.n, (first[idx] + last[idx]) / 2,
+                             np.maximum(last[idx] - first[idx], 1.0) / np.sqrt(12))  # fmt: skip
         sel = np.flatnonzero(kinds == kind)
-        site = cm.assign(xy[sel], sites, reach_sigmas)
+        site = cm.assign(x[sel], sites, reach_sigmas)
         label[sel[site >= 0]] = np.asarray(place)[idx[site[site >= 0]]]
     ok = label >= 0
     mem = pd.DataFrame({"incident_id": incidents["incident_id"].to_numpy()[ok], "cluster_id": label[ok]})

@@ -539,6 +539,16 @@ def window_areas(core_xy: np.ndarray, group: np.ndarray, attach_m: float, cells_
     return out
 
 
+def _time_span(x: np.ndarray, params: MixtureParams) -> float:
+    """Time span *T* (days) over which a group's background is spread: :math:`\\max(t_{max}-t_{min}+1,\\ \\sqrt{2\\pi}\\,\\tau_{min})`.
+
+    The floor is the width of the narrowest site's time term (its peak density is
+    :math:`1/(\\sqrt{2\\pi}\\tau_{min})`): reports all made within a few days are
+    then told apart by place only, as without time.
+    """
+    return float(max(np.ptp(x[:, 2]) + 1.0, np.sqrt(2 * np.pi) * params.min_tau_days))
+
+
 def mixture_labels(
     xy: np.ndarray, core: np.ndarray, seed: np.ndarray, group: np.ndarray, log_bg: np.ndarray, attach_m: float,
     params: MixtureParams,
@@ -553,7 +563,8 @@ def mixture_labels(
     ``attach_m`` around its cores) and :func:`assign` labels the points; sites closer
     than ``place_sigmas`` rms spreads share one label (:func:`place_groups`). With
     ``params.time`` ``xy`` has a third column, the day: the background (and its floor) is
-    spread uniformly over the group's time span *T* (:math:`\\lambda_0/T` per m²·day).
+    spread uniformly over the group's time span *T* (:math:`\\lambda_0/T` per m²·day,
+    :func:`_time_span`).
     """
     d, nearest = cKDTree(xy[core, :2]).query(xy[:, :2], k=1, distance_upper_bound=attach_m)
     near = np.flatnonzero(np.isfinite(d))
@@ -568,7 +579,7 @@ def mixture_labels(
         owner = np.where(is_core, seed[nearest[idx]], -1)
         init = initial_sites(x, owner, params.min_sigma_m, params.min_tau_days)
         area = float(areas[group[nearest[idx[0]]]]) if areas is not None else None
-        span = float(np.ptp(x[:, 2]) + 1.0) if params.time else 1.0  # days
+        span = _time_span(x, params) if params.time else 1.0  # days
         per_day = replace(params, min_background=params.min_background / span)  # floor per m²·day
         sites = select_sites(x, log_bg[idx] - np.log(span), init, per_day, area * span if area else None)
         lab = assign(x, sites, params.assign_sigmas)
