@@ -13,7 +13,15 @@ background of reports — and the number of sites is chosen by BIC:
 * :func:`select_sites` — from the quick-shift peaks, merge, split or drop sites
   while the BIC (or ICL) improves;
 * :func:`mixture_labels` — labels of all incidents of a group of cores: each
-  incident goes to the most likely site within ``assign_sigmas`` σ of it.
+  incident goes to the most likely site within ``assign_sigmas`` σ of it, and
+  sites closer than ``place_sigmas`` rms spreads are one cluster (:func:`place_groups`).
+
+With ``time`` (the default, ``layers/hotspots.yaml``) a site is also active around
+a time: :math:`\\lambda(s,t) = \\lambda_0/T + \\sum_k n_k\\,\\phi(s;\\mu_k,\\sigma_k)\\,
+\\psi(t; m_k, \\tau_k)`, ψ Gaussian in the report's date, the background uniform
+over the group's time span *T*: two sites of one kind at one place, worked at
+different times, are two sites (their reports are told apart by date), and are then
+reported as one place when closer than ``place_sigmas`` (one place to visit).
 
 Without a background (:math:`\\lambda_0 \\to 0`) :func:`fit_intensity` is the EM of
 a spherical Gaussian mixture (``tests/test_cluster_mixture.py`` checks it against
