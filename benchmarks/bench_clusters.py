@@ -9,8 +9,8 @@ Run ``.venv/bin/python benchmarks/bench_clusters.py [--scales small,district,cit
 
 For every method of :data:`METHODS` (the first default DBSCAN, HDBSCAN with
 min_cluster_size 15 / min_samples 5, the ``scan`` detector with its quick-shift trees
-merged by BIC, and the mixture of :mod:`gis.cluster_mixture` in space, in space and time
-with places, each at a fit reach of 3 and 4 σ; the default of ``layers/hotspots.yaml``
+merged by BIC, the mixture of :mod:`gis.cluster_mixture` in space at a fit reach of 3 and
+4 σ, and in space and time with places at 2 and 1.75 rms spreads; the default of ``layers/hotspots.yaml``
 last), all run in the same process on the same
 incidents (per incident kind, as the pipeline does):
 
@@ -75,11 +75,11 @@ METHODS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
         {"merge": "mixture", "mixture": {"time": False, "place_sigmas": 0.0, "reach_sigmas": 4.0, "assign_sigmas": 4.0}},
         {"controls": False, "background": "unclustered"}, {},
     ),
-    "scan, space-time mixture, places 2 rms, reach 3σ": (
-        {"merge": "mixture", "mixture": {"time": True, "place_sigmas": 2.0, "reach_sigmas": 3.0, "assign_sigmas": 3.0}},
+    "scan, space-time mixture, places 2 rms, reach 4σ": (
+        {"merge": "mixture", "mixture": {"time": True, "place_sigmas": 2.0, "reach_sigmas": 4.0, "assign_sigmas": 4.0}},
         {"controls": False, "background": "unclustered"}, {},
     ),
-    "scan, space-time mixture, places 2 rms, reach 4σ (default)": (
+    "scan, space-time mixture, places 1.75 rms, reach 4σ (default)": (
         {"merge": "mixture"}, {"controls": False, "background": "unclustered"}, {}
     ),
 }
