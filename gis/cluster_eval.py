@@ -23,6 +23,7 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from gis import cluster_mixture as cm
+from gis.cluster_mixture import place_groups
 from gis.cluster_scan import bh_qvalues, poisson_sf
 
 
@@ -179,46 +180,6 @@ def miss_causes(table: pd.DataFrame) -> dict[str, int]:
     }
 
 
-def place_groups(s: cm.Sites, place_sigmas: float) -> np.ndarray:
-    """Place of each site: sites too close to tell apart are merged into one place, closest pair first.
-
-    Two sites *a*, *b* are one place when
-
-    .. math:: \\lVert\\mu_a-\\mu_b\\rVert < c\\,\\sqrt{(\\sigma_a^2+\\sigma_b^2)/2}
-
-    (*c* = ``place_sigmas``; for two equal Gaussian sites, *c* = 2 is where their summed
-    density stops having two peaks). Agglomerative: each round merges every pair of
-    places that are each other's closest (in units of the right-hand side) and
-    within the limit; a merged place is the single site of the same count, mean and
-    second moment (:func:`gis.cluster_mixture._merged`), then compared again with its neighbours.
-    Returns the place index of every site (0 … P−1).
-    """
-    place = np.arange(len(s))
-    if place_sigmas <= 0 or len(s) < 2:
-        return place
-    cur = cm.Sites(s.mu.copy(), s.sigma.copy(), s.n.copy())
-    members = [[k] for k in range(len(s))]
-    while len(cur) > 1:
-        d = np.hypot(*(cur.mu[:, None, :] - cur.mu[None, :, :]).transpose(2, 0, 1))
-        z = d / np.sqrt((cur.sigma[:, None] ** 2 + cur.sigma[None, :] ** 2) / 2)
-        np.fill_diagonal(z, np.inf)
-        best = np.argmin(z, axis=1)
-        pairs = [(a, int(b)) for a, b in enumerate(best) if a < b and best[b] == a and z[a, b] < place_sigmas]
-        if not pairs:
-            break
-        gone = {b for _, b in pairs}
-        for a, b in pairs:
-            one = cm._merged(cur, a, b)
-            cur.mu[a], cur.sigma[a], cur.n[a] = one.mu[0], one.sigma[0], one.n[0]
-            members[a] = members[a] + members[b]
-        keep = [k for k in range(len(cur)) if k not in gone]
-        cur = cur.subset(np.array(keep))
-        members = [members[k] for k in keep]
-    for p, ks in enumerate(members):
-        place[ks] = p
-    return place
-
-
 def planted_ceiling(
     incidents: gpd.GeoDataFrame,
     clusters_truth: pd.DataFrame,
@@ -249,30 +210,46 @@ def planted_ceiling(
     from gis.hotspots import match_planted
 
     t = clusters_truth.reset_index(drop=True)
-    place = np.arange(len(t))
-    for _, idx in t.groupby(t["kind"].astype(str)).groups.items():
-        idx = np.asarray(idx)
-        centres = gpd.GeoSeries(gpd.points_from_xy(t["lon"][idx], t["lat"][idx]), crs=4326).to_crs(incidents.crs)
-        sites = cm.Sites(np.column_stack([centres.x.to_numpy(), centres.y.to_numpy()]),
-                         t["sigma_m"].to_numpy(float)[idx], t["n_incidents"].to_numpy(float)[idx])  # fmt: skip
-        place[idx] = idx[place_groups(sites, place_sigmas)]  # a place is named by one of its sites' rows
-    res = ceiling_clusters(incidents, t, reach_sigmas=reach_sigmas, place=place)
+    place = ceiling_places(t, incidents.crs, place_sigmas=place_sigmas)
+    res = ceiling_clusters(incidents, t, reach_sigmas=reach_sigmas, place=place, dated=False)
     return match_planted(res, t, incidents_truth)
 
 
+def ceiling_places(clusters_truth: pd.DataFrame, crs: Any, *, place_sigmas: float) -> np.ndarray:
+    """Place of each planted site (a row of ``clusters_truth``) for :func:`planted_ceiling`.
+
+    Per kind, :func:`place_groups` on the true centres, spreads and counts (``place_sigmas``
+    rms spreads; 0: every site its own place). A place is named by the row index of one of
+    its sites. Uses the sites' parameters only, never their reports' labels.
+    """
+    t = clusters_truth.reset_index(drop=True)
+    place = np.arange(len(t))
+    for _, idx in t.groupby(t["kind"].astype(str)).groups.items():
+        idx = np.asarray(idx)
+        centres = gpd.GeoSeries(gpd.points_from_xy(t["lon"][idx], t["lat"][idx]), crs=4326).to_crs(crs)
+        sites = cm.Sites(np.column_stack([centres.x.to_numpy(), centres.y.to_numpy()]),
+                         t["sigma_m"].to_numpy(float)[idx], t["n_incidents"].to_numpy(float)[idx])  # fmt: skip
+        place[idx] = idx[place_groups(sites, place_sigmas)]
+    return place
+
+
 def ceiling_clusters(
-    incidents: gpd.GeoDataFrame, clusters_truth: pd.DataFrame, *, reach_sigmas: float, place: np.ndarray
-) -> Any:
+    incidents: gpd.GeoDataFrame, clusters_truth: pd.DataFrame, *, reach_sigmas: float, place: np.ndarray,
+    dated: bool,
+) -> Any:  # fmt: skip
     """Clusters formed by assigning every report to its most likely *planted* site, then to the site's place.
 
     Per kind, each report joins the site of largest :math:`n_k\\phi(s;\\mu_k,\\sigma_k)`
     within ``reach_sigmas`` σ (:func:`gis.cluster_mixture.assign`, true parameters) and
     the cluster ``place[k]`` of that site (``place``: one label per row of
     ``clusters_truth``; ``np.arange`` for one cluster per site). Centre: median of the
-    members, as :func:`gis.hotspots.find_clusters`. Returns a
+    members, as :func:`gis.hotspots.find_clusters`. With ``dated`` the sites also have
+    their true activity periods (``first_date`` … ``last_date``, as the time term of the
+    space-time mixture: mean the period's middle, :math:`\\tau` = its length / √12) and the
+    reports their dates (:func:`gis.hotspots.incident_days`). Returns a
     :class:`gis.hotspots.ClusterResult`.
     """
-    from gis.hotspots import ClusterResult
+    from gis.hotspots import ClusterResult, incident_days
 
     t = clusters_truth.reset_index(drop=True)
     centres = gpd.GeoSeries(gpd.points_from_xy(t["lon"], t["lat"]), crs=4326).to_crs(incidents.crs)
@@ -280,11 +257,16 @@ def ceiling_clusters(
     xy = np.column_stack([incidents.geometry.x.to_numpy(), incidents.geometry.y.to_numpy()])
     kinds = incidents["kind"].astype(str).to_numpy()
     label = np.full(len(incidents), -1, dtype=np.int64)
+    first, last = (incident_days(pd.DataFrame({"date": t[c]})) for c in ("first_date", "last_date")) if dated else (None, None)
+    x = np.column_stack([xy, incident_days(incidents)]) if dated else xy
     for kind, idx in t.groupby(t["kind"].astype(str)).groups.items():
         idx = np.asarray(idx)
         sites = cm.Sites(mu[idx], t["sigma_m"].to_numpy(float)[idx], t["n_incidents"].to_numpy(float)[idx])
+        if first is not None and last is not None:
+            sites = cm.Sites(sites.mu, sites.sigma, sites.n, (first[idx] + last[idx]) / 2,
+                             np.maximum(last[idx] - first[idx], 1.0) / np.sqrt(12))  # fmt: skip
         sel = np.flatnonzero(kinds == kind)
-        site = cm.assign(xy[sel], sites, reach_sigmas)
+        site = cm.assign(x[sel], sites, reach_sigmas)
         label[sel[site >= 0]] = np.asarray(place)[idx[site[site >= 0]]]
     ok = label >= 0
     mem = pd.DataFrame({"incident_id": incidents["incident_id"].to_numpy()[ok], "cluster_id": label[ok]})

@@ -13,7 +13,15 @@ background of reports — and the number of sites is chosen by BIC:
 * :func:`select_sites` — from the quick-shift peaks, merge, split or drop sites
   while the BIC (or ICL) improves;
 * :func:`mixture_labels` — labels of all incidents of a group of cores: each
-  incident goes to the most likely site within ``reach_sigmas`` σ of it.
+  incident goes to the most likely site within ``assign_sigmas`` σ of it, and
+  sites closer than ``place_sigmas`` rms spreads are one cluster (:func:`place_groups`).
+
+With ``time`` (the default, ``layers/hotspots.yaml``) a site is also active around
+a time: :math:`\\lambda(s,t) = \\lambda_0/T + \\sum_k n_k\\,\\phi(s;\\mu_k,\\sigma_k)\\,
+\\psi(t; m_k, \\tau_k)`, ψ Gaussian in the report's date, the background uniform
+over the group's time span *T*: two sites of one kind at one place, worked at
+different times, are two sites (their reports are told apart by date), and are then
+reported as one place when closer than ``place_sigmas`` (one place to visit).
 
 Without a background (:math:`\\lambda_0 \\to 0`) :func:`fit_intensity` is the EM of
 a spherical Gaussian mixture (``tests/test_cluster_mixture.py`` checks it against
@@ -22,7 +30,7 @@ a spherical Gaussian mixture (``tests/test_cluster_mixture.py`` checks it agains
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -49,8 +57,8 @@ class MixtureParams:
         Fit the background with the sites (uniform over the group's window);
         else keep the annulus estimate.
     criterion
-        ``bic`` or ``icl`` (BIC + 2 × classification entropy: overlapping sites
-        count as one).
+        ``bic``, ``icl`` (BIC + 2 × classification entropy: overlapping sites
+        count as one) or ``aic`` (a lighter penalty per site: more sites).
     split
         Also try splitting each site in two (:func:`_split`).
     max_iter
@@ -63,6 +71,19 @@ class MixtureParams:
         A change of sites is scored on the reports within this many σ of them.
     sectors
         Sectors of the background annulus (its median sector is the background).
+    place_sigmas
+        Fitted sites closer than this many rms spreads are reported as one
+        cluster (:func:`place_groups`); 0: every site is a cluster.
+    time
+        Model the reports' dates too: each site is active around a time
+        (:math:`\psi(t; m_k, \tau_k)`, Gaussian), the background uniform over the
+        group's time span, so that sites of one kind at one place but active at
+        different times are told apart (points then carry a third column, the day).
+    min_tau_days
+        Smallest time spread τ of a site (days).
+    assign_sigmas
+        A report joins the most likely site within this many σ of it (the fit
+        itself reaches ``reach_sigmas``).
     """
 
     min_sigma_m: float
@@ -75,26 +96,66 @@ class MixtureParams:
     min_size: float
     reach_sigmas: float
     sectors: int
+    place_sigmas: float
+    time: bool
+    min_tau_days: float
+    assign_sigmas: float
 
 
 @dataclass
 class Sites:
-    """Components of a mixture: means ``mu`` (k, 2), spreads ``sigma`` (k,), expected counts ``n`` (k,)."""
+    """Components of a mixture: means ``mu`` (k, 2), spreads ``sigma`` (k,), expected counts ``n`` (k,).
+
+    With time (:attr:`MixtureParams.time`): mean day ``tm`` (k,) and time spread ``tau`` (k,, days).
+    """
 
     mu: np.ndarray
     sigma: np.ndarray
     n: np.ndarray
+    tm: np.ndarray | None = None
+    tau: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.n)
 
     def subset(self, keep: np.ndarray) -> "Sites":
         """The components selected by ``keep`` (mask or indices)."""
-        return Sites(self.mu[keep].copy(), self.sigma[keep].copy(), self.n[keep].copy())
+        if self.tau is None:
+            return Sites(self.mu[keep].copy(), self.sigma[keep].copy(), self.n[keep].copy())
+        assert self.tm is not None
+        return Sites(self.mu[keep].copy(), self.sigma[keep].copy(), self.n[keep].copy(), self.tm[keep].copy(),
+                     self.tau[keep].copy())  # fmt: skip
 
     def add(self, other: "Sites") -> "Sites":
         """These components and ``other``'s."""
-        return Sites(np.vstack([self.mu, other.mu]), np.concatenate([self.sigma, other.sigma]), np.concatenate([self.n, other.n]))
+        mu, sigma, n = np.vstack([self.mu, other.mu]), np.concatenate([self.sigma, other.sigma]), np.concatenate([self.n, other.n])
+        if self.tau is None or other.tau is None:
+            return Sites(mu, sigma, n)
+        assert self.tm is not None and other.tm is not None
+        return Sites(mu, sigma, n, np.concatenate([self.tm, other.tm]), np.concatenate([self.tau, other.tau]))
+
+
+def _site_log(
+    x: np.ndarray, s: Sites, i: np.ndarray | None = None, k: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Log site terms :math:`\log(n_k\phi(s_i;\mu_k,\sigma_k)\,\psi(t_i;m_k,\tau_k))` and squared distances.
+
+    .. math:: \log\psi(t; m, \tau) = -\tfrac12\log(2\pi\tau^2) - \frac{(t-m)^2}{2\tau^2}
+
+    (only with time: ``s.tau`` set, ``x[:, 2]`` the day). Dense (N, k) arrays, or the
+    point–site pairs ``i``, ``k`` (1-D). The squared distance is spatial (the reach).
+    """
+    if i is None or k is None:
+        d2 = ((x[:, None, :2] - s.mu[None, :, :]) ** 2).sum(axis=2)
+        lf = np.log(np.maximum(s.n, 1e-300)) - np.log(2 * np.pi * s.sigma**2) - d2 / (2 * s.sigma**2)
+        if s.tau is not None and s.tm is not None:
+            lf = lf - 0.5 * np.log(2 * np.pi * s.tau**2) - (x[:, 2:3] - s.tm[None, :]) ** 2 / (2 * s.tau**2)
+        return lf, d2
+    d2 = ((x[i, :2] - s.mu[k]) ** 2).sum(axis=1)
+    lf = np.log(np.maximum(s.n[k], 1e-300)) - np.log(2 * np.pi * s.sigma[k] ** 2) - d2 / (2 * s.sigma[k] ** 2)
+    if s.tau is not None and s.tm is not None:
+        lf = lf - 0.5 * np.log(2 * np.pi * s.tau[k] ** 2) - (x[i, 2] - s.tm[k]) ** 2 / (2 * s.tau[k] ** 2)
+    return lf, d2
 
 
 def log_terms(x: np.ndarray, log_bg: np.ndarray, s: Sites) -> np.ndarray:
@@ -103,10 +164,10 @@ def log_terms(x: np.ndarray, log_bg: np.ndarray, s: Sites) -> np.ndarray:
     .. math:: \\log\\big(n_k\\,\\phi(s_i;\\mu_k,\\sigma_k)\\big) = \\log n_k - \\log(2\\pi\\sigma_k^2)
               - \\frac{\\lVert s_i-\\mu_k\\rVert^2}{2\\sigma_k^2}
 
-    ``log_bg``: log background intensity at each point (per m²).
+    ``log_bg``: log background intensity at each point (per m², per m²·day with time;
+    the site term then has the factor :math:`\psi`, :func:`_site_log`).
     """
-    d2 = ((x[:, None, :] - s.mu[None, :, :]) ** 2).sum(axis=2)
-    site = np.log(np.maximum(s.n, 1e-300)) - np.log(2 * np.pi * s.sigma**2) - d2 / (2 * s.sigma**2)
+    site = _site_log(x, s)[0]
     return np.column_stack([np.broadcast_to(log_bg, (len(x),)), site])  # (N, 1 + k)
 
 
@@ -121,9 +182,7 @@ def _pair_terms(tree: cKDTree, x: np.ndarray, s: Sites, reach: float) -> tuple[n
     lists = tree.query_ball_point(s.mu, reach * s.sigma) if len(s) else []
     k = np.repeat(np.arange(len(s)), [len(v) for v in lists]).astype(np.int64)
     i = np.concatenate([np.asarray(v, dtype=np.int64) for v in lists]) if len(s) else np.zeros(0, np.int64)
-    d2 = ((x[i] - s.mu[k]) ** 2).sum(axis=1)
-    lf = np.log(np.maximum(s.n[k], 1e-300)) - np.log(2 * np.pi * s.sigma[k] ** 2) - d2 / (2 * s.sigma[k] ** 2)
-    return i, k, lf
+    return i, k, _site_log(x, s, i, k)[0]
 
 
 def _log_intensity(n_points: int, log_bg: np.ndarray, i: np.ndarray, lf: np.ndarray) -> np.ndarray:
@@ -155,15 +214,17 @@ def fit_intensity(
     :math:`\\lambda_0 = \\sum_i r_{i0}/|W|` (the other sites of a crowded area are
     sites, not background). The M-step works on sums over the points, centred on
     their mean: :math:`2n_k\\sigma_k^2 = \\sum_i r_{ik}\\lVert s_i\\rVert^2 - n_k\\lVert\\mu_k\\rVert^2`
-    (:func:`_e_step` gives the responsibilities). Returns the fitted sites, :math:`\\ell`
-    and the log background.
+    (:func:`_e_step` gives the responsibilities). With time (``x[:, 2]`` the day) also
+    :math:`m_k = \\sum_i r_{ik}t_i/n_k`, :math:`\\tau_k^2 = \\sum_i r_{ik}(t_i-m_k)^2/n_k`
+    (floored at ``min_tau_days``) and ``area`` is :math:`|W|` × the time span. Returns the
+    fitted sites, :math:`\\ell` and the log background.
     """
-    centre = x.mean(axis=0) if len(x) else np.zeros(2)
+    centre = x.mean(axis=0) if len(x) else np.zeros(x.shape[1])
     x = x - centre  # the sums of the M-step stay small numbers
-    tree = None if len(x) * len(s) <= DENSE_MAX_PAIRS else cKDTree(x)
-    s = Sites(s.mu - centre, s.sigma.copy(), s.n.copy())
+    tree = None if len(x) * len(s) <= DENSE_MAX_PAIRS else cKDTree(x[:, :2])
+    s = _shifted(s, -centre)
     log_bg = np.array(np.broadcast_to(log_bg, (len(x),)), dtype=float)
-    sq = (x**2).sum(axis=1)
+    sq = (x[:, :2] ** 2).sum(axis=1)
     ll_old = -np.inf
     ll = ll_old
     for _ in range(params.max_iter):
@@ -176,10 +237,31 @@ def fit_intensity(
             log_bg[:] = np.log(max(np.exp(log_bg - lse).sum() / area, params.min_background))
         n = np.asarray(resp.sum(axis=0)).ravel()
         ok = n > 1e-9
-        mu = np.where(ok[:, None], np.asarray(resp.T @ x) / np.maximum(n, 1e-9)[:, None], s.mu)
+        mu = np.where(ok[:, None], np.asarray(resp.T @ x[:, :2]) / np.maximum(n, 1e-9)[:, None], s.mu)
         var = np.maximum(np.asarray(resp.T @ sq).ravel() - n * (mu**2).sum(axis=1), 0.0) / np.maximum(2 * n, 1e-9)
-        s = Sites(mu, np.maximum(np.sqrt(np.where(ok, var, s.sigma**2)), params.min_sigma_m), n)
-    return Sites(s.mu + centre, s.sigma, s.n), ll, log_bg
+        sigma = np.maximum(np.sqrt(np.where(ok, var, s.sigma**2)), params.min_sigma_m)
+        s = Sites(mu, sigma, n, *_time_m_step(x, resp, n, ok, s, params.min_tau_days))
+    return _shifted(s, centre), ll, log_bg
+
+
+def _shifted(s: Sites, by: np.ndarray) -> Sites:
+    """Sites moved by ``by`` (x, y and, with time, the day)."""
+    if s.tau is None or s.tm is None:
+        return Sites(s.mu + by[:2], s.sigma.copy(), s.n.copy())
+    return Sites(s.mu + by[:2], s.sigma.copy(), s.n.copy(), s.tm + by[2], s.tau.copy())
+
+
+def _time_m_step(
+    x: np.ndarray, resp: object, n: np.ndarray, ok: np.ndarray, s: Sites, min_tau: float
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """M-step of the time terms: :math:`m_k`, :math:`\\tau_k` (None without time)."""
+    if s.tau is None or s.tm is None:
+        return None, None
+    t = x[:, 2]
+    w = np.maximum(n, 1e-9)
+    tm = np.where(ok, np.asarray(resp.T @ t).ravel() / w, s.tm)  # type: ignore[attr-defined]
+    tv = np.asarray(resp.T @ (t**2)).ravel() / w - tm**2  # type: ignore[attr-defined]
+    return tm, np.maximum(np.sqrt(np.where(ok, np.maximum(tv, 0.0), s.tau**2)), min_tau)
 
 
 def _e_step(x: np.ndarray, tree: cKDTree | None, log_bg: np.ndarray, s: Sites, reach: float) -> tuple[np.ndarray, object]:
@@ -193,8 +275,7 @@ def _e_step(x: np.ndarray, tree: cKDTree | None, log_bg: np.ndarray, s: Sites, r
     from scipy import sparse
 
     if tree is None:
-        d2 = ((x[:, None, :] - s.mu[None, :, :]) ** 2).sum(axis=2)
-        lf = np.log(np.maximum(s.n, 1e-300)) - np.log(2 * np.pi * s.sigma**2) - d2 / (2 * s.sigma**2)
+        lf, d2 = _site_log(x, s)
         lf[d2 > (reach * s.sigma[None, :]) ** 2] = -np.inf
         m = np.maximum(log_bg, lf.max(axis=1)) if len(s) else log_bg
         lse = m + np.log(np.exp(log_bg - m) + np.exp(lf - m[:, None]).sum(axis=1))
@@ -209,7 +290,11 @@ def _merged(s: Sites, a: int, b: int) -> Sites:
     w = s.n[[a, b]] / max(s.n[[a, b]].sum(), 1e-9)
     mu = w @ s.mu[[a, b]]
     second = w @ (2 * s.sigma[[a, b]] ** 2 + ((s.mu[[a, b]] - mu) ** 2).sum(axis=1))
-    return Sites(mu[None, :], np.array([np.sqrt(second / 2)]), np.array([s.n[[a, b]].sum()]))
+    one = Sites(mu[None, :], np.array([np.sqrt(second / 2)]), np.array([s.n[[a, b]].sum()]))
+    if s.tau is None or s.tm is None:
+        return one
+    tm = w @ s.tm[[a, b]]
+    return Sites(one.mu, one.sigma, one.n, np.array([tm]), np.array([np.sqrt(w @ (s.tau[[a, b]] ** 2 + (s.tm[[a, b]] - tm) ** 2))]))
 
 
 def _without(idx: np.ndarray, drop: list[int]) -> np.ndarray:
@@ -229,7 +314,7 @@ def _near(tree: cKDTree, n_points: int, s: Sites, sites: list[int], reach: float
 
 
 def _local_gain(
-    tree: cKDTree, x: np.ndarray, log_bg: np.ndarray, s: Sites, old: list[int], new: Sites, reach: float, icl: bool
+    tree: cKDTree, x: np.ndarray, log_bg: np.ndarray, s: Sites, old: list[int], new: Sites, reach: float, criterion: str
 ) -> float:
     """BIC change when sites ``old`` are replaced by ``new`` (others fixed), on the points near ``old``.
 
@@ -238,13 +323,14 @@ def _local_gain(
     .. math:: \\Delta = -2\\Big[\\sum_{i\\in L}\\log\\frac{\\lambda_{new}(s_i)}{\\lambda_{old}(s_i)}
               - \\sum_{new} n_k + \\sum_{old} n_k\\Big] + 4\\,(k_{new}-k_{old})\\ln|L|
 
-    (< 0: the new sites explain the reports better, BIC).
+    (< 0: the new sites explain the reports better, BIC; ``criterion`` ``aic``: 8 instead
+    of :math:`4\\ln|L|` per site, ``icl``: BIC + 2 × the change of classification entropy).
     """
     near = _near(tree, len(x), s, old, reach)
     if not near.any():
         return np.inf
     xl = x[near]
-    lo, hi = xl.min(axis=0), xl.max(axis=0)
+    lo, hi = xl[:, :2].min(axis=0), xl[:, :2].max(axis=0)
     gap = np.maximum(np.maximum(lo - s.mu, 0), np.maximum(s.mu - hi, 0))
     close = np.flatnonzero((gap**2).sum(axis=1) <= (reach * s.sigma) ** 2)
     others = s.subset(_without(close, old))
@@ -254,8 +340,9 @@ def _local_gain(
     lse_old, lse_new = _lse_rows(lt_old), _lse_rows(lt_new)
     ll_old = lse_old.sum() - s.n[old].sum()
     ll_new = lse_new.sum() - new.n.sum()
-    gain = -2 * (ll_new - ll_old) + 4 * (len(new) - len(old)) * np.log(max(near.sum(), 2))
-    if icl:  # + 2 x (entropy of the memberships): overlapping sites are one place to visit
+    per_site = 8.0 if criterion == "aic" else 4 * np.log(max(near.sum(), 2))  # 4 parameters per site
+    gain = -2 * (ll_new - ll_old) + (len(new) - len(old)) * per_site
+    if criterion == "icl":  # + 2 x (entropy of the memberships): overlapping sites are one place to visit
         gain += 2 * (_entropy(lt_new, lse_new) - _entropy(lt_old, lse_old))
     return float(gain)
 
@@ -273,21 +360,40 @@ def _split(tree: cKDTree, x: np.ndarray, log_bg: np.ndarray, s: Sites, a: int, p
     others = s.subset(_without(np.arange(len(s)), [a]))
     lt = log_terms(xl, log_bg[near], s)
     r = np.exp(lt[:, a + 1] - _lse_rows(lt))
-    d = xl - s.mu[a]
+    d = xl[:, :2] - s.mu[a]
     cov = (r[:, None, None] * d[:, :, None] * d[:, None, :]).sum(axis=0) / max(r.sum(), 1e-9)
     vals, vecs = np.linalg.eigh(cov)
     step = np.sqrt(max(vals[-1], 1e-9)) * vecs[:, -1]
     sig = max(np.sqrt(max(vals[0], 1e-9)), params.min_sigma_m)
     two = Sites(np.vstack([s.mu[a] + step, s.mu[a] - step]), np.array([sig, sig]), np.full(2, s.n[a] / 2))
+    if s.tau is not None and s.tm is not None:
+        two = _split_time(xl, r, s, a, params)
     base = _lse_rows(log_terms(xl, log_bg[near], others))
     return fit_intensity(xl, base, two, params)[0]
+
+
+def _split_time(xl: np.ndarray, r: np.ndarray, s: Sites, a: int, params: MixtureParams) -> Sites:
+    """Starting pair of a space-time split: ±1 sd along the main axis of the standardised offsets.
+
+    Offsets :math:`((s_i-\\mu_a)/\\sigma_a, (t_i-m_a)/\\tau_a)` weighted by the site's
+    responsibilities :math:`r_i`; the two sites keep :math:`\\sigma_a` and :math:`\\tau_a`
+    (the EM that follows fits them).
+    """
+    assert s.tau is not None and s.tm is not None
+    z = np.column_stack([(xl[:, :2] - s.mu[a]) / s.sigma[a], (xl[:, 2] - s.tm[a]) / s.tau[a]])
+    cov = (r[:, None, None] * z[:, :, None] * z[:, None, :]).sum(axis=0) / max(r.sum(), 1e-9)
+    vals, vecs = np.linalg.eigh(cov)
+    v = np.sqrt(max(vals[-1], 1e-9)) * vecs[:, -1]
+    step, dt = v[:2] * s.sigma[a], v[2] * s.tau[a]
+    return Sites(np.vstack([s.mu[a] + step, s.mu[a] - step]), np.full(2, s.sigma[a]), np.full(2, s.n[a] / 2),
+                 np.array([s.tm[a] + dt, s.tm[a] - dt]), np.full(2, s.tau[a]))  # fmt: skip
 
 
 def _improvements(x: np.ndarray, log_bg: np.ndarray, s: Sites, params: MixtureParams) -> list[tuple[float, list[int], Sites]]:
     """Changes that lower the criterion, best first: each site merged with its nearest, dropped, or split."""
     k = len(s)
-    tree = cKDTree(x)
-    empty = Sites(np.zeros((0, 2)), np.zeros(0), np.zeros(0))
+    tree = cKDTree(x[:, :2])
+    empty = Sites(np.zeros((0, 2)), np.zeros(0), np.zeros(0), *((np.zeros(0), np.zeros(0)) if s.tau is not None else ()))
     cands: list[tuple[list[int], Sites]] = [([a], empty) for a in range(k)]
     if k > 1:
         d = np.hypot(*(s.mu[:, None, :] - s.mu[None, :, :]).transpose(2, 0, 1)) / (s.sigma[:, None] + s.sigma[None, :])
@@ -298,7 +404,7 @@ def _improvements(x: np.ndarray, log_bg: np.ndarray, s: Sites, params: MixturePa
         cands += [([a], _split(tree, x, log_bg, s, a, params)) for a in range(k) if s.n[a] >= 2 * params.min_size]
     out = []
     for old, new in cands:
-        gain = _local_gain(tree, x, log_bg, s, old, new, params.reach_sigmas, params.criterion == "icl")
+        gain = _local_gain(tree, x, log_bg, s, old, new, params.reach_sigmas, params.criterion)
         if gain < 0:
             out.append((gain, old, new))
     return sorted(out, key=lambda t: t[0])
@@ -335,6 +441,46 @@ def select_sites(x: np.ndarray, log_bg: np.ndarray, init: Sites, params: Mixture
     return s.subset(s.n >= params.min_size)
 
 
+def place_groups(s: Sites, place_sigmas: float) -> np.ndarray:
+    """Place of each site: sites too close to tell apart are merged into one place, closest pair first.
+
+    Two sites *a*, *b* are one place when
+
+    .. math:: \\lVert\\mu_a-\\mu_b\\rVert < c\\,\\sqrt{(\\sigma_a^2+\\sigma_b^2)/2}
+
+    (*c* = ``place_sigmas``; for two equal Gaussian sites, *c* = 2 is where their summed
+    density stops having two peaks). Agglomerative: each round merges every pair of
+    places that are each other's closest (in units of the right-hand side) and
+    within the limit; a merged place is the single site of the same count, mean and
+    second moment (:func:`gis.cluster_mixture._merged`), then compared again with its neighbours.
+    Returns the place index of every site (0 … P−1).
+    """
+    place = np.arange(len(s))
+    if place_sigmas <= 0 or len(s) < 2:
+        return place
+    cur = Sites(s.mu.copy(), s.sigma.copy(), s.n.copy())
+    members = [[k] for k in range(len(s))]
+    while len(cur) > 1:
+        d = np.hypot(*(cur.mu[:, None, :] - cur.mu[None, :, :]).transpose(2, 0, 1))
+        z = d / np.sqrt((cur.sigma[:, None] ** 2 + cur.sigma[None, :] ** 2) / 2)
+        np.fill_diagonal(z, np.inf)
+        best = np.argmin(z, axis=1)
+        pairs = [(a, int(b)) for a, b in enumerate(best) if a < b and best[b] == a and z[a, b] < place_sigmas]
+        if not pairs:
+            break
+        gone = {b for _, b in pairs}
+        for a, b in pairs:
+            one = _merged(cur, a, b)
+            cur.mu[a], cur.sigma[a], cur.n[a] = one.mu[0], one.sigma[0], one.n[0]
+            members[a] = members[a] + members[b]
+        keep = [k for k in range(len(cur)) if k not in gone]
+        cur = cur.subset(np.array(keep))
+        members = [members[k] for k in keep]
+    for p, ks in enumerate(members):
+        place[ks] = p
+    return place
+
+
 def assign(x: np.ndarray, s: Sites, reach: float) -> np.ndarray:
     """Site of each point (−1 none): the most likely site among those within ``reach`` σ of the point.
 
@@ -343,8 +489,7 @@ def assign(x: np.ndarray, s: Sites, reach: float) -> np.ndarray:
     """
     if len(s) == 0:
         return np.full(len(x), -1, dtype=np.int64)
-    lt = log_terms(x, np.zeros(len(x)), s)[:, 1:]
-    d2 = ((x[:, None, :] - s.mu[None, :, :]) ** 2).sum(axis=2)
+    lt, d2 = _site_log(x, s)
     lt[d2 > (reach * s.sigma[None, :]) ** 2] = -np.inf
     best = np.argmax(lt, axis=1)
     return np.where(np.isfinite(lt[np.arange(len(x)), best]), best, -1).astype(np.int64)
@@ -361,14 +506,22 @@ def core_groups(core_xy: np.ndarray, link_m: float) -> np.ndarray:
     return connected_components(graph, directed=False)[1]
 
 
-def initial_sites(x: np.ndarray, owner: np.ndarray, min_sigma: float) -> Sites:
-    """One site per seed (``owner`` ≥ 0: a quick-shift tree): mean, spread (floored) and count of its points."""
+def initial_sites(x: np.ndarray, owner: np.ndarray, min_sigma: float, min_tau: float) -> Sites:
+    """One site per seed (``owner`` ≥ 0: a quick-shift tree): mean, spread (floored) and count of its points.
+
+    With a third column (the day) also the seed's mean day and time spread (floored at ``min_tau``).
+    """
     ids, k, n = np.unique(owner, return_inverse=True, return_counts=True)
     m = len(ids)
     mu = np.column_stack([np.bincount(k, weights=x[:, j], minlength=m) for j in (0, 1)]) / n[:, None]
-    var = np.bincount(k, weights=((x - mu[k]) ** 2).sum(axis=1), minlength=m) / (2 * n)
+    var = np.bincount(k, weights=((x[:, :2] - mu[k]) ** 2).sum(axis=1), minlength=m) / (2 * n)
     keep = ids >= 0
-    return Sites(mu[keep], np.maximum(np.sqrt(var[keep]), min_sigma), n[keep].astype(float))
+    s = Sites(mu[keep], np.maximum(np.sqrt(var[keep]), min_sigma), n[keep].astype(float))
+    if x.shape[1] < 3:
+        return s
+    tm = np.bincount(k, weights=x[:, 2], minlength=m) / n
+    tv = np.bincount(k, weights=(x[:, 2] - tm[k]) ** 2, minlength=m) / n
+    return Sites(s.mu, s.sigma, s.n, tm[keep], np.maximum(np.sqrt(tv[keep]), min_tau))
 
 
 def window_areas(core_xy: np.ndarray, group: np.ndarray, attach_m: float, cells_per_radius: int) -> np.ndarray:
@@ -394,6 +547,16 @@ def window_areas(core_xy: np.ndarray, group: np.ndarray, attach_m: float, cells_
     return out
 
 
+def _time_span(x: np.ndarray, params: MixtureParams) -> float:
+    """Time span *T* (days) over which a group's background is spread: :math:`\\max(t_{max}-t_{min}+1,\\ \\sqrt{2\\pi}\\,\\tau_{min})`.
+
+    The floor is the width of the narrowest site's time term (its peak density is
+    :math:`1/(\\sqrt{2\\pi}\\tau_{min})`): reports all made within a few days are
+    then told apart by place only, as without time.
+    """
+    return float(max(np.ptp(x[:, 2]) + 1.0, np.sqrt(2 * np.pi) * params.min_tau_days))
+
+
 def mixture_labels(
     xy: np.ndarray, core: np.ndarray, seed: np.ndarray, group: np.ndarray, log_bg: np.ndarray, attach_m: float,
     params: MixtureParams,
@@ -405,23 +568,30 @@ def mixture_labels(
     core, :func:`initial_sites`); :func:`select_sites` fits them over the background
     (``log_bg``: log intensity per m² at each incident, the start when
     ``fit_background``; then uniform over the group's window, the union of discs of
-    ``attach_m`` around its cores) and :func:`assign` labels the points.
+    ``attach_m`` around its cores) and :func:`assign` labels the points; sites closer
+    than ``place_sigmas`` rms spreads share one label (:func:`place_groups`). With
+    ``params.time`` ``xy`` has a third column, the day: the background (and its floor) is
+    spread uniformly over the group's time span *T* (:math:`\\lambda_0/T` per m²·day,
+    :func:`_time_span`).
     """
-    d, nearest = cKDTree(xy[core]).query(xy, k=1, distance_upper_bound=attach_m)
+    d, nearest = cKDTree(xy[core, :2]).query(xy[:, :2], k=1, distance_upper_bound=attach_m)
     near = np.flatnonzero(np.isfinite(d))
     labels = np.full(len(xy), -1, dtype=np.int64)
     g_of = group[nearest[near]]
     order = np.argsort(g_of, kind="stable")
-    areas = window_areas(xy[core], group, attach_m, WINDOW_CELLS_PER_RADIUS) if params.fit_background else None
+    areas = window_areas(xy[core, :2], group, attach_m, WINDOW_CELLS_PER_RADIUS) if params.fit_background else None
     next_id = 0
     for idx in np.split(near[order], np.flatnonzero(np.diff(g_of[order])) + 1):
-        x = xy[idx]
+        x = xy[idx] if params.time else xy[idx, :2]
         is_core = d[idx] == 0
         owner = np.where(is_core, seed[nearest[idx]], -1)
-        init = initial_sites(x, owner, params.min_sigma_m)
+        init = initial_sites(x, owner, params.min_sigma_m, params.min_tau_days)
         area = float(areas[group[nearest[idx[0]]]]) if areas is not None else None
-        sites = select_sites(x, log_bg[idx], init, params, area)
-        lab = assign(x, sites, params.reach_sigmas)
-        labels[idx[lab >= 0]] = lab[lab >= 0] + next_id
-        next_id += len(sites)
+        span = _time_span(x, params) if params.time else 1.0  # days
+        per_day = replace(params, min_background=params.min_background / span)  # floor per m²·day
+        sites = select_sites(x, log_bg[idx] - np.log(span), init, per_day, area * span if area else None)
+        lab = assign(x, sites, params.assign_sigmas)
+        place = place_groups(sites, params.place_sigmas)
+        labels[idx[lab >= 0]] = place[lab[lab >= 0]] + next_id
+        next_id += int(place.max()) + 1 if len(sites) else 0
     return labels

@@ -304,23 +304,30 @@ def merge_by_bic(xy: np.ndarray, comp: np.ndarray, link_m: float) -> np.ndarray:
     return comp
 
 
-def _mixture_scan(xy: np.ndarray, core: np.ndarray, root: np.ndarray, params: ScanParams, mp: MixtureParams) -> np.ndarray:
+def _mixture_scan(
+    xy: np.ndarray, core: np.ndarray, root: np.ndarray, params: ScanParams, mp: MixtureParams, days: np.ndarray | None
+) -> np.ndarray:
     """Mixture labels of the ``scan`` cores (:func:`gis.cluster_mixture.mixture_labels`).
 
     Seeds: the quick-shift trees of the cores (as the other merges); groups: cores
     within ``merge_link_m`` of each other; the starting background at each incident
     is the sector-median density of the annulus (:func:`sector_background`, ``mp.sectors``)
-    around the nearest tree's peak.
+    around the nearest tree's peak. With ``mp.time`` the reports' ``days`` are the mixture's
+    third coordinate (:func:`gis.cluster_mixture.mixture_labels`).
     """
     _, seed = np.unique(root, return_inverse=True)
     group = core_groups(xy[core], params.merge_link_m)
     peaks = np.flatnonzero(root == np.arange(len(core)))
     lam = np.maximum(sector_background(xy, xy[core[peaks]], params.annulus_m, mp.sectors), params.min_background / 1e6)
     _, at = cKDTree(xy[core[peaks]]).query(xy, k=1)
+    if mp.time:
+        if days is None:
+            raise AnalysisError("clusters.scan.mixture.time needs the incidents' dates")
+        xy = np.column_stack([xy, days])
     return mixture_labels(xy, core, seed, group, np.log(lam[at]), params.attach_m, mp)
 
 
-def scan_labels(xy: np.ndarray, params: ScanParams) -> np.ndarray:
+def scan_labels(xy: np.ndarray, params: ScanParams, days: np.ndarray | None = None) -> np.ndarray:
     """Cluster labels (−1 = background) of the ``scan`` method.
 
     Cores are the incidents with :func:`core_pvalues` ≤ ``core_p``; cores are
@@ -332,7 +339,8 @@ def scan_labels(xy: np.ndarray, params: ScanParams) -> np.ndarray:
     within ``merge_link_m`` are merged per ``merge`` (:func:`merge_by_bic`,
     :func:`merge_by_saddle` or none) and every other incident within ``attach_m`` of
     a core joins its nearest core's cluster. Clusters smaller than
-    ``min_cluster_size`` are background.
+    ``min_cluster_size`` are background. ``days``: the reports' dates (days, float), used
+    by the mixture when ``params.mixture.time``.
     """
     xy = np.asarray(xy, dtype=float)
     labels = np.full(len(xy), -1, dtype=np.int64)
@@ -345,9 +353,9 @@ def scan_labels(xy: np.ndarray, params: ScanParams) -> np.ndarray:
     root = quick_shift(xy[core], rho, params.link_m, params.neighbours)
     _, comp = np.unique(root, return_inverse=True)
     if params.merge == "mixture":
-        if params.mixture is None or params.mixture.criterion not in ("bic", "icl"):
-            raise AnalysisError("scan merge 'mixture' needs clusters.scan.mixture with criterion bic or icl")
-        return _without_small(_mixture_scan(xy, core, root, params, params.mixture), params.min_cluster_size)
+        if params.mixture is None or params.mixture.criterion not in ("bic", "icl", "aic"):
+            raise AnalysisError("scan merge 'mixture' needs clusters.scan.mixture with criterion bic, icl or aic")
+        return _without_small(_mixture_scan(xy, core, root, params, params.mixture, days), params.min_cluster_size)
     if params.merge == "bic":
         comp = merge_by_bic(xy[core], comp, params.merge_link_m)
     elif params.merge == "saddle" and params.merge_saddle_ratio < 1:

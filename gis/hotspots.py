@@ -165,6 +165,8 @@ def mixture_params(cfg: dict[str, Any]) -> MixtureParams:
         fit_background=bool(mx["fit_background"]), criterion=str(mx["criterion"]), split=bool(mx["split"]),
         max_iter=int(mx["max_iter"]), tol=float(mx["tol"]), min_size=float(cfg["min_cluster_size"]),
         reach_sigmas=float(mx["reach_sigmas"]), sectors=int(mx["sectors"]),
+        place_sigmas=float(mx["place_sigmas"]), time=bool(mx["time"]), min_tau_days=float(mx["min_tau_days"]),
+        assign_sigmas=float(mx["assign_sigmas"]),
     )
 
 
@@ -193,7 +195,7 @@ def _background_mode(cfg: dict[str, Any]) -> str:
     return "unclustered" if cfg["method"] == "scan" and cfg["scan"]["merge"] == "mixture" else "all"
 
 
-def cluster_labels(xy: np.ndarray, cfg: dict[str, Any]) -> tuple[np.ndarray, float | None]:
+def cluster_labels(xy: np.ndarray, cfg: dict[str, Any], days: np.ndarray | None = None) -> tuple[np.ndarray, float | None]:
     """Cluster labels (−1 = noise) of points, and the DBSCAN eps used.
 
     ``cfg`` holds the ``clusters`` parameters (:func:`cluster_params`); ``method``:
@@ -211,7 +213,7 @@ def cluster_labels(xy: np.ndarray, cfg: dict[str, Any]) -> tuple[np.ndarray, flo
     if len(xy) < size:
         return np.full(len(xy), -1, dtype=np.int64), None
     if method == "scan":
-        return scan_labels(xy, scan_params(cfg)), None
+        return scan_labels(xy, scan_params(cfg), days), None
     if method == "dbscan":
         from sklearn.cluster import DBSCAN
 
@@ -398,6 +400,18 @@ def find_clusters(
     )
 
 
+def incident_days(inc: pd.DataFrame) -> np.ndarray:
+    """Each report's date as days since 1970-01-01 (float); a missing date gets the median day.
+
+    Used as the time coordinate of the mixture (``clusters.scan.mixture.time``); a report
+    without a date then sits in the middle of the period and tells no site apart by time.
+    """
+    d = pd.to_datetime(inc["date"], errors="coerce")
+    days = ((d - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)).to_numpy(dtype=float)
+    ok = np.isfinite(days)
+    return np.where(ok, days, np.median(days[ok]) if ok.any() else 0.0)
+
+
 def _check_incidents(incidents: gpd.GeoDataFrame | None) -> None:
     """One-line errors for incidents that cannot be clustered."""
     if incidents is None or len(incidents) == 0:
@@ -425,12 +439,13 @@ def _label_groups(
     eps_used: dict[str, float | None] = {}
     by = cfg["group_by"]
     groups = inc[by].astype(str).to_numpy() if by else np.full(len(inc), "all", dtype=object)
+    days = incident_days(inc)
     next_id = 0
     for g in pd.unique(groups):  # a handful of incident kinds
         sel = np.flatnonzero(groups == g)
         if len(sel) <= size:
             continue
-        lab, eps_used[str(g)] = cluster_labels(xy[sel], cfg)
+        lab, eps_used[str(g)] = cluster_labels(xy[sel], cfg, days[sel])
         if cfg["max_spread_m"] is not None:
             lab = drop_dispersed(xy[sel], lab, float(cfg["max_spread_m"]))
         ok = lab >= 0

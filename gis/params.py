@@ -189,6 +189,10 @@ class ScanMixtureParams(Section):
     split: bool
     max_iter: int
     tol: float
+    place_sigmas: float
+    time: bool
+    min_tau_days: float
+    assign_sigmas: float
 
 
 @dataclass(frozen=True)

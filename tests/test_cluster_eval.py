@@ -131,3 +131,38 @@ def test_poisson_sf_equals_scipy_stats():
     k = np.arange(-3, 120)[None, :]
     mu = np.array([0.0, 1e-9, 0.4, 1.0, 7.5, 60.0])[:, None]
     assert np.array_equal(poisson_sf(k, mu), poisson.sf(k, mu))
+
+
+def test_true_activity_periods_tell_apart_a_small_site_on_top_of_a_big_one():
+    """A big site (60 reports, σ 100 m, active in 2021) and a small one 40 m away (20 reports, σ 80 m, active in
+    2023): by place alone the small site's reports go to the big one (one cluster; the matching rule counts
+    both as recovered, it is one place to visit); with the sites' true activity periods and the reports' dates
+    (ceiling_clusters dated) each site is a cluster of its own holding its own reports."""
+    from gis.cluster_eval import ceiling_clusters, ceiling_places
+
+    rng = np.random.default_rng(5)
+    origin = np.array([640_000.0, 3_270_000.0])
+    plan = [("BIG", 0.0, 100.0, 60, "2021-01-01", 365), ("SMALL", 40.0, 80.0, 20, "2023-01-01", 180)]
+    xs, ids, dates, rows = [], [], [], []
+    for cid, dx, sigma, n, start, days in plan:
+        xs.append(rng.normal((dx, 0.0), sigma, (n, 2)))
+        d = pd.Timestamp(start) + pd.to_timedelta(np.sort(rng.uniform(0, days, n)).round(), unit="D")
+        dates += list(d)
+        ids += [cid] * n
+        ll = gpd.GeoSeries(gpd.points_from_xy([origin[0] + dx], [origin[1]]), crs=4544).to_crs(4326)
+        rows.append({"cluster_id": cid, "kind": "illegal_elv_dismantling", "lon": ll.x[0], "lat": ll.y[0],
+                     "radius_m": 2.3 * sigma, "sigma_m": sigma, "n_incidents": n, "first_date": str(d.min().date()),
+                     "last_date": str(d.max().date())})  # fmt: skip
+    xy = np.vstack(xs) + origin
+    inc = gpd.GeoDataFrame({"incident_id": [f"I{i}" for i in range(len(xy))], "kind": "illegal_elv_dismantling",
+                            "date": dates}, geometry=gpd.points_from_xy(xy[:, 0], xy[:, 1]), crs=4544)  # fmt: skip
+    truth, members = pd.DataFrame(rows), pd.DataFrame({"incident_id": inc["incident_id"], "cluster_id": ids})
+    oracle = pd.DataFrame({"truth_id": ["BIG", "SMALL"], "detectable": True})
+    place = ceiling_places(truth, inc.crs, place_sigmas=0.0)
+    by_place = evaluate(ceiling_clusters(inc, truth, reach_sigmas=3.0, place=place, dated=False), truth, members, oracle)
+    by_time = evaluate(ceiling_clusters(inc, truth, reach_sigmas=3.0, place=place, dated=True), truth, members, oracle)
+    t = by_place["table"].set_index("truth_id")
+    assert t.loc["BIG", "found_id"] == t.loc["SMALL", "found_id"] and by_place["found"] == 1
+    t = by_time["table"].set_index("truth_id")
+    assert t.loc["BIG", "found_id"] != t.loc["SMALL", "found_id"] and by_time["found"] == 2
+    assert t.loc["BIG", "shared"] >= 0.9 * 60 and t.loc["SMALL", "shared"] >= 0.9 * 20 and t["recovered"].all()

@@ -65,14 +65,46 @@ def test_sites_merged_split_and_dropped_by_bic(params):
     owner = np.full(len(x), -1)
     owner[:40] = np.digitize(a[:, 0], [1150, 1250])
     owner[40:80] = 3
-    s = select_sites(x, bg, initial_sites(x, owner, params.min_sigma_m), params, side**2)
+    s = select_sites(x, bg, initial_sites(x, owner, params.min_sigma_m, params.min_tau_days), params, side**2)
     assert len(s) == 2 and sorted(np.round(s.mu[:, 0], -2)) == [1200, 1800]
     # one tree holding both sites: split in two
     owner[:80] = 0
-    s = select_sites(x, bg, initial_sites(x, owner, params.min_sigma_m), params, side**2)
+    s = select_sites(x, bg, initial_sites(x, owner, params.min_sigma_m, params.min_tau_days), params, side**2)
     assert len(s) == 2 and sorted(np.round(s.mu[:, 0], -2)) == [1200, 1800]
     lab = assign(x, s, params.reach_sigmas)
     assert (lab[:40] == lab[0]).mean() > 0.9 and (lab[40:80] == lab[40]).mean() > 0.9 and lab[0] != lab[40]
+
+
+def test_dates_tell_apart_two_sites_at_one_place_active_at_different_times(params):
+    """Two sites 60 m apart (σ 80 m, 40 reports each), one active in days 0–200, the other in days 500–700,
+    over a background spread over space and the whole period: in space alone they are one site; with the
+    dates two, active when their reports were made, each holding its own reports."""
+    rng = np.random.default_rng(1)
+    side, days = 2000.0, 1000.0
+    a = np.column_stack([rng.normal(1000, 80, (40, 2)), rng.uniform(0, 200, 40)])
+    b = np.column_stack([rng.normal(1060, 80, (40, 2)), rng.uniform(500, 700, 40)])
+    x = np.vstack([a, b, np.column_stack([rng.uniform(0, side, (60, 2)), rng.uniform(0, days, 60)])])
+    owner = np.r_[np.zeros(80, int), np.full(60, -1)]  # one quick-shift tree over both sites
+    lam = 60 / side**2
+    flat = select_sites(x[:, :2], np.full(len(x), np.log(lam)), initial_sites(x[:, :2], owner, params.min_sigma_m,
+                        params.min_tau_days), params, side**2)  # fmt: skip
+    assert len(flat) == 1
+    span = np.ptp(x[:, 2]) + 1
+    timed = replace(params, time=True, min_background=params.min_background / span)
+    s = select_sites(x, np.full(len(x), np.log(lam / span)), initial_sites(x, owner, params.min_sigma_m,
+                     params.min_tau_days), timed, side**2 * span)  # fmt: skip
+    assert len(s) == 2 and s.tm is not None
+    assert sorted(np.round(s.tm, -2)) == [100, 600]
+    lab = assign(x, s, params.assign_sigmas)
+    assert (lab[:40] == lab[0]).mean() > 0.9 and (lab[40:80] == lab[40]).mean() > 0.9 and lab[0] != lab[40]
+
+
+def test_a_report_without_a_date_gets_the_median_day():
+    """incident_days: days since 1970; a missing or unreadable date sits mid-period (tells no site apart)."""
+    import pandas as pd
+
+    days = hotspots.incident_days(pd.DataFrame({"date": ["1970-01-11", None, "1970-01-31", "not a date"]}))
+    assert list(days) == [10.0, 20.0, 30.0, 20.0]
 
 
 def test_uniform_points_keep_no_site(params):
