@@ -25,7 +25,7 @@ def sample_run(tmp_path_factory) -> Path:
     if os.environ.get("GIS_TEST_PROJECT"):
         pytest.skip("the baseline is recorded for the bundled sample district only")
     out = tmp_path_factory.mktemp("baseline") / "out"
-    record.run_sample(out)  # the README's main job: `python -m gis run --out OUT`, no configuration
+    record.run_sample(out)  # the README's main job on a copy of the sample (a fresh campaign store), no configuration
     return out
 
 

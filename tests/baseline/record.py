@@ -58,10 +58,12 @@ def _cell(v: Any) -> str:
         return "[" + ",".join(_cell(x) for x in v) + "]"
     if isinstance(v, pd.Timestamp):
         return v.isoformat()
-    return str(v).replace(_REPO_PREFIX, "<repo>/")  # source paths: the same run in another checkout
+    # source paths: the same run in another checkout, or on run_sample's copy of the sample
+    return _SAMPLE_PATH.sub("<repo>/data/sample_district/", str(v).replace(_REPO_PREFIX, "<repo>/"))
 
 
 _REPO_PREFIX = str(HERE.parents[1]) + "/"
+_SAMPLE_PATH = re.compile(r"[^\s\"',;]*/data/sample_district/")
 
 
 _DATE_CELL = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[ T]00:00:00)?$")
@@ -147,9 +149,20 @@ def digest_folder(out: Path) -> dict[str, Any]:
 
 
 def run_sample(out: Path) -> None:
-    """``python -m gis run --out OUT --steps <STEPS>`` on the bundled sample, quietly."""
-    subprocess.run([sys.executable, "-m", "gis", "run", "--out", str(out), "--quiet", "--steps", ",".join(STEPS[1:])],
-                   check=True, cwd=HERE.parent.parent, capture_output=True)
+    """``python -m gis run --out OUT --steps <STEPS>`` on a copy of the bundled sample, quietly.
+
+    A copy without the campaign store (``campaign*.gpkg``, ``campaign_rejects/``): the store
+    the sample folder keeps between runs numbers the problems (问题编号) in the order they were
+    first seen, so a run in place digests this checkout's run history, not the analysis.
+    """
+    import shutil
+
+    root = HERE.parent.parent
+    project = out.parent / "checkout" / "data" / "sample_district"
+    shutil.copytree(root / "data" / "sample_district", project,
+                    ignore=shutil.ignore_patterns("campaign*.gpkg", "campaign_rejects"))
+    subprocess.run([sys.executable, "-m", "gis", "run", "--project", str(project), "--out", str(out), "--quiet",
+                    "--steps", ",".join(STEPS[1:])], check=True, cwd=root, capture_output=True)
 
 
 def differences(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
