@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from gis import settings
+from gis import map_scale, settings
 from gis.map_render import (
     ASSETS_DIR,
     LEGEND_ONE_COLUMN_MAX,
@@ -893,7 +893,8 @@ def build_layers(
         layers += _coverage_layers(cov, district, opt)
     layers += [lay for lay in hot_layers if lay.key == "clusters"]
     comp = results.get("compliance")
-    layers += _site_layers(district, opt, site_verdicts(comp) if comp is not None else None)
+    layers += map_scale.site_layers(district, opt, site_verdicts(comp) if comp is not None else None,
+                                    full=_site_layers, grid=aggregate_points, limit=max_page_points(district))
     layers.append(fixed.candidates)
     siting = results.get("siting") if results.get("siting") is not None else _attr(cov, "siting", "recommended")
     if siting is not None:
