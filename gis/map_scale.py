@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
+import shapely
 
 from gis.map_render import MapLayer, MapOptions
 
@@ -70,3 +72,63 @@ def site_layers(
     by_key = {lay.key: lay for lay in [*small, *big]}
     one_each = s.loc[~tier.duplicated().to_numpy(dtype=bool), ["tier", s.geometry.name]]
     return [by_key[lay.key] for lay in full(SimpleNamespace(sites=one_each), opt, None)]  # full's tier order
+
+
+def burn(geoms: np.ndarray, values: np.ndarray, shape: tuple[int, int], transform: Any) -> np.ndarray:
+    """``rasterio.features.rasterize`` of polygons with their values — the same pixels, fed faster.
+
+    rasterio reads each shape's ``__geo_interface__``, which walks a polygon's
+    coordinates in Python (most of the time of a 60,000-polygon service-area layer).
+    Here the coordinates of every polygon leave shapely in one array
+    (:func:`shapely.to_ragged_array`), become one Python list of ``(x, y)`` tuples, and each
+    ring is a slice of it; missing and empty geometries are dropped (rasterio skipped them with a
+    warning each). Geometries other than polygons go to rasterio as they are.
+
+    Parameters
+    ----------
+    geoms
+        Shapely geometries in the raster's CRS.
+    values
+        The value burnt for each geometry (a later one overwrites an earlier one).
+    shape, transform
+        ``(height, width)`` and the affine transform of the output grid.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``int32`` grid, 0 where no geometry lies (pixel centres inside, as rasterio).
+    """
+    from rasterio import features
+
+    geoms = np.asarray(geoms, dtype=object)
+    values = np.asarray(values)
+    keep = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    geoms, values = geoms[keep], values[keep]
+    if not len(geoms):
+        return np.zeros(shape, dtype="int32")
+    return features.rasterize(zip(_geojson_like(geoms), values.tolist()), out_shape=shape, transform=transform,
+                              fill=0, dtype="int32")
+
+
+def _geojson_like(geoms: np.ndarray) -> list[Any]:
+    """GeoJSON-like dicts of polygons and multipolygons (other geometries as they are), in input order."""
+    out: list[Any] = list(geoms)
+    kind = shapely.get_type_id(geoms)
+    for type_id, name in ((3, "Polygon"), (6, "MultiPolygon")):
+        idx = np.flatnonzero(kind == type_id)
+        if not len(idx):
+            continue
+        _, coords, offsets = shapely.to_ragged_array(geoms[idx])
+        flat = list(zip(coords[:, 0].tolist(), coords[:, 1].tolist()))  # (x, y) tuples: 4× faster than tolist()
+        parts = [flat[a:b] for a, b in _pairs(offsets[0])]  # rings
+        for level in offsets[1:]:  # rings → polygons (→ multipolygons)
+            parts = [parts[a:b] for a, b in _pairs(level)]
+        for i, coordinates in zip(idx.tolist(), parts):
+            out[i] = {"type": name, "coordinates": coordinates}
+    return out
+
+
+def _pairs(offsets: np.ndarray) -> zip:
+    """``(start, end)`` of each run of an offsets array."""
+    o = offsets.tolist()
+    return zip(o[:-1], o[1:])

@@ -61,3 +61,30 @@ def test_verdict_legend_stays_when_the_last_tier_is_a_grid(sample_district, monk
     assert layers[-1].key == f"sites_{last}" and layers[-1].kind == "polygon"
     labels = [label for lay in layers for _, _, label in lay.legend]
     assert "需核查 needs review" in labels
+
+
+def test_burn_gives_rasterios_pixels() -> None:
+    """Polygons with holes, multipolygons, overlaps (later wins), missing and empty shapes: same grid as rasterio."""
+    import warnings
+
+    import numpy as np
+    import shapely
+    from rasterio import features
+    from rasterio.transform import from_origin
+
+    rng = np.random.default_rng(3)
+    centres = rng.uniform(0, 100, (40, 2))
+    discs = shapely.buffer(shapely.points(centres), rng.uniform(2, 12, 40))
+    holed = shapely.difference(discs[:10], shapely.buffer(shapely.points(centres[:10]), 1.5))
+    multi = shapely.multipolygons([[shapely.box(5, 5, 15, 15), shapely.box(60, 70, 80, 95)]] * 1)
+    geoms = np.concatenate([holed, discs[10:], np.atleast_1d(multi), [None, shapely.Polygon()],
+                            [shapely.buffer(shapely.LineString([(0, 50), (100, 60)]), 1.0)]]).astype(object)
+    values = np.arange(1, len(geoms) + 1)
+    transform = from_origin(-5, 105, 0.5, 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # rasterio warns about the missing and empty shapes
+        expected = features.rasterize(zip(geoms, values), out_shape=(230, 230), transform=transform, fill=0,
+                                      dtype="int32")
+    got = map_scale.burn(geoms, values, (230, 230), transform)
+    assert (expected > 0).sum() > 10_000 and len(np.unique(expected)) > 20
+    np.testing.assert_array_equal(got, expected)
