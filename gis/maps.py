@@ -317,7 +317,6 @@ def _polygon_image(
     gdf: gpd.GeoDataFrame, colors: pd.Series, *, pixel_m: float | None = None, alpha: int = 150
 ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
     """Rasterise coloured polygons to an RGBA image in Web Mercator (for big layers)."""
-    from rasterio import features
     from rasterio.transform import from_origin
 
     # through WGS84: a metric CGCS2000 layer straight to Web Mercator had PROJ search the
@@ -331,9 +330,7 @@ def _polygon_image(
     height = max(1, int(np.ceil((maxy - miny) / pixel)))
     transform = from_origin(minx, maxy, pixel, pixel)
     codes, uniques = pd.factorize(colors)
-    burned = features.rasterize(
-        zip(merc.values, codes + 1), out_shape=(height, width), transform=transform, fill=0, dtype="int32"
-    )
+    burned = map_scale.burn(merc.values, codes + 1, (height, width), transform)
     palette = np.zeros((len(uniques) + 1, 4), dtype=np.uint8)
     for i, hexcol in enumerate(uniques, start=1):
         palette[i, :3] = _hex_rgb(hexcol)
