@@ -149,6 +149,20 @@ class TestDisposition:
         assert "约900米" in out["disposition_note"].iloc[1]  # the parcel inside the 四山 zone is not legal land
         assert set(out["disposition_proposed"]) <= set(disposition_params().allowed)
 
+    def test_many_rows_are_proposed_as_each_row_alone(self) -> None:
+        """The rule match kept per distinct (rule, type, source, licence) gives each row its own answer."""
+        led = pd.DataFrame({
+            "site_id": ["S1", "S2", "S3", None, "S9", 7], "rule_id": ["four_mountains_no_build", "landuse_not_allowed",
+                                                                      "landuse_not_allowed", None, "landuse_not_allowed", None],
+            "问题类型": ["违规占用四山禁建区", "违法用地", "违法用地", "占道经营", "违法用地", np.nan],
+            "source": ["compliance"] * 3 + ["hotspots", "compliance", None]})
+        big = pd.concat([led] * 4, ignore_index=True).sample(frac=1.0, random_state=2)
+        sites = pd.DataFrame({"site_id": ["S1", "S2", "S3", "7"], "business_licence": [True, True, False, None],
+                              "tier": ["collection_point"] * 3 + ["dismantler"]})
+        alone = pd.concat([propose(big.iloc[[i]], sites) for i in range(len(big))])
+        pd.testing.assert_frame_equal(propose(big, sites), alone)
+        assert set(alone["licensed"]) == {"1", "0", ""}
+
 
 class TestProgress:
     def test_counts_as_of_a_date(self, sample_params) -> None:
