@@ -407,8 +407,10 @@ def _run_frame(inp: RunInput) -> pd.DataFrame:
         led["x"] = led["y"] = np.nan
     cid = led["cluster_id"] if "cluster_id" in led else pd.Series(None, index=led.index, dtype=object)
     by_cluster = _members_by_cluster(inp.members)
-    led["members"] = [list(by_cluster.get(c, [])) if _present(c) else [] for c in cid]
-    led["is_cluster"] = [_present(c) for c in cid]
+    cid = cid.to_numpy(dtype=object)  # iterating an Arrow-backed Series is ~20× slower than an object array
+    present = _present_mask(pd.Series(cid, dtype=object))
+    led["members"] = [list(by_cluster.get(c, [])) if ok else [] for c, ok in zip(cid.tolist(), present.tolist())]
+    led["is_cluster"] = present
     led["key"] = _problem_keys(led)
     if inp.disposition is not None:
         led = led.join(inp.disposition[["disposition_proposed", "disposition_note", "licensed"]])
@@ -447,7 +449,7 @@ def _match_all(led: pd.DataFrame, old: pd.DataFrame, p: CampaignParams) -> dict[
     """Row position → stored number, for site problems (by key) and clusters (by overlap)."""
     out: dict[int, str] = {}
     by_key = dict(zip(old["key"], old["number"])) if len(old) else {}
-    for i, (k, is_c) in enumerate(zip(led["key"], led["is_cluster"])):
+    for i, (k, is_c) in enumerate(zip(led["key"].to_numpy(dtype=object).tolist(), led["is_cluster"].tolist())):
         if not is_c and k in by_key:
             out[i] = by_key[k]
     pos = np.flatnonzero(led["is_cluster"].to_numpy(bool))
