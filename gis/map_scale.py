@@ -13,14 +13,17 @@ and the verdict legend are unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable
+import re
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
 
-from gis.map_render import MapLayer, MapOptions
+from gis.map_render import WGS84, MapLayer, MapOptions
 
 if TYPE_CHECKING:
     from gis.district import District
@@ -53,10 +56,11 @@ def site_layers(
     Returns
     -------
     list of MapLayer
-        In ``full``'s tier order. A big tier's layer is ``grid(full(its tier and points))``
-        — the same title, cells, counts and colours as gridding its complete layer, since
-        the grid reads only the points and the title only their number; the other tiers'
-        layers are ``full``'s own (the verdict legend rides on the last of them).
+        In ``full``'s tier order. A big tier's layer is ``full``'s layer of one of its sites
+        with all its points (as a display frame holds them) and their number in the title,
+        gridded — the same title, cells, counts and colours as gridding its complete layer,
+        since the grid reads only the points; the other tiers' layers are ``full``'s own
+        (the verdict legend rides on the last of them).
     """
     s = getattr(district, "sites", None)
     if s is None or len(s) == 0:
@@ -67,11 +71,30 @@ def site_layers(
     if not is_big.any():
         return full(district, opt, verdicts)
     small = full(SimpleNamespace(sites=s[~is_big]), opt, verdicts) if (~is_big).any() else []
-    bare = s.loc[is_big, ["tier", s.geometry.name]]  # no popup text, no verdicts: the grid shows neither
-    big = [grid(lay, opt.max_vector_polygons) for lay in full(SimpleNamespace(sites=bare), opt, None)]
-    by_key = {lay.key: lay for lay in [*small, *big]}
     one_each = s.loc[~tier.duplicated().to_numpy(dtype=bool), ["tier", s.geometry.name]]
-    return [by_key[lay.key] for lay in full(SimpleNamespace(sites=one_each), opt, None)]  # full's tier order
+    layers = []
+    for lay in full(SimpleNamespace(sites=one_each), opt, None):  # one site per tier: full's tier order and styles
+        t = lay.key.removeprefix("sites_")
+        if not int(counts.get(t, 0)) > limit:
+            layers += [x for x in small if x.key == lay.key]
+            continue
+        pts = _display_points(s.geometry[(tier == t).fillna(False).to_numpy(dtype=bool)])
+        title = re.sub(r"\(\d+\)$", f"({len(pts)})", lay.title)  # the count of the full layer's title
+        layers.append(grid(replace(lay, title=title, gdf=gpd.GeoDataFrame(geometry=pts)), opt.max_vector_polygons))
+    return layers
+
+
+def _display_points(geom: gpd.GeoSeries) -> gpd.GeoSeries:
+    """Points as a display frame holds them (:func:`gis.maps._display_frame`): WGS84, 6 decimals, no empties."""
+    if geom.crs is None:
+        geom = geom.set_crs(WGS84)
+    g = geom.to_crs(WGS84)
+    g = gpd.GeoSeries(shapely.transform(g.values, lambda c: np.round(c, 6)), index=g.index, crs=WGS84)
+    return g[~g.is_empty & g.notna()]
+
+
+#: Polygons converted and burnt at a time by :func:`burn` (bounds the Python objects alive at once).
+BURN_BATCH = 20_000
 
 
 def burn(geoms: np.ndarray, values: np.ndarray, shape: tuple[int, int], transform: Any) -> np.ndarray:
@@ -81,8 +104,10 @@ def burn(geoms: np.ndarray, values: np.ndarray, shape: tuple[int, int], transfor
     coordinates in Python (most of the time of a 60,000-polygon service-area layer).
     Here the coordinates of every polygon leave shapely in one array
     (:func:`shapely.to_ragged_array`), become one Python list of ``(x, y)`` tuples, and each
-    ring is a slice of it; missing and empty geometries are dropped (rasterio skipped them with a
-    warning each). Geometries other than polygons go to rasterio as they are.
+    ring is a slice of it, :data:`BURN_BATCH` polygons at a time, each batch burnt into the
+    same grid (so a later polygon still overwrites an earlier one); missing and empty
+    geometries are dropped (rasterio skipped them with a warning each). Geometries other
+    than polygons go to rasterio as they are.
 
     Parameters
     ----------
@@ -104,10 +129,11 @@ def burn(geoms: np.ndarray, values: np.ndarray, shape: tuple[int, int], transfor
     values = np.asarray(values)
     keep = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
     geoms, values = geoms[keep], values[keep]
-    if not len(geoms):
-        return np.zeros(shape, dtype="int32")
-    return features.rasterize(zip(_geojson_like(geoms), values.tolist()), out_shape=shape, transform=transform,
-                              fill=0, dtype="int32")
+    out = np.zeros(shape, dtype="int32")
+    for start in range(0, len(geoms), BURN_BATCH):  # in batches: a million polygons' coordinates as Python
+        part = slice(start, start + BURN_BATCH)     # objects at once took gigabytes
+        features.rasterize(zip(_geojson_like(geoms[part]), values[part].tolist()), out=out, transform=transform)
+    return out
 
 
 def _geojson_like(geoms: np.ndarray) -> list[Any]:

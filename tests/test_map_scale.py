@@ -63,7 +63,7 @@ def test_verdict_legend_stays_when_the_last_tier_is_a_grid(sample_district, monk
     assert "需核查 needs review" in labels
 
 
-def test_burn_gives_rasterios_pixels() -> None:
+def test_burn_gives_rasterios_pixels(monkeypatch) -> None:
     """Polygons with holes, multipolygons, overlaps (later wins), missing and empty shapes: same grid as rasterio."""
     import warnings
 
@@ -86,5 +86,7 @@ def test_burn_gives_rasterios_pixels() -> None:
         expected = features.rasterize(zip(geoms, values), out_shape=(230, 230), transform=transform, fill=0,
                                       dtype="int32")
     got = map_scale.burn(geoms, values, (230, 230), transform)
+    monkeypatch.setattr(map_scale, "BURN_BATCH", 7)  # several batches into one grid: the later still wins
+    np.testing.assert_array_equal(map_scale.burn(geoms, values, (230, 230), transform), expected)
     assert (expected > 0).sum() > 10_000 and len(np.unique(expected)) > 20
     np.testing.assert_array_equal(got, expected)
