@@ -407,8 +407,10 @@ def _run_frame(inp: RunInput) -> pd.DataFrame:
         led["x"] = led["y"] = np.nan
     cid = led["cluster_id"] if "cluster_id" in led else pd.Series(None, index=led.index, dtype=object)
     by_cluster = _members_by_cluster(inp.members)
-    led["members"] = [list(by_cluster.get(c, [])) if _present(c) else [] for c in cid]
-    led["is_cluster"] = [_present(c) for c in cid]
+    cid = cid.to_numpy(dtype=object)  # iterating an Arrow-backed Series is ~20× slower than an object array
+    present = _present_mask(pd.Series(cid, dtype=object))
+    led["members"] = [list(by_cluster.get(c, [])) if ok else [] for c, ok in zip(cid.tolist(), present.tolist())]
+    led["is_cluster"] = present
     led["key"] = _problem_keys(led)
     if inp.disposition is not None:
         led = led.join(inp.disposition[["disposition_proposed", "disposition_note", "licensed"]])
@@ -429,18 +431,11 @@ def sync_run(store: CampaignStore, inp: RunInput, p: CampaignParams) -> dict[str
         was_found = dict(zip(old["number"], old["found"])) if len(old) else {}
         counts = {"found": len(led), "new": 0, "gone": 0, "reopened": 0}
         buffered = BufferedWrites(c)  # the loop's writes, sent with executemany before anything reads them
-        for i, r in enumerate(_records(led, _SYNC_FIELDS)):
-            vals = _analysis_values(r, r["x"], r["y"])
-            vals.update(members=_members_json(r["members"]) if r["is_cluster"] else None,
-                        found=1, last_run=inp.run_id)
-            for k in ("disposition_proposed", "disposition_note", "licensed"):
-                if k in r and _present(r[k]):
-                    vals[k] = str(r[k])
-            if i in numbers:
-                _refresh(buffered, c, numbers[i], vals, was_found, src)
-            else:
-                _insert_new(buffered, c, r, vals, inp, p, today, src)
-                counts["new"] += 1
+        found_again = np.array(sorted(numbers), dtype=np.int64)
+        for i, r in zip(found_again, _records(led.iloc[found_again], _SYNC_FIELDS)):
+            _refresh(buffered, c, numbers[int(i)], _run_values(r, inp.run_id), was_found, src)
+        new_rows = np.setdiff1d(np.arange(len(led)), found_again)
+        counts["new"] = _insert_all_new(buffered, led.iloc[new_rows], inp, p, today, src)
         buffered.flush(c)
         counts["gone"] = _mark_gone(store, c, old, set(numbers.values()), inp.run_id, src)
         counts["reopened"] = _rebounds(store, c, inp, p, today, src)
@@ -454,7 +449,7 @@ def _match_all(led: pd.DataFrame, old: pd.DataFrame, p: CampaignParams) -> dict[
     """Row position → stored number, for site problems (by key) and clusters (by overlap)."""
     out: dict[int, str] = {}
     by_key = dict(zip(old["key"], old["number"])) if len(old) else {}
-    for i, (k, is_c) in enumerate(zip(led["key"], led["is_cluster"])):
+    for i, (k, is_c) in enumerate(zip(led["key"].to_numpy(dtype=object).tolist(), led["is_cluster"].tolist())):
         if not is_c and k in by_key:
             out[i] = by_key[k]
     pos = np.flatnonzero(led["is_cluster"].to_numpy(bool))
@@ -464,6 +459,91 @@ def _match_all(led: pd.DataFrame, old: pd.DataFrame, p: CampaignParams) -> dict[
                            min_share=p.cluster_match_min_share, max_m=p.cluster_match_m)
         out.update({int(pos[i]): n for i, n in m.items()})
     return out
+
+
+def _run_values(r: Mapping[str, Any], run_id: str) -> dict[str, Any]:
+    """What a run writes of one found problem: :func:`_analysis_values`, members, found, disposition."""
+    vals = _analysis_values(r, r["x"], r["y"])
+    vals.update(members=_members_json(r["members"]) if r["is_cluster"] else None, found=1, last_run=run_id)
+    for k in ("disposition_proposed", "disposition_note", "licensed"):
+        if k in r and _present(r[k]):
+            vals[k] = str(r[k])
+    return vals
+
+
+#: Ledger column → problem field of the values a new problem takes from its row (:func:`_analysis_values`).
+_NEW_TEXT = {"source": "source", "镇街": "township", "网点名称": "name", "经营地址": "address",
+             "问题类型": "problem_type", "问题描述": "description", "依据": "basis", "牵头单位": "lead",
+             "配合单位": "co", "整改措施": "measure"}
+
+
+def _insert_all_new(buffered: BufferedWrites, led: pd.DataFrame, inp: RunInput, p: CampaignParams,
+                    today: dt.date, src: str) -> int:
+    """:func:`_insert_new` for every row of ``led`` at once, column by column.
+
+    The same problems and history entries as calling :func:`_insert_new` row by row
+    (numbers in row order, ``整改时限`` and ``整改状态`` mapped once per distinct text,
+    the deadline computed once per distinct number of days), without a Python dict
+    per problem — the sync of a 400,000-problem first run.
+    """
+    n = len(led)
+    if not n:
+        return 0
+    seq0 = buffered.next_seq(None)
+    buffered.seq = seq0 + n
+    numbers = [p.number_format.format(code=inp.code, seq=k, year=today.year) for k in range(seq0, seq0 + n)]
+    is_cluster = led["is_cluster"].to_numpy(dtype=bool)
+    cols: dict[str, list[Any]] = {
+        "site_id": _sql_column(led.get("site_id"), n, present=True),
+        "rule_id": _sql_column(led.get("rule_id"), n, present=True),
+        "verdict": _sql_column(led.get("verdict"), n, present=True),
+        **{field: _sql_column(led.get(col), n) for col, field in _NEW_TEXT.items()},
+        "x": _sql_column(led["x"], n), "y": _sql_column(led["y"], n),
+        "members": [_members_json(m) if c else None for m, c in zip(led["members"], is_cluster)],
+        "found": [1] * n, "last_run": [inp.run_id] * n,
+    }
+    for k in ("disposition_proposed", "disposition_note", "licensed"):
+        if k in led:
+            cols[k] = _sql_column(led[k].astype("string").where(_present_mask(led[k])), n)
+    key = _sql_column(led["key"], n, present=True)
+    cols["key"] = [k if k is not None else f"cluster:{no}" for k, no in zip(key, numbers)]
+    cols["kind"] = np.where(is_cluster, "cluster", "site").tolist()
+    cols.update(_new_schedule(led, p, today, n), first_run=[inp.run_id] * n)
+    buffered.insert_many(list(cols), zip(numbers, *cols.values()))
+    buffered.log_many(numbers, cols["status"], who="gis run", source=src, field="整改状态", evidence="首次发现",
+                      effective=today.isoformat())
+    return n
+
+
+def _new_schedule(led: pd.DataFrame, p: CampaignParams, today: dt.date, n: int) -> dict[str, list[Any]]:
+    """``issued``, ``deadline`` and ``status`` of new problems (per distinct 整改时限 / 整改状态 text)."""
+    limit = led["整改时限"] if "整改时限" in led else pd.Series(None, index=led.index, dtype=object)
+    state = led["整改状态"] if "整改状态" in led else pd.Series(None, index=led.index, dtype=object)
+    days = limit.astype(object).map({v: _days_of(v, p.default_deadline_days) for v in pd.unique(limit.astype(object))})
+    due = {d: deadline_for(today, int(d), p).isoformat() for d in pd.unique(days)}
+    texts = state.astype(object).map(str)
+    status = texts.map({t: p.run_status_map.get(t, p.status_open) for t in pd.unique(texts)})
+    return {"issued": [today.isoformat()] * n, "deadline": days.map(due).tolist(), "status": status.tolist()}
+
+
+def _sql_column(s: pd.Series | None, n: int, *, present: bool = False) -> list[Any]:
+    """A column as the store's values (:func:`gis.campaign_store._sql` of each cell; None where missing).
+
+    ``present``: empty text counts as missing too (:func:`_present`).
+    """
+    if s is None:
+        return [None] * n
+    if pd.api.types.is_float_dtype(s.dtype):
+        v = s.to_numpy(dtype=float)
+        return np.where(np.isnan(v), None, v.astype(object)).tolist()
+    kind = pd.api.types.infer_dtype(s, skipna=True)
+    if kind not in ("string", "empty"):
+        from gis.campaign_store import _sql
+
+        vals = [_sql(v) for v in s.to_numpy(dtype=object)]
+        return [None if present and v is not None and str(v) == "" else v for v in vals]
+    keep = _present_mask(s) if present else s.notna().to_numpy(dtype=bool)
+    return np.where(keep, s.to_numpy(dtype=object), None).tolist()
 
 
 def _refresh(store: CampaignStore | BufferedWrites, c: Any, number: str, vals: dict[str, Any],

@@ -23,7 +23,7 @@ import contextlib
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -268,6 +268,20 @@ class BufferedWrites:
     def log(self, c: sqlite3.Connection, number: str, **entry: Any) -> None:
         """Collect one history entry (:meth:`CampaignStore.log`'s keywords)."""
         self.history.append(_history_row(number, **{"evidence": "", "effective": None, **entry}))
+
+    def insert_many(self, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        """Collect new problems given as rows ``(number, *values)`` of ``columns`` (values already SQL-ready)."""
+        bad = [k for k in columns if k not in PROBLEM_FIELDS]
+        if bad:
+            raise KeyError(f"unknown problem field(s) {bad}")
+        self.inserts.setdefault(tuple(columns), []).extend(list(r) for r in rows)
+
+    def log_many(self, numbers: Sequence[str], new: Sequence[Any], *, who: str, source: str, field: str,
+                 evidence: str, effective: str | None) -> None:
+        """Collect one history entry per number (``old`` None; ``new`` per number), stamped with one ``at``."""
+        at = _now()
+        eff = effective or at[:10]
+        self.history.extend((no, at, eff, who, source, field, None, _text(v), evidence or "") for no, v in zip(numbers, new))
 
     def flush(self, c: sqlite3.Connection) -> None:
         """Write everything collected (inside the caller's transaction)."""

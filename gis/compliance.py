@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Mapping, TYPE_CHECKING
 
 import geopandas as gpd
@@ -493,6 +494,10 @@ def _fmt_m(x: pd.Series) -> pd.Series:
     return x.round(0).astype("Int64").astype(str)
 
 
+#: ``describe(sites, loc)``: the 问题描述 of the given rows (a subset of the sites, with their locations).
+Describe = Callable[[pd.DataFrame, pd.DataFrame], Any]
+
+
 def _evaluate(
     rule: Rule,
     sites: pd.DataFrame,
@@ -501,75 +506,87 @@ def _evaluate(
     allowed: set[str],
     orphans: set[str],
     have: Mapping[str, Any],
-) -> tuple[np.ndarray, pd.Series] | str:
-    """Mask of sites breaking ``rule`` and their 问题描述; or a skip reason."""
+) -> tuple[np.ndarray, Describe] | str:
+    """Mask of sites breaking ``rule`` and how to describe them (问题描述); or a skip reason.
+
+    The description is built for the breaking rows only (:func:`_evaluate_rules`), not for
+    every site of a million-row ledger.
+    """
     c = rule.condition
     t = rule.condition_type
     n = len(sites)
     if t == "in_zone":
-        if not have["zones"]:
-            return "district has no zones layer"
-        col = f"in_{c['zone_type']}"
-        m = loc[col].to_numpy(dtype=bool) if col in loc else np.zeros(n, dtype=bool)
-        levels = c.get("levels") or []
-        if levels:
-            if c["zone_type"] == "four_mountains":
-                m = m & loc["four_mountains_level"].isin(levels).to_numpy()
-            else:
-                pat = "|".join(f"{c['zone_type']}:{lv}" for lv in levels)
-                m = m & loc["zones"].str.contains(pat, regex=True).to_numpy()
-        label = ZONE_TYPE_LABEL_ZH.get(c["zone_type"], c["zone_type"])
-        if c.get("outside"):  # e.g. 城镇开发边界: what may stand outside it
-            if c["zone_type"] not in have.get("zone_types", ()):
-                return f"district has no {c['zone_type']} zone"
-            return ~m, pd.Series("位于" + label + "外", index=sites.index)
-        lvl = loc["four_mountains_level"].map({k.value: v for k, v in ZONE_LEVEL_LABEL_ZH.items()}).fillna("")
-        names = loc.get(f"zone_names_{c['zone_type']}", pd.Series("", index=loc.index)).fillna("")
-        desc = "位于" + label + (lvl if c["zone_type"] == "four_mountains" else "") + np.where(
-            names != "", "（" + names + "）", ""
-        )
-        return m, pd.Series(desc, index=sites.index)
+        return _evaluate_in_zone(c, loc, n, have)
     if t in ("landuse_not_allowed", "landuse_unknown"):
         if not have["landuse"]:
             return "district has no land-use layer (vector or raster)"
         known = loc["landuse_code"].notna().to_numpy()
         if t == "landuse_unknown":
-            raw = loc["landuse_raw"].astype("object")
-            desc = np.where(raw.notna(), "地类编码 " + raw.astype(str) + " 不在GB/T 21010分类表中", "网点所在位置无地类数据（图斑空隙或栅格无数据）")
-            return ~known, pd.Series(desc, index=sites.index)
+            def unknown(s: pd.DataFrame, lc: pd.DataFrame) -> Any:
+                raw = lc["landuse_raw"].astype("object")
+                return np.where(raw.notna(), "地类编码 " + raw.astype(str) + " 不在GB/T 21010分类表中",
+                                "网点所在位置无地类数据（图斑空隙或栅格无数据）")
+            return ~known, unknown
         key = loc["landuse_class"].astype(str) + "|" + sites["tier"].astype(str)
         m = known & ~key.isin(allowed).to_numpy()
-        tier_zh = sites["tier"].astype(str).map({k.value: v for k, v in TIER_LABEL_ZH.items()}).fillna("")
-        desc = "现状地类为" + loc["landuse_code"].astype(str) + " " + loc["landuse_name"].astype(str) + "，" + tier_zh + "不得占用"
-        return m, desc
+
+        def not_allowed(s: pd.DataFrame, lc: pd.DataFrame) -> Any:
+            tier_zh = s["tier"].astype(str).map({k.value: v for k, v in TIER_LABEL_ZH.items()}).fillna("")
+            return "现状地类为" + lc["landuse_code"].astype(str) + " " + lc["landuse_name"].astype(str) + "，" + tier_zh + "不得占用"
+        return m, not_allowed
     if t == "near_receptor":
         col = f"dist_{c['receptor']}_m"
-        d = loc[col]
-        m = (d <= float(c["distance_m"])).to_numpy()
-        desc = "距最近" + RECEPTOR_LABEL_ZH[c["receptor"]] + _fmt_m(d) + "米（限值" + f"{float(c['distance_m']):.0f}" + "米）"
-        return m, desc
+        m = (loc[col] <= float(c["distance_m"])).to_numpy()
+        return m, lambda s, lc: ("距最近" + RECEPTOR_LABEL_ZH[c["receptor"]] + _fmt_m(lc[col]) + "米（限值"
+                                 + f"{float(c['distance_m']):.0f}" + "米）")
     if t == "missing_attribute":
         f = c["field"]
         if f not in sites:
             return f"sites have no '{f}' field"
         false, unknown = _bool_field(sites[f])
         m = false | (unknown if c.get("unknown", "ok") == "missing" else False)
-        return m, pd.Series(np.where(unknown, "未登记", "未取得") + ATTRIBUTE_FIELDS[f], index=sites.index)
+        return m, lambda s, lc: np.where(_bool_field(s[f])[1], "未登记", "未取得") + ATTRIBUTE_FIELDS[f]
     if t == "below_norm":
         f = c["field"]
         if f not in sites:
             return f"sites have no '{f}' field"
-        v = pd.to_numeric(sites[f], errors="coerce")
-        m = (v < float(c["min"])).fillna(False).to_numpy(dtype=bool)
+        m = (pd.to_numeric(sites[f], errors="coerce") < float(c["min"])).fillna(False).to_numpy(dtype=bool)
         label, unit = NORM_FIELDS[f]
-        desc = label + v.round(1).astype(str) + unit + "，低于规范" + f"{float(c['min']):g}" + unit
-        return m, desc
+        return m, lambda s, lc: (label + pd.to_numeric(s[f], errors="coerce").round(1).astype(str) + unit + "，低于规范"
+                                 + f"{float(c['min']):g}" + unit)
     if t == "outside_townships":
-        return loc["township"].isna().to_numpy(), pd.Series("坐标不在辖区任何镇街范围内", index=sites.index)
+        return loc["township"].isna().to_numpy(), lambda s, lc: "坐标不在辖区任何镇街范围内"
     if t == "unlinked":
         m = sites["site_id"].astype(str).isin(orphans).to_numpy()
-        return m, pd.Series("限定距离内无在营的上级站点（中转站/分拣中心）", index=sites.index)
+        return m, lambda s, lc: "限定距离内无在营的上级站点（中转站/分拣中心）"
     raise AssertionError(t)  # validated in _parse_rule
+
+
+def _evaluate_in_zone(c: Mapping[str, Any], loc: pd.DataFrame, n: int, have: Mapping[str, Any]) -> tuple[np.ndarray, Describe] | str:
+    """:func:`_evaluate` of an ``in_zone`` rule (inside, or with ``outside`` outside, a zone type)."""
+    if not have["zones"]:
+        return "district has no zones layer"
+    col = f"in_{c['zone_type']}"
+    m = loc[col].to_numpy(dtype=bool) if col in loc else np.zeros(n, dtype=bool)
+    levels = c.get("levels") or []
+    if levels:
+        if c["zone_type"] == "four_mountains":
+            m = m & loc["four_mountains_level"].isin(levels).to_numpy()
+        else:
+            pat = "|".join(f"{c['zone_type']}:{lv}" for lv in levels)
+            m = m & loc["zones"].str.contains(pat, regex=True).to_numpy()
+    label = ZONE_TYPE_LABEL_ZH.get(c["zone_type"], c["zone_type"])
+    if c.get("outside"):  # e.g. 城镇开发边界: what may stand outside it
+        if c["zone_type"] not in have.get("zone_types", ()):
+            return f"district has no {c['zone_type']} zone"
+        return ~m, lambda s, lc: "位于" + label + "外"
+
+    def inside(s: pd.DataFrame, lc: pd.DataFrame) -> Any:
+        lvl = lc["four_mountains_level"].map({k.value: v for k, v in ZONE_LEVEL_LABEL_ZH.items()}).fillna("")
+        names = lc.get(f"zone_names_{c['zone_type']}", pd.Series("", index=lc.index)).fillna("")
+        return "位于" + label + (lvl if c["zone_type"] == "four_mountains" else "") + np.where(
+            names != "", "（" + names + "）", "")
+    return m, inside
 
 
 def check_sites(
@@ -690,7 +707,7 @@ def _evaluate_rules(
 ) -> tuple[dict[str, tuple[np.ndarray, pd.Series]], dict[str, str]]:
     """Masks and descriptions of the enabled rules (only the ``unlinked`` ones, or all others).
 
-    Returns ``{rule_id: (broken mask ∧ applies, description)}`` and
+    Returns ``{rule_id: (broken mask ∧ applies, description of the masked rows)}`` and
     ``{rule_id: reason}`` for the rules skipped for a missing layer.
     """
     results: dict[str, tuple[np.ndarray, pd.Series]] = {}
@@ -701,8 +718,13 @@ def _evaluate_rules(
         r = _evaluate(rule, sites, loc, rules.classes, allowed, orphans, have)
         if isinstance(r, str):
             skipped[rule.id] = r
-        else:
-            results[rule.id] = (r[0] & _applies(rule, sites), r[1])
+            continue
+        mask = r[0] & _applies(rule, sites)
+        rows = np.flatnonzero(mask)
+        text = r[1](sites.iloc[rows], loc.iloc[rows])
+        desc = (text.set_axis(sites.index[rows]) if isinstance(text, pd.Series) else
+                pd.Series(np.broadcast_to(np.asarray(text, dtype=object), (len(rows),)), index=sites.index[rows]))
+        results[rule.id] = (mask, desc)
     return results, skipped
 
 
@@ -739,7 +761,7 @@ def _violation_rows(
                     "verdict": rule.verdict,
                     "problem_type": rule.problem_type,
                     "title_zh": rule.title_zh,
-                    "description": (rule.title_zh + "：" + desc[m]).to_numpy(),
+                    "description": (rule.title_zh + "：" + desc).to_numpy(),
                     "legal_source": rule.legal_source,
                     "lead_department": rule.lead_department,
                     "co_departments": "、".join(rule.co_departments),
@@ -761,8 +783,7 @@ def _mark_sites(
     """Add ``verdict`` (worst), ``rules_broken``, ``n_violations`` and the linkage columns to ``sites``."""
     sites["verdict"] = _worst(rules, results, len(sites), sites.index)
     if len(violations):
-        broken = violations.groupby("site_id")["rule_id"].agg(";".join)
-        cnt = violations.groupby("site_id").size()
+        broken, cnt = _join_per_key(violations["site_id"].to_numpy(dtype=object), violations["rule_id"], ";")
     else:
         broken = pd.Series(dtype=object)
         cnt = pd.Series(dtype=int)
@@ -773,6 +794,44 @@ def _mark_sites(
     a = linkage.assignments.set_index("site_id")
     for col in ("assigned_to", "link_distance_m", "link_method"):
         sites[col] = key.map(a[col]) if len(a) else None
+
+
+def _join_per_key(keys: np.ndarray, values: pd.Series, sep: str) -> tuple[pd.Series, pd.Series]:
+    """``sep``-joined values per distinct key in row order, and the number of rows per key.
+
+    What ``groupby(keys)[values].agg(sep.join)`` and ``.size()`` give, without a Python
+    call per key: each key's value codes (in row order) form a row of a small code
+    matrix, :func:`numpy.unique` finds the distinct rows (a few dozen rule
+    combinations among hundreds of thousands of sites; a row of codes
+    :math:`c_0 \dots c_{w-1}` is packed as :math:`\sum_j (c_j + 1)(K + 1)^j` when that
+    fits in 62 bits, :math:`K` the number of distinct values) and one string is joined
+    per distinct row.
+
+    Returns
+    -------
+    (joined, counts)
+        Series indexed by the distinct keys (in sorted order, as ``groupby``).
+    """
+    group, uniq = pd.factorize(keys)
+    codes, names = pd.factorize(values.to_numpy(dtype=object))
+    order = np.argsort(group, kind="stable")
+    group, codes = group[order], codes[order]
+    lens = np.bincount(group, minlength=len(uniq))
+    starts = np.r_[0, np.cumsum(lens)[:-1]]
+    matrix = np.full((len(uniq), int(lens.max())), -1, dtype=np.int64)
+    matrix[group, np.arange(len(group)) - starts[group]] = codes
+    radix = len(names) + 1
+    if matrix.shape[1] * np.log2(radix) < 62:  # each row as one mixed-radix integer: a 1-D unique
+        packed = (matrix + 1) @ (radix ** np.arange(matrix.shape[1], dtype=np.int64))
+        first, inverse = np.unique(packed, return_index=True, return_inverse=True)[1:]
+        combos = matrix[first]
+    else:
+        combos, inverse = np.unique(matrix, axis=0, return_inverse=True)
+    names = np.asarray(names, dtype=object)
+    text = np.array([sep.join(names[row[row >= 0]]) for row in combos], dtype=object)
+    index = pd.Index(np.asarray(uniq, dtype=object))
+    joined = pd.Series(text[inverse.ravel()], index=index, dtype=object).sort_index()
+    return joined, pd.Series(lens, index=index).sort_index()
 
 
 def _keep_ledger_township(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:

@@ -171,6 +171,7 @@ def compute_coverage(
     network: NetworkCSR | None = None,
     max_snap_m: float | None = None,
     townships: gpd.GeoDataFrame | None = None,
+    with_areas: bool = True,
 ) -> CoverageResult:
     """Coverage of population cells by sites under one service standard.
 
@@ -191,6 +192,8 @@ def compute_coverage(
     townships
         Township polygons with ``households``; used to fill ``households`` when
         ``points`` lacks it.
+    with_areas
+        False: no service-area polygons (an empty ``service_areas``), for a share alone.
 
     Returns
     -------
@@ -212,7 +215,7 @@ def compute_coverage(
     hshare = (
         float(pts.loc[pts["covered"], "households"].sum() / hh) if pd.notna(hh) and hh > 0 else float("nan")
     )
-    areas = service_areas(sites, standard, network=network, nodes=nodes)
+    areas = service_areas(sites if with_areas else sites.iloc[:0], standard, network=network, nodes=nodes)
     return CoverageResult(standard, pts, sites, by_tw, share, hshare, share_e, areas, method, nodes)
 
 
@@ -900,7 +903,8 @@ def analyse_district(
 
     def coverage_share(s: gpd.GeoDataFrame, row: Mapping[str, Any]) -> tuple[float, float]:
         std = _target_standard(s, row, cfg, headline_tier)
-        r = compute_coverage(pop, s, std, network=net_for(std.mode), max_snap_m=max_snap, townships=district.townships)
+        r = compute_coverage(pop, s, std, network=net_for(std.mode), max_snap_m=max_snap, townships=district.townships,
+                             with_areas=False)
         return r.population_covered_share, r.household_covered_share
 
     target_rows = (target_evaluator(sites, coverage_share if pop is not None else None)

@@ -157,8 +157,12 @@ def write_gpkg(layers: Mapping[str, gpd.GeoDataFrame], target: str | Path) -> Pa
 
 
 def _gpkg_safe(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """Turn columns GDAL cannot store (lists, dicts, categoricals, mixed Python values) into text."""
-    out = gdf.copy()
+    """Turn columns GDAL cannot store (lists, dicts, categoricals, mixed Python values) into text.
+
+    A shallow copy: the columns stored as they are share the caller's memory (a
+    million-row site layer was copied whole before every write).
+    """
+    out = gdf.copy(deep=False)
     for col in out.columns:
         if col == out.geometry.name:
             continue
@@ -166,8 +170,8 @@ def _gpkg_safe(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         if isinstance(s.dtype, pd.CategoricalDtype):
             out[col] = s.astype("string")
         elif s.dtype == object:
-            sample = s.dropna()
-            if len(sample) and isinstance(sample.iloc[0], (list, tuple, dict, set)):
+            first = _first_present(s)
+            if isinstance(first, (list, tuple, dict, set)):
                 out[col] = s.map(
                     lambda v: json.dumps(
                         list(v) if isinstance(v, (set, tuple)) else v,
@@ -181,6 +185,18 @@ def _gpkg_safe(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
                 # mixed Python values (True / None, 500.0 / None): text, as GDAL's row-wise writer stored them
                 out[col] = s.astype(str).where(s.notna(), None).astype(object)
     return out
+
+
+def _first_present(s: pd.Series) -> Any:
+    """The first non-missing value of an object column (None when all are missing).
+
+    Walks from the top and stops at the first value (a ``notna`` mask of a million
+    Python strings costs more than the whole walk on a usual column).
+    """
+    for v in s.to_numpy(dtype=object, copy=False):
+        if v is not None and v is not pd.NA and not (isinstance(v, float) and np.isnan(v)):
+            return v
+    return None
 
 
 def write_excel(

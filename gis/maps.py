@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from gis import settings
+from gis import map_scale, settings
 from gis.map_render import (
     ASSETS_DIR,
     LEGEND_ONE_COLUMN_MAX,
@@ -315,11 +315,10 @@ def _townships_layer(d: Any, opt: MapOptions) -> MapLayer | None:
 
 def _polygon_image(
     gdf: gpd.GeoDataFrame, colors: pd.Series, *, pixel_m: float | None = None, alpha: int = 150
-) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float, float]]:
+) -> tuple[np.ndarray, np.ndarray | None, tuple[float, float, float, float]]:
     """Rasterise coloured polygons to an image in Web Mercator (for big layers): the pixels'
     palette indices (``uint8``; 0 transparent) and the RGBA palette — or, past 255 colours, the
-    RGBA pixels and ``None`` — and the lat/lon bounds."""
-    from rasterio import features
+    RGBA pixels and ``None`` — and the lat/lon bounds (:func:`gis.map_scale.burn`)."""
     from rasterio.transform import from_origin
 
     # through WGS84: a metric CGCS2000 layer straight to Web Mercator had PROJ search the
@@ -334,10 +333,8 @@ def _polygon_image(
     transform = from_origin(minx, maxy, pixel, pixel)
     codes, uniques = pd.factorize(colors)
     indexed = len(uniques) < 256
-    burned = features.rasterize(
-        zip(merc.values, codes + 1), out_shape=(height, width), transform=transform, fill=0,
-        dtype="uint8" if indexed else "int32",
-    )
+    burned = map_scale.burn(merc.values, codes + 1, (height, width), transform)
+    burned = burned.astype(np.uint8) if indexed else burned
     palette = np.zeros((len(uniques) + 1, 4), dtype=np.uint8)
     for i, hexcol in enumerate(uniques, start=1):
         palette[i, :3] = _hex_rgb(hexcol)
@@ -931,7 +928,8 @@ def build_layers(
         layers += _coverage_layers(cov, district, opt)
     layers += [lay for lay in hot_layers if lay.key == "clusters"]
     comp = results.get("compliance")
-    layers += _site_layers(district, opt, site_verdicts(comp) if comp is not None else None)
+    layers += map_scale.site_layers(district, opt, site_verdicts(comp) if comp is not None else None,
+                                    full=_site_layers, grid=aggregate_points, limit=max_page_points(district))
     layers.append(fixed.candidates)
     siting = results.get("siting") if results.get("siting") is not None else _attr(cov, "siting", "recommended")
     if siting is not None:

@@ -379,7 +379,9 @@ def _status_class(status: pd.Series) -> pd.Series:
     from gis.catalog import normalise_label, value_lookup
 
     look = value_lookup("site_status")
-    canon = status.map(lambda v: look.get(normalise_label(v)) if v is not None and not pd.isna(v) else None)
+    codes, uniq = pd.factorize(status.to_numpy(dtype=object))  # each distinct text normalised once; missing: -1
+    canon = pd.Series(np.array([look.get(normalise_label(v)) for v in uniq] + [None], dtype=object)[codes],
+                      index=status.index, dtype=object)
     if status.isna().all() or (status.astype("string").fillna("") == "").all():
         return pd.Series("built", index=status.index, dtype=object)  # a list without status: all built
     return canon.map({_BUILT: "built", _PLANNED: "planned"}).fillna("other").astype(object)

@@ -149,6 +149,20 @@ class TestDisposition:
         assert "约900米" in out["disposition_note"].iloc[1]  # the parcel inside the 四山 zone is not legal land
         assert set(out["disposition_proposed"]) <= set(disposition_params().allowed)
 
+    def test_many_rows_are_proposed_as_each_row_alone(self) -> None:
+        """The rule match kept per distinct (rule, type, source, licence) gives each row its own answer."""
+        led = pd.DataFrame({
+            "site_id": ["S1", "S2", "S3", None, "S9", 7], "rule_id": ["four_mountains_no_build", "landuse_not_allowed",
+                                                                      "landuse_not_allowed", None, "landuse_not_allowed", None],
+            "问题类型": ["违规占用四山禁建区", "违法用地", "违法用地", "占道经营", "违法用地", np.nan],
+            "source": ["compliance"] * 3 + ["hotspots", "compliance", None]})
+        big = pd.concat([led] * 4, ignore_index=True).sample(frac=1.0, random_state=2)
+        sites = pd.DataFrame({"site_id": ["S1", "S2", "S3", "7"], "business_licence": [True, True, False, None],
+                              "tier": ["collection_point"] * 3 + ["dismantler"]})
+        alone = pd.concat([propose(big.iloc[[i]], sites) for i in range(len(big))])
+        pd.testing.assert_frame_equal(propose(big, sites), alone)
+        assert set(alone["licensed"]) == {"1", "0", ""}
+
 
 class TestProgress:
     def test_counts_as_of_a_date(self, sample_params) -> None:
@@ -276,3 +290,39 @@ def test_buffered_writes_leave_the_store_as_row_by_row_writes_do(tmp_path):
     with open_store(tmp_path / "buffered.gpkg") as s, s.transaction() as c:
         with pytest.raises(KeyError, match="unknown problem field"):
             BufferedWrites(c).insert_problem(c, "x", {"nope": 1})
+
+
+def test_first_run_columns_equal_the_per_problem_inserts(tmp_path, sample_params) -> None:
+    """sync_run's new problems, built column by column, = _insert_new row by row (problems, history, counter)."""
+    import gis.campaign as camp
+    from gis.campaign_store import CampaignStore
+
+    p = sample_params
+    rows = [TestSync._row(f"S{k}", f"r{k % 3}") for k in range(7)] + [TestSync._row(None, None, "HS-0001", "散乱污")]
+    rows[1][9], rows[2][9], rows[3][10] = "15日内", None, "整改中"  # 整改时限 / 整改状态: other, missing, mapped
+    rows[4][0], rows[5][13] = None, ""  # 镇街 missing, source empty
+    ledger = TestSync._ledger([(r, (100.0 * k, 50.0 * k)) for k, r in enumerate(rows)])
+    ledger.loc[6, "geometry"] = None  # no point: x, y NULL
+    disposition = pd.DataFrame({"disposition_proposed": ["关停取缔", None, "整治规范", "", None, "入园发展", None, None],
+                                "disposition_note": ["说明", None, None, None, None, None, None, None],
+                                "licensed": [True, False, None, True, None, None, None, None]}, index=ledger.index)
+    inc = gpd.GeoDataFrame({"incident_id": ["I1", "I2"], "date": pd.to_datetime(["2024-05-01"] * 2)},
+                           geometry=[Point(0, 0), Point(10, 0)], crs="EPSG:4544")
+    members = pd.DataFrame({"incident_id": ["I2", "I1"], "cluster_id": ["HS-0001"] * 2})
+    sites = gpd.GeoDataFrame({"site_id": [], "status": []}, geometry=[], crs="EPSG:4544")
+    inp = camp.RunInput(ledger, members, inc, sites, "500106", "run1", disposition=disposition)
+    dumps = []
+    for name in ("columns", "rows"):
+        with open_store(tmp_path / f"{name}.gpkg") as s:
+            if name == "columns":
+                assert camp.sync_run(s, inp, p)["new"] == len(rows)
+            else:  # the per-problem path this replaced
+                led, today = camp._run_frame(inp), p.today()
+                with s.transaction() as c:
+                    for r in camp._records(led, camp._SYNC_FIELDS):
+                        camp._insert_new(CampaignStore, c, r, camp._run_values(r, "run1"), inp, p, today, "run:run1")
+            problems, history, *_, meta = s.dump()
+            dumps.append((problems, [h[:2] + h[3:] for h in history], meta))  # `at` is the clock
+    assert dumps[0] == dumps[1]
+    stored = {r[0]: r for r in dumps[0][0]}
+    assert len(stored) == len(rows) and any(r[-1] is None for r in stored.values())  # the point-less row: y NULL

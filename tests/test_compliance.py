@@ -690,3 +690,19 @@ def test_linkage_nearest_station_by_kd_tree_equals_the_strtree_search():
     with_polygon = np.array([shapely.box(0, 0, 10, 10), *stations[1:]], dtype=object)  # not all points: STRtree
     np.testing.assert_array_equal(_nearest_within(sites, with_polygon, 800.0)[0],
                                   nearest_euclidean(sites, with_polygon, 800.0)[0])
+
+
+def test_rules_broken_per_site_equal_pandas_groupby_join():
+    """_join_per_key = groupby(site_id)[rule_id].agg(";".join) and .size(), repeated site ids and rule order kept."""
+    from gis.compliance import _join_per_key
+
+    rng = np.random.default_rng(5)
+    sites = np.array([f"S{k}" for k in rng.integers(0, 300, 2000)], dtype=object)
+    rules = pd.Series(rng.choice(["R01", "R02", "R07", "R10", "R11"], 2000))
+    joined, counts = _join_per_key(sites, rules, ";")
+    frame = pd.DataFrame({"site_id": sites, "rule_id": rules})
+    expected = frame.groupby("site_id")["rule_id"].agg(";".join)
+    pd.testing.assert_series_equal(joined, expected, check_names=False, check_index_type=False, check_dtype=False)
+    pd.testing.assert_series_equal(counts, frame.groupby("site_id").size(), check_names=False,
+                                   check_index_type=False, check_dtype=False)
+    assert joined.str.count(";").max() >= 5  # sites with many rows joined in row order
