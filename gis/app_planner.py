@@ -252,6 +252,9 @@ class PlannerBase:
         spacing: gaps at any radius merge these, none is drawn again.
     minima
         New sites required per 镇街 by the targets (as ``gis run`` sets them), or ``None``.
+    reach
+        Eligible candidates × cells within the slider's largest radius, with distances
+        (:class:`gis.coverage.CandidateReach`): each radius thresholds it.
     """
 
     scope: CoverageScope
@@ -266,6 +269,7 @@ class PlannerBase:
     cells: np.ndarray
     cell_size_m: float
     minima: Mapping[str, int] | None = None
+    reach: cov.CandidateReach | None = None
 
 
 def planner_base(district: District, compliance: Any, target_rows: Sequence[Mapping[str, Any]],
@@ -292,8 +296,13 @@ def planner_base(district: District, compliance: Any, target_rows: Sequence[Mapp
     cells = cov.cell_footprints(built.points, raster=district.population_raster, cell_size_m=spacing)
     existing = cov.eligible_sites(district, compliance)
     minima = cov.township_minimums(district, headline, existing)
+    reach = None
+    if checked is not None and scope.standard.mode != "district":
+        elig = checked.eligible
+        reach = cov.CandidateReach.search(points_xy(elig) if len(elig) else np.empty((0, 2)), points_xy(built.points),
+                                          limit_m, network=net, max_snap_m=float(cfg["max_snap_m"]))
     return PlannerBase(scope, built, planned, checked, existing, net, float(cfg["max_snap_m"]), scfg,
-                       dict(cfg.get("gaps") or {}), cells, spacing, minima or None)
+                       dict(cfg.get("gaps") or {}), cells, spacing, minima or None, reach)
 
 
 @dataclass
@@ -316,7 +325,7 @@ def planner_at(base: PlannerBase, district: District, radius_m: float) -> Planne
                              raster=district.population_raster, max_gaps=g.get("max_gaps"),
                              cell_size_m=base.cell_size_m, footprints=base.cells)
     inputs = (cov.siting_inputs(now, base.checked, base.siting_config, network=base.network,
-                                max_snap_m=base.max_snap_m, min_per_township=base.minima)
+                                max_snap_m=base.max_snap_m, min_per_township=base.minima, reach=base.reach)
               if base.checked is not None else None)
     return PlannerAt(float(radius_m), now, planned, gaps, inputs)
 

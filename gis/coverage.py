@@ -48,6 +48,7 @@ from gis.routing import (
     euclidean_distances,
     multi_source_distances,
     network_point_distances,
+    pairs_within,
     points_xy,
 )
 
@@ -1014,6 +1015,41 @@ def _recommend(
 
 
 @dataclass
+class CandidateReach:
+    """Every (candidate, cell) pair within ``limit_m`` with its distance, searched once.
+
+    :meth:`matrix` at a radius :math:`r \\le L` keeps the pairs with :math:`d \\le r`:
+    the same coverage matrix as :func:`gis.siting.coverage_matrix` at :math:`r` (tested),
+    without a new search — the planner's radius slider thresholds these.
+    """
+
+    rows: npt.NDArray[np.int64]
+    cols: npt.NDArray[np.int64]
+    distance: npt.NDArray[np.float64]
+    shape: tuple[int, int]
+    limit_m: float
+
+    @classmethod
+    def search(cls, candidates_xy: npt.ArrayLike, cells_xy: npt.ArrayLike, limit_m: float, *,
+               network: NetworkCSR | None = None, max_snap_m: float = np.inf) -> CandidateReach:
+        """The pairs within ``limit_m`` (:func:`gis.routing.pairs_within`, snapped network distance)."""
+        cxy, dxy = np.asarray(candidates_xy, float).reshape(-1, 2), np.asarray(cells_xy, float).reshape(-1, 2)
+        rows, cols, dist = pairs_within(cxy, dxy, limit_m, network=network, max_snap_m=max_snap_m,
+                                        with_distance=True)
+        return cls(rows, cols, dist, (len(cxy), len(dxy)), float(limit_m))
+
+    def matrix(self, radius_m: float) -> sp.csr_matrix:
+        """Boolean candidates × cells matrix: candidate reaches cell within ``radius_m``."""
+        if radius_m > self.limit_m:
+            raise AnalysisError(f"radius {radius_m:g} m is beyond the {self.limit_m:g} m searched")
+        keep = self.distance <= radius_m
+        A = sp.csr_matrix((np.ones(int(keep.sum()), bool), (self.rows[keep], self.cols[keep])), shape=self.shape)
+        A.sum_duplicates()
+        A.data[:] = True
+        return A
+
+
+@dataclass
 class SitingInputs:
     """Everything the MCLP/LSCP models need at one radius, built once and reused for any k.
 
@@ -1051,19 +1087,23 @@ class SitingInputs:
 def siting_inputs(
     cov: CoverageResult, checked: Any, config: Mapping[str, Any], *, network: NetworkCSR | None = None,
     max_snap_m: float = np.inf, min_per_township: Mapping[str, int] | None = None,
+    reach: CandidateReach | None = None,
 ) -> SitingInputs:
     """The siting models' inputs for coverage ``cov`` (its radius and covered cells).
 
     ``checked`` is :func:`siting_candidates`' result; ``config`` the ``siting`` block.
-    The coverage matrix uses the same snapped network distance as the coverage.
+    The coverage matrix uses the same snapped network distance as the coverage;
+    ``reach`` (the eligible candidates × ``cov``'s cells, searched once to a larger
+    radius) is thresholded instead of searching again.
     """
     from gis import siting
 
     cfg = siting.solver_config(config)
     elig = checked.eligible.reset_index(drop=True)
     r = float(cov.standard.distance_m)
-    A = siting.coverage_matrix(points_xy(elig) if len(elig) else np.empty((0, 2)), points_xy(cov.points), r,
-                               network=network, max_snap_m=max_snap_m)
+    A = (reach.matrix(r) if reach is not None else
+         siting.coverage_matrix(points_xy(elig) if len(elig) else np.empty((0, 2)), points_xy(cov.points), r,
+                                network=network, max_snap_m=max_snap_m))
     kinds = elig["kind"].astype(str).to_numpy() if "kind" in elig else np.full(len(elig), "grid")
     bonus = np.where(kinds != "grid", float(cfg["preferred_bonus_residents"]), 0.0)
     groups = elig["township"].to_numpy(object) if min_per_township and "township" in elig else None

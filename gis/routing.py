@@ -388,7 +388,8 @@ def pairs_within(
     network: NetworkCSR | None = None,
     max_snap_m: float = np.inf,
     batch: int = 256,
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    with_distance: bool = False,
+) -> tuple[npt.NDArray[np.int64], ...]:
     r"""Every (source, destination) pair within ``limit`` metres (a sparse "who reaches whom").
 
     Euclidean (``network=None``): :math:`\lVert x_j - y_i \rVert \le L` (KD-tree
@@ -400,27 +401,31 @@ def pairs_within(
 
     Returns
     -------
-    (rows, cols)
-        Source and destination indices of each pair (a pair may repeat in the Euclidean case).
+    (rows, cols) or, ``with_distance``, (rows, cols, distances)
+        Source and destination indices of each pair (a pair may repeat in the Euclidean
+        case), and its distance in metres: thresholding these at :math:`r \le L` gives
+        the pairs within :math:`r` (a radius change is a threshold, not a new search).
     """
     sxy = np.asarray(src_xy, float).reshape(-1, 2)
     dxy = np.asarray(dst_xy, float).reshape(-1, 2)
     empty = np.empty(0, np.int64)
     if len(sxy) == 0 or len(dxy) == 0:
-        return empty, empty.copy()
+        return (empty, empty.copy(), np.empty(0)) if with_distance else (empty, empty.copy())
     L = float(limit)
     if network is None:
         m = cKDTree(sxy).sparse_distance_matrix(cKDTree(dxy), L, output_type="coo_matrix")
         z = cKDTree(sxy).query_ball_tree(cKDTree(dxy), 0.0)  # sparse_distance_matrix drops exact zeros
         zr = np.repeat(np.arange(len(sxy)), [len(v) for v in z])
         zc = np.fromiter((j for v in z for j in v), np.int64, count=len(zr))
-        return np.r_[m.row, zr].astype(np.int64), np.r_[m.col, zc].astype(np.int64)
-    return _network_pairs(network, sxy, dxy, L, max_snap_m, batch)
+        out = np.r_[m.row, zr].astype(np.int64), np.r_[m.col, zc].astype(np.int64), np.r_[m.data, np.zeros(len(zr))]
+    else:
+        out = _network_pairs(network, sxy, dxy, L, max_snap_m, batch)
+    return out if with_distance else out[:2]
 
 
 def _network_pairs(network: NetworkCSR, sxy: np.ndarray, dxy: np.ndarray, L: float, max_snap_m: float,
-                   batch: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Network case of :func:`pairs_within`."""
+                   batch: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Network case of :func:`pairs_within` (rows, cols, distances)."""
     cnode, csnap = network.snap(sxy)
     dnode, dsnap = network.snap(dxy)
     order = np.argsort(dnode, kind="stable")
@@ -429,6 +434,7 @@ def _network_pairs(network: NetworkCSR, sxy: np.ndarray, dxy: np.ndarray, L: flo
     R = network.transposed()
     rows_out: list[npt.NDArray[np.int64]] = []
     cols_out: list[npt.NDArray[np.int64]] = []
+    dist_out: list[npt.NDArray[np.float64]] = []
     valid = np.flatnonzero(csnap <= min(max_snap_m, L))
     for start in range(0, len(valid), batch):
         ci = valid[start : start + batch]
@@ -439,9 +445,12 @@ def _network_pairs(network: NetworkCSR, sxy: np.ndarray, dxy: np.ndarray, L: flo
         rr = np.repeat(r, cnt)
         offs = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
         dem = order[np.repeat(node_ptr[nidx], cnt) + offs]
-        keep = np.repeat(dist[r, nidx], cnt) + dsnap[dem] <= L
+        d = np.repeat(dist[r, nidx], cnt) + dsnap[dem]
+        keep = d <= L
         rows_out.append(ci[rr[keep]])
         cols_out.append(dem[keep])
+        dist_out.append(d[keep])
     if not rows_out:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    return np.concatenate(rows_out).astype(np.int64), np.concatenate(cols_out).astype(np.int64)
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
+    return (np.concatenate(rows_out).astype(np.int64), np.concatenate(cols_out).astype(np.int64),
+            np.concatenate(dist_out))

@@ -77,3 +77,22 @@ def test_nearest_euclidean_equals_brute_force_within_limit():
     assert np.array_equal(idx >= 0, near)
     np.testing.assert_allclose(dist[near], d.min(axis=1)[near])
     assert np.isnan(dist[~near]).all()
+
+
+def test_a_radius_is_a_threshold_on_pairs_searched_once():
+    """Pairs searched once to 1,500 m with their distances, thresholded at r, are the pairs a search
+    to r finds — by road (one-way streets, snapping) and by straight line."""
+    from gis.coverage import CandidateReach
+    from gis.siting import coverage_matrix
+
+    net = _grid_network()
+    rng = np.random.default_rng(3)
+    cand = rng.uniform(-50, 1150, (40, 2))
+    cells = rng.uniform(-50, 1150, (300, 2))
+    for network in (net, None):
+        reach = CandidateReach.search(cand, cells, 1500.0, network=network, max_snap_m=120.0)
+        for r in (100.0, 250.0, 500.0, 777.0, 1500.0):
+            want = coverage_matrix(cand, cells, r, network=network, max_snap_m=120.0)
+            got = reach.matrix(r)
+            assert got.shape == want.shape and (got != want).nnz == 0, (network is None, r)
+        assert reach.matrix(500.0).nnz > 0
