@@ -459,9 +459,10 @@ def map_selection(district: District, table: pd.DataFrame, got: Any) -> None:
         st.markdown(f"**选中 Selected: {row['类型']} {row['编号']} {row['名称']} ({row['镇街']})**")
         table = pd.concat([table.iloc[[picked]], table.drop(table.index[picked])])
     view = table.drop(columns=["x", "y"]).round({"lat": 5, "lon": 5})
-    styled = view.style.apply(lambda r: ["background-color:#fff3cd" if picked is not None and r.name == view.index[0]
-                                         else "" for _ in r], axis=1)
-    ev = st.dataframe(styled, width="stretch", hide_index=True, height=260, on_select="rerun",
+    # a Styler only to highlight a picked row: rendering one for every rerun cost ~0.15 s
+    shown = view if picked is None else view.style.apply(
+        lambda r: ["background-color:#fff3cd" if r.name == view.index[0] else "" for _ in r], axis=1)
+    ev = st.dataframe(shown, width="stretch", hide_index=True, height=260, on_select="rerun",
                       selection_mode="single-row", key="map_table")
     rows = getattr(getattr(ev, "selection", None), "rows", None) or []
     if rows:
