@@ -8,11 +8,7 @@ A thin layer over :mod:`gis`: the same pipeline steps as ``gis run``
 
 from __future__ import annotations
 
-from gis.app_server import wait_for_preload
-
-wait_for_preload()  # started by `make app` (gis.app_server): its thread imports what follows; never two at once
-
-import dataclasses  # noqa: E402  (after the wait above)
+import dataclasses
 import hashlib
 import html
 import os

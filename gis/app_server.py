@@ -7,8 +7,6 @@ geopandas, folium, the map and step modules, :data:`PRELOAD`). Streamlit runs
 ``app.py`` only when a browser session connects, so without this the first
 session waits for those imports after the page has loaded (about two seconds
 on two cores); here they overlap the server's start and the page's loading.
-The app's run waits for the thread before importing anything itself
-(:func:`wait_for_preload`): two threads never import at once.
 ``streamlit run app.py`` keeps working and draws the same app.
 """
 
@@ -29,23 +27,6 @@ PRELOAD: tuple[str, ...] = (
     "gis.district", "gis.catalog", "gis.maps", "gis.app_support", "gis.confine",
     "gis.steps", "gis.compliance", "gis.coverage", "gis.app_planner", "openpyxl",
 )
-
-
-#: The preloading thread's name (:func:`wait_for_preload` finds it by it).
-PRELOAD_THREAD = "gis-preload"
-
-
-def wait_for_preload(timeout_s: float | None = None) -> None:
-    """Block until this process's preloading thread, if there is one, has finished.
-
-    ``app.py`` calls it before its own imports. Two threads importing the same modules
-    at once can fail: under py-spy the app's first run once died importing ``openpyxl``
-    while the preloader was importing it. Waiting instead, the app's imports then find
-    every module loaded; under ``streamlit run app.py`` there is no such thread.
-    """
-    for t in threading.enumerate():
-        if t.name == PRELOAD_THREAD and t is not threading.current_thread():
-            t.join(timeout_s)
 
 
 def preload(modules: Sequence[str]) -> list[str]:
@@ -71,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run ``streamlit run`` in this process with the app's modules importing on a thread."""
     from streamlit.web import cli  # Streamlit first: the thread below never races its imports
 
-    threading.Thread(target=preload, args=(PRELOAD,), name=PRELOAD_THREAD, daemon=True).start()
+    threading.Thread(target=preload, args=(PRELOAD,), name="gis-preload", daemon=True).start()
     cli.main(streamlit_args(sys.argv[1:] if argv is None else argv), prog_name="streamlit")
 
 

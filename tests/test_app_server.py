@@ -34,19 +34,3 @@ def test_preload_imports_what_it_can_and_names_what_it_cannot():
 def test_every_preloaded_module_exists_and_none_declares_a_streamlit_component():
     # streamlit_folium declared on the preload thread would leave the map empty in the browser
     assert _preload_in_a_fresh_python("PRELOAD") == ["[]", "False"]
-
-
-def test_the_app_waits_for_the_preloading_thread():
-    """app.py's first line waits for the preloader, so two threads never import at once."""
-    import threading
-    import time
-
-    t = threading.Thread(target=time.sleep, args=(0.3,), name=app_server.PRELOAD_THREAD)
-    t.start()
-    app_server.wait_for_preload()
-    assert not t.is_alive()
-    app_source = (settings.PACKAGE_ROOT / "app.py").read_text(encoding="utf-8")
-    code = [ln for ln in app_source.split('"""', 2)[2].splitlines() if ln.strip() and not ln.startswith("#")]
-    assert code[:3] == ["from __future__ import annotations", "from gis.app_server import wait_for_preload",
-                        "wait_for_preload()  # started by `make app` (gis.app_server): its thread imports what "
-                        "follows; never two at once"]
