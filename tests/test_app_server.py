@@ -20,17 +20,18 @@ def test_arguments_default_to_the_bundled_app_and_pass_options_through():
         str(settings.PACKAGE_ROOT / "app.py"), "--server.port", "8502"]
 
 
-def _preload_in_a_fresh_python(modules: str) -> list[str]:
-    """``preload(modules)`` in a new interpreter: what failed, and whether streamlit_folium was imported."""
-    code = f"import sys; from gis.app_server import PRELOAD, preload; print(preload({modules}), 'streamlit_folium' in sys.modules)"
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                          cwd=settings.PACKAGE_ROOT).stdout.split()
-
-
 def test_preload_imports_what_it_can_and_names_what_it_cannot():
-    assert _preload_in_a_fresh_python("['gis.maps', 'no_such_module_gis']") == ["['no_such_module_gis']", "False"]
+    code = ("import sys; from gis.app_server import preload; "
+            "print(preload(['gis.maps', 'no_such_module_gis']), 'gis.maps' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=settings.PACKAGE_ROOT)
+    assert out.stdout.split() == ["['no_such_module_gis']", "True"]
 
 
 def test_every_preloaded_module_exists_and_none_declares_a_streamlit_component():
+    code = ("from gis.app_server import PRELOAD, preload; import sys; "
+            "print(preload(PRELOAD), 'streamlit_folium' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=settings.PACKAGE_ROOT)
     # streamlit_folium declared on the preload thread would leave the map empty in the browser
-    assert _preload_in_a_fresh_python("PRELOAD") == ["[]", "False"]
+    assert out.stdout.split() == ["[]", "False"]
