@@ -42,7 +42,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks
 
 app: $(STAMP) $(SAMPLE)
-	$(VENV)/bin/python -m gis.app_server
+	$(VENV)/bin/streamlit run app.py
 
 clean:
 	rm -rf $(OUT) .pytest_cache benchmarks/_work

@@ -159,8 +159,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def serve_app(app: str | Path, *, env: Mapping[str, str] | None = None, log: str | Path | None = None,
               timeout_s: float | None = None, shipped_config: bool = False) -> Iterator[tuple[str, float]]:
-    """``streamlit run app`` (through :mod:`gis.app_server`, as ``make app``) on 127.0.0.1 at a free
-    port, headless, usage statistics off.
+    """``streamlit run app`` on 127.0.0.1 at a free port, headless, usage statistics off.
 
     ``shipped_config``: no option beyond the port and address, so the app's own
     ``.streamlit/config.toml`` decides the rest (a test that the shipped settings
@@ -175,8 +174,7 @@ def serve_app(app: str | Path, *, env: Mapping[str, str] | None = None, log: str
     timeout_s = SERVER_START_TIMEOUT_S if timeout_s is None else timeout_s
     port = free_port()
     env = dict(os.environ if env is None else env)
-    # as ``make app`` starts it: streamlit run, the app's modules imported while the page loads
-    cmd = [sys.executable, "-m", "gis.app_server", str(app), "--server.port", str(port), "--server.address", "127.0.0.1"]
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port), "--server.address", "127.0.0.1"]
     if not shipped_config:
         env["STREAMLIT_BROWSER_GATHER_USAGE_STATS"] = "false"
         cmd += ["--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
