@@ -1,7 +1,7 @@
 """Browser-driven timing of the map app (``app.py``) on the sample district.
 
 Measured in headless Chromium (Debian's ``/usr/bin/chromium`` driven by playwright),
-against ``streamlit run app.py`` on 127.0.0.1:
+against ``streamlit run app.py`` (as ``make app`` starts it) on 127.0.0.1:
 
 * **cold start**: from launching the Streamlit server (a fresh process: empty
   in-memory caches, an empty app cache folder) to the map's Leaflet layers drawn
@@ -143,7 +143,8 @@ def changes(browser: Any, rounds: int) -> tuple[list[float], list[float]]:
     return radius_s, k_s
 
 
-def report(cold: list[float], full: list[float], radius: list[float], k: list[float], features: int) -> str:
+def report(cold: list[float], full: list[float], radius: list[float], k: list[float], features: int,
+           load_before: float) -> str:
     def row(name: str, xs: list[float], target: float) -> str:
         med = statistics.median(xs)
         verdict = ("met in every round" if max(xs) < target else "met by the median, not in every round"
@@ -154,8 +155,9 @@ def report(cold: list[float], full: list[float], radius: list[float], k: list[fl
     return "\n".join([
         "## App responsiveness (browser-driven, sample district)",
         "",
-        f"Headless Chromium against `streamlit run app.py` on 127.0.0.1; {machine()}; 1-min load average "
-        f"{load:.1f} at the end (the machine is shared by several jobs; figures on a quiet machine are lower). "
+        f"Headless Chromium against `streamlit run app.py` (as `make app` starts it) on 127.0.0.1; {machine()}; "
+        f"1-min load average "
+        f"{load_before:.1f} before the runs and {load:.1f} at the end (the benchmark's own server and browser). "
         f"Median of {len(radius)} rounds; cold start = new server process and empty app cache (the road graph's "
         f"per-file cache in ~/.cache stays warm) → Leaflet layers drawn ({features} features on the full map).",
         "",
@@ -167,8 +169,9 @@ def report(cold: list[float], full: list[float], radius: list[float], k: list[fl
         row("k new sites slider step", k, TARGET_CHANGE_S),
         "",
         "A radius change thresholds cached per-cell nearest-site distances (`gis.coverage.nearest_site_distances`"
-        " / `coverage_at`) and builds one coverage matrix; a k change is one MCLP solve (`gis.siting.mclp`) on the "
-        "cached matrix. Both include redrawing the map in the browser.",
+        " / `coverage_at`) and cached candidate→cell distances (`gis.coverage.CandidateReach`, searched once to the "
+        "slider's largest radius); a k change is one MCLP solve (`gis.siting.mclp`, HiGHS) on the radius's matrix. "
+        "Both include redrawing the map in the browser.",
     ])
 
 
@@ -179,6 +182,7 @@ def main() -> None:
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
+    load_before = os.getloadavg()[0]
     profile = tempfile.mkdtemp(prefix="gis-bench-chromium-")
     with sync_playwright() as p:
         browser = p.chromium.launch_persistent_context(
@@ -196,7 +200,7 @@ def main() -> None:
         finally:
             browser.close()
             shutil.rmtree(profile, ignore_errors=True)
-    text = report(cold, full, radius, k, feats)
+    text = report(cold, full, radius, k, feats, load_before)
     print(text)
     if not args.no_write:
         write_section("app", text)
