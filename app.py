@@ -417,9 +417,9 @@ def map_layers(district: District, pkey: str, outputs: dict[str, sup.StepOutput]
 
 def page_map(district: District, pkey: str, outputs: dict[str, sup.StepOutput], plan: PlannerState | None,
              tiles: str, attribution: str) -> None:
-    from gis import app_planner as pl
-
     from streamlit_folium import st_folium
+
+    from gis import app_planner as pl
 
     summary = sup.merged_summary(outputs)
     cols = st.columns(4)

@@ -1040,13 +1040,12 @@ class CandidateReach:
 
     def matrix(self, radius_m: float) -> sp.csr_matrix:
         """Boolean candidates × cells matrix: candidate reaches cell within ``radius_m``."""
+        from gis.siting import pairs_matrix
+
         if radius_m > self.limit_m:
             raise AnalysisError(f"radius {radius_m:g} m is beyond the {self.limit_m:g} m searched")
         keep = self.distance <= radius_m
-        A = sp.csr_matrix((np.ones(int(keep.sum()), bool), (self.rows[keep], self.cols[keep])), shape=self.shape)
-        A.sum_duplicates()
-        A.data[:] = True
-        return A
+        return pairs_matrix(self.rows[keep], self.cols[keep], self.shape)
 
 
 @dataclass

@@ -175,7 +175,12 @@ def coverage_matrix(
     nc, nd = len(np.asarray(candidates_xy, float).reshape(-1, 2)), len(np.asarray(demand_xy, float).reshape(-1, 2))
     rows, cols = pairs_within(candidates_xy, demand_xy, distance_m, network=network, max_snap_m=max_snap_m,
                               batch=batch)
-    A = sp.csr_matrix((np.ones(len(rows), bool), (rows, cols)), shape=(nc, nd))
+    return pairs_matrix(rows, cols, (nc, nd))
+
+
+def pairs_matrix(rows: npt.ArrayLike, cols: npt.ArrayLike, shape: tuple[int, int]) -> sp.csr_matrix:
+    """Sparse boolean ``shape`` matrix, True at each (row, col) pair (a repeated pair counts once)."""
+    A = sp.csr_matrix((np.ones(len(rows), bool), (rows, cols)), shape=shape)
     A.sum_duplicates()
     A.data[:] = True
     return A
