@@ -332,6 +332,24 @@ def test_yaml_alias_bomb_is_refused_quickly(tmp_path):
     assert time.perf_counter() - t0 < 5
 
 
+def test_yaml_alias_uses_are_counted_per_reference():
+    """gis.safeyaml.alias_uses: each *name counts once, anchors and plain repeats do not (libyaml or PyYAML composer)."""
+    import yaml
+
+    from gis import safeyaml
+
+    def uses(text: str) -> int:
+        return safeyaml.alias_uses(safeyaml._LOADER(text).get_single_node())
+
+    assert uses("a: 1\nb: [1, 1, 1]\nc: {x: 1}") == 0
+    assert uses("a: &x [1, 2]\nb: *x\nc: [*x, *x]") == 3
+    assert uses("base: &b {k: 1}\nuse:\n  <<: *b\n  j: 2") == 1
+    assert uses("s: &s v\nt: *s") == 1
+    for text in ("a: &x [1, 2]\nb: *x\nc: [*x, *x]", "base: &b {k: 1}\nuse:\n  <<: *b\n  j: 2"):
+        assert safeyaml.safe_load_bounded(text, safeyaml.YamlLimits(max_bytes=10_000, max_aliases=10,
+                                                                    max_expanded_nodes=100)) == yaml.safe_load(text)
+
+
 def test_oversized_raster_is_refused_before_reading(tmp_path):
     path = tmp_path / "lu.tif"
     with rasterio.open(path, "w", driver="GTiff", height=20, width=20, count=1, dtype="uint8",
