@@ -57,6 +57,7 @@ __all__ = [
     "find_cjk_font",
     "nice_scale_length",
     "render_overview_png",
+    "project_sheet_settings",
     "sheet_settings",
     "start_map_sheets",
     "write_map_sheets",
@@ -130,7 +131,11 @@ class SheetSettings:
 
 def sheet_settings(district: District) -> SheetSettings:
     """The district's sheet settings (``layers/map.yaml`` merged with its ``map:`` section)."""
-    project = getattr(district, "project", None)
+    return project_sheet_settings(getattr(district, "project", None))
+
+
+def project_sheet_settings(project: Any) -> SheetSettings:
+    """A project's sheet settings (``layers/map.yaml`` merged with its ``map:`` section; None: the catalogue's)."""
     if project is not None and hasattr(project, "section"):
         return SheetSettings.from_section(project.section("map").get("sheets") or {})
     from gis import settings
@@ -507,12 +512,14 @@ def _tasks(specs: Sequence[SheetSpec], folder: Path, sh: _Sheets, font: str, cla
 
 
 class _Worker:
-    """A spawned drawing process: ``python -m gis.sheet_render``, fed one :class:`SheetTask`.
+    """A spawned drawing process: ``python -m gis.sheet_render``, fed its :class:`SheetTask` list.
 
     It starts at once and imports matplotlib while this process prepares the sheets;
-    :meth:`send` hands it its task (a pickle in ``scratch``, its path on the worker's
-    stdin). A plain child process rather than :mod:`multiprocessing`: nothing of the
-    caller's ``__main__`` is re-imported, so a script without a main guard works too.
+    :meth:`send` hands it its tasks (pickles in ``scratch``, their paths on the worker's
+    stdin); it runs the first and forks a child for each other
+    (:func:`gis.sheet_render.run_tasks`). A plain child process rather than
+    :mod:`multiprocessing`: nothing of the caller's ``__main__`` is re-imported, so a
+    script without a main guard works too.
     """
 
     def __init__(self, scratch: Path, n: int) -> None:
@@ -527,19 +534,19 @@ class _Worker:
         self._proc = subprocess.Popen([sys.executable, "-m", "gis.sheet_render"], stdin=subprocess.PIPE,
                                       stdout=subprocess.DEVNULL, stderr=self._stderr, env=env)
 
-    def send(self, task: SheetTask | None) -> None:
-        """Give the worker its task (None: nothing to do, it exits); later calls do nothing."""
+    def send(self, tasks: Sequence[SheetTask]) -> None:
+        """Give the worker its tasks (none: nothing to do, it exits); later calls do nothing."""
         import pickle
 
         if self._proc.stdin.closed:
             return
-        line = b"\n"
-        if task is not None:
-            path = self._scratch / f"task{self._n}.pickle"
+        lines = []
+        for i, task in enumerate(tasks):
+            path = self._scratch / f"task{self._n}_{i}.pickle"
             path.write_bytes(pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL))
-            line = str(path).encode() + b"\n"
+            lines.append(str(path).encode() + b"\n")
         try:
-            self._proc.stdin.write(line)
+            self._proc.stdin.write(b"".join(lines))
         finally:
             self._proc.stdin.close()
 
@@ -563,15 +570,19 @@ class SheetJob:
     Parameters
     ----------
     district
-        The loaded district (townships, ``project.name``, ``project.sample``).
+        The loaded district (townships, ``project.name``, ``project.sample``); None when the
+        job is started before the district is loaded (``settings`` then given, and the
+        district handed over with :meth:`attach` before :meth:`submit`).
     settings
         Sheet settings (default: :func:`sheet_settings` of the district).
     date
         Date printed on the sheets (default: today).
     """
 
-    def __init__(self, district: District, *, settings: SheetSettings | None = None,
+    def __init__(self, district: District | None, *, settings: SheetSettings | None = None,
                  date: dt.date | None = None) -> None:
+        if district is None and settings is None:
+            raise ValueError("SheetJob: give the district or the settings")
         self._district, self._date = district, date
         self._settings = settings or sheet_settings(district)
         self._tasks: list[SheetTask] = []
@@ -582,10 +593,17 @@ class SheetJob:
         if self._settings.enabled and self._settings.workers > 1:
             self._workers, self._scratch = _start_workers(self._settings.workers)
 
+    def attach(self, district: District) -> SheetJob:
+        """The district whose sheets this job draws (a job started before the district was loaded)."""
+        self._district = district
+        return self
+
     def submit(self, layers: Sequence[Any], out: str | Path) -> SheetJob:
         """Prepare the sheets of ``layers`` (cut to each frame) for ``out/map_sheets/`` and start drawing them."""
         if not self._settings.enabled:
             return self
+        if self._district is None:
+            raise ValueError("SheetJob.submit: attach the district first")
         try:
             project = getattr(self._district, "project", None)
             sh = _sheets(layers, self._district.townships, str(getattr(project, "name", "") or ""),
@@ -598,8 +616,8 @@ class SheetJob:
         except BaseException:
             self._stop()
             raise
-        for w, t in zip(self._workers, self._tasks):
-            w.send(t)
+        for w, share in zip(self._workers, _shares(self._tasks, len(self._workers))):
+            w.send(share)
         self._summary = {"pdf": folder / "map_sheets.pdf", "png": [folder / f"{s.stem}.png" for s in specs],
                          "sheets": len(specs), "font": self._font}
         return self
@@ -611,7 +629,7 @@ class SheetJob:
     def _stop(self) -> list[str]:
         """Let the workers finish (an idle one is told to exit); their error lines. Removes the scratch folder."""
         for w in self._workers:
-            w.send(None)  # no-op for a worker that has its task
+            w.send(())  # no-op for a worker that has its tasks
         errors = [e for e in (w.wait() for w in self._workers) if e]
         if self._scratch is not None:
             self._scratch.cleanup()
@@ -637,11 +655,24 @@ class SheetJob:
 
 
 def _start_workers(n: int) -> tuple[list[_Worker], Any]:
-    """``n`` drawing processes, started now, and their scratch folder (a :class:`tempfile.TemporaryDirectory`)."""
+    """The spawned drawing processes for ``n`` workers, started now, and their scratch folder.
+
+    One process when it can fork the others once matplotlib is imported
+    (:func:`gis.sheet_render.can_fork`), else ``n``. The folder is a
+    :class:`tempfile.TemporaryDirectory`.
+    """
     import tempfile
 
     scratch = tempfile.TemporaryDirectory(prefix="gis_sheets_")
-    return [_Worker(Path(scratch.name), i) for i in range(n)], scratch
+    spawned = 1 if sheet_render.can_fork() else n
+    return [_Worker(Path(scratch.name), i) for i in range(spawned)], scratch
+
+
+def _shares(tasks: Sequence[SheetTask], processes: int) -> list[list[SheetTask]]:
+    """``tasks`` dealt to ``processes`` spawned workers: all to one that forks, else one each."""
+    if processes <= 1:
+        return [list(tasks)]
+    return [list(tasks[i:i + 1]) for i in range(processes)]
 
 
 def start_map_sheets(district: District, layers: Sequence[Any], out: str | Path, *,

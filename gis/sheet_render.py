@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["PAPER_MM", "FRAME", "Shapes", "SheetSpec", "SheetTask", "cjk_style", "draw_sheet", "frame_aspect",
-           "nice_scale_length", "png_bytes", "render_task", "save_png", "warm_up"]
+           "nice_scale_length", "png_bytes", "render_task", "run_tasks", "save_png", "warm_up"]
 
 #: ISO 216 paper sizes in millimetres, landscape (width, height).
 PAPER_MM: Mapping[str, tuple[float, float]] = {"A4": (297.0, 210.0), "A3": (420.0, 297.0)}
@@ -368,7 +368,7 @@ def png_bytes(rgb: np.ndarray, dpi: int, compress_level: int) -> bytes:
     h, w, _ = rgb.shape
     rows = np.empty((h, 1 + 3 * w), dtype=np.uint8)
     rows[:, 0] = 0  # filter type None
-    rows[:, 1:] = rgb.reshape(h, 3 * w)
+    rows[:, 1:].reshape(h, w, 3)[...] = rgb  # a view of the rows: one copy, also from a strided RGBA view
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
@@ -382,7 +382,7 @@ def png_bytes(rgb: np.ndarray, dpi: int, compress_level: int) -> bytes:
 def save_png(fig: Any, target: Path, dpi: int, compress_level: int) -> Path:
     """The figure's Agg buffer written as an RGB PNG (:func:`png_bytes`; atomically: temporary name, then rename)."""
     fig.canvas.draw()
-    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]  # the sheet is opaque
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]  # the sheet is opaque (a view: copied once, in png_bytes)
     tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.png")
     try:
         tmp.write_bytes(png_bytes(rgb, dpi, compress_level))
@@ -465,19 +465,72 @@ def warm_up() -> None:
     import gis.sheet_canvas  # noqa: F401
 
 
+def can_fork() -> bool:
+    """Whether drawing workers are forked from one that has imported matplotlib (Linux), not each spawned."""
+    import sys
+
+    return hasattr(os, "fork") and sys.platform.startswith("linux")
+
+
+def _forked(task: SheetTask) -> int:
+    """Fork a child that runs ``task`` and exits (never returns into the caller's stack); its pid."""
+    import sys
+    import traceback
+
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        render_task(task)
+        code = 0
+    except BaseException:  # noqa: BLE001 - reported on stderr, read by gis.map_sheets
+        traceback.print_exc()
+    finally:
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def run_tasks(tasks: Sequence[SheetTask]) -> int:
+    """Run ``tasks`` side by side: the first in this process, each other in a child forked from it.
+
+    The children start with matplotlib already imported (:func:`warm_up` ran before the
+    fork), so the import is paid once per run, not once per worker. Returns 0, or 1 when a
+    task failed (its traceback is on stderr). Without :func:`can_fork` the tasks run one
+    after the other.
+    """
+    import traceback
+
+    children = [_forked(t) for t in tasks[1:]] if can_fork() else []
+    here = list(tasks[:1]) if children else list(tasks)
+    failed = False
+    try:
+        for task in here:
+            render_task(task)
+    except BaseException:  # noqa: BLE001 - the children are still waited for
+        traceback.print_exc()
+        failed = True
+    for pid in children:
+        failed |= os.waitpid(pid, 0)[1] != 0
+    return int(failed)
+
+
 def main() -> int:
-    """Worker entry (``python -m gis.sheet_render``): import, then run the task whose pickle path arrives on stdin."""
+    """Worker entry (``python -m gis.sheet_render``): import, then run the tasks whose pickle paths arrive on stdin.
+
+    One path per line until stdin closes; several tasks are run side by side
+    (:func:`run_tasks`).
+    """
     import pickle
     import sys
 
     warm_up()
-    line = sys.stdin.readline().strip()
-    if not line:
-        return 0
-    with open(line, "rb") as fh:
-        task = pickle.load(fh)  # written by gis.map_sheets into its private scratch folder
-    render_task(task)
-    return 0
+    tasks = []
+    for line in sys.stdin:
+        if line.strip():
+            with open(line.strip(), "rb") as fh:
+                tasks.append(pickle.load(fh))  # written by gis.map_sheets into its private scratch folder
+    return run_tasks(tasks)
 
 
 if __name__ == "__main__":

@@ -236,7 +236,7 @@ def test_a_failing_worker_is_reported_in_one_line(tiny, tmp_path: Path) -> None:
     (workers, scratch) = map_sheets._start_workers(1)
     job = map_sheets.SheetJob(tiny, settings=dataclasses.replace(cfg, enabled=False))
     job._workers, job._scratch, job._tasks = workers, scratch, [task]
-    workers[0].send(task)
+    workers[0].send([task])
     with pytest.raises(AnalysisError, match=r"drawing worker failed: KeyError: 'B5'"):
         job.result()
     assert not Path(scratch.name).exists()  # scratch folder removed
