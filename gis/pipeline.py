@@ -82,36 +82,45 @@ def run(
         advance("load 读取图层")
         load_params(project)  # refuse unknown / misspelt keys and wrong types before any analysis
         proj = load_project(project, confined=confined)
-        check_inputs(proj)  # gis.precheck: fail now, not minutes later
-        d = load_district(proj)  # validated before anything is written
-        with atomic_output(out) as (folder, run_id), _early_sheets(d, todo) as ctx:
-            summary, _ = registry.run_steps(
-                d, folder, todo, ctx=ctx, on_step=lambda s: advance(s.name) if s.name != "load" else None,
-                timings=timings, background=registry.worker_steps(d),
-            )
-            summary["run_id"] = run_id
-            summary["steps_run"] = todo
-            summary["timings_s"] = timings
-            write_json(summary, folder / "summary.json")
+        with _early_sheets(proj, todo) as job:
+            check_inputs(proj)  # gis.precheck: fail now, not minutes later
+            d = load_district(proj)  # validated before anything is written
+            ctx = registry.RunContext(d, sheet_job=job and job.attach(d))
+            with atomic_output(out) as (folder, run_id):
+                summary = _run_steps(registry, d, folder, todo, ctx, advance, timings)
+                summary["run_id"] = run_id
+                summary["steps_run"] = todo
+                summary["timings_s"] = timings
+                write_json(summary, folder / "summary.json")
+    return summary
+
+
+def _run_steps(registry: Any, d: Any, folder: Path, todo: Sequence[str], ctx: steps.RunContext,
+               advance: Callable[[str], None], timings: dict[str, float]) -> dict[str, Any]:
+    """The steps of ``todo`` on the loaded district into ``folder``, the worker steps in the background."""
+    summary, _ = registry.run_steps(
+        d, folder, todo, ctx=ctx, on_step=lambda s: advance(s.name) if s.name != "load" else None,
+        timings=timings, background=registry.worker_steps(d),
+    )
     return summary
 
 
 @contextlib.contextmanager
-def _early_sheets(d: Any, todo: Sequence[str]) -> Iterator[steps.RunContext]:
-    """The run's context, holding a map-sheet job started now when the maps step will run.
+def _early_sheets(proj: Any, todo: Sequence[str]) -> Iterator[Any]:
+    """A map-sheet job started now, before the district is read, when the maps step will run (else None).
 
-    The job's drawing workers import matplotlib while the analyses run (the second core
-    has room then); the maps step hands them the sheets. Stopped here if the run fails first.
+    Its drawing worker imports matplotlib while this process reads the layers and the
+    analyses run (the second core has room then); the maps step hands it the sheets.
+    Stopped here if the run fails before (the maps step takes the job and clears it).
     """
     from gis import map_sheets
 
-    job = map_sheets.SheetJob(d) if "maps" in todo else None
-    ctx = steps.RunContext(d, sheet_job=job)
+    job = map_sheets.SheetJob(None, settings=map_sheets.project_sheet_settings(proj)) if "maps" in todo else None
     try:
-        yield ctx
+        yield job
     finally:
-        if ctx.sheet_job is not None:  # the maps step did not take it (a step failed)
-            ctx.sheet_job.close()
+        if job is not None:  # stops the workers unless the maps step has had their files
+            job.close()
 
 
 class _progress:
