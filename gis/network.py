@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Literal, TYPE_CHECKING
 
 import geopandas as gpd
-import networkx as nx
 import numpy as np
 import pandas as pd
 import pyproj
@@ -31,6 +30,8 @@ from gis._errors import AnalysisError, InputError
 from gis.road_noding import RoadVertices, check_network_size, road_vertices
 
 if TYPE_CHECKING:
+    import networkx as nx
+
     from gis.district import District
 
 Mode = Literal["walk", "drive"]
@@ -222,6 +223,7 @@ def _finish_osmnx_graph(
     G: nx.MultiDiGraph, *, mode: Mode, crs: Any, config: Mapping[str, Any], source: Path | None
 ) -> nx.MultiDiGraph:
     """Filter an osmnx graph to the mode's road classes, set speeds, project it."""
+    import networkx as nx  # here, not at import: a run whose road graph is cached never needs it
     import osmnx as ox
 
     edges = list(G.edges(keys=True, data="highway"))
