@@ -30,7 +30,6 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from gis._errors import AnalysisError
@@ -873,6 +872,8 @@ def kernel_density(
     row = np.floor((maxy - xy[:, 1]) / cell).astype(np.int64)
     ok = (col >= 0) & (col < ncol) & (row >= 0) & (row < nrow)
     counts = np.bincount(row[ok] * ncol + col[ok], minlength=nrow * ncol).reshape(nrow, ncol).astype(float)
+    from scipy import ndimage  # here: a process that only reads hotspot results skips its import
+
     smooth = ndimage.gaussian_filter(counts, sigma=bw / cell, mode="constant", truncate=4.0)
     per_km2 = (smooth / cell**2 * 1e6).astype(np.float32)
     return DensitySurface(
