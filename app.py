@@ -700,6 +700,9 @@ def page_downloads(district: District, pkey: str, outputs: dict[str, sup.StepOut
     st.caption("表格与图层按项目参数计算；地图 map.html 按当前服务半径和新增网点数绘制。 Workbooks and layers use the "
                "project's parameters; map.html shows the current radius and k.")
     files = sup.download_files(outputs.values())
+    for o in outputs.values():
+        if o.write_error is not None:  # e.g. a full disk: say which step's files are missing, no traceback
+            st.error("文件写入失败 Writing the files failed — " + confine.escape_markdown(o.write_error))
     opt, layers, keys = map_layers(district, pkey, outputs, plan, tiles, attribution)
     tag = hashlib.sha1("|".join(keys + (tiles, attribution)).encode()).hexdigest()[:12]
     map_path = CACHE_ROOT / pkey / "map" / tag / "map.html"

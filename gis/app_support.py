@@ -308,6 +308,17 @@ class StepOutput:
             return []
         return sorted(p for p in self.folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
+    @property
+    def write_error(self) -> str | None:
+        """One line on why the step's file writes failed (waits for them); None when they did not."""
+        if self.writes is None:
+            return None
+        try:
+            self.writes.result()
+        except Exception as exc:  # noqa: BLE001 - reported to the user in one line
+            return f"{self.step}: {type(exc).__name__}: {exc}".splitlines()[0]
+        return None
+
 
 def run_one_step(
     step: str, district: District, out: str | Path, context_in: Mapping[str, Any] | None = None,
@@ -357,10 +368,13 @@ def _write_on_thread(ctx: steps.RunContext) -> Future[None] | None:
 
 
 def download_files(outputs: Iterable[StepOutput]) -> list[Path]:
-    """Files the steps wrote, ledgers first (for the Downloads page)."""
+    """Files the steps wrote, ledgers first (for the Downloads page); a step whose writes failed
+    gives none (:attr:`StepOutput.write_error` says why)."""
     order = {".xlsx": 0, ".gpkg": 1, ".tif": 2, ".html": 3, ".json": 4, ".csv": 5, ".png": 6}
     seen: dict[str, Path] = {}
     for o in outputs:
+        if o.write_error is not None:
+            continue
         for f in o.files:
             seen[f.name] = f
     return sorted(seen.values(), key=lambda p: (order.get(p.suffix, 9), p.name))

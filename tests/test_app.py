@@ -191,6 +191,25 @@ def test_step_files_are_written_on_a_thread_and_equal_the_files_written_in_line(
     assert len(pyogrio.read_dataframe(threaded.files[0], layer="sites")) == len(ctx.compliance.sites)
 
 
+def test_a_failed_file_write_is_one_line_on_the_downloads_list_not_a_traceback(tmp_path) -> None:
+    """A step whose writes failed on their thread (a full disk, say) lists no files and says why in one line."""
+    from concurrent.futures import Future
+
+    failed: Future[None] = Future()
+    failed.set_exception(OSError(28, "No space left on device"))
+    done: Future[None] = Future()
+    done.set_result(None)
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "ok" / "coverage.gpkg").write_bytes(b"x")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "sites.gpkg").write_bytes(b"partial")
+    outputs = [sup.StepOutput("compliance", folder=tmp_path / "bad", writes=failed),
+               sup.StepOutput("coverage", folder=tmp_path / "ok", writes=done)]
+    assert [p.name for p in sup.download_files(outputs)] == ["coverage.gpkg"]
+    assert outputs[0].write_error == "compliance: OSError: [Errno 28] No space left on device"
+    assert outputs[1].write_error is None
+
+
 def test_cluster_distance_reruns_only_the_hotspot_analysis(app, step_calls, recorder) -> None:
     at = open_tab(app, "巡查 Inspector")
     if "hotspots" not in sup.registered_steps():
