@@ -1,27 +1,23 @@
-"""Benchmark: Gi* (gis.gistar) vs esda on hex grids; clustering on the city sample.
+"""Benchmark: Gi* (gis.gistar) against esda on hex grids, whole path and kernel.
 
 Run ``.venv/bin/python benchmarks/bench_hotspots.py [--sizes 10000,100000,1000000]
-[--skip-city] [--esda-cap 300]``. Writes its section of ``benchmarks/RESULTS.md``
-(between ``<!-- bench:hotspots -->`` markers).
+[--esda-cap 600]``. Writes its section of ``benchmarks/RESULTS.md`` (between
+``<!-- bench:hotspots -->`` markers).
 
-Part 1, Gi*: the same counts and the same binary distance-band weights (2 cell
-spacings, 18 neighbours) on hexagon grids of 10k / 100k / 1M cells. Ours: lattice
-weights from axial offsets + :func:`gis.gistar.gi_star` (analytic z, p, FDR bins).
-Peer: ``esda.G_Local(star=True, transform='B', permutations=0)`` on a libpysal ``W``
-built from the same sparse matrix (timed with and without that conversion), and
-the all-PySAL workflow (``libpysal.weights.DistanceBand`` on the cell centres, then
-``G_Local``). z-scores are checked equal (max |Δz| ≤ 1e-8) and FDR cut-offs equal
-``esda.fdr``. A peer run projected (linearly from the previous size) to exceed
-``--esda-cap`` seconds is not run and is reported as such. Permutation inference
-(99 conditional permutations) is compared at the smaller sizes.
-
-Part 2, clustering: ``gis.sample.generate(benchmarks/_work/city, scale="city")``
-(≥100k incidents; generated once, gitignored), then DBSCAN and HDBSCAN per
-incident kind and the whole :func:`gis.hotspots.analyse`, with wall time, peak
-traced memory (tracemalloc: Python and numpy allocations) and recall of the
-planted clusters against ``truth/clusters_truth.csv``.
+The same counts and the same binary distance-band weights (2 cell spacings, 18
+neighbours) on hexagon grids of 10k / 100k / 1M cells. Whole path (centres and counts
+in, z / p / FDR out): ours, lattice weights from axial offsets +
+:func:`gis.gistar.gi_star`; peers, ``libpysal.graph.Graph.build_distance_band`` and the
+classic ``libpysal.weights.DistanceBand``, each then
+``esda.G_Local(star=True, transform='B', permutations=0)``. Kernel (weights given):
+``gi_star`` against ``G_Local`` on a libpysal ``W`` of the same sparse matrix. Ours and
+the peers alternate round by round (:func:`benchmarks._common.alternate`); z-scores
+are checked equal (max |Δz| ≤ 1e-8) and FDR cut-offs equal ``esda.fdr``. A peer whose
+rounds are projected (linearly from the previous size) to exceed ``--esda-cap``
+seconds is not run and is reported as such. Permutation inference (99 conditional
+permutations) is compared at the smaller sizes. Cluster detection against planted
+truth is ``benchmarks/bench_clusters.py``.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -29,7 +25,6 @@ import platform
 import statistics
 import sys
 import time
-import tracemalloc
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -41,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from gis import gistar  # noqa: E402
 
-from benchmarks._common import write_section  # noqa: E402
+from benchmarks._common import alternate, load_note, ratio, span, write_section  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 WORK = ROOT / "benchmarks" / "_work"
@@ -74,73 +69,68 @@ def counts_for(grid: gistar.HexGrid, seed: int = 0) -> np.ndarray:
     return rng.poisson(lam).astype(float)
 
 
+def _projected(prev: dict[str, tuple[int, float]], key: str, n: int) -> float:
+    """Seconds a peer run on ``n`` cells is projected to take, linearly from its run on the previous size."""
+    if key not in prev:
+        return 0.0
+    n0, t0 = prev[key]
+    return t0 * n / n0
+
+
 def bench_gistar(sizes: list[int], cap: float) -> list[str]:
+    """Whole path and kernel of Gi* against esda, ours and the peers alternating round by round."""
     import esda
+    from libpysal.graph import Graph
     from libpysal.weights import DistanceBand, W
 
     warnings.simplefilter("ignore")
-    lines = [
-        "| cells | nnz | ours: weights + Gi* | esda G_Local (W given) | esda incl. W.from_sparse | "
-        "PySAL DistanceBand + G_Local | speed-up vs esda (W given / incl. W / PySAL) | max abs dz | FDR equal |",
-        "|---:|---:|---:|---:|---:|---:|---|---:|---|",
-    ]
+    whole = ["**Whole path** (cell centres and counts in, z, p and FDR bins out). Ours: "
+             "`gistar.lattice_weights` (axial offsets of the hex lattice) + `gistar.gi_star`. Peers: "
+             "`libpysal.graph.Graph.build_distance_band` + `esda.G_Local(star=True, transform='B')`; the classic "
+             "`libpysal.weights.DistanceBand` + `G_Local`.", "",
+             "| cells | nnz | rounds | ours (s) | Graph + G_Local (s) | ratio | DistanceBand + G_Local (s) | ratio | "
+             "max abs dz | FDR equal |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    kernel = ["", "**Kernel** (the same sparse weights given). Ours: `gistar.gi_star`; peer: `esda.G_Local` on a "
+              "libpysal `W` built from them (conversion not timed).", "",
+              "| cells | ours (s) | esda G_Local, W given (s) | ratio |", "|---:|---:|---:|---:|"]
     prev: dict[str, tuple[int, float]] = {}
-
-    def allowed(key: str, n: int) -> bool:
-        if key not in prev:
-            return True
-        n0, t0 = prev[key]
-        return t0 * n / n0 <= cap
-
     for n_target in sizes:
         grid = grid_of(n_target)
         x = counts_for(grid)
         band = 2 * grid.spacing
-        reps = 5 if len(grid) <= 20_000 else (3 if len(grid) <= 200_000 else 1)
+        rounds = 5 if len(grid) <= 20_000 else (3 if len(grid) <= 200_000 else 1)
+        w = gistar.lattice_weights(grid, band)
+        lw = W.from_sparse(w)
 
-        def ours() -> Any:
-            w = gistar.lattice_weights(grid, band)
-            return w, gistar.gi_star(x, w)
+        def g_local(weights: Any) -> Any:
+            return esda.G_Local(x, weights, transform="B", star=True, permutations=0)
 
-        t_ours, (w, res) = timed(ours, reps)
-        row = {"ours": t_ours}
-        z_ref = None
-        peer_reps = 3 if len(grid) <= 20_000 else 1
-        if allowed("conv", len(grid)):
-            t_conv, lw = timed(lambda: W.from_sparse(w), peer_reps)
-            prev["conv"] = (len(grid), t_conv)
-            if allowed("glocal", len(grid)):
-                t_g, g = timed(lambda: esda.G_Local(x, lw, transform="B", star=True, permutations=0), peer_reps)
-                prev["glocal"] = (len(grid), t_g)
-                row["glocal"], row["with_conv"] = t_g, t_g + t_conv
-                z_ref = g.Zs
-            del lw
-        if allowed("pysal", len(grid)):
-
-            def pysal() -> Any:
-                db = DistanceBand(grid.centres, band * (1 + 1e-9), binary=True, silence_warnings=True)
-                return esda.G_Local(x, db, transform="B", star=True, permutations=0)
-
-            t_p, gp = timed(pysal, 1)
-            prev["pysal"] = (len(grid), t_p)
-            row["pysal"] = t_p
-            if z_ref is None:
-                z_ref = gp.Zs
-        dz = float(np.max(np.abs(res.z - z_ref))) if z_ref is not None else float("nan")
-        fdr_ok = all(gistar.fdr_cutoff(res.p, a) == esda.fdr(res.p, a) for a in (0.1, 0.05, 0.01))
-        if z_ref is not None:
-            assert dz <= 1e-8, f"z-scores differ from esda by {dz}"
+        fns: dict[str, Callable[[], Any]] = {
+            "ours": lambda: gistar.gi_star(x, gistar.lattice_weights(grid, band)),
+            "graph": lambda: g_local(Graph.build_distance_band(grid.centres, band * (1 + 1e-9), binary=True)),
+            "pysal": lambda: g_local(DistanceBand(grid.centres, band * (1 + 1e-9), binary=True, silence_warnings=True)),
+            "k_ours": lambda: gistar.gi_star(x, w),
+            "k_esda": lambda: g_local(lw),
+        }
+        skipped = {k for k in fns if _projected(prev, k, len(grid)) * rounds > cap}
+        times, res = alternate({k: f for k, f in fns.items() if k not in skipped}, rounds, warmup=len(grid) <= 200_000)
+        prev.update({k: (len(grid), statistics.median(t)) for k, t in times.items()})
+        refs = [res[k].Zs for k in ("graph", "pysal", "k_esda") if k in res]
+        dz = max((float(np.max(np.abs(res["ours"].z - z))) for z in refs), default=float("nan"))
+        assert not refs or dz <= 1e-8, f"z-scores differ from esda by {dz}"
+        fdr_ok = all(gistar.fdr_cutoff(res["ours"].p, a) == esda.fdr(res["ours"].p, a) for a in (0.1, 0.05, 0.01))
         assert fdr_ok
 
-        def fmt(key: str) -> str:
-            return f"{row[key]:.3f} s" if key in row else f"not run (projected > {cap:.0f} s)"
+        def cell(key: str, base: str) -> str:
+            if key not in times:
+                return f"not run (projected > {cap:.0f} s) | –"
+            return f"{span(times[key])} | {ratio(times[key], times[base])}"
 
-        ratios = " / ".join(f"{row[k] / t_ours:.0f}×" if k in row else "–" for k in ("glocal", "with_conv", "pysal"))
-        lines.append(
-            f"| {len(grid):,} | {w.nnz:,} | {t_ours:.3f} s | {fmt('glocal')} | {fmt('with_conv')} | "
-            f"{fmt('pysal')} | {ratios} | {dz:.1e} | {'yes' if fdr_ok else 'NO'} |"
-        )
-        print(lines[-1], flush=True)
+        whole.append(f"| {len(grid):,} | {w.nnz:,} | {rounds} | {span(times['ours'])} | {cell('graph', 'ours')} | "
+                     f"{cell('pysal', 'ours')} | {dz:.1e} | {'yes' if fdr_ok else 'NO'} |")
+        kernel.append(f"| {len(grid):,} | {span(times['k_ours'])} | {cell('k_esda', 'k_ours')} |")
+        print(whole[-1], kernel[-1], sep="\n", flush=True)
+    lines = whole + kernel
     # permutations
     lines += [
         "",
@@ -167,80 +157,6 @@ def bench_gistar(sizes: list[int], cap: float) -> list[str]:
     return lines
 
 
-def bench_clusters(seed: int = 42) -> list[str]:
-    import pandas as pd
-
-    from gis import hotspots, sample
-    from gis.catalog import load_project
-    from gis.district import load_district
-
-    folder = WORK / "city"
-    if not (folder / "project.yaml").exists():
-        t0 = time.perf_counter()
-        sample.generate(folder, seed=seed, scale="city")
-        print(f"generated city sample in {time.perf_counter() - t0:.0f} s", flush=True)
-    t0 = time.perf_counter()
-    d = load_district(folder)
-    t_load = time.perf_counter() - t0
-    inc = d.incidents
-    config = load_project(folder).section("hotspots")
-    truth = pd.read_csv(folder / "truth" / "clusters_truth.csv")
-    members_truth = pd.read_csv(folder / "truth" / "incidents_truth.csv")
-    lines = [
-        f"City sample: {len(inc):,} incidents, {len(truth)} planted clusters, "
-        f"{d.townships.shape[0]} townships (load {t_load:.0f} s, not included below).",
-        "",
-        "| task | time | peak traced memory | clusters | recall of planted clusters |",
-        "|---|---:|---:|---:|---:|",
-    ]
-
-    def run(label: str, fn: Callable[[], Any], get_clusters: Callable[[Any], Any]) -> None:
-        tracemalloc.start()
-        t0 = time.perf_counter()
-        out = fn()
-        dt = time.perf_counter() - t0
-        peak = tracemalloc.get_traced_memory()[1] / 2**20
-        tracemalloc.stop()
-        res = get_clusters(out)
-        rec = recall(res, truth, members_truth)
-        lines.append(f"| {label} | {dt:.1f} s | {peak:,.0f} MiB | {len(res.clusters):,} | {rec:.1%} |")
-        print(lines[-1], flush=True)
-
-    cc = config["clusters"]
-    run("DBSCAN per kind (k-distance eps)", lambda: hotspots.find_clusters(inc, zones=d.zones, params=cc, method="dbscan"), lambda r: r)
-    run("HDBSCAN per kind", lambda: hotspots.find_clusters(inc, zones=d.zones, params=cc, method="hdbscan"), lambda r: r)
-    run(
-        "HDBSCAN per kind, min_cluster_size 15 (smallest planted size), min_samples 5",
-        lambda: hotspots.find_clusters(
-            inc, zones=d.zones, params=cc, method="hdbscan", min_cluster_size=15, hdbscan_min_samples=5
-        ),
-        lambda r: r,
-    )
-    run("scan per kind (default)", lambda: hotspots.find_clusters(inc, zones=d.zones, params=cc), lambda r: r)
-    run(
-        "full analyse() (scan, Gi* grid + emerging, density, rebound, priority)",
-        lambda: hotspots.analyse(inc, config, zones=d.zones, townships=d.townships, area=d.boundary),
-        lambda r: r.clusters,
-    )
-    lines += [
-        "",
-        "Recall and strict precision of every method against the planted sites, with the sites detectable in "
-        "principle, by size, spread and kind: `benchmarks/bench_clusters.py` (section below).",
-        "Peak memory is the tracemalloc peak of the call (Python and numpy allocations; "
-        "scikit-learn's compiled internals are not all traced).",
-    ]
-    return lines
-
-
-def recall(res: Any, truth: Any, members_truth: Any) -> float:
-    """Share of planted clusters recovered (:func:`gis.hotspots.match_planted`)."""
-    from gis.hotspots import match_planted
-
-    if len(res.clusters) == 0:
-        return 0.0
-    return float(match_planted(res, truth, members_truth)["recovered"].mean())
-
-
 def part(name: str, skip: bool, run: Callable[[], list[str]]) -> list[str]:
     """Run one part, or reuse its last lines (kept in ``benchmarks/_work``) when skipped."""
     cache = WORK / f"hotspots_{name}.md"
@@ -255,28 +171,28 @@ def part(name: str, skip: bool, run: Callable[[], list[str]]) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10000,100000,1000000")
-    ap.add_argument("--esda-cap", type=float, default=300.0, help="skip peer runs projected beyond this (s)")
-    ap.add_argument("--skip-city", action="store_true", help="reuse the last city results (benchmarks/_work)")
+    ap.add_argument("--esda-cap", type=float, default=600.0, help="skip peer runs projected beyond this (s)")
     ap.add_argument("--skip-gistar", action="store_true", help="reuse the last Gi* results (benchmarks/_work)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     import esda
     import libpysal
-    import sklearn
 
     lines = [
         "## Hot spots (`benchmarks/bench_hotspots.py`)",
         "",
         f"Machine: {platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}; "
-        f"esda {esda.__version__}, libpysal {libpysal.__version__}, scikit-learn {sklearn.__version__}. "
-        "Medians of 5 (≤20k cells), 3 (≤200k) or 1 run(s); peer runs 3 / 1.",
+        f"esda {esda.__version__}, libpysal {libpysal.__version__}. Ours and the peers alternate round by round in "
+        "one process (5 rounds up to 20k cells, 3 up to 200k, 1 above; one untimed warm-up call each below 200k); "
+        f"median (min–max) seconds; ratio = peer / ours (range of the per-round ratios). {load_note()} at the start.",
         "",
         "### Gi* on hexagon grids (binary distance band = 2 spacings, analytic inference)",
         "",
     ]
     lines += part("gistar", args.skip_gistar, lambda: bench_gistar(sizes, args.esda_cap))
-    lines += ["", "### Clustering on the `city` sample", ""]
-    lines += part("city", args.skip_city, bench_clusters)
+    lines += ["", f"{load_note()} at the end.", "",
+              "Cluster detection (DBSCAN, HDBSCAN, the scan and mixture detectors) against planted truth, with time: "
+              "`benchmarks/bench_clusters.py` (section *Cluster detection against planted truth*)."]
     write_section("hotspots", "\n".join(lines))  # benchmarks._common: one writer of RESULTS.md sections
     print(f"wrote {RESULTS}")
 
