@@ -30,6 +30,7 @@ from gis.cluster_mixture import (
     apply_changes,
     group_inputs,
     labels_of_sites,
+    log_terms,
 )
 
 
@@ -224,7 +225,7 @@ def fit_many(problems: list[Problem], params: MixtureParams) -> list[tuple[Sites
 
 
 #: Pairs are searched within this many times a site's reach, so that they serve while it moves and grows.
-PAIR_MARGIN = 1.5
+PAIR_MARGIN = 1.25
 #: Spacing (m) between the problems laid side by side for one k-d tree; larger than any group of cores.
 PROBLEM_SPACING = 1.0e6
 
@@ -281,16 +282,19 @@ def _unstack(st: _Stack, centres: list[np.ndarray], ll: np.ndarray) -> list[tupl
 
 
 def _split_fits(
-    trees: list[cKDTree], xs: list[np.ndarray], bgs: list[np.ndarray], sites: list[Sites], params: list[MixtureParams]
+    trees: list[cKDTree], xs: list[np.ndarray], lts: list[np.ndarray], sites: list[Sites], params: list[MixtureParams]
 ) -> list[list[tuple[list[int], Sites]]]:
-    """The split of every large enough site of every group (:func:`gis.cluster_mixture.split_start`), fitted at once."""
+    """The split of every large enough site of every group (:func:`gis.cluster_mixture.split_start`), fitted at once.
+
+    ``lts``: per group the log terms of its points (:func:`gis.cluster_mixture.log_terms`).
+    """
     where, problems = [], []
-    for g, (tree, x, bg, s, p) in enumerate(zip(trees, xs, bgs, sites, params)):
+    for g, (tree, x, lt, s, p) in enumerate(zip(trees, xs, lts, sites, params)):
         if not p.split:
             continue
         for a in range(len(s)):
             if s.n[a] >= 2 * p.min_size:
-                xl, base, two = split_start(tree, x, bg, s, a, p)
+                xl, base, two = split_start(tree, x, lt, s, a, p)
                 where.append((g, a))
                 problems.append(Problem(xl, base, two, None, p.min_background))
     out: list[list[tuple[list[int], Sites]]] = [[] for _ in xs]
@@ -318,12 +322,13 @@ def select_many(groups: list[Group]) -> list[Sites]:
     rounds = np.zeros(len(groups), dtype=np.int64)
     running = [j for j, g in enumerate(groups) if len(g.init) * 2 + 2 > 0]
     while running:
-        splits = _split_fits([trees[j] for j in running], [groups[j].x for j in running], [bgs[j] for j in running],
+        lts = {j: log_terms(groups[j].x, bgs[j], sites[j]) for j in running}
+        splits = _split_fits([trees[j] for j in running], [groups[j].x for j in running], [lts[j] for j in running],
                              [sites[j] for j in running], [groups[j].params for j in running])  # fmt: skip
         changed = []
         for j, sp in zip(running, splits):
             p = groups[j].params
-            todo = ranked_changes(trees[j], groups[j].x, bgs[j], sites[j], change_candidates(sites[j]) + sp, p)
+            todo = ranked_changes(trees[j], groups[j].x, lts[j], sites[j], change_candidates(sites[j]) + sp, p)
             if todo:
                 sites[j] = apply_changes(sites[j], todo)
                 changed.append(j)

@@ -314,7 +314,7 @@ def _near(tree: cKDTree, n_points: int, s: Sites, sites: list[int], reach: float
 
 
 def _local_gain(
-    tree: cKDTree, x: np.ndarray, log_bg: np.ndarray, s: Sites, old: list[int], new: Sites, reach: float, criterion: str
+    tree: cKDTree, x: np.ndarray, lt: np.ndarray, s: Sites, old: list[int], new: Sites, reach: float, criterion: str
 ) -> float:
     """BIC change when sites ``old`` are replaced by ``new`` (others fixed), on the points near ``old``.
 
@@ -324,7 +324,8 @@ def _local_gain(
               - \\sum_{new} n_k + \\sum_{old} n_k\\Big] + 4\\,(k_{new}-k_{old})\\ln|L|
 
     (< 0: the new sites explain the reports better, BIC; ``criterion`` ``aic``: 8 instead
-    of :math:`4\\ln|L|` per site, ``icl``: BIC + 2 × the change of classification entropy).
+    of :math:`4\\ln|L|` per site, ``icl``: BIC + 2 × the change of classification entropy). ``lt``: the
+    log terms of all points (:func:`log_terms` of ``s``), whose columns the old model reads.
     """
     near = _near(tree, len(x), s, old, reach)
     if not near.any():
@@ -333,10 +334,10 @@ def _local_gain(
     lo, hi = xl[:, :2].min(axis=0), xl[:, :2].max(axis=0)
     gap = np.maximum(np.maximum(lo - s.mu, 0), np.maximum(s.mu - hi, 0))
     close = np.flatnonzero((gap**2).sum(axis=1) <= (reach * s.sigma) ** 2)
-    others = s.subset(_without(close, old))
-    base = log_terms(xl, log_bg[near], others)
-    lt_old = np.column_stack([base, log_terms(xl, log_bg[near], s.subset(old))[:, 1:]])
-    lt_new = np.column_stack([base, log_terms(xl, log_bg[near], new)[:, 1:]])
+    rows = lt[near]
+    base = rows[:, np.r_[0, _without(close, old) + 1]]
+    lt_old = np.column_stack([base, rows[:, np.asarray(old) + 1]])
+    lt_new = np.column_stack([base, log_terms(xl, rows[:, 0], new)[:, 1:]])
     lse_old, lse_new = _lse_rows(lt_old), _lse_rows(lt_new)
     ll_old = lse_old.sum() - s.n[old].sum()
     ll_new = lse_new.sum() - new.n.sum()
@@ -354,18 +355,18 @@ def _entropy(lt: np.ndarray, lse: np.ndarray) -> float:
 
 
 def split_start(
-    tree: cKDTree, x: np.ndarray, log_bg: np.ndarray, s: Sites, a: int, params: MixtureParams
+    tree: cKDTree, x: np.ndarray, lt: np.ndarray, s: Sites, a: int, params: MixtureParams
 ) -> tuple[np.ndarray, np.ndarray, Sites]:
     """The fit of a split of site *a*: its nearby points, the log intensity of the other sites there, the pair.
 
     The pair starts ±1 sd along the main axis of the points' offsets from the site (weighted by its
     responsibilities; :func:`_split_time` with time); :func:`_split` fits it with the others fixed.
+    ``lt``: the log terms of all points (:func:`log_terms` of ``s``).
     """
     near = _near(tree, len(x), s, [a], params.reach_sigmas)
     xl = x[near]
-    others = s.subset(_without(np.arange(len(s)), [a]))
-    lt = log_terms(xl, log_bg[near], s)
-    r = np.exp(lt[:, a + 1] - _lse_rows(lt))
+    rows = lt[near]
+    r = np.exp(rows[:, a + 1] - _lse_rows(rows))
     d = xl[:, :2] - s.mu[a]
     cov = (r[:, None, None] * d[:, :, None] * d[:, None, :]).sum(axis=0) / max(r.sum(), 1e-9)
     vals, vecs = np.linalg.eigh(cov)
@@ -374,12 +375,12 @@ def split_start(
     two = Sites(np.vstack([s.mu[a] + step, s.mu[a] - step]), np.array([sig, sig]), np.full(2, s.n[a] / 2))
     if s.tau is not None and s.tm is not None:
         two = _split_time(xl, r, s, a, params)
-    return xl, _lse_rows(log_terms(xl, log_bg[near], others)), two
+    return xl, _lse_rows(rows[:, np.r_[0, _without(np.arange(len(s)), [a]) + 1]]), two
 
 
-def _split(tree: cKDTree, x: np.ndarray, log_bg: np.ndarray, s: Sites, a: int, params: MixtureParams) -> Sites:
+def _split(tree: cKDTree, x: np.ndarray, lt: np.ndarray, s: Sites, a: int, params: MixtureParams) -> Sites:
     """Site *a* as two sites (:func:`split_start`), refitted with the others fixed."""
-    xl, base, two = split_start(tree, x, log_bg, s, a, params)
+    xl, base, two = split_start(tree, x, lt, s, a, params)
     return fit_intensity(xl, base, two, params)[0]
 
 
@@ -414,12 +415,12 @@ def change_candidates(s: Sites) -> list[tuple[list[int], Sites]]:
 
 
 def ranked_changes(
-    tree: cKDTree, x: np.ndarray, log_bg: np.ndarray, s: Sites, cands: list[tuple[list[int], Sites]], params: MixtureParams
+    tree: cKDTree, x: np.ndarray, lt: np.ndarray, s: Sites, cands: list[tuple[list[int], Sites]], params: MixtureParams
 ) -> list[tuple[float, list[int], Sites]]:
-    """The changes ``cands`` that lower the criterion (:func:`_local_gain`), best first."""
+    """The changes ``cands`` that lower the criterion (:func:`_local_gain`; ``lt``: :func:`log_terms` of ``s``), best first."""
     out = []
     for old, new in cands:
-        gain = _local_gain(tree, x, log_bg, s, old, new, params.reach_sigmas, params.criterion)
+        gain = _local_gain(tree, x, lt, s, old, new, params.reach_sigmas, params.criterion)
         if gain < 0:
             out.append((gain, old, new))
     return sorted(out, key=lambda t: t[0])
@@ -428,10 +429,11 @@ def ranked_changes(
 def _improvements(x: np.ndarray, log_bg: np.ndarray, s: Sites, params: MixtureParams) -> list[tuple[float, list[int], Sites]]:
     """Changes that lower the criterion, best first: each site merged with its nearest, dropped, or split."""
     tree = cKDTree(x[:, :2])
+    lt = log_terms(x, log_bg, s)
     cands = change_candidates(s)
     if params.split:
-        cands += [([a], _split(tree, x, log_bg, s, a, params)) for a in range(len(s)) if s.n[a] >= 2 * params.min_size]
-    return ranked_changes(tree, x, log_bg, s, cands, params)
+        cands += [([a], _split(tree, x, lt, s, a, params)) for a in range(len(s)) if s.n[a] >= 2 * params.min_size]
+    return ranked_changes(tree, x, lt, s, cands, params)
 
 
 def apply_changes(s: Sites, todo: list[tuple[float, list[int], Sites]]) -> Sites:
