@@ -65,6 +65,7 @@ class _Stack:
     tau: np.ndarray | None
     first: np.ndarray  # first point of each problem
     area: np.ndarray  # 0: background fixed
+    size: np.ndarray  # points of each problem
     floor: np.ndarray
 
 
@@ -86,7 +87,7 @@ def _stack(problems: list[Problem]) -> tuple[_Stack, list[np.ndarray]]:
         x, np.concatenate([np.broadcast_to(np.asarray(p.log_bg, dtype=float), (len(p.x),)) for p in problems]),
         pp, sp, mu, np.concatenate([p.sites.sigma for p in problems]), np.concatenate([p.sites.n for p in problems]),
         tm, tau, point_start,
-        np.array([p.area or 0.0 for p in problems]), np.array([p.floor for p in problems]),
+        np.array([p.area or 0.0 for p in problems]), npts.astype(float), np.array([p.floor for p in problems]),
     )  # fmt: skip
     return st, centres
 
@@ -102,6 +103,14 @@ class _Pairs:
     psq: np.ndarray
     pt: np.ndarray | None
     pt2: np.ndarray | None
+    starts: np.ndarray | None = None  # first pair of each point that has pairs (computed once, :meth:`segments`)
+
+    def segments(self) -> np.ndarray:
+        """Index of the first pair of each point with pairs (the segments of :func:`_lse`)."""
+        if self.starts is None:
+            pi = self.pi
+            self.starts = np.flatnonzero(np.r_[True, pi[1:] != pi[:-1]]) if len(pi) else np.zeros(0, np.int64)
+        return self.starts
 
     def __len__(self) -> int:
         return len(self.pi)
@@ -125,7 +134,7 @@ def _pair_log(st: _Stack, pr: _Pairs, reach: float) -> np.ndarray:
     The per-site factors are computed once per site and gathered (the same numbers as per pair).
     """
     pk = pr.pk
-    d2 = (pr.px - st.mu[pk, 0]) ** 2 + (pr.py - st.mu[pk, 1]) ** 2
+    d2 = (pr.px - st.mu[:, 0][pk]) ** 2 + (pr.py - st.mu[:, 1][pk]) ** 2
     head = np.log(np.maximum(st.n, 1e-300)) - np.log(2 * np.pi * st.sigma**2)
     lf = head[pk] - d2 / (2 * st.sigma**2)[pk]
     if st.tau is not None and st.tm is not None and pr.pt is not None:
@@ -134,7 +143,7 @@ def _pair_log(st: _Stack, pr: _Pairs, reach: float) -> np.ndarray:
     return lf
 
 
-def _lse(st: _Stack, pi: np.ndarray, lf: np.ndarray) -> np.ndarray:
+def _lse(st: _Stack, pr: _Pairs, lf: np.ndarray) -> np.ndarray:
     """:math:`\\log\\lambda(s_i)` at every point from the background and the pair terms.
 
     .. math:: \\log\\lambda_i = m_i + \\log\\Big(e^{\\log\\lambda_0 - m_i} + \\sum_k e^{\\ell_{ik} - m_i}\\Big),
@@ -143,8 +152,9 @@ def _lse(st: _Stack, pi: np.ndarray, lf: np.ndarray) -> np.ndarray:
     (a point without pairs: :math:`\\log\\lambda_0`).
     """
     out = st.log_bg.copy()
+    pi = pr.pi
     if len(pi):
-        starts = np.flatnonzero(np.r_[True, pi[1:] != pi[:-1]])
+        starts = pr.segments()
         seg = pi[starts]
         lb = st.log_bg[seg]
         m = np.maximum(lb, np.maximum.reduceat(lf, starts))
@@ -185,10 +195,10 @@ def fit_many(problems: list[Problem], params: MixtureParams) -> list[tuple[Sites
     Per iteration, for the problems still running: E-step on their pairs
     (:func:`_pair_log`, :func:`_lse`), log-likelihood
     :math:`\\ell_p = \\sum_{i\\in p}\\log\\lambda(s_i) - \\sum_{k\\in p} n_k - \\lambda_{0,p}|W_p|`;
-    a problem whose :math:`\\ell_p` gained less than ``tol`` stops with these sites;
+    a problem whose :math:`\\ell_p` gained less than ``tol`` (or ``tol_per_report`` × its points) stops with these sites;
     the others update their background (:math:`\\lambda_0=\\sum_i r_{i0}/|W|`, floored)
     and sites (:func:`_m_step`). The pairs are those within a radius of the sites
-    (:func:`_near_pairs`), found again when a site has moved or grown out of it.
+    (:class:`_PairFinder`), found again when a site has moved or grown out of it.
     Returns per problem the fitted sites, :math:`\\ell` and the log background at its points.
     """
     if not problems:
@@ -198,29 +208,30 @@ def fit_many(problems: list[Problem], params: MixtureParams) -> list[tuple[Sites
     ll_old = np.full(n_prob, -np.inf)
     ll = ll_old.copy()
     running = np.ones(n_prob, dtype=bool)
-    pr, built_mu, radius = _near_pairs(st, running, params.reach_sigmas)
+    finder = _PairFinder(st, params.reach_sigmas)
+    pr = finder.pairs(np.arange(len(st.n)))
+    pts = np.arange(len(st.x))
     for _ in range(params.max_iter):
         lf = _pair_log(st, pr, params.reach_sigmas)
-        lse = _lse(st, pr.pi, lf)
+        lse = _lse(st, pr, lf)
         act = np.flatnonzero(running)
-        pts = np.flatnonzero(running[st.pp])
         bg_first = st.log_bg[np.minimum(st.first, len(st.x) - 1)] if len(st.x) else np.zeros(n_prob)
         ll_now = (np.bincount(st.pp[pts], weights=lse[pts], minlength=n_prob)
                   - np.bincount(st.sp, weights=st.n, minlength=n_prob) - np.exp(bg_first) * st.area)  # fmt: skip
         ll[act] = ll_now[act]
-        running[act[ll_now[act] - ll_old[act] < params.tol]] = False
+        stop = act[ll_now[act] - ll_old[act] < np.maximum(params.tol, params.tol_per_report * st.size[act])]
         ll_old[act] = ll_now[act]
-        if not running.any():
-            break
-        keep = running[st.pp[pr.pi]]
-        if not keep.all():
+        if len(stop):
+            running[stop] = False
+            if not running.any():
+                break
+            keep = running[st.pp[pr.pi]]
             pr, lf = pr.keep(keep), lf[keep]
-        _background_step(st, np.flatnonzero(running[st.pp]), lse, running)
-        _m_step(st, pr, np.exp(lf - lse[pr.pi]), np.flatnonzero(running[st.sp]), params)
-        on = running[st.sp]
-        moved = np.hypot(*(st.mu[on] - built_mu[on]).T) + params.reach_sigmas * st.sigma[on]
-        if (moved > radius[on] * (1 - 1e-9) - 1e-3).any():
-            pr, built_mu, radius = _near_pairs(st, running, params.reach_sigmas)
+            pts = pts[running[st.pp[pts]]]
+        _background_step(st, pts, lse, running)
+        on = np.flatnonzero(running[st.sp])
+        _m_step(st, pr, np.exp(lf - lse[pr.pi]), on, params)
+        pr = finder.update(pr, on)
     return _unstack(st, centres, ll)
 
 
@@ -230,29 +241,55 @@ PAIR_MARGIN = 1.25
 PROBLEM_SPACING = 1.0e6
 
 
-def _near_pairs(st: _Stack, running: np.ndarray, reach: float) -> tuple[_Pairs, np.ndarray, np.ndarray]:
-    """Point–site pairs of the running problems within :data:`PAIR_MARGIN` × ``reach`` σ of the site, point-major.
+class _PairFinder:
+    """Point–site pairs within :data:`PAIR_MARGIN` × ``reach`` σ of each site, kept up to date as the sites move.
 
     The problems are laid side by side (problem *p* shifted by *p* × :data:`PROBLEM_SPACING`
-    in x) so that one k-d tree finds every site's points in its own problem. Returns the
-    pairs, the site centres they were found around and the search radii: the pairs
-    hold every pair within reach while each site stays inside its radius
-    (:math:`\\lVert\\mu_k-\\mu_k^0\\rVert + r\\sigma_k \\le R_k`).
+    in x) so that one k-d tree finds every site's points in its own problem. A site's
+    pairs hold every pair within reach while it stays inside the radius it was searched
+    with (:math:`\\lVert\\mu_k-\\mu_k^0\\rVert + r\\sigma_k \\le R_k`); the pairs of a site
+    that left it are searched again.
     """
-    radius = PAIR_MARGIN * reach * st.sigma
-    pts = np.flatnonzero(running[st.pp])
-    sites = np.flatnonzero(running[st.sp])
-    if len(pts) == 0 or len(sites) == 0:
-        return _gathered(st, np.zeros(0, np.int64), np.zeros(0, np.int64)), st.mu.copy(), radius
-    shift = np.column_stack([st.pp[pts] * PROBLEM_SPACING, np.zeros(len(pts))])
-    tree = cKDTree(st.x[pts, :2] + shift)
-    centre = st.mu[sites] + np.column_stack([st.sp[sites] * PROBLEM_SPACING, np.zeros(len(sites))])
-    lists = tree.query_ball_point(centre, radius[sites])
-    counts = np.fromiter((len(v) for v in lists), dtype=np.int64, count=len(lists))
-    pi = pts[np.concatenate([np.asarray(v, dtype=np.int64) for v in lists])] if counts.sum() else np.zeros(0, np.int64)
-    pk = np.repeat(sites, counts)
-    order = np.lexsort((pk, pi))
-    return _gathered(st, pi[order], pk[order]), st.mu.copy(), radius
+
+    def __init__(self, st: _Stack, reach: float) -> None:
+        self.st, self.reach = st, reach
+        self.tree = cKDTree(st.x[:, :2] + np.column_stack([st.pp * PROBLEM_SPACING, np.zeros(len(st.x))]))
+        self.centre = st.mu.copy()
+        self.radius = PAIR_MARGIN * reach * st.sigma
+
+    def pairs(self, sites: np.ndarray) -> _Pairs:
+        """The pairs of ``sites`` (searched now), point-major and by site within a point."""
+        st = self.st
+        self.centre[sites] = st.mu[sites]
+        self.radius[sites] = PAIR_MARGIN * self.reach * st.sigma[sites]
+        centre = st.mu[sites] + np.column_stack([st.sp[sites] * PROBLEM_SPACING, np.zeros(len(sites))])
+        lists = self.tree.query_ball_point(centre, self.radius[sites]) if len(sites) else []
+        counts = np.fromiter((len(v) for v in lists), dtype=np.int64, count=len(lists))
+        pi = np.concatenate([np.asarray(v, dtype=np.int64) for v in lists]) if counts.sum() else np.zeros(0, np.int64)
+        pk = np.repeat(sites, counts)
+        order = np.argsort(pi * len(st.n) + pk, kind="stable")
+        return _gathered(st, pi[order], pk[order])
+
+    def update(self, pr: _Pairs, on: np.ndarray) -> _Pairs:
+        """``pr`` with the pairs of the sites among ``on`` that left their search radius searched again."""
+        st = self.st
+        moved = np.hypot(*(st.mu[on] - self.centre[on]).T) + self.reach * st.sigma[on]
+        out = on[moved > self.radius[on] * (1 - 1e-9) - 1e-3]
+        if len(out) == 0:
+            return pr
+        gone = np.zeros(len(st.n), dtype=bool)
+        gone[out] = True
+        kept = pr.keep(~gone[pr.pk])
+        new = self.pairs(out)
+        key = np.concatenate([kept.pi * len(st.n) + kept.pk, new.pi * len(st.n) + new.pk])
+        order = np.argsort(key, kind="stable")
+        return _Pairs(*(None if a is None or b is None else np.concatenate([a, b])[order]
+                        for a, b in zip(_fields(kept), _fields(new))))  # type: ignore[arg-type]  # fmt: skip
+
+
+def _fields(pr: _Pairs) -> tuple[np.ndarray | None, ...]:
+    """The arrays of ``pr`` in field order."""
+    return (pr.pi, pr.pk, pr.px, pr.py, pr.psq, pr.pt, pr.pt2)
 
 
 def _background_step(st: _Stack, pts: np.ndarray, lse: np.ndarray, running: np.ndarray) -> None:
