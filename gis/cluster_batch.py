@@ -3,14 +3,13 @@
 The mixture fits one intensity per group of scan cores, and one small fit per
 proposed split of a site; the groups share no points, the splits only read theirs.
 :func:`fit_many` runs any number of such *problems* in lock-step on stacked arrays:
-every point is paired with every site of its own problem (the pairs are
-point-major, so a point's terms are one contiguous segment), a site's term counts
-within ``reach_sigmas`` σ of it as in :func:`gis.cluster_mixture.fit_intensity`, and
-each problem stops on its own (log-likelihood gain below ``tol`` or ``max_iter``);
-a stopped problem leaves the stacked arrays. The numbers are those of
-``fit_intensity`` up to the order of floating-point sums
-(``tests/test_cluster_mixture.py`` compares them); one pass of numpy over all
-problems replaces hundreds of small passes.
+every point is paired with the sites of its own problem near it (:class:`_PairFinder`),
+a site's term counts within ``reach_sigmas`` σ of it as in
+:func:`gis.cluster_mixture.fit_intensity`, and each problem stops on its own
+(log-likelihood gain below its tolerance, or ``max_iter``); a stopped problem leaves
+the stacked arrays. The numbers are those of ``fit_intensity`` up to the rounding of
+floating-point sums (``tests/test_cluster_mixture.py`` compares them); one pass of numpy
+over all problems replaces hundreds of small passes.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from scipy.spatial import cKDTree
 
 from gis.cluster_mixture import (
     Group,
+    EXP_FLOOR,
     MixtureParams,
     Sites,
     change_candidates,
@@ -94,7 +94,7 @@ def _stack(problems: list[Problem]) -> tuple[_Stack, list[np.ndarray]]:
 
 @dataclass
 class _Pairs:
-    """Point–site pairs (point-major) with their points' coordinates gathered once: x, y, x² + y², day, day²."""
+    """Point–site pairs with their points' coordinates gathered once: x, y, x² + y², day, day²."""
 
     pi: np.ndarray
     pk: np.ndarray
@@ -103,15 +103,6 @@ class _Pairs:
     psq: np.ndarray
     pt: np.ndarray | None
     pt2: np.ndarray | None
-    starts: np.ndarray | None = None  # first pair of each point that has pairs (computed once, :meth:`segments`)
-
-    def segments(self) -> np.ndarray:
-        """Index of the first pair of each point with pairs (the segments of :func:`_lse`)."""
-        if self.starts is None:
-            pi = self.pi
-            self.starts = np.flatnonzero(np.r_[True, pi[1:] != pi[:-1]]) if len(pi) else np.zeros(0, np.int64)
-        return self.starts
-
     def __len__(self) -> int:
         return len(self.pi)
 
@@ -122,14 +113,14 @@ class _Pairs:
 
 
 def _gathered(st: _Stack, pi: np.ndarray, pk: np.ndarray) -> _Pairs:
-    """:class:`_Pairs` of ``pi``, ``pk`` (already point-major)."""
+    """:class:`_Pairs` of ``pi``, ``pk``."""
     px, py = st.x[pi, 0], st.x[pi, 1]
     pt = st.x[pi, 2] if st.tau is not None else None
     return _Pairs(pi, pk, px, py, px**2 + py**2, pt, None if pt is None else pt**2)
 
 
-def _pair_log(st: _Stack, pr: _Pairs, reach: float) -> np.ndarray:
-    """Log site term of each pair (:func:`gis.cluster_mixture._site_log`), −inf beyond ``reach`` σ.
+def _pair_log(st: _Stack, pr: _Pairs, reach: float) -> tuple[np.ndarray, np.ndarray]:
+    """Log site term of each pair (:func:`gis.cluster_mixture._site_log`) and whether it is within ``reach`` σ.
 
     The per-site factors are computed once per site and gathered (the same numbers as per pair).
     """
@@ -139,28 +130,35 @@ def _pair_log(st: _Stack, pr: _Pairs, reach: float) -> np.ndarray:
     lf = head[pk] - d2 / (2 * st.sigma**2)[pk]
     if st.tau is not None and st.tm is not None and pr.pt is not None:
         lf = lf - (0.5 * np.log(2 * np.pi * st.tau**2))[pk] - (pr.pt - st.tm[pk]) ** 2 / (2 * st.tau**2)[pk]
-    lf[d2 > ((reach * st.sigma) ** 2)[pk]] = -np.inf
-    return lf
+    return lf, d2 <= ((reach * st.sigma) ** 2)[pk]
 
 
-def _lse(st: _Stack, pr: _Pairs, lf: np.ndarray) -> np.ndarray:
-    """:math:`\\log\\lambda(s_i)` at every point from the background and the pair terms.
+def _shift(st: _Stack) -> np.ndarray:
+    """Per point an upper bound *M* of its log terms: the larger of its background and the highest site peak
+    of its problem, :math:`\\log(n_k/(2\\pi\\sigma_k^2)\\,/\\sqrt{2\\pi}\\tau_k)`."""
+    peak = np.log(np.maximum(st.n, 1e-300)) - np.log(2 * np.pi * st.sigma**2)
+    if st.tau is not None:
+        peak = peak - 0.5 * np.log(2 * np.pi * st.tau**2)
+    top = np.full(len(st.area), -np.inf)
+    np.maximum.at(top, st.sp, peak)
+    return np.maximum(st.log_bg, top[st.pp])
 
-    .. math:: \\log\\lambda_i = m_i + \\log\\Big(e^{\\log\\lambda_0 - m_i} + \\sum_k e^{\\ell_{ik} - m_i}\\Big),
-              \\quad m_i = \\max(\\log\\lambda_0, \\max_k \\ell_{ik})
 
-    (a point without pairs: :math:`\\log\\lambda_0`).
+def _lse(st: _Stack, pr: _Pairs, lf: np.ndarray, inr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:math:`\\log\\lambda(s_i)` at every point, the shifted pair terms and the shifted point totals.
+
+    .. math:: \\log\\lambda_i = M_i + \\log\\Big(e^{\\log\\lambda_0 - M_i} + \\sum_k e^{\\ell_{ik} - M_i}\\Big)
+
+    (*M* from :func:`_shift`, so that no term overflows; terms beyond reach are 0 and terms
+    below :math:`e^{-700}` are :math:`e^{-700}`, :data:`gis.cluster_mixture.EXP_FLOOR`: next to the
+    background term, at least :math:`e^{\\log\\lambda_0 - M}`, they add nothing, and numpy's exp is
+    several times slower on arguments that underflow). The responsibilities are the
+    shifted terms over the totals, :math:`r_{ik} = e^{\\ell_{ik}-M_i} / \\sum`.
     """
-    out = st.log_bg.copy()
-    pi = pr.pi
-    if len(pi):
-        starts = pr.segments()
-        seg = pi[starts]
-        lb = st.log_bg[seg]
-        m = np.maximum(lb, np.maximum.reduceat(lf, starts))
-        tot = np.exp(lb - m) + np.add.reduceat(np.exp(lf - np.repeat(m, np.diff(np.r_[starts, len(pi)]))), starts)
-        out[seg] = m + np.log(tot)
-    return out
+    m = _shift(st)
+    e = np.exp(np.maximum(lf - m[pr.pi], EXP_FLOOR)) * inr
+    tot = np.exp(st.log_bg - m) + np.bincount(pr.pi, weights=e, minlength=len(st.x))
+    return m + np.log(tot), e, tot
 
 
 def _m_step(st: _Stack, pr: _Pairs, r: np.ndarray, sites: np.ndarray, params: MixtureParams) -> None:
@@ -212,8 +210,8 @@ def fit_many(problems: list[Problem], params: MixtureParams) -> list[tuple[Sites
     pr = finder.pairs(np.arange(len(st.n)))
     pts = np.arange(len(st.x))
     for _ in range(params.max_iter):
-        lf = _pair_log(st, pr, params.reach_sigmas)
-        lse = _lse(st, pr, lf)
+        lf, inr = _pair_log(st, pr, params.reach_sigmas)
+        lse, e, tot = _lse(st, pr, lf, inr)
         act = np.flatnonzero(running)
         bg_first = st.log_bg[np.minimum(st.first, len(st.x) - 1)] if len(st.x) else np.zeros(n_prob)
         ll_now = (np.bincount(st.pp[pts], weights=lse[pts], minlength=n_prob)
@@ -226,11 +224,11 @@ def fit_many(problems: list[Problem], params: MixtureParams) -> list[tuple[Sites
             if not running.any():
                 break
             keep = running[st.pp[pr.pi]]
-            pr, lf = pr.keep(keep), lf[keep]
+            pr, e = pr.keep(keep), e[keep]
             pts = pts[running[st.pp[pts]]]
         _background_step(st, pts, lse, running)
         on = np.flatnonzero(running[st.sp])
-        _m_step(st, pr, np.exp(lf - lse[pr.pi]), on, params)
+        _m_step(st, pr, e / tot[pr.pi], on, params)
         pr = finder.update(pr, on)
     return _unstack(st, centres, ll)
 
@@ -258,7 +256,7 @@ class _PairFinder:
         self.radius = PAIR_MARGIN * reach * st.sigma
 
     def pairs(self, sites: np.ndarray) -> _Pairs:
-        """The pairs of ``sites`` (searched now), point-major and by site within a point."""
+        """The pairs of ``sites`` (searched now)."""
         st = self.st
         self.centre[sites] = st.mu[sites]
         self.radius[sites] = PAIR_MARGIN * self.reach * st.sigma[sites]
@@ -266,9 +264,7 @@ class _PairFinder:
         lists = self.tree.query_ball_point(centre, self.radius[sites]) if len(sites) else []
         counts = np.fromiter((len(v) for v in lists), dtype=np.int64, count=len(lists))
         pi = np.concatenate([np.asarray(v, dtype=np.int64) for v in lists]) if counts.sum() else np.zeros(0, np.int64)
-        pk = np.repeat(sites, counts)
-        order = np.argsort(pi * len(st.n) + pk, kind="stable")
-        return _gathered(st, pi[order], pk[order])
+        return _gathered(st, pi, np.repeat(sites, counts))
 
     def update(self, pr: _Pairs, on: np.ndarray) -> _Pairs:
         """``pr`` with the pairs of the sites among ``on`` that left their search radius searched again."""
@@ -281,9 +277,7 @@ class _PairFinder:
         gone[out] = True
         kept = pr.keep(~gone[pr.pk])
         new = self.pairs(out)
-        key = np.concatenate([kept.pi * len(st.n) + kept.pk, new.pi * len(st.n) + new.pk])
-        order = np.argsort(key, kind="stable")
-        return _Pairs(*(None if a is None or b is None else np.concatenate([a, b])[order]
+        return _Pairs(*(None if a is None or b is None else np.concatenate([a, b])
                         for a, b in zip(_fields(kept), _fields(new))))  # type: ignore[arg-type]  # fmt: skip
 
 

@@ -38,6 +38,9 @@ from scipy.spatial import cKDTree
 #: Grid cells per ``attach_m`` when a group's window area is counted (:func:`window_areas`): an
 #: accuracy constant of the area (boundary error under 1 %), not a parameter of the analysis.
 WINDOW_CELLS_PER_RADIUS = 16
+#: Floor of the shifted log terms before exp (:func:`_lse_rows`): :math:`e^{-700}` is below the rounding of a
+#: sum holding 1; numerics only, not a parameter.
+EXP_FLOOR = -700.0
 #: Largest points × sites of an EM fit computed on dense arrays (:func:`_e_step`); larger fits use the
 #: point–site pairs within reach (a k-d tree). Speed only: both give the same fit.
 DENSE_MAX_PAIRS = 20_000
@@ -176,9 +179,14 @@ def log_terms(x: np.ndarray, log_bg: np.ndarray, s: Sites) -> np.ndarray:
 
 
 def _lse_rows(a: np.ndarray) -> np.ndarray:
-    """:math:`\\log\\sum_k e^{a_{ik}}` per row (max-shifted; the rows here always hold the finite background)."""
+    """:math:`\\log\\sum_k e^{a_{ik}}` per row (max-shifted; the rows here always hold the finite background).
+
+    Terms below :math:`e^{-700}` of the row's largest are taken as :math:`e^{-700}` (:data:`EXP_FLOOR`):
+    next to the largest term (1 after the shift) they add nothing in double precision, and numpy's
+    exp is several times slower on arguments that underflow.
+    """
     m = a.max(axis=1)
-    return m + np.log(np.exp(a - m[:, None]).sum(axis=1))
+    return m + np.log(np.exp(np.maximum(a - m[:, None], EXP_FLOOR)).sum(axis=1))
 
 
 def _pair_terms(tree: cKDTree, x: np.ndarray, s: Sites, reach: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
