@@ -24,6 +24,7 @@ from gis.cluster_mixture import (
     EXP_FLOOR,
     MixtureParams,
     Sites,
+    lse_rows,
     change_candidates,
     ranked_changes,
     split_start,
@@ -323,9 +324,10 @@ def _split_fits(
     for g, (tree, x, lt, s, p) in enumerate(zip(trees, xs, lts, sites, params)):
         if not p.split:
             continue
+        lse = lse_rows(lt)
         for a in range(len(s)):
             if s.n[a] >= 2 * p.min_size:
-                xl, base, two = split_start(tree, x, lt, s, a, p)
+                xl, base, two = split_start(tree, x, lt, s, a, p, lse)
                 where.append((g, a))
                 problems.append(Problem(xl, base, two, None, p.min_background))
     out: list[list[tuple[list[int], Sites]]] = [[] for _ in xs]

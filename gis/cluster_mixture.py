@@ -38,7 +38,7 @@ from scipy.spatial import cKDTree
 #: Grid cells per ``attach_m`` when a group's window area is counted (:func:`window_areas`): an
 #: accuracy constant of the area (boundary error under 1 %), not a parameter of the analysis.
 WINDOW_CELLS_PER_RADIUS = 16
-#: Floor of the shifted log terms before exp (:func:`_lse_rows`): :math:`e^{-700}` is below the rounding of a
+#: Floor of the shifted log terms before exp (:func:`lse_rows`): :math:`e^{-700}` is below the rounding of a
 #: sum holding 1; numerics only, not a parameter.
 EXP_FLOOR = -700.0
 #: Largest points × sites of an EM fit computed on dense arrays (:func:`_e_step`); larger fits use the
@@ -178,7 +178,7 @@ def log_terms(x: np.ndarray, log_bg: np.ndarray, s: Sites) -> np.ndarray:
     return np.column_stack([np.broadcast_to(log_bg, (len(x),)), site])  # (N, 1 + k)
 
 
-def _lse_rows(a: np.ndarray) -> np.ndarray:
+def lse_rows(a: np.ndarray) -> np.ndarray:
     """:math:`\\log\\sum_k e^{a_{ik}}` per row (max-shifted; the rows here always hold the finite background).
 
     Terms below :math:`e^{-700}` of the row's largest are taken as :math:`e^{-700}` (:data:`EXP_FLOOR`):
@@ -346,11 +346,11 @@ def _local_gain(
     lo, hi = xl[:, :2].min(axis=0), xl[:, :2].max(axis=0)
     gap = np.maximum(np.maximum(lo - s.mu, 0), np.maximum(s.mu - hi, 0))
     close = np.flatnonzero((gap**2).sum(axis=1) <= (reach * s.sigma) ** 2)
-    rows = lt[near]
-    base = rows[:, np.r_[0, _without(close, old) + 1]]
-    lt_old = np.column_stack([base, rows[:, np.asarray(old) + 1]])
-    lt_new = np.column_stack([base, log_terms(xl, rows[:, 0], new)[:, 1:]])
-    lse_old, lse_new = _lse_rows(lt_old), _lse_rows(lt_new)
+    idx = np.flatnonzero(near)
+    base = lt[np.ix_(idx, np.r_[0, _without(close, old) + 1])]
+    lt_old = np.column_stack([base, lt[np.ix_(idx, np.asarray(old) + 1)]])
+    lt_new = np.column_stack([base, log_terms(xl, base[:, 0], new)[:, 1:]])
+    lse_old, lse_new = lse_rows(lt_old), lse_rows(lt_new)
     ll_old = lse_old.sum() - s.n[old].sum()
     ll_new = lse_new.sum() - new.n.sum()
     per_site = 8.0 if criterion == "aic" else 4 * np.log(max(near.sum(), 2))  # 4 parameters per site
@@ -367,18 +367,19 @@ def _entropy(lt: np.ndarray, lse: np.ndarray) -> float:
 
 
 def split_start(
-    tree: cKDTree, x: np.ndarray, lt: np.ndarray, s: Sites, a: int, params: MixtureParams
+    tree: cKDTree, x: np.ndarray, lt: np.ndarray, s: Sites, a: int, params: MixtureParams, lse: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, Sites]:
     """The fit of a split of site *a*: its nearby points, the log intensity of the other sites there, the pair.
 
     The pair starts ±1 sd along the main axis of the points' offsets from the site (weighted by its
     responsibilities; :func:`_split_time` with time); :func:`_split` fits it with the others fixed.
-    ``lt``: the log terms of all points (:func:`log_terms` of ``s``).
+    ``lt``: the log terms of all points (:func:`log_terms` of ``s``); ``lse``: their row totals
+    (:func:`lse_rows` of ``lt``, computed here when not given).
     """
     near = _near(tree, len(x), s, [a], params.reach_sigmas)
     xl = x[near]
     rows = lt[near]
-    r = np.exp(rows[:, a + 1] - _lse_rows(rows))
+    r = np.exp(rows[:, a + 1] - (lse_rows(rows) if lse is None else lse[near]))
     d = xl[:, :2] - s.mu[a]
     cov = (r[:, None, None] * d[:, :, None] * d[:, None, :]).sum(axis=0) / max(r.sum(), 1e-9)
     vals, vecs = np.linalg.eigh(cov)
@@ -387,7 +388,7 @@ def split_start(
     two = Sites(np.vstack([s.mu[a] + step, s.mu[a] - step]), np.array([sig, sig]), np.full(2, s.n[a] / 2))
     if s.tau is not None and s.tm is not None:
         two = _split_time(xl, r, s, a, params)
-    return xl, _lse_rows(rows[:, np.r_[0, _without(np.arange(len(s)), [a]) + 1]]), two
+    return xl, lse_rows(rows[:, np.r_[0, _without(np.arange(len(s)), [a]) + 1]]), two
 
 
 def _split(tree: cKDTree, x: np.ndarray, lt: np.ndarray, s: Sites, a: int, params: MixtureParams) -> Sites:
