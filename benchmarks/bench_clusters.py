@@ -10,8 +10,9 @@ Run ``.venv/bin/python benchmarks/bench_clusters.py [--scales small,district,cit
 For every method of :data:`METHODS` (the first default DBSCAN, HDBSCAN with
 min_cluster_size 15 / min_samples 5, the ``scan`` detector with its quick-shift trees
 merged by BIC, the mixture of :mod:`gis.cluster_mixture` in space at a fit reach of 3 and
-4 σ, and in space and time with places at 2 and 1.75 rms spreads; the default of ``layers/hotspots.yaml``
-last), all run in the same process on the same
+4 σ, and in space and time with places at 2 and 1.75 rms spreads — the latter also with the per-group
+reference fits of :func:`gis.cluster_mixture.mixture_labels`, the code before :mod:`gis.cluster_batch`, same
+labels; the default of ``layers/hotspots.yaml`` last; ``--methods`` picks some), all run in the same process on the same
 incidents (per incident kind, as the pipeline does):
 
 * **recall** — share of planted clusters recovered (:func:`gis.hotspots.match_planted`:
@@ -78,9 +79,6 @@ METHODS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
     "scan, space-time mixture, places 2 rms, reach 4σ": (
         {"merge": "mixture", "mixture": {"time": True, "place_sigmas": 2.0, "reach_sigmas": 4.0, "assign_sigmas": 4.0}},
         {"controls": False, "background": "unclustered"}, {},
-    ),
-    "scan, space-time mixture, places 1.75 rms, reach 4σ, EM tolerance 0.001 per report": (
-        {"merge": "mixture", "mixture": {"tol_per_report": 0.001}}, {"controls": False, "background": "unclustered"}, {}
     ),
     "scan, space-time mixture, places 1.75 rms, reach 4σ, per-group fits (the default's previous code)": (
         {"merge": "mixture"}, {"controls": False, "background": "unclustered"}, {}

@@ -6,7 +6,7 @@ proposed split of a site; the groups share no points, the splits only read their
 every point is paired with the sites of its own problem near it (:class:`_PairFinder`),
 a site's term counts within ``reach_sigmas`` σ of it as in
 :func:`gis.cluster_mixture.fit_intensity`, and each problem stops on its own
-(log-likelihood gain below its tolerance, or ``max_iter``); a stopped problem leaves
+(log-likelihood gain below ``tol``, or ``max_iter``); a stopped problem leaves
 the stacked arrays. The numbers are those of ``fit_intensity`` up to the rounding of
 floating-point sums (``tests/test_cluster_mixture.py`` compares them); one pass of numpy
 over all problems replaces hundreds of small passes.
@@ -66,7 +66,6 @@ class _Stack:
     tau: np.ndarray | None
     first: np.ndarray  # first point of each problem
     area: np.ndarray  # 0: background fixed
-    size: np.ndarray  # points of each problem
     floor: np.ndarray
 
 
@@ -88,7 +87,7 @@ def _stack(problems: list[Problem]) -> tuple[_Stack, list[np.ndarray]]:
         x, np.concatenate([np.broadcast_to(np.asarray(p.log_bg, dtype=float), (len(p.x),)) for p in problems]),
         pp, sp, mu, np.concatenate([p.sites.sigma for p in problems]), np.concatenate([p.sites.n for p in problems]),
         tm, tau, point_start,
-        np.array([p.area or 0.0 for p in problems]), npts.astype(float), np.array([p.floor for p in problems]),
+        np.array([p.area or 0.0 for p in problems]), np.array([p.floor for p in problems]),
     )  # fmt: skip
     return st, centres
 
@@ -194,7 +193,7 @@ def fit_many(problems: list[Problem], params: MixtureParams) -> list[tuple[Sites
     Per iteration, for the problems still running: E-step on their pairs
     (:func:`_pair_log`, :func:`_lse`), log-likelihood
     :math:`\\ell_p = \\sum_{i\\in p}\\log\\lambda(s_i) - \\sum_{k\\in p} n_k - \\lambda_{0,p}|W_p|`;
-    a problem whose :math:`\\ell_p` gained less than ``tol`` (or ``tol_per_report`` × its points) stops with these sites;
+    a problem whose :math:`\\ell_p` gained less than ``tol`` stops with these sites;
     the others update their background (:math:`\\lambda_0=\\sum_i r_{i0}/|W|`, floored)
     and sites (:func:`_m_step`). The pairs are those within a radius of the sites
     (:class:`_PairFinder`), found again when a site has moved or grown out of it.
@@ -218,7 +217,7 @@ def fit_many(problems: list[Problem], params: MixtureParams) -> list[tuple[Sites
         ll_now = (np.bincount(st.pp[pts], weights=lse[pts], minlength=n_prob)
                   - np.bincount(st.sp, weights=st.n, minlength=n_prob) - np.exp(bg_first) * st.area)  # fmt: skip
         ll[act] = ll_now[act]
-        stop = act[ll_now[act] - ll_old[act] < np.maximum(params.tol, params.tol_per_report * st.size[act])]
+        stop = act[ll_now[act] - ll_old[act] < params.tol]
         ll_old[act] = ll_now[act]
         if len(stop):
             running[stop] = False

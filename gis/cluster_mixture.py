@@ -67,10 +67,7 @@ class MixtureParams:
     max_iter
         EM iterations per fit.
     tol
-        EM stops when the log-likelihood gains less than this ...
-    tol_per_report
-        ... or less than this × the fit's reports (a tolerance on the mean log-likelihood per
-        report, as scikit-learn's ``GaussianMixture``; 0: off).
+        EM stops when the log-likelihood gains less than this.
     min_size
         Smallest site (expected reports); smaller components are dropped.
     reach_sigmas
@@ -99,7 +96,6 @@ class MixtureParams:
     split: bool
     max_iter: int
     tol: float
-    tol_per_report: float
     min_size: float
     reach_sigmas: float
     sectors: int
@@ -242,7 +238,7 @@ def fit_intensity(
     for _ in range(params.max_iter):
         lse, resp = _e_step(x, tree, log_bg, s, params.reach_sigmas)
         ll = float(lse.sum() - s.n.sum() - (np.exp(log_bg[0]) * area if area else 0.0))
-        if ll - ll_old < max(params.tol, params.tol_per_report * len(x)):
+        if ll - ll_old < params.tol:
             break
         ll_old = ll
         if area:

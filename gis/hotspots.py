@@ -163,7 +163,7 @@ def mixture_params(cfg: dict[str, Any]) -> MixtureParams:
     return MixtureParams(
         min_sigma_m=float(mx["min_sigma_m"]), min_background=float(sc["min_background_per_km2"]) / 1e6,
         fit_background=bool(mx["fit_background"]), criterion=str(mx["criterion"]), split=bool(mx["split"]),
-        max_iter=int(mx["max_iter"]), tol=float(mx["tol"]), tol_per_report=float(mx["tol_per_report"]), min_size=float(cfg["min_cluster_size"]),
+        max_iter=int(mx["max_iter"]), tol=float(mx["tol"]), min_size=float(cfg["min_cluster_size"]),
         reach_sigmas=float(mx["reach_sigmas"]), sectors=int(mx["sectors"]),
         place_sigmas=float(mx["place_sigmas"]), time=bool(mx["time"]), min_tau_days=float(mx["min_tau_days"]),
         assign_sigmas=float(mx["assign_sigmas"]),

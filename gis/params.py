@@ -189,7 +189,6 @@ class ScanMixtureParams(Section):
     split: bool
     max_iter: int
     tol: float
-    tol_per_report: float
     place_sigmas: float
     time: bool
     min_tau_days: float
