@@ -235,7 +235,8 @@ def fit_many(problems: list[Problem], params: MixtureParams) -> list[tuple[Sites
 
 #: Pairs are searched within this many times a site's reach, so that they serve while it moves and grows.
 PAIR_MARGIN = 1.25
-#: Spacing (m) between the problems laid side by side for one k-d tree; larger than any group of cores.
+#: Spacing (m) between the problems laid side by side for one k-d tree: larger than any group of cores, so that
+#: a search rarely meets another problem's points (those it meets are left out).
 PROBLEM_SPACING = 1.0e6
 
 
@@ -264,7 +265,9 @@ class _PairFinder:
         lists = self.tree.query_ball_point(centre, self.radius[sites]) if len(sites) else []
         counts = np.fromiter((len(v) for v in lists), dtype=np.int64, count=len(lists))
         pi = np.concatenate([np.asarray(v, dtype=np.int64) for v in lists]) if counts.sum() else np.zeros(0, np.int64)
-        return _gathered(st, pi, np.repeat(sites, counts))
+        pk = np.repeat(sites, counts)
+        own = st.pp[pi] == st.sp[pk]  # a site wider than the spacing must not reach the next problem's points
+        return _gathered(st, pi[own], pk[own])
 
     def update(self, pr: _Pairs, on: np.ndarray) -> _Pairs:
         """``pr`` with the pairs of the sites among ``on`` that left their search radius searched again."""

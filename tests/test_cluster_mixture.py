@@ -205,7 +205,8 @@ def test_batched_fits_give_the_per_group_labels(params, timed):
 
 
 def test_batched_em_is_the_single_fit(params):
-    """fit_many of several problems at once gives each problem's fit_intensity (sites, ℓ, background)."""
+    """fit_many of several problems at once gives each problem's fit_intensity (sites, ℓ, background), also when a
+    site's reach is wider than the spacing of the problems in the stack."""
     from gis.cluster_batch import Problem, fit_many
 
     rng = np.random.default_rng(5)
@@ -216,6 +217,8 @@ def test_batched_em_is_the_single_fit(params):
         start = Sites(np.array([[950.0, 950.0], [1250.0, 1100.0]]) + shift, np.array([60.0, 60.0]), np.array([30.0, 30.0]))
         problems.append(Problem(x, np.full(len(x), np.log(10e-6)), start, side**2, params.min_background))
     problems.append(Problem(problems[0].x, problems[0].log_bg, problems[0].sites, None, params.min_background))
+    wide = Sites(problems[1].sites.mu, np.array([3e5, 60.0]), problems[1].sites.n)  # reaches past the next problem
+    problems.insert(1, Problem(problems[1].x, problems[1].log_bg, wide, None, params.min_background))
     for (s, ll, bg), pr in zip(fit_many(problems, params), problems):
         ref, ll_r, bg_r = fit_intensity(pr.x, pr.log_bg, pr.sites, params, area=pr.area)
         np.testing.assert_allclose(s.mu, ref.mu, atol=1e-6)
