@@ -10,8 +10,9 @@ Run ``.venv/bin/python benchmarks/bench_clusters.py [--scales small,district,cit
 For every method of :data:`METHODS` (the first default DBSCAN, HDBSCAN with
 min_cluster_size 15 / min_samples 5, the ``scan`` detector with its quick-shift trees
 merged by BIC, the mixture of :mod:`gis.cluster_mixture` in space at a fit reach of 3 and
-4 σ, and in space and time with places at 2 and 1.75 rms spreads; the default of ``layers/hotspots.yaml``
-last), all run in the same process on the same
+4 σ, and in space and time with places at 2 and 1.75 rms spreads — the latter also with the per-group
+reference fits of :func:`gis.cluster_mixture.mixture_labels`, the code before :mod:`gis.cluster_batch`, same
+labels; the default of ``layers/hotspots.yaml`` last; ``--methods`` picks some), all run in the same process on the same
 incidents (per incident kind, as the pipeline does):
 
 * **recall** — share of planted clusters recovered (:func:`gis.hotspots.match_planted`:
@@ -79,10 +80,30 @@ METHODS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
         {"merge": "mixture", "mixture": {"time": True, "place_sigmas": 2.0, "reach_sigmas": 4.0, "assign_sigmas": 4.0}},
         {"controls": False, "background": "unclustered"}, {},
     ),
+    "scan, space-time mixture, places 1.75 rms, reach 4σ, per-group fits (the default's previous code)": (
+        {"merge": "mixture"}, {"controls": False, "background": "unclustered"}, {}
+    ),
     "scan, space-time mixture, places 1.75 rms, reach 4σ (default)": (
         {"merge": "mixture"}, {"controls": False, "background": "unclustered"}, {}
     ),
 }
+#: Methods run with the per-group reference of the mixture (:func:`gis.cluster_mixture.mixture_labels`, one
+#: group's EM and split fits after another) instead of the batched fits of :mod:`gis.cluster_batch`.
+PER_GROUP = {"scan, space-time mixture, places 1.75 rms, reach 4σ, per-group fits (the default's previous code)"}
+
+
+def timed_run(label: str, inc: Any, zones: Any, over: dict[str, Any]) -> tuple[Any, float]:
+    """find_clusters of a method and its wall time; :data:`PER_GROUP` methods with the per-group mixture."""
+    from gis import cluster_batch, cluster_mixture, cluster_scan, hotspots
+
+    t0 = time.perf_counter()
+    if label in PER_GROUP:
+        cluster_scan.batched_mixture_labels = cluster_mixture.mixture_labels  # type: ignore[assignment]
+    try:
+        res = hotspots.find_clusters(inc, zones=zones, **over)
+    finally:
+        cluster_scan.batched_mixture_labels = cluster_batch.batched_mixture_labels
+    return res, time.perf_counter() - t0
 
 
 def method_overrides(label: str) -> dict[str, Any]:
@@ -137,7 +158,7 @@ def ceiling_row(scale: str, inc: Any, truth: Any, members: Any, oracle: Any) -> 
     return f"| {scale} | {len(truth):,} | " + " | ".join(cells) + " |"
 
 
-def run_scale(scale: str, work: Path) -> tuple[list[str], dict[str, Any], str]:
+def run_scale(scale: str, work: Path, methods: list[str]) -> tuple[list[str], dict[str, Any], str]:
     """Table rows of one sample, the per-cluster tables of each method and the reference (ceiling) row."""
     import pandas as pd
 
@@ -153,11 +174,9 @@ def run_scale(scale: str, work: Path) -> tuple[list[str], dict[str, Any], str]:
         inc, truth, members, sigmas=2.0, annulus_m=(500.0, 1500.0), fdr=0.01, same_kind=True
     )
     rows, tables = [], {}
-    for label in METHODS:
+    for label in methods:
         over = method_overrides(label)
-        t0 = time.perf_counter()
-        res = hotspots.find_clusters(inc, zones=d.zones, **over)
-        dt = time.perf_counter() - t0
+        res, dt = timed_run(label, inc, d.zones, over)
         peak = "–"
         if len(inc) <= TRACE_MAX:  # tracemalloc slows many small numpy calls several-fold: a second, traced run
             tracemalloc.start()
@@ -212,7 +231,11 @@ def main() -> None:
     ap.add_argument("--scales", default="small,district,city")
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "_work")
     ap.add_argument("--no-write", action="store_true", help="print the rows only (RESULTS.md untouched)")
+    ap.add_argument("--methods", default="", help="comma-separated numbers (0-based) of METHODS to run; default all: "
+                    + "; ".join(f"{i} {m}" for i, m in enumerate(METHODS)))  # fmt: skip
     args = ap.parse_args()
+    names = list(METHODS)
+    methods = [names[int(i)] for i in args.methods.split(",")] if args.methods else names
     warnings.simplefilter("ignore")
     lines = [
         "## Cluster detection against planted truth (`benchmarks/bench_clusters.py`)",
@@ -243,7 +266,7 @@ def main() -> None:
     tables = {}
     ceilings = []
     for scale in args.scales.split(","):
-        rows, tables, ceiling = run_scale(scale, args.work)
+        rows, tables, ceiling = run_scale(scale, args.work, methods)
         lines += rows
         ceilings.append(ceiling)
     lines += [

@@ -38,6 +38,9 @@ from scipy.spatial import cKDTree
 #: Grid cells per ``attach_m`` when a group's window area is counted (:func:`window_areas`): an
 #: accuracy constant of the area (boundary error under 1 %), not a parameter of the analysis.
 WINDOW_CELLS_PER_RADIUS = 16
+#: Floor of the shifted log terms before exp (:func:`lse_rows`): :math:`e^{-700}` is below the rounding of a
+#: sum holding 1; numerics only, not a parameter.
+EXP_FLOOR = -700.0
 #: Largest points × sites of an EM fit computed on dense arrays (:func:`_e_step`); larger fits use the
 #: point–site pairs within reach (a k-d tree). Speed only: both give the same fit.
 DENSE_MAX_PAIRS = 20_000
@@ -76,7 +79,7 @@ class MixtureParams:
         cluster (:func:`place_groups`); 0: every site is a cluster.
     time
         Model the reports' dates too: each site is active around a time
-        (:math:`\psi(t; m_k, \tau_k)`, Gaussian), the background uniform over the
+        (:math:`\\psi(t; m_k, \\tau_k)`, Gaussian), the background uniform over the
         group's time span, so that sites of one kind at one place but active at
         different times are told apart (points then carry a third column, the day).
     min_tau_days
@@ -138,9 +141,9 @@ class Sites:
 def _site_log(
     x: np.ndarray, s: Sites, i: np.ndarray | None = None, k: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Log site terms :math:`\log(n_k\phi(s_i;\mu_k,\sigma_k)\,\psi(t_i;m_k,\tau_k))` and squared distances.
+    """Log site terms :math:`\\log(n_k\\phi(s_i;\\mu_k,\\sigma_k)\\,\\psi(t_i;m_k,\\tau_k))` and squared distances.
 
-    .. math:: \log\psi(t; m, \tau) = -\tfrac12\log(2\pi\tau^2) - \frac{(t-m)^2}{2\tau^2}
+    .. math:: \\log\\psi(t; m, \\tau) = -\\tfrac12\\log(2\\pi\\tau^2) - \\frac{(t-m)^2}{2\\tau^2}
 
     (only with time: ``s.tau`` set, ``x[:, 2]`` the day). Dense (N, k) arrays, or the
     point–site pairs ``i``, ``k`` (1-D). The squared distance is spatial (the reach).
@@ -165,16 +168,21 @@ def log_terms(x: np.ndarray, log_bg: np.ndarray, s: Sites) -> np.ndarray:
               - \\frac{\\lVert s_i-\\mu_k\\rVert^2}{2\\sigma_k^2}
 
     ``log_bg``: log background intensity at each point (per m², per m²·day with time;
-    the site term then has the factor :math:`\psi`, :func:`_site_log`).
+    the site term then has the factor :math:`\\psi`, :func:`_site_log`).
     """
     site = _site_log(x, s)[0]
     return np.column_stack([np.broadcast_to(log_bg, (len(x),)), site])  # (N, 1 + k)
 
 
-def _lse_rows(a: np.ndarray) -> np.ndarray:
-    """:math:`\\log\\sum_k e^{a_{ik}}` per row (max-shifted; the rows here always hold the finite background)."""
+def lse_rows(a: np.ndarray) -> np.ndarray:
+    """:math:`\\log\\sum_k e^{a_{ik}}` per row (max-shifted; the rows here always hold the finite background).
+
+    Terms below :math:`e^{-700}` of the row's largest are taken as :math:`e^{-700}` (:data:`EXP_FLOOR`):
+    next to the largest term (1 after the shift) they add nothing in double precision, and numpy's
+    exp is several times slower on arguments that underflow.
+    """
     m = a.max(axis=1)
-    return m + np.log(np.exp(a - m[:, None]).sum(axis=1))
+    return m + np.log(np.exp(np.maximum(a - m[:, None], EXP_FLOOR)).sum(axis=1))
 
 
 def _pair_terms(tree: cKDTree, x: np.ndarray, s: Sites, reach: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -314,7 +322,7 @@ def _near(tree: cKDTree, n_points: int, s: Sites, sites: list[int], reach: float
 
 
 def _local_gain(
-    tree: cKDTree, x: np.ndarray, log_bg: np.ndarray, s: Sites, old: list[int], new: Sites, reach: float, criterion: str
+    tree: cKDTree, x: np.ndarray, lt: np.ndarray, s: Sites, old: list[int], new: Sites, reach: float, criterion: str
 ) -> float:
     """BIC change when sites ``old`` are replaced by ``new`` (others fixed), on the points near ``old``.
 
@@ -324,7 +332,8 @@ def _local_gain(
               - \\sum_{new} n_k + \\sum_{old} n_k\\Big] + 4\\,(k_{new}-k_{old})\\ln|L|
 
     (< 0: the new sites explain the reports better, BIC; ``criterion`` ``aic``: 8 instead
-    of :math:`4\\ln|L|` per site, ``icl``: BIC + 2 × the change of classification entropy).
+    of :math:`4\\ln|L|` per site, ``icl``: BIC + 2 × the change of classification entropy). ``lt``: the
+    log terms of all points (:func:`log_terms` of ``s``), whose columns the old model reads.
     """
     near = _near(tree, len(x), s, old, reach)
     if not near.any():
@@ -333,11 +342,11 @@ def _local_gain(
     lo, hi = xl[:, :2].min(axis=0), xl[:, :2].max(axis=0)
     gap = np.maximum(np.maximum(lo - s.mu, 0), np.maximum(s.mu - hi, 0))
     close = np.flatnonzero((gap**2).sum(axis=1) <= (reach * s.sigma) ** 2)
-    others = s.subset(_without(close, old))
-    base = log_terms(xl, log_bg[near], others)
-    lt_old = np.column_stack([base, log_terms(xl, log_bg[near], s.subset(old))[:, 1:]])
-    lt_new = np.column_stack([base, log_terms(xl, log_bg[near], new)[:, 1:]])
-    lse_old, lse_new = _lse_rows(lt_old), _lse_rows(lt_new)
+    idx = np.flatnonzero(near)
+    base = lt[np.ix_(idx, np.r_[0, _without(close, old) + 1])]
+    lt_old = np.column_stack([base, lt[np.ix_(idx, np.asarray(old) + 1)]])
+    lt_new = np.column_stack([base, log_terms(xl, base[:, 0], new)[:, 1:]])
+    lse_old, lse_new = lse_rows(lt_old), lse_rows(lt_new)
     ll_old = lse_old.sum() - s.n[old].sum()
     ll_new = lse_new.sum() - new.n.sum()
     per_site = 8.0 if criterion == "aic" else 4 * np.log(max(near.sum(), 2))  # 4 parameters per site
@@ -353,13 +362,20 @@ def _entropy(lt: np.ndarray, lse: np.ndarray) -> float:
     return float(-(np.exp(logr) * logr).sum())
 
 
-def _split(tree: cKDTree, x: np.ndarray, log_bg: np.ndarray, s: Sites, a: int, params: MixtureParams) -> Sites:
-    """Site *a* as two sites, ±1 sd along the main axis of its nearby points, refitted with the others fixed."""
+def split_start(
+    tree: cKDTree, x: np.ndarray, lt: np.ndarray, s: Sites, a: int, params: MixtureParams, lse: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, Sites]:
+    """The fit of a split of site *a*: its nearby points, the log intensity of the other sites there, the pair.
+
+    The pair starts ±1 sd along the main axis of the points' offsets from the site (weighted by its
+    responsibilities; :func:`_split_time` with time); :func:`_split` fits it with the others fixed.
+    ``lt``: the log terms of all points (:func:`log_terms` of ``s``); ``lse``: their row totals
+    (:func:`lse_rows` of ``lt``, computed here when not given).
+    """
     near = _near(tree, len(x), s, [a], params.reach_sigmas)
     xl = x[near]
-    others = s.subset(_without(np.arange(len(s)), [a]))
-    lt = log_terms(xl, log_bg[near], s)
-    r = np.exp(lt[:, a + 1] - _lse_rows(lt))
+    rows = lt[near]
+    r = np.exp(rows[:, a + 1] - (lse_rows(rows) if lse is None else lse[near]))
     d = xl[:, :2] - s.mu[a]
     cov = (r[:, None, None] * d[:, :, None] * d[:, None, :]).sum(axis=0) / max(r.sum(), 1e-9)
     vals, vecs = np.linalg.eigh(cov)
@@ -368,7 +384,12 @@ def _split(tree: cKDTree, x: np.ndarray, log_bg: np.ndarray, s: Sites, a: int, p
     two = Sites(np.vstack([s.mu[a] + step, s.mu[a] - step]), np.array([sig, sig]), np.full(2, s.n[a] / 2))
     if s.tau is not None and s.tm is not None:
         two = _split_time(xl, r, s, a, params)
-    base = _lse_rows(log_terms(xl, log_bg[near], others))
+    return xl, lse_rows(rows[:, np.r_[0, _without(np.arange(len(s)), [a]) + 1]]), two
+
+
+def _split(tree: cKDTree, x: np.ndarray, lt: np.ndarray, s: Sites, a: int, params: MixtureParams) -> Sites:
+    """Site *a* as two sites (:func:`split_start`), refitted with the others fixed."""
+    xl, base, two = split_start(tree, x, lt, s, a, params)
     return fit_intensity(xl, base, two, params)[0]
 
 
@@ -389,10 +410,9 @@ def _split_time(xl: np.ndarray, r: np.ndarray, s: Sites, a: int, params: Mixture
                  np.array([s.tm[a] + dt, s.tm[a] - dt]), np.full(2, s.tau[a]))  # fmt: skip
 
 
-def _improvements(x: np.ndarray, log_bg: np.ndarray, s: Sites, params: MixtureParams) -> list[tuple[float, list[int], Sites]]:
-    """Changes that lower the criterion, best first: each site merged with its nearest, dropped, or split."""
+def change_candidates(s: Sites) -> list[tuple[list[int], Sites]]:
+    """Changes of the sites to score (:func:`ranked_changes`): each site dropped, each merged with its nearest."""
     k = len(s)
-    tree = cKDTree(x[:, :2])
     empty = Sites(np.zeros((0, 2)), np.zeros(0), np.zeros(0), *((np.zeros(0), np.zeros(0)) if s.tau is not None else ()))
     cands: list[tuple[list[int], Sites]] = [([a], empty) for a in range(k)]
     if k > 1:
@@ -400,14 +420,45 @@ def _improvements(x: np.ndarray, log_bg: np.ndarray, s: Sites, params: MixturePa
         np.fill_diagonal(d, np.inf)
         pairs = sorted({tuple(sorted((i, int(np.argmin(d[i]))))) for i in range(k)})
         cands += [([a, b], _merged(s, a, b)) for a, b in pairs]
-    if params.split:
-        cands += [([a], _split(tree, x, log_bg, s, a, params)) for a in range(k) if s.n[a] >= 2 * params.min_size]
+    return cands
+
+
+def ranked_changes(
+    tree: cKDTree, x: np.ndarray, lt: np.ndarray, s: Sites, cands: list[tuple[list[int], Sites]], params: MixtureParams
+) -> list[tuple[float, list[int], Sites]]:
+    """The changes ``cands`` that lower the criterion (:func:`_local_gain`; ``lt``: :func:`log_terms` of ``s``), best first."""
     out = []
     for old, new in cands:
-        gain = _local_gain(tree, x, log_bg, s, old, new, params.reach_sigmas, params.criterion)
+        gain = _local_gain(tree, x, lt, s, old, new, params.reach_sigmas, params.criterion)
         if gain < 0:
             out.append((gain, old, new))
     return sorted(out, key=lambda t: t[0])
+
+
+def _improvements(x: np.ndarray, log_bg: np.ndarray, s: Sites, params: MixtureParams) -> list[tuple[float, list[int], Sites]]:
+    """Changes that lower the criterion, best first: each site merged with its nearest, dropped, or split."""
+    tree = cKDTree(x[:, :2])
+    lt = log_terms(x, log_bg, s)
+    cands = change_candidates(s)
+    if params.split:
+        cands += [([a], _split(tree, x, lt, s, a, params)) for a in range(len(s)) if s.n[a] >= 2 * params.min_size]
+    return ranked_changes(tree, x, lt, s, cands, params)
+
+
+def apply_changes(s: Sites, todo: list[tuple[float, list[int], Sites]]) -> Sites:
+    """Sites after the changes ``todo`` (best first), each site in at most one change; new sites go last."""
+    used: set[int] = set()
+    drop: list[int] = []
+    added = []
+    for _gain, old, new in todo:
+        if used.isdisjoint(old):
+            used.update(old)
+            drop += old
+            added.append(new)
+    s = s.subset(_without(np.arange(len(s)), drop))
+    for new in added:
+        s = s.add(new)
+    return s
 
 
 def select_sites(x: np.ndarray, log_bg: np.ndarray, init: Sites, params: MixtureParams, area: float | None) -> Sites:
@@ -423,17 +474,7 @@ def select_sites(x: np.ndarray, log_bg: np.ndarray, init: Sites, params: Mixture
         todo = _improvements(x, log_bg, s, params)
         if not todo:
             break
-        used: set[int] = set()
-        drop: list[int] = []
-        added = []
-        for _gain, old, new in todo:
-            if used.isdisjoint(old):
-                used.update(old)
-                drop += old
-                added.append(new)
-        s = s.subset(_without(np.arange(len(s)), drop))
-        for new in added:
-            s = s.add(new)
+        s = apply_changes(s, todo)
         s, _, log_bg = fit_intensity(x, log_bg, s, params, area)
     small = s.n < params.min_size
     if small.any() and not small.all():
@@ -557,41 +598,78 @@ def _time_span(x: np.ndarray, params: MixtureParams) -> float:
     return float(max(np.ptp(x[:, 2]) + 1.0, np.sqrt(2 * np.pi) * params.min_tau_days))
 
 
+@dataclass
+class Group:
+    """One group of cores as :func:`select_sites` takes it: its incidents ``idx``, their coordinates ``x`` (with
+    the day as third column with time), the log background there, the starting sites, the window's area (× time
+    span) and the parameters with the background floor per m²·day (:func:`group_inputs`)."""
+
+    idx: np.ndarray
+    x: np.ndarray
+    log_bg: np.ndarray
+    init: Sites
+    area: float | None
+    params: MixtureParams
+
+
+def group_inputs(
+    xy: np.ndarray, core: np.ndarray, seed: np.ndarray, group: np.ndarray, log_bg: np.ndarray, attach_m: float,
+    params: MixtureParams,
+) -> list[Group]:
+    """The groups of cores of :func:`mixture_labels`, each with what :func:`select_sites` needs.
+
+    A group's points are the incidents whose nearest core (within ``attach_m``) is in it;
+    its initial sites are the seeds (:func:`initial_sites`); its window is the union of
+    discs of ``attach_m`` around its cores (:func:`window_areas`); with time the
+    background and its floor are spread over the group's time span *T*
+    (:math:`\\lambda_0/T` per m²·day, :func:`_time_span`).
+    """
+    d, nearest = cKDTree(xy[core, :2]).query(xy[:, :2], k=1, distance_upper_bound=attach_m)
+    near = np.flatnonzero(np.isfinite(d))
+    g_of = group[nearest[near]]
+    order = np.argsort(g_of, kind="stable")
+    areas = window_areas(xy[core, :2], group, attach_m, WINDOW_CELLS_PER_RADIUS) if params.fit_background else None
+    out = []
+    for idx in np.split(near[order], np.flatnonzero(np.diff(g_of[order])) + 1) if len(near) else []:
+        x = xy[idx] if params.time else xy[idx, :2]
+        owner = np.where(d[idx] == 0, seed[nearest[idx]], -1)
+        init = initial_sites(x, owner, params.min_sigma_m, params.min_tau_days)
+        area = float(areas[group[nearest[idx[0]]]]) if areas is not None else None
+        span = _time_span(x, params) if params.time else 1.0  # days
+        per_day = replace(params, min_background=params.min_background / span)  # floor per m²·day
+        out.append(Group(idx, x, log_bg[idx] - np.log(span), init, area * span if area else None, per_day))
+    return out
+
+
+def labels_of_sites(n_points: int, groups: list[Group], sites: list[Sites], params: MixtureParams) -> np.ndarray:
+    """Labels (−1 background) of all incidents from the fitted sites of each group.
+
+    :func:`assign` labels a group's points (most likely site within ``assign_sigmas`` σ);
+    sites closer than ``place_sigmas`` rms spreads share one label (:func:`place_groups`).
+    """
+    labels = np.full(n_points, -1, dtype=np.int64)
+    next_id = 0
+    for g, s in zip(groups, sites):
+        lab = assign(g.x, s, params.assign_sigmas)
+        place = place_groups(s, params.place_sigmas)
+        labels[g.idx[lab >= 0]] = place[lab[lab >= 0]] + next_id
+        next_id += int(place.max()) + 1 if len(s) else 0
+    return labels
+
+
 def mixture_labels(
     xy: np.ndarray, core: np.ndarray, seed: np.ndarray, group: np.ndarray, log_bg: np.ndarray, attach_m: float,
     params: MixtureParams,
 ) -> np.ndarray:
     """Labels (−1 background) of all incidents from a mixture fitted per connected group of cores.
 
-    A group's points are the incidents whose nearest core (within ``attach_m``) is
-    in it; its initial sites are the seeds (``seed``: the quick-shift tree of each
-    core, :func:`initial_sites`); :func:`select_sites` fits them over the background
-    (``log_bg``: log intensity per m² at each incident, the start when
-    ``fit_background``; then uniform over the group's window, the union of discs of
-    ``attach_m`` around its cores) and :func:`assign` labels the points; sites closer
-    than ``place_sigmas`` rms spreads share one label (:func:`place_groups`). With
-    ``params.time`` ``xy`` has a third column, the day: the background (and its floor) is
-    spread uniformly over the group's time span *T* (:math:`\\lambda_0/T` per m²·day,
-    :func:`_time_span`).
+    The groups of :func:`group_inputs` (seeds: the quick-shift tree of each core,
+    ``seed``; ``log_bg``: log intensity per m² at each incident, the start when
+    ``fit_background``), each fitted on its own by :func:`select_sites` and labelled by
+    :func:`labels_of_sites`. ``xy`` has a third column, the day, with ``params.time``.
+    The detector runs :func:`gis.cluster_batch.batched_mixture_labels`, the same with
+    all groups fitted at once; this one is its reference (``tests/test_cluster_mixture.py``).
     """
-    d, nearest = cKDTree(xy[core, :2]).query(xy[:, :2], k=1, distance_upper_bound=attach_m)
-    near = np.flatnonzero(np.isfinite(d))
-    labels = np.full(len(xy), -1, dtype=np.int64)
-    g_of = group[nearest[near]]
-    order = np.argsort(g_of, kind="stable")
-    areas = window_areas(xy[core, :2], group, attach_m, WINDOW_CELLS_PER_RADIUS) if params.fit_background else None
-    next_id = 0
-    for idx in np.split(near[order], np.flatnonzero(np.diff(g_of[order])) + 1):
-        x = xy[idx] if params.time else xy[idx, :2]
-        is_core = d[idx] == 0
-        owner = np.where(is_core, seed[nearest[idx]], -1)
-        init = initial_sites(x, owner, params.min_sigma_m, params.min_tau_days)
-        area = float(areas[group[nearest[idx[0]]]]) if areas is not None else None
-        span = _time_span(x, params) if params.time else 1.0  # days
-        per_day = replace(params, min_background=params.min_background / span)  # floor per m²·day
-        sites = select_sites(x, log_bg[idx] - np.log(span), init, per_day, area * span if area else None)
-        lab = assign(x, sites, params.assign_sigmas)
-        place = place_groups(sites, params.place_sigmas)
-        labels[idx[lab >= 0]] = place[lab[lab >= 0]] + next_id
-        next_id += int(place.max()) + 1 if len(sites) else 0
-    return labels
+    groups = group_inputs(xy, core, seed, group, log_bg, attach_m, params)
+    sites = [select_sites(g.x, g.log_bg, g.init, g.params, g.area) for g in groups]
+    return labels_of_sites(len(xy), groups, sites, params)

@@ -31,7 +31,8 @@ from scipy.spatial import cKDTree
 from scipy.special import pdtrc
 
 from gis._errors import AnalysisError
-from gis.cluster_mixture import MixtureParams, core_groups, mixture_labels
+from gis.cluster_batch import batched_mixture_labels
+from gis.cluster_mixture import MixtureParams, core_groups
 
 
 def poisson_sf(k: np.ndarray | float, mu: np.ndarray | float) -> np.ndarray:
@@ -324,7 +325,7 @@ def _mixture_scan(
         if days is None:
             raise AnalysisError("clusters.scan.mixture.time needs the incidents' dates")
         xy = np.column_stack([xy, days])
-    return mixture_labels(xy, core, seed, group, np.log(lam[at]), params.attach_m, mp)
+    return batched_mixture_labels(xy, core, seed, group, np.log(lam[at]), params.attach_m, mp)
 
 
 def scan_labels(xy: np.ndarray, params: ScanParams, days: np.ndarray | None = None) -> np.ndarray:

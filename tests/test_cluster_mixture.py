@@ -163,3 +163,65 @@ def test_sites_left_after_a_change_are_numpys_setdiff():
         idx = np.unique(rng.integers(0, 40, rng.integers(0, 30)))
         drop = [int(v) for v in rng.integers(0, 45, rng.integers(0, 4))]
         assert np.array_equal(_without(idx, drop), np.setdiff1d(idx, drop))
+
+
+def _planted_groups(rng: np.random.Generator, timed: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Four groups of cores (sites of 30–60 reports, σ 50–150 m, some overlapping, some active at different
+    times) over a uniform background: incidents (x, y[, day]), the cores, their seeds and groups."""
+    side, days = 6000.0, 900.0
+    parts, cores, seeds = [], [], []
+    for g, (cx, cy) in enumerate([(1000, 1000), (4000, 1200), (1500, 4500), (4500, 4500)]):
+        for j in range(3):
+            n, sig = int(rng.integers(30, 60)), float(rng.uniform(50, 150))
+            xy = rng.normal((cx + 150 * j, cy + 80 * j), sig, (n, 2))
+            t0 = rng.uniform(0, days - 200)
+            parts.append(np.column_stack([xy, rng.uniform(t0, t0 + 200, n)]))
+            seeds.append(np.full(n // 2, 3 * g + j))
+            cores.append(np.ones(n, bool) & (np.arange(n) < n // 2))
+    bg = np.column_stack([rng.uniform(0, side, (900, 2)), rng.uniform(0, days, 900)])
+    x = np.vstack(parts + [bg])
+    core = np.flatnonzero(np.concatenate(cores + [np.zeros(len(bg), bool)]))
+    seed = np.concatenate(seeds)
+    group = seed // 3
+    return (x if timed else x[:, :2]), core, seed, group
+
+
+@pytest.mark.parametrize("timed", [False, True])
+def test_batched_fits_give_the_per_group_labels(params, timed):
+    """gis.cluster_batch (every group's EM and split fits at once) labels the reports exactly as the per-group
+    reference gis.cluster_mixture.mixture_labels, in space and in space-time."""
+    from gis.cluster_batch import batched_mixture_labels
+    from gis.cluster_mixture import mixture_labels
+
+    rng = np.random.default_rng(11)
+    x, core, seed, group = _planted_groups(rng, timed)
+    p = replace(params, time=timed)
+    span = np.ptp(x[:, 2]) + 1 if timed else 1.0
+    log_bg = np.full(len(x), np.log(25e-6))
+    ref = mixture_labels(x, core, seed, group, log_bg, 350.0, p)
+    fast = batched_mixture_labels(x, core, seed, group, log_bg, 350.0, p)
+    assert ref.max() >= 6 and span > 0  # several sites found in the four groups
+    np.testing.assert_array_equal(fast, ref)
+
+
+def test_batched_em_is_the_single_fit(params):
+    """fit_many of several problems at once gives each problem's fit_intensity (sites, ℓ, background), also when a
+    site's reach is wider than the spacing of the problems in the stack."""
+    from gis.cluster_batch import Problem, fit_many
+
+    rng = np.random.default_rng(5)
+    side = 3000.0
+    problems = []
+    for shift in (0.0, 600_000.0, 50.0):
+        x = _sites(rng.normal((900, 900), 80, (50, 2)), 20.0, side, rng) + shift
+        start = Sites(np.array([[950.0, 950.0], [1250.0, 1100.0]]) + shift, np.array([60.0, 60.0]), np.array([30.0, 30.0]))
+        problems.append(Problem(x, np.full(len(x), np.log(10e-6)), start, side**2, params.min_background))
+    problems.append(Problem(problems[0].x, problems[0].log_bg, problems[0].sites, None, params.min_background))
+    wide = Sites(problems[1].sites.mu, np.array([3e5, 60.0]), problems[1].sites.n)  # reaches past the next problem
+    problems.insert(1, Problem(problems[1].x, problems[1].log_bg, wide, None, params.min_background))
+    for (s, ll, bg), pr in zip(fit_many(problems, params), problems):
+        ref, ll_r, bg_r = fit_intensity(pr.x, pr.log_bg, pr.sites, params, area=pr.area)
+        np.testing.assert_allclose(s.mu, ref.mu, atol=1e-6)
+        np.testing.assert_allclose(s.sigma, ref.sigma, rtol=1e-9)
+        np.testing.assert_allclose(s.n, ref.n, rtol=1e-9)
+        assert ll == pytest.approx(ll_r, rel=1e-12) and bg[0] == pytest.approx(bg_r[0], rel=1e-12)

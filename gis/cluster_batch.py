@@ -1,0 +1,395 @@
+"""Many EM fits of :mod:`gis.cluster_mixture` at once (批量拟合).
+
+The mixture fits one intensity per group of scan cores, and one small fit per
+proposed split of a site; the groups share no points, the splits only read theirs.
+:func:`fit_many` runs any number of such *problems* in lock-step on stacked arrays:
+every point is paired with the sites of its own problem near it (:class:`_PairFinder`),
+a site's term counts within ``reach_sigmas`` σ of it as in
+:func:`gis.cluster_mixture.fit_intensity`, and each problem stops on its own
+(log-likelihood gain below ``tol``, or ``max_iter``); a stopped problem leaves
+the stacked arrays. The numbers are those of ``fit_intensity`` up to the rounding of
+floating-point sums (``tests/test_cluster_mixture.py`` compares them); one pass of numpy
+over all problems replaces hundreds of small passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from gis.cluster_mixture import (
+    Group,
+    EXP_FLOOR,
+    MixtureParams,
+    Sites,
+    lse_rows,
+    change_candidates,
+    ranked_changes,
+    split_start,
+    apply_changes,
+    group_inputs,
+    labels_of_sites,
+    log_terms,
+)
+
+
+@dataclass
+class Problem:
+    """One EM fit: points ``x`` (N, 2 or 3), log background at each point, starting sites.
+
+    ``area``: the window's area (× time span with time) when the background is fitted
+    with the sites (then floored at ``floor`` per m², per m²·day with time); None keeps
+    ``log_bg`` fixed.
+    """
+
+    x: np.ndarray
+    log_bg: np.ndarray
+    sites: Sites
+    area: float | None
+    floor: float
+
+
+@dataclass
+class _Stack:
+    """Problems stacked: points and sites with their problem ids, each problem centred on its points' mean."""
+
+    x: np.ndarray  # (N, d), each problem centred on its points' mean
+    log_bg: np.ndarray  # (N,)
+    pp: np.ndarray  # problem of each point
+    sp: np.ndarray  # problem of each site
+    mu: np.ndarray
+    sigma: np.ndarray
+    n: np.ndarray
+    tm: np.ndarray | None
+    tau: np.ndarray | None
+    first: np.ndarray  # first point of each problem
+    area: np.ndarray  # 0: background fixed
+    floor: np.ndarray
+
+
+def _stack(problems: list[Problem]) -> tuple[_Stack, list[np.ndarray]]:
+    """Stack the problems, each centred on its points' mean (returns the centres too)."""
+    npts = np.array([len(p.x) for p in problems], dtype=np.int64)
+    nsit = np.array([len(p.sites) for p in problems], dtype=np.int64)
+    dim = problems[0].x.shape[1]
+    centres = [p.x.mean(axis=0) if len(p.x) else np.zeros(dim) for p in problems]
+    x = np.vstack([p.x - c for p, c in zip(problems, centres)]) if npts.sum() else np.zeros((0, dim))
+    pp = np.repeat(np.arange(len(problems)), npts)
+    sp = np.repeat(np.arange(len(problems)), nsit)
+    mu = np.vstack([p.sites.mu - c[:2] for p, c in zip(problems, centres)]) if nsit.sum() else np.zeros((0, 2))
+    timed = problems[0].sites.tau is not None
+    tm = np.concatenate([p.sites.tm - c[2] for p, c in zip(problems, centres)]) if timed else None  # type: ignore[operator]
+    tau = np.concatenate([p.sites.tau for p in problems]) if timed else None  # type: ignore[misc]
+    point_start = np.concatenate([[0], np.cumsum(npts)[:-1]])
+    st = _Stack(
+        x, np.concatenate([np.broadcast_to(np.asarray(p.log_bg, dtype=float), (len(p.x),)) for p in problems]),
+        pp, sp, mu, np.concatenate([p.sites.sigma for p in problems]), np.concatenate([p.sites.n for p in problems]),
+        tm, tau, point_start,
+        np.array([p.area or 0.0 for p in problems]), np.array([p.floor for p in problems]),
+    )  # fmt: skip
+    return st, centres
+
+
+@dataclass
+class _Pairs:
+    """Point–site pairs with their points' coordinates gathered once: x, y, x² + y², day, day²."""
+
+    pi: np.ndarray
+    pk: np.ndarray
+    px: np.ndarray
+    py: np.ndarray
+    psq: np.ndarray
+    pt: np.ndarray | None
+    pt2: np.ndarray | None
+    def __len__(self) -> int:
+        return len(self.pi)
+
+    def keep(self, mask: np.ndarray) -> "_Pairs":
+        """The pairs selected by ``mask``."""
+        t, t2 = (None, None) if self.pt is None or self.pt2 is None else (self.pt[mask], self.pt2[mask])
+        return _Pairs(self.pi[mask], self.pk[mask], self.px[mask], self.py[mask], self.psq[mask], t, t2)
+
+
+def _gathered(st: _Stack, pi: np.ndarray, pk: np.ndarray) -> _Pairs:
+    """:class:`_Pairs` of ``pi``, ``pk``."""
+    px, py = st.x[pi, 0], st.x[pi, 1]
+    pt = st.x[pi, 2] if st.tau is not None else None
+    return _Pairs(pi, pk, px, py, px**2 + py**2, pt, None if pt is None else pt**2)
+
+
+def _pair_log(st: _Stack, pr: _Pairs, reach: float) -> tuple[np.ndarray, np.ndarray]:
+    """Log site term of each pair (:func:`gis.cluster_mixture._site_log`) and whether it is within ``reach`` σ.
+
+    The per-site factors are computed once per site and gathered (the same numbers as per pair).
+    """
+    pk = pr.pk
+    d2 = (pr.px - st.mu[:, 0][pk]) ** 2 + (pr.py - st.mu[:, 1][pk]) ** 2
+    head = np.log(np.maximum(st.n, 1e-300)) - np.log(2 * np.pi * st.sigma**2)
+    lf = head[pk] - d2 / (2 * st.sigma**2)[pk]
+    if st.tau is not None and st.tm is not None and pr.pt is not None:
+        lf = lf - (0.5 * np.log(2 * np.pi * st.tau**2))[pk] - (pr.pt - st.tm[pk]) ** 2 / (2 * st.tau**2)[pk]
+    return lf, d2 <= ((reach * st.sigma) ** 2)[pk]
+
+
+def _shift(st: _Stack) -> np.ndarray:
+    """Per point an upper bound *M* of its log terms: the larger of its background and the highest site peak
+    of its problem, :math:`\\log(n_k/(2\\pi\\sigma_k^2)\\,/\\sqrt{2\\pi}\\tau_k)`."""
+    peak = np.log(np.maximum(st.n, 1e-300)) - np.log(2 * np.pi * st.sigma**2)
+    if st.tau is not None:
+        peak = peak - 0.5 * np.log(2 * np.pi * st.tau**2)
+    top = np.full(len(st.area), -np.inf)
+    np.maximum.at(top, st.sp, peak)
+    return np.maximum(st.log_bg, top[st.pp])
+
+
+def _lse(st: _Stack, pr: _Pairs, lf: np.ndarray, inr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:math:`\\log\\lambda(s_i)` at every point, the shifted pair terms and the shifted point totals.
+
+    .. math:: \\log\\lambda_i = M_i + \\log\\Big(e^{\\log\\lambda_0 - M_i} + \\sum_k e^{\\ell_{ik} - M_i}\\Big)
+
+    (*M* from :func:`_shift`, so that no term overflows; terms beyond reach are 0 and terms
+    below :math:`e^{-700}` are :math:`e^{-700}`, :data:`gis.cluster_mixture.EXP_FLOOR`: next to the
+    background term, at least :math:`e^{\\log\\lambda_0 - M}`, they add nothing, and numpy's exp is
+    several times slower on arguments that underflow). The responsibilities are the
+    shifted terms over the totals, :math:`r_{ik} = e^{\\ell_{ik}-M_i} / \\sum`.
+    """
+    m = _shift(st)
+    e = np.exp(np.maximum(lf - m[pr.pi], EXP_FLOOR)) * inr
+    tot = np.exp(st.log_bg - m) + np.bincount(pr.pi, weights=e, minlength=len(st.x))
+    return m + np.log(tot), e, tot
+
+
+def _m_step(st: _Stack, pr: _Pairs, r: np.ndarray, sites: np.ndarray, params: MixtureParams) -> None:
+    """M-step of the sites ``sites`` (global ids) from the pair responsibilities ``r`` (in place).
+
+    .. math:: n_k=\\sum_i r_{ik},\\ \\mu_k=\\frac{\\sum_i r_{ik}s_i}{n_k},\\
+              \\sigma_k^2=\\frac{\\sum_i r_{ik}\\lVert s_i\\rVert^2-n_k\\lVert\\mu_k\\rVert^2}{2n_k},\\
+              m_k=\\frac{\\sum_i r_{ik}t_i}{n_k},\\ \\tau_k^2=\\frac{\\sum_i r_{ik}t_i^2}{n_k}-m_k^2
+
+    (σ, τ floored; a site with no weight keeps its place and spreads).
+    """
+    k, pk = len(st.n), pr.pk
+    n = np.bincount(pk, weights=r, minlength=k)[sites]
+    ok = n > 1e-9
+    w = np.maximum(n, 1e-9)
+    sx, sy, sq = (np.bincount(pk, weights=r * v, minlength=k)[sites] for v in (pr.px, pr.py, pr.psq))
+    mu = np.where(ok[:, None], np.column_stack([sx, sy]) / w[:, None], st.mu[sites])
+    var = np.maximum(sq - n * (mu**2).sum(axis=1), 0.0) / np.maximum(2 * n, 1e-9)
+    st.sigma[sites] = np.maximum(np.sqrt(np.where(ok, var, st.sigma[sites] ** 2)), params.min_sigma_m)
+    st.mu[sites] = mu
+    st.n[sites] = n
+    if st.tau is not None and st.tm is not None and pr.pt is not None and pr.pt2 is not None:
+        tm = np.where(ok, np.bincount(pk, weights=r * pr.pt, minlength=k)[sites] / w, st.tm[sites])
+        tv = np.bincount(pk, weights=r * pr.pt2, minlength=k)[sites] / w - tm**2
+        st.tau[sites] = np.maximum(np.sqrt(np.where(ok, np.maximum(tv, 0.0), st.tau[sites] ** 2)), params.min_tau_days)
+        st.tm[sites] = tm
+
+
+def fit_many(problems: list[Problem], params: MixtureParams) -> list[tuple[Sites, float, np.ndarray]]:
+    """EM of every problem (:func:`gis.cluster_mixture.fit_intensity`), all in lock-step.
+
+    Per iteration, for the problems still running: E-step on their pairs
+    (:func:`_pair_log`, :func:`_lse`), log-likelihood
+    :math:`\\ell_p = \\sum_{i\\in p}\\log\\lambda(s_i) - \\sum_{k\\in p} n_k - \\lambda_{0,p}|W_p|`;
+    a problem whose :math:`\\ell_p` gained less than ``tol`` stops with these sites;
+    the others update their background (:math:`\\lambda_0=\\sum_i r_{i0}/|W|`, floored)
+    and sites (:func:`_m_step`). The pairs are those within a radius of the sites
+    (:class:`_PairFinder`), found again when a site has moved or grown out of it.
+    Returns per problem the fitted sites, :math:`\\ell` and the log background at its points.
+    """
+    if not problems:
+        return []
+    st, centres = _stack(problems)
+    n_prob = len(problems)
+    ll_old = np.full(n_prob, -np.inf)
+    ll = ll_old.copy()
+    running = np.ones(n_prob, dtype=bool)
+    finder = _PairFinder(st, params.reach_sigmas)
+    pr = finder.pairs(np.arange(len(st.n)))
+    pts = np.arange(len(st.x))
+    for _ in range(params.max_iter):
+        lf, inr = _pair_log(st, pr, params.reach_sigmas)
+        lse, e, tot = _lse(st, pr, lf, inr)
+        act = np.flatnonzero(running)
+        bg_first = st.log_bg[np.minimum(st.first, len(st.x) - 1)] if len(st.x) else np.zeros(n_prob)
+        ll_now = (np.bincount(st.pp[pts], weights=lse[pts], minlength=n_prob)
+                  - np.bincount(st.sp, weights=st.n, minlength=n_prob) - np.exp(bg_first) * st.area)  # fmt: skip
+        ll[act] = ll_now[act]
+        stop = act[ll_now[act] - ll_old[act] < params.tol]
+        ll_old[act] = ll_now[act]
+        if len(stop):
+            running[stop] = False
+            if not running.any():
+                break
+            keep = running[st.pp[pr.pi]]
+            pr, e = pr.keep(keep), e[keep]
+            pts = pts[running[st.pp[pts]]]
+        _background_step(st, pts, lse, running)
+        on = np.flatnonzero(running[st.sp])
+        _m_step(st, pr, e / tot[pr.pi], on, params)
+        pr = finder.update(pr, on)
+    return _unstack(st, centres, ll)
+
+
+#: Pairs are searched within this many times a site's reach, so that they serve while it moves and grows.
+PAIR_MARGIN = 1.25
+#: Spacing (m) between the problems laid side by side for one k-d tree: larger than any group of cores, so that
+#: a search rarely meets another problem's points (those it meets are left out).
+PROBLEM_SPACING = 1.0e6
+
+
+class _PairFinder:
+    """Point–site pairs within :data:`PAIR_MARGIN` × ``reach`` σ of each site, kept up to date as the sites move.
+
+    The problems are laid side by side (problem *p* shifted by *p* × :data:`PROBLEM_SPACING`
+    in x) so that one k-d tree finds every site's points in its own problem. A site's
+    pairs hold every pair within reach while it stays inside the radius it was searched
+    with (:math:`\\lVert\\mu_k-\\mu_k^0\\rVert + r\\sigma_k \\le R_k`); the pairs of a site
+    that left it are searched again.
+    """
+
+    def __init__(self, st: _Stack, reach: float) -> None:
+        self.st, self.reach = st, reach
+        self.tree = cKDTree(st.x[:, :2] + np.column_stack([st.pp * PROBLEM_SPACING, np.zeros(len(st.x))]))
+        self.centre = st.mu.copy()
+        self.radius = PAIR_MARGIN * reach * st.sigma
+
+    def pairs(self, sites: np.ndarray) -> _Pairs:
+        """The pairs of ``sites`` (searched now)."""
+        st = self.st
+        self.centre[sites] = st.mu[sites]
+        self.radius[sites] = PAIR_MARGIN * self.reach * st.sigma[sites]
+        centre = st.mu[sites] + np.column_stack([st.sp[sites] * PROBLEM_SPACING, np.zeros(len(sites))])
+        lists = self.tree.query_ball_point(centre, self.radius[sites]) if len(sites) else []
+        counts = np.fromiter((len(v) for v in lists), dtype=np.int64, count=len(lists))
+        pi = np.concatenate([np.asarray(v, dtype=np.int64) for v in lists]) if counts.sum() else np.zeros(0, np.int64)
+        pk = np.repeat(sites, counts)
+        own = st.pp[pi] == st.sp[pk]  # a site wider than the spacing must not reach the next problem's points
+        return _gathered(st, pi[own], pk[own])
+
+    def update(self, pr: _Pairs, on: np.ndarray) -> _Pairs:
+        """``pr`` with the pairs of the sites among ``on`` that left their search radius searched again."""
+        st = self.st
+        moved = np.hypot(*(st.mu[on] - self.centre[on]).T) + self.reach * st.sigma[on]
+        out = on[moved > self.radius[on] * (1 - 1e-9) - 1e-3]
+        if len(out) == 0:
+            return pr
+        gone = np.zeros(len(st.n), dtype=bool)
+        gone[out] = True
+        kept = pr.keep(~gone[pr.pk])
+        new = self.pairs(out)
+        return _Pairs(*(None if a is None or b is None else np.concatenate([a, b])
+                        for a, b in zip(_fields(kept), _fields(new))))  # type: ignore[arg-type]  # fmt: skip
+
+
+def _fields(pr: _Pairs) -> tuple[np.ndarray | None, ...]:
+    """The arrays of ``pr`` in field order."""
+    return (pr.pi, pr.pk, pr.px, pr.py, pr.psq, pr.pt, pr.pt2)
+
+
+def _background_step(st: _Stack, pts: np.ndarray, lse: np.ndarray, running: np.ndarray) -> None:
+    """Fitted background of the running problems with a window: :math:`\\lambda_0=\\max(\\sum_i e^{\\log\\lambda_{0}-\\log\\lambda_i}/|W|,\\ \\lambda_{min})`."""
+    fitted = running & (st.area > 0)
+    if not fitted.any():
+        return
+    share = np.bincount(st.pp[pts], weights=np.exp(st.log_bg[pts] - lse[pts]), minlength=len(running))
+    new = np.log(np.maximum(share / np.where(fitted, st.area, 1.0), st.floor))
+    on = fitted[st.pp]
+    st.log_bg[on] = new[st.pp[on]]
+
+
+def _unstack(st: _Stack, centres: list[np.ndarray], ll: np.ndarray) -> list[tuple[Sites, float, np.ndarray]]:
+    """Per problem: its sites moved back from its centre, :math:`\\ell` and its log background."""
+    out = []
+    site_cut = np.searchsorted(st.sp, np.arange(len(centres) + 1))
+    point_cut = np.searchsorted(st.pp, np.arange(len(centres) + 1))
+    for p, c in enumerate(centres):
+        a, b = site_cut[p], site_cut[p + 1]
+        if st.tau is None or st.tm is None:
+            s = Sites(st.mu[a:b] + c[:2], st.sigma[a:b].copy(), st.n[a:b].copy())
+        else:
+            s = Sites(st.mu[a:b] + c[:2], st.sigma[a:b].copy(), st.n[a:b].copy(), st.tm[a:b] + c[2], st.tau[a:b].copy())
+        out.append((s, float(ll[p]), st.log_bg[point_cut[p]:point_cut[p + 1]].copy()))
+    return out
+
+
+def _split_fits(
+    trees: list[cKDTree], xs: list[np.ndarray], lts: list[np.ndarray], sites: list[Sites], params: list[MixtureParams]
+) -> list[list[tuple[list[int], Sites]]]:
+    """The split of every large enough site of every group (:func:`gis.cluster_mixture.split_start`), fitted at once.
+
+    ``lts``: per group the log terms of its points (:func:`gis.cluster_mixture.log_terms`).
+    """
+    where, problems = [], []
+    for g, (tree, x, lt, s, p) in enumerate(zip(trees, xs, lts, sites, params)):
+        if not p.split:
+            continue
+        lse = lse_rows(lt)
+        for a in range(len(s)):
+            if s.n[a] >= 2 * p.min_size:
+                xl, base, two = split_start(tree, x, lt, s, a, p, lse)
+                where.append((g, a))
+                problems.append(Problem(xl, base, two, None, p.min_background))
+    out: list[list[tuple[list[int], Sites]]] = [[] for _ in xs]
+    for (g, a), (two, _, _) in zip(where, fit_many(problems, params[0]) if problems else []):
+        out[g].append(([a], two))
+    return out
+
+
+def select_many(groups: list[Group]) -> list[Sites]:
+    """:func:`gis.cluster_mixture.select_sites` of every group, the groups' EM fits and split fits batched.
+
+    Each round: the running groups are fitted at once (:func:`fit_many`), their splits
+    too (:func:`_split_fits`), every change is scored per group
+    (:func:`gis.cluster_mixture.ranked_changes`) and applied (:func:`gis.cluster_mixture.apply_changes`);
+    a group stops when no change lowers its criterion or after ``2 × initial sites + 2`` rounds.
+    Sites expecting fewer than ``min_size`` reports are dropped at the end (refitted at once).
+    """
+    if not groups:
+        return []
+    base = groups[0].params
+    prob = [Problem(g.x, g.log_bg, g.init, g.area, g.params.min_background) for g in groups]
+    fits = fit_many(prob, base)
+    sites, bgs = [f[0] for f in fits], [f[2] for f in fits]
+    trees = [cKDTree(g.x[:, :2]) for g in groups]
+    rounds = np.zeros(len(groups), dtype=np.int64)
+    running = [j for j, g in enumerate(groups) if len(g.init) * 2 + 2 > 0]
+    while running:
+        lts = {j: log_terms(groups[j].x, bgs[j], sites[j]) for j in running}
+        splits = _split_fits([trees[j] for j in running], [groups[j].x for j in running], [lts[j] for j in running],
+                             [sites[j] for j in running], [groups[j].params for j in running])  # fmt: skip
+        changed = []
+        for j, sp in zip(running, splits):
+            p = groups[j].params
+            todo = ranked_changes(trees[j], groups[j].x, lts[j], sites[j], change_candidates(sites[j]) + sp, p)
+            if todo:
+                sites[j] = apply_changes(sites[j], todo)
+                changed.append(j)
+        refit = fit_many([Problem(groups[j].x, bgs[j], sites[j], groups[j].area, groups[j].params.min_background)
+                          for j in changed], base)  # fmt: skip
+        for j, (s, _, bg) in zip(changed, refit):
+            sites[j], bgs[j] = s, bg
+            rounds[j] += 1
+        running = [j for j in changed if rounds[j] < 2 * len(groups[j].init) + 2]
+    return _without_small(groups, sites, bgs, base)
+
+
+def _without_small(groups: list[Group], sites: list[Sites], bgs: list[np.ndarray], base: MixtureParams) -> list[Sites]:
+    """Sites expecting at least ``min_size`` reports; groups that had smaller ones (not only) are refitted first."""
+    redo = [j for j, s in enumerate(sites) if (s.n < base.min_size).any() and not (s.n < base.min_size).all()]
+    refit = fit_many([Problem(groups[j].x, bgs[j], sites[j].subset(sites[j].n >= base.min_size), groups[j].area,
+                              groups[j].params.min_background) for j in redo], base)  # fmt: skip
+    for j, (s, _, _) in zip(redo, refit):
+        sites[j] = s
+    return [s.subset(s.n >= base.min_size) for s in sites]
+
+
+def batched_mixture_labels(
+    xy: np.ndarray, core: np.ndarray, seed: np.ndarray, group: np.ndarray, log_bg: np.ndarray, attach_m: float,
+    params: MixtureParams,
+) -> np.ndarray:
+    """:func:`gis.cluster_mixture.mixture_labels` with all groups' fits batched (:func:`select_many`)."""
+    groups = group_inputs(xy, core, seed, group, log_bg, attach_m, params)
+    return labels_of_sites(len(xy), groups, select_many(groups), params)
