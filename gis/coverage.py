@@ -754,6 +754,10 @@ class DistrictCoverage:
     scope
         Coverage by the tiers the population-coverage target counts
         (:func:`target_tiers`), which ``gaps`` and ``siting`` complement, or ``None``.
+    map_layers
+        The map's service-area and gap layers drawn ahead (a lean ``gis run`` draws them
+        when the step ends and drops the service-area polygons: :func:`gis.steps.lean_coverage`),
+        or ``None``: the map draws them from ``by_tier`` and ``gaps``.
     """
 
     sites: gpd.GeoDataFrame
@@ -767,6 +771,7 @@ class DistrictCoverage:
     config: dict[str, Any]
     candidate_check: Any = None
     scope: CoverageResult | None = None
+    map_layers: list[Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         """``coverage`` and ``targets`` keys for ``summary.json``."""

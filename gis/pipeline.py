@@ -106,7 +106,7 @@ def _early_sheets(d: Any, todo: Sequence[str]) -> Iterator[steps.RunContext]:
     from gis import map_sheets
 
     job = map_sheets.SheetJob(d) if "maps" in todo else None
-    ctx = steps.RunContext(d, sheet_job=job)
+    ctx = steps.RunContext(d, sheet_job=job, lean=True)  # writes in forked children, results released
     try:
         yield ctx
     finally:
