@@ -303,8 +303,13 @@ def lean_compliance(result: ComplianceResult) -> ComplianceResult:
 
     sites = result.sites
     keep = [c for c in LEAN_SITE_COLUMNS if c in sites.columns] + [sites.geometry.name]
-    link = dataclasses.replace(result.linkage, assignments=result.linkage.assignments.iloc[:0])
-    return dataclasses.replace(result, sites=sites[keep], violations=result.violations.iloc[:0], linkage=link)
+    link = dataclasses.replace(result.linkage, assignments=_no_rows(result.linkage.assignments))
+    return dataclasses.replace(result, sites=sites[keep].copy(), violations=_no_rows(result.violations), linkage=link)
+
+
+def _no_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame``'s columns without its rows, in arrays of its own (a slice would keep the full arrays alive)."""
+    return frame.iloc[:0].copy()
 
 
 def run_coverage(ctx: RunContext, out: Path) -> dict[str, Any]:
@@ -322,6 +327,9 @@ def run_coverage(ctx: RunContext, out: Path) -> dict[str, Any]:
     summary = result.summary()
     ctx.coverage = lean_coverage(result, ctx.district) if ctx.lean else result
     ctx.networks = None if ctx.lean else result.networks  # no later step of a run builds on them
+    if ctx.lean:
+        del result
+        release_memory()
     return summary
 
 
@@ -343,26 +351,31 @@ def lean_coverage(result: DistrictCoverage, district: District) -> DistrictCover
              if lay.key in ("service_areas", "gaps")]
 
     def slim(r: Any) -> Any:
-        return dataclasses.replace(r, sites=r.sites.iloc[:0], points=r.points.iloc[:0], node_distances=None,
-                                   service_areas=r.service_areas.iloc[:0])
+        return dataclasses.replace(r, sites=_no_rows(r.sites), points=_no_rows(r.points), node_distances=None,
+                                   service_areas=_no_rows(r.service_areas))
 
     by_tier = {t: slim(r) for t, r in result.by_tier.items()}
     headline = next((by_tier[t] for t, r in result.by_tier.items() if r is result.headline), None)
-    return dataclasses.replace(result, sites=result.sites.iloc[:0], by_tier=by_tier, headline=headline,
+    return dataclasses.replace(result, sites=_no_rows(result.sites), by_tier=by_tier, headline=headline,
                                networks={}, candidate_check=None, scope=None, map_layers=drawn)
 
 
 def release_memory() -> None:
-    """Collect garbage and hand the freed heap back to the system (glibc ``malloc_trim``; elsewhere a no-op).
+    """Collect garbage and hand the freed memory back to the system: pyarrow's pool
+    (``release_unused``) and glibc's heap (``malloc_trim``; elsewhere a no-op).
 
     A million sites' text and geometries freed by a ``lean`` step otherwise stay in the
-    process's heap, and its resident size never comes down.
+    process's heap and Arrow's allocator (hundreds of MiB at a million rows), and its
+    resident size never comes down.
     """
     import ctypes
     import ctypes.util
     import gc
 
+    import pyarrow as pa
+
     gc.collect()
+    pa.default_memory_pool().release_unused()
     name = ctypes.util.find_library("c")
     if name and os.uname().sysname == "Linux":
         try:
