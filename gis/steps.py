@@ -94,7 +94,7 @@ class RunContext:
         ``gis run``'s mode (set by :func:`gis.pipeline.run`; the app keeps every result, so
         leaves it False): a write queued with ``now=True`` (:meth:`defer`) is done at once,
         and the step then keeps only what a later step reads (:func:`lean_compliance`,
-        :func:`lean_coverage`; the ledgers not at all), so a million-site run does not hold
+        :func:`lean_coverage`, :func:`drawn_ahead`; the ledgers not at all), so a million-site run does not hold
         every step's results until the maps step. ``district.gpkg`` stays queued (the
         district is held to the end anyway). Not a result.
     """
@@ -325,39 +325,52 @@ def run_coverage(ctx: RunContext, out: Path) -> dict[str, Any]:
                                        target_evaluator=targets.district_evaluator(ctx.district, ctx.compliance))
     ctx.defer(lambda: write_gpkg(result.layers(), out / "coverage.gpkg"), now=True)
     summary = result.summary()
-    ctx.coverage = lean_coverage(result, ctx.district) if ctx.lean else result
-    ctx.networks = None if ctx.lean else result.networks  # no later step of a run builds on them
-    if ctx.lean:
-        del result
-        release_memory()
+    if not ctx.lean:
+        ctx.coverage, ctx.networks = result, result.networks
+        return summary
+    slim = lean_coverage(result)  # no later step of a run builds on the networks: ctx.networks stays None
+    del result  # the sites' copies go before the service areas are drawn
+    release_memory()
+    ctx.coverage = drawn_ahead(slim, ctx.district)
+    del slim
+    release_memory()
     return summary
 
 
-def lean_coverage(result: DistrictCoverage, district: District) -> DistrictCoverage:
+def lean_coverage(result: DistrictCoverage) -> DistrictCoverage:
     """``result`` with only what the map draws (a ``lean`` run, once ``coverage.gpkg`` is written).
 
-    The map's service-area and gap layers are drawn now (``map_layers``: at a million
-    sites the service areas are an image, :func:`gis.maps.coverage_siting_layers`), so
-    each tier keeps its standard, method and shares, and its service areas, the sites
-    counted (copies of the eligible sites), the population cells and the node distances
-    keep their columns and no rows; the networks, the candidate check and the targets'
-    scope are dropped. The gaps and the siting outcome stay whole (the map's siting layer).
+    Each tier keeps its standard, method, shares and service areas; the sites counted
+    (copies of the eligible sites), the population cells and the node distances keep
+    their columns and no rows; the networks, the candidate check and the targets' scope
+    are dropped. The gaps and the siting outcome stay whole (the map's siting layer).
+    """
+    import dataclasses
+
+    def slim(r: Any) -> Any:
+        return dataclasses.replace(r, sites=_no_rows(r.sites), points=_no_rows(r.points), node_distances=None)
+
+    by_tier = {t: slim(r) for t, r in result.by_tier.items()}
+    headline = next((by_tier[t] for t, r in result.by_tier.items() if r is result.headline), None)
+    return dataclasses.replace(result, sites=_no_rows(result.sites), by_tier=by_tier, headline=headline,
+                               networks={}, candidate_check=None, scope=None)
+
+
+def drawn_ahead(cov: DistrictCoverage, district: District) -> DistrictCoverage:
+    """``cov`` with the map's service-area and gap layers drawn now (``map_layers``) and no service-area rows.
+
+    At a million sites the service areas are an image (:func:`gis.maps.coverage_siting_layers`),
+    a few MiB in place of their polygons; the maps step takes the layers as drawn.
     """
     import dataclasses
 
     from gis import maps
 
-    drawn = [lay for lay in maps.coverage_siting_layers(district, {"coverage": result})
+    drawn = [lay for lay in maps.coverage_siting_layers(district, {"coverage": cov})
              if lay.key in ("service_areas", "gaps")]
-
-    def slim(r: Any) -> Any:
-        return dataclasses.replace(r, sites=_no_rows(r.sites), points=_no_rows(r.points), node_distances=None,
-                                   service_areas=_no_rows(r.service_areas))
-
-    by_tier = {t: slim(r) for t, r in result.by_tier.items()}
-    headline = next((by_tier[t] for t, r in result.by_tier.items() if r is result.headline), None)
-    return dataclasses.replace(result, sites=_no_rows(result.sites), by_tier=by_tier, headline=headline,
-                               networks={}, candidate_check=None, scope=None, map_layers=drawn)
+    by_tier = {t: dataclasses.replace(r, service_areas=_no_rows(r.service_areas)) for t, r in cov.by_tier.items()}
+    headline = next((by_tier[t] for t, r in cov.by_tier.items() if r is cov.headline), None)
+    return dataclasses.replace(cov, by_tier=by_tier, headline=headline, map_layers=drawn)
 
 
 def release_memory() -> None:
