@@ -85,7 +85,8 @@ class RunContext:
         File writes no later step reads (``district.gpkg``, ``sites.gpkg``,
         ``coverage.gpkg``, the ledgers), queued by :meth:`defer` and done by
         :meth:`flush` — by the maps step while its sheet workers draw (this process is
-        otherwise idle then), else at the end of :func:`run_steps`. Not a result.
+        otherwise idle then), else at the end of :func:`run_steps`. A ``lean`` run
+        writes all but ``district.gpkg`` when their step ends instead. Not a result.
     sheet_job
         A :class:`gis.map_sheets.SheetJob` started early (its drawing workers import
         matplotlib while the analyses run); the maps step hands it the sheets. None: the
