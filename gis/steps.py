@@ -324,14 +324,14 @@ def run_coverage(ctx: RunContext, out: Path) -> dict[str, Any]:
 
     result = coverage.analyse_district(ctx.district, compliance=ctx.compliance, networks=ctx.networks,
                                        target_evaluator=targets.district_evaluator(ctx.district, ctx.compliance))
-    ctx.defer(lambda: write_gpkg(result.layers(), out / "coverage.gpkg"), now=True)
     summary = result.summary()
     if not ctx.lean:
+        ctx.defer(lambda: write_gpkg(result.layers(), out / "coverage.gpkg"))
         ctx.coverage, ctx.networks = result, result.networks
         return summary
     slim = lean_coverage(result)  # no later step of a run builds on the networks: ctx.networks stays None
-    del result  # the sites' copies go before the service areas are drawn
-    release_memory()
+    del result  # the sites' copies go before the service areas are written and drawn
+    ctx.defer(lambda: write_gpkg(slim.layers(), out / "coverage.gpkg"), now=True)
     ctx.coverage = drawn_ahead(slim, ctx.district)
     del slim
     release_memory()
@@ -341,15 +341,16 @@ def run_coverage(ctx: RunContext, out: Path) -> dict[str, Any]:
 def lean_coverage(result: DistrictCoverage) -> DistrictCoverage:
     """``result`` with only what the map draws (a ``lean`` run, once ``coverage.gpkg`` is written).
 
-    Each tier keeps its standard, method, shares and service areas; the sites counted
-    (copies of the eligible sites), the population cells and the node distances keep
-    their columns and no rows; the networks, the candidate check and the targets' scope
-    are dropped. The gaps and the siting outcome stay whole (the map's siting layer).
+    Each tier keeps its standard, method, shares, service areas and population cells
+    (all :meth:`gis.coverage.DistrictCoverage.layers` writes); the sites counted (copies
+    of the eligible sites) keep their columns and no rows; the node distances, the
+    networks, the candidate check and the targets' scope are dropped. The gaps and the
+    siting outcome stay whole (the map's siting layer).
     """
     import dataclasses
 
     def slim(r: Any) -> Any:
-        return dataclasses.replace(r, sites=_no_rows(r.sites), points=_no_rows(r.points), node_distances=None)
+        return dataclasses.replace(r, sites=_no_rows(r.sites), node_distances=None)
 
     by_tier = {t: slim(r) for t, r in result.by_tier.items()}
     headline = next((by_tier[t] for t, r in result.by_tier.items() if r is result.headline), None)
@@ -358,7 +359,7 @@ def lean_coverage(result: DistrictCoverage) -> DistrictCoverage:
 
 
 def drawn_ahead(cov: DistrictCoverage, district: District) -> DistrictCoverage:
-    """``cov`` with the map's service-area and gap layers drawn now (``map_layers``) and no service-area rows.
+    """``cov`` with the map's service-area and gap layers drawn now (``map_layers``), no service-area or cell rows.
 
     At a million sites the service areas are an image (:func:`gis.maps.coverage_siting_layers`),
     a few MiB in place of their polygons; the maps step takes the layers as drawn.
@@ -369,7 +370,8 @@ def drawn_ahead(cov: DistrictCoverage, district: District) -> DistrictCoverage:
 
     drawn = [lay for lay in maps.coverage_siting_layers(district, {"coverage": cov})
              if lay.key in ("service_areas", "gaps")]
-    by_tier = {t: dataclasses.replace(r, service_areas=_no_rows(r.service_areas)) for t, r in cov.by_tier.items()}
+    by_tier = {t: dataclasses.replace(r, service_areas=_no_rows(r.service_areas), points=_no_rows(r.points))
+               for t, r in cov.by_tier.items()}
     headline = next((by_tier[t] for t, r in cov.by_tier.items() if r is cov.headline), None)
     return dataclasses.replace(cov, by_tier=by_tier, headline=headline, map_layers=drawn)
 
