@@ -754,6 +754,12 @@ class DistrictCoverage:
     scope
         Coverage by the tiers the population-coverage target counts
         (:func:`target_tiers`), which ``gaps`` and ``siting`` complement, or ``None``.
+        Its ``service_areas`` are empty unless it is one of ``by_tier`` (only the tiers'
+        are written and drawn).
+    map_layers
+        The map's service-area and gap layers drawn ahead (a lean ``gis run`` draws them
+        when the step ends and drops the service-area polygons: :func:`gis.steps.lean_coverage`),
+        or ``None``: the map draws them from ``by_tier`` and ``gaps``.
     """
 
     sites: gpd.GeoDataFrame
@@ -767,6 +773,7 @@ class DistrictCoverage:
     config: dict[str, Any]
     candidate_check: Any = None
     scope: CoverageResult | None = None
+    map_layers: list[Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         """``coverage`` and ``targets`` keys for ``summary.json``."""
@@ -885,22 +892,23 @@ def analyse_district(
     by_tier: dict[str, CoverageResult] = {}
     cache: dict[tuple[Any, ...], CoverageResult] = {}
 
-    def cover(tiers: Sequence[str], std: Standard) -> CoverageResult:
+    def cover(tiers: Sequence[str], std: Standard, *, areas: bool) -> CoverageResult:
         key = (tuple(sorted(tiers)), std.mode, std.distance_m)
         if key not in cache:
             s = sites.loc[tier_col.isin(list(tiers)).to_numpy()] if len(sites) else sites
             cache[key] = compute_coverage(pop, s, std, network=net_for(std.mode), max_snap_m=max_snap,
-                                          townships=district.townships)
+                                          townships=district.townships, with_areas=areas)
         return cache[key]
 
     if pop is not None:
         for tier in tiers_cfg:
             if tier == headline_tier or (tier_col == tier).any():
-                by_tier[tier] = cover([tier], Standard.from_config(tier, cfg))
+                by_tier[tier] = cover([tier], Standard.from_config(tier, cfg), areas=True)
     headline = by_tier.get(headline_tier)
     # gaps and new sites complement the coverage the target counts (all its tiers), as the app's planner does
     tiers = target_tiers(district.project.targets or [], headline_tier)
-    scope = cover(tiers, Standard.from_config(tiers[0], cfg)) if headline is not None else None
+    # the scope's own service areas are neither written nor drawn (a tier's, when it is one, are)
+    scope = cover(tiers, Standard.from_config(tiers[0], cfg), areas=False) if headline is not None else None
 
     def coverage_share(s: gpd.GeoDataFrame, row: Mapping[str, Any]) -> tuple[float, float]:
         std = _target_standard(s, row, cfg, headline_tier)

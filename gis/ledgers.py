@@ -467,16 +467,32 @@ def build_ledgers(
 ) -> LedgerSet:
     """Build the 问题台账, 汇总表 and 摸排表 from a compliance result (+ extra problems)."""
     settings = getattr(result.rules, "ledger", {}) or {}
-    if site_problems is None:
-        site_problems = problems_from_compliance(result, settings=settings)
-    ledger = problem_ledger(site_problems, extra_problems)
-    from gis.departments import prefix_columns  # 区商务委 / 县商务委, 区公安分局 / 县公安局
-
-    ledger = prefix_columns(ledger, district_name)
+    ledger = run_ledger(result, district_name=district_name, extra_problems=extra_problems,
+                        site_problems=site_problems)
     summary = summary_table(ledger, result.sites, townships, settings=settings)
     survey = survey_form(result.sites, result.incidents, ledger=ledger, settings=settings)
     towns = townships if isinstance(townships, gpd.GeoDataFrame) else None
     return LedgerSet(ledger, summary, survey, district_name, towns)
+
+
+def run_ledger(
+    result: Any,
+    *,
+    district_name: str,
+    extra_problems: pd.DataFrame | None = None,
+    site_problems: pd.DataFrame | None = None,
+) -> gpd.GeoDataFrame:
+    """The run's 问题台账 alone (what :func:`build_ledgers` and the campaign sync start from).
+
+    The site problems (:func:`problems_from_compliance` of ``result`` unless given) and the
+    extra problems, numbered (:func:`problem_ledger`), with the departments named for the
+    district (:func:`gis.departments.prefix_columns`: 区商务委 / 县商务委, …).
+    """
+    if site_problems is None:
+        site_problems = problems_from_compliance(result, settings=getattr(result.rules, "ledger", {}) or {})
+    from gis.departments import prefix_columns  # 区商务委 / 县商务委, 区公安分局 / 县公安局
+
+    return prefix_columns(problem_ledger(site_problems, extra_problems), district_name)
 
 
 def _deadlines_from(ledger: pd.DataFrame, filed: str) -> pd.DataFrame:

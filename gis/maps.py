@@ -924,8 +924,8 @@ def build_layers(
     hot_layers = _hotspot_layers(hot, out, opt) if hot is not None else []  # built once: surfaces below, clusters above
     layers += [lay for lay in hot_layers if lay.key in ("gi_grid", "density")]
     cov = results.get("coverage")
-    if cov is not None:
-        layers += _coverage_layers(cov, district, opt)
+    if cov is not None:  # drawn ahead by a lean run (gis.steps.lean_coverage), else now
+        layers += _attr(cov, "map_layers") or _coverage_layers(cov, district, opt)
     layers += [lay for lay in hot_layers if lay.key == "clusters"]
     comp = results.get("compliance")
     layers += map_scale.site_layers(district, opt, site_verdicts(comp) if comp is not None else None,

@@ -194,7 +194,10 @@ def nearest_distance(
             px, py = shapely.get_x(pts), shapely.get_y(pts)
         else:
             px, py = pts[:, 0].astype(float), pts[:, 1].astype(float)
-        todo = np.flatnonzero(np.isfinite(px) & np.isfinite(py))
+        find = np.isfinite(px) & np.isfinite(py)
+        if inside is not None:  # covered points are at 0: no search
+            find[np.asarray(inside, dtype=np.int64)] = False
+        todo = np.flatnonzero(find)
         out[todo] = _certified_min(px[todo], py[todo], seg, max_distance)
     out[out > max_distance] = np.nan
     if inside is not None:

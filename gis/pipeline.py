@@ -85,7 +85,7 @@ def run(
         with _early_sheets(proj, todo) as job:
             check_inputs(proj)  # gis.precheck: fail now, not minutes later
             d = load_district(proj)  # validated before anything is written
-            ctx = registry.RunContext(d, sheet_job=job and job.attach(d))
+            ctx = registry.RunContext(d, sheet_job=job and job.attach(d), lean=True)  # results released once written
             with atomic_output(out) as (folder, run_id):
                 summary = _run_steps(registry, d, folder, todo, ctx, advance, timings)
                 summary["run_id"] = run_id

@@ -85,11 +85,19 @@ class RunContext:
         File writes no later step reads (``district.gpkg``, ``sites.gpkg``,
         ``coverage.gpkg``, the ledgers), queued by :meth:`defer` and done by
         :meth:`flush` — by the maps step while its sheet workers draw (this process is
-        otherwise idle then), else at the end of :func:`run_steps`. Not a result.
+        otherwise idle then), else at the end of :func:`run_steps`. A ``lean`` run
+        writes all but ``district.gpkg`` when their step ends instead. Not a result.
     sheet_job
         A :class:`gis.map_sheets.SheetJob` started early (its drawing workers import
         matplotlib while the analyses run); the maps step hands it the sheets. None: the
         maps step starts its own. Not a result.
+    lean
+        ``gis run``'s mode (set by :func:`gis.pipeline.run`; the app keeps every result, so
+        leaves it False): a write queued with ``now=True`` (:meth:`defer`) is done at once,
+        and the step then keeps only what a later step reads (:func:`lean_compliance`,
+        :func:`lean_coverage`, :func:`drawn_ahead`; the ledgers not at all), so a million-site run does not hold
+        every step's results until the maps step. ``district.gpkg`` stays queued (the
+        district is held to the end anyway). Not a result.
     """
 
     district: District
@@ -103,6 +111,7 @@ class RunContext:
     ledgers: LedgerSet | None = None
     deferred: list[Callable[[], Any]] = field(default_factory=list)
     sheet_job: Any = None
+    lean: bool = False
 
     def __post_init__(self) -> None:
         if self.params is None:
@@ -110,12 +119,20 @@ class RunContext:
 
     @classmethod
     def result_names(cls) -> tuple[str, ...]:
-        """Names of the result attributes (everything but ``district``, ``params``, ``deferred``, ``sheet_job``)."""
-        return tuple(f.name for f in fields(cls) if f.name not in ("district", "params", "deferred", "sheet_job"))
+        """Names of the result attributes (everything but ``district``, ``params``, ``deferred``, ``sheet_job``, ``lean``)."""
+        return tuple(f.name for f in fields(cls)
+                     if f.name not in ("district", "params", "deferred", "sheet_job", "lean"))
 
-    def defer(self, write: Callable[[], Any]) -> None:
-        """Queue a file write that no later step reads (see ``deferred``)."""
-        self.deferred.append(write)
+    def defer(self, write: Callable[[], Any], *, now: bool = False) -> None:
+        """Queue a file write that no later step reads (see ``deferred``).
+
+        ``now``: in a ``lean`` run, write at once instead (what it writes is then released).
+        """
+        if now and self.lean:
+            write()
+            release_memory()
+        else:
+            self.deferred.append(write)
 
     def flush(self) -> None:
         """Do the queued writes, in the order they were queued."""
@@ -249,13 +266,51 @@ def run_compliance(ctx: RunContext, out: Path) -> dict[str, Any]:
     from gis import compliance, ledgers
 
     result = compliance.check_district(ctx.district)
+    ctx.defer(lambda: write_gpkg(sites_layers(result), out / "sites.gpkg"), now=True)
+    ctx.compliance = result
+    ctx.site_problems = ledgers.problems_from_compliance(result)
+    summary = result.summary()
+    if ctx.lean:
+        ctx.compliance = lean_compliance(result)
+        del result
+        release_memory()
+    return summary
+
+
+def sites_layers(result: ComplianceResult) -> dict[str, gpd.GeoDataFrame]:
+    """The layers of ``sites.gpkg`` (the linkage lines built only now, when they are written)."""
+    from gis import compliance
+
     layers = {"sites": result.sites, "violations": result.violations, "linkage": compliance.linkage_lines(result)}
     if result.incidents is not None:
         layers["incidents_located"] = result.incidents
-    ctx.defer(lambda: write_gpkg(layers, out / "sites.gpkg"))
-    ctx.compliance = result
-    ctx.site_problems = ledgers.problems_from_compliance(result)
-    return result.summary()
+    return layers
+
+
+#: The compliance fields of each site a later step reads (coverage: the verdict; the map: the verdict and
+#: the rules broken; the ledgers: the rule table): all a ``lean`` run keeps once ``sites.gpkg`` is written.
+LEAN_SITE_COLUMNS: tuple[str, ...] = ("site_id", "tier", "status", "township", "verdict", "rules_broken",
+                                      "n_violations")
+
+
+def lean_compliance(result: ComplianceResult) -> ComplianceResult:
+    """``result`` with only what a later step reads (a ``lean`` run, once ``sites.gpkg`` is queued).
+
+    The sites keep :data:`LEAN_SITE_COLUMNS` and their points; the violations (one row
+    per site × rule, already turned into the ledger's site problems) and the linkage
+    assignments keep their columns and no rows. The summary is taken before.
+    """
+    import dataclasses
+
+    sites = result.sites
+    keep = [c for c in LEAN_SITE_COLUMNS if c in sites.columns] + [sites.geometry.name]
+    link = dataclasses.replace(result.linkage, assignments=_no_rows(result.linkage.assignments))
+    return dataclasses.replace(result, sites=sites[keep].copy(), violations=_no_rows(result.violations), linkage=link)
+
+
+def _no_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame``'s columns without its rows, in arrays of its own (a slice would keep the full arrays alive)."""
+    return frame.iloc[:0].copy()
 
 
 def run_coverage(ctx: RunContext, out: Path) -> dict[str, Any]:
@@ -269,10 +324,80 @@ def run_coverage(ctx: RunContext, out: Path) -> dict[str, Any]:
 
     result = coverage.analyse_district(ctx.district, compliance=ctx.compliance, networks=ctx.networks,
                                        target_evaluator=targets.district_evaluator(ctx.district, ctx.compliance))
-    ctx.defer(lambda: write_gpkg(result.layers(), out / "coverage.gpkg"))
-    ctx.coverage = result
-    ctx.networks = result.networks
-    return result.summary()
+    summary = result.summary()
+    if not ctx.lean:
+        ctx.defer(lambda: write_gpkg(result.layers(), out / "coverage.gpkg"))
+        ctx.coverage, ctx.networks = result, result.networks
+        return summary
+    slim = lean_coverage(result)  # no later step of a run builds on the networks: ctx.networks stays None
+    del result  # the sites' copies go before the service areas are written and drawn
+    ctx.defer(lambda: write_gpkg(slim.layers(), out / "coverage.gpkg"), now=True)
+    ctx.coverage = drawn_ahead(slim, ctx.district)
+    del slim
+    release_memory()
+    return summary
+
+
+def lean_coverage(result: DistrictCoverage) -> DistrictCoverage:
+    """``result`` with only what the map draws (a ``lean`` run, once ``coverage.gpkg`` is written).
+
+    Each tier keeps its standard, method, shares, service areas and population cells
+    (all :meth:`gis.coverage.DistrictCoverage.layers` writes); the sites counted (copies
+    of the eligible sites) keep their columns and no rows; the node distances, the
+    networks, the candidate check and the targets' scope are dropped. The gaps and the
+    siting outcome stay whole (the map's siting layer).
+    """
+    import dataclasses
+
+    def slim(r: Any) -> Any:
+        return dataclasses.replace(r, sites=_no_rows(r.sites), node_distances=None)
+
+    by_tier = {t: slim(r) for t, r in result.by_tier.items()}
+    headline = next((by_tier[t] for t, r in result.by_tier.items() if r is result.headline), None)
+    return dataclasses.replace(result, sites=_no_rows(result.sites), by_tier=by_tier, headline=headline,
+                               networks={}, candidate_check=None, scope=None)
+
+
+def drawn_ahead(cov: DistrictCoverage, district: District) -> DistrictCoverage:
+    """``cov`` with the map's service-area and gap layers drawn now (``map_layers``), no service-area or cell rows.
+
+    At a million sites the service areas are an image (:func:`gis.maps.coverage_siting_layers`),
+    a few MiB in place of their polygons; the maps step takes the layers as drawn.
+    """
+    import dataclasses
+
+    from gis import maps
+
+    drawn = [lay for lay in maps.coverage_siting_layers(district, {"coverage": cov})
+             if lay.key in ("service_areas", "gaps")]
+    by_tier = {t: dataclasses.replace(r, service_areas=_no_rows(r.service_areas), points=_no_rows(r.points))
+               for t, r in cov.by_tier.items()}
+    headline = next((by_tier[t] for t, r in cov.by_tier.items() if r is cov.headline), None)
+    return dataclasses.replace(cov, by_tier=by_tier, headline=headline, map_layers=drawn)
+
+
+def release_memory() -> None:
+    """Collect garbage and hand the freed memory back to the system: pyarrow's pool
+    (``release_unused``) and glibc's heap (``malloc_trim``; elsewhere a no-op).
+
+    A million sites' text and geometries freed by a ``lean`` step otherwise stay in the
+    process's heap and Arrow's allocator (hundreds of MiB at a million rows), and its
+    resident size never comes down.
+    """
+    import ctypes
+    import ctypes.util
+    import gc
+
+    import pyarrow as pa
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    name = ctypes.util.find_library("c")
+    if name and os.uname().sysname == "Linux":
+        try:
+            ctypes.CDLL(name).malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc
+            pass
 
 
 def write_density(surface: DensitySurface, target: Path, *, tags: dict[str, str] | None = None) -> Path:
@@ -318,26 +443,31 @@ def run_ledgers(ctx: RunContext, out: Path) -> dict[str, Any]:
     if ctx.compliance is None:
         ctx.compliance = compliance.check_district(ctx.district)
     project = ctx.district.project
-    ledger_set = ledgers.build_ledgers(
-        ctx.compliance,
-        district_name=str(project.name or ""),
-        townships=ctx.district.townships,
-        extra_problems=ctx.hotspot_problems,
-        site_problems=ctx.site_problems,
-    )
+    towns = ctx.district.townships if isinstance(ctx.district.townships, gpd.GeoDataFrame) else None
+    run_ledger = ledgers.run_ledger(ctx.compliance, district_name=str(project.name or ""),
+                                    extra_problems=ctx.hotspot_problems, site_problems=ctx.site_problems)
+    # the sync rebuilds 汇总表 and 摸排表 from the store: the run's own ledger is all it reads
+    ledger_set = ledgers.LedgerSet(run_ledger, pd.DataFrame(), gpd.GeoDataFrame(), str(project.name or ""), towns)
+    del run_ledger
     from gis import campaign  # the campaign store: stable 问题编号, statuses kept across runs
 
     ledger_set, synced = campaign.sync_from_run(ctx.district, ledger_set, ctx.hotspots,
                                                 getattr(ctx.compliance.rules, "ledger", None))
-    ctx.defer(lambda: ledgers.write_ledgers(ledger_set, out, sample=bool(project.sample)))
-    ctx.ledgers = ledger_set
+    ctx.defer(lambda: ledgers.write_ledgers(ledger_set, out, sample=bool(project.sample)), now=True)
     led = ledger_set.ledger
-    return {
+    summary = {
         "campaign": synced,
         "problems_total": int(len(led)),
         "problems_by_type": {str(k): int(v) for k, v in led["问题类型"].value_counts().items()},
         "problems_by_department": {str(k): int(v) for k, v in led["牵头单位"].value_counts().items()},
     }
+    if ctx.lean:  # written; the map reads none of it
+        ctx.ledgers, ctx.site_problems, ctx.hotspot_problems = None, None, None
+        del ledger_set, led
+        release_memory()
+    else:
+        ctx.ledgers = ledger_set
+    return summary
 
 
 def run_maps(ctx: RunContext, out: Path) -> dict[str, Any]:

@@ -400,11 +400,13 @@ def _enterprise_key(df: pd.DataFrame) -> pd.Series:
 
 
 def ledger_items(sites: gpd.GeoDataFrame, category: Category, townships: gpd.GeoDataFrame | None,
-                 eligible: pd.Series | None = None) -> pd.DataFrame:
+                 eligible: pd.Series | None = None, *, site_townships: np.ndarray | None = None) -> pd.DataFrame:
     """The ledger sites of a category: ``state`` (built/planned/other), ``township``, ``key``.
 
     ``eligible`` (aligned with ``sites``) marks the sites allowed to count as built (active
-    and not prohibited by a compliance rule); None: every active site.
+    and not prohibited by a compliance rule); None: every active site. ``site_townships``:
+    :func:`gis.district.assign_township` of every site (row by row with ``sites``) when the
+    caller has it — a target table reads it once, not once per row and category.
     """
     if len(sites) == 0:
         return pd.DataFrame(columns=["state", "township", "key"])
@@ -423,7 +425,9 @@ def ledger_items(sites: gpd.GeoDataFrame, category: Category, townships: gpd.Geo
     if eligible is not None:
         ok = eligible.reindex(s.index).fillna(False).to_numpy(bool)
         state = state.where(~((state == "built").to_numpy() & ~ok), "other")
-    if townships is not None and len(townships) and len(s):
+    if townships is not None and len(townships) and len(s) and site_townships is not None:
+        town = pd.Series(site_townships[mask], index=s.index, dtype=object)
+    elif townships is not None and len(townships) and len(s):
         from gis.district import assign_township
 
         town = pd.Series(assign_township(s.geometry, townships), index=s.index, dtype=object)
@@ -540,19 +544,33 @@ class TargetReport:
 CoverageShare = Callable[[gpd.GeoDataFrame, Mapping[str, Any]], tuple[float, float]]
 
 
-def _items_for(row: Mapping[str, Any], ctx: Mapping[str, Any]) -> tuple[pd.DataFrame, str]:
+def _site_townships(ctx: dict[str, Any]) -> np.ndarray | None:
+    """The township polygon of every ledger site (:func:`gis.district.assign_township`), found once per table."""
+    sites, townships = ctx["sites"], ctx["townships"]
+    if townships is None or not len(townships) or not len(sites):
+        return None
+    if ctx.get("site_townships") is None:
+        from gis.district import assign_township
+
+        ctx["site_townships"] = assign_township(sites.geometry, townships)
+    return ctx["site_townships"]
+
+
+def _items_for(row: Mapping[str, Any], ctx: dict[str, Any]) -> tuple[pd.DataFrame, str]:
     """The items a row counts (all its categories, or its tiers) and their unit."""
     cats: Mapping[str, Category] = ctx["categories"]
     ids = list(row["categories"])
     if not ids:
         cat = Category("_tiers", "/".join(row["tiers"]), tiers=tuple(row["tiers"]))
-        return ledger_items(ctx["sites"], cat, ctx["townships"], ctx["eligible"]), "site"
+        return ledger_items(ctx["sites"], cat, ctx["townships"], ctx["eligible"],
+                            site_townships=_site_townships(ctx)), "site"
     parts, units = [], set()
     for cid in ids:
         cat = cats[cid]
         units.add(cat.unit)
         if cat.source == "ledger":
-            parts.append(ledger_items(ctx["sites"], cat, ctx["townships"], ctx["eligible"]))
+            parts.append(ledger_items(ctx["sites"], cat, ctx["townships"], ctx["eligible"],
+                                      site_townships=_site_townships(ctx)))
         else:
             items, rej = table_items(ctx["tables"][cat.source], ctx["township_names"])
             ctx["rejects"].append(rej)
