@@ -198,7 +198,8 @@ def nearest_distance(
         if inside is not None:  # covered points are at 0: no search
             find[np.asarray(inside, dtype=np.int64)] = False
         todo = np.flatnonzero(find)
-        out[todo] = _certified_min(px[todo], py[todo], seg, max_distance)
+        if len(todo):  # every point may be inside already
+            out[todo] = _certified_min(px[todo], py[todo], seg, max_distance)
     out[out > max_distance] = np.nan
     if inside is not None:
         out[np.asarray(inside, dtype=np.int64)] = 0.0

@@ -68,3 +68,14 @@ def test_nearest_distance_edges_of_the_search_radius():
     assert nearest_distance(pts, site, np.inf).tolist() == [5.0, 0.0, 5.0]
     d = nearest_distance(pts, [shapely.box(4, -1, 6, 1)], 3.0, inside=[1])
     assert np.isnan(d[0]) and d[1] == 0 and np.isnan(d[2])
+
+
+def test_nearest_distance_when_every_point_is_inside():
+    """All points covered by a receptor polygon: every distance 0, no search (an empty search used to raise)."""
+    import shapely
+
+    from gis.overlay import nearest_distance
+
+    pts = shapely.points([(0, 0), (1, 1)])
+    d = nearest_distance(pts, [shapely.box(-5, -5, 5, 5)], 100.0, inside=[0, 1])
+    assert d.tolist() == [0.0, 0.0]
