@@ -349,13 +349,17 @@ def lean_coverage(result: DistrictCoverage) -> DistrictCoverage:
     """
     import dataclasses
 
-    def slim(r: Any) -> Any:
-        return dataclasses.replace(r, sites=_no_rows(r.sites), node_distances=None)
+    return _with_tiers(result, lambda r: dataclasses.replace(r, sites=_no_rows(r.sites), node_distances=None),
+                       sites=_no_rows(result.sites), networks={}, candidate_check=None, scope=None)
 
-    by_tier = {t: slim(r) for t, r in result.by_tier.items()}
-    headline = next((by_tier[t] for t, r in result.by_tier.items() if r is result.headline), None)
-    return dataclasses.replace(result, sites=_no_rows(result.sites), by_tier=by_tier, headline=headline,
-                               networks={}, candidate_check=None, scope=None)
+
+def _with_tiers(cov: DistrictCoverage, per_tier: Callable[[Any], Any], **changes: Any) -> DistrictCoverage:
+    """``cov`` with ``per_tier`` applied to each tier's result (the headline stays the same tier's) and ``changes``."""
+    import dataclasses
+
+    by_tier = {t: per_tier(r) for t, r in cov.by_tier.items()}
+    headline = next((by_tier[t] for t, r in cov.by_tier.items() if r is cov.headline), None)
+    return dataclasses.replace(cov, by_tier=by_tier, headline=headline, **changes)
 
 
 def drawn_ahead(cov: DistrictCoverage, district: District) -> DistrictCoverage:
@@ -370,10 +374,8 @@ def drawn_ahead(cov: DistrictCoverage, district: District) -> DistrictCoverage:
 
     drawn = [lay for lay in maps.coverage_siting_layers(district, {"coverage": cov})
              if lay.key in ("service_areas", "gaps")]
-    by_tier = {t: dataclasses.replace(r, service_areas=_no_rows(r.service_areas), points=_no_rows(r.points))
-               for t, r in cov.by_tier.items()}
-    headline = next((by_tier[t] for t, r in cov.by_tier.items() if r is cov.headline), None)
-    return dataclasses.replace(cov, by_tier=by_tier, headline=headline, map_layers=drawn)
+    return _with_tiers(cov, lambda r: dataclasses.replace(r, service_areas=_no_rows(r.service_areas),
+                                                          points=_no_rows(r.points)), map_layers=drawn)
 
 
 def release_memory() -> None:
