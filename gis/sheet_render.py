@@ -191,16 +191,14 @@ def cjk_style(font: str) -> Iterator[None]:
         yield
 
 
-def _figure(paper: str, dpi: int, reuse: Any | None, legend: Any = None) -> tuple[Any, Any, Any]:
+def _figure(paper: str, dpi: int, reuse: Any | None) -> tuple[Any, Any, Any]:
     """A landscape sheet (map frame left, legend panel right); ``reuse``, when of the same size, wiped.
 
     A bare :class:`matplotlib.figure.Figure` (no pyplot: no global registry, no backend
     switch) on its own :class:`gis.sheet_canvas.SheetCanvas`, which keeps its renderer and
     its shaped text from sheet to sheet. A reused sheet keeps its two axes (making axes
     and their tick machinery again was a tenth of a sheet's time); what the last sheet
-    drew on them is removed, except the legend panel when the last sheet's ``legend``
-    entries are the same (the township sheets share one: making its artists again was
-    two fifths of a sheet's drawing time).
+    drew on them is removed.
     """
     from matplotlib.figure import Figure
 
@@ -210,12 +208,9 @@ def _figure(paper: str, dpi: int, reuse: Any | None, legend: Any = None) -> tupl
     size = (w_mm / _MM_PER_INCH, h_mm / _MM_PER_INCH)
     if reuse is not None and np.allclose(reuse.get_size_inches(), size) and reuse.dpi == dpi:
         ax, panel = reuse.axes
-        same_legend = legend is not None and getattr(reuse, "gis_legend", None) == legend
-        for artist in [*ax.collections, *ax.patches, *ax.texts, *ax.lines, *reuse.texts,
-                       *([] if same_legend else [*panel.patches, *panel.texts, *panel.lines])]:
+        for artist in [*ax.collections, *ax.patches, *ax.texts, *ax.lines, *panel.patches, *panel.texts,
+                       *panel.lines, *reuse.texts]:
             artist.remove()
-        if not same_legend:
-            reuse.gis_legend = None
         return reuse, ax, panel
     fig = Figure(figsize=size, dpi=dpi)
     SheetCanvas(fig)
@@ -342,7 +337,7 @@ def draw_sheet(spec: SheetSpec, reuse: Any | None = None) -> Any:
     Call inside :func:`cjk_style`. The figure has two axes, the map frame and the legend panel
     (:func:`_draw_legend`: its labels are the panel's texts with gid ``legend_label``).
     """
-    fig, ax, panel = _figure(spec.paper, spec.dpi, reuse, spec.legend)
+    fig, ax, panel = _figure(spec.paper, spec.dpi, reuse)
     _draw_shapes(ax, spec.shapes)
     x0, y0, x1, y1 = spec.extent
     ax.set_xlim(x0, x1)
@@ -353,9 +348,7 @@ def draw_sheet(spec: SheetSpec, reuse: Any | None = None) -> Any:
                 bbox={"boxstyle": "round,pad=0.15", "facecolor": "#ffffff", "alpha": 0.6, "linewidth": 0})
     _scale_bar(ax, spec.extent)
     _north_arrow(ax)
-    if getattr(fig, "gis_legend", None) != spec.legend:  # else kept from the last sheet (see _figure)
-        _draw_legend(fig, panel, spec.legend)
-        fig.gis_legend = spec.legend
+    _draw_legend(fig, panel, spec.legend)
     fig.text(0.5, 0.955, spec.title, ha="center", va="center", fontsize=15, fontweight="bold")
     fig.text(0.5, 0.915, spec.subtitle, ha="center", va="center", fontsize=9, color="#333333")
     fig.text(0.025, 0.035, spec.footer, ha="left", va="center", fontsize=7, color="#333333")
