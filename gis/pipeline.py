@@ -87,21 +87,14 @@ def run(
             d = load_district(proj)  # validated before anything is written
             ctx = registry.RunContext(d, sheet_job=job and job.attach(d), lean=True)  # results released once written
             with atomic_output(out) as (folder, run_id):
-                summary = _run_steps(registry, d, folder, todo, ctx, advance, timings)
+                summary, _ = registry.run_steps(
+                    d, folder, todo, ctx=ctx, on_step=lambda s: advance(s.name) if s.name != "load" else None,
+                    timings=timings, background=registry.worker_steps(d),
+                )
                 summary["run_id"] = run_id
                 summary["steps_run"] = todo
                 summary["timings_s"] = timings
                 write_json(summary, folder / "summary.json")
-    return summary
-
-
-def _run_steps(registry: Any, d: Any, folder: Path, todo: Sequence[str], ctx: steps.RunContext,
-               advance: Callable[[str], None], timings: dict[str, float]) -> dict[str, Any]:
-    """The steps of ``todo`` on the loaded district into ``folder``, the worker steps in the background."""
-    summary, _ = registry.run_steps(
-        d, folder, todo, ctx=ctx, on_step=lambda s: advance(s.name) if s.name != "load" else None,
-        timings=timings, background=registry.worker_steps(d),
-    )
     return summary
 
 
