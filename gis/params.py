@@ -578,11 +578,13 @@ class LocalFolderLimits(Section):
 
 @dataclass(frozen=True)
 class AnalysisLimits(Section):
-    """Sizes checked before allocation (raster cells, grid cells, road-network nodes)."""
+    """Sizes checked before allocation (raster cells, grid cells, road-network nodes), and the
+    size from which ``gis run`` releases each step's results once written (``lean_run_from_rows``)."""
 
     max_raster_cells: int
     max_grid_cells: int
     max_network_nodes: int
+    lean_run_from_rows: int
 
 
 @dataclass(frozen=True)

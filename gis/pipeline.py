@@ -16,9 +16,9 @@ from typing import Any
 
 from gis import settings, steps
 from gis._errors import GisError
-from gis.district import load_district
+from gis.district import District, load_district
 from gis.export import write_json
-from gis.params import load_params
+from gis.params import Params, load_params
 
 from gis.catalog import load_project
 from gis.outdir import atomic_output
@@ -85,7 +85,8 @@ def run(
         with _early_sheets(proj, todo) as job:
             check_inputs(proj)  # gis.precheck: fail now, not minutes later
             d = load_district(proj)  # validated before anything is written
-            ctx = registry.RunContext(d, sheet_job=job and job.attach(d), lean=True)  # results released once written
+            ctx = registry.RunContext(d, sheet_job=job and job.attach(d))
+            ctx.lean = is_large(d, ctx.params)
             with atomic_output(out) as (folder, run_id):
                 summary, _ = registry.run_steps(
                     d, folder, todo, ctx=ctx, on_step=lambda s: advance(s.name) if s.name != "load" else None,
@@ -96,6 +97,18 @@ def run(
                 summary["timings_s"] = timings
                 write_json(summary, folder / "summary.json")
     return summary
+
+
+def is_large(district: District, params: Params) -> bool:
+    """Whether ``gis run`` is lean on ``district`` (:attr:`gis.steps.RunContext.lean`): at least
+    ``limits.analysis.lean_run_from_rows`` (``layers/limits.yaml``) site and incident rows.
+
+    A lean run writes each step's files when the step ends and releases them (a million sites
+    fit in memory); below the limit the writes wait for the map step, whose sheet workers
+    then have the other core busy, and nothing is collected early.
+    """
+    rows = len(district.sites) + (len(district.incidents) if district.incidents is not None else 0)
+    return rows >= params.limits.analysis.lean_run_from_rows
 
 
 @contextlib.contextmanager

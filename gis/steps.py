@@ -91,6 +91,12 @@ class RunContext:
         A :class:`gis.map_sheets.SheetJob` started early (its drawing workers import
         matplotlib while the analyses run); the maps step hands it the sheets. None: the
         maps step starts its own. Not a result.
+    map_layers
+        The map's display layers, built by the maps step's ``start`` (:func:`start_maps`,
+        which handed them to the sheet workers); the maps step renders ``map.html`` from
+        them. Not a result.
+    started
+        Steps whose ``start`` :func:`run_steps` has called. Not a result.
     lean
         ``gis run``'s mode (set by :func:`gis.pipeline.run`; the app keeps every result, so
         leaves it False): a write queued with ``now=True`` (:meth:`defer`) is done at once,
@@ -111,6 +117,8 @@ class RunContext:
     ledgers: LedgerSet | None = None
     deferred: list[Callable[[], Any]] = field(default_factory=list)
     sheet_job: Any = None
+    map_layers: list[Any] | None = None
+    started: set[str] = field(default_factory=set)
     lean: bool = False
 
     def __post_init__(self) -> None:
@@ -119,9 +127,10 @@ class RunContext:
 
     @classmethod
     def result_names(cls) -> tuple[str, ...]:
-        """Names of the result attributes (everything but ``district``, ``params``, ``deferred``, ``sheet_job``, ``lean``)."""
+        """Names of the result attributes (everything but ``district``, ``params``, ``deferred``, ``sheet_job``,
+        ``map_layers``, ``started``, ``lean``)."""
         return tuple(f.name for f in fields(cls)
-                     if f.name not in ("district", "params", "deferred", "sheet_job", "lean"))
+                     if f.name not in _NOT_RESULTS)
 
     def defer(self, write: Callable[[], Any], *, now: bool = False) -> None:
         """Queue a file write that no later step reads (see ``deferred``).
@@ -151,6 +160,7 @@ class RunContext:
 
 
 StepFn = Callable[[RunContext, Path], dict[str, Any]]
+_NOT_RESULTS = ("district", "params", "deferred", "sheet_job", "map_layers", "started", "lean")
 
 
 @dataclass(frozen=True)
@@ -177,6 +187,10 @@ class Step:
         One-line help of that subcommand.
     outputs
         Files the step writes into ``OUT/``.
+    start
+        ``start(ctx, out)``, called by :func:`run_steps` as soon as the steps this one needs
+        and uses have run, before the steps between (work handed to workers early: the maps
+        step's sheets are drawn while the ledgers are written); ``run`` finishes it.
     """
 
     name: str
@@ -189,6 +203,7 @@ class Step:
     command: str | None = None
     help: str = ""
     outputs: tuple[str, ...] = field(default=())
+    start: Callable[[RunContext, Path], None] | None = None
 
     @property
     def label(self) -> str:
@@ -472,18 +487,33 @@ def run_ledgers(ctx: RunContext, out: Path) -> dict[str, Any]:
     return summary
 
 
-def run_maps(ctx: RunContext, out: Path) -> dict[str, Any]:
-    """Step ``maps``: write ``OUT/map.html`` and ``OUT/map.png`` from every result so far."""
+def start_maps(ctx: RunContext, out: Path) -> None:
+    """Start of step ``maps``: build the display layers and hand the sheets to their drawing workers.
+
+    Called by :func:`run_steps` once compliance, coverage and hot spots have run, so the
+    workers draw while this process writes the ledgers; :func:`run_maps` renders
+    ``map.html`` from the same layers and waits for the sheets.
+    """
     from gis import map_sheets, maps
 
     d = ctx.district
-    job = ctx.sheet_job or map_sheets.SheetJob(d)  # map_sheets/ (PNG + PDF): drawing workers, started early or now
-    ctx.sheet_job = None
-    opt = maps.district_options(d)
-    layers = maps.build_layers(d, ctx.results(), opt, out=out)
-    job.submit(layers, out)
-    m = maps.render_folium(layers, opt, title=maps.district_title(d), attributions=maps.district_attributions(d),
-                           full_page_legend=True)
+    if ctx.sheet_job is None:  # map_sheets/ (PNG + PDF): drawing workers started early, or now
+        ctx.sheet_job = map_sheets.SheetJob(d)
+    ctx.map_layers = maps.build_layers(d, ctx.results(), maps.district_options(d), out=out)
+    ctx.sheet_job.submit(ctx.map_layers, out)
+
+
+def run_maps(ctx: RunContext, out: Path) -> dict[str, Any]:
+    """Step ``maps``: write ``OUT/map.html`` and ``OUT/map.png`` from every result so far (:func:`start_maps` first)."""
+    from gis import map_sheets, maps
+
+    d = ctx.district
+    if ctx.map_layers is None:
+        start_maps(ctx, out)
+    job, layers = ctx.sheet_job, ctx.map_layers
+    ctx.sheet_job = ctx.map_layers = None
+    m = maps.render_folium(layers, maps.district_options(d), title=maps.district_title(d),
+                           attributions=maps.district_attributions(d), full_page_legend=True)
     html_path = maps.save_map_html(m, out / "map.html")
     ctx.flush()  # the earlier steps' file writes, while the sheet workers draw
     sheets = job.result()
@@ -522,7 +552,7 @@ STEPS: tuple[Step, ...] = (
          help="site compliance, hierarchy linkage and the 问题台账 / 汇总表 / 摸排表",
          outputs=("problem_ledger.xlsx", "summary_table.xlsx", "survey_form.xlsx", "ledgers.gpkg")),
     Step("maps", "地图", "Map", ("load",), ("compliance", "coverage", "hotspots"), ("map",), run_maps,
-         outputs=("map.html", "map.png")),
+         outputs=("map.html", "map.png"), start=start_maps),
 )
 
 
@@ -621,38 +651,57 @@ def run_steps(
     >>> ctx.compliance.summary()["violations_total"] == summary["violations_total"]  # doctest: +SKIP
     True
     """
-    import time
-
     wanted = set(names_)
     for n in wanted:
         get(n)  # an unknown name fails here, before any step runs
     ctx = ctx if ctx is not None else RunContext(district)
     jobs = _start_background(district, out, [n for n in background if n in wanted])
     summary: dict[str, Any] = {}
+    finished: set[str] = set()
     try:
         for step in STEPS:
             if step.name not in wanted:
                 continue
+            _start_ready(ctx, out, wanted, finished)
             if on_step is not None:
                 on_step(step)
-            t0 = time.perf_counter()
-            done = jobs.pop(step.name).result() if step.name in jobs else None
-            if done is not None:  # ran in its worker: take its summary keys and results
-                keys, results, seconds = done
-                summary.update(keys)
-                for name, value in results.items():
-                    setattr(ctx, name, value)
-            else:
-                summary.update(step.run(ctx, out))
-                seconds = round(time.perf_counter() - t0, 3)
+            seconds = _run_one(step, ctx, out, summary, jobs.pop(step.name, None))
             if timings is not None:
                 timings[step.name] = seconds
+            finished.add(step.name)
         if flush:
             ctx.flush()
     finally:
         for job in jobs.values():  # a step failed: stop the workers not waited for
             job.cancel()
+        if ctx.map_layers is not None and ctx.sheet_job is not None:  # started, never finished
+            ctx.sheet_job.close()
     return summary, ctx
+
+
+def _run_one(step: Step, ctx: RunContext, out: Path, summary: dict[str, Any], job: Any) -> float:
+    """Run ``step`` here, or take in what its worker ``job`` did (summary keys, results); its wall seconds."""
+    import time
+
+    t0 = time.perf_counter()
+    done = job.result() if job is not None else None
+    if done is None:
+        summary.update(step.run(ctx, out))
+        return round(time.perf_counter() - t0, 3)
+    keys, results, seconds = done  # ran in its worker
+    summary.update(keys)
+    for name, value in results.items():
+        setattr(ctx, name, value)
+    return seconds
+
+
+def _start_ready(ctx: RunContext, out: Path, wanted: set[str], done: set[str]) -> None:
+    """Call the ``start`` of each wanted step not run yet whose wanted needs and uses have all run (once)."""
+    for step in STEPS:
+        if (step.start is not None and step.name in wanted and step.name not in done
+                and step.name not in ctx.started and wanted & {*step.needs, *step.uses} <= done):
+            ctx.started.add(step.name)
+            step.start(ctx, out)
 
 
 def _start_background(district: District, out: Path, names_: Sequence[str]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ no ledgers), which is the point of the mode for a million-row ledger.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -98,3 +99,50 @@ def test_lean_run_draws_the_same_map_layers(runs) -> None:
         else:
             assert a.gdf.drop(columns="geometry").equals(b.gdf.drop(columns="geometry"))
             assert a.gdf.geometry.geom_equals_exact(b.gdf.geometry, tolerance=1e-9).all()
+
+
+def test_gis_run_is_lean_from_the_configured_size(sample_project: Path) -> None:
+    """``limits.analysis.lean_run_from_rows``: the sample (hundreds of rows) keeps its results to the
+    map step; a district at or over the limit is run lean."""
+    import dataclasses
+
+    from gis.pipeline import is_large
+
+    d = load_district(sample_project)
+    params = steps.RunContext(d).params
+    rows = len(d.sites) + len(d.incidents)
+    assert params.limits.analysis.lean_run_from_rows > rows
+    assert not is_large(d, params)
+    at_limit = dataclasses.replace(params, limits=dataclasses.replace(
+        params.limits, analysis=dataclasses.replace(params.limits.analysis, lean_run_from_rows=rows)))
+    assert is_large(d, at_limit)
+
+
+def test_the_map_sheets_are_handed_out_before_the_ledgers_are_written(sample_project: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The maps step's ``start`` runs once compliance, coverage and hot spots are done, before the
+    ledgers step, so the sheets are drawn while the ledgers are written; the run's files are unchanged."""
+    project = shutil.copytree(sample_project, tmp_path / "project")
+    order: list[str] = []
+    real_start, real_ledgers = steps.start_maps, steps.run_ledgers
+
+    def start(ctx, out):
+        order.append("maps.start")
+        return real_start(ctx, out)
+
+    def ledgers(ctx, out):
+        order.append("ledgers.run")
+        return real_ledgers(ctx, out)
+
+    registry = tuple(
+        dataclasses.replace(s, start=start) if s.name == "maps"
+        else dataclasses.replace(s, run=ledgers) if s.name == "ledgers" else s for s in steps.STEPS)
+    monkeypatch.setattr(steps, "STEPS", registry)
+    out = tmp_path / "out"
+    out.mkdir()
+    d = load_district(project)
+    summary, ctx = steps.run_steps(d, out, steps.names(), on_step=lambda s: order.append(s.name))
+    assert order == ["load", "compliance", "coverage", "hotspots", "maps.start", "ledgers", "ledgers.run", "maps"]
+    assert ctx.map_layers is None and ctx.sheet_job is None  # the maps step took both
+    assert (out / "map.html").exists() and (out / "problem_ledger.xlsx").exists()
+    assert summary["map"]["sheets"]["png"] and (out / summary["map"]["sheets"]["png"][0]).stat().st_size > 0
