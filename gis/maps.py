@@ -1,6 +1,8 @@
 """Interactive and static maps of a district and its analyses (专题地图).
 
-One layer model, two renderers (in :mod:`gis.map_render`, re-exported here). :func:`build_layers` turns a
+One layer model (:mod:`gis.map_render`), two renderers (:mod:`gis.map_folium` and
+:mod:`gis.map_render`, re-exported here; the folium ones imported when first used, so
+building the layers for the print sheets does not import folium). :func:`build_layers` turns a
 :class:`~gis.district.District` and whatever analysis results exist (compliance,
 coverage, siting, hotspots) into a list of :class:`MapLayer` — display-ready
 GeoDataFrames in WGS84 with every user string HTML-escaped and length-capped, or RGBA
@@ -42,7 +44,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TYPE_CHECKING
 
-import folium
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -56,14 +57,10 @@ from gis.map_render import (
     WEB_MERCATOR,
     WGS84,
     Basemap,
-    Legend,
     MapLayer,
     MapOptions,
     chromium_path,
-    localize_assets,
-    render_folium,
     render_static,
-    save_map_html,
     save_map_png,
 )
 from gis.schema import (
@@ -78,7 +75,21 @@ from gis.schema import (
 )
 
 if TYPE_CHECKING:
+    import folium
+
     from gis.district import District
+
+#: Names re-exported from :mod:`gis.map_folium`, imported on first use (:func:`__getattr__`).
+_FOLIUM_NAMES = ("Legend", "localize_assets", "render_folium", "save_map_html")
+
+
+def __getattr__(name: str) -> Any:
+    """``gis.maps.render_folium`` and the other folium renderers: :mod:`gis.map_folium`, imported now."""
+    if name in _FOLIUM_NAMES:
+        from gis import map_folium
+
+        return getattr(map_folium, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "ASSETS_DIR",
@@ -1044,6 +1055,8 @@ def build_map(
     out: Path | None = None,
 ) -> folium.Map:
     """The district map with every available analysis layer (see :func:`build_layers`)."""
+    from gis.map_folium import render_folium
+
     opt = options or district_options(district)
     layers = build_layers(district, results, opt, out=out)
     return render_folium(layers, opt, title=district_title(district), attributions=district_attributions(district))

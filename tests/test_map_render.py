@@ -10,8 +10,9 @@ import folium
 import geopandas as gpd
 from shapely.geometry import Point, box
 
-from gis import map_render
-from gis.map_render import MapLayer, render_folium
+from gis import map_folium
+from gis.map_folium import render_folium
+from gis.map_render import MapLayer
 
 
 def _layers() -> list[MapLayer]:
@@ -36,7 +37,7 @@ def test_page_equals_the_one_folium_classes_draw(monkeypatch):
     # rendered snippet, GeoJSON data included, as a template; they convert the frame on every render)
     for name, cls in (("_GeoJson", folium.GeoJson), ("_GeoJsonPopup", folium.GeoJsonPopup),
                       ("_GeoJsonTooltip", folium.GeoJsonTooltip)):
-        monkeypatch.setattr(map_render, name, cls)
+        monkeypatch.setattr(map_folium, name, cls)
     monkeypatch.setattr(MapLayer, "geojson", property(lambda lay: lay.gdf[
         [c for c, _ in lay.popup if c in lay.gdf] + ["_color"] + (["_symbol"] if "_symbol" in lay.gdf else [])
         + ["geometry"]]))
@@ -64,3 +65,27 @@ def test_bounds_are_folium_bounds_and_kept_per_layer():
     assert all("bounds" in lay.render_memo for lay in layers)
     assert render_folium(layers, title="图例").get_bounds() == first
     assert [[round(v, 6) for v in c] for c in first] == [[29.5, 106.4], [29.6, 106.5]]
+
+
+def test_html_safe_json_is_jinjas() -> None:
+    """The layer model's ``htmlsafe_json_dumps`` (no jinja2 import) gives jinja2's string, markup escaped."""
+    from jinja2.utils import htmlsafe_json_dumps as jinja_dumps
+
+    from gis.map_render import htmlsafe_json_dumps
+
+    value = {"名称": "<script>alert('x')</script> & 回收站", "n": [1, 2.5, None], "ok": True}
+    ours = htmlsafe_json_dumps(value, sort_keys=True)
+    assert ours == str(jinja_dumps(value, sort_keys=True))
+    assert "<" not in ours and ">" not in ours and "'" not in ours and "&" not in ours
+
+
+def test_building_the_layers_does_not_import_folium(sample_project) -> None:
+    """``gis run`` hands the sheet workers their layers before it pays for folium (a fresh process)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from gis import maps; from gis.district import load_district; "
+            f"d = load_district({str(sample_project)!r}); layers = maps.build_layers(d, {{}}); "
+            "assert layers and 'folium' not in sys.modules, 'folium imported'; "
+            "maps.render_folium; assert 'folium' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

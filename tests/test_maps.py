@@ -6,6 +6,7 @@ import dataclasses
 import re
 from pathlib import Path
 
+import folium
 import pandas as pd
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
@@ -114,7 +115,7 @@ def test_legend_folds_and_uses_two_columns_only_on_a_full_page() -> None:
     entries = [("box", "#abcdef", f"类 {i} <b>&</b>") for i in range(maps.LEGEND_ONE_COLUMN_MAX + 1)]
 
     def page(full_page: bool) -> str:
-        m = maps.folium.Map(tiles=None)
+        m = folium.Map(tiles=None)
         m.add_child(maps.Legend("图例 Legend", entries, full_page=full_page))
         return m.get_root().render()
 
@@ -122,7 +123,7 @@ def test_legend_folds_and_uses_two_columns_only_on_a_full_page() -> None:
     assert "<details open>" in narrow and "column-count" not in narrow
     assert "column-count:2" in wide
     assert "<b>&</b>" not in wide and "&lt;b&gt;&amp;&lt;/b&gt;" in wide  # labels escaped
-    few = maps.folium.Map(tiles=None)
+    few = folium.Map(tiles=None)
     few.add_child(maps.Legend("图例", entries[:3], full_page=True))
     assert "column-count" not in few.get_root().render()  # a short legend stays one column
 
