@@ -3,6 +3,12 @@
 Each writer writes to a temporary file in the destination folder and renames it
 over the target (:func:`os.replace`), so a crash never leaves a half-written
 GeoPackage, workbook or JSON behind, and a reader never sees one.
+
+A GeoPackage is written without SQLite's flush to disk after every transaction
+(GDAL's ``OGR_SQLITE_SYNCHRONOUS=OFF`` while :func:`write_gpkg` runs) and flushed
+once, whole, before it is renamed into place: the temporary file is thrown away if
+anything fails, so the per-transaction flushes bought nothing but waiting (0.5–0.9 s
+for the sample's ``district.gpkg`` here, 0.1 s without them).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -147,13 +154,59 @@ def write_gpkg(layers: Mapping[str, gpd.GeoDataFrame], target: str | Path) -> Pa
     """Write several layers into one GeoPackage, atomically as a whole.
 
     Empty layers are written too (with their columns), so a reader always finds
-    every layer name it expects.
+    every layer name it expects. SQLite does not flush each transaction
+    (:class:`_UnsyncedSqlite`); the finished file is flushed once before the rename.
     """
     with atomic_path(target) as tmp:
-        for name, gdf in layers.items():
-            gdf = _gpkg_safe(gdf)
-            gdf.to_file(tmp, layer=name, driver="GPKG", engine="pyogrio", use_arrow=True)  # ~3x faster than row-wise
+        with _UnsyncedSqlite():
+            for name, gdf in layers.items():
+                gdf = _gpkg_safe(gdf)
+                gdf.to_file(tmp, layer=name, driver="GPKG", engine="pyogrio", use_arrow=True)  # ~3x faster than row-wise
+        _flush_to_disk(tmp)
     return Path(target)
+
+
+class _UnsyncedSqlite:
+    """GDAL's SQLite writers without a disk flush per transaction (``OGR_SQLITE_SYNCHRONOUS=OFF``) while inside.
+
+    The option is process-wide in GDAL, so writers on several threads (the app's file
+    writes) share it: the first one in sets it, the last one out puts back what was
+    there before, under one lock (class attributes: GDAL's option is the state).
+    """
+
+    _lock = threading.Lock()
+    _inside = 0
+    _before: str | None = None
+    _KEY = "OGR_SQLITE_SYNCHRONOUS"
+
+    def __enter__(self) -> _UnsyncedSqlite:
+        import pyogrio
+
+        cls = type(self)
+        with cls._lock:
+            if cls._inside == 0:
+                cls._before = pyogrio.get_gdal_config_option(cls._KEY)
+                pyogrio.set_gdal_config_options({cls._KEY: "OFF"})
+            cls._inside += 1
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import pyogrio
+
+        cls = type(self)
+        with cls._lock:
+            cls._inside -= 1
+            if cls._inside == 0:
+                pyogrio.set_gdal_config_options({cls._KEY: cls._before})
+
+
+def _flush_to_disk(path: Path) -> None:
+    """``fsync`` the finished file, so it is on disk before its rename makes it visible."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _gpkg_safe(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:

@@ -76,3 +76,45 @@ def test_csv_cells_are_neutralised_owasp_style(tmp_path):
     assert back.columns.tolist() == ["'=名称", "n"]
     assert back["'=名称"].tolist() == ["'=1+1", "'+cmd", "'-2+3", "'@x", "'\tx", "-3.5", "普通"]
     assert back["n"].tolist() == ["1", "-2", "3", "4", "5", "6", "7"]
+
+
+def test_gpkg_writes_leave_gdals_sqlite_option_as_they_found_it(tmp_path, monkeypatch):
+    """A GeoPackage is written with SQLite's per-transaction flush off and flushed once before the
+    rename; GDAL's process-wide option is put back after every write, failed ones and ones on
+    several threads at once included (the app writes its files on threads)."""
+    import os
+    import threading
+
+    import pyogrio
+
+    from gis import export
+
+    key = "OGR_SQLITE_SYNCHRONOUS"
+    layer = gpd.GeoDataFrame({"n": np.arange(50)}, geometry=[Point(i, i) for i in range(50)], crs="EPSG:4544")
+    seen, flushed = [], []
+    real_to_file, real_fsync = gpd.GeoDataFrame.to_file, os.fsync
+
+    def to_file(self, *args, **kwargs):
+        seen.append(pyogrio.get_gdal_config_option(key))
+        return real_to_file(self, *args, **kwargs)
+
+    monkeypatch.setattr(gpd.GeoDataFrame, "to_file", to_file)
+    monkeypatch.setattr(export.os, "fsync", lambda fd: flushed.append(fd) or real_fsync(fd))
+    before = pyogrio.get_gdal_config_option(key)
+    try:
+        pyogrio.set_gdal_config_options({key: "FULL"})
+        write_gpkg({"a": layer, "b": layer}, tmp_path / "one.gpkg")
+        assert seen == [False, False] and len(flushed) == 1  # pyogrio reads "OFF" back as False
+        assert pyogrio.get_gdal_config_option(key) == "FULL"
+        with pytest.raises(AttributeError):  # the second layer is no frame: fails after the first is written
+            write_gpkg({"a": layer, "b": "not a frame"}, tmp_path / "bad.gpkg")
+        assert pyogrio.get_gdal_config_option(key) == "FULL" and not (tmp_path / "bad.gpkg").exists()
+        threads = [threading.Thread(target=write_gpkg, args=({"a": layer}, tmp_path / f"t{i}.gpkg")) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert pyogrio.get_gdal_config_option(key) == "FULL"
+        assert all(len(pyogrio.read_dataframe(tmp_path / f"t{i}.gpkg")) == 50 for i in range(6))
+    finally:
+        pyogrio.set_gdal_config_options({key: before})
