@@ -96,7 +96,8 @@ class RunContext:
         which handed them to the sheet workers); the maps step renders ``map.html`` from
         them. Not a result.
     started
-        Steps whose ``start`` :func:`run_steps` has called. Not a result.
+        ``{step: seconds}`` of the steps whose ``start`` :func:`run_steps` has called (the
+        seconds count in the step's time). Not a result.
     lean
         ``gis run``'s mode (set by :func:`gis.pipeline.run`; the app keeps every result, so
         leaves it False): a write queued with ``now=True`` (:meth:`defer`) is done at once,
@@ -118,7 +119,7 @@ class RunContext:
     deferred: list[Callable[[], Any]] = field(default_factory=list)
     sheet_job: Any = None
     map_layers: list[Any] | None = None
-    started: set[str] = field(default_factory=set)
+    started: dict[str, float] = field(default_factory=dict)
     lean: bool = False
 
     def __post_init__(self) -> None:
@@ -666,8 +667,8 @@ def run_steps(
             if on_step is not None:
                 on_step(step)
             seconds = _run_one(step, ctx, out, summary, jobs.pop(step.name, None))
-            if timings is not None:
-                timings[step.name] = seconds
+            if timings is not None:  # a step's start counts in its time
+                timings[step.name] = round(seconds + ctx.started.get(step.name, 0.0), 3)
             finished.add(step.name)
         if flush:
             ctx.flush()
@@ -696,12 +697,16 @@ def _run_one(step: Step, ctx: RunContext, out: Path, summary: dict[str, Any], jo
 
 
 def _start_ready(ctx: RunContext, out: Path, wanted: set[str], done: set[str]) -> None:
-    """Call the ``start`` of each wanted step not run yet whose wanted needs and uses have all run (once)."""
+    """Call the ``start`` of each wanted step not run yet whose wanted needs and uses have all run (once);
+    its wall seconds go to ``ctx.started``."""
+    import time
+
     for step in STEPS:
         if (step.start is not None and step.name in wanted and step.name not in done
                 and step.name not in ctx.started and wanted & {*step.needs, *step.uses} <= done):
-            ctx.started.add(step.name)
+            t0 = time.perf_counter()
             step.start(ctx, out)
+            ctx.started[step.name] = time.perf_counter() - t0
 
 
 def _start_background(district: District, out: Path, names_: Sequence[str]) -> dict[str, Any]:
