@@ -325,10 +325,19 @@ def _scale_bar(ax: Any, extent: Sequence[float]) -> None:
 
 
 def _north_arrow(ax: Any) -> None:
-    """A north arrow with 北 N in the upper right of the map frame (grid north)."""
-    ax.annotate("北\nN", xy=(0.95, 0.95), xytext=(0.95, 0.84), xycoords="axes fraction", ha="center", va="top",
-                fontsize=9, fontweight="bold", zorder=50,
-                arrowprops={"facecolor": "#000000", "edgecolor": "#000000", "width": 3, "headwidth": 10})
+    """A north arrow (grid north) in the upper right of the map frame: a split arrowhead, half black and
+    half white, over 北 N. Two polygons and a text (no arrow path to clip against the text box)."""
+    from matplotlib.patches import Polygon
+
+    x, top = 0.955, 0.965  # axes fraction
+    ratio = ax.bbox.height / ax.bbox.width if ax.bbox.width else 1.0  # the head's width in axes-x units
+    height, half = 0.075, 0.02 * ratio
+    notch = top - 0.72 * height
+    for side, face in ((-half, "#000000"), (half, "#ffffff")):
+        ax.add_artist(Polygon([(x, top), (x + side, top - height), (x, notch)], closed=True, facecolor=face,
+                              edgecolor="#000000", linewidth=0.7, transform=ax.transAxes, zorder=50))
+    ax.text(x, top - height - 0.008, "北\nN", transform=ax.transAxes, ha="center", va="top", fontsize=8.5,
+            fontweight="bold", linespacing=1.0, zorder=50)
 
 
 def draw_sheet(spec: SheetSpec, reuse: Any | None = None) -> Any:

@@ -10,6 +10,7 @@ import time
 import warnings
 from pathlib import Path
 
+import matplotlib.colors as mcolors
 import pytest
 from hypothesis import given, strategies as st
 from PIL import Image
@@ -91,7 +92,14 @@ def test_sheet_carries_title_date_legend_scale_north_and_sources(tiny) -> None:
     assert any(DAY.isoformat() in t and tiny.project.name in t for t in texts)  # district and date
     footer = next(t for t in texts if t.startswith("数据来源"))
     assert settings.SAMPLE_LABEL in footer
-    assert any(t.startswith("北") for t in ax_texts)  # north arrow
+    assert any(t.startswith("北") for t in ax_texts)  # north arrow: 北 N under a split head pointing up
+    from matplotlib.patches import Polygon
+
+    heads = [p for p in ax.patches if isinstance(p, Polygon) and p.get_transform() == ax.transAxes]
+    assert sorted(mcolors.to_hex(p.get_facecolor()) for p in heads) == ["#000000", "#ffffff"]
+    for head in heads:
+        xy = head.get_xy()[:3]
+        assert xy[0, 1] == xy[:, 1].max() and xy[0, 1] > 0.85  # its tip is its highest point, near the top
     assert any(re.search(r"\d+ (米 m|千米 km)$", t) for t in ax_texts)  # scale bar
     labels = [t.get_text() for t in panel.texts if t.get_gid() == "legend_label"]
     assert any(t.get_text() == "图例 Legend" for t in panel.texts)
