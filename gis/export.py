@@ -201,8 +201,9 @@ class _UnsyncedSqlite:
 
 
 def _flush_to_disk(path: Path) -> None:
-    """``fsync`` the finished file, so it is on disk before its rename makes it visible."""
-    fd = os.open(path, os.O_RDONLY)
+    """``fsync`` the finished file, so it is on disk before its rename makes it visible (opened for
+    writing: Windows' ``_commit`` refuses a read-only handle)."""
+    fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
     try:
         os.fsync(fd)
     finally:
