@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from gis.district import District
 
-__all__ = ["BackgroundStep"]
+__all__ = ["BackgroundStep", "can_fork"]
 
 Answer = tuple[dict[str, Any], dict[str, Any], float]
 
@@ -48,7 +48,7 @@ class BackgroundStep:
     run
         ``run() -> (summary keys, results, seconds)``: the step, called in a forked child
         (:func:`gis.steps.run_alone` on the district). None, or a platform that does not
-        fork cleanly: a spawned ``python -m gis.step_worker``.
+        fork cleanly (:func:`can_fork`): a spawned ``python -m gis.step_worker``.
 
     Examples
     --------
@@ -60,13 +60,14 @@ class BackgroundStep:
 
     def __init__(self, name: str, district: District, out: Path, *, run: Callable[[], Answer] | None = None) -> None:
         self.name = name
+        self._taken, self._value = False, None
         self._scratch = tempfile.TemporaryDirectory(prefix="gis_step_")
         folder = Path(self._scratch.name)
         self._answer = folder / "result.pickle"
         self._stderr = open(folder / "stderr.txt", "w+b")  # noqa: SIM115 (closed in result / cancel)
         self._proc: subprocess.Popen[bytes] | None = None
         self._pid: int | None = None
-        if run is not None and hasattr(os, "fork") and sys.platform.startswith(("linux", "freebsd", "openbsd")):
+        if run is not None and can_fork():
             self._pid = self._fork(run)
             return
         task = folder / "task.pickle"
@@ -105,21 +106,27 @@ class BackgroundStep:
     def result(self) -> Answer | None:
         """Wait for the child: (summary keys, results, the step's seconds in the child), or None when it failed.
 
-        The scratch folder is removed either way.
+        The scratch folder is removed either way; a second call gives the same answer.
         """
+        if self._taken:
+            return self._value
         try:
             code = self._wait()
-            if code != 0 or not self._answer.exists():
-                return None
-            return pickle.loads(self._answer.read_bytes())  # written by write_answer, in our scratch folder
+            if code == 0 and self._answer.exists():
+                self._value = pickle.loads(self._answer.read_bytes())  # written by write_answer, in our scratch folder
+            return self._value
         finally:
+            self._taken = True
             self._stderr.close()
             self._scratch.cleanup()
 
     def cancel(self) -> None:
-        """Stop the child (the caller failed) and remove the scratch folder."""
+        """Stop the child (the caller failed) and remove the scratch folder; nothing once its result is taken."""
         import signal
 
+        if self._taken:
+            return
+        self._taken = True
         if self._pid is not None:
             os.kill(self._pid, signal.SIGKILL)
         elif self._proc is not None and self._proc.poll() is None:
@@ -127,6 +134,11 @@ class BackgroundStep:
         self._wait()
         self._stderr.close()
         self._scratch.cleanup()
+
+
+def can_fork() -> bool:
+    """Whether a child is forked from the caller (Linux and the BSDs), not spawned."""
+    return hasattr(os, "fork") and sys.platform.startswith(("linux", "freebsd", "openbsd"))
 
 
 def write_answer(answer: Answer, path: Path) -> None:

@@ -69,3 +69,23 @@ def test_spawned_worker_gives_the_forked_answer(sample_district, in_process, tmp
     assert summary["hotspots"] == ref_summary["hotspots"] and seconds > 0
     assert len(results["hotspot_problems"]) == len(ref_ctx.hotspot_problems)
     assert (tmp_path / "hotspots.gpkg").exists()
+
+
+def test_a_taken_answer_stays_and_cancel_after_it_is_a_no_op(sample_district, tmp_path: Path) -> None:
+    """The app cancels every job of a finished run: once a job's answer is taken, its (reaped)
+    child's pid may belong to another process, so cancel must not signal it."""
+    import os
+    import signal
+
+    job = background.BackgroundStep("hotspots", sample_district, tmp_path,
+                                    run=lambda: steps.run_alone("hotspots", sample_district, tmp_path))
+    first = job.result()
+    assert first is not None and job.result() is first
+    sent: list[tuple[int, int]] = []
+    real_kill = os.kill
+    try:
+        os.kill = lambda pid, sig: sent.append((pid, sig))  # type: ignore[assignment]
+        job.cancel()
+    finally:
+        os.kill = real_kill
+    assert sent == [] and signal.SIGKILL not in [s for _, s in sent]
