@@ -89,15 +89,11 @@ METHODS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
         {"merge": "mixture", "mixture": {"propose": "moved", "propose_tol": 0.05, "split_max_iter": 100}},
         {"controls": False, "background": "unclustered"}, {},
     ),
-    "scan, space-time mixture, places 1.75 rms, reach 4σ, moved sites proposed (tol 0.1)": (
-        {"merge": "mixture", "mixture": {"propose": "moved", "propose_tol": 0.1, "split_max_iter": 100}},
-        {"controls": False, "background": "unclustered"}, {},
-    ),
     "scan, space-time mixture, places 1.75 rms, reach 4σ, moved sites proposed (tol 0.1), split fits 30 iterations": (
         {"merge": "mixture", "mixture": {"propose": "moved", "propose_tol": 0.1, "split_max_iter": 30}},
         {"controls": False, "background": "unclustered"}, {},
     ),
-    "scan, space-time mixture, places 1.75 rms, reach 4σ (default)": (
+    "scan, space-time mixture, places 1.75 rms, reach 4σ, moved sites proposed (tol 0.1) (default)": (
         {"merge": "mixture"}, {"controls": False, "background": "unclustered"}, {}
     ),
 }
