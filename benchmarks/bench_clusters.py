@@ -25,7 +25,7 @@ incidents (per incident kind, as the pipeline does):
 * **strict precision** — share of *reported* clusters (significant at the
   ``clusters.significance`` level) that recover a planted cluster; also of every
   found cluster (flagged ones included);
-* wall time of :func:`gis.hotspots.find_clusters` (untraced) and, on samples up to
+* wall and CPU time (the process's, all threads) of :func:`gis.hotspots.find_clusters` (untraced) and, on samples up to
   :data:`TRACE_MAX` incidents, the peak traced memory (tracemalloc) of a second run;
 * the same per *place* (:func:`gis.cluster_eval.evaluate_places`: planted sites of one kind
   closer than :data:`PLACE_SIGMAS` σ of the wider linked into one place to visit);
