@@ -10,9 +10,10 @@ Run ``.venv/bin/python benchmarks/bench_clusters.py [--scales small,district,cit
 For every method of :data:`METHODS` (the first default DBSCAN, HDBSCAN with
 min_cluster_size 15 / min_samples 5, the ``scan`` detector with its quick-shift trees
 merged by BIC, the mixture of :mod:`gis.cluster_mixture` in space at a fit reach of 3 and
-4 σ, and in space and time with places at 2 and 1.75 rms spreads — the latter also with the per-group
-reference fits of :func:`gis.cluster_mixture.mixture_labels`, the code before :mod:`gis.cluster_batch`, same
-labels; the default of ``layers/hotspots.yaml`` last; ``--methods`` picks some), all run in the same process on the same
+4 σ, and in space and time with places at 2 and 1.75 rms spreads — the latter with every site proposed
+again every round (:func:`gis.cluster_batch.select_many`, the previous default) and with only the sites that
+moved proposed again (:func:`gis.cluster_batch.select_moved`); the default of ``layers/hotspots.yaml`` last;
+``--methods`` picks some), all run in the same process on the same
 incidents (per incident kind, as the pipeline does):
 
 * **recall** — share of planted clusters recovered (:func:`gis.hotspots.match_planted`:
@@ -24,7 +25,7 @@ incidents (per incident kind, as the pipeline does):
 * **strict precision** — share of *reported* clusters (significant at the
   ``clusters.significance`` level) that recover a planted cluster; also of every
   found cluster (flagged ones included);
-* wall time of :func:`gis.hotspots.find_clusters` (untraced) and, on samples up to
+* wall and CPU time (the process's, all threads) of :func:`gis.hotspots.find_clusters` (untraced) and, on samples up to
   :data:`TRACE_MAX` incidents, the peak traced memory (tracemalloc) of a second run;
 * the same per *place* (:func:`gis.cluster_eval.evaluate_places`: planted sites of one kind
   closer than :data:`PLACE_SIGMAS` σ of the wider linked into one place to visit);
@@ -68,7 +69,7 @@ METHODS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
         {"method": "hdbscan", "min_cluster_size": 15, "hdbscan_min_samples": 5},
     ),
     "scan, BIC merge (an earlier default)": ({"merge": "bic"}, {"controls": False, "background": "all"}, {}),
-    "scan, mixture (previous default)": (
+    "scan, mixture (space only, reach 3σ: the default two waves ago)": (
         {"merge": "mixture", "mixture": {"time": False, "place_sigmas": 0.0, "reach_sigmas": 3.0, "assign_sigmas": 3.0}},
         {"controls": False, "background": "unclustered"}, {},
     ),
@@ -80,30 +81,31 @@ METHODS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
         {"merge": "mixture", "mixture": {"time": True, "place_sigmas": 2.0, "reach_sigmas": 4.0, "assign_sigmas": 4.0}},
         {"controls": False, "background": "unclustered"}, {},
     ),
-    "scan, space-time mixture, places 1.75 rms, reach 4σ, per-group fits (the default's previous code)": (
-        {"merge": "mixture"}, {"controls": False, "background": "unclustered"}, {}
+    "scan, space-time mixture, places 1.75 rms, reach 4σ, every site proposed every round (previous default)": (
+        {"merge": "mixture", "mixture": {"propose": "all", "split_max_iter": 100}},
+        {"controls": False, "background": "unclustered"}, {},
     ),
-    "scan, space-time mixture, places 1.75 rms, reach 4σ (default)": (
+    "scan, space-time mixture, places 1.75 rms, reach 4σ, moved sites proposed (tol 0.05)": (
+        {"merge": "mixture", "mixture": {"propose": "moved", "propose_tol": 0.05, "split_max_iter": 100}},
+        {"controls": False, "background": "unclustered"}, {},
+    ),
+    "scan, space-time mixture, places 1.75 rms, reach 4σ, moved sites proposed (tol 0.1), split fits 30 iterations": (
+        {"merge": "mixture", "mixture": {"propose": "moved", "propose_tol": 0.1, "split_max_iter": 30}},
+        {"controls": False, "background": "unclustered"}, {},
+    ),
+    "scan, space-time mixture, places 1.75 rms, reach 4σ, moved sites proposed (tol 0.1) (default)": (
         {"merge": "mixture"}, {"controls": False, "background": "unclustered"}, {}
     ),
 }
-#: Methods run with the per-group reference of the mixture (:func:`gis.cluster_mixture.mixture_labels`, one
-#: group's EM and split fits after another) instead of the batched fits of :mod:`gis.cluster_batch`.
-PER_GROUP = {"scan, space-time mixture, places 1.75 rms, reach 4σ, per-group fits (the default's previous code)"}
 
 
-def timed_run(label: str, inc: Any, zones: Any, over: dict[str, Any]) -> tuple[Any, float]:
-    """find_clusters of a method and its wall time; :data:`PER_GROUP` methods with the per-group mixture."""
-    from gis import cluster_batch, cluster_mixture, cluster_scan, hotspots
+def timed_run(inc: Any, zones: Any, over: dict[str, Any]) -> tuple[Any, float, float]:
+    """find_clusters of a method, its wall time and the process's CPU time (all threads)."""
+    from gis import hotspots
 
-    t0 = time.perf_counter()
-    if label in PER_GROUP:
-        cluster_scan.batched_mixture_labels = cluster_mixture.mixture_labels  # type: ignore[assignment]
-    try:
-        res = hotspots.find_clusters(inc, zones=zones, **over)
-    finally:
-        cluster_scan.batched_mixture_labels = cluster_batch.batched_mixture_labels
-    return res, time.perf_counter() - t0
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = hotspots.find_clusters(inc, zones=zones, **over)
+    return res, time.perf_counter() - t0, time.process_time() - c0
 
 
 def method_overrides(label: str) -> dict[str, Any]:
@@ -176,7 +178,7 @@ def run_scale(scale: str, work: Path, methods: list[str]) -> tuple[list[str], di
     rows, tables = [], {}
     for label in methods:
         over = method_overrides(label)
-        res, dt = timed_run(label, inc, d.zones, over)
+        res, dt, cpu = timed_run(inc, d.zones, over)
         peak = "–"
         if len(inc) <= TRACE_MAX:  # tracemalloc slows many small numpy calls several-fold: a second, traced run
             tracemalloc.start()
@@ -191,7 +193,7 @@ def run_scale(scale: str, work: Path, methods: list[str]) -> tuple[list[str], di
             f"{e['reported']:,} | {e['recall']:.1%} | **{e['recall_detectable']:.1%}** | **{e['precision']:.1%}** | "
             f"{e['precision_all']:.1%} | {p['places']:,} / {p['places_detectable']:,} | "
             f"**{p['recall_place_detectable']:.1%}** / {p['recall_place_or_sites']:.1%} | "
-            f"**{p['precision_place']:.1%}** | {dt:.1f} s | {peak} |"
+            f"**{p['precision_place']:.1%}** | {dt:.1f} s | {cpu:.1f} s | {peak} |"
         )
         print(rows[-1], flush=True)
     ceiling = ceiling_row(scale, inc, truth, members, oracle)
@@ -246,7 +248,8 @@ def main() -> None:
         "`hotspots.match_planted`; *detectable*: planted count within 2σ significant against the non-cluster "
         "incidents of its kind 500–1,500 m around (one-sided Poisson, BH-FDR 1 %); *reported*: clusters passing "
         "`clusters.significance` (q ≤ 1 %), the inspectors' list; precision (all) counts flagged clusters too. "
-        "Time of `find_clusters` (significance and outlines included), untraced; peak traced memory (tracemalloc) "
+        "Time of `find_clusters` (significance and outlines included), untraced, wall and CPU (the process's, all "
+        "threads: less sensitive to the other jobs of the shared machine than the wall time); peak traced memory (tracemalloc) "
         "of a second run, on the samples up to 10,000 incidents only. *Places* "
         "(`gis.cluster_eval.evaluate_places`): planted sites of one kind closer than "
         f"{PLACE_SIGMAS:g}σ of the wider are linked, a place is a connected component; a place is recovered "
@@ -260,8 +263,8 @@ def main() -> None:
         "| sample | method | incidents | planted / detectable | found | reported | recall | detectable recall "
         "| strict precision (reported) | precision (all found) | places / detectable | detectable place recall "
         "(one cluster / or every site) "
-        "| place strict precision | time | peak memory |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| place strict precision | time | CPU time | peak memory |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     tables = {}
     ceilings = []

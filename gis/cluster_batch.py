@@ -14,7 +14,7 @@ over all problems replaces hundreds of small passes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -32,6 +32,7 @@ from gis.cluster_mixture import (
     group_inputs,
     labels_of_sites,
     log_terms,
+    _without,
 )
 
 
@@ -316,24 +317,26 @@ def _unstack(st: _Stack, centres: list[np.ndarray], ll: np.ndarray) -> list[tupl
 
 
 def _split_fits(
-    trees: list[cKDTree], xs: list[np.ndarray], lts: list[np.ndarray], sites: list[Sites], params: list[MixtureParams]
+    trees: list[cKDTree], xs: list[np.ndarray], lts: list[np.ndarray], sites: list[Sites], params: list[MixtureParams],
+    which: list[np.ndarray] | None = None,
 ) -> list[list[tuple[list[int], Sites]]]:
     """The split of every large enough site of every group (:func:`gis.cluster_mixture.split_start`), fitted at once.
 
-    ``lts``: per group the log terms of its points (:func:`gis.cluster_mixture.log_terms`).
+    ``lts``: per group the log terms of its points (:func:`gis.cluster_mixture.log_terms`); ``which``: per group
+    the sites to split (None: all).
     """
     where, problems = [], []
     for g, (tree, x, lt, s, p) in enumerate(zip(trees, xs, lts, sites, params)):
         if not p.split:
             continue
         lse = lse_rows(lt)
-        for a in range(len(s)):
+        for a in range(len(s)) if which is None else which[g]:
             if s.n[a] >= 2 * p.min_size:
                 xl, base, two = split_start(tree, x, lt, s, a, p, lse)
                 where.append((g, a))
                 problems.append(Problem(xl, base, two, None, p.min_background))
     out: list[list[tuple[list[int], Sites]]] = [[] for _ in xs]
-    for (g, a), (two, _, _) in zip(where, fit_many(problems, params[0]) if problems else []):
+    for (g, a), (two, _, _) in zip(where, fit_many(problems, replace(params[0], max_iter=params[0].split_max_iter)) if problems else []):
         out[g].append(([a], two))
     return out
 
@@ -386,10 +389,173 @@ def _without_small(groups: list[Group], sites: list[Sites], bgs: list[np.ndarray
     return [s.subset(s.n >= base.min_size) for s in sites]
 
 
+def _apply_tracked(
+    s: Sites, todo: list[tuple[float, list[int], Sites]], pair: np.ndarray, next_pair: int
+) -> tuple[Sites, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`gis.cluster_mixture.apply_changes`, also returning what it kept.
+
+    ``pair``: per site the split it came from (−1: none), new splits numbered from ``next_pair``.
+    Returns the new sites (the kept ones first, in order, then the added ones), the old indices of the
+    kept sites, the new indices of the kept sites of changes left out because one of their sites was
+    already taken by a better change (they are proposed again in the next round), and the new sites'
+    ``pair``.
+    """
+    used: set[int] = set()
+    drop: list[int] = []
+    blocked: set[int] = set()
+    added: list[np.ndarray] = []
+    for _gain, old, new in todo:
+        if used.isdisjoint(old):
+            used.update(old)
+            drop += old
+            added.append(np.full(len(new), next_pair + len(added) if len(new) == 2 else -1))
+        else:
+            blocked.update(old)
+    kept = _without(np.arange(len(s)), drop)
+    waiting = np.flatnonzero(np.isin(kept, sorted(blocked)))
+    return apply_changes(s, todo), kept, waiting, np.concatenate([pair[kept], *added]).astype(np.int64)
+
+
+def _rejoins(old: list[int], pair: np.ndarray) -> bool:
+    """Whether a change merges the two halves of one split (``pair``: per site its split, −1 none)."""
+    return len(old) == 2 and pair[old[0]] >= 0 and pair[old[0]] == pair[old[1]]
+
+
+def _repeats(s: Sites, seen: set[bytes]) -> bool:
+    """Whether sites ``s`` were seen before (in ``seen``, to which they are added): counts to 0.1, centres to 1 m.
+
+    Local scores are not those of the whole group, so a few changes can undo each other round
+    after round (a small site split off, merged into a neighbour, split off again); the second
+    visit of a state ends the group's rounds.
+    """
+    key = np.round(np.column_stack([s.n * 10, s.mu]), 0)
+    key = key[np.lexsort(key.T[::-1])].tobytes()
+    if key in seen:
+        return True
+    seen.add(key)
+    return False
+
+
+def _round_changes(
+    groups: list[Group], trees: list[cKDTree], sites: list[Sites], bgs: list[np.ndarray], active: dict[int, np.ndarray],
+    pairs: list[np.ndarray],
+) -> list[list[tuple[float, list[int], Sites]]]:
+    """Improving changes of every group in ``active``, best first, proposed for its active sites only.
+
+    Drops of active sites, merges of an active site with its nearest (or of a site with an active
+    nearest), splits of active sites (fitted at once, :func:`_split_fits`), scored per group
+    (:func:`gis.cluster_mixture.ranked_changes`). The two halves of a split are never merged again
+    (``pairs``, :func:`_rejoins`): a split's gain is scored on the reports near one site, the merge's
+    on those near two, with a larger BIC penalty per site (:math:`4\\ln|L|`), so a split just above
+    one penalty would be undone by the merge and proposed again, round after round.
+    """
+    run = list(active)
+    lts = [log_terms(groups[j].x, bgs[j], sites[j]) for j in run]
+    splits = _split_fits([trees[j] for j in run], [groups[j].x for j in run], lts, [sites[j] for j in run],
+                         [groups[j].params for j in run], [np.flatnonzero(active[j]) for j in run])  # fmt: skip
+    out = []
+    for j, lt, sp in zip(run, lts, splits):
+        cands = [c for c in change_candidates(sites[j]) if active[j][c[0]].any() and not _rejoins(c[0], pairs[j])]
+        cands += sp
+        out.append(ranked_changes(trees[j], groups[j].x, lt, sites[j], cands, groups[j].params))
+    return out
+
+
+def _state(s: Sites) -> np.ndarray:
+    """Parameters of each site as rows: x, y, σ, n (and with time m, τ)."""
+    cols = [s.mu[:, 0], s.mu[:, 1], s.sigma, s.n]
+    if s.tm is not None and s.tau is not None:
+        cols += [s.tm, s.tau]
+    return np.column_stack(cols)
+
+
+def _moved(s: Sites, last: np.ndarray, tol: float) -> np.ndarray:
+    """Sites that moved by more than ``tol`` since they were last proposed (``last``: :func:`_state` then, NaN never).
+
+    .. math:: \\max\\Big(\\frac{\\lVert\\mu-\\mu'\\rVert}{\\sigma'},\\ |\\ln\\tfrac{\\sigma}{\\sigma'}|,\\
+              |\\ln\\tfrac{n}{n'}|,\\ \\frac{|m-m'|}{\\tau'},\\ |\\ln\\tfrac{\\tau}{\\tau'}|\\Big) > tol
+
+    (primes: the site when last proposed; the time terms only with time).
+    """
+    now = _state(s)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        parts = [np.hypot(now[:, 0] - last[:, 0], now[:, 1] - last[:, 1]) / last[:, 2],
+                 np.abs(np.log(now[:, 2] / last[:, 2])), np.abs(np.log(np.maximum(now[:, 3], 1e-9) / np.maximum(last[:, 3], 1e-9)))]  # fmt: skip
+        if now.shape[1] > 4:
+            parts += [np.abs(now[:, 4] - last[:, 4]) / last[:, 5], np.abs(np.log(now[:, 5] / last[:, 5]))]
+        return ~(np.column_stack(parts).max(axis=1) <= tol)
+
+
+def select_moved(groups: list[Group]) -> list[Sites]:
+    """:func:`select_many`, proposing again only the sites that moved since they were last proposed.
+
+    Each round, for every group with active sites: the changes of its active sites
+    (:func:`_round_changes`: drops, merges with the nearest, splits) are scored and applied
+    as in :func:`select_many`, and the groups that changed are refitted whole (background
+    too). The active sites of the next round are those that moved by more than
+    ``propose_tol`` since they were last proposed (:func:`_moved`); new sites, and the sites
+    of changes left out because a better change took one of their sites, always are. A
+    site that did not move is not proposed again: its changes would score about as before
+    (what :func:`select_many` recomputes every round). A group stops when no site is active,
+    when its sites come back to an earlier state (:func:`_repeats`), or after
+    ``2 × initial sites + 2`` rounds with a change.
+    """
+    if not groups:
+        return []
+    base = groups[0].params
+    fits = fit_many([Problem(g.x, g.log_bg, g.init, g.area, g.params.min_background) for g in groups], base)
+    sites, bgs = [f[0] for f in fits], [f[2] for f in fits]
+    trees = [cKDTree(g.x[:, :2]) for g in groups]
+    limit = np.array([2 * len(g.init) + 2 for g in groups])
+    rounds = np.zeros(len(groups), dtype=np.int64)
+    last = [np.full_like(_state(s), np.nan) for s in sites]  # each site when last proposed (NaN: never)
+    active = {j: np.ones(len(s), dtype=bool) for j, s in enumerate(sites) if len(s)}
+    pairs = [np.full(len(s), -1, dtype=np.int64) for s in sites]  # the split each site came from
+    seen: list[set[bytes]] = [set() for _ in groups]
+    while active:
+        for j in [j for j in active if _repeats(sites[j], seen[j])]:
+            del active[j]  # back to an earlier state: the changes go round in a cycle
+        run, changed = list(active), []
+        for j, todo in zip(run, _round_changes(groups, trees, sites, bgs, active, pairs)):
+            last[j][active[j]] = _state(sites[j])[active[j]]
+            if todo:
+                nxt = int(pairs[j].max(initial=-1)) + 1
+                sites[j], kept, waiting, pairs[j] = _apply_tracked(sites[j], todo, pairs[j], nxt)
+                last[j] = np.vstack([last[j][kept], np.full((len(sites[j]) - len(kept), last[j].shape[1]), np.nan)])
+                last[j][waiting] = np.nan
+                rounds[j] += 1
+                changed.append(j)
+        _refit_whole(groups, sites, bgs, changed)
+        active = _next_active(changed, sites, last, rounds, limit, base.propose_tol)
+    return _without_small(groups, sites, bgs, base)
+
+
+def _next_active(
+    run: list[int], sites: list[Sites], last: list[np.ndarray], rounds: np.ndarray, limit: np.ndarray, tol: float
+) -> dict[int, np.ndarray]:
+    """Active sites of the next round per group (:func:`_moved`), for the groups below their round limit that have any."""
+    out = {}
+    for j in run:
+        if rounds[j] < limit[j]:
+            m = _moved(sites[j], last[j], tol)
+            if m.any():
+                out[j] = m
+    return out
+
+
+def _refit_whole(groups: list[Group], sites: list[Sites], bgs: list[np.ndarray], which: list[int]) -> None:
+    """Refit the groups ``which`` whole, background too (in place)."""
+    refit = fit_many([Problem(groups[j].x, bgs[j], sites[j], groups[j].area, groups[j].params.min_background)
+                      for j in which], groups[0].params) if which else []  # fmt: skip
+    for j, (s, _, bg) in zip(which, refit):
+        sites[j], bgs[j] = s, bg
+
 def batched_mixture_labels(
     xy: np.ndarray, core: np.ndarray, seed: np.ndarray, group: np.ndarray, log_bg: np.ndarray, attach_m: float,
     params: MixtureParams,
 ) -> np.ndarray:
-    """:func:`gis.cluster_mixture.mixture_labels` with all groups' fits batched (:func:`select_many`)."""
+    """:func:`gis.cluster_mixture.mixture_labels` with all groups' fits batched (:func:`select_many`; with
+    ``params.propose`` ``moved`` :func:`select_moved`)."""
     groups = group_inputs(xy, core, seed, group, log_bg, attach_m, params)
-    return labels_of_sites(len(xy), groups, select_many(groups), params)
+    select = select_moved if params.propose == "moved" else select_many
+    return labels_of_sites(len(xy), groups, select(groups), params)

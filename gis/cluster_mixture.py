@@ -87,6 +87,16 @@ class MixtureParams:
     assign_sigmas
         A report joins the most likely site within this many σ of it (the fit
         itself reaches ``reach_sigmas``).
+    propose
+        ``moved``: after the first round a site is proposed again (split, merge, drop) only
+        when it moved by more than ``propose_tol`` since it was last proposed
+        (:func:`gis.cluster_batch.select_moved`); ``all``: every round proposes every site of
+        a group (:func:`gis.cluster_batch.select_many`).
+    propose_tol
+        See ``propose`` (:func:`gis.cluster_batch._moved`).
+    split_max_iter
+        EM iterations of a split proposal's fit (the proposal is only scored; an applied split
+        is refitted with its group, up to ``max_iter``).
     """
 
     min_sigma_m: float
@@ -103,6 +113,9 @@ class MixtureParams:
     time: bool
     min_tau_days: float
     assign_sigmas: float
+    propose: str
+    propose_tol: float
+    split_max_iter: int
 
 
 @dataclass

@@ -165,7 +165,8 @@ def mixture_params(cfg: dict[str, Any]) -> MixtureParams:
         max_iter=int(mx["max_iter"]), tol=float(mx["tol"]), min_size=float(cfg["min_cluster_size"]),
         reach_sigmas=float(mx["reach_sigmas"]), sectors=int(mx["sectors"]),
         place_sigmas=float(mx["place_sigmas"]), time=bool(mx["time"]), min_tau_days=float(mx["min_tau_days"]),
-        assign_sigmas=float(mx["assign_sigmas"]),
+        assign_sigmas=float(mx["assign_sigmas"]), propose=str(mx["propose"]),
+        propose_tol=float(mx["propose_tol"]), split_max_iter=int(mx["split_max_iter"]),
     )
 
 

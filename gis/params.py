@@ -193,6 +193,9 @@ class ScanMixtureParams(Section):
     time: bool
     min_tau_days: float
     assign_sigmas: float
+    propose: str
+    propose_tol: float
+    split_max_iter: int
 
 
 @dataclass(frozen=True)

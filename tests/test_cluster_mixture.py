@@ -195,7 +195,7 @@ def test_batched_fits_give_the_per_group_labels(params, timed):
 
     rng = np.random.default_rng(11)
     x, core, seed, group = _planted_groups(rng, timed)
-    p = replace(params, time=timed)
+    p = replace(params, time=timed, propose="all")
     span = np.ptp(x[:, 2]) + 1 if timed else 1.0
     log_bg = np.full(len(x), np.log(25e-6))
     ref = mixture_labels(x, core, seed, group, log_bg, 350.0, p)
@@ -225,3 +225,49 @@ def test_batched_em_is_the_single_fit(params):
         np.testing.assert_allclose(s.sigma, ref.sigma, rtol=1e-9)
         np.testing.assert_allclose(s.n, ref.n, rtol=1e-9)
         assert ll == pytest.approx(ll_r, rel=1e-12) and bg[0] == pytest.approx(bg_r[0], rel=1e-12)
+
+
+@pytest.mark.parametrize("timed", [False, True])
+def test_proposing_only_moved_sites_with_no_tolerance_gives_every_rounds_labels(params, timed):
+    """select_moved with propose_tol 0 (every site that moved at all is proposed again) labels the reports as
+    select_many (every site proposed every round), in space and in space-time."""
+    from gis.cluster_batch import batched_mixture_labels
+
+    x, core, seed, group = _planted_groups(np.random.default_rng(12), timed)
+    log_bg = np.full(len(x), np.log(25e-6))
+    every = batched_mixture_labels(x, core, seed, group, log_bg, 350.0, replace(params, time=timed, propose="all"))
+    moved = replace(params, time=timed, propose="moved", propose_tol=0.0)
+    np.testing.assert_array_equal(batched_mixture_labels(x, core, seed, group, log_bg, 350.0, moved), every)
+    assert every.max() >= 6
+
+
+def test_a_site_is_proposed_again_only_when_it_moved(params):
+    """_moved: a site is active when it is new (never proposed) or moved by more than the tolerance in centre
+    (in sigmas), spread, count or time; a site that stayed put is not."""
+    from gis.cluster_batch import _moved, _state
+
+    s = Sites(np.array([[0.0, 0.0], [500.0, 0.0], [900.0, 0.0], [1400.0, 0.0]]), np.full(4, 50.0),
+              np.array([20.0, 20.0, 20.0, 20.0]), np.full(4, 100.0), np.full(4, 30.0))  # fmt: skip
+    last = _state(s)
+    last[1, 0] -= 10.0  # centre moved 0.2 sigma
+    last[2, 5] = 30.0 / 1.05  # time spread grew by 5 %
+    last[3] = np.nan  # never proposed
+    assert _moved(s, last, 0.1).tolist() == [False, True, False, True]
+    assert _moved(s, last, 0.01).tolist() == [False, True, True, True]
+
+
+def test_a_split_is_not_merged_back_and_a_repeated_state_ends_the_rounds(params):
+    """_apply_tracked numbers the two halves of a split as one pair (their merge is not proposed: _rejoins);
+    _repeats tells a state of the sites seen before."""
+    from gis.cluster_batch import _apply_tracked, _rejoins, _repeats
+
+    s = Sites(np.array([[0.0, 0.0], [400.0, 0.0], [800.0, 0.0]]), np.full(3, 50.0), np.array([40.0, 30.0, 20.0]))
+    halves = Sites(np.array([[380.0, 0.0], [420.0, 0.0]]), np.full(2, 40.0), np.array([15.0, 15.0]))
+    merged = Sites(np.array([[100.0, 0.0]]), np.array([80.0]), np.array([70.0]))
+    todo = [(-5.0, [1], halves), (-3.0, [0, 1], merged), (-1.0, [2], Sites(np.zeros((0, 2)), np.zeros(0), np.zeros(0)))]
+    new, kept, waiting, pair = _apply_tracked(s, todo, np.full(3, -1), 0)
+    assert kept.tolist() == [0] and waiting.tolist() == [0]  # site 0's merge waits: site 1 was split first
+    assert len(new) == 3 and pair.tolist() == [-1, 0, 0]
+    assert _rejoins([1, 2], pair) and not _rejoins([0, 1], pair)
+    seen: set[bytes] = set()
+    assert not _repeats(new, seen) and not _repeats(s, seen) and _repeats(new.subset(np.array([0, 1, 2])), seen)
