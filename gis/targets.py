@@ -610,7 +610,8 @@ def _evaluate_row(row: Mapping[str, Any], ctx: Mapping[str, Any]) -> dict[str, A
         return _per_township(row, items, ctx["townships"])
     if metric == "households_per_point":
         return _households_per_point(row, items, ctx["townships"])
-    sites = ctx["sites"]
+    sites = ctx["sites"]  # the columns the norm and coverage counts read: not every column of a million sites
+    sites = sites[[c for c in ("site_id", "tier", "township") if c in sites] + [sites.geometry.name]]
     built = sites.loc[items.index[items["state"] == "built"]]
     both = sites.loc[items.index[items["state"].isin(["built", "planned"])]]
     planned = int((items["state"] == "planned").sum())
