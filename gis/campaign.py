@@ -417,6 +417,10 @@ def _run_frame(inp: RunInput) -> pd.DataFrame:
     return led
 
 
+#: New problems turned into the store's rows and sent at a time by :func:`sync_run` (bounds the Python values alive).
+SYNC_BATCH_ROWS = 50_000
+
+
 def sync_run(store: CampaignStore, inp: RunInput, p: CampaignParams) -> dict[str, int]:
     """Bring one run's problems into the store, in one transaction.
 
@@ -435,7 +439,10 @@ def sync_run(store: CampaignStore, inp: RunInput, p: CampaignParams) -> dict[str
         for i, r in zip(found_again, _records(led.iloc[found_again], _SYNC_FIELDS)):
             _refresh(buffered, c, numbers[int(i)], _run_values(r, inp.run_id), was_found, src)
         new_rows = np.setdiff1d(np.arange(len(led)), found_again)
-        counts["new"] = _insert_all_new(buffered, led.iloc[new_rows], inp, p, today, src)
+        for start in range(0, len(new_rows), SYNC_BATCH_ROWS):  # sent batch by batch: a 400,000-problem first
+            part = new_rows[start:start + SYNC_BATCH_ROWS]      # run's rows as Python values were gigabytes
+            counts["new"] += _insert_all_new(buffered, led.iloc[part], inp, p, today, src)
+            buffered.flush(c)
         buffered.flush(c)
         counts["gone"] = _mark_gone(store, c, old, set(numbers.values()), inp.run_id, src)
         counts["reopened"] = _rebounds(store, c, inp, p, today, src)
@@ -969,18 +976,25 @@ def sync_from_run(district: District, ledger_set: Any, hotspots_result: Any = No
         sites=district.sites, code=str(project.raw.get("code") or ""),
         run_id=f"{p.today().isoformat()}-{uuid.uuid4().hex[:8]}", disposition=disp,
     )
+    name, towns = ledger_set.district_name, ledger_set.townships
     with _writable_store(store_path(project, p)) as store:
         counts = sync_run(store, inp, p)
+        # the run's ledger and proposals are in the store now: dropped before the store is read back
+        # (the caller hands the run's ledger set over, see gis.steps.run_ledgers: these were its last holders)
+        inp = dataclasses.replace(inp, ledger=inp.ledger.iloc[:0], disposition=None)
+        del ledger_set, disp
         problems, history = store.problems(), store.history()
     problems["cluster_id"] = _run_cluster_ids(problems, inp)
     led = ledger_geo(problems, district.crs)
+    summary, members = run_summary(problems, history, p, district), members_of(problems)
+    del problems, history
     survey = ledgers.survey_form(
         district.sites, district.incidents, ledger=led, settings=settings_, merge_m=p.survey_merge_m,
-        site_match_m=p.survey_site_match_m, members=members_of(problems),
+        site_match_m=p.survey_site_match_m, members=members,
     )
     contacts = read_contacts(project, p)
     out = ledgers.LedgerSet(
-        led, run_summary(problems, history, p, district), survey, ledger_set.district_name, ledger_set.townships,
+        led, summary, survey, name, towns,
         filing=filing_of(contacts, p.lead_office), filed=p.today().isoformat(),
         columns=tuple(c for c in led.columns if c not in ANALYSIS_COLUMNS + ("geometry",)),
     )

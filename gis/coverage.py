@@ -693,13 +693,15 @@ def _per_township(sites: gpd.GeoDataFrame, townships: gpd.GeoDataFrame) -> npt.N
 # ---------------------------------------------------------------------------
 
 
-def eligible_sites(district: District, compliance: Any = None, *, statuses: Sequence[str] = ("active",)) -> gpd.GeoDataFrame:
+def eligible_sites(district: District, compliance: Any = None, *, statuses: Sequence[str] = ("active",),
+                   columns: Sequence[str] | None = None) -> gpd.GeoDataFrame:
     """The district's active, compliant sites (the ones that count).
 
     Active: ``status`` is one of ``statuses`` (``active``; add ``planned`` to count
     the sites planned as well; a ledger without a status column counts every site
     as active). Compliant: no rule with verdict ``prohibited`` broken
     (:mod:`gis.compliance`; the pipeline's compliance result is reused when given).
+    ``columns``: copy only these (those present) and the points; None: every column.
     """
     sites = district.sites
     if len(sites) == 0:
@@ -722,7 +724,8 @@ def eligible_sites(district: District, compliance: Any = None, *, statuses: Sequ
     verdict = compliance.sites.set_index("site_id")["verdict"] if len(compliance.sites) else pd.Series(dtype=object)
     v = sites["site_id"].map(verdict[~verdict.index.duplicated()]).astype("string").fillna("ok")
     ok = (v != "prohibited").to_numpy(bool)
-    return sites.loc[active & ok].copy()
+    keep = list(sites.columns) if columns is None else [c for c in columns if c in sites] + [sites.geometry.name]
+    return sites.loc[active & ok, keep].copy()
 
 
 @dataclass
@@ -845,6 +848,11 @@ class DistrictCoverage:
         return out
 
 
+#: The columns of the counted sites that coverage reads and writes (service areas: id, name, tier, township;
+#: township minimums and households per point: tier, township): copies of a million sites keep only these.
+COUNTED_SITE_COLUMNS: tuple[str, ...] = ("site_id", "name", "tier", "township", "status")
+
+
 def analyse_district(
     district: District,
     *,
@@ -870,7 +878,7 @@ def analyse_district(
 
     cfg = district.project.section("coverage")
     max_snap = float(cfg["max_snap_m"])
-    sites = eligible_sites(district, compliance)
+    sites = eligible_sites(district, compliance, columns=COUNTED_SITE_COLUMNS)
     nets: dict[str, NetworkCSR] = dict(networks or {})
 
     def net_for(mode: str) -> NetworkCSR | None:

@@ -164,9 +164,11 @@ def read_table(spec: LayerSpec) -> RawTable:
                 "save it as UTF-8 or declare `encoding:` in project.yaml",
                 row=line,
             )
+        utf8 = text.encode("utf-8")
+        grid = _arrow_csv(utf8)
         try:
-            grid = pd.read_csv(  # from UTF-8 bytes: pandas reads a StringIO ~10x slower (1M rows: 100 s vs 9 s)
-                _io.BytesIO(text.encode("utf-8")), encoding="utf-8", header=None, dtype=str, keep_default_na=False,
+            grid = grid if grid is not None else pd.read_csv(  # from UTF-8 bytes: pandas reads a StringIO ~10x
+                _io.BytesIO(utf8), encoding="utf-8", header=None, dtype=str, keep_default_na=False,  # slower
                 skip_blank_lines=False,
             )
         except pd.errors.EmptyDataError:
@@ -199,6 +201,44 @@ def read_table(spec: LayerSpec) -> RawTable:
     nonempty = (body != "").any(axis=1).to_numpy()
     bad = {r: why for r, why in malformed.items() if r > header_idx + 1}
     return RawTable(body[nonempty].reset_index(drop=True), rows[nonempty], header_idx + 1, encoding, bad)
+
+
+def _arrow_csv(utf8: bytes) -> pd.DataFrame | None:
+    """Every cell of a rectangular CSV as text, read by pyarrow's CSV reader; None when it is not rectangular.
+
+    The same grid as ``pandas.read_csv(header=None, dtype=str, keep_default_na=False,
+    skip_blank_lines=False)`` — columns numbered from 0, empty cells ``""``, quoted
+    line breaks inside a cell; a blank record's cells ``""`` where pandas has them missing,
+    which :func:`read_table` makes ``""``) — for a file whose every record has as many
+    fields as its first line, in a fraction of the time (a million-row ledger: 18 s with
+    pandas' parser and its conversion to Arrow strings). Anything else (a short or long
+    record, an empty file) gives None and the caller parses the file as before.
+    """
+    import csv
+
+    import pyarrow as pa
+    from pyarrow import csv as pa_csv
+
+    try:
+        n = len(next(csv.reader([utf8.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")])))
+    except (StopIteration, csv.Error, UnicodeDecodeError):
+        return None
+    names = [f"c{k}" for k in range(n)]
+    try:
+        table = pa_csv.read_csv(
+            pa.py_buffer(utf8),
+            read_options=pa_csv.ReadOptions(column_names=names),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
+            convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
+                                                  strings_can_be_null=False, quoted_strings_can_be_null=False),
+        )
+    except (pa.ArrowInvalid, ValueError):
+        return None
+    if table.num_rows == 0:
+        return None
+    grid = table.to_pandas()
+    grid.columns = range(n)
+    return grid
 
 
 def _ragged_csv(text: str) -> tuple[pd.DataFrame, dict[int, str]]:
@@ -383,7 +423,7 @@ def _coerce_field(fld: Field, raw: pd.Series, col: RejectCollector, header: str)
     if fld.required:
         col.reject(empty, RejectReason.MISSING_VALUE, header, text.to_numpy(), f"required field '{fld.name}' is empty")
     if fld.kind == "str":
-        return _none_for_na(text.where(~empty, None))
+        return text.where(~empty).astype("str")  # Arrow-backed text, NaN when empty: ~10x less memory than objects
     if fld.kind == "category":
         lookup = value_lookup(fld.vocabulary or fld.name)
         mapped = _lookup_distinct(text, lookup)

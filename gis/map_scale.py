@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from gis.map_render import WGS84, MapLayer, MapOptions
+from gis.map_render import WEB_MERCATOR, WGS84, MapLayer, MapOptions
 
 if TYPE_CHECKING:
     from gis.district import District
@@ -97,7 +97,60 @@ def _display_points(geom: gpd.GeoSeries) -> gpd.GeoSeries:
 BURN_BATCH = 20_000
 
 
-def burn(geoms: np.ndarray, values: np.ndarray, shape: tuple[int, int], transform: Any) -> np.ndarray:
+def mercator_bounds(geoms: gpd.GeoSeries) -> tuple[float, float, float, float]:
+    """Web Mercator bounds ``(minx, miny, maxx, maxy)`` of a layer, without re-projecting its geometries.
+
+    The layer's own bounds are carried layer CRS → WGS84 → Web Mercator by
+    :meth:`pyproj.Transformer.transform_bounds`, which densifies the box's edges (21
+    points each) and takes the extremes: the box of the re-projected box, which holds
+    every re-projected vertex (over a district, a few metres larger than the tight
+    bounds). A million service-area polygons re-projected whole only to read their
+    bounds cost two more copies of their coordinates (gigabytes; see :func:`burn_mercator`).
+    """
+    from pyproj import Transformer
+
+    crs = geoms.crs if geoms.crs is not None else WGS84
+    box = Transformer.from_crs(crs, WGS84, always_xy=True).transform_bounds(*geoms.total_bounds, densify_pts=21)
+    minx, miny, maxx, maxy = Transformer.from_crs(WGS84, WEB_MERCATOR, always_xy=True).transform_bounds(*box)
+    return float(minx), float(miny), float(maxx), float(maxy)
+
+
+def burn_mercator(geoms: gpd.GeoSeries, values: np.ndarray, shape: tuple[int, int], transform: Any) -> np.ndarray:
+    """:func:`burn` of a layer in any CRS into a Web Mercator grid, :data:`BURN_BATCH` geometries at a time.
+
+    Each batch is re-projected (layer CRS → WGS84 → Web Mercator, as
+    :func:`gis.maps._polygon_image` did for the whole layer) and burnt into the same
+    grid, then dropped: the re-projected copies alive at once are one batch's, not
+    the layer's (595,550 service areas: two whole copies were most of the coverage
+    step's peak memory). The pixels are those of burning the whole re-projected layer:
+    the batches are burnt in order, a later geometry overwriting an earlier one.
+
+    Parameters
+    ----------
+    geoms
+        Geometries with their CRS (none: WGS84).
+    values, shape, transform
+        As :func:`burn`; ``transform`` maps Web Mercator metres to pixels.
+    """
+    from pyproj import Transformer
+
+    to_wgs = Transformer.from_crs(geoms.crs if geoms.crs is not None else WGS84, WGS84, always_xy=True)
+    to_merc = Transformer.from_crs(WGS84, WEB_MERCATOR, always_xy=True)
+
+    def project(xy: np.ndarray) -> np.ndarray:
+        return np.column_stack(to_merc.transform(*to_wgs.transform(xy[:, 0], xy[:, 1])))
+
+    values = np.asarray(values)
+    arr = np.asarray(geoms.values, dtype=object)
+    out = np.zeros(shape, dtype="int32")
+    for start in range(0, len(arr), BURN_BATCH):
+        part = shapely.transform(arr[start:start + BURN_BATCH], project)
+        burn(part, values[start:start + BURN_BATCH], shape, transform, out=out)
+    return out
+
+
+def burn(geoms: np.ndarray, values: np.ndarray, shape: tuple[int, int], transform: Any, *,
+         out: np.ndarray | None = None) -> np.ndarray:
     """``rasterio.features.rasterize`` of polygons with their values — the same pixels, fed faster.
 
     rasterio reads each shape's ``__geo_interface__``, which walks a polygon's
@@ -117,6 +170,8 @@ def burn(geoms: np.ndarray, values: np.ndarray, shape: tuple[int, int], transfor
         The value burnt for each geometry (a later one overwrites an earlier one).
     shape, transform
         ``(height, width)`` and the affine transform of the output grid.
+    out
+        An ``int32`` grid of ``shape`` to burn into (None: a new one of zeros).
 
     Returns
     -------
@@ -129,7 +184,7 @@ def burn(geoms: np.ndarray, values: np.ndarray, shape: tuple[int, int], transfor
     values = np.asarray(values)
     keep = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
     geoms, values = geoms[keep], values[keep]
-    out = np.zeros(shape, dtype="int32")
+    out = np.zeros(shape, dtype="int32") if out is None else out
     for start in range(0, len(geoms), BURN_BATCH):  # in batches: a million polygons' coordinates as Python
         part = slice(start, start + BURN_BATCH)     # objects at once took gigabytes
         features.rasterize(zip(_geojson_like(geoms[part]), values[part].tolist()), out=out, transform=transform)

@@ -335,8 +335,7 @@ def _polygon_image(
     # through WGS84: a metric CGCS2000 layer straight to Web Mercator had PROJ search the
     # CGCS2000 → WGS84 datum operations again (0.3–0.6 s); the layer → WGS84 step is the
     # transformer district loading already made, WGS84 → Web Mercator is instant to make
-    merc = gdf.geometry.to_crs(WGS84).to_crs(WEB_MERCATOR)
-    minx, miny, maxx, maxy = merc.total_bounds
+    minx, miny, maxx, maxy = map_scale.mercator_bounds(gdf.geometry)  # re-projected in batches as burnt
     extent = max(maxx - minx, maxy - miny)
     pixel = pixel_m or max(extent / 2000.0, 1.0)
     width = max(1, int(np.ceil((maxx - minx) / pixel)))
@@ -344,7 +343,7 @@ def _polygon_image(
     transform = from_origin(minx, maxy, pixel, pixel)
     codes, uniques = pd.factorize(colors)
     indexed = len(uniques) < 256
-    burned = map_scale.burn(merc.values, codes + 1, (height, width), transform)
+    burned = map_scale.burn_mercator(gdf.geometry, codes + 1, (height, width), transform)
     burned = burned.astype(np.uint8) if indexed else burned
     palette = np.zeros((len(uniques) + 1, 4), dtype=np.uint8)
     for i, hexcol in enumerate(uniques, start=1):

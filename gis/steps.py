@@ -461,15 +461,10 @@ def run_ledgers(ctx: RunContext, out: Path) -> dict[str, Any]:
     if ctx.compliance is None:
         ctx.compliance = compliance.check_district(ctx.district)
     project = ctx.district.project
-    towns = ctx.district.townships if isinstance(ctx.district.townships, gpd.GeoDataFrame) else None
-    run_ledger = ledgers.run_ledger(ctx.compliance, district_name=str(project.name or ""),
-                                    extra_problems=ctx.hotspot_problems, site_problems=ctx.site_problems)
-    # the sync rebuilds 汇总表 and 摸排表 from the store: the run's own ledger is all it reads
-    ledger_set = ledgers.LedgerSet(run_ledger, pd.DataFrame(), gpd.GeoDataFrame(), str(project.name or ""), towns)
-    del run_ledger
     from gis import campaign  # the campaign store: stable 问题编号, statuses kept across runs
 
-    ledger_set, synced = campaign.sync_from_run(ctx.district, ledger_set, ctx.hotspots,
+    # the run's ledger set is handed over without a name here: the sync drops it once it is stored
+    ledger_set, synced = campaign.sync_from_run(ctx.district, _run_ledger_set(ctx), ctx.hotspots,
                                                 getattr(ctx.compliance.rules, "ledger", None))
     ctx.defer(lambda: ledgers.write_ledgers(ledger_set, out, sample=bool(project.sample)), now=True)
     led = ledger_set.ledger
@@ -486,6 +481,23 @@ def run_ledgers(ctx: RunContext, out: Path) -> dict[str, Any]:
     else:
         ctx.ledgers = ledger_set
     return summary
+
+
+def _run_ledger_set(ctx: RunContext) -> LedgerSet:
+    """The run's own 问题台账 as a ledger set (no 汇总表 or 摸排表: the campaign sync rebuilds them from its store).
+
+    A ``lean`` run then drops the site and hot-spot problems it was built from (nothing
+    else reads them; 398,405 site problems at a million sites).
+    """
+    from gis import ledgers
+
+    project, d = ctx.district.project, ctx.district
+    towns = d.townships if isinstance(d.townships, gpd.GeoDataFrame) else None
+    run_ledger = ledgers.run_ledger(ctx.compliance, district_name=str(project.name or ""),
+                                    extra_problems=ctx.hotspot_problems, site_problems=ctx.site_problems)
+    if ctx.lean:
+        ctx.site_problems, ctx.hotspot_problems = None, None
+    return ledgers.LedgerSet(run_ledger, pd.DataFrame(), gpd.GeoDataFrame(), str(project.name or ""), towns)
 
 
 def start_maps(ctx: RunContext, out: Path) -> None:

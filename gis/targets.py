@@ -389,14 +389,17 @@ def _status_class(status: pd.Series) -> pd.Series:
 
 def _enterprise_key(df: pd.DataFrame) -> pd.Series:
     """统一社会信用代码 when given, else the normalised operator, else the row itself."""
-    key = pd.Series([None] * len(df), index=df.index, dtype=object)
+    key = np.full(len(df), None, dtype=object)
     for col in ("credit_code", "统一社会信用代码", "operator"):
-        if col in df:
-            v = df[col].astype("string").str.replace(r"\s+", "", regex=True).str.upper()
-            v = v.where(v.fillna("") != "", None)
-            key = key.where(key.notna(), ("cc:" if col != "operator" else "op:") + v.astype(object))
-    rowid = pd.Series([f"row:{i}" for i in range(len(df))], index=df.index, dtype=object)
-    return key.where(key.notna(), rowid)
+        if col in df:  # each distinct text normalised once (a million-site ledger has far fewer operators)
+            codes, uniq = pd.factorize(df[col].astype("string"), use_na_sentinel=True)
+            norm = pd.Series(uniq, dtype="string").str.replace(r"\s+", "", regex=True).str.upper()
+            prefix = "cc:" if col != "operator" else "op:"
+            text = np.array([prefix + v if isinstance(v, str) and v else None for v in norm.astype(object)] + [None],
+                            dtype=object)[codes]  # code -1 (missing) takes the last: None
+            key = np.where(pd.isna(key), text, key)
+    rowid = np.array([f"row:{i}" for i in range(len(df))], dtype=object)
+    return pd.Series(np.where(pd.isna(key), rowid, key), index=df.index, dtype=object)
 
 
 def ledger_items(sites: gpd.GeoDataFrame, category: Category, townships: gpd.GeoDataFrame | None,
@@ -420,7 +423,8 @@ def ledger_items(sites: gpd.GeoDataFrame, category: Category, townships: gpd.Geo
         mask = np.zeros(len(sites), bool)
     else:
         mask = np.logical_or.reduce(parts) if category.match == "any" else np.logical_and.reduce(parts)
-    s = sites.loc[mask]
+    used = [c for c in ("status", "township", "credit_code", "统一社会信用代码", "operator") if c in sites]
+    s = sites.loc[mask, [*used, sites.geometry.name]]  # not every column of every matching site copied
     state = _status_class(s["status"] if "status" in s else pd.Series(None, index=s.index, dtype=object))
     if eligible is not None:
         ok = eligible.reindex(s.index).fillna(False).to_numpy(bool)
@@ -606,7 +610,8 @@ def _evaluate_row(row: Mapping[str, Any], ctx: Mapping[str, Any]) -> dict[str, A
         return _per_township(row, items, ctx["townships"])
     if metric == "households_per_point":
         return _households_per_point(row, items, ctx["townships"])
-    sites = ctx["sites"]
+    sites = ctx["sites"]  # the columns the norm and coverage counts read: not every column of a million sites
+    sites = sites[[c for c in ("site_id", "tier", "township") if c in sites] + [sites.geometry.name]]
     built = sites.loc[items.index[items["state"] == "built"]]
     both = sites.loc[items.index[items["state"].isin(["built", "planned"])]]
     planned = int((items["state"] == "planned").sum())

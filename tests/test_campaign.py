@@ -292,8 +292,9 @@ def test_buffered_writes_leave_the_store_as_row_by_row_writes_do(tmp_path):
             BufferedWrites(c).insert_problem(c, "x", {"nope": 1})
 
 
-def test_first_run_columns_equal_the_per_problem_inserts(tmp_path, sample_params) -> None:
-    """sync_run's new problems, built column by column, = _insert_new row by row (problems, history, counter)."""
+def test_first_run_columns_equal_the_per_problem_inserts(tmp_path, sample_params, monkeypatch) -> None:
+    """sync_run's new problems, built column by column (in one batch or several), = _insert_new row by row
+    (problems, history, counter)."""
     import gis.campaign as camp
     from gis.campaign_store import CampaignStore
 
@@ -312,9 +313,10 @@ def test_first_run_columns_equal_the_per_problem_inserts(tmp_path, sample_params
     sites = gpd.GeoDataFrame({"site_id": [], "status": []}, geometry=[], crs="EPSG:4544")
     inp = camp.RunInput(ledger, members, inc, sites, "500106", "run1", disposition=disposition)
     dumps = []
-    for name in ("columns", "rows"):
+    for name in ("columns", "batches", "rows"):
         with open_store(tmp_path / f"{name}.gpkg") as s:
-            if name == "columns":
+            if name != "rows":
+                monkeypatch.setattr(camp, "SYNC_BATCH_ROWS", 3 if name == "batches" else len(rows))
                 assert camp.sync_run(s, inp, p)["new"] == len(rows)
             else:  # the per-problem path this replaced
                 led, today = camp._run_frame(inp), p.today()
@@ -323,6 +325,6 @@ def test_first_run_columns_equal_the_per_problem_inserts(tmp_path, sample_params
                         camp._insert_new(CampaignStore, c, r, camp._run_values(r, "run1"), inp, p, today, "run:run1")
             problems, history, *_, meta = s.dump()
             dumps.append((problems, [h[:2] + h[3:] for h in history], meta))  # `at` is the clock
-    assert dumps[0] == dumps[1]
+    assert dumps[0] == dumps[1] == dumps[2]
     stored = {r[0]: r for r in dumps[0][0]}
     assert len(stored) == len(rows) and any(r[-1] is None for r in stored.values())  # the point-less row: y NULL

@@ -90,3 +90,30 @@ def test_burn_gives_rasterios_pixels(monkeypatch) -> None:
     np.testing.assert_array_equal(map_scale.burn(geoms, values, (230, 230), transform), expected)
     assert (expected > 0).sum() > 10_000 and len(np.unique(expected)) > 20
     np.testing.assert_array_equal(got, expected)
+
+
+def test_burn_mercator_is_burning_the_reprojected_layer(monkeypatch) -> None:
+    """Batches re-projected as they are burnt: the pixels of re-projecting the whole layer first,
+    inside bounds that hold every re-projected vertex."""
+    import geopandas as gpd
+    import numpy as np
+    import shapely
+    from rasterio.transform import from_origin
+
+    rng = np.random.default_rng(5)
+    xy = np.column_stack([rng.uniform(480_000, 500_000, 60), rng.uniform(3_260_000, 3_280_000, 60)])
+    layer = gpd.GeoSeries(shapely.buffer(shapely.points(xy), rng.uniform(200, 1500, 60)), crs="EPSG:4544")
+    values = np.arange(1, 61)
+    merc = layer.to_crs(maps.WGS84).to_crs(maps.WEB_MERCATOR)
+    minx, miny, maxx, maxy = map_scale.mercator_bounds(layer)
+    tight = merc.total_bounds
+    assert minx <= tight[0] and miny <= tight[1] and maxx >= tight[2] and maxy >= tight[3]
+    assert max(tight[0] - minx, tight[1] - miny, maxx - tight[2], maxy - tight[3]) < 0.02 * (maxx - minx)
+    pixel = (maxx - minx) / 300
+    shape = (int(np.ceil((maxy - miny) / pixel)), 300)
+    transform = from_origin(minx, maxy, pixel, pixel)
+    expected = map_scale.burn(merc.values, values, shape, transform)
+    monkeypatch.setattr(map_scale, "BURN_BATCH", 7)
+    got = map_scale.burn_mercator(layer, values, shape, transform)
+    assert len(np.unique(expected)) > 30
+    np.testing.assert_array_equal(got, expected)
