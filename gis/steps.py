@@ -99,8 +99,8 @@ class RunContext:
         ``{step: seconds}`` of the steps whose ``start`` :func:`run_steps` has called (the
         seconds count in the step's time). Not a result.
     lean
-        ``gis run``'s mode (set by :func:`gis.pipeline.run`; the app keeps every result, so
-        leaves it False): a write queued with ``now=True`` (:meth:`defer`) is done at once,
+        ``gis run``'s mode at scale (set by :func:`gis.pipeline.run` from the district's size,
+        :func:`gis.pipeline.is_large`; the app keeps every result, so leaves it False): a write queued with ``now=True`` (:meth:`defer`) is done at once,
         and the step then keeps only what a later step reads (:func:`lean_compliance`,
         :func:`lean_coverage`, :func:`drawn_ahead`; the ledgers not at all), so a million-site run does not hold
         every step's results until the maps step. ``district.gpkg`` stays queued (the
@@ -128,8 +128,7 @@ class RunContext:
 
     @classmethod
     def result_names(cls) -> tuple[str, ...]:
-        """Names of the result attributes (everything but ``district``, ``params``, ``deferred``, ``sheet_job``,
-        ``map_layers``, ``started``, ``lean``)."""
+        """Names of the result attributes (every field but those of ``_NOT_RESULTS``)."""
         return tuple(f.name for f in fields(cls)
                      if f.name not in _NOT_RESULTS)
 
