@@ -31,9 +31,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from gis import steps
+from gis import outdir, steps
 from gis._errors import InputError
 from gis.district import District
+from gis.outdir import OutputLockedError
 from gis.params import Params
 
 if TYPE_CHECKING:  # municipal imports the sample generator; only its type is needed here
@@ -786,7 +787,12 @@ def municipal_district_runs(
             continue
         if on_district is not None:
             on_district(i, len(entries), str(e["name"]))
-        pipeline.run(district_folder(root, e), out, steps=list(steps), progress=False)
+        try:
+            pipeline.run(district_folder(root, e), out, steps=list(steps), progress=False)
+        except OutputLockedError:  # another session is running this district: wait, then use its result
+            outdir.wait_unlocked(out)
+            if not (out / "summary.json").exists():  # that run failed: run it here (its error, if any, is ours)
+                pipeline.run(district_folder(root, e), out, steps=list(steps), progress=False)
         (out / ".done").touch()
     return runs
 

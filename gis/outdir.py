@@ -87,6 +87,26 @@ def output_lock(out: Path) -> Iterator[Path]:
         os.close(fd)  # releases the lock; the lock file itself is harmless and reused
 
 
+def wait_unlocked(out: str | Path) -> None:
+    """Block until no run holds the lock of output folder ``out`` (return at once when none does).
+
+    For callers that share an output folder with other sessions (the app's municipal
+    runs): rather than fail on :class:`OutputLockedError`, wait for the other run and
+    use its outputs, which are complete once it releases the lock (:func:`atomic_output`).
+    """
+    import fcntl
+
+    lock = Path(out).absolute()
+    lock = lock.parent / f".{lock.name}.lock"
+    if not lock.exists():
+        return
+    fd = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # granted once the writer's exclusive lock is released
+    finally:
+        os.close(fd)
+
+
 def manifest(folder: Path, run_id: str) -> dict:
     """``{run_id, files: {relative path: {bytes, sha256}}}`` of every file in ``folder``."""
     files = {}

@@ -138,3 +138,47 @@ def test_district_runs_resume_without_rerunning_finished_districts(opened, muni)
     called: list[tuple[int, int, str]] = []
     assert sup.municipal_district_runs(muni, runs, on_district=lambda i, n, name: called.append((i, n, name))) == runs
     assert called == []  # every district has its .done marker
+
+
+@pytest.mark.parametrize("other_succeeds", [True, False])
+def test_district_run_held_by_another_session_is_waited_for(muni, tmp_path, monkeypatch, other_succeeds) -> None:
+    """Two app sessions press "run" at once: the second waits for the first's district run and uses its
+    result (or, when that run failed, runs the district itself) instead of failing on the output lock."""
+    import threading
+    import time
+
+    from gis import pipeline
+    from gis.outdir import atomic_output
+
+    codes = [str(e["code"]) for e in load_index(muni)["districts"]]
+    runs = tmp_path / "runs"
+    held = runs / "districts" / codes[0]
+    ran: list[str] = []
+
+    def fake_run(folder, out, **kw):  # a district run: its outputs appear atomically
+        with atomic_output(out) as (tmp, _):  # raises OutputLockedError while another run holds it
+            (tmp / "summary.json").write_text("{}", encoding="utf-8")
+        ran.append(Path(out).name)
+
+    monkeypatch.setattr(pipeline, "run", fake_run)
+    started = threading.Event()
+
+    def other_session() -> None:
+        try:
+            with atomic_output(held) as (tmp, _):
+                started.set()
+                time.sleep(0.5)
+                if not other_succeeds:
+                    raise RuntimeError("the other session's run failed")
+                (tmp / "summary.json").write_text('{"by": "other"}', encoding="utf-8")
+        except RuntimeError:
+            pass
+
+    t = threading.Thread(target=other_session)
+    t.start()
+    started.wait()
+    sup.municipal_district_runs(muni, runs)
+    t.join()
+    assert ran == (codes[1:] if other_succeeds else codes)
+    assert all((runs / "districts" / c / ".done").exists() for c in codes)
+    assert ((held / "summary.json").read_text(encoding="utf-8") == '{"by": "other"}') is other_succeeds
