@@ -100,11 +100,13 @@ class RunContext:
         seconds count in the step's time). Not a result.
     lean
         ``gis run``'s mode at scale (set by :func:`gis.pipeline.run` from the district's size,
-        :func:`gis.pipeline.is_large`; the app keeps every result, so leaves it False): a write queued with ``now=True`` (:meth:`defer`) is done at once,
+        :func:`gis.pipeline.is_large`; the app keeps every result, so leaves it False): a write queued with ``now=True`` (:meth:`defer`) is done at once
+        (in a forked child where the platform forks: ``writing``),
         and the step then keeps only what a later step reads (:func:`lean_compliance`,
         :func:`lean_coverage`, :func:`drawn_ahead`; the ledgers not at all), so a million-site run does not hold
         every step's results until the maps step. ``district.gpkg`` stays queued (the
-        district is held to the end anyway). Not a result.
+        district is held to the end anyway) where the platform does not fork; else it is
+        written by a forked child during the compliance step. Not a result.
     writing
         The file writes running in forked children (:meth:`defer` with a ``label`` in a
         ``lean`` run), waited for by :meth:`flush`. Not a result.
