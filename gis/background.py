@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from gis.district import District
 
-__all__ = ["BackgroundStep", "can_fork"]
+__all__ = ["BackgroundStep", "ForkedGrid", "ForkedWrite", "can_fork"]
 
 Answer = tuple[dict[str, Any], dict[str, Any], float]
 
@@ -134,6 +134,124 @@ class BackgroundStep:
         self._wait()
         self._stderr.close()
         self._scratch.cleanup()
+
+
+class ForkedWrite:
+    """A file write done in a child forked from the caller while the caller goes on.
+
+    A lean ``gis run`` (:attr:`gis.steps.RunContext.lean`) writes a step's files when the
+    step ends: GDAL's GeoPackage writer and the workbook writer hold one core for tens of
+    seconds at a million sites while the second core is idle. The child starts with the
+    caller's memory (copy-on-write: the layers are not copied or pickled), calls ``write``
+    and leaves with ``os._exit``; the caller drops its references and goes on with the next
+    step. :meth:`wait` raises when the write failed. Only where :func:`can_fork`.
+
+    Parameters
+    ----------
+    write
+        The write (e.g. a closure over the layers and :func:`gis.export.write_gpkg`).
+    label
+        What is written (error messages).
+
+    Examples
+    --------
+    >>> job = ForkedWrite(lambda: write_gpkg(layers, out / "sites.gpkg"), "sites.gpkg")  # doctest: +SKIP
+    >>> job.wait()                                                                          # doctest: +SKIP
+    """
+
+    def __init__(self, write: Callable[[], Any], label: str) -> None:
+        self.label = label
+        self._done = False
+        sys.stdout.flush()
+        sys.stderr.flush()
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: write, report a failure on the pipe, leave without atexit or flushes
+            os.close(read_end)
+            code = 1
+            try:
+                write()
+                code = 0
+            except BaseException:  # noqa: BLE001 - the child reports any failure through the pipe
+                import traceback
+
+                os.write(write_end, traceback.format_exc().encode(errors="replace")[-4000:])
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        self._pid, self._pipe = pid, read_end
+
+    def wait(self) -> None:
+        """Wait for the child; raise :class:`gis._errors.GisError` (its last error line) if the write failed."""
+        if self._done:
+            return
+        chunks = []
+        while chunk := os.read(self._pipe, 65536):  # until the child exits (its end of the pipe closes)
+            chunks.append(chunk)
+        os.close(self._pipe)
+        code = os.waitstatus_to_exitcode(os.waitpid(self._pid, 0)[1])
+        self._done = True
+        if code != 0:
+            from gis._errors import GisError
+
+            lines = b"".join(chunks).decode(errors="replace").strip().splitlines()
+            raise GisError(f"writing {self.label} failed: {lines[-1] if lines else f'exit status {code}'}")
+
+    def cancel(self) -> None:
+        """Stop the child (the run failed); nothing once it has been waited for."""
+        import signal
+
+        if self._done:
+            return
+        self._done = True
+        os.kill(self._pid, signal.SIGKILL)
+        os.waitpid(self._pid, 0)
+        os.close(self._pipe)
+
+
+class ForkedGrid:
+    """A numpy grid filled by ``fill(grid)`` in a forked child, in memory shared with the caller.
+
+    The grid (``int32``, zeros) lives in an anonymous shared mapping made before the fork,
+    so the child's pixels need no pickle or file; the caller does its own part meanwhile
+    (:func:`gis.map_scale.burn_mercator` burns the two halves of a big layer at once).
+    Only where :func:`can_fork`.
+
+    Parameters
+    ----------
+    fill
+        ``fill(grid)``, writing into the grid it is given.
+    shape
+        The grid's shape.
+    """
+
+    def __init__(self, fill: Callable[[Any], None], shape: tuple[int, ...]) -> None:
+        import mmap
+
+        import numpy as np
+
+        self._shape = shape
+        self._map = mmap.mmap(-1, max(int(np.prod(shape)) * 4, 1))  # MAP_SHARED | MAP_ANONYMOUS
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                fill(np.frombuffer(self._map, dtype=np.int32, count=int(np.prod(shape))).reshape(shape))
+                code = 0
+            finally:
+                os._exit(code)
+        self._pid = pid
+
+    def result(self) -> Any:
+        """Wait for the child: the filled grid (a copy), or None when the child failed."""
+        import numpy as np
+
+        code = os.waitstatus_to_exitcode(os.waitpid(self._pid, 0)[1])
+        grid = np.frombuffer(self._map, dtype=np.int32, count=int(np.prod(self._shape))).reshape(self._shape).copy()
+        self._map.close()
+        return grid if code == 0 else None
 
 
 def can_fork() -> bool:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import geopandas as gpd
 import numpy as np
@@ -511,9 +511,18 @@ def _deadlines_from(ledger: pd.DataFrame, filed: str) -> pd.DataFrame:
     return out
 
 
-def write_ledgers(ledgers: LedgerSet, out: str | Path, *, sample: bool = False) -> dict[str, Path]:
+#: What :func:`write_ledgers` writes: the three workbooks and ``ledgers.gpkg``.
+LEDGER_PARTS: tuple[str, ...] = ("problem_ledger", "summary_table", "survey_form", "gpkg")
+
+
+def write_ledgers(ledgers: LedgerSet, out: str | Path, *, sample: bool = False,
+                  parts: Sequence[str] = LEDGER_PARTS) -> dict[str, Path]:
     """Write ``problem_ledger.xlsx``, ``summary_table.xlsx``, ``survey_form.xlsx`` and
-    ``ledgers.gpkg`` (layers problem_ledger, summary_table, survey_form) into ``out``."""
+    ``ledgers.gpkg`` (layers problem_ledger, summary_table, survey_form) into ``out``.
+
+    ``parts``: only these of :data:`LEDGER_PARTS` (a lean ``gis run`` writes the 问题台账
+    workbook and the rest in two processes at once). Returns ``{part: path}``.
+    """
     from gis.settings import SAMPLE_LABEL
 
     out = Path(out)
@@ -521,24 +530,30 @@ def write_ledgers(ledgers: LedgerSet, out: str | Path, *, sample: bool = False) 
     note = [SAMPLE_LABEL] if sample else []
     today = ledgers.filed or dt.date.today().isoformat()
     fil = ledgers.filing
-    paths = {
-        "problem_ledger": export.write_excel(
+    books = {
+        "problem_ledger": lambda: export.write_excel(
             {"问题台账": _deadlines_from(pd.DataFrame(ledgers.ledger[list(ledgers.columns)]), today)},
             out / "problem_ledger.xlsx",
             title_rows={"问题台账": [f"{name}再生资源回收行业问题台账", f"填报日期：{today}", *note]}, filing=fil,
         ),
-        "summary_table": export.write_excel(
+        "summary_table": lambda: export.write_excel(
             {"汇总表": ledgers.summary},
             out / "summary_table.xlsx",
             title_rows={"汇总表": [f"{name}再生资源回收行业专项整治行动汇总表", f"填报日期：{today}", *note]},
             filing=fil,
         ),
-        "survey_form": export.write_excel(
+        "survey_form": lambda: export.write_excel(
             {"摸排表": pd.DataFrame(ledgers.survey[[c for c in SURVEY_COLUMNS if c in ledgers.survey]])},
             out / "survey_form.xlsx",
             title_rows={"摸排表": [f"{name}报废机动车回收拆解网点摸排表", f"填报日期：{today}", *note]}, filing=fil,
         ),
+        "gpkg": lambda: _write_ledger_gpkg(ledgers, out / "ledgers.gpkg"),
     }
+    return {part: books[part]() for part in LEDGER_PARTS if part in parts}
+
+
+def _write_ledger_gpkg(ledgers: LedgerSet, target: Path) -> Path:
+    """``ledgers.gpkg``: the 问题台账 points, the 汇总表 on its townships' polygons, the 摸排表 points."""
     crs = ledgers.ledger.crs or ledgers.survey.crs
     geom: list[Any] = [None] * len(ledgers.summary)
     if ledgers.townships is not None:
@@ -547,12 +562,11 @@ def write_ledgers(ledgers: LedgerSet, out: str | Path, *, sample: bool = False) 
         by_name = dict(zip(t["township"].astype(str), t.geometry.values))
         geom = [by_name.get(n) for n in ledgers.summary["镇街"].astype(str)]  # one per township row
     summary_g = gpd.GeoDataFrame(ledgers.summary.copy(), geometry=geom, crs=crs)
-    paths["gpkg"] = export.write_gpkg(
+    return export.write_gpkg(
         {
             "problem_ledger": ledgers.ledger,
             "summary_table": summary_g,
             "survey_form": ledgers.survey,
         },
-        out / "ledgers.gpkg",
+        target,
     )
-    return paths

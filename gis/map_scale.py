@@ -95,6 +95,9 @@ def _display_points(geom: gpd.GeoSeries) -> gpd.GeoSeries:
 
 #: Polygons converted and burnt at a time by :func:`burn` (bounds the Python objects alive at once).
 BURN_BATCH = 20_000
+#: From this many geometries :func:`burn_mercator` burns the second half in a forked child
+#: (:class:`gis.background.ForkedGrid`) while it burns the first.
+BURN_FORK_FROM = 200_000
 
 
 def mercator_bounds(geoms: gpd.GeoSeries) -> tuple[float, float, float, float]:
@@ -124,6 +127,11 @@ def burn_mercator(geoms: gpd.GeoSeries, values: np.ndarray, shape: tuple[int, in
     the layer's (595,550 service areas: two whole copies were most of the coverage
     step's peak memory). The pixels are those of burning the whole re-projected layer:
     the batches are burnt in order, a later geometry overwriting an earlier one.
+    From :data:`BURN_FORK_FROM` geometries (where :func:`gis.background.can_fork`), the
+    second half is burnt into a grid of its own in a forked child while this process
+    burns the first half, then laid over it: every value burnt is non-zero (else the
+    layer is burnt here alone), so a pixel the second half touched takes its value, as
+    burning in order gives.
 
     Parameters
     ----------
@@ -142,10 +150,24 @@ def burn_mercator(geoms: gpd.GeoSeries, values: np.ndarray, shape: tuple[int, in
 
     values = np.asarray(values)
     arr = np.asarray(geoms.values, dtype=object)
+
+    def burn_rows(start: int, stop: int, out: np.ndarray) -> None:
+        for first in range(start, stop, BURN_BATCH):
+            part = shapely.transform(arr[first:min(first + BURN_BATCH, stop)], project)
+            burn(part, values[first:min(first + BURN_BATCH, stop)], shape, transform, out=out)
+
+    from gis.background import ForkedGrid, can_fork
+
     out = np.zeros(shape, dtype="int32")
-    for start in range(0, len(arr), BURN_BATCH):
-        part = shapely.transform(arr[start:start + BURN_BATCH], project)
-        burn(part, values[start:start + BURN_BATCH], shape, transform, out=out)
+    half = len(arr) // 2 if len(arr) >= BURN_FORK_FROM and can_fork() and bool(np.all(values != 0)) else len(arr)
+    later = ForkedGrid(lambda grid: burn_rows(half, len(arr), grid), shape) if half < len(arr) else None
+    burn_rows(0, half, out)
+    if later is not None:  # the second half, burnt in a child: its pixels are burnt after (over) the first's
+        grid = later.result()
+        if grid is None:  # the child failed: burnt here
+            grid = np.zeros(shape, dtype="int32")
+            burn_rows(half, len(arr), grid)
+        np.copyto(out, grid, where=grid != 0)
     return out
 
 

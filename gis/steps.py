@@ -100,11 +100,16 @@ class RunContext:
         seconds count in the step's time). Not a result.
     lean
         ``gis run``'s mode at scale (set by :func:`gis.pipeline.run` from the district's size,
-        :func:`gis.pipeline.is_large`; the app keeps every result, so leaves it False): a write queued with ``now=True`` (:meth:`defer`) is done at once,
+        :func:`gis.pipeline.is_large`; the app keeps every result, so leaves it False): a write queued with ``now=True`` (:meth:`defer`) is done at once
+        (in a forked child where the platform forks: ``writing``),
         and the step then keeps only what a later step reads (:func:`lean_compliance`,
         :func:`lean_coverage`, :func:`drawn_ahead`; the ledgers not at all), so a million-site run does not hold
         every step's results until the maps step. ``district.gpkg`` stays queued (the
-        district is held to the end anyway). Not a result.
+        district is held to the end anyway) where the platform does not fork; else it is
+        written by a forked child during the compliance step. Not a result.
+    writing
+        The file writes running in forked children (:meth:`defer` with a ``label`` in a
+        ``lean`` run), waited for by :meth:`flush`. Not a result.
     """
 
     district: District
@@ -121,6 +126,7 @@ class RunContext:
     map_layers: list[Any] | None = None
     started: dict[str, float] = field(default_factory=dict)
     lean: bool = False
+    writing: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.params is None:
@@ -132,21 +138,45 @@ class RunContext:
         return tuple(f.name for f in fields(cls)
                      if f.name not in _NOT_RESULTS)
 
-    def defer(self, write: Callable[[], Any], *, now: bool = False) -> None:
+    def defer(self, write: Callable[[], Any], *, now: bool = False, label: str | None = None,
+              beside: bool = False) -> None:
         """Queue a file write that no later step reads (see ``deferred``).
 
         ``now``: in a ``lean`` run, write at once instead (what it writes is then released).
+        ``label`` (the file written): in a ``lean`` run where the platform forks
+        (:func:`gis.background.can_fork`), the write starts at once in a forked child
+        (:class:`gis.background.ForkedWrite`, ``writing``) while this process goes on with
+        the next step, ``now`` or not; one such child at a time (an earlier one is waited
+        for first, which bounds the memory they hold) unless ``beside`` (started beside the
+        earlier ones); all waited for by :meth:`flush`.
         """
-        if now and self.lean:
+        from gis.background import ForkedWrite, can_fork
+
+        if label is not None and self.lean and can_fork():
+            if not beside:
+                self.wait_writes()
+            self.writing.append(ForkedWrite(write, label))
+        elif now and self.lean:
             write()
             release_memory()
         else:
             self.deferred.append(write)
 
     def flush(self) -> None:
-        """Do the queued writes, in the order they were queued."""
+        """Do the queued writes, in the order they were queued, and wait for the forked ones (``writing``)."""
         while self.deferred:
             self.deferred.pop(0)()
+        self.wait_writes()
+
+    def wait_writes(self) -> None:
+        """Wait for the writes running in forked children (``writing``); raises when one failed."""
+        while self.writing:
+            self.writing.pop(0).wait()
+
+    def cancel_writes(self) -> None:
+        """Stop the writes still running in forked children (the run failed)."""
+        while self.writing:
+            self.writing.pop(0).cancel()
 
     def results(self) -> dict[str, Any]:
         """The results set so far, ``{name: value}`` (what the map and the app read)."""
@@ -160,7 +190,7 @@ class RunContext:
 
 
 StepFn = Callable[[RunContext, Path], dict[str, Any]]
-_NOT_RESULTS = ("district", "params", "deferred", "sheet_job", "map_layers", "started", "lean")
+_NOT_RESULTS = ("district", "params", "deferred", "sheet_job", "map_layers", "started", "lean", "writing")
 
 
 @dataclass(frozen=True)
@@ -264,7 +294,7 @@ def write_district(d: District, out: Path) -> None:
 
 def run_load(ctx: RunContext, out: Path) -> dict[str, Any]:
     """Step ``load``: write ``district.gpkg`` and ``rejects.csv`` (deferred, see ``RunContext.deferred``); the load counts."""
-    ctx.defer(lambda: write_district(ctx.district, out))
+    ctx.defer(lambda: write_district(ctx.district, out), label="district.gpkg")
     return district_summary(ctx.district)
 
 
@@ -281,7 +311,7 @@ def run_compliance(ctx: RunContext, out: Path) -> dict[str, Any]:
     from gis import compliance, ledgers
 
     result = compliance.check_district(ctx.district)
-    ctx.defer(lambda: write_gpkg(sites_layers(result), out / "sites.gpkg"), now=True)
+    ctx.defer(lambda: write_gpkg(sites_layers(result), out / "sites.gpkg"), now=True, label="sites.gpkg")
     ctx.compliance = result
     ctx.site_problems = ledgers.problems_from_compliance(result)
     summary = result.summary()
@@ -345,10 +375,10 @@ def run_coverage(ctx: RunContext, out: Path) -> dict[str, Any]:
         ctx.coverage, ctx.networks = result, result.networks
         return summary
     slim = lean_coverage(result)  # no later step of a run builds on the networks: ctx.networks stays None
-    del result  # the sites' copies go before the service areas are written and drawn
-    ctx.defer(lambda: write_gpkg(slim.layers(), out / "coverage.gpkg"), now=True)
-    ctx.coverage = drawn_ahead(slim, ctx.district)
-    del slim
+    del result  # the sites' copies go before the service areas are drawn and written
+    ctx.coverage = drawn_ahead(slim, ctx.district)  # drawn first: a forked write's copies and this
+    ctx.defer(lambda: write_gpkg(slim.layers(), out / "coverage.gpkg"), now=True, label="coverage.gpkg")  # image's
+    del slim  # memory are not held at the same time
     release_memory()
     return summary
 
@@ -465,7 +495,10 @@ def run_ledgers(ctx: RunContext, out: Path) -> dict[str, Any]:
     # the run's ledger set is handed over without a name here: the sync drops it once it is stored
     ledger_set, synced = campaign.sync_from_run(ctx.district, _run_ledger_set(ctx), ctx.hotspots,
                                                 getattr(ctx.compliance.rules, "ledger", None))
-    ctx.defer(lambda: ledgers.write_ledgers(ledger_set, out, sample=bool(project.sample)), now=True)
+    books, rest = ledgers.LEDGER_PARTS[:1], ledgers.LEDGER_PARTS[1:]  # the 问题台账 workbook is most of the time:
+    for parts, beside in ((books, False), (rest, True)):                # forked, the two halves are written at once
+        ctx.defer(lambda parts=parts: ledgers.write_ledgers(ledger_set, out, sample=bool(project.sample), parts=parts),
+                  now=True, label=" and ".join(parts), beside=beside)
     led = ledger_set.ledger
     summary = {
         "campaign": synced,
@@ -686,6 +719,7 @@ def run_steps(
     finally:
         for job in jobs.values():  # a step failed: stop the workers not waited for
             job.cancel()
+        ctx.cancel_writes()  # a step failed: stop the writes not waited for
         if ctx.map_layers is not None and ctx.sheet_job is not None:  # started, never finished
             ctx.sheet_job.close()
     return summary, ctx

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -118,3 +119,20 @@ def test_gpkg_writes_leave_gdals_sqlite_option_as_they_found_it(tmp_path, monkey
         assert all(len(pyogrio.read_dataframe(tmp_path / f"t{i}.gpkg")) == 50 for i in range(6))
     finally:
         pyogrio.set_gdal_config_options({key: before})
+
+
+def test_the_run_manifest_hashed_on_threads_equals_it_hashed_in_turn(tmp_path: Path, monkeypatch) -> None:
+    """From ``outdir.HASH_THREADS_FROM_BYTES`` the files are hashed on several threads: the same manifest."""
+    import hashlib
+
+    from gis import outdir
+
+    (tmp_path / "sub").mkdir()
+    for i, name in enumerate(["b.gpkg", "a.xlsx", "sub/c.png", "empty.csv"]):
+        (tmp_path / name).write_bytes(bytes([i]) * (3 * 2**20 + i if name != "empty.csv" else 0))
+    monkeypatch.setattr(outdir, "HASH_THREADS_FROM_BYTES", 2**60)
+    in_turn = outdir.manifest(tmp_path, "r1")
+    monkeypatch.setattr(outdir, "HASH_THREADS_FROM_BYTES", 0)
+    threaded = outdir.manifest(tmp_path, "r1")
+    assert threaded == in_turn and list(threaded["files"]) == ["a.xlsx", "b.gpkg", "empty.csv", "sub/c.png"]
+    assert threaded["files"]["b.gpkg"]["sha256"] == hashlib.sha256((tmp_path / "b.gpkg").read_bytes()).hexdigest()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
 
@@ -92,9 +94,11 @@ def test_burn_gives_rasterios_pixels(monkeypatch) -> None:
     np.testing.assert_array_equal(got, expected)
 
 
-def test_burn_mercator_is_burning_the_reprojected_layer(monkeypatch) -> None:
+@pytest.mark.parametrize("halves", ["one process", "second half forked", "child fails"])
+def test_burn_mercator_is_burning_the_reprojected_layer(monkeypatch, halves: str) -> None:
     """Batches re-projected as they are burnt: the pixels of re-projecting the whole layer first,
-    inside bounds that hold every re-projected vertex."""
+    inside bounds that hold every re-projected vertex — also when the second half of the layer is
+    burnt in a forked child (laid over the first half's pixels), or burnt here after the child failed."""
     import geopandas as gpd
     import numpy as np
     import shapely
@@ -114,6 +118,14 @@ def test_burn_mercator_is_burning_the_reprojected_layer(monkeypatch) -> None:
     transform = from_origin(minx, maxy, pixel, pixel)
     expected = map_scale.burn(merc.values, values, shape, transform)
     monkeypatch.setattr(map_scale, "BURN_BATCH", 7)
+    if halves != "one process":
+        from gis import background
+
+        if not background.can_fork():
+            pytest.skip("no fork on this platform")
+        monkeypatch.setattr(map_scale, "BURN_FORK_FROM", 10)
+        if halves == "child fails":
+            monkeypatch.setattr(background.ForkedGrid, "result", lambda self: (os.waitpid(self._pid, 0), None)[1])
     got = map_scale.burn_mercator(layer, values, shape, transform)
     assert len(np.unique(expected)) > 30
     np.testing.assert_array_equal(got, expected)

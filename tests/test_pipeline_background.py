@@ -89,3 +89,42 @@ def test_a_taken_answer_stays_and_cancel_after_it_is_a_no_op(sample_district, tm
     finally:
         os.kill = real_kill
     assert sent == [] and signal.SIGKILL not in [s for _, s in sent]
+
+
+@pytest.mark.skipif(not background.can_fork(), reason="no fork on this platform")
+def test_a_forked_write_writes_and_a_failed_one_raises(tmp_path: Path) -> None:
+    target = tmp_path / "written.txt"
+    job = background.ForkedWrite(lambda: target.write_text("done"), "written.txt")
+    job.wait()
+    job.wait()  # a second wait is a no-op
+    assert target.read_text() == "done"
+
+    def fail() -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(Exception, match="writing broken.gpkg failed: OSError: disk full"):
+        background.ForkedWrite(fail, "broken.gpkg").wait()
+
+
+@pytest.mark.skipif(not background.can_fork(), reason="no fork on this platform")
+def test_a_lean_run_writes_its_files_in_forked_children(sample_district, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lean run hands each step's files to a forked child and has them all when ``run_steps`` returns;
+    a run that keeps its results (the sample's ``gis run``, the app) forks no writer."""
+    started: list[str] = []
+    real = background.ForkedWrite.__init__
+
+    def record(self, write, label):
+        started.append(label)
+        real(self, write, label)
+
+    monkeypatch.setattr(background.ForkedWrite, "__init__", record)
+    summary, ctx = steps.run_steps(sample_district, tmp_path, ["load", "compliance"],
+                                   ctx=steps.RunContext(sample_district, lean=True))
+    assert started == ["district.gpkg", "sites.gpkg"] and ctx.writing == []
+    assert {p.name for p in tmp_path.iterdir()} >= {"district.gpkg", "sites.gpkg", "rejects.csv"}
+    started.clear()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    steps.run_steps(sample_district, kept, ["load", "compliance"])
+    assert started == [] and (kept / "sites.gpkg").exists()
