@@ -1,0 +1,465 @@
+"""The ``scan`` detector per partition (分区聚集区): the whole run's clusters from rectangular tiles.
+
+:func:`gis.hotspots.find_clusters` clusters each incident kind at once. Here the same
+detector (scan cores, quick shift, space-time mixture per group of cores, significance)
+runs on incidents split into tiles, each task reading its own incidents plus a *halo*
+of its neighbours' — and gives the same labels and significance, because every step
+is given what it looks at:
+
+1. **cores** (:func:`tile_cores`): an incident's core p-value counts the incidents within
+   the background annulus (``scan.annulus_m``; the counting discs ``scan.radii_m`` lie
+   inside it) and its kernel density those within 3 × ``bandwidth_m``: halo = the larger;
+2. **links** (:func:`tile_links`): a core's quick-shift parent is its nearest denser core
+   within ``link_m``, its group the cores within ``merge_link_m``: halo of cores = the
+   larger. Each tile returns its cores' parents and its *local groups* (components of the
+   cores it sees); :func:`join_cores` follows the parents to the roots and joins the local
+   groups that share a core (as :func:`gis.partitioned.db_assemble` joins DBSCAN's);
+3. **peaks** (:func:`tile_peaks`): the background at each quick-shift root (halo = annulus);
+4. **fits** (:func:`tile_fits`): each group of cores is fitted once, by the tile holding its
+   lowest core, with every incident whose nearest core (within ``attach_m``) is in it —
+   read from the box of the group's cores grown by 2 × ``attach_m``, whatever its size;
+5. **significance** (:func:`tile_significance`): each cluster's disc and annulus, read
+   around its centre with the clustered flags of the incidents there; the BH step runs
+   once over all clusters (:func:`gis.cluster_scan.flag_significant`).
+
+The numbers that join the steps (cores, parents, local groups, peaks, cluster tables)
+are a few per core or per cluster; no tile holds another's incidents beyond its halo.
+Incidents are identified by their position in the whole run's order (``gid``): sums are
+taken in that order and ties broken by it, so the floating-point results are the whole
+run's (``tests/test_cluster_tiles.py`` compares labels and significance on 2×2 and 3×3 tiles).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+import shapely
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+from gis._errors import AnalysisError
+from gis.cluster_batch import select_many, select_moved
+from gis.cluster_mixture import group_inputs, labels_of_sites
+from gis.cluster_scan import (
+    ScanParams,
+    SignificanceParams,
+    _expected_counts,
+    core_pvalues,
+    flag_significant,
+    kernel_weights_at,
+    poisson_sf,
+    sector_background,
+    shift_parents,
+)
+
+
+@dataclass
+class Points:
+    """Incidents of one kind read by a tile: global ids (ascending), coordinates, days."""
+
+    gid: np.ndarray
+    xy: np.ndarray
+    days: np.ndarray
+
+
+class Source(Protocol):
+    """Where a tile reads incidents: its own, or those of every tile within a halo of a box."""
+
+    boxes: np.ndarray
+
+    def own(self, t: int) -> Points:
+        """Tile ``t``'s incidents."""
+
+    def near(self, box: np.ndarray, halo: float) -> Points:
+        """The incidents (of all tiles) within ``halo`` of ``box`` (x0, y0, x1, y1)."""
+
+
+def _in_box(xy: np.ndarray, box: np.ndarray, halo: float) -> np.ndarray:
+    return (xy[:, 0] >= box[0] - halo) & (xy[:, 0] <= box[2] + halo) & (xy[:, 1] >= box[1] - halo) & (xy[:, 1] <= box[3] + halo)
+
+
+def box_of(xy: np.ndarray) -> np.ndarray:
+    """Bounding box (x0, y0, x1, y1) of points."""
+    return np.concatenate([xy.min(axis=0), xy.max(axis=0)]) if len(xy) else np.array([np.inf, np.inf, -np.inf, -np.inf])
+
+
+@dataclass
+class ArrayTiles:
+    """In-memory tiles of one kind: the incidents in the whole run's order and the tile of each.
+
+    :meth:`near` reads, from each tile whose box comes within the halo, its incidents inside
+    the grown box (as :func:`gis.partitioned.read` reads a neighbour's Parquet file).
+    """
+
+    xy: np.ndarray
+    days: np.ndarray
+    tile: np.ndarray
+    boxes: np.ndarray
+
+    def _points(self, idx: np.ndarray) -> Points:
+        idx = np.sort(idx)
+        return Points(idx.astype(np.int64), self.xy[idx], self.days[idx])
+
+    def own(self, t: int) -> Points:
+        return self._points(np.flatnonzero(self.tile == t))
+
+    def near(self, box: np.ndarray, halo: float) -> Points:
+        hit = [t for t, b in enumerate(self.boxes) if b[0] <= box[2] + halo and b[2] >= box[0] - halo
+               and b[1] <= box[3] + halo and b[3] >= box[1] - halo]  # fmt: skip
+        parts = [np.flatnonzero(self.tile == t) for t in hit]
+        idx = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        return self._points(idx[_in_box(self.xy[idx], box, halo)])
+
+
+def grid_tiles(xy: np.ndarray, nx: int, ny: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tile of each point on an ``nx × ny`` grid of equal rectangles over the points' box, and the tiles' boxes."""
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    ix = np.minimum(((xy[:, 0] - lo[0]) / max(hi[0] - lo[0], 1e-9) * nx).astype(np.int64), nx - 1)
+    iy = np.minimum(((xy[:, 1] - lo[1]) / max(hi[1] - lo[1], 1e-9) * ny).astype(np.int64), ny - 1)
+    tile = iy * nx + ix
+    boxes = np.array([box_of(xy[tile == t]) for t in range(nx * ny)])
+    return tile, boxes
+
+
+# ============================================================ 1. cores
+
+
+@dataclass
+class Cores:
+    """Cores of a tile (or of all tiles, :func:`join_cores`): gid, coordinates, kernel density; after the
+    join also the rank among all cores, the root core's gid and the group (ranked by its lowest core)."""
+
+    gid: np.ndarray
+    xy: np.ndarray
+    rho: np.ndarray
+    rank: np.ndarray | None = None
+    root: np.ndarray | None = None
+    group: np.ndarray | None = None
+
+    def take(self, m: np.ndarray) -> "Cores":
+        """The cores selected by ``m``."""
+        pick = [None if a is None else a[m] for a in (self.rank, self.root, self.group)]
+        return Cores(self.gid[m], self.xy[m], self.rho[m], *pick)
+
+
+def core_halo(p: ScanParams) -> float:
+    """Distance within which an incident's core status and density look: the annulus, the discs, 3 bandwidths."""
+    return max(p.annulus_m[1], max(p.radii_m), 3.0 * p.bandwidth_m)
+
+
+def tile_cores(src: Source, t: int, p: ScanParams) -> Cores:
+    """Tile ``t``'s cores: own incidents with :func:`gis.cluster_scan.core_pvalues` ≤ ``core_p``, with their density."""
+    own = src.own(t)
+    if len(own.gid) == 0:
+        return Cores(own.gid, own.xy, np.zeros(0))
+    ctx = src.near(src.boxes[t], core_halo(p))
+    at = np.searchsorted(ctx.gid, own.gid)
+    core = at[core_pvalues(ctx.xy, p, at) <= p.core_p]
+    return Cores(ctx.gid[core], ctx.xy[core], kernel_weights_at(ctx.xy[core], ctx.xy, p.bandwidth_m))
+
+
+def all_cores(pieces: list[Cores]) -> Cores:
+    """The tiles' cores in gid order, each with its rank."""
+    gid = np.concatenate([c.gid for c in pieces])
+    order = np.argsort(gid, kind="stable")
+    out = Cores(gid[order], np.vstack([c.xy for c in pieces])[order], np.concatenate([c.rho for c in pieces])[order])
+    out.rank = np.arange(len(out.gid), dtype=np.int64)
+    return out
+
+
+# ============================================================ 2. links and the join
+
+
+def tile_links(cores: Cores, own_gid: np.ndarray, box: np.ndarray, t: int, p: ScanParams) -> dict[str, np.ndarray]:
+    """Quick-shift parents of tile ``t``'s cores and the local groups of the cores it sees (halo of cores).
+
+    ``cores``: all cores as :func:`all_cores` (a tile reads those within the halo of its ``box``);
+    ``own_gid``: the tile's incidents. Returns ``gid`` and
+    ``parent`` (gid) of the own cores, and per core seen its ``seen`` gid and local group ``node``
+    (``t``·2³² + component of the graph of cores within ``merge_link_m``).
+    """
+    halo = max(p.link_m, p.merge_link_m)
+    ctx = cores.take(_in_box(cores.xy, box, halo))
+    own = np.flatnonzero(np.isin(ctx.gid, own_gid))
+    e = np.zeros(0, np.int64)
+    if len(ctx.gid) == 0:
+        return {"gid": e, "parent": e, "seen": e, "node": e}
+    assert ctx.rank is not None
+    parent = shift_parents(ctx.xy, ctx.rho, p.link_m, p.neighbours, ctx.rank, own)
+    pairs = cKDTree(ctx.xy).query_pairs(p.merge_link_m, output_type="ndarray")
+    m = len(ctx.gid)
+    graph = sparse.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(m, m))
+    comp = connected_components(graph, directed=False)[1]
+    return {"gid": ctx.gid[own], "parent": ctx.gid[parent], "seen": ctx.gid, "node": (np.int64(t) << 32) + comp}
+
+
+def join_cores(cores: Cores, links: list[dict[str, np.ndarray]]) -> Cores:
+    """``cores`` with the root of each (parents followed to the end) and its group (ranked by lowest core).
+
+    Local groups (nodes) that share a core are one group; a group's number is the rank of its lowest
+    core among the groups' lowest cores — the order of :func:`gis.cluster_mixture.core_groups`.
+    """
+    gid = np.concatenate([x["gid"] for x in links])
+    par = np.concatenate([x["parent"] for x in links])
+    parent = np.arange(len(cores.gid))
+    parent[np.searchsorted(cores.gid, gid)] = np.searchsorted(cores.gid, par)
+    for _ in range(64):
+        grand = parent[parent]
+        if np.array_equal(grand, parent):
+            break
+        parent = grand
+    seen = np.concatenate([x["seen"] for x in links])
+    node = np.concatenate([x["node"] for x in links])
+    nodes, nid = np.unique(node, return_inverse=True)
+    order = np.lexsort((nid, seen))
+    s, n = seen[order], nid[order]
+    same = np.flatnonzero(s[1:] == s[:-1])
+    k = len(nodes)
+    graph = sparse.coo_matrix((np.ones(len(same)), (n[same], n[same + 1])), shape=(k, k))
+    comp = connected_components(graph, directed=False)[1]
+    first = np.unique(s, return_index=True)[1]
+    grp = comp[n[first]]  # group of each core (every core is seen by its own tile)
+    low = pd.Series(np.arange(len(grp))).groupby(grp).min()
+    rank = pd.Series(np.arange(len(low)), index=low.sort_values().index)
+    out = replace(cores)
+    out.root = cores.gid[parent]
+    out.group = rank.reindex(grp).to_numpy(np.int64)
+    return out
+
+
+# ============================================================ 3. peaks
+
+
+def tile_peaks(src: Source, t: int, cores: Cores, p: ScanParams) -> tuple[np.ndarray, np.ndarray]:
+    """Gids and starting background (per m², floored) of the quick-shift roots among tile ``t``'s incidents.
+
+    The sector-median density of the annulus (:func:`gis.cluster_scan.sector_background`), halo = the annulus.
+    """
+    assert cores.root is not None and p.mixture is not None
+    own = src.own(t)
+    peak = (cores.root == cores.gid) & np.isin(cores.gid, own.gid)
+    if not peak.any():
+        return np.zeros(0, np.int64), np.zeros(0)
+    ctx = src.near(box_of(cores.xy[peak]), p.annulus_m[1])
+    lam = sector_background(ctx.xy, cores.xy[peak], p.annulus_m, p.mixture.sectors)
+    return cores.gid[peak], np.maximum(lam, p.min_background / 1e6)
+
+
+# ============================================================ 4. fits
+
+
+@dataclass
+class Fitted:
+    """The clusters a tile fitted: per member its gid, group and place (the site's cluster in the group), and per
+    cluster (group, place) its size and spread (median member distance from the coordinate-wise median)."""
+
+    gid: np.ndarray
+    xy: np.ndarray
+    group: np.ndarray
+    place: np.ndarray
+    table: pd.DataFrame
+
+
+def _groups_in(x: np.ndarray, core: np.ndarray, group: np.ndarray, attach_m: float) -> np.ndarray:
+    """Group labels, in order, of the groups :func:`gis.cluster_mixture.group_inputs` returns."""
+    d, nearest = cKDTree(x[core, :2]).query(x[:, :2], k=1, distance_upper_bound=attach_m)
+    return np.unique(group[nearest[np.isfinite(d)]])
+
+
+def tile_fits(src: Source, owned: np.ndarray, cores: Cores, peaks: Cores, p: ScanParams) -> Fitted:
+    """Fit the groups ``owned`` (those whose lowest core is the tile's) with all their incidents.
+
+    Reads the incidents within 2 × ``attach_m`` of the groups' cores' box: every incident whose nearest
+    core (within ``attach_m``) is in a group, and that core. ``peaks``: every quick-shift root with its
+    background (``rho``). Fitted as :func:`gis.cluster_batch.batched_mixture_labels`.
+    """
+    mp = p.mixture
+    assert mp is not None and cores.group is not None and cores.root is not None
+    sel = np.isin(cores.group, owned)
+    if not sel.any():
+        e = np.zeros(0, np.int64)
+        return Fitted(e, np.zeros((0, 2)), e, e, pd.DataFrame(columns=["group", "place", "n", "spread"]))
+    box = box_of(cores.xy[sel])
+    pts = src.near(box, 2 * p.attach_m)
+    local = cores.take(_in_box(cores.xy, box, 2 * p.attach_m))
+    core = np.searchsorted(pts.gid, local.gid)
+    _, at = cKDTree(peaks.xy).query(pts.xy, k=1)
+    x = np.column_stack([pts.xy, pts.days]) if mp.time else pts.xy
+    assert local.group is not None and local.root is not None
+    groups = group_inputs(x, core, local.root, local.group, np.log(peaks.rho[at]), p.attach_m, mp)
+    keep = np.isin(_groups_in(x, core, local.group, p.attach_m), owned)
+    groups = [g for g, k in zip(groups, keep) if k]
+    labels = _groups_in(x, core, local.group, p.attach_m)[keep]
+    select = select_moved if mp.propose == "moved" else select_many
+    sites = select(groups)
+    out_g, out_p, out_l = [], [], []
+    for g, s, lab in zip(groups, sites, labels):
+        place = labels_of_sites(len(x), [g], [s], mp)[g.idx]
+        m = place >= 0
+        out_g.append(pts.gid[g.idx[m]])
+        out_p.append(place[m])
+        out_l.append(np.full(int(m.sum()), lab, dtype=np.int64))
+    gid, place, group = (np.concatenate(a) if a else np.zeros(0, np.int64) for a in (out_g, out_p, out_l))
+    at_gid = np.searchsorted(pts.gid, gid)
+    return Fitted(gid, pts.xy[at_gid], group, place, _cluster_table(pts.xy[at_gid], group, place))
+
+
+def _cluster_table(xy: np.ndarray, group: np.ndarray, place: np.ndarray) -> pd.DataFrame:
+    """Per (group, place): members and spread (as :func:`gis.hotspots.drop_dispersed` measures it)."""
+    df = pd.DataFrame({"group": group, "place": place, "x": xy[:, 0], "y": xy[:, 1]})
+    centre = df.groupby(["group", "place"])[["x", "y"]].transform("median")
+    df["d"] = np.hypot(df["x"] - centre["x"], df["y"] - centre["y"])
+    return df.groupby(["group", "place"]).agg(n=("d", "size"), spread=("d", "median")).reset_index()
+
+
+def number_clusters(table: pd.DataFrame, min_size: int, max_spread_m: float | None) -> pd.DataFrame:
+    """Whole-run label of each cluster of one kind (−1 dropped), as :func:`gis.cluster_scan.scan_labels` then
+    :func:`gis.hotspots.drop_dispersed` number them: clusters of ``min_size`` members or more in (group, place)
+    order, then those spread over more than ``max_spread_m`` set to −1 (the others keep their numbers)."""
+    t = table.sort_values(["group", "place"], kind="stable").reset_index(drop=True)
+    big = t["n"].to_numpy() >= min_size
+    label = np.full(len(t), -1, dtype=np.int64)
+    label[big] = np.arange(int(big.sum()))
+    if max_spread_m is not None:
+        label[t["spread"].to_numpy() > max_spread_m] = -1
+    return t.assign(label=label)
+
+
+# ============================================================ 5. significance
+
+
+def kind_window(hulls: list[np.ndarray]) -> object:
+    """The observation window of :func:`gis.cluster_scan.cluster_pvalues`: the convex hull of the kind's
+    incidents (here of the tiles' hull vertices), grown by 1 m."""
+    pts = np.vstack([h for h in hulls if len(h)])
+    return shapely.convex_hull(shapely.multipoints(pts)).buffer(1.0)
+
+
+def tile_hull(src: Source, t: int) -> np.ndarray:
+    """Vertices of the convex hull of tile ``t``'s incidents."""
+    xy = src.own(t).xy
+    if len(xy) == 0:
+        return np.zeros((0, 2))
+    return shapely.get_coordinates(shapely.convex_hull(shapely.multipoints(xy)))
+
+
+def tile_significance(
+    src: Source, members: pd.DataFrame, clustered: np.ndarray, sp: SignificanceParams, window: object
+) -> pd.DataFrame:
+    """Observed vs expected count and p-value of the clusters whose ``members`` (gid, x, y, label) a tile holds.
+
+    As :func:`gis.cluster_scan.cluster_pvalues`: the disc and annulus around each centre are read with a
+    halo (the annulus, or the disc when larger); ``clustered``: sorted gids of every clustered incident of
+    the kind (the ``unclustered`` background leaves them out). Indexed by label, with ``disc_radius_m``.
+    """
+    if sp.controls:
+        raise AnalysisError("clusters per partition: significance.controls is not supported")
+    cols = ["observed", "expected", "ratio", "p_value", "disc_radius_m"]
+    if len(members) == 0:
+        return pd.DataFrame(columns=cols)
+    df = members.rename(columns={"label": "l"})
+    centre = df.groupby("l")[["x", "y"]].median()
+    codes = centre.index.get_indexer(df["l"])
+    c_xy = centre.to_numpy()
+    dist = np.hypot(*(df[["x", "y"]].to_numpy() - c_xy[codes]).T)
+    sigma = pd.Series(dist).groupby(codes).median().to_numpy() / np.sqrt(2 * np.log(2))
+    rho = np.maximum(sp.radius_sigmas * sigma, sp.min_radius_m)
+    ctx = src.near(box_of(c_xy), max(sp.annulus_m[1], float(rho.max())))
+    observed = np.asarray(cKDTree(ctx.xy).query_ball_point(c_xy, rho, return_length=True), dtype=float)
+    inside = np.flatnonzero(np.isin(ctx.gid, clustered))
+    expected = _expected_counts(ctx.xy, inside, c_xy, rho, sp, window, None)
+    return pd.DataFrame(
+        {"observed": observed.astype(int), "expected": expected, "ratio": observed / np.maximum(expected, 1e-12),
+         "p_value": poisson_sf(observed - 1, expected), "disc_radius_m": rho},
+        index=centre.index,
+    )  # fmt: skip
+
+
+def search_windows(tables: pd.DataFrame, window: object, sp: SignificanceParams) -> float:
+    """Places looked at in one kind (:func:`gis.cluster_scan.cluster_pvalues`'s second value)."""
+    rho = tables.sort_index()["disc_radius_m"].to_numpy(dtype=float)
+    return float(window.area / (np.pi * float(np.mean(rho)) ** 2)) * sp.window_overlap  # type: ignore[attr-defined]
+
+
+# ============================================================ the steps in order
+
+
+@dataclass
+class KindRun:
+    """One kind's clusters from its tiles: members (gid, x, y, label ≥ 0) and each tile's members."""
+
+    members: pd.DataFrame
+    per_tile: list[pd.DataFrame]
+
+
+def cluster_kind(src: Source, p: ScanParams, min_size: int, max_spread_m: float | None) -> KindRun:
+    """Steps 1–4 for one kind (each tile's task in turn; what passes between them is per core or per cluster)."""
+    n = len(src.boxes)
+    owns = [src.own(t).gid for t in range(n)]
+    pieces = [tile_cores(src, t, p) for t in range(n)]
+    empty = KindRun(pd.DataFrame(columns=["gid", "x", "y", "label"]), [])
+    if sum(len(c.gid) for c in pieces) == 0:
+        return empty
+    cores = all_cores(pieces)
+    cores = join_cores(cores, [tile_links(cores, owns[t], src.boxes[t], t, p) for t in range(n)])
+    found = [tile_peaks(src, t, cores, p) for t in range(n)]
+    pg = np.concatenate([f[0] for f in found])
+    order = np.argsort(pg)
+    peaks = Cores(pg[order], cores.xy[np.searchsorted(cores.gid, pg[order])], np.concatenate([f[1] for f in found])[order])
+    assert cores.group is not None
+    low = pd.Series(cores.gid).groupby(cores.group).min()  # each group's lowest core
+    fits = []
+    for t in range(n):
+        owned = low.index[np.isin(low.to_numpy(), owns[t])].to_numpy()
+        fits.append(tile_fits(src, owned, cores, peaks, p))
+    table = pd.concat([f.table for f in fits if len(f.table)], ignore_index=True) if any(len(f.table) for f in fits) else None
+    if table is None:
+        return empty
+    numbered = number_clusters(table, min_size, max_spread_m).set_index(["group", "place"])["label"]
+    per_tile = []
+    for f in fits:
+        lab = numbered.reindex(pd.MultiIndex.from_arrays([f.group, f.place])).to_numpy(np.int64) if len(f.gid) else np.zeros(0, np.int64)
+        m = lab >= 0
+        per_tile.append(pd.DataFrame({"gid": f.gid[m], "x": f.xy[m, 0], "y": f.xy[m, 1], "label": lab[m]}))
+    members = pd.concat(per_tile, ignore_index=True).sort_values("gid", kind="stable").reset_index(drop=True)
+    return KindRun(members, per_tile)
+
+
+def tiled_label_groups(
+    xy: np.ndarray, kinds: np.ndarray, days: np.ndarray, tile: np.ndarray, boxes: np.ndarray, p: ScanParams,
+    sp: SignificanceParams, max_spread_m: float | None,
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Labels and significance of :func:`gis.hotspots.find_clusters`'s ``scan`` run (grouped by ``kinds``), per tile.
+
+    Each kind is clustered from its tiles (:func:`cluster_kind`), numbered after the kinds before it; each
+    cluster's significance is computed by the tile holding its members (:func:`tile_significance`); the BH
+    step runs over every cluster with the places looked at of every kind. Returns the labels (−1 noise)
+    and the table of :func:`gis.cluster_scan.flag_significant` indexed by label.
+    """
+    labels = np.full(len(xy), -1, dtype=np.int64)
+    runs, next_id = [], 0
+    for g in pd.unique(kinds):
+        sel = np.flatnonzero(kinds == g)
+        if len(sel) <= p.min_cluster_size:
+            continue
+        src = ArrayTiles(xy[sel], days[sel], tile[sel], boxes)
+        run = cluster_kind(src, p, p.min_cluster_size, max_spread_m)
+        if len(run.members):
+            labels[sel[run.members["gid"].to_numpy(np.int64)]] = run.members["label"].to_numpy(np.int64) + next_id
+            for m in run.per_tile:
+                m["label"] += next_id
+            next_id += int(run.members["label"].max()) + 1
+            runs.append((int(sel[run.members["gid"].iloc[0]]), src, sel, run))
+    tables, windows = [], 0.0
+    for _, src, sel, run in sorted(runs, key=lambda r: r[0]):  # kinds in the order of their first member
+        window = kind_window([tile_hull(src, t) for t in range(len(boxes))])
+        clustered = run.members["gid"].to_numpy(np.int64)
+        kt = pd.concat([tile_significance(src, m, clustered, sp, window) for m in run.per_tile if len(m)])
+        tables.append(kt)
+        windows += search_windows(kt, window, sp)
+    sig = pd.concat(tables) if tables else pd.DataFrame(columns=["p_value"], dtype=float)
+    return labels, flag_significant(sig, windows, sp.alpha)
