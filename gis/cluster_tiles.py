@@ -463,3 +463,26 @@ def tiled_label_groups(
         windows += search_windows(kt, window, sp)
     sig = pd.concat(tables) if tables else pd.DataFrame(columns=["p_value"], dtype=float)
     return labels, flag_significant(sig, windows, sp.alpha)
+
+
+def by_lowest(gid: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """Cluster labels renumbered 0, 1, … by each cluster's lowest gid (−1 stays): the numbering of the
+    municipal clusters (as :func:`gis.partitioned.db_assemble`'s), whatever the kinds' order."""
+    out = np.full(len(label), -1, dtype=np.int64)
+    ok = label >= 0
+    if ok.any():
+        low = pd.Series(gid[ok]).groupby(label[ok]).min().sort_values(kind="stable")
+        out[ok] = pd.Series(np.arange(len(low)), index=low.index).reindex(label[ok]).to_numpy(np.int64)
+    return out
+
+
+def numbered_members(fits: list[Fitted], min_size: int, max_spread_m: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Gids and labels (per kind, :func:`number_clusters`) of the clustered incidents of one kind's fits."""
+    tabs = [f.table for f in fits if len(f.table)]
+    if not tabs:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    numbered = number_clusters(pd.concat(tabs, ignore_index=True), min_size, max_spread_m).set_index(["group", "place"])["label"]
+    gid = np.concatenate([f.gid for f in fits])
+    key = pd.MultiIndex.from_arrays([np.concatenate([f.group for f in fits]), np.concatenate([f.place for f in fits])])
+    lab = numbered.reindex(key).to_numpy(np.int64)
+    return gid[lab >= 0], lab[lab >= 0]

@@ -440,14 +440,21 @@ def _label_groups(
     case-control reports (where people report at all;
     :func:`gis.cluster_scan.case_control_expected`).
     """
-    size = int(cfg["min_cluster_size"])
-    sparams = significance_params(cfg)
-    labels = np.full(len(inc), -1, dtype=np.int64)
-    group_of = np.full(len(inc), "all", dtype=object)
-    eps_used: dict[str, float | None] = {}
     by = cfg["group_by"]
     groups = inc[by].astype(str).to_numpy() if by else np.full(len(inc), "all", dtype=object)
-    days = incident_days(inc)
+    return group_labels(xy, groups, incident_days(inc), cfg)
+
+
+def group_labels(
+    xy: np.ndarray, groups: np.ndarray, days: np.ndarray, cfg: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray, dict[str, float | None], pd.DataFrame]:
+    """:func:`_label_groups` on arrays: ``groups`` the group (kind) of each incident, ``days`` its date in days."""
+    size = int(cfg["min_cluster_size"])
+    sparams = significance_params(cfg)
+    labels = np.full(len(xy), -1, dtype=np.int64)
+    group_of = np.full(len(xy), "all", dtype=object)
+    eps_used: dict[str, float | None] = {}
+    by = cfg["group_by"]
     next_id = 0
     for g in pd.unique(groups):  # a handful of incident kinds
         sel = np.flatnonzero(groups == g)

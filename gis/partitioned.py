@@ -597,18 +597,163 @@ def db_counts(labels: dict[str, Any]) -> dict[str, int]:
 # ====================================================================== finishing
 
 
-def finish(plan: Plan, i: int, stats: dict[str, Any], cutoffs: Sequence[float], state: dict[str, Any], labels: dict[str, Any]) -> dict[str, Any]:
-    """Compute and write partition ``i``'s output layers; return its summary (:func:`district_summary`)."""
+def db_own_labels(state: dict[str, Any], labels: dict[str, Any]) -> np.ndarray:
+    """DBSCAN label (−1 noise) of each of a partition's incidents (its nodes' labels, :func:`db_assemble`)."""
+    own = state["own_node"]
+    lab = np.full(len(own), -1, np.int64)
+    ok = own >= 0
+    lab[ok] = labels["label"][np.searchsorted(labels["node"], own[ok])]
+    return lab
+
+
+def finish(plan: Plan, i: int, stats: dict[str, Any], cutoffs: Sequence[float], own_labels: np.ndarray) -> dict[str, Any]:
+    """Compute and write partition ``i``'s output layers (``own_labels``: the cluster of each of its incidents,
+    :func:`db_own_labels` or :func:`sc_own_labels`); return its summary (:func:`district_summary`)."""
     code = plan.codes[i]
     sites = fm_part(plan, i)
     cells = coverage_part(plan, i)
     hexes = hex_layer(plan, i, stats, cutoffs)
     inc = read(plan, i, "incidents").drop(columns="row").assign(district_code=code)
-    own = state["own_node"]
-    lab = np.full(len(own), -1, np.int64)
-    ok = own >= 0
-    lab[ok] = labels["label"][np.searchsorted(labels["node"], own[ok])]
-    inc["cluster"] = lab
+    inc["cluster"] = own_labels
     layers = as_layers(sites, cells, hexes, inc, plan.crs)
     write_district(plan.out, code, layers)
     return district_summary(layers["sites"], layers["cells"], layers["hexes"], layers["incidents"])
+
+
+# ====================================================================== scan clusters across borders
+
+
+class PlanSource:
+    """The incidents of one kind as :mod:`gis.cluster_tiles` reads them: a partition's own, or those of every
+    partition within a halo of a box (row-filtered Parquet reads, :func:`read`); gid = global incident id."""
+
+    def __init__(self, plan: Plan, kind: str) -> None:
+        self.plan, self.kind, self.boxes = plan, kind, plan.extents
+
+    def _points(self, frames: list[tuple[int, pd.DataFrame]]) -> Any:
+        from gis.cluster_tiles import Points
+
+        fs = [(j, f[f["kind"].astype(str) == self.kind]) for j, f in frames]
+        gid = np.concatenate([self.plan.offsets[j] + f["row"].to_numpy(np.int64) for j, f in fs]) if fs else np.zeros(0, np.int64)
+        xy = np.vstack([f[["x", "y"]].to_numpy(float) for _, f in fs]) if fs else np.zeros((0, 2))
+        days = np.concatenate([f["days"].to_numpy(float) for _, f in fs]) if fs else np.zeros(0)
+        order = np.argsort(gid, kind="stable")
+        return Points(gid[order], xy[order], days[order])
+
+    def own(self, t: int) -> Any:
+        return self._points([(t, read(self.plan, t, "incidents"))])
+
+    def near(self, box: np.ndarray, halo: float) -> Any:
+        b = self.boxes
+        hit = (b[:, 0] <= box[2] + halo) & (b[:, 2] >= box[0] - halo) & (b[:, 1] <= box[3] + halo) & (b[:, 3] >= box[1] - halo)
+        return self._points([(int(j), read(self.plan, int(j), "incidents", box, halo)) for j in np.flatnonzero(hit)])
+
+
+def _scan_cfg() -> tuple[Any, Any, float | None]:
+    """Scan parameters, significance parameters and ``max_spread_m`` of ``layers/hotspots.yaml``."""
+    from gis.hotspots import cluster_params, scan_params, significance_params
+
+    cfg = cluster_params()
+    return scan_params(cfg), significance_params(cfg), None if cfg["max_spread_m"] is None else float(cfg["max_spread_m"])
+
+
+def sc_cores(plan: Plan, i: int) -> dict[str, Any]:
+    """Step 1 on partition ``i``, every kind: its cores (:func:`gis.cluster_tiles.tile_cores`) and its incidents per kind."""
+    from gis.cluster_tiles import tile_cores
+
+    p, _, _ = _scan_cfg()
+    n = read(plan, i, "incidents")["kind"].astype(str).value_counts()
+    return {k: {"n": int(n.get(k, 0)), "cores": tile_cores(PlanSource(plan, k), i, p)} for k in plan.kinds}
+
+
+def sc_all(plan: Plan, *pieces: dict[str, Any]) -> dict[str, Any]:
+    """All cores per kind with their ranks (:func:`gis.cluster_tiles.all_cores`; kinds of more than
+    ``min_cluster_size`` incidents, as the whole run)."""
+    from gis.cluster_tiles import all_cores
+
+    p, _, _ = _scan_cfg()
+    out = {}
+    for k in plan.kinds:
+        if sum(x[k]["n"] for x in pieces) > p.min_cluster_size and sum(len(x[k]["cores"].gid) for x in pieces):
+            out[k] = all_cores([x[k]["cores"] for x in pieces])
+    return out
+
+
+def sc_links(plan: Plan, i: int, cores: dict[str, Any]) -> dict[str, Any]:
+    """Step 2 on partition ``i``: quick-shift parents and local groups (:func:`gis.cluster_tiles.tile_links`)."""
+    from gis.cluster_tiles import tile_links
+
+    p, _, _ = _scan_cfg()
+    return {k: tile_links(c, PlanSource(plan, k).own(i).gid, plan.extents[i], i, p) for k, c in cores.items()}
+
+
+def sc_join(cores: dict[str, Any], *links: dict[str, Any]) -> dict[str, Any]:
+    """Roots and groups of every core (:func:`gis.cluster_tiles.join_cores`)."""
+    from gis.cluster_tiles import join_cores
+
+    return {k: join_cores(c, [x[k] for x in links]) for k, c in cores.items()}
+
+
+def sc_peaks(plan: Plan, i: int, joined: dict[str, Any]) -> dict[str, Any]:
+    """Step 3 on partition ``i``: background at its quick-shift roots (:func:`gis.cluster_tiles.tile_peaks`)."""
+    from gis.cluster_tiles import tile_peaks
+
+    p, _, _ = _scan_cfg()
+    return {k: tile_peaks(PlanSource(plan, k), i, c, p) for k, c in joined.items()}
+
+
+def sc_peak_table(joined: dict[str, Any], *peaks: dict[str, Any]) -> dict[str, Any]:
+    """Every root with its background, in gid order, per kind."""
+    from gis.cluster_tiles import Cores
+
+    out = {}
+    for k, c in joined.items():
+        g = np.concatenate([x[k][0] for x in peaks])
+        o = np.argsort(g)
+        out[k] = Cores(g[o], c.xy[np.searchsorted(c.gid, g[o])], np.concatenate([x[k][1] for x in peaks])[o])
+    return out
+
+
+def sc_fits(plan: Plan, i: int, joined: dict[str, Any], peaks: dict[str, Any]) -> dict[str, Any]:
+    """Step 4 on partition ``i``: the groups whose lowest core is its own, fitted (:func:`gis.cluster_tiles.tile_fits`)."""
+    from gis.cluster_tiles import tile_fits
+
+    p, _, _ = _scan_cfg()
+    out = {}
+    for k, c in joined.items():
+        low = pd.Series(c.gid).groupby(c.group).min()
+        v = low.to_numpy()
+        owned = low.index[(v >= plan.offsets[i]) & (v < plan.offsets[i + 1])].to_numpy()
+        out[k] = tile_fits(PlanSource(plan, k), owned, c, peaks[k], p)
+    return out
+
+
+def sc_number(plan: Plan, *fits: dict[str, Any]) -> dict[str, Any]:
+    """Labels of every clustered incident (numbered by lowest global id, :func:`gis.cluster_tiles.by_lowest`)
+    and the counts: clusters, and those holding incidents of several partitions."""
+    from gis.cluster_tiles import by_lowest, numbered_members
+
+    p, _, spread = _scan_cfg()
+    gids, labs, next_id = [], [], 0
+    for k in sorted({k for f in fits for k in f}):
+        g, lab = numbered_members([f[k] for f in fits if k in f], p.min_cluster_size, spread)
+        gids.append(g)
+        labs.append(lab + next_id)
+        next_id += int(lab.max()) + 1 if len(lab) else 0
+    gid = np.concatenate(gids) if gids else np.zeros(0, np.int64)
+    label = by_lowest(gid, np.concatenate(labs) if labs else np.zeros(0, np.int64))
+    o = np.argsort(gid)
+    gid, label = gid[o], label[o]
+    part = np.searchsorted(plan.offsets, gid, side="right") - 1
+    spans = pd.Series(part).groupby(label).nunique()
+    return {"gid": gid, "label": label, "clusters": int(len(spans)), "cross_border_clusters": int((spans > 1).sum())}
+
+
+def sc_own_labels(plan: Plan, i: int, numbered: dict[str, Any]) -> np.ndarray:
+    """Cluster label (−1 noise) of each of partition ``i``'s incidents, in row order."""
+    n = int(plan.offsets[i + 1] - plan.offsets[i])
+    lab = np.full(n, -1, np.int64)
+    g = numbered["gid"]
+    m = (g >= plan.offsets[i]) & (g < plan.offsets[i + 1])
+    lab[g[m] - plan.offsets[i]] = numbered["label"][m]
+    return lab
