@@ -59,3 +59,32 @@ def test_tiles_need_the_scan_mixture(sample_district):
 
     with pytest.raises(AnalysisError, match="per partition"):
         hotspots.find_clusters(sample_district.incidents, method="dbscan", tiles=(2, 2))
+
+
+@pytest.mark.parametrize("method", ["scan", "dbscan"])
+def test_municipal_engines_agree_for_each_cluster_method(tmp_path, run_tmp, method):
+    """The municipal clusters across district borders: the scan detector per partition (the district
+    run's) or DBSCAN per partition (``cluster_method: dbscan``) — the Dask engine's partitioned labels
+    equal the single process's, and the two methods differ."""
+    from _far_municipality import far_municipality
+    from distributed import Client, LocalCluster
+
+    from gis import parallel
+
+    muni = far_municipality(run_tmp)
+    prm = {"cluster_method": method}
+    single = parallel.run_municipality(muni, tmp_path / "single", engine="single", steps=[], params=prm)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:  # fmt: skip
+        dask_ = parallel.run_municipality(muni, tmp_path / "dask", engine="dask", steps=[], params=prm, client=client)
+    assert single["municipal"] == dask_["municipal"] and single["municipal"]["cross_border_clusters"] >= 1
+    inc = single["analysis"].incidents
+    got = pd.concat([pd.read_parquet(p) for p in sorted((tmp_path / "dask" / "municipal_analysis" / "incidents").glob("*/part.parquet"))])
+    ref = inc.set_index("incident_id")["cluster"]
+    assert (got.set_index("incident_id")["cluster"].reindex(ref.index) == ref).all()
+    if method == "scan":  # the scan detector's clusters are not DBSCAN's on the same incidents
+        from gis.halo import _kind_xy, dbscan_labels
+
+        e = parallel.defaults()
+        db = dbscan_labels(_kind_xy(inc, sorted(inc["kind"].unique())), e["eps_m"], int(e["min_samples"]))
+        assert not np.array_equal(db, inc["cluster"].to_numpy())
