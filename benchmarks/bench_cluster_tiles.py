@@ -34,6 +34,63 @@ def _straddling(res, inc, tiles: tuple[int, int]) -> int:
     return int((m.groupby("cluster_id")["tile"].nunique() > 1).sum())
 
 
+def _timed(times: dict, step: str, t: int, fn, *args):
+    w = time.process_time()
+    out = fn(*args)
+    times.setdefault(step, {}).setdefault(t, 0.0)
+    times[step][t] += time.process_time() - w
+    return out
+
+
+def steps(d, tiles: tuple[int, int]) -> None:
+    """CPU time of each step per tile (the tiles' tasks of :func:`gis.cluster_tiles.cluster_kind`, every kind),
+    the incidents each tile reads for its cores (own + halo) and what passes between the steps."""
+    from gis import cluster_tiles as ct
+    from gis import hotspots
+
+    cfg = hotspots.cluster_params()
+    p = hotspots.scan_params(cfg)
+    inc = d.incidents.reset_index(drop=True)
+    xy = np.column_stack([inc.geometry.x, inc.geometry.y])
+    tile, boxes = ct.grid_tiles(xy, *tiles)
+    kinds, days = inc["kind"].astype(str).to_numpy(), hotspots.incident_days(inc)
+    n = len(boxes)
+    times: dict = {}
+    read = np.zeros(n)
+    n_cores = n_groups = n_peaks = 0
+    for k in pd.unique(kinds):
+        sel = np.flatnonzero(kinds == k)
+        if len(sel) <= p.min_cluster_size:
+            continue
+        src = ct.ArrayTiles(xy[sel], days[sel], tile[sel], boxes)
+        owns = [src.own(t).gid for t in range(n)]
+        read += [len(src.near(boxes[t], ct.core_halo(p)).gid) for t in range(n)]
+        pieces = [_timed(times, "1 cores", t, ct.tile_cores, src, t, p) for t in range(n)]
+        if not sum(len(c.gid) for c in pieces):
+            continue
+        cores = _timed(times, "join", 0, ct.all_cores, pieces)
+        links = [_timed(times, "2 links", t, ct.tile_links, cores, owns[t], boxes[t], t, p) for t in range(n)]
+        cores = _timed(times, "join", 0, ct.join_cores, cores, links)
+        found = [_timed(times, "3 peaks", t, ct.tile_peaks, src, t, cores, p) for t in range(n)]
+        pg = np.concatenate([f[0] for f in found])
+        o = np.argsort(pg)
+        peaks = ct.Cores(pg[o], cores.xy[np.searchsorted(cores.gid, pg[o])], np.concatenate([f[1] for f in found])[o])
+        low = pd.Series(cores.gid).groupby(cores.group).min()
+        for t in range(n):
+            owned = low.index[np.isin(low.to_numpy(), owns[t])].to_numpy()
+            _timed(times, "4 fits", t, ct.tile_fits, src, owned, cores, peaks, p)
+        n_cores, n_groups, n_peaks = n_cores + len(cores.gid), n_groups + len(low), n_peaks + len(pg)
+    own = np.bincount(tile, minlength=n)
+    print(f"cores {n_cores} ({n_cores / len(inc):.0%} of the incidents), groups {n_groups}, peaks {n_peaks}")
+    print("incidents read for the cores / own, per tile:", " ".join(f"{r / max(o, 1):.2f}" for r, o in zip(read, own)))
+    crit = 0.0
+    for step, per in times.items():
+        v = np.array([per.get(t, 0.0) for t in range(n if step != "join" else 1)])
+        crit += v.max()
+        print(f"step {step}: CPU sum {v.sum():.2f} s, largest tile {v.max():.2f} s")
+    print(f"critical path (largest tile of each step + join): {crit:.2f} s")
+
+
 def main() -> None:
     from gis import hotspots
     from gis.district import load_district
@@ -42,10 +99,13 @@ def main() -> None:
     ap.add_argument("--sample", required=True)
     ap.add_argument("--tiles", default="2x2")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", action="store_true", help="also time each step per tile")
     a = ap.parse_args()
     tiles = tuple(int(v) for v in a.tiles.split("x"))
     d = load_district(a.sample)
     print(f"{len(d.incidents)} incidents, tiles {tiles}")
+    if a.steps:
+        steps(d, tiles)
     for r in range(a.rounds):
         out = {}
         for name, kw in (("whole", {}), ("tiled", {"tiles": tiles})) if r % 2 == 0 else (("tiled", {"tiles": tiles}), ("whole", {})):
