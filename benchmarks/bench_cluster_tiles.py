@@ -57,7 +57,7 @@ def steps(d, tiles: tuple[int, int]) -> None:
     n = len(boxes)
     times: dict = {}
     read = np.zeros(n)
-    n_cores = n_groups = n_peaks = 0
+    n_cores = n_groups = n_peaks = n_border = n_nodes = 0
     for k in pd.unique(kinds):
         sel = np.flatnonzero(kinds == k)
         if len(sel) <= p.min_cluster_size:
@@ -68,20 +68,27 @@ def steps(d, tiles: tuple[int, int]) -> None:
         pieces = [_timed(times, "1 cores", t, ct.tile_cores, src, t, p) for t in range(n)]
         if not sum(len(c.gid) for c in pieces):
             continue
-        cores = _timed(times, "join", 0, ct.all_cores, pieces)
-        links = [_timed(times, "2 links", t, ct.tile_links, cores, owns[t], boxes[t], t, p) for t in range(n)]
-        cores = _timed(times, "join", 0, ct.join_cores, cores, links)
-        found = [_timed(times, "3 peaks", t, ct.tile_peaks, src, t, cores, p) for t in range(n)]
-        pg = np.concatenate([f[0] for f in found])
-        o = np.argsort(pg)
-        peaks = ct.Cores(pg[o], cores.xy[np.searchsorted(cores.gid, pg[o])], np.concatenate([f[1] for f in found])[o])
-        low = pd.Series(cores.gid).groupby(cores.group).min()
+        links = []
         for t in range(n):
-            owned = low.index[np.isin(low.to_numpy(), owns[t])].to_numpy()
-            _timed(times, "4 fits", t, ct.tile_fits, src, owned, cores, peaks, p)
-        n_cores, n_groups, n_peaks = n_cores + len(cores.gid), n_groups + len(low), n_peaks + len(pg)
+            halo = ct.concat_cores([c.take(ct.in_box(c.xy, boxes[t], ct.link_halo(p))) for j, c in enumerate(pieces) if j != t])
+            rank = ct.rank_in([c.gid for c in pieces], np.concatenate([pieces[t].gid, halo.gid]))
+            links.append(_timed(times, "2 links", t, ct.tile_links, t, pieces[t], halo, rank, np.delete(boxes, t, axis=0), p))
+        ex = [ct.exchange(x) for x in links]
+        joined = _timed(times, "join", 0, ct.join_links, ex)
+        labelled = [_timed(times, "2 links", t, ct.label_cores, x, joined) for t, x in enumerate(links)]
+        found = [_timed(times, "3 peaks", t, ct.tile_peaks, src, c, p) for t, c in enumerate(labelled)]
+        peaks = ct.concat_cores(found)
+        for t in range(n):
+            owned, box = ct.owned_groups(joined, owns[t])
+            near = ct.concat_cores([c.take(ct.in_box(c.xy, box, 2 * p.attach_m)) for c in labelled]) if len(owned) else labelled[t]
+            _timed(times, "4 fits", t, ct.tile_fits, src, owned, near, peaks, p)
+        n_cores += sum(len(c.gid) for c in pieces)
+        n_groups, n_peaks = n_groups + len(joined["groups"]), n_peaks + len(peaks.gid)
+        n_border += sum(len(x["ends"]) + len(x["seen"]) for x in ex)
+        n_nodes += sum(len(x["nodes"]) for x in ex)
     own = np.bincount(tile, minlength=n)
-    print(f"cores {n_cores} ({n_cores / len(inc):.0%} of the incidents), groups {n_groups}, peaks {n_peaks}")
+    print(f"cores {n_cores} ({n_cores / len(inc):.0%} of the incidents), groups {n_groups}, peaks {n_peaks}; "
+          f"the join's input: {n_border} border-core rows, {n_nodes} local groups")
     print("incidents read for the cores / own, per tile:", " ".join(f"{r / max(o, 1):.2f}" for r, o in zip(read, own)))
     crit = 0.0
     for step, per in times.items():

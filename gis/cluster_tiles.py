@@ -78,7 +78,8 @@ class Source(Protocol):
         """The incidents (of all tiles) within ``halo`` of ``box`` (x0, y0, x1, y1)."""
 
 
-def _in_box(xy: np.ndarray, box: np.ndarray, halo: float) -> np.ndarray:
+def in_box(xy: np.ndarray, box: np.ndarray, halo: float) -> np.ndarray:
+    """Points within ``halo`` of ``box`` (x0, y0, x1, y1), the grown box's edges included (as :func:`gis.partitioned.read`)."""
     return (xy[:, 0] >= box[0] - halo) & (xy[:, 0] <= box[2] + halo) & (xy[:, 1] >= box[1] - halo) & (xy[:, 1] <= box[3] + halo)
 
 
@@ -112,7 +113,7 @@ class ArrayTiles:
                and b[1] <= box[3] + halo and b[3] >= box[1] - halo]  # fmt: skip
         parts = [np.flatnonzero(self.tile == t) for t in hit]
         idx = np.concatenate(parts) if parts else np.zeros(0, np.int64)
-        return self._points(idx[_in_box(self.xy[idx], box, halo)])
+        return self._points(idx[in_box(self.xy[idx], box, halo)])
 
 
 def grid_tiles(xy: np.ndarray, nx: int, ny: int) -> tuple[np.ndarray, np.ndarray]:
@@ -130,20 +131,31 @@ def grid_tiles(xy: np.ndarray, nx: int, ny: int) -> tuple[np.ndarray, np.ndarray
 
 @dataclass
 class Cores:
-    """Cores of a tile (or of all tiles, :func:`join_cores`): gid, coordinates, kernel density; after the
-    join also the rank among all cores, the root core's gid and the group (ranked by its lowest core)."""
+    """Cores (of a tile, or read from several): gid, coordinates, kernel density; once joined also the root
+    core's gid and the group (ranked by its lowest core). Always in gid order."""
 
     gid: np.ndarray
     xy: np.ndarray
     rho: np.ndarray
-    rank: np.ndarray | None = None
     root: np.ndarray | None = None
     group: np.ndarray | None = None
 
     def take(self, m: np.ndarray) -> "Cores":
         """The cores selected by ``m``."""
-        pick = [None if a is None else a[m] for a in (self.rank, self.root, self.group)]
+        pick = [None if a is None else a[m] for a in (self.root, self.group)]
         return Cores(self.gid[m], self.xy[m], self.rho[m], *pick)
+
+
+def concat_cores(pieces: list[Cores]) -> Cores:
+    """Cores of several tiles in gid order."""
+    pieces = [c for c in pieces if len(c.gid)]
+    if not pieces:
+        return Cores(np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros(0))
+    gid = np.concatenate([c.gid for c in pieces])
+    o = np.argsort(gid, kind="stable")
+    cat = [None if any(getattr(c, f) is None for c in pieces) else np.concatenate([getattr(c, f) for c in pieces])[o]
+           for f in ("root", "group")]  # fmt: skip
+    return Cores(gid[o], np.vstack([c.xy for c in pieces])[o], np.concatenate([c.rho for c in pieces])[o], *cat)
 
 
 def core_halo(p: ScanParams) -> float:
@@ -162,91 +174,139 @@ def tile_cores(src: Source, t: int, p: ScanParams) -> Cores:
     return Cores(ctx.gid[core], ctx.xy[core], kernel_weights_at(ctx.xy[core], ctx.xy, p.bandwidth_m))
 
 
-def all_cores(pieces: list[Cores]) -> Cores:
-    """The tiles' cores in gid order, each with its rank."""
-    gid = np.concatenate([c.gid for c in pieces])
-    order = np.argsort(gid, kind="stable")
-    out = Cores(gid[order], np.vstack([c.xy for c in pieces])[order], np.concatenate([c.rho for c in pieces])[order])
-    out.rank = np.arange(len(out.gid), dtype=np.int64)
-    return out
+def rank_in(pieces_gid: list[np.ndarray], gid: np.ndarray) -> np.ndarray:
+    """Rank of each ``gid`` among all cores (each tile's core gids, sorted): the index the whole run gives the
+    core (quick shift breaks density ties by it). Tiles holding consecutive gids (a municipality's partitions)
+    need only the counts of the tiles before (:func:`gis.partitioned.sc_links`)."""
+    return np.sum([np.searchsorted(g, gid) for g in pieces_gid], axis=0).astype(np.int64) if len(gid) else gid
+
+
+def link_halo(p: ScanParams) -> float:
+    """Distance within which a core's quick-shift parent and its group's links lie."""
+    return max(p.link_m, p.merge_link_m)
 
 
 # ============================================================ 2. links and the join
 
 
-def tile_links(cores: Cores, own_gid: np.ndarray, box: np.ndarray, t: int, p: ScanParams) -> dict[str, np.ndarray]:
-    """Quick-shift parents of tile ``t``'s cores and the local groups of the cores it sees (halo of cores).
-
-    ``cores``: all cores as :func:`all_cores` (a tile reads those within the halo of its ``box``);
-    ``own_gid``: the tile's incidents. Returns ``gid`` and
-    ``parent`` (gid) of the own cores, and per core seen its ``seen`` gid and local group ``node``
-    (``t``·2³² + component of the graph of cores within ``merge_link_m``).
-    """
-    halo = max(p.link_m, p.merge_link_m)
-    ctx = cores.take(_in_box(cores.xy, box, halo))
-    own = np.flatnonzero(np.isin(ctx.gid, own_gid))
-    e = np.zeros(0, np.int64)
-    if len(ctx.gid) == 0:
-        return {"gid": e, "parent": e, "seen": e, "node": e}
-    assert ctx.rank is not None
-    parent = shift_parents(ctx.xy, ctx.rho, p.link_m, p.neighbours, ctx.rank, own)
-    pairs = cKDTree(ctx.xy).query_pairs(p.merge_link_m, output_type="ndarray")
-    m = len(ctx.gid)
-    graph = sparse.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(m, m))
-    comp = connected_components(graph, directed=False)[1]
-    return {"gid": ctx.gid[own], "parent": ctx.gid[parent], "seen": ctx.gid, "node": (np.int64(t) << 32) + comp}
-
-
-def join_cores(cores: Cores, links: list[dict[str, np.ndarray]]) -> Cores:
-    """``cores`` with the root of each (parents followed to the end) and its group (ranked by lowest core).
-
-    Local groups (nodes) that share a core are one group; a group's number is the rank of its lowest
-    core among the groups' lowest cores — the order of :func:`gis.cluster_mixture.core_groups`.
-    """
-    gid = np.concatenate([x["gid"] for x in links])
-    par = np.concatenate([x["parent"] for x in links])
-    parent = np.arange(len(cores.gid))
-    parent[np.searchsorted(cores.gid, gid)] = np.searchsorted(cores.gid, par)
-    for _ in range(64):
-        grand = parent[parent]
-        if np.array_equal(grand, parent):
-            break
-        parent = grand
-    seen = np.concatenate([x["seen"] for x in links])
-    node = np.concatenate([x["node"] for x in links])
-    nodes, nid = np.unique(node, return_inverse=True)
-    order = np.lexsort((nid, seen))
-    s, n = seen[order], nid[order]
-    same = np.flatnonzero(s[1:] == s[:-1])
-    k = len(nodes)
-    graph = sparse.coo_matrix((np.ones(len(same)), (n[same], n[same + 1])), shape=(k, k))
-    comp = connected_components(graph, directed=False)[1]
-    first = np.unique(s, return_index=True)[1]
-    grp = comp[n[first]]  # group of each core (every core is seen by its own tile)
-    low = pd.Series(np.arange(len(grp))).groupby(grp).min()
-    rank = pd.Series(np.arange(len(low)), index=low.sort_values().index)
-    out = replace(cores)
-    out.root = cores.gid[parent]
-    out.group = rank.reindex(grp).to_numpy(np.int64)
+def _near_other(xy: np.ndarray, others: np.ndarray, d: float) -> np.ndarray:
+    """Points within ``d`` of any of the boxes ``others``."""
+    out = np.zeros(len(xy), bool)
+    for b in others:
+        out |= in_box(xy, b, d)
     return out
+
+
+def _ends(parent: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """Each core's last step inside the tile: parents followed while they are own cores (a root: itself)."""
+    step = np.where(own, parent, np.arange(len(parent)))
+    for _ in range(64):
+        nxt = step[step]
+        if np.array_equal(nxt, step):
+            break
+        step = nxt
+    return step
+
+
+def tile_links(t: int, own: Cores, halo: Cores, rank: np.ndarray, others: np.ndarray, p: ScanParams) -> dict[str, object]:
+    """Quick-shift parents and local groups of tile ``t``'s cores, compressed to what crosses its border.
+
+    ``halo``: the other tiles' cores within :func:`link_halo` of the tile; ``rank``: the rank of each core of
+    ``own`` then ``halo`` (:func:`rank_in`); ``others``: the other tiles' boxes. Per own core: ``end`` (its
+    parents followed inside the tile: its root, or the first core of another tile) and ``node`` (``t``·2³² +
+    its component among the cores seen within ``merge_link_m``). For the join: ``ends`` of the own cores
+    within ``link_m`` of another tile (the only ones another tile's parent can be), ``seen`` (gid, node) of
+    the halo cores and of the own cores within ``merge_link_m`` of another tile, ``nodes`` (node, lowest gid).
+    """
+    ctx = concat_cores([own, halo])
+    rk = rank[np.argsort(np.concatenate([own.gid, halo.gid]), kind="stable")]
+    mine = np.isin(ctx.gid, own.gid)
+    at = np.flatnonzero(mine)
+    parent = np.arange(len(ctx.gid))
+    if len(at):
+        parent[at] = shift_parents(ctx.xy, ctx.rho, p.link_m, p.neighbours, rk, at)
+    end = _ends(parent, mine)
+    pairs = cKDTree(ctx.xy).query_pairs(p.merge_link_m, output_type="ndarray") if len(ctx.gid) else np.zeros((0, 2), np.int64)
+    m = len(ctx.gid)
+    comp = connected_components(sparse.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(m, m)), directed=False)[1]
+    node = (np.int64(t) << 32) + comp
+    with_own = np.isin(comp, comp[mine])
+    border = mine & _near_other(ctx.xy, others, p.link_m)
+    seen = with_own & (~mine | _near_other(ctx.xy, others, p.merge_link_m))
+    nodes = pd.DataFrame({"node": node[mine], "low": ctx.gid[mine], "x0": ctx.xy[mine, 0], "y0": ctx.xy[mine, 1],
+                          "x1": ctx.xy[mine, 0], "y1": ctx.xy[mine, 1]}).groupby("node").agg(_BOX_AGG).reset_index()
+    return {"gid": ctx.gid[mine], "xy": ctx.xy[mine], "rho": ctx.rho[mine], "end": ctx.gid[end[mine]],
+            "end_root": mine[end[mine]], "node": node[mine],
+            "ends": pd.DataFrame({"gid": ctx.gid[border], "end": ctx.gid[end[border]], "root": mine[end[border]]}),
+            "seen": pd.DataFrame({"gid": ctx.gid[seen], "node": node[seen]}), "nodes": nodes}  # fmt: skip
+
+
+#: How a group's lowest core and box are reduced from its local groups' (:func:`tile_links`, :func:`join_links`).
+_BOX_AGG = {"low": "min", "x0": "min", "y0": "min", "x1": "max", "y1": "max"}
+
+
+def exchange(links: dict[str, object]) -> dict[str, object]:
+    """What a tile's :func:`tile_links` sends to the join (a few rows per border core and per local group)."""
+    return {k: links[k] for k in ("ends", "seen", "nodes")}
+
+
+def join_links(parts: list[dict[str, object]]) -> dict[str, pd.Series]:
+    """The join: roots of the border cores and the group of each local group (as :func:`gis.partitioned.db_assemble`).
+
+    ``roots``: a border core's root, its ends followed from tile to tile; local groups sharing a core are one
+    group, numbered by the rank of its lowest core (the order of :func:`gis.cluster_mixture.core_groups`).
+    """
+    ends = pd.concat([x["ends"] for x in parts], ignore_index=True)  # type: ignore[call-overload]
+    index = pd.Index(ends["gid"].to_numpy(np.int64))
+    r, d = ends["end"].to_numpy(np.int64).copy(), ends["root"].to_numpy(bool).copy()
+    for _ in range(64):  # pointer jumping over the tiles' ends: depth halves each round
+        if d.all():
+            break
+        j = index.get_indexer(r[~d])
+        if (j < 0).any():
+            raise AnalysisError("clusters per partition: a core's parent lies outside every tile's border table")
+        r[~d], d[~d] = r[j], d[j]
+    root = pd.Series(r, index=index)
+    nodes = pd.concat([x["nodes"] for x in parts], ignore_index=True)  # type: ignore[call-overload]
+    seen = pd.concat([x["seen"] for x in parts], ignore_index=True).sort_values(["gid", "node"])  # type: ignore[call-overload]
+    ids = nodes["node"].to_numpy(np.int64)
+    o = np.argsort(ids)
+    ids = ids[o]
+    s_gid, s_node = seen["gid"].to_numpy(), np.searchsorted(ids, seen["node"].to_numpy(np.int64))
+    same = np.flatnonzero(s_gid[1:] == s_gid[:-1])
+    k = len(ids)
+    comp = connected_components(sparse.coo_matrix((np.ones(len(same)), (s_node[same], s_node[same + 1])), shape=(k, k)), directed=False)[1]
+    groups = nodes.iloc[o].drop(columns="node").groupby(comp).agg(_BOX_AGG).sort_values("low").reset_index(drop=True)
+    first = nodes.iloc[o]["low"].groupby(comp).min().sort_values()
+    rank = pd.Series(np.arange(len(first)), index=first.index)
+    return {"roots": root, "group": pd.Series(rank.reindex(comp).to_numpy(np.int64), index=ids), "groups": groups}
+
+
+def label_cores(links: dict[str, object], joined: dict[str, pd.Series]) -> Cores:
+    """A tile's own cores with their root (gid) and group (:func:`join_links`)."""
+    end, is_root = np.asarray(links["end"]), np.asarray(links["end_root"], bool)
+    root = end.copy()
+    if (~is_root).any():
+        root[~is_root] = joined["roots"].reindex(end[~is_root]).to_numpy(np.int64)
+    group = joined["group"].reindex(np.asarray(links["node"])).to_numpy(np.int64)
+    return Cores(np.asarray(links["gid"]), np.asarray(links["xy"]), np.asarray(links["rho"]), root, group)
 
 
 # ============================================================ 3. peaks
 
 
-def tile_peaks(src: Source, t: int, cores: Cores, p: ScanParams) -> tuple[np.ndarray, np.ndarray]:
-    """Gids and starting background (per m², floored) of the quick-shift roots among tile ``t``'s incidents.
+def tile_peaks(src: Source, own: Cores, p: ScanParams) -> Cores:
+    """The quick-shift roots among a tile's cores ``own`` with their starting background (``rho``: per m², floored).
 
     The sector-median density of the annulus (:func:`gis.cluster_scan.sector_background`), halo = the annulus.
     """
-    assert cores.root is not None and p.mixture is not None
-    own = src.own(t)
-    peak = (cores.root == cores.gid) & np.isin(cores.gid, own.gid)
+    assert own.root is not None and p.mixture is not None
+    peak = own.root == own.gid
     if not peak.any():
-        return np.zeros(0, np.int64), np.zeros(0)
-    ctx = src.near(box_of(cores.xy[peak]), p.annulus_m[1])
-    lam = sector_background(ctx.xy, cores.xy[peak], p.annulus_m, p.mixture.sectors)
-    return cores.gid[peak], np.maximum(lam, p.min_background / 1e6)
+        return Cores(np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros(0))
+    ctx = src.near(box_of(own.xy[peak]), p.annulus_m[1])
+    lam = sector_background(ctx.xy, own.xy[peak], p.annulus_m, p.mixture.sectors)
+    return Cores(own.gid[peak], own.xy[peak], np.maximum(lam, p.min_background / 1e6))
 
 
 # ============================================================ 4. fits
@@ -278,14 +338,14 @@ def tile_fits(src: Source, owned: np.ndarray, cores: Cores, peaks: Cores, p: Sca
     background (``rho``). Fitted as :func:`gis.cluster_batch.batched_mixture_labels`.
     """
     mp = p.mixture
-    assert mp is not None and cores.group is not None and cores.root is not None
-    sel = np.isin(cores.group, owned)
-    if not sel.any():
+    if len(owned) == 0 or len(cores.gid) == 0:
         e = np.zeros(0, np.int64)
         return Fitted(e, np.zeros((0, 2)), e, e, pd.DataFrame(columns=["group", "place", "n", "spread"]))
+    assert mp is not None and cores.group is not None and cores.root is not None
+    sel = np.isin(cores.group, owned)
     box = box_of(cores.xy[sel])
     pts = src.near(box, 2 * p.attach_m)
-    local = cores.take(_in_box(cores.xy, box, 2 * p.attach_m))
+    local = cores.take(in_box(cores.xy, box, 2 * p.attach_m))
     core = np.searchsorted(pts.gid, local.gid)
     _, at = cKDTree(peaks.xy).query(pts.xy, k=1)
     x = np.column_stack([pts.xy, pts.days]) if mp.time else pts.xy
@@ -397,25 +457,28 @@ class KindRun:
 
 
 def cluster_kind(src: Source, p: ScanParams, min_size: int, max_spread_m: float | None) -> KindRun:
-    """Steps 1–4 for one kind (each tile's task in turn; what passes between them is per core or per cluster)."""
-    n = len(src.boxes)
+    """Steps 1–4 for one kind, each tile's task in turn: a tile reads its incidents and halo from ``src``, the
+    other tiles' cores within its halo, and from the joins only rows per border core, group and cluster."""
+    n, h = len(src.boxes), link_halo(p)
     owns = [src.own(t).gid for t in range(n)]
     pieces = [tile_cores(src, t, p) for t in range(n)]
     empty = KindRun(pd.DataFrame(columns=["gid", "x", "y", "label"]), [])
     if sum(len(c.gid) for c in pieces) == 0:
         return empty
-    cores = all_cores(pieces)
-    cores = join_cores(cores, [tile_links(cores, owns[t], src.boxes[t], t, p) for t in range(n)])
-    found = [tile_peaks(src, t, cores, p) for t in range(n)]
-    pg = np.concatenate([f[0] for f in found])
-    order = np.argsort(pg)
-    peaks = Cores(pg[order], cores.xy[np.searchsorted(cores.gid, pg[order])], np.concatenate([f[1] for f in found])[order])
-    assert cores.group is not None
-    low = pd.Series(cores.gid).groupby(cores.group).min()  # each group's lowest core
+    gids = [c.gid for c in pieces]
+    links = []
+    for t in range(n):
+        halo = concat_cores([c.take(in_box(c.xy, src.boxes[t], h)) for j, c in enumerate(pieces) if j != t])
+        rank = rank_in(gids, np.concatenate([pieces[t].gid, halo.gid]))
+        links.append(tile_links(t, pieces[t], halo, rank, np.delete(src.boxes, t, axis=0), p))
+    joined = join_links([exchange(x) for x in links])
+    labelled = [label_cores(x, joined) for x in links]
+    peaks = concat_cores([tile_peaks(src, c, p) for c in labelled])
     fits = []
     for t in range(n):
-        owned = low.index[np.isin(low.to_numpy(), owns[t])].to_numpy()
-        fits.append(tile_fits(src, owned, cores, peaks, p))
+        owned, box = owned_groups(joined, owns[t])
+        near = concat_cores([c.take(in_box(c.xy, box, 2 * p.attach_m)) for c in labelled]) if len(owned) else labelled[t]
+        fits.append(tile_fits(src, owned, near, peaks, p))
     table = pd.concat([f.table for f in fits if len(f.table)], ignore_index=True) if any(len(f.table) for f in fits) else None
     if table is None:
         return empty
@@ -427,6 +490,17 @@ def cluster_kind(src: Source, p: ScanParams, min_size: int, max_spread_m: float 
         per_tile.append(pd.DataFrame({"gid": f.gid[m], "x": f.xy[m, 0], "y": f.xy[m, 1], "label": lab[m]}))
     members = pd.concat(per_tile, ignore_index=True).sort_values("gid", kind="stable").reset_index(drop=True)
     return KindRun(members, per_tile)
+
+
+def owned_groups(joined: dict[str, pd.Series], own_gid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The groups a tile fits (those whose lowest core is among its incidents ``own_gid``) and their cores' box."""
+    g = joined["groups"]
+    mine = np.isin(g["low"].to_numpy(np.int64), own_gid)
+    owned = g.index[mine].to_numpy(np.int64)
+    if not mine.any():
+        return owned, box_of(np.zeros((0, 2)))
+    b = g[mine]
+    return owned, np.array([b["x0"].min(), b["y0"].min(), b["x1"].max(), b["y1"].max()], dtype=float)
 
 
 def tiled_label_groups(

@@ -403,18 +403,32 @@ def _dask_dbscan(client: Any, plan: Any, plan_f: Any, prm: dict[str, Any]) -> tu
 
 
 def _dask_scan(client: Any, plan: Any, plan_f: Any, prm: dict[str, Any]) -> tuple[list[Any], dict[str, int]]:
-    """The district's ``scan`` detector across the borders (:mod:`gis.cluster_tiles`, steps 1–4 per partition
-    with their halos; the cores' join and the clusters' numbering on one task each)."""
+    """The district's ``scan`` detector across the borders (:mod:`gis.cluster_tiles`): steps per partition, each
+    reading its neighbours' cores within the halo; the joins take a few rows per border core, group and cluster."""
     from gis import partitioned as pt
+    from gis.cluster_tiles import link_halo
+    from gis.hotspots import cluster_params, scan_params
 
+    p = scan_params(cluster_params())
     n = len(plan.codes)
-    cores = client.submit(pt.sc_all, plan_f, *[client.submit(pt.sc_cores, plan_f, i, pure=False) for i in range(n)], pure=False)
-    joined = client.submit(pt.sc_join, cores, *[client.submit(pt.sc_links, plan_f, i, cores, pure=False) for i in range(n)], pure=False)
-    peaks = client.submit(pt.sc_peak_table, joined, *[client.submit(pt.sc_peaks, plan_f, i, joined, pure=False) for i in range(n)], pure=False)
-    fits = [client.submit(pt.sc_fits, plan_f, i, joined, peaks, pure=False) for i in range(n)]
-    numbered = client.submit(pt.sc_number, plan_f, *fits, pure=False)
-    own = [client.submit(pt.sc_own_labels, plan_f, i, numbered, pure=False) for i in range(n)]
-    counts = client.gather(client.submit(lambda x: {k: x[k] for k in ("clusters", "cross_border_clusters")}, numbered))
+    sub = lambda f, *a: client.submit(f, *a, pure=False)  # noqa: E731
+    pieces = [sub(pt.sc_cores, plan_f, i) for i in range(n)]
+    prefix = sub(pt.sc_prefix, *[sub(pt.sc_count, c) for c in pieces])
+    states = []
+    for i in range(n):
+        halos = [sub(pt.sc_halo, pieces[j], j, plan.extents[i], prefix) for j in pt.near(plan.extents, plan.extents[i], link_halo(p), i)]
+        states.append(sub(pt.sc_links, plan_f, i, prefix, pieces[i], *halos))
+    joined = sub(pt.sc_join, *[sub(pt.sc_exchange, s) for s in states])
+    labelled = [sub(pt.sc_label, s, joined) for s in states]
+    peaks = sub(pt.sc_peak_table, *[sub(pt.sc_peaks, plan_f, i, lab) for i, lab in enumerate(labelled)])
+    boxes = client.gather([sub(pt.sc_fit_box, plan_f, i, joined) for i in range(n)])
+    fits = []
+    for i, box in enumerate(boxes):
+        near = [i, *pt.near(plan.extents, box, 2 * p.attach_m, i)] if box is not None else []
+        fits.append(sub(pt.sc_fits, plan_f, i, joined, peaks, *[sub(pt.sc_fit_cores, labelled[j], box) for j in near]))
+    numbered = sub(pt.sc_number, plan_f, *fits)
+    own = [sub(pt.sc_own_labels, plan_f, i, numbered) for i in range(n)]
+    counts = client.gather(sub(lambda x: {k: x[k] for k in ("clusters", "cross_border_clusters")}, numbered))
     return own, counts
 
 

@@ -658,7 +658,7 @@ def _scan_cfg() -> tuple[Any, Any, float | None]:
 
 
 def sc_cores(plan: Plan, i: int) -> dict[str, Any]:
-    """Step 1 on partition ``i``, every kind: its cores (:func:`gis.cluster_tiles.tile_cores`) and its incidents per kind."""
+    """Step 1 on partition ``i``, every kind: its cores (:func:`gis.cluster_tiles.tile_cores`) and incidents per kind."""
     from gis.cluster_tiles import tile_cores
 
     p, _, _ = _scan_cfg()
@@ -666,66 +666,114 @@ def sc_cores(plan: Plan, i: int) -> dict[str, Any]:
     return {k: {"n": int(n.get(k, 0)), "cores": tile_cores(PlanSource(plan, k), i, p)} for k in plan.kinds}
 
 
-def sc_all(plan: Plan, *pieces: dict[str, Any]) -> dict[str, Any]:
-    """All cores per kind with their ranks (:func:`gis.cluster_tiles.all_cores`; kinds of more than
-    ``min_cluster_size`` incidents, as the whole run)."""
-    from gis.cluster_tiles import all_cores
+def sc_count(piece: dict[str, Any]) -> dict[str, Any]:
+    """A partition's incidents and cores per kind (two numbers each)."""
+    return {k: (v["n"], len(v["cores"].gid)) for k, v in piece.items()}
 
+
+def sc_prefix(*counts: dict[str, Any]) -> dict[str, Any]:
+    """Per kind run (more than ``min_cluster_size`` incidents and some cores): the cores of the partitions before
+    each (a core's rank in the whole run = those + its rank in its partition: partitions hold consecutive gids)."""
     p, _, _ = _scan_cfg()
     out = {}
-    for k in plan.kinds:
-        if sum(x[k]["n"] for x in pieces) > p.min_cluster_size and sum(len(x[k]["cores"].gid) for x in pieces):
-            out[k] = all_cores([x[k]["cores"] for x in pieces])
+    for k in counts[0] if counts else {}:
+        n, c = np.array([x[k][0] for x in counts]), np.array([x[k][1] for x in counts], dtype=np.int64)
+        if n.sum() > p.min_cluster_size and c.sum():
+            out[k] = np.concatenate([[0], np.cumsum(c)])
     return out
 
 
-def sc_links(plan: Plan, i: int, cores: dict[str, Any]) -> dict[str, Any]:
-    """Step 2 on partition ``i``: quick-shift parents and local groups (:func:`gis.cluster_tiles.tile_links`)."""
-    from gis.cluster_tiles import tile_links
+def sc_halo(piece: dict[str, Any], j: int, box: Sequence[float], prefix: dict[str, Any]) -> dict[str, Any]:
+    """Partition ``j``'s cores within :func:`gis.cluster_tiles.link_halo` of ``box``, with their whole-run ranks."""
+    from gis.cluster_tiles import in_box, link_halo
 
     p, _, _ = _scan_cfg()
-    return {k: tile_links(c, PlanSource(plan, k).own(i).gid, plan.extents[i], i, p) for k, c in cores.items()}
+    out = {}
+    for k, start in prefix.items():
+        c = piece[k]["cores"]
+        m = in_box(c.xy, np.asarray(box, float), link_halo(p))
+        out[k] = (c.take(m), start[j] + np.flatnonzero(m))
+    return out
 
 
-def sc_join(cores: dict[str, Any], *links: dict[str, Any]) -> dict[str, Any]:
-    """Roots and groups of every core (:func:`gis.cluster_tiles.join_cores`)."""
-    from gis.cluster_tiles import join_cores
+def sc_links(plan: Plan, i: int, prefix: dict[str, Any], piece: dict[str, Any], *halos: dict[str, Any]) -> dict[str, Any]:
+    """Step 2 on partition ``i``: quick-shift parents and local groups (:func:`gis.cluster_tiles.tile_links`)."""
+    from gis.cluster_tiles import concat_cores, tile_links
 
-    return {k: join_cores(c, [x[k] for x in links]) for k, c in cores.items()}
+    p, _, _ = _scan_cfg()
+    out = {}
+    for k, start in prefix.items():
+        own = piece[k]["cores"]
+        halo = concat_cores([h[k][0] for h in halos])
+        hr = np.concatenate([h[k][1] for h in halos]) if halos else np.zeros(0, np.int64)
+        hr = hr[np.argsort(np.concatenate([h[k][0].gid for h in halos]), kind="stable")] if halos else hr
+        rank = np.concatenate([start[i] + np.arange(len(own.gid)), hr]).astype(np.int64)
+        out[k] = tile_links(i, own, halo, rank, np.delete(plan.extents, i, axis=0), p)
+    return out
 
 
-def sc_peaks(plan: Plan, i: int, joined: dict[str, Any]) -> dict[str, Any]:
+def sc_exchange(state: dict[str, Any]) -> dict[str, Any]:
+    """What a partition sends to the join (:func:`gis.cluster_tiles.exchange`), per kind."""
+    from gis.cluster_tiles import exchange
+
+    return {k: exchange(v) for k, v in state.items()}
+
+
+def sc_join(*parts: dict[str, Any]) -> dict[str, Any]:
+    """The join of every kind (:func:`gis.cluster_tiles.join_links`)."""
+    from gis.cluster_tiles import join_links
+
+    return {k: join_links([x[k] for x in parts]) for k in (parts[0] if parts else {})}
+
+
+def sc_label(state: dict[str, Any], joined: dict[str, Any]) -> dict[str, Any]:
+    """A partition's cores with their roots and groups, per kind."""
+    from gis.cluster_tiles import label_cores
+
+    return {k: label_cores(v, joined[k]) for k, v in state.items()}
+
+
+def sc_peaks(plan: Plan, i: int, labelled: dict[str, Any]) -> dict[str, Any]:
     """Step 3 on partition ``i``: background at its quick-shift roots (:func:`gis.cluster_tiles.tile_peaks`)."""
     from gis.cluster_tiles import tile_peaks
 
     p, _, _ = _scan_cfg()
-    return {k: tile_peaks(PlanSource(plan, k), i, c, p) for k, c in joined.items()}
+    return {k: tile_peaks(PlanSource(plan, k), c, p) for k, c in labelled.items()}
 
 
-def sc_peak_table(joined: dict[str, Any], *peaks: dict[str, Any]) -> dict[str, Any]:
-    """Every root with its background, in gid order, per kind."""
-    from gis.cluster_tiles import Cores
+def sc_peak_table(*peaks: dict[str, Any]) -> dict[str, Any]:
+    """Every root with its background, in gid order, per kind (a few per site)."""
+    from gis.cluster_tiles import concat_cores
 
-    out = {}
-    for k, c in joined.items():
-        g = np.concatenate([x[k][0] for x in peaks])
-        o = np.argsort(g)
-        out[k] = Cores(g[o], c.xy[np.searchsorted(c.gid, g[o])], np.concatenate([x[k][1] for x in peaks])[o])
-    return out
+    return {k: concat_cores([x[k] for x in peaks]) for k in (peaks[0] if peaks else {})}
 
 
-def sc_fits(plan: Plan, i: int, joined: dict[str, Any], peaks: dict[str, Any]) -> dict[str, Any]:
-    """Step 4 on partition ``i``: the groups whose lowest core is its own, fitted (:func:`gis.cluster_tiles.tile_fits`)."""
-    from gis.cluster_tiles import tile_fits
+def sc_fit_box(plan: Plan, i: int, joined: dict[str, Any]) -> list[float] | None:
+    """The box of the cores of the groups partition ``i`` fits, all kinds (None: none)."""
+    from gis.cluster_tiles import owned_groups
+
+    lo, hi = plan.offsets[i], plan.offsets[i + 1]
+    boxes = [owned_groups(j, np.arange(lo, hi))[1] for j in joined.values()]
+    b = np.array([x for x in boxes if np.isfinite(x).all()])
+    return [float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())] if len(b) else None
+
+
+def sc_fit_cores(labelled: dict[str, Any], box: Sequence[float]) -> dict[str, Any]:
+    """A partition's labelled cores within 2 × ``attach_m`` of a fitting partition's ``box``."""
+    from gis.cluster_tiles import in_box
 
     p, _, _ = _scan_cfg()
-    out = {}
-    for k, c in joined.items():
-        low = pd.Series(c.gid).groupby(c.group).min()
-        v = low.to_numpy()
-        owned = low.index[(v >= plan.offsets[i]) & (v < plan.offsets[i + 1])].to_numpy()
-        out[k] = tile_fits(PlanSource(plan, k), owned, c, peaks[k], p)
-    return out
+    return {k: c.take(in_box(c.xy, np.asarray(box, float), 2 * p.attach_m)) for k, c in labelled.items()}
+
+
+def sc_fits(plan: Plan, i: int, joined: dict[str, Any], peaks: dict[str, Any], *cores: dict[str, Any]) -> dict[str, Any]:
+    """Step 4 on partition ``i``: the groups whose lowest core is its own, fitted (:func:`gis.cluster_tiles.tile_fits`)."""
+    from gis.cluster_tiles import concat_cores, owned_groups, tile_fits
+
+    p, _, _ = _scan_cfg()
+    own = np.arange(plan.offsets[i], plan.offsets[i + 1])
+    return {k: tile_fits(PlanSource(plan, k), owned_groups(j, own)[0], concat_cores([c[k] for c in cores]), peaks[k], p)
+            for k, j in joined.items()}  # fmt: skip
 
 
 def sc_number(plan: Plan, *fits: dict[str, Any]) -> dict[str, Any]:
