@@ -10,23 +10,33 @@ is given what it looks at:
    the background annulus (``scan.annulus_m``; the counting discs ``scan.radii_m`` lie
    inside it) and its kernel density those within 3 × ``bandwidth_m``: halo = the larger;
 2. **links** (:func:`tile_links`): a core's quick-shift parent is its nearest denser core
-   within ``link_m``, its group the cores within ``merge_link_m``: halo of cores = the
-   larger. Each tile returns its cores' parents and its *local groups* (components of the
-   cores it sees); :func:`join_cores` follows the parents to the roots and joins the local
-   groups that share a core (as :func:`gis.partitioned.db_assemble` joins DBSCAN's);
+   within ``link_m`` (density ties broken by its rank among all cores, :func:`rank_in`), its
+   group the cores within ``merge_link_m``: halo of cores = the larger (:func:`link_halo`),
+   read from the neighbours' cores. Each tile follows its cores' parents while they stay
+   inside it and finds its *local groups* (components of the cores it sees); it sends the
+   join (:func:`join_links`) only the ends of its *border* cores (those another tile's core
+   can point to) and the local groups with their border and halo cores. The join follows the
+   ends from tile to tile to the roots, and joins the local groups that share a core (as
+   :func:`gis.partitioned.db_assemble` joins DBSCAN's); :func:`label_cores` gives every core
+   its root and group;
 3. **peaks** (:func:`tile_peaks`): the background at each quick-shift root (halo = annulus);
+   the roots and their backgrounds (a few per site) go to every fitting tile;
 4. **fits** (:func:`tile_fits`): each group of cores is fitted once, by the tile holding its
-   lowest core, with every incident whose nearest core (within ``attach_m``) is in it —
-   read from the box of the group's cores grown by 2 × ``attach_m``, whatever its size;
-5. **significance** (:func:`tile_significance`): each cluster's disc and annulus, read
+   lowest core (:func:`owned_groups`), with every incident whose nearest core (within
+   ``attach_m``) is in it — incidents and labelled cores read within 2 × ``attach_m`` of the
+   box of the group's cores, whatever its size (a group can span several tiles);
+5. **numbering** (:func:`number_clusters`): the clusters' (group, place, size, spread) rows
+   give the whole run's labels (small ones dropped, dispersed ones flagged);
+6. **significance** (:func:`tile_significance`): each cluster's disc and annulus, read
    around its centre with the clustered flags of the incidents there; the BH step runs
    once over all clusters (:func:`gis.cluster_scan.flag_significant`).
 
-The numbers that join the steps (cores, parents, local groups, peaks, cluster tables)
-are a few per core or per cluster; no tile holds another's incidents beyond its halo.
-Incidents are identified by their position in the whole run's order (``gid``): sums are
-taken in that order and ties broken by it, so the floating-point results are the whole
-run's (``tests/test_cluster_tiles.py`` compares labels and significance on 2×2 and 3×3 tiles).
+What passes between the steps is a few rows per border core, per group, per site or per
+cluster; no tile holds another's incidents or cores beyond its halo (the fitting tile's
+halo is its groups' extent). Incidents are identified by their position in the whole run's
+order (``gid``): sums are taken in that order and ties broken by it, so the floating-point
+results are the whole run's (``tests/test_cluster_tiles.py`` compares labels, significance
+and outlines on grids that cut clusters; ``benchmarks/bench_cluster_tiles.py`` on the city).
 """
 
 from __future__ import annotations
