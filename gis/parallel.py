@@ -139,22 +139,26 @@ def analyse_single(parts: Sequence[Partition], crs: Any, params: dict[str, Any] 
     if s == 0:
         raise AnalysisError("Gi* is undefined: every hexagon has the same count")
     z, nn = gi_local(grid, counts, np.arange(len(grid)), prm["band_cells"] * prm["hex_spacing_m"], xbar, s, len(grid))
-    if prm["cluster_method"] == "scan":
-        labels = scan_labels(inc)
-    else:
+    if prm["cluster_method"] != "scan":
         labels = dbscan_labels(_kind_xy(inc, sorted(inc["kind"].unique())), prm["eps_m"], int(prm["min_samples"]))
-    return _finish(sites, cells, grid, counts, z, nn, inc, labels, prm)
+        return _finish(sites, cells, grid, counts, z, nn, inc, labels, prm)
+    labels, significant = scan_labels(inc)
+    res = _finish(sites, cells, grid, counts, z, nn, inc, labels, prm)
+    res.incidents["cluster_significant"] = significant  # as the partitions write it (gis.partitioned.finish)
+    return res
 
 
-def scan_labels(inc: pd.DataFrame) -> np.ndarray:
+def scan_labels(inc: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """The district's ``scan`` detector over all incidents at once (``kind``, ``x``, ``y``, ``days``), each kind
-    on its own (:func:`gis.hotspots.group_labels`); clusters numbered by lowest incident index."""
+    on its own (:func:`gis.hotspots.group_labels`): clusters numbered by lowest incident index, and whether
+    each incident is in a significant cluster (BH over all clusters)."""
     from gis.cluster_tiles import by_lowest
     from gis.hotspots import cluster_params, group_labels
 
     xy = inc[["x", "y"]].to_numpy(float)
-    labels = group_labels(xy, inc["kind"].astype(str).to_numpy(), inc["days"].to_numpy(float), cluster_params())[0]
-    return by_lowest(np.arange(len(inc), dtype=np.int64), labels)
+    labels, _, _, sig = group_labels(xy, inc["kind"].astype(str).to_numpy(), inc["days"].to_numpy(float), cluster_params())
+    significant = pd.Series(labels).map(sig["significant"]).fillna(False).to_numpy(bool)
+    return by_lowest(np.arange(len(inc), dtype=np.int64), labels), significant
 
 
 # ====================================================================== driver
@@ -427,7 +431,10 @@ def _dask_scan(client: Any, plan: Any, plan_f: Any, prm: dict[str, Any]) -> tupl
         near = [i, *pt.near(plan.extents, box, 2 * p.attach_m, i)] if box is not None else []
         fits.append(sub(pt.sc_fits, plan_f, i, joined, peaks, *[sub(pt.sc_fit_cores, labelled[j], box) for j in near]))
     numbered = sub(pt.sc_number, plan_f, *fits)
-    own = [sub(pt.sc_own_labels, plan_f, i, numbered) for i in range(n)]
+    windows = sub(pt.sc_windows, *[sub(pt.sc_hull, plan_f, i) for i in range(n)])
+    sigs = [sub(pt.sc_significance, plan_f, f, numbered, windows) for f in fits]
+    flags = sub(pt.sc_flags, plan_f, numbered, windows, *sigs)
+    own = [sub(pt.sc_own_labels, plan_f, i, numbered, flags) for i in range(n)]
     counts = client.gather(sub(lambda x: {k: x[k] for k in ("clusters", "cross_border_clusters")}, numbered))
     return own, counts
 

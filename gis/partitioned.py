@@ -597,24 +597,27 @@ def db_counts(labels: dict[str, Any]) -> dict[str, int]:
 # ====================================================================== finishing
 
 
-def db_own_labels(state: dict[str, Any], labels: dict[str, Any]) -> np.ndarray:
+def db_own_labels(state: dict[str, Any], labels: dict[str, Any]) -> dict[str, np.ndarray]:
     """DBSCAN label (−1 noise) of each of a partition's incidents (its nodes' labels, :func:`db_assemble`)."""
     own = state["own_node"]
     lab = np.full(len(own), -1, np.int64)
     ok = own >= 0
     lab[ok] = labels["label"][np.searchsorted(labels["node"], own[ok])]
-    return lab
+    return {"cluster": lab}
 
 
-def finish(plan: Plan, i: int, stats: dict[str, Any], cutoffs: Sequence[float], own_labels: np.ndarray) -> dict[str, Any]:
-    """Compute and write partition ``i``'s output layers (``own_labels``: the cluster of each of its incidents,
-    :func:`db_own_labels` or :func:`sc_own_labels`); return its summary (:func:`district_summary`)."""
+def finish(plan: Plan, i: int, stats: dict[str, Any], cutoffs: Sequence[float], own_labels: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Compute and write partition ``i``'s output layers (``own_labels``: the cluster of each of its incidents, and
+    with ``scan`` whether it is in a significant one: :func:`db_own_labels`, :func:`sc_own_labels`); return its
+    summary (:func:`district_summary`)."""
     code = plan.codes[i]
     sites = fm_part(plan, i)
     cells = coverage_part(plan, i)
     hexes = hex_layer(plan, i, stats, cutoffs)
     inc = read(plan, i, "incidents").drop(columns="row").assign(district_code=code)
-    inc["cluster"] = own_labels
+    inc["cluster"] = own_labels["cluster"]
+    if "significant" in own_labels:
+        inc["cluster_significant"] = own_labels["significant"]
     layers = as_layers(sites, cells, hexes, inc, plan.crs)
     write_district(plan.out, code, layers)
     return district_summary(layers["sites"], layers["cells"], layers["hexes"], layers["incidents"])
@@ -782,26 +785,80 @@ def sc_number(plan: Plan, *fits: dict[str, Any]) -> dict[str, Any]:
     from gis.cluster_tiles import by_lowest, numbered_members
 
     p, _, spread = _scan_cfg()
-    gids, labs, next_id = [], [], 0
+    gids, labs, kinds, next_id = [], [], [], 0
     for k in sorted({k for f in fits for k in f}):
         g, lab = numbered_members([f[k] for f in fits if k in f], p.min_cluster_size, spread)
         gids.append(g)
         labs.append(lab + next_id)
+        kinds.append(np.full(len(g), plan.kinds.index(k), dtype=np.int64))
         next_id += int(lab.max()) + 1 if len(lab) else 0
     gid = np.concatenate(gids) if gids else np.zeros(0, np.int64)
     label = by_lowest(gid, np.concatenate(labs) if labs else np.zeros(0, np.int64))
     o = np.argsort(gid)
-    gid, label = gid[o], label[o]
+    gid, label, kind = gid[o], label[o], (np.concatenate(kinds) if kinds else np.zeros(0, np.int64))[o]
     part = np.searchsorted(plan.offsets, gid, side="right") - 1
     spans = pd.Series(part).groupby(label).nunique()
-    return {"gid": gid, "label": label, "clusters": int(len(spans)), "cross_border_clusters": int((spans > 1).sum())}
+    return {"gid": gid, "label": label, "kind": kind, "clusters": int(len(spans)), "cross_border_clusters": int((spans > 1).sum())}
 
 
-def sc_own_labels(plan: Plan, i: int, numbered: dict[str, Any]) -> np.ndarray:
-    """Cluster label (−1 noise) of each of partition ``i``'s incidents, in row order."""
+def sc_hull(plan: Plan, i: int) -> dict[str, Any]:
+    """Vertices of the convex hull of partition ``i``'s incidents, per kind (:func:`gis.cluster_tiles.tile_hull`)."""
+    from gis.cluster_tiles import tile_hull
+
+    return {k: tile_hull(PlanSource(plan, k), i) for k in plan.kinds}
+
+
+def sc_windows(*hulls: dict[str, Any]) -> dict[str, Any]:
+    """Each kind's observation window (:func:`gis.cluster_tiles.kind_window`)."""
+    from gis.cluster_tiles import kind_window
+
+    return {k: kind_window([h[k] for h in hulls]) for k in (hulls[0] if hulls else {}) if any(len(h[k]) for h in hulls)}
+
+
+def sc_significance(plan: Plan, fits: dict[str, Any], numbered: dict[str, Any], windows: dict[str, Any]) -> dict[str, Any]:
+    """Observed, expected and p-value of the clusters a partition fitted (:func:`gis.cluster_tiles.tile_significance`),
+    per kind, indexed by their municipal label."""
+    from gis.cluster_tiles import tile_significance
+
+    _, sp, _ = _scan_cfg()
+    out = {}
+    g, lab, kind = numbered["gid"], numbered["label"], numbered["kind"]
+    for k, f in fits.items():
+        at = np.searchsorted(g, f.gid)
+        kept = (at < len(g)) & (g[np.minimum(at, len(g) - 1)] == f.gid) if len(g) else np.zeros(len(f.gid), bool)
+        mem = pd.DataFrame({"gid": f.gid[kept], "x": f.xy[kept, 0], "y": f.xy[kept, 1], "label": lab[at[kept]]})
+        if len(mem):
+            out[k] = tile_significance(PlanSource(plan, k), mem, g[kind == plan.kinds.index(k)], sp, windows[k])
+    return out
+
+
+def sc_flags(plan: Plan, numbered: dict[str, Any], windows: dict[str, Any], *sigs: dict[str, Any]) -> np.ndarray:
+    """Whether each municipal cluster passes the BH step over all clusters (:func:`gis.cluster_scan.flag_significant`;
+    the places looked at summed over the kinds in the whole run's order, by their first clustered incident)."""
+    from gis.cluster_scan import flag_significant
+    from gis.cluster_tiles import search_windows
+
+    _, sp, _ = _scan_cfg()
+    g, kind = numbered["gid"], numbered["kind"]
+    first = pd.Series(g).groupby(kind).min().sort_values()
+    tables, w = [], 0.0
+    for kc in first.index:
+        k = plan.kinds[int(kc)]
+        t = pd.concat([s[k] for s in sigs if k in s])
+        tables.append(t)
+        w += search_windows(t, windows[k], sp)
+    if not tables:
+        return np.zeros(0, bool)
+    flags = flag_significant(pd.concat(tables), w, sp.alpha)["significant"]
+    return flags.reindex(np.arange(numbered["clusters"])).fillna(False).to_numpy(bool)
+
+
+def sc_own_labels(plan: Plan, i: int, numbered: dict[str, Any], flags: np.ndarray) -> dict[str, np.ndarray]:
+    """Cluster label (−1 noise) of each of partition ``i``'s incidents, in row order, and whether it is in a
+    significant cluster."""
     n = int(plan.offsets[i + 1] - plan.offsets[i])
     lab = np.full(n, -1, np.int64)
     g = numbered["gid"]
     m = (g >= plan.offsets[i]) & (g < plan.offsets[i + 1])
     lab[g[m] - plan.offsets[i]] = numbered["label"][m]
-    return lab
+    return {"cluster": lab, "significant": np.where(lab >= 0, flags[np.maximum(lab, 0)] if len(flags) else False, False)}

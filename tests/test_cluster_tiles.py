@@ -64,8 +64,8 @@ def test_tiles_need_the_scan_mixture(sample_district):
 @pytest.mark.parametrize("method", ["scan", "dbscan"])
 def test_municipal_engines_agree_for_each_cluster_method(tmp_path, run_tmp, method):
     """The municipal clusters across district borders: the scan detector per partition (the district
-    run's) or DBSCAN per partition (``cluster_method: dbscan``) — the Dask engine's partitioned labels
-    equal the single process's, and the two methods differ."""
+    run's, with its significance) or DBSCAN per partition (``cluster_method: dbscan``) — the Dask engine's
+    partitioned labels equal the single process's, and the two methods differ."""
     from _far_municipality import far_municipality
     from distributed import Client, LocalCluster
 
@@ -82,6 +82,10 @@ def test_municipal_engines_agree_for_each_cluster_method(tmp_path, run_tmp, meth
     got = pd.concat([pd.read_parquet(p) for p in sorted((tmp_path / "dask" / "municipal_analysis" / "incidents").glob("*/part.parquet"))])
     ref = inc.set_index("incident_id")["cluster"]
     assert (got.set_index("incident_id")["cluster"].reindex(ref.index) == ref).all()
+    if method == "scan":  # and the same significance (BH over every cluster of the municipality)
+        sig = inc.set_index("incident_id")["cluster_significant"]
+        assert (got.set_index("incident_id")["cluster_significant"].reindex(sig.index) == sig).all()
+        assert sig.any() and not sig[ref < 0].any()
     if method == "scan":  # the scan detector's clusters are not DBSCAN's on the same incidents
         from gis.halo import _kind_xy, dbscan_labels
 
