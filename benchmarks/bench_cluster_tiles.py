@@ -98,16 +98,55 @@ def steps(d, tiles: tuple[int, int]) -> None:
     print(f"critical path (largest tile of each step + join): {crit:.2f} s")
 
 
+def municipal(muni: str, rounds: int, out: str, method: str) -> None:
+    """The municipal engines with ``cluster_method: scan`` (steps=[]: the cross-border analyses only), alternating:
+    the single process (whole run over the merged incidents) and Dask on an in-process cluster of two
+    single-threaded workers (the partitioned tasks; CPU of this process = all workers'). Compares the partitioned
+    incidents layers (cluster, cluster_significant)."""
+    from pathlib import Path
+
+    from distributed import Client, LocalCluster
+
+    from gis import parallel
+
+    def layer(folder: Path) -> pd.DataFrame:
+        files = sorted((folder / "municipal_analysis" / "incidents").glob("*/part.parquet"))
+        cols = ["incident_id", "cluster", "cluster_significant"] if method == "scan" else ["incident_id", "cluster"]
+        f = pd.concat([pd.read_parquet(x, columns=cols) for x in files])
+        return f.sort_values("incident_id").reset_index(drop=True)
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:  # fmt: skip
+        for r in range(rounds):
+            res = {}
+            for eng in ("single", "dask") if r % 2 == 0 else ("dask", "single"):
+                w, c = time.perf_counter(), time.process_time()
+                s = parallel.run_municipality(muni, Path(out) / eng, engine=eng, steps=[], client=client if eng == "dask" else None,
+                                              params={"cluster_method": method})
+                res[eng] = s["municipal"]
+                print(f"round {r} {eng}: wall {time.perf_counter() - w:.1f} s, CPU {time.process_time() - c:.1f} s, "
+                      f"{s['municipal']['incidents']} incidents, {s['municipal']['clusters']} clusters, "
+                      f"{s['municipal']['cross_border_clusters']} across district borders; timings {s['timings_s']}")
+            same = layer(Path(out) / "single").equals(layer(Path(out) / "dask")) and res["single"] == res["dask"]
+            print(f"round {r}: same = {same}")
+
+
 def main() -> None:
     from gis import hotspots
     from gis.district import load_district
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sample", required=True)
+    ap.add_argument("--sample", help="a district folder (whole vs tiled find_clusters)")
+    ap.add_argument("--municipality", help="a municipal folder (single vs Dask engine, cluster_method scan)")
+    ap.add_argument("--out", default="/tmp/bench_cluster_tiles")
+    ap.add_argument("--method", default="scan", help="the municipal cluster_method (scan or dbscan)")
     ap.add_argument("--tiles", default="2x2")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", action="store_true", help="also time each step per tile")
     a = ap.parse_args()
+    if a.municipality:
+        municipal(a.municipality, a.rounds, a.out, a.method)
+        return
     tiles = tuple(int(v) for v in a.tiles.split("x"))
     d = load_district(a.sample)
     print(f"{len(d.incidents)} incidents, tiles {tiles}")

@@ -626,12 +626,45 @@ def finish(plan: Plan, i: int, stats: dict[str, Any], cutoffs: Sequence[float], 
 # ====================================================================== scan clusters across borders
 
 
+class Reads:
+    """One task's reads of the partitions' incidents (every kind): a partition is read again (:func:`read`)
+    only for a region its last read does not cover; otherwise its rows are filtered from that read."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.got: dict[int, tuple[tuple[float, ...] | None, pd.DataFrame]] = {}
+
+    def get(self, j: int, box: Sequence[float] | None = None, halo: float = 0.0) -> pd.DataFrame:
+        """Partition ``j``'s incidents within ``halo`` of ``box`` (all of them without ``box``)."""
+        want = None if box is None else (box[0] - halo, box[1] - halo, box[2] + halo, box[3] + halo)
+        have = self.got.get(j)
+        if have is not None and (have[0] is None or (want is not None and have[0][0] <= want[0] and have[0][1] <= want[1]
+                                                     and have[0][2] >= want[2] and have[0][3] >= want[3])):  # fmt: skip
+            f = have[1]
+            return f if want is None else f[(f["x"] >= want[0]) & (f["x"] <= want[2]) & (f["y"] >= want[1]) & (f["y"] <= want[3])]
+        f = read(self.plan, j, "incidents", box, halo) if box is not None else read(self.plan, j, "incidents")
+        self.got[j] = (want, f)
+        return f
+
+    def warm(self, box: Sequence[float], halo: float) -> None:
+        """Read once every partition within ``halo`` of ``box`` (the later reads inside it are filtered from it)."""
+        for j in range(len(self.plan.codes)):
+            if _meets(self.plan.extents[j], box, halo):
+                self.get(j, box, halo)
+
+
+def _meets(extent: Sequence[float], box: Sequence[float], halo: float) -> bool:
+    return bool(extent[0] <= box[2] + halo and extent[2] >= box[0] - halo and extent[1] <= box[3] + halo and extent[3] >= box[1] - halo)
+
+
 class PlanSource:
     """The incidents of one kind as :mod:`gis.cluster_tiles` reads them: a partition's own, or those of every
-    partition within a halo of a box (row-filtered Parquet reads, :func:`read`); gid = global incident id."""
+    partition within a halo of a box (row-filtered Parquet reads through the task's :class:`Reads`); gid =
+    global incident id."""
 
-    def __init__(self, plan: Plan, kind: str) -> None:
+    def __init__(self, plan: Plan, kind: str, reads: Reads | None = None) -> None:
         self.plan, self.kind, self.boxes = plan, kind, plan.extents
+        self.reads = reads if reads is not None else Reads(plan)
 
     def _points(self, frames: list[tuple[int, pd.DataFrame]]) -> Any:
         from gis.cluster_tiles import Points
@@ -644,12 +677,11 @@ class PlanSource:
         return Points(gid[order], xy[order], days[order])
 
     def own(self, t: int) -> Any:
-        return self._points([(t, read(self.plan, t, "incidents"))])
+        return self._points([(t, self.reads.get(t))])
 
     def near(self, box: np.ndarray, halo: float) -> Any:
-        b = self.boxes
-        hit = (b[:, 0] <= box[2] + halo) & (b[:, 2] >= box[0] - halo) & (b[:, 1] <= box[3] + halo) & (b[:, 3] >= box[1] - halo)
-        return self._points([(int(j), read(self.plan, int(j), "incidents", box, halo)) for j in np.flatnonzero(hit)])
+        hit = [j for j in range(len(self.boxes)) if _meets(self.boxes[j], box, halo)]
+        return self._points([(j, self.reads.get(j, box, halo)) for j in hit])
 
 
 def _scan_cfg() -> tuple[Any, Any, float | None]:
@@ -665,8 +697,9 @@ def sc_cores(plan: Plan, i: int) -> dict[str, Any]:
     from gis.cluster_tiles import tile_cores
 
     p, _, _ = _scan_cfg()
-    n = read(plan, i, "incidents")["kind"].astype(str).value_counts()
-    return {k: {"n": int(n.get(k, 0)), "cores": tile_cores(PlanSource(plan, k), i, p)} for k in plan.kinds}
+    rd = Reads(plan)
+    n = rd.get(i)["kind"].astype(str).value_counts()
+    return {k: {"n": int(n.get(k, 0)), "cores": tile_cores(PlanSource(plan, k, rd), i, p)} for k in plan.kinds}
 
 
 def sc_count(piece: dict[str, Any]) -> dict[str, Any]:
@@ -741,7 +774,9 @@ def sc_peaks(plan: Plan, i: int, labelled: dict[str, Any]) -> dict[str, Any]:
     from gis.cluster_tiles import tile_peaks
 
     p, _, _ = _scan_cfg()
-    return {k: tile_peaks(PlanSource(plan, k), c, p) for k, c in labelled.items()}
+    rd = Reads(plan)
+    rd.warm(plan.extents[i], p.annulus_m[1])  # the roots are the partition's own cores
+    return {k: tile_peaks(PlanSource(plan, k, rd), c, p) for k, c in labelled.items()}
 
 
 def sc_peak_table(*peaks: dict[str, Any]) -> dict[str, Any]:
@@ -775,7 +810,11 @@ def sc_fits(plan: Plan, i: int, joined: dict[str, Any], peaks: dict[str, Any], *
 
     p, _, _ = _scan_cfg()
     own = np.arange(plan.offsets[i], plan.offsets[i + 1])
-    return {k: tile_fits(PlanSource(plan, k), owned_groups(j, own)[0], concat_cores([c[k] for c in cores]), peaks[k], p)
+    rd = Reads(plan)
+    box = sc_fit_box(plan, i, joined)
+    if box is not None:
+        rd.warm(box, 2 * p.attach_m)
+    return {k: tile_fits(PlanSource(plan, k, rd), owned_groups(j, own)[0], concat_cores([c[k] for c in cores]), peaks[k], p)
             for k, j in joined.items()}  # fmt: skip
 
 
@@ -805,7 +844,8 @@ def sc_hull(plan: Plan, i: int) -> dict[str, Any]:
     """Vertices of the convex hull of partition ``i``'s incidents, per kind (:func:`gis.cluster_tiles.tile_hull`)."""
     from gis.cluster_tiles import tile_hull
 
-    return {k: tile_hull(PlanSource(plan, k), i) for k in plan.kinds}
+    rd = Reads(plan)
+    return {k: tile_hull(PlanSource(plan, k, rd), i) for k in plan.kinds}
 
 
 def sc_windows(*hulls: dict[str, Any]) -> dict[str, Any]:
@@ -821,14 +861,14 @@ def sc_significance(plan: Plan, fits: dict[str, Any], numbered: dict[str, Any], 
     from gis.cluster_tiles import tile_significance
 
     _, sp, _ = _scan_cfg()
-    out = {}
+    out, rd = {}, Reads(plan)
     g, lab, kind = numbered["gid"], numbered["label"], numbered["kind"]
     for k, f in fits.items():
         at = np.searchsorted(g, f.gid)
         kept = (at < len(g)) & (g[np.minimum(at, len(g) - 1)] == f.gid) if len(g) else np.zeros(len(f.gid), bool)
         mem = pd.DataFrame({"gid": f.gid[kept], "x": f.xy[kept, 0], "y": f.xy[kept, 1], "label": lab[at[kept]]})
         if len(mem):
-            out[k] = tile_significance(PlanSource(plan, k), mem, g[kind == plan.kinds.index(k)], sp, windows[k])
+            out[k] = tile_significance(PlanSource(plan, k, rd), mem, g[kind == plan.kinds.index(k)], sp, windows[k])
     return out
 
 
