@@ -634,7 +634,7 @@ class Reads:
         self.plan = plan
         self.got: dict[int, tuple[tuple[float, ...] | None, pd.DataFrame]] = {}
 
-    def get(self, j: int, box: Sequence[float] | None = None, halo: float = 0.0) -> pd.DataFrame:
+    def get(self, j: int, box: Sequence[float] | None, halo: float) -> pd.DataFrame:
         """Partition ``j``'s incidents within ``halo`` of ``box`` (all of them without ``box``)."""
         want = None if box is None else (box[0] - halo, box[1] - halo, box[2] + halo, box[3] + halo)
         have = self.got.get(j)
@@ -677,7 +677,7 @@ class PlanSource:
         return Points(gid[order], xy[order], days[order])
 
     def own(self, t: int) -> Any:
-        return self._points([(t, self.reads.get(t))])
+        return self._points([(t, self.reads.get(t, None, 0.0))])
 
     def near(self, box: np.ndarray, halo: float) -> Any:
         hit = [j for j in range(len(self.boxes)) if _meets(self.boxes[j], box, halo)]
@@ -698,7 +698,7 @@ def sc_cores(plan: Plan, i: int) -> dict[str, Any]:
 
     p, _, _ = _scan_cfg()
     rd = Reads(plan)
-    n = rd.get(i)["kind"].astype(str).value_counts()
+    n = rd.get(i, None, 0.0)["kind"].astype(str).value_counts()
     return {k: {"n": int(n.get(k, 0)), "cores": tile_cores(PlanSource(plan, k, rd), i, p)} for k in plan.kinds}
 
 
