@@ -276,6 +276,8 @@ def join_links(parts: list[dict[str, object]]) -> dict[str, pd.Series]:
         if (j < 0).any():
             raise AnalysisError("clusters per partition: a core's parent lies outside every tile's border table")
         r[~d], d[~d] = r[j], d[j]
+    if not d.all():
+        raise AnalysisError("clusters per partition: a chain of quick-shift parents did not end in a root")
     root = pd.Series(r, index=index)
     nodes = pd.concat([x["nodes"] for x in parts], ignore_index=True)  # type: ignore[call-overload]
     seen = pd.concat([x["seen"] for x in parts], ignore_index=True).sort_values(["gid", "node"])  # type: ignore[call-overload]
