@@ -41,7 +41,7 @@ and outlines on grids that cut clusters; ``benchmarks/bench_cluster_tiles.py`` o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
