@@ -163,8 +163,11 @@ def sector_background(
     return out / (np.pi * (outer**2 - inner**2) / sectors)
 
 
-def core_pvalues(xy: np.ndarray, params: ScanParams) -> np.ndarray:
+def core_pvalues(xy: np.ndarray, params: ScanParams, at: np.ndarray | None = None) -> np.ndarray:
     """Smallest one-sided Poisson p-value over the radii, times the number of radii.
+
+    ``at``: positions (into ``xy``) of the incidents whose p-value is returned (default all), the others
+    being their surroundings only (a partition and its halo, :mod:`gis.cluster_tiles`).
 
     For incident *i* and radius *r*: observed :math:`n_i(r)` = other incidents
     within *r*; expected :math:`\\mu_i(r) = \\max(\\hat\\lambda_i, \\lambda_{min})\\,\\pi r^2`
@@ -176,17 +179,23 @@ def core_pvalues(xy: np.ndarray, params: ScanParams) -> np.ndarray:
     (*R* radii, Bonferroni).
     """
     tree = cKDTree(xy)
-    lam = np.maximum(background_density(xy, xy, params.annulus_m), params.min_background / 1e6)
-    best = np.ones(len(xy))
+    q = xy if at is None else xy[at]
+    lam = np.maximum(background_density(xy, q, params.annulus_m), params.min_background / 1e6)
+    best = np.ones(len(q))
     for r in params.radii_m:
-        n = np.asarray(tree.query_ball_point(xy, float(r), return_length=True)) - 1
+        n = np.asarray(tree.query_ball_point(q, float(r), return_length=True)) - 1
         best = np.minimum(best, poisson_sf(n - 1, lam * np.pi * float(r) ** 2))
     return np.minimum(best * len(params.radii_m), 1.0)
 
 
 def kernel_weights_at(centres: np.ndarray, xy: np.ndarray, bandwidth_m: float) -> np.ndarray:
-    """Gaussian kernel sum :math:`\\rho_i = \\sum_j \\exp(-\\lVert c_i - s_j\\rVert^2 / 2h^2)` (pairs within 3h)."""
+    """Gaussian kernel sum :math:`\\rho_i = \\sum_j \\exp(-\\lVert c_i - s_j\\rVert^2 / 2h^2)` (pairs within 3h).
+
+    Summed in the order of ``xy`` (not the k-d trees' order), so that the sums do not depend on which other
+    points the trees hold: a partition with its halo gives the whole run's numbers (:mod:`gis.cluster_tiles`).
+    """
     sdm = cKDTree(centres).sparse_distance_matrix(cKDTree(xy), 3.0 * bandwidth_m, output_type="ndarray")
+    sdm = sdm[np.lexsort((sdm["j"], sdm["i"]))]
     w = np.exp(-0.5 * (sdm["v"] / bandwidth_m) ** 2)
     return np.bincount(sdm["i"], weights=w, minlength=len(centres)) + 1.0  # +1: the point itself at d = 0
 
@@ -198,21 +207,35 @@ def quick_shift(xy: np.ndarray, density: np.ndarray, tau_m: float, k: int) -> np
     ``density`` (ties broken by index) no farther than ``tau_m``; points without
     one are roots (density peaks). Returns the root index of every point.
     """
-    n = len(xy)
-    k = int(min(k, n))
-    d, nb = cKDTree(xy).query(xy, k=k, distance_upper_bound=tau_m)
-    nb = np.where(np.isfinite(d), nb, n)
-    key = np.append(density * (1 + 1e-12) + np.arange(n) * 1e-15, -np.inf)
-    higher = key[nb] > key[:n, None]
-    first = np.argmax(higher, axis=1)
-    has = higher[np.arange(n), first]
-    parent = np.where(has, nb[np.arange(n), first], np.arange(n))
+    parent = shift_parents(xy, density, tau_m, k, np.arange(len(xy)))
     for _ in range(64):  # pointer jumping: depth halves each round
         grand = parent[parent]
         if np.array_equal(grand, parent):
             break
         parent = grand
     return parent
+
+
+def shift_parents(
+    xy: np.ndarray, density: np.ndarray, tau_m: float, k: int, rank: np.ndarray, at: np.ndarray | None = None
+) -> np.ndarray:
+    """Quick shift's parent of each point (:func:`quick_shift` before pointer jumping): itself when a root.
+
+    ``rank``: each point's rank among all points of the run (breaks density ties as the whole run does);
+    ``at``: positions of the points whose parent is returned (default all) -- the others are a halo that
+    holds every point within ``tau_m`` of them (:mod:`gis.cluster_tiles`).
+    """
+    n = len(xy)
+    q = np.arange(n) if at is None else np.asarray(at)
+    k = int(min(k, n))
+    d, nb = cKDTree(xy).query(xy[q], k=k, distance_upper_bound=tau_m)
+    d, nb = d.reshape(len(q), k), nb.reshape(len(q), k)
+    nb = np.where(np.isfinite(d), nb, n)
+    key = np.append(density * (1 + 1e-12) + rank * 1e-15, -np.inf)
+    higher = key[nb] > key[q][:, None]
+    first = np.argmax(higher, axis=1)
+    has = higher[np.arange(len(q)), first]
+    return np.where(has, nb[np.arange(len(q)), first], q)
 
 
 def merge_by_saddle(xy: np.ndarray, density: np.ndarray, comp: np.ndarray, link_m: float, ratio: float) -> np.ndarray:

@@ -61,6 +61,7 @@ def load_partition(project: str | Path, code: str, crs: Any) -> Partition:
             "kind": inc["kind"].astype(str).to_numpy() if inc is not None else [],
             "x": inc.geometry.x.to_numpy() if inc is not None else [],
             "y": inc.geometry.y.to_numpy() if inc is not None else [],
+            "days": _days(inc) if inc is not None else [],  # the scan mixture's time coordinate
         }
     )
     pts = d.population_points().to_crs(crs) if (d.population is not None or d.population_raster is not None) else None
@@ -75,6 +76,15 @@ def load_partition(project: str | Path, code: str, crs: Any) -> Partition:
     fm = z[z["zone_type"].astype(str) == "four_mountains"][["level", "name", "geometry"]] if z is not None else None
     fm = fm.to_crs(crs).reset_index(drop=True) if fm is not None else gpd.GeoDataFrame({"level": [], "name": []}, geometry=[], crs=crs)
     return Partition(code, d.name, tuple(float(v) for v in outline.total_bounds), sites.reset_index(drop=True), incidents, cells, fm)
+
+
+def _days(inc: pd.DataFrame) -> np.ndarray:
+    """Each incident's date in days since 1970 (:func:`gis.hotspots.incident_days`; no date: 0)."""
+    if "date" not in inc.columns:
+        return np.zeros(len(inc))
+    from gis.hotspots import incident_days
+
+    return incident_days(inc)
 
 
 def _near(bounds: Sequence[tuple[float, float, float, float]], i: int, halo: float) -> list[int]:

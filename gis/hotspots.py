@@ -343,6 +343,7 @@ def find_clusters(
     zones: gpd.GeoDataFrame | None = None,
     townships: gpd.GeoDataFrame | None = None,
     params: dict[str, Any] | None = None,
+    tiles: tuple[int, int] | None = None,
     **overrides: Any,
 ) -> ClusterResult:
     """Find clusters of incidents, describe them and test each against its local background.
@@ -360,6 +361,10 @@ def find_clusters(
     params
         The ``clusters`` section (``layers/hotspots.yaml`` merged with the
         project's); missing keys come from ``layers/hotspots.yaml``.
+    tiles
+        ``(nx, ny)``: run the ``scan`` detector per partition, the incidents split into ``nx × ny``
+        rectangles, each read with its halo (:mod:`gis.cluster_tiles`; the same clusters as the whole
+        run, which ``None`` does at once).
     **overrides
         Single keys over ``params`` (e.g. ``method="hdbscan"``): ``method``
         (``scan``, ``dbscan``, ``hdbscan``), ``group_by`` (``kind`` or None),
@@ -388,7 +393,10 @@ def find_clusters(
     crs = incidents.crs
     inc = select_incidents(incidents, kinds=cfg["kinds"], start=cfg["start"], end=cfg["end"]).reset_index(drop=True)
     xy = np.column_stack([inc.geometry.x.to_numpy(), inc.geometry.y.to_numpy()])
-    labels, group_of, eps_used, sig = _label_groups(inc, xy, cfg)
+    if tiles is None:
+        labels, group_of, eps_used, sig = _label_groups(inc, xy, cfg)
+    else:
+        labels, group_of, eps_used, sig = _label_tiles(inc, xy, cfg, tiles)
     clusters = _describe_clusters(inc, xy, labels, group_of, zones, townships, cfg, crs)
     clusters = _with_significance(clusters, sig)
     members = pd.DataFrame(
@@ -432,14 +440,21 @@ def _label_groups(
     case-control reports (where people report at all;
     :func:`gis.cluster_scan.case_control_expected`).
     """
-    size = int(cfg["min_cluster_size"])
-    sparams = significance_params(cfg)
-    labels = np.full(len(inc), -1, dtype=np.int64)
-    group_of = np.full(len(inc), "all", dtype=object)
-    eps_used: dict[str, float | None] = {}
     by = cfg["group_by"]
     groups = inc[by].astype(str).to_numpy() if by else np.full(len(inc), "all", dtype=object)
-    days = incident_days(inc)
+    return group_labels(xy, groups, incident_days(inc), cfg)
+
+
+def group_labels(
+    xy: np.ndarray, groups: np.ndarray, days: np.ndarray, cfg: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray, dict[str, float | None], pd.DataFrame]:
+    """:func:`_label_groups` on arrays: ``groups`` the group (kind) of each incident, ``days`` its date in days."""
+    size = int(cfg["min_cluster_size"])
+    sparams = significance_params(cfg)
+    labels = np.full(len(xy), -1, dtype=np.int64)
+    group_of = np.full(len(xy), "all", dtype=object)
+    eps_used: dict[str, float | None] = {}
+    by = cfg["group_by"]
     next_id = 0
     for g in pd.unique(groups):  # a handful of incident kinds
         sel = np.flatnonzero(groups == g)
@@ -463,6 +478,29 @@ def _label_groups(
         windows += w
     sig = pd.concat(tables) if tables else pd.DataFrame(columns=["p_value"], dtype=float)
     return labels, group_of, eps_used, flag_significant(sig, windows, sparams.alpha)
+
+
+def _label_tiles(
+    inc: gpd.GeoDataFrame, xy: np.ndarray, cfg: dict[str, Any], tiles: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, dict[str, float | None], pd.DataFrame]:
+    """:func:`_label_groups` of the ``scan`` mixture run per partition (:func:`gis.cluster_tiles.tiled_label_groups`)."""
+    from gis.cluster_tiles import grid_tiles, tiled_label_groups
+
+    if cfg["method"] != "scan" or cfg["scan"]["merge"] != "mixture" or cfg["group_by"] != "kind":
+        raise AnalysisError("clusters per partition need method: scan, scan.merge: mixture and group_by: kind")
+    tile, boxes = grid_tiles(xy, int(tiles[0]), int(tiles[1]))
+    groups = inc["kind"].astype(str).to_numpy()
+    spread = None if cfg["max_spread_m"] is None else float(cfg["max_spread_m"])
+    labels, sig = tiled_label_groups(xy, groups, incident_days(inc), tile, boxes, scan_params(cfg),
+                                     significance_params(cfg), spread)  # fmt: skip
+    size = int(cfg["min_cluster_size"])
+    group_of = np.full(len(inc), "all", dtype=object)
+    eps_used: dict[str, float | None] = {}
+    for g in pd.unique(groups):
+        if (groups == g).sum() > size:
+            group_of[groups == g] = g
+            eps_used[str(g)] = None
+    return labels, group_of, eps_used, sig
 
 
 def _with_significance(clusters: gpd.GeoDataFrame, sig: pd.DataFrame) -> gpd.GeoDataFrame:

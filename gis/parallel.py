@@ -16,7 +16,12 @@ population coverage  cells vs sites (Euclidean)  sites within the service radius
 hex aggregation      counts of owned hexagons    incidents in the owned hexagons
 Gi*                  owned hexagons              hexagons within the distance band;
                                                  x̄, S, n and the FDR cut-offs reduced
-DBSCAN               local components of the     incidents within 2·eps; components
+clusters (``scan``,  cores, quick-shift parents  incidents within the annulus; cores
+the district's       and local core groups;      within link_m; groups joined on one
+detector)            groups fitted by the        task; a group read within 2·attach_m
+                     partition of their lowest   of its cores, whatever its size
+                     core (gis.cluster_tiles)
+clusters (``dbscan``) local components of the    incidents within 2·eps; components
                      core graph, border points   joined by the halo core points
 ===================  ==========================  =====================================
 
@@ -134,9 +139,26 @@ def analyse_single(parts: Sequence[Partition], crs: Any, params: dict[str, Any] 
     if s == 0:
         raise AnalysisError("Gi* is undefined: every hexagon has the same count")
     z, nn = gi_local(grid, counts, np.arange(len(grid)), prm["band_cells"] * prm["hex_spacing_m"], xbar, s, len(grid))
-    kinds = sorted(inc["kind"].unique())
-    labels = dbscan_labels(_kind_xy(inc, kinds), prm["eps_m"], int(prm["min_samples"]))
-    return _finish(sites, cells, grid, counts, z, nn, inc, labels, prm)
+    if prm["cluster_method"] != "scan":
+        labels = dbscan_labels(_kind_xy(inc, sorted(inc["kind"].unique())), prm["eps_m"], int(prm["min_samples"]))
+        return _finish(sites, cells, grid, counts, z, nn, inc, labels, prm)
+    labels, significant = scan_labels(inc)
+    res = _finish(sites, cells, grid, counts, z, nn, inc, labels, prm)
+    res.incidents["cluster_significant"] = significant  # as the partitions write it (gis.partitioned.finish)
+    return res
+
+
+def scan_labels(inc: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The district's ``scan`` detector over all incidents at once (``kind``, ``x``, ``y``, ``days``), each kind
+    on its own (:func:`gis.hotspots.group_labels`): clusters numbered by lowest incident index, and whether
+    each incident is in a significant cluster (BH over all clusters)."""
+    from gis.cluster_tiles import by_lowest
+    from gis.hotspots import cluster_params, group_labels
+
+    xy = inc[["x", "y"]].to_numpy(float)
+    labels, _, _, sig = group_labels(xy, inc["kind"].astype(str).to_numpy(), inc["days"].to_numpy(float), cluster_params())
+    significant = pd.Series(labels).map(sig["significant"]).fillna(False).to_numpy(bool)
+    return by_lowest(np.arange(len(inc), dtype=np.int64), labels), significant
 
 
 # ====================================================================== driver
@@ -362,6 +384,17 @@ def _dask_municipal(client: Any, job: _Job, crs: Any, prm: dict[str, Any]) -> di
     stats = client.gather(tree_reduce(client, [client.submit(pt.hex_stats, plan_f, i, pure=False) for i in range(n)], pt.combine))
     small = tree_reduce(client, [client.submit(pt.hex_small_p, plan_f, i, stats, pure=False) for i in range(n)], pt.combine)
     cutoffs = client.gather(client.submit(lambda s, m: [pt.fdr_cutoff_partial(s["p"], m, a) for a in GI_BIN_ALPHAS], small, int(stats["n"])))
+    own, counts = (_dask_scan if prm["cluster_method"] == "scan" else _dask_dbscan)(client, plan, plan_f, prm)
+    done = [client.submit(pt.finish, plan_f, i, stats, cutoffs, own[i], pure=False) for i in range(n)]
+    parts = client.gather(tree_reduce(client, done, pt.combine))
+    return pt.summary_of(parts, int(stats["n"]), counts["clusters"], counts["cross_border_clusters"], prm)
+
+
+def _dask_dbscan(client: Any, plan: Any, plan_f: Any, prm: dict[str, Any]) -> tuple[list[Any], dict[str, int]]:
+    """DBSCAN across the borders (halo 2·eps): per partition the futures of its labels, and the counts."""
+    from gis import partitioned as pt
+
+    n = len(plan.codes)
     states = [client.submit(pt.db_local, plan_f, i, pure=False) for i in range(n)]
     edges = []
     for j in range(n):
@@ -369,10 +402,41 @@ def _dask_municipal(client: Any, job: _Job, crs: Any, prm: dict[str, Any]) -> di
         edges.append(client.submit(pt.db_resolve, plan_f, j, states[j], *reqs, pure=False))
     tables = tree_reduce(client, [client.submit(pt.db_table, s, pure=False) for s in states], pt.combine)
     labels = client.submit(lambda t, *e: pt.db_assemble(t, e), tables, *edges, pure=False)
-    counts = client.gather(client.submit(pt.db_counts, labels))
-    done = [client.submit(pt.finish, plan_f, i, stats, cutoffs, states[i], labels, pure=False) for i in range(n)]
-    parts = client.gather(tree_reduce(client, done, pt.combine))
-    return pt.summary_of(parts, int(stats["n"]), counts["clusters"], counts["cross_border_clusters"], prm)
+    own = [client.submit(pt.db_own_labels, states[i], labels, pure=False) for i in range(n)]
+    return own, client.gather(client.submit(pt.db_counts, labels))
+
+
+def _dask_scan(client: Any, plan: Any, plan_f: Any, prm: dict[str, Any]) -> tuple[list[Any], dict[str, int]]:
+    """The district's ``scan`` detector across the borders (:mod:`gis.cluster_tiles`): steps per partition, each
+    reading its neighbours' cores within the halo; the joins take a few rows per border core, group and cluster."""
+    from gis import partitioned as pt
+    from gis.cluster_tiles import link_halo
+    from gis.hotspots import cluster_params, scan_params
+
+    p = scan_params(cluster_params())
+    n = len(plan.codes)
+    sub = lambda f, *a: client.submit(f, *a, pure=False)  # noqa: E731
+    pieces = [sub(pt.sc_cores, plan_f, i) for i in range(n)]
+    prefix = sub(pt.sc_prefix, *[sub(pt.sc_count, c) for c in pieces])
+    states = []
+    for i in range(n):
+        halos = [sub(pt.sc_halo, pieces[j], j, plan.extents[i], prefix) for j in pt.near(plan.extents, plan.extents[i], link_halo(p), i)]
+        states.append(sub(pt.sc_links, plan_f, i, prefix, pieces[i], *halos))
+    joined = sub(pt.sc_join, *[sub(pt.sc_exchange, s) for s in states])
+    labelled = [sub(pt.sc_label, s, joined) for s in states]
+    peaks = sub(pt.sc_peak_table, *[sub(pt.sc_peaks, plan_f, i, lab) for i, lab in enumerate(labelled)])
+    boxes = client.gather([sub(pt.sc_fit_box, plan_f, i, joined) for i in range(n)])
+    fits = []
+    for i, box in enumerate(boxes):
+        near = [i, *pt.near(plan.extents, box, 2 * p.attach_m, i)] if box is not None else []
+        fits.append(sub(pt.sc_fits, plan_f, i, joined, peaks, *[sub(pt.sc_fit_cores, labelled[j], box) for j in near]))
+    numbered = sub(pt.sc_number, plan_f, *fits)
+    windows = sub(pt.sc_windows, *[sub(pt.sc_hull, plan_f, i) for i in range(n)])
+    sigs = [sub(pt.sc_significance, plan_f, f, numbered, windows) for f in fits]
+    flags = sub(pt.sc_flags, plan_f, numbered, windows, *sigs)
+    own = [sub(pt.sc_own_labels, plan_f, i, numbered, flags) for i in range(n)]
+    counts = client.gather(sub(lambda x: {k: x[k] for k in ("clusters", "cross_border_clusters")}, numbered))
+    return own, counts
 
 
 def _close(client: Any) -> None:

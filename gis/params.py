@@ -865,7 +865,9 @@ def engine_params(p: Params | None = None) -> dict[str, Any]:
     """The Dask engine's parameters (:mod:`gis.parallel`), all read from ``layers/*.yaml``.
 
     ``coverage_radius_m`` is the collection-point service radius, ``band_cells`` the
-    Gi* band and ``min_samples`` the DBSCAN minimum of the hotspots section;
+    Gi* band, ``min_samples`` the DBSCAN minimum and ``cluster_method`` the detector of the hotspots
+    section (``scan``: the district's detector per partition, :mod:`gis.cluster_tiles`; ``dbscan``:
+    DBSCAN per partition with ``eps_m``);
     ``coverage_tiers``, ``hex_spacing_m`` and ``eps_m`` come from ``municipal.yaml``.
     """
     p = p if p is not None else default_params()
@@ -876,4 +878,5 @@ def engine_params(p: Params | None = None) -> dict[str, Any]:
         "band_cells": p.hotspots.gistar.band_cells,
         "eps_m": p.municipal.eps_m,
         "min_samples": p.hotspots.clusters.min_cluster_size,
+        "cluster_method": p.hotspots.clusters.method,
     }

@@ -597,18 +597,308 @@ def db_counts(labels: dict[str, Any]) -> dict[str, int]:
 # ====================================================================== finishing
 
 
-def finish(plan: Plan, i: int, stats: dict[str, Any], cutoffs: Sequence[float], state: dict[str, Any], labels: dict[str, Any]) -> dict[str, Any]:
-    """Compute and write partition ``i``'s output layers; return its summary (:func:`district_summary`)."""
+def db_own_labels(state: dict[str, Any], labels: dict[str, Any]) -> dict[str, np.ndarray]:
+    """DBSCAN label (−1 noise) of each of a partition's incidents (its nodes' labels, :func:`db_assemble`)."""
+    own = state["own_node"]
+    lab = np.full(len(own), -1, np.int64)
+    ok = own >= 0
+    lab[ok] = labels["label"][np.searchsorted(labels["node"], own[ok])]
+    return {"cluster": lab}
+
+
+def finish(plan: Plan, i: int, stats: dict[str, Any], cutoffs: Sequence[float], own_labels: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Compute and write partition ``i``'s output layers (``own_labels``: the cluster of each of its incidents, and
+    with ``scan`` whether it is in a significant one: :func:`db_own_labels`, :func:`sc_own_labels`); return its
+    summary (:func:`district_summary`)."""
     code = plan.codes[i]
     sites = fm_part(plan, i)
     cells = coverage_part(plan, i)
     hexes = hex_layer(plan, i, stats, cutoffs)
     inc = read(plan, i, "incidents").drop(columns="row").assign(district_code=code)
-    own = state["own_node"]
-    lab = np.full(len(own), -1, np.int64)
-    ok = own >= 0
-    lab[ok] = labels["label"][np.searchsorted(labels["node"], own[ok])]
-    inc["cluster"] = lab
+    inc["cluster"] = own_labels["cluster"]
+    if "significant" in own_labels:
+        inc["cluster_significant"] = own_labels["significant"]
     layers = as_layers(sites, cells, hexes, inc, plan.crs)
     write_district(plan.out, code, layers)
     return district_summary(layers["sites"], layers["cells"], layers["hexes"], layers["incidents"])
+
+
+# ====================================================================== scan clusters across borders
+
+
+class Reads:
+    """One task's reads of the partitions' incidents (every kind): a partition is read again (:func:`read`)
+    only for a region its last read does not cover; otherwise its rows are filtered from that read."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.got: dict[int, tuple[tuple[float, ...] | None, pd.DataFrame]] = {}
+
+    def get(self, j: int, box: Sequence[float] | None, halo: float) -> pd.DataFrame:
+        """Partition ``j``'s incidents within ``halo`` of ``box`` (all of them without ``box``)."""
+        want = None if box is None else (box[0] - halo, box[1] - halo, box[2] + halo, box[3] + halo)
+        have = self.got.get(j)
+        if have is not None and (have[0] is None or (want is not None and have[0][0] <= want[0] and have[0][1] <= want[1]
+                                                     and have[0][2] >= want[2] and have[0][3] >= want[3])):  # fmt: skip
+            f = have[1]
+            return f if want is None else f[(f["x"] >= want[0]) & (f["x"] <= want[2]) & (f["y"] >= want[1]) & (f["y"] <= want[3])]
+        f = read(self.plan, j, "incidents", box, halo) if box is not None else read(self.plan, j, "incidents")
+        self.got[j] = (want, f)
+        return f
+
+    def warm(self, box: Sequence[float], halo: float) -> None:
+        """Read once every partition within ``halo`` of ``box`` (the later reads inside it are filtered from it)."""
+        for j in range(len(self.plan.codes)):
+            if _meets(self.plan.extents[j], box, halo):
+                self.get(j, box, halo)
+
+
+def _meets(extent: Sequence[float], box: Sequence[float], halo: float) -> bool:
+    return bool(extent[0] <= box[2] + halo and extent[2] >= box[0] - halo and extent[1] <= box[3] + halo and extent[3] >= box[1] - halo)
+
+
+class PlanSource:
+    """The incidents of one kind as :mod:`gis.cluster_tiles` reads them: a partition's own, or those of every
+    partition within a halo of a box (row-filtered Parquet reads through the task's :class:`Reads`); gid =
+    global incident id."""
+
+    def __init__(self, plan: Plan, kind: str, reads: Reads | None = None) -> None:
+        self.plan, self.kind, self.boxes = plan, kind, plan.extents
+        self.reads = reads if reads is not None else Reads(plan)
+
+    def _points(self, frames: list[tuple[int, pd.DataFrame]]) -> Any:
+        from gis.cluster_tiles import Points
+
+        fs = [(j, f[f["kind"].astype(str) == self.kind]) for j, f in frames]
+        gid = np.concatenate([self.plan.offsets[j] + f["row"].to_numpy(np.int64) for j, f in fs]) if fs else np.zeros(0, np.int64)
+        xy = np.vstack([f[["x", "y"]].to_numpy(float) for _, f in fs]) if fs else np.zeros((0, 2))
+        days = np.concatenate([f["days"].to_numpy(float) for _, f in fs]) if fs else np.zeros(0)
+        order = np.argsort(gid, kind="stable")
+        return Points(gid[order], xy[order], days[order])
+
+    def own(self, t: int) -> Any:
+        return self._points([(t, self.reads.get(t, None, 0.0))])
+
+    def near(self, box: np.ndarray, halo: float) -> Any:
+        hit = [j for j in range(len(self.boxes)) if _meets(self.boxes[j], box, halo)]
+        return self._points([(j, self.reads.get(j, box, halo)) for j in hit])
+
+
+def _scan_cfg() -> tuple[Any, Any, float | None]:
+    """Scan parameters, significance parameters and ``max_spread_m`` of ``layers/hotspots.yaml``."""
+    from gis.hotspots import cluster_params, scan_params, significance_params
+
+    cfg = cluster_params()
+    return scan_params(cfg), significance_params(cfg), None if cfg["max_spread_m"] is None else float(cfg["max_spread_m"])
+
+
+def sc_cores(plan: Plan, i: int) -> dict[str, Any]:
+    """Step 1 on partition ``i``, every kind: its cores (:func:`gis.cluster_tiles.tile_cores`) and incidents per kind."""
+    from gis.cluster_tiles import tile_cores
+
+    p, _, _ = _scan_cfg()
+    rd = Reads(plan)
+    n = rd.get(i, None, 0.0)["kind"].astype(str).value_counts()
+    return {k: {"n": int(n.get(k, 0)), "cores": tile_cores(PlanSource(plan, k, rd), i, p)} for k in plan.kinds}
+
+
+def sc_count(piece: dict[str, Any]) -> dict[str, Any]:
+    """A partition's incidents and cores per kind (two numbers each)."""
+    return {k: (v["n"], len(v["cores"].gid)) for k, v in piece.items()}
+
+
+def sc_prefix(*counts: dict[str, Any]) -> dict[str, Any]:
+    """Per kind run (more than ``min_cluster_size`` incidents and some cores): the cores of the partitions before
+    each (a core's rank in the whole run = those + its rank in its partition: partitions hold consecutive gids)."""
+    p, _, _ = _scan_cfg()
+    out = {}
+    for k in counts[0] if counts else {}:
+        n, c = np.array([x[k][0] for x in counts]), np.array([x[k][1] for x in counts], dtype=np.int64)
+        if n.sum() > p.min_cluster_size and c.sum():
+            out[k] = np.concatenate([[0], np.cumsum(c)])
+    return out
+
+
+def sc_halo(piece: dict[str, Any], j: int, box: Sequence[float], prefix: dict[str, Any]) -> dict[str, Any]:
+    """Partition ``j``'s cores within :func:`gis.cluster_tiles.link_halo` of ``box``, with their whole-run ranks."""
+    from gis.cluster_tiles import in_box, link_halo
+
+    p, _, _ = _scan_cfg()
+    out = {}
+    for k, start in prefix.items():
+        c = piece[k]["cores"]
+        m = in_box(c.xy, np.asarray(box, float), link_halo(p))
+        out[k] = (c.take(m), start[j] + np.flatnonzero(m))
+    return out
+
+
+def sc_links(plan: Plan, i: int, prefix: dict[str, Any], piece: dict[str, Any], *halos: dict[str, Any]) -> dict[str, Any]:
+    """Step 2 on partition ``i``: quick-shift parents and local groups (:func:`gis.cluster_tiles.tile_links`)."""
+    from gis.cluster_tiles import concat_cores, tile_links
+
+    p, _, _ = _scan_cfg()
+    out = {}
+    for k, start in prefix.items():
+        own = piece[k]["cores"]
+        halo = concat_cores([h[k][0] for h in halos])
+        hr = np.concatenate([h[k][1] for h in halos]) if halos else np.zeros(0, np.int64)
+        hr = hr[np.argsort(np.concatenate([h[k][0].gid for h in halos]), kind="stable")] if halos else hr
+        rank = np.concatenate([start[i] + np.arange(len(own.gid)), hr]).astype(np.int64)
+        out[k] = tile_links(i, own, halo, rank, np.delete(plan.extents, i, axis=0), p)
+    return out
+
+
+def sc_exchange(state: dict[str, Any]) -> dict[str, Any]:
+    """What a partition sends to the join (:func:`gis.cluster_tiles.exchange`), per kind."""
+    from gis.cluster_tiles import exchange
+
+    return {k: exchange(v) for k, v in state.items()}
+
+
+def sc_join(*parts: dict[str, Any]) -> dict[str, Any]:
+    """The join of every kind (:func:`gis.cluster_tiles.join_links`)."""
+    from gis.cluster_tiles import join_links
+
+    return {k: join_links([x[k] for x in parts]) for k in (parts[0] if parts else {})}
+
+
+def sc_label(state: dict[str, Any], joined: dict[str, Any]) -> dict[str, Any]:
+    """A partition's cores with their roots and groups, per kind."""
+    from gis.cluster_tiles import label_cores
+
+    return {k: label_cores(v, joined[k]) for k, v in state.items()}
+
+
+def sc_peaks(plan: Plan, i: int, labelled: dict[str, Any]) -> dict[str, Any]:
+    """Step 3 on partition ``i``: background at its quick-shift roots (:func:`gis.cluster_tiles.tile_peaks`)."""
+    from gis.cluster_tiles import tile_peaks
+
+    p, _, _ = _scan_cfg()
+    rd = Reads(plan)
+    rd.warm(plan.extents[i], p.annulus_m[1])  # the roots are the partition's own cores
+    return {k: tile_peaks(PlanSource(plan, k, rd), c, p) for k, c in labelled.items()}
+
+
+def sc_peak_table(*peaks: dict[str, Any]) -> dict[str, Any]:
+    """Every root with its background, in gid order, per kind (a few per site)."""
+    from gis.cluster_tiles import concat_cores
+
+    return {k: concat_cores([x[k] for x in peaks]) for k in (peaks[0] if peaks else {})}
+
+
+def sc_fit_box(plan: Plan, i: int, joined: dict[str, Any]) -> list[float] | None:
+    """The box of the cores of the groups partition ``i`` fits, all kinds (None: none)."""
+    from gis.cluster_tiles import owned_groups
+
+    lo, hi = plan.offsets[i], plan.offsets[i + 1]
+    boxes = [owned_groups(j, np.arange(lo, hi))[1] for j in joined.values()]
+    b = np.array([x for x in boxes if np.isfinite(x).all()])
+    return [float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())] if len(b) else None
+
+
+def sc_fit_cores(labelled: dict[str, Any], box: Sequence[float]) -> dict[str, Any]:
+    """A partition's labelled cores within 2 × ``attach_m`` of a fitting partition's ``box``."""
+    from gis.cluster_tiles import in_box
+
+    p, _, _ = _scan_cfg()
+    return {k: c.take(in_box(c.xy, np.asarray(box, float), 2 * p.attach_m)) for k, c in labelled.items()}
+
+
+def sc_fits(plan: Plan, i: int, joined: dict[str, Any], peaks: dict[str, Any], *cores: dict[str, Any]) -> dict[str, Any]:
+    """Step 4 on partition ``i``: the groups whose lowest core is its own, fitted (:func:`gis.cluster_tiles.tile_fits`)."""
+    from gis.cluster_tiles import concat_cores, owned_groups, tile_fits
+
+    p, _, _ = _scan_cfg()
+    own = np.arange(plan.offsets[i], plan.offsets[i + 1])
+    rd = Reads(plan)
+    box = sc_fit_box(plan, i, joined)
+    if box is not None:
+        rd.warm(box, 2 * p.attach_m)
+    return {k: tile_fits(PlanSource(plan, k, rd), owned_groups(j, own)[0], concat_cores([c[k] for c in cores]), peaks[k], p)
+            for k, j in joined.items()}  # fmt: skip
+
+
+def sc_number(plan: Plan, *fits: dict[str, Any]) -> dict[str, Any]:
+    """Labels of every clustered incident (numbered by lowest global id, :func:`gis.cluster_tiles.by_lowest`)
+    and the counts: clusters, and those holding incidents of several partitions."""
+    from gis.cluster_tiles import by_lowest, numbered_members
+
+    p, _, spread = _scan_cfg()
+    gids, labs, kinds, next_id = [], [], [], 0
+    for k in sorted({k for f in fits for k in f}):
+        g, lab = numbered_members([f[k] for f in fits if k in f], p.min_cluster_size, spread)
+        gids.append(g)
+        labs.append(lab + next_id)
+        kinds.append(np.full(len(g), plan.kinds.index(k), dtype=np.int64))
+        next_id += int(lab.max()) + 1 if len(lab) else 0
+    gid = np.concatenate(gids) if gids else np.zeros(0, np.int64)
+    label = by_lowest(gid, np.concatenate(labs) if labs else np.zeros(0, np.int64))
+    o = np.argsort(gid)
+    gid, label, kind = gid[o], label[o], (np.concatenate(kinds) if kinds else np.zeros(0, np.int64))[o]
+    part = np.searchsorted(plan.offsets, gid, side="right") - 1
+    spans = pd.Series(part).groupby(label).nunique()
+    return {"gid": gid, "label": label, "kind": kind, "clusters": int(len(spans)), "cross_border_clusters": int((spans > 1).sum())}
+
+
+def sc_hull(plan: Plan, i: int) -> dict[str, Any]:
+    """Vertices of the convex hull of partition ``i``'s incidents, per kind (:func:`gis.cluster_tiles.tile_hull`)."""
+    from gis.cluster_tiles import tile_hull
+
+    rd = Reads(plan)
+    return {k: tile_hull(PlanSource(plan, k, rd), i) for k in plan.kinds}
+
+
+def sc_windows(*hulls: dict[str, Any]) -> dict[str, Any]:
+    """Each kind's observation window (:func:`gis.cluster_tiles.kind_window`)."""
+    from gis.cluster_tiles import kind_window
+
+    return {k: kind_window([h[k] for h in hulls]) for k in (hulls[0] if hulls else {}) if any(len(h[k]) for h in hulls)}
+
+
+def sc_significance(plan: Plan, fits: dict[str, Any], numbered: dict[str, Any], windows: dict[str, Any]) -> dict[str, Any]:
+    """Observed, expected and p-value of the clusters a partition fitted (:func:`gis.cluster_tiles.tile_significance`),
+    per kind, indexed by their municipal label."""
+    from gis.cluster_tiles import tile_significance
+
+    _, sp, _ = _scan_cfg()
+    out, rd = {}, Reads(plan)
+    g, lab, kind = numbered["gid"], numbered["label"], numbered["kind"]
+    for k, f in fits.items():
+        at = np.searchsorted(g, f.gid)
+        kept = (at < len(g)) & (g[np.minimum(at, len(g) - 1)] == f.gid) if len(g) else np.zeros(len(f.gid), bool)
+        mem = pd.DataFrame({"gid": f.gid[kept], "x": f.xy[kept, 0], "y": f.xy[kept, 1], "label": lab[at[kept]]})
+        if len(mem):
+            out[k] = tile_significance(PlanSource(plan, k, rd), mem, g[kind == plan.kinds.index(k)], sp, windows[k])
+    return out
+
+
+def sc_flags(plan: Plan, numbered: dict[str, Any], windows: dict[str, Any], *sigs: dict[str, Any]) -> np.ndarray:
+    """Whether each municipal cluster passes the BH step over all clusters (:func:`gis.cluster_scan.flag_significant`;
+    the places looked at summed over the kinds in the whole run's order, by their first clustered incident)."""
+    from gis.cluster_scan import flag_significant
+    from gis.cluster_tiles import search_windows
+
+    _, sp, _ = _scan_cfg()
+    g, kind = numbered["gid"], numbered["kind"]
+    first = pd.Series(g).groupby(kind).min().sort_values()
+    tables, w = [], 0.0
+    for kc in first.index:
+        k = plan.kinds[int(kc)]
+        t = pd.concat([s[k] for s in sigs if k in s])
+        tables.append(t)
+        w += search_windows(t, windows[k], sp)
+    if not tables:
+        return np.zeros(0, bool)
+    flags = flag_significant(pd.concat(tables), w, sp.alpha)["significant"]
+    return flags.reindex(np.arange(numbered["clusters"])).fillna(False).to_numpy(bool)
+
+
+def sc_own_labels(plan: Plan, i: int, numbered: dict[str, Any], flags: np.ndarray) -> dict[str, np.ndarray]:
+    """Cluster label (−1 noise) of each of partition ``i``'s incidents, in row order, and whether it is in a
+    significant cluster."""
+    n = int(plan.offsets[i + 1] - plan.offsets[i])
+    lab = np.full(n, -1, np.int64)
+    g = numbered["gid"]
+    m = (g >= plan.offsets[i]) & (g < plan.offsets[i + 1])
+    lab[g[m] - plan.offsets[i]] = numbered["label"][m]
+    return {"cluster": lab, "significant": np.where(lab >= 0, flags[np.maximum(lab, 0)] if len(flags) else False, False)}
