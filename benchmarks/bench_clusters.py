@@ -93,7 +93,10 @@ METHODS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
         {"merge": "mixture", "mixture": {"propose": "moved", "propose_tol": 0.1, "split_max_iter": 30}},
         {"controls": False, "background": "unclustered"}, {},
     ),
-    "scan, space-time mixture, places 1.75 rms, reach 4σ, moved sites proposed (tol 0.1) (default)": (
+    "scan, space-time mixture, places 1.75 rms, reach 4σ, moved sites proposed (tol 0.1), plain EM (previous default)": (
+        {"merge": "mixture", "mixture": {"accelerate": "none"}}, {"controls": False, "background": "unclustered"}, {}
+    ),
+    "scan, space-time mixture, places 1.75 rms, reach 4σ, moved sites proposed (tol 0.1), SQUAREM (default)": (
         {"merge": "mixture"}, {"controls": False, "background": "unclustered"}, {}
     ),
 }
