@@ -400,8 +400,10 @@ def _squarem(em: _EM, params: MixtureParams) -> None:
         step_max = np.minimum(step_max, params.max_step)
 
 
-#: Pairs are searched within this many times a site's reach, so that they serve while it moves and grows.
-PAIR_MARGIN = 1.25
+#: Pairs are searched within this many times a site's reach, so that they serve while it moves and grows (1.1
+#: rather than 1.25: the same labels on the city sample, about 3 % less CPU of the mixture step: fewer pairs
+#: outside the reach outweigh the more frequent searches).
+PAIR_MARGIN = 1.1
 #: Spacing (m) between the problems laid side by side for one k-d tree: larger than any group of cores, so that
 #: a search rarely meets another problem's points (those it meets are left out).
 PROBLEM_SPACING = 1.0e6
