@@ -271,6 +271,24 @@ def test_squarem_reaches_the_plain_em_fixed_point_in_fewer_e_steps(params, timed
     assert used["squarem"] < used["none"]
 
 
+def test_squarem_stops_at_a_fixed_point_of_the_em_step_with_sites_cut_at_their_reach(params):
+    """With sites cut at ``reach_sigmas`` (4 σ) an EM step can lower ℓ (plain EM then stops: gain below ``tol``);
+    SQUAREM's fit (tight tolerance) is a fixed point of the EM step: one more plain step leaves it in place."""
+    from gis.cluster_batch import Problem, fit_many
+
+    rng = np.random.default_rng(21)
+    side = 3000.0
+    xy = np.vstack([rng.normal((900, 900), 80, (60, 2)), rng.normal((1150, 1100), 120, (45, 2))])
+    x = _sites(xy, 20.0, side, rng)
+    start = Sites(np.array([[1000.0, 1000.0], [1700.0, 1500.0]]), np.array([150.0, 150.0]), np.array([20.0, 20.0]))
+    problem = Problem(x, np.full(len(x), np.log(10e-6)), start, side**2, params.min_background)
+    s, ll, bg = fit_many([problem], replace(params, time=False, accelerate="squarem", tol=1e-9, max_iter=20_000))[0]
+    again = Problem(x, bg, s, side**2, params.min_background)
+    s1, _, _ = fit_many([again], replace(params, time=False, accelerate="none", tol=-1.0, max_iter=2))[0]
+    np.testing.assert_allclose(s1.mu, s.mu, atol=1e-3)
+    np.testing.assert_allclose(s1.n, s.n, rtol=1e-5)
+
+
 @pytest.mark.parametrize("timed", [False, True])
 def test_proposing_only_moved_sites_with_no_tolerance_gives_every_rounds_labels(params, timed):
     """select_moved with propose_tol 0 (every site that moved at all is proposed again) labels the reports as
