@@ -254,7 +254,8 @@ class _EM:
 
 
 def _plain(em: _EM, params: MixtureParams) -> None:
-    """Plain EM: up to ``max_iter`` steps, a problem stops when its :math:`\\ell` gains less than ``tol``."""
+    """Plain EM: up to ``max_iter`` steps, a problem stops when its :math:`\\ell` gains less than ``tol`` (or falls:
+    with sites cut at their reach a step can lower :math:`\\ell`)."""
     ll_old = np.full(em.n_prob, -np.inf)
     for _ in range(params.max_iter):
         ll_now, lse, e, tot = em.evaluate()
@@ -353,8 +354,8 @@ def _squarem(em: _EM, params: MixtureParams) -> None:
 
     A cycle: θ1 = F(θ0), θ2 = F(θ1) (F: one EM step, :meth:`_EM.update`), the extrapolated θ'
     (:func:`_extrapolate`), then θ'' = F(θ') starts the next cycle when :math:`\\ell(\\theta')\\ge\\ell(\\theta_1)`;
-    otherwise θ2 does (EM never lowers ℓ, so ℓ never falls from cycle to cycle) and the problem's
-    largest step is divided by :data:`STEP_FACTOR` (multiplied when reached, up to ``max_step``).
+    otherwise θ2 does (ℓ(θ2) ≥ ℓ(θ1): EM does not lower ℓ, except rarely with sites cut at their reach) and
+    the problem's largest step is divided by :data:`STEP_FACTOR` (multiplied when reached, up to ``max_step``).
     A problem stops with θ0 when ℓ(θ0) gained less than ``tol`` over the whole previous cycle
     (an EM step from an extrapolated point can gain little far from the fixed point, so the
     plain EM's rule, one step's gain, would stop too early); ``max_iter`` bounds the E-steps

@@ -242,12 +242,14 @@ def test_squarem_reaches_the_plain_em_fixed_point_in_fewer_e_steps(params, timed
     for shift in (0.0, 600_000.0):
         xy = np.vstack([rng.normal((900, 900), 80, (60, 2)), rng.normal((1150, 1100), 120, (45, 2))])  # overlapping
         x = _sites(xy, 20.0, side, rng) + shift
-        start = Sites(np.array([[1000.0, 1000.0], [1700.0, 1500.0]]) + shift, np.array([150.0, 150.0]), np.array([20.0, 20.0]))
+        centres = np.array([[1000.0, 1000.0], [1700.0, 1500.0]]) + shift
+        start = Sites(centres, np.array([150.0, 150.0]), np.array([20.0, 20.0]))
         if timed:
             x = np.column_stack([x, rng.uniform(0, 900, len(x))])
             x[:60, 2], x[60:105, 2] = rng.normal(300, 60, 60), rng.normal(450, 80, 45)
             start = Sites(start.mu, start.sigma, start.n, np.array([300.0, 500.0]), np.array([100.0, 100.0]))
-        problems.append(Problem(x, np.full(len(x), np.log(10e-6 / 900)), start, side**2 * 900, params.min_background / 900))
+        log_bg = np.full(len(x), np.log(10e-6 / 900))  # per m²·day over 900 days
+        problems.append(Problem(x, log_bg, start, side**2 * 900, params.min_background / 900))
     problems.append(Problem(problems[0].x, problems[0].log_bg, problems[0].sites, None, params.min_background))
     steps = {"n": 0}
     evaluate = cluster_batch._EM.evaluate
