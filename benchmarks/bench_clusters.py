@@ -12,7 +12,8 @@ min_cluster_size 15 / min_samples 5, the ``scan`` detector with its quick-shift 
 merged by BIC, the mixture of :mod:`gis.cluster_mixture` in space at a fit reach of 3 and
 4 σ, and in space and time with places at 2 and 1.75 rms spreads — the latter with every site proposed
 again every round (:func:`gis.cluster_batch.select_many`, the previous default) and with only the sites that
-moved proposed again (:func:`gis.cluster_batch.select_moved`); the default of ``layers/hotspots.yaml`` last;
+moved proposed again (:func:`gis.cluster_batch.select_moved`), the latter also with its EM accelerated by
+SQUAREM (``accelerate: squarem``); the default of ``layers/hotspots.yaml`` last;
 ``--methods`` picks some), all run in the same process on the same
 incidents (per incident kind, as the pipeline does):
 
@@ -91,6 +92,10 @@ METHODS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
     ),
     "scan, space-time mixture, places 1.75 rms, reach 4σ, moved sites proposed (tol 0.1), split fits 30 iterations": (
         {"merge": "mixture", "mixture": {"propose": "moved", "propose_tol": 0.1, "split_max_iter": 30}},
+        {"controls": False, "background": "unclustered"}, {},
+    ),
+    "scan, space-time mixture, places 1.75 rms, reach 4σ, moved sites proposed (tol 0.1), SQUAREM EM (max step 4)": (
+        {"merge": "mixture", "mixture": {"accelerate": "squarem", "max_step": 4.0}},
         {"controls": False, "background": "unclustered"}, {},
     ),
     "scan, space-time mixture, places 1.75 rms, reach 4σ, moved sites proposed (tol 0.1) (default)": (

@@ -97,6 +97,12 @@ class MixtureParams:
     split_max_iter
         EM iterations of a split proposal's fit (the proposal is only scored; an applied split
         is refitted with its group, up to ``max_iter``).
+    accelerate
+        ``squarem``: the EM steps of :func:`gis.cluster_batch.fit_many` are extrapolated
+        (SQUAREM, with a monotone safeguard); ``none``: plain EM.
+    max_step
+        Largest SQUAREM step length (1: the plain EM's two steps; larger steps are tried only
+        after smaller ones succeeded).
     """
 
     min_sigma_m: float
@@ -116,6 +122,8 @@ class MixtureParams:
     propose: str
     propose_tol: float
     split_max_iter: int
+    accelerate: str
+    max_step: float
 
 
 @dataclass

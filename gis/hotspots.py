@@ -167,6 +167,7 @@ def mixture_params(cfg: dict[str, Any]) -> MixtureParams:
         place_sigmas=float(mx["place_sigmas"]), time=bool(mx["time"]), min_tau_days=float(mx["min_tau_days"]),
         assign_sigmas=float(mx["assign_sigmas"]), propose=str(mx["propose"]),
         propose_tol=float(mx["propose_tol"]), split_max_iter=int(mx["split_max_iter"]),
+        accelerate=str(mx["accelerate"]), max_step=float(mx["max_step"]),
     )
 
 

@@ -196,6 +196,8 @@ class ScanMixtureParams(Section):
     propose: str
     propose_tol: float
     split_max_iter: int
+    accelerate: str
+    max_step: float
 
 
 @dataclass(frozen=True)

@@ -195,7 +195,7 @@ def test_batched_fits_give_the_per_group_labels(params, timed):
 
     rng = np.random.default_rng(11)
     x, core, seed, group = _planted_groups(rng, timed)
-    p = replace(params, time=timed, propose="all")
+    p = replace(params, time=timed, propose="all", accelerate="none")  # the reference fits by plain EM
     span = np.ptp(x[:, 2]) + 1 if timed else 1.0
     log_bg = np.full(len(x), np.log(25e-6))
     ref = mixture_labels(x, core, seed, group, log_bg, 350.0, p)
@@ -219,12 +219,76 @@ def test_batched_em_is_the_single_fit(params):
     problems.append(Problem(problems[0].x, problems[0].log_bg, problems[0].sites, None, params.min_background))
     wide = Sites(problems[1].sites.mu, np.array([3e5, 60.0]), problems[1].sites.n)  # reaches past the next problem
     problems.insert(1, Problem(problems[1].x, problems[1].log_bg, wide, None, params.min_background))
-    for (s, ll, bg), pr in zip(fit_many(problems, params), problems):
-        ref, ll_r, bg_r = fit_intensity(pr.x, pr.log_bg, pr.sites, params, area=pr.area)
+    plain = replace(params, accelerate="none")
+    for (s, ll, bg), pr in zip(fit_many(problems, plain), problems):
+        ref, ll_r, bg_r = fit_intensity(pr.x, pr.log_bg, pr.sites, plain, area=pr.area)
         np.testing.assert_allclose(s.mu, ref.mu, atol=1e-6)
         np.testing.assert_allclose(s.sigma, ref.sigma, rtol=1e-9)
         np.testing.assert_allclose(s.n, ref.n, rtol=1e-9)
         assert ll == pytest.approx(ll_r, rel=1e-12) and bg[0] == pytest.approx(bg_r[0], rel=1e-12)
+
+
+@pytest.mark.parametrize("timed", [False, True])
+def test_squarem_reaches_the_plain_em_fixed_point_in_fewer_e_steps(params, timed, monkeypatch):
+    """fit_many with accelerate squarem converges to the fit of plain EM (sites, ℓ and background, with a tight
+    tolerance, in space and in space-time, background fitted or fixed) with fewer E-steps, on overlapping sites
+    (where plain EM is slow). Sites reach 50 σ here: cut at a few σ, the plain EM map's fixed point is not
+    exactly a maximum of ℓ, and SQUAREM, which climbs ℓ, can stop a few metres from it."""
+    from gis import cluster_batch
+    from gis.cluster_batch import Problem, fit_many
+
+    rng = np.random.default_rng(21)
+    side, problems = 3000.0, []
+    for shift in (0.0, 600_000.0):
+        xy = np.vstack([rng.normal((900, 900), 80, (60, 2)), rng.normal((1150, 1100), 120, (45, 2))])  # overlapping
+        x = _sites(xy, 20.0, side, rng) + shift
+        centres = np.array([[1000.0, 1000.0], [1700.0, 1500.0]]) + shift
+        start = Sites(centres, np.array([150.0, 150.0]), np.array([20.0, 20.0]))
+        if timed:
+            x = np.column_stack([x, rng.uniform(0, 900, len(x))])
+            x[:60, 2], x[60:105, 2] = rng.normal(300, 60, 60), rng.normal(450, 80, 45)
+            start = Sites(start.mu, start.sigma, start.n, np.array([300.0, 500.0]), np.array([100.0, 100.0]))
+        log_bg = np.full(len(x), np.log(10e-6 / 900))  # per m²·day over 900 days
+        problems.append(Problem(x, log_bg, start, side**2 * 900, params.min_background / 900))
+    problems.append(Problem(problems[0].x, problems[0].log_bg, problems[0].sites, None, params.min_background))
+    steps = {"n": 0}
+    evaluate = cluster_batch._EM.evaluate
+
+    def counted(self):  # type: ignore[no-untyped-def]
+        steps["n"] += 1
+        return evaluate(self)
+
+    monkeypatch.setattr(cluster_batch._EM, "evaluate", counted)
+    fits, used = {}, {}
+    for acc in ("none", "squarem"):
+        steps["n"] = 0
+        p = replace(params, time=timed, accelerate=acc, tol=1e-9, max_iter=20_000, reach_sigmas=50.0)
+        fits[acc] = fit_many(problems, p)
+        used[acc] = steps["n"]
+    for (s, ll, bg), (ref, ll_r, bg_r) in zip(fits["squarem"], fits["none"]):
+        np.testing.assert_allclose(s.mu, ref.mu, atol=1e-3)
+        np.testing.assert_allclose(s.sigma, ref.sigma, rtol=1e-5)
+        np.testing.assert_allclose(s.n, ref.n, rtol=1e-5)
+        assert ll == pytest.approx(ll_r, abs=1e-6) and bg[0] == pytest.approx(bg_r[0], rel=1e-5)
+    assert used["squarem"] < used["none"]
+
+
+def test_squarem_stops_at_a_fixed_point_of_the_em_step_with_sites_cut_at_their_reach(params):
+    """With sites cut at ``reach_sigmas`` (4 σ) an EM step can lower ℓ (plain EM then stops: gain below ``tol``);
+    SQUAREM's fit (tight tolerance) is a fixed point of the EM step: one more plain step leaves it in place."""
+    from gis.cluster_batch import Problem, fit_many
+
+    rng = np.random.default_rng(21)
+    side = 3000.0
+    xy = np.vstack([rng.normal((900, 900), 80, (60, 2)), rng.normal((1150, 1100), 120, (45, 2))])
+    x = _sites(xy, 20.0, side, rng)
+    start = Sites(np.array([[1000.0, 1000.0], [1700.0, 1500.0]]), np.array([150.0, 150.0]), np.array([20.0, 20.0]))
+    problem = Problem(x, np.full(len(x), np.log(10e-6)), start, side**2, params.min_background)
+    s, ll, bg = fit_many([problem], replace(params, time=False, accelerate="squarem", tol=1e-9, max_iter=20_000))[0]
+    again = Problem(x, bg, s, side**2, params.min_background)
+    s1, _, _ = fit_many([again], replace(params, time=False, accelerate="none", tol=-1.0, max_iter=2))[0]
+    np.testing.assert_allclose(s1.mu, s.mu, atol=1e-3)
+    np.testing.assert_allclose(s1.n, s.n, rtol=1e-5)
 
 
 @pytest.mark.parametrize("timed", [False, True])
