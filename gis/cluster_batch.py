@@ -258,16 +258,28 @@ def _plain(em: _EM, params: MixtureParams) -> None:
     with sites cut at their reach a step can lower :math:`\\ell`)."""
     ll_old = np.full(em.n_prob, -np.inf)
     for _ in range(params.max_iter):
-        ll_now, lse, e, tot = em.evaluate()
-        act = np.flatnonzero(em.running)
-        em.ll[act] = ll_now[act]
-        stop = act[ll_now[act] - ll_old[act] < params.tol]
-        ll_old[act] = ll_now[act]
-        if len(stop):
-            e = em.stop(stop, e)
-            if not em.running.any():
-                return
+        step = _evaluate_or_stop(em, ll_old, params.tol)
+        if step is None:
+            return
+        _, lse, e, tot, _ = step
         em.update(lse, e, tot)
+
+
+def _evaluate_or_stop(em: _EM, ref: np.ndarray, tol: float) -> tuple[np.ndarray, ...] | None:
+    """One E-step of the running problems; those whose :math:`\\ell` gained less than ``tol`` over ``ref``
+    stop (``ref`` then holds the new :math:`\\ell`). ``(ell, lse, e, tot, running indices)``, or None when
+    every problem has stopped."""
+    ll, lse, e, tot = em.evaluate()
+    act = np.flatnonzero(em.running)
+    em.ll[act] = ll[act]
+    stop = act[ll[act] - ref[act] < tol]
+    ref[act] = ll[act]
+    if len(stop):
+        e = em.stop(stop, e)
+        if not em.running.any():
+            return None
+        act = np.flatnonzero(em.running)
+    return ll, lse, e, tot, act
 
 
 @dataclass
@@ -365,17 +377,11 @@ def _squarem(em: _EM, params: MixtureParams) -> None:
     last = np.full(em.n_prob, -np.inf)  # ℓ at the start of the previous cycle
     evals = 0
     while evals < params.max_iter:
-        ll0, lse, e, tot = em.evaluate()
-        act = np.flatnonzero(em.running)
-        em.ll[act] = ll0[act]
+        step = _evaluate_or_stop(em, last, params.tol)
         evals += 1
-        stop = act[ll0[act] - last[act] < params.tol]
-        last[act] = ll0[act]
-        if len(stop):
-            e = em.stop(stop, e)
-            if not em.running.any():
-                return
-            act = np.flatnonzero(em.running)
+        if step is None:
+            return
+        _, lse, e, tot, act = step
         t0 = _snapshot(em.st)
         em.update(lse, e, tot)
         t1 = _snapshot(em.st)
