@@ -130,6 +130,14 @@ def fresh_map(district: District, opt: maps.MapOptions, layers: list[maps.MapLay
                               attributions=maps.district_attributions(district))
 
 
+@st.cache_resource(show_spinner=False, max_entries=4)
+def site_features_cached(pkey: str, _district: District) -> Any:
+    """The sites' rows of the clickable-feature table, built once per project."""
+    from gis import app_planner as pl
+
+    return pl.site_features(_district)
+
+
 @st.cache_resource(show_spinner="准备规划数据 Preparing the planner …", max_entries=4)
 def planner_base_cached(pkey: str, ckey: str, limit_m: float, _district: District, _compliance: Any,
                         _targets: list[dict[str, Any]], _networks: dict[str, Any],
@@ -435,7 +443,8 @@ def page_map(district: District, pkey: str, outputs: dict[str, sup.StepOutput], 
                    f"{plan.k} recommended sites")
     st.caption("图层 Layers: " + " · ".join(lay.title for lay in layers))
     hot = sup.merged_context(outputs).get("hotspots")
-    table = pl.feature_table(district, hot, plan.at if plan else None, plan.recommended if plan else None)
+    table = pl.feature_table(district, hot, plan.at if plan else None, plan.recommended if plan else None,
+                             site_features_cached(pkey, district))
     focus = st.session_state.get("_map_focus")
     got = st_folium(m, height=640, use_container_width=True, returned_objects=["last_object_clicked"], key="map",
                     center=focus[:2] if focus else None, zoom=focus[2] if focus else None)

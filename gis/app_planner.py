@@ -338,33 +338,45 @@ def map_results(at: PlannerAt, recommended: gpd.GeoDataFrame | None) -> dict[str
     return out
 
 
-def feature_table(district: District, hot: Any, at: PlannerAt | None, recommended: gpd.GeoDataFrame | None) -> pd.DataFrame:
+FEATURE_COLUMNS = ["类型", "编号", "名称", "镇街", "lat", "lon", "x", "y"]
+
+
+def feature_rows(kind: str, g: gpd.GeoDataFrame | None, id_col: str, name_col: str | None) -> pd.DataFrame | None:
+    """Rows of :func:`feature_table` for one layer (None when it is empty or missing)."""
+    if g is None or not len(g):
+        return None
+    pts = g.geometry.representative_point()
+    ll = pts.to_crs(4326)
+    return pd.DataFrame({
+        "类型": kind, "编号": g[id_col].astype(str).to_numpy() if id_col in g else np.arange(1, len(g) + 1).astype(str),
+        "名称": g[name_col].astype(str).to_numpy() if name_col and name_col in g else "",
+        "镇街": g["township"].astype(str).to_numpy() if "township" in g else "",
+        "lat": ll.y.to_numpy(), "lon": ll.x.to_numpy(), "x": pts.x.to_numpy(), "y": pts.y.to_numpy()})
+
+
+def site_features(district: District) -> pd.DataFrame | None:
+    """The sites' rows of :func:`feature_table`: no analysis parameter changes them, so the app builds
+    them once per project (at a million sites they are most of the table's time)."""
+    return feature_rows("网点 Site", district.sites, "site_id", "name")
+
+
+def feature_table(district: District, hot: Any, at: PlannerAt | None, recommended: gpd.GeoDataFrame | None,
+                  sites: pd.DataFrame | None = None) -> pd.DataFrame:
     """Clickable map features in one table: sites, clusters, coverage gaps, recommended sites.
 
     Columns ``类型`` (kind), ``编号`` (id), ``名称``, ``镇街``, ``lat``/``lon`` (WGS84 of the
     point or polygon centroid, for zooming to a row) and ``x``/``y`` (district CRS, to find
-    the feature nearest a click).
+    the feature nearest a click). ``sites``: the sites' rows from :func:`site_features`
+    (None: built here).
     """
-    parts = []
-
-    def add(kind: str, g: gpd.GeoDataFrame | None, id_col: str, name_col: str | None) -> None:
-        if g is None or not len(g):
-            return
-        pts = g.geometry.representative_point()
-        ll = pts.to_crs(4326)
-        parts.append(pd.DataFrame({
-            "类型": kind, "编号": g[id_col].astype(str).to_numpy() if id_col in g else np.arange(1, len(g) + 1).astype(str),
-            "名称": g[name_col].astype(str).to_numpy() if name_col and name_col in g else "",
-            "镇街": g["township"].astype(str).to_numpy() if "township" in g else "",
-            "lat": ll.y.to_numpy(), "lon": ll.x.to_numpy(), "x": pts.x.to_numpy(), "y": pts.y.to_numpy()}))
-
-    add("聚集区 Cluster", getattr(hot, "priority", None), "cluster_id", "address")
-    if at is not None:
-        add("覆盖缺口 Gap", at.gaps, "gap_id", None)
-    add("推荐新址 Recommended", recommended, "candidate_id", "name")
-    add("网点 Site", district.sites, "site_id", "name")
-    cols = ["类型", "编号", "名称", "镇街", "lat", "lon", "x", "y"]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+    parts = [
+        feature_rows("聚集区 Cluster", getattr(hot, "priority", None), "cluster_id", "address"),
+        feature_rows("覆盖缺口 Gap", at.gaps, "gap_id", None) if at is not None else None,
+        feature_rows("推荐新址 Recommended", recommended, "candidate_id", "name"),
+        site_features(district) if sites is None else sites,
+    ]
+    parts = [p for p in parts if p is not None and len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=FEATURE_COLUMNS)
 
 
 def nearest_feature(table: pd.DataFrame, lat: float, lon: float, crs: Any) -> int | None:

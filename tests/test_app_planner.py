@@ -173,3 +173,21 @@ def test_planner_recommends_what_gis_run_recommends(sample_project, tmp_path) ->
     assert share == pytest.approx(dc.siting.share_after, abs=1e-12)
     assert len(at.gaps) == len(dc.gaps)
     assert at.gaps["population"].sum() == pytest.approx(dc.gaps["population"].sum())
+
+
+def test_feature_table_with_the_sites_built_once_equals_the_whole_table(base) -> None:
+    """The app builds the sites' rows once per project; the table at each radius is the same as built whole,
+    and a click finds the nearest feature of it."""
+    import pandas as pd
+
+    d, b = base
+    at = pl.planner_at(b, d, 500.0)
+    rec, _ = cov.what_if_sites(at.inputs, 3)
+    whole = pl.feature_table(d, None, at, rec)
+    sites = pl.site_features(d)
+    pd.testing.assert_frame_equal(pl.feature_table(d, None, at, rec, sites), whole)
+    counts = whole["类型"].value_counts()
+    assert counts["网点 Site"] == len(d.sites) and counts["覆盖缺口 Gap"] == len(at.gaps)
+    assert counts["推荐新址 Recommended"] == 3
+    row = whole[whole["类型"] == "网点 Site"].iloc[7]
+    assert pl.nearest_feature(whole, row["lat"], row["lon"], d.crs) == row.name
