@@ -155,6 +155,7 @@ class ServiceAreaDisplay(Section):
 
     concave_ratio: float
     buffer_m: float
+    threads_from_sites: int
 
 
 @dataclass(frozen=True)

@@ -260,3 +260,23 @@ def test_gaps_from_raster_are_true_cell_footprints_within_one_township(sample_di
     assert all(inside)
     uncovered = pts.loc[~pts["covered"], "population"].sum()
     assert gaps["population"].sum() == pytest.approx(uncovered)
+
+
+def test_service_area_hulls_on_threads_equal_the_hulls_in_turn() -> None:
+    """From ``threads_from_sites`` sites the hulls are drawn on one thread per core: the same polygons, in order."""
+    import dataclasses
+
+    import shapely
+
+    from gis.coverage import _hulls
+    from gis.params import build_section
+
+    display = build_section("coverage").service_area_display
+    rng = np.random.default_rng(3)
+    n, k = 2_001, 7
+    xy = rng.normal(size=(n * k, 2)) * 40 + np.repeat(rng.uniform(0, 5_000, size=(n, 2)), k, axis=0)
+    mp = shapely.multipoints(xy, indices=np.repeat(np.arange(n), k))
+    in_turn = _hulls(mp, dataclasses.replace(display, threads_from_sites=n + 1))
+    threaded = _hulls(mp, dataclasses.replace(display, threads_from_sites=1))
+    assert len(threaded) == n and shapely.equals_exact(in_turn, threaded).all()
+    assert (shapely.get_type_id(threaded) == 3).all()  # polygons (buffered hulls)
