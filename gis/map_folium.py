@@ -71,7 +71,11 @@ _LEGEND_TEMPLATE = """
 {% endmacro %}
 {% macro script(this, kwargs) %}
 {% if not this.full_page %}(function(){var d=document.querySelector('.gis-legend details');
- if (d && window.innerWidth < {{ this.open_min_px }}) { d.open=false; }})();{% endif %}
+ if (d && window.innerWidth < {{ this.open_min_px }}) { d.open=false; }})();{% else %}(function(){
+ var g=document.querySelector('.gis-legend'), c=document.querySelector('.leaflet-control-layers');
+ function fit(){ if (!g || !c) { return; } var top=c.getBoundingClientRect().bottom + 8; g.style.boxSizing='border-box';
+  g.style.maxHeight=Math.max(120, window.innerHeight - top - 24) + 'px'; }
+ fit(); window.addEventListener('resize', fit);})();{% endif %}
 {% endmacro %}
 """
 

@@ -350,3 +350,26 @@ def test_slider_on_another_tab_then_every_layer_toggles(browser: object, app_url
         page.close()
     assert not outside, f"requests beyond 127.0.0.1: {outside[:5]}"
     assert not errors, errors[:5]
+
+
+@pytest.mark.parametrize("height", [700, 900])
+def test_full_page_legend_stays_below_the_layer_control(browser: object, sample_project: Path, tmp_path: Path,
+                                                        height: int) -> None:
+    """map.html's legend (bottom right, under the expanded layer control) never covers the control's last
+    entries on a short window: it is fitted below the control and scrolls."""
+    from gis import pipeline
+
+    pipeline.run(sample_project, tmp_path / "out", progress=False)
+    html = tmp_path / "out" / "map.html"
+    page = browser.new_page()  # type: ignore[attr-defined]
+    try:
+        page.set_viewport_size({"width": 1400, "height": height})
+        page.goto(html.as_uri())
+        page.locator(".gis-legend").wait_for()
+        control = page.locator(".leaflet-control-layers").bounding_box()
+        legend = page.locator(".gis-legend").bounding_box()
+        assert legend["y"] >= control["y"] + control["height"]  # below the control's last entry
+        assert legend["y"] + legend["height"] <= height  # and within the window (it scrolls)
+        assert page.locator(".leaflet-control-layers-overlays label").count() >= 5
+    finally:
+        page.close()
