@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from gis.district import District
 
-__all__ = ["BackgroundStep", "ForkedGrid", "ForkedWrite", "can_fork"]
+__all__ = ["BackgroundStep", "ForkedGrid", "ForkedWrite", "can_fork", "fork_child", "reap"]
 
 Answer = tuple[dict[str, Any], dict[str, Any], float]
 
@@ -78,28 +78,18 @@ class BackgroundStep:
                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr, env=env)
 
     def _fork(self, run: Callable[[], Answer]) -> int:
-        """Fork; the child calls ``run``, writes the answer pickle and leaves with ``os._exit`` (no atexit, no flush)."""
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid:
-            return pid
-        code = 1
-        try:
-            write_answer(run(), self._answer)
-            code = 0
-        except BaseException:  # noqa: BLE001 - the child reports any failure by its exit status
-            import traceback
+        """Fork; the child calls ``run`` and writes the answer pickle (a failure's traceback to the stderr file)."""
 
-            self._stderr.write(traceback.format_exc().encode(errors="replace"))
+        def report(trace: str) -> None:
+            self._stderr.write(trace.encode(errors="replace"))
             self._stderr.flush()
-        finally:
-            os._exit(code)
+
+        return fork_child(lambda: write_answer(run(), self._answer), report)
 
     def _wait(self) -> int:
         """The child's exit status, once it has ended."""
         if self._pid is not None:
-            return os.waitstatus_to_exitcode(os.waitpid(self._pid, 0)[1])
+            return reap(self._pid)
         assert self._proc is not None
         return self._proc.wait()
 
@@ -162,22 +152,8 @@ class ForkedWrite:
     def __init__(self, write: Callable[[], Any], label: str) -> None:
         self.label = label
         self._done = False
-        sys.stdout.flush()
-        sys.stderr.flush()
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: write, report a failure on the pipe, leave without atexit or flushes
-            os.close(read_end)
-            code = 1
-            try:
-                write()
-                code = 0
-            except BaseException:  # noqa: BLE001 - the child reports any failure through the pipe
-                import traceback
-
-                os.write(write_end, traceback.format_exc().encode(errors="replace")[-4000:])
-            finally:
-                os._exit(code)
+        read_end, write_end = os.pipe()  # the child reports a failure on it
+        pid = fork_child(write, lambda trace: os.write(write_end, trace.encode(errors="replace")[-4000:]))
         os.close(write_end)
         self._pid, self._pipe = pid, read_end
 
@@ -189,7 +165,7 @@ class ForkedWrite:
         while chunk := os.read(self._pipe, 65536):  # until the child exits (its end of the pipe closes)
             chunks.append(chunk)
         os.close(self._pipe)
-        code = os.waitstatus_to_exitcode(os.waitpid(self._pid, 0)[1])
+        code = reap(self._pid)
         self._done = True
         if code != 0:
             from gis._errors import GisError
@@ -205,7 +181,7 @@ class ForkedWrite:
             return
         self._done = True
         os.kill(self._pid, signal.SIGKILL)
-        os.waitpid(self._pid, 0)
+        reap(self._pid)
         os.close(self._pipe)
 
 
@@ -232,26 +208,47 @@ class ForkedGrid:
 
         self._shape = shape
         self._map = mmap.mmap(-1, max(int(np.prod(shape)) * 4, 1))  # MAP_SHARED | MAP_ANONYMOUS
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                fill(np.frombuffer(self._map, dtype=np.int32, count=int(np.prod(shape))).reshape(shape))
-                code = 0
-            finally:
-                os._exit(code)
-        self._pid = pid
+        self._pid = fork_child(lambda: fill(self._grid()))
+
+    def _grid(self) -> Any:
+        """The shared grid (a view of the mapping)."""
+        import numpy as np
+
+        return np.frombuffer(self._map, dtype=np.int32, count=int(np.prod(self._shape))).reshape(self._shape)
 
     def result(self) -> Any:
         """Wait for the child: the filled grid (a copy), or None when the child failed."""
-        import numpy as np
-
-        code = os.waitstatus_to_exitcode(os.waitpid(self._pid, 0)[1])
-        grid = np.frombuffer(self._map, dtype=np.int32, count=int(np.prod(self._shape))).reshape(self._shape).copy()
+        code = reap(self._pid)
+        grid = self._grid().copy()
         self._map.close()
         return grid if code == 0 else None
+
+
+def fork_child(body: Callable[[], Any], report: Callable[[str], Any] | None = None) -> int:
+    """Fork; the child calls ``body`` and leaves with ``os._exit`` (no atexit handlers, no flushes):
+    status 0 when ``body`` returned, 1 when it raised (its traceback handed to ``report`` first).
+    Returns the child's pid to the caller (:func:`reap` it). Only where :func:`can_fork`."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        body()
+        code = 0
+    except BaseException:  # noqa: BLE001 - the child reports any failure by its exit status (and ``report``)
+        if report is not None:
+            import traceback
+
+            report(traceback.format_exc())
+    finally:
+        os._exit(code)
+
+
+def reap(pid: int) -> int:
+    """Wait for the child ``pid``; its exit status."""
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 
 
 def can_fork() -> bool:

@@ -482,22 +482,24 @@ def can_fork() -> bool:
 
 
 def _forked(task: SheetTask) -> int:
-    """Fork a child that runs ``task`` and exits (never returns into the caller's stack); its pid."""
-    import sys
-    import traceback
+    """Fork a child that runs ``task`` and exits (never returns into the caller's stack); its pid.
 
-    pid = os.fork()
-    if pid:
-        return pid
-    code = 1
-    try:
-        render_task(task)
-        code = 0
-    except BaseException:  # noqa: BLE001 - reported on stderr, read by gis.map_sheets
-        traceback.print_exc()
-    finally:
+    A failure's traceback goes to stderr, read by :mod:`gis.map_sheets`."""
+    import sys
+
+    from gis.background import fork_child
+
+    def body() -> None:
+        try:
+            render_task(task)
+        finally:
+            sys.stderr.flush()  # the child leaves with os._exit: what it wrote must be out first
+
+    def report(trace: str) -> None:
+        sys.stderr.write(trace)
         sys.stderr.flush()
-        os._exit(code)
+
+    return fork_child(body, report)
 
 
 def run_tasks(tasks: Sequence[SheetTask]) -> int:
@@ -510,6 +512,8 @@ def run_tasks(tasks: Sequence[SheetTask]) -> int:
     """
     import traceback
 
+    from gis.background import reap
+
     children = [_forked(t) for t in tasks[1:]] if can_fork() else []
     here = list(tasks[:1]) if children else list(tasks)
     failed = False
@@ -520,7 +524,7 @@ def run_tasks(tasks: Sequence[SheetTask]) -> int:
         traceback.print_exc()
         failed = True
     for pid in children:
-        failed |= os.waitpid(pid, 0)[1] != 0
+        failed |= reap(pid) != 0
     return int(failed)
 
 
