@@ -68,7 +68,7 @@ def output_lock(out: Path) -> Iterator[Path]:
     import fcntl
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    lock = out.parent / f".{out.name}.lock"
+    lock = _lock_path(out)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -87,6 +87,11 @@ def output_lock(out: Path) -> Iterator[Path]:
         os.close(fd)  # releases the lock; the lock file itself is harmless and reused
 
 
+def _lock_path(out: Path) -> Path:
+    """The lock file of output folder ``out``: ``.<name>.lock`` beside it."""
+    return out.parent / f".{out.name}.lock"
+
+
 def wait_unlocked(out: str | Path) -> None:
     """Block until no run holds the lock of output folder ``out`` (return at once when none does).
 
@@ -96,8 +101,7 @@ def wait_unlocked(out: str | Path) -> None:
     """
     import fcntl
 
-    lock = Path(out).absolute()
-    lock = lock.parent / f".{lock.name}.lock"
+    lock = _lock_path(Path(out).absolute())
     if not lock.exists():
         return
     fd = os.open(lock, os.O_RDONLY)
