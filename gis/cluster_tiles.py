@@ -93,6 +93,12 @@ def in_box(xy: np.ndarray, box: np.ndarray, halo: float) -> np.ndarray:
     return (xy[:, 0] >= box[0] - halo) & (xy[:, 0] <= box[2] + halo) & (xy[:, 1] >= box[1] - halo) & (xy[:, 1] <= box[3] + halo)
 
 
+def boxes_within(boxes: np.ndarray, box: np.ndarray, halo: float) -> np.ndarray:
+    """Which of ``boxes`` (rows x0, y0, x1, y1) come within ``halo`` of ``box`` (edges touching included)."""
+    b = np.asarray(boxes, dtype=float).reshape(-1, 4)
+    return (b[:, 0] <= box[2] + halo) & (b[:, 2] >= box[0] - halo) & (b[:, 1] <= box[3] + halo) & (b[:, 3] >= box[1] - halo)
+
+
 def box_of(xy: np.ndarray) -> np.ndarray:
     """Bounding box (x0, y0, x1, y1) of points."""
     return np.concatenate([xy.min(axis=0), xy.max(axis=0)]) if len(xy) else np.array([np.inf, np.inf, -np.inf, -np.inf])
@@ -119,9 +125,7 @@ class ArrayTiles:
         return self._points(np.flatnonzero(self.tile == t))
 
     def near(self, box: np.ndarray, halo: float) -> Points:
-        hit = [t for t, b in enumerate(self.boxes) if b[0] <= box[2] + halo and b[2] >= box[0] - halo
-               and b[1] <= box[3] + halo and b[3] >= box[1] - halo]  # fmt: skip
-        parts = [np.flatnonzero(self.tile == t) for t in hit]
+        parts = [np.flatnonzero(self.tile == t) for t in np.flatnonzero(boxes_within(self.boxes, box, halo))]
         idx = np.concatenate(parts) if parts else np.zeros(0, np.int64)
         return self._points(idx[in_box(self.xy[idx], box, halo)])
 

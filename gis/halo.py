@@ -87,15 +87,6 @@ def _days(inc: pd.DataFrame) -> np.ndarray:
     return incident_days(inc)
 
 
-def _near(bounds: Sequence[tuple[float, float, float, float]], i: int, halo: float) -> list[int]:
-    """Partitions (other than ``i``) whose bounds come within ``halo`` of partition ``i``."""
-    b = np.asarray(bounds)
-    x0, y0, x1, y1 = b[i]
-    hit = (b[:, 0] <= x1 + halo) & (b[:, 2] >= x0 - halo) & (b[:, 1] <= y1 + halo) & (b[:, 3] >= y0 - halo)
-    hit[i] = False
-    return list(np.flatnonzero(hit))
-
-
 def _within(x: np.ndarray, y: np.ndarray, bounds: tuple[float, float, float, float], halo: float) -> np.ndarray:
     x0, y0, x1, y1 = bounds
     return (x >= x0 - halo) & (x <= x1 + halo) & (y >= y0 - halo) & (y <= y1 + halo)

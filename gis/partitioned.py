@@ -216,8 +216,9 @@ def hex_owner(centres: np.ndarray, bounds: np.ndarray, candidates: Sequence[int]
 
 def near(boxes: np.ndarray, box: Sequence[float], halo: float, skip: int) -> list[int]:
     """Partitions (other than ``skip``) whose box comes within ``halo`` of ``box``."""
-    x0, y0, x1, y1 = box
-    hit = (boxes[:, 0] <= x1 + halo) & (boxes[:, 2] >= x0 - halo) & (boxes[:, 1] <= y1 + halo) & (boxes[:, 3] >= y0 - halo)
+    from gis.cluster_tiles import boxes_within
+
+    hit = boxes_within(boxes, np.asarray(box, dtype=float), halo)
     hit[skip] = False
     return [int(j) for j in np.flatnonzero(hit)]
 
