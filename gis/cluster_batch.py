@@ -231,7 +231,7 @@ class _EM:
         st = self.st
         lf, inr = _pair_log(st, self.pr, self.params.reach_sigmas)
         lse, e, tot = _lse(st, self.pr, lf, inr)
-        bg_first = st.log_bg[np.minimum(st.first, len(st.x) - 1)] if len(st.x) else np.zeros(self.n_prob)
+        bg_first = _first_log_bg(st)
         ll_now = (np.bincount(st.pp[self.pts], weights=lse[self.pts], minlength=self.n_prob)
                   - np.bincount(st.sp, weights=st.n, minlength=self.n_prob) - np.exp(bg_first) * st.area)  # fmt: skip
         return ll_now, lse, e, tot
@@ -296,10 +296,13 @@ class _Theta:
 
 def _snapshot(st: _Stack) -> _Theta:
     """The current parameters of ``st`` (copies)."""
-    first = np.minimum(st.first, max(len(st.x) - 1, 0))
-    bg = st.log_bg[first].copy() if len(st.x) else np.zeros(len(st.area))
     return _Theta(st.mu.copy(), st.sigma.copy(), st.n.copy(), None if st.tm is None else st.tm.copy(),
-                  None if st.tau is None else st.tau.copy(), bg)  # fmt: skip
+                  None if st.tau is None else st.tau.copy(), _first_log_bg(st))  # fmt: skip
+
+
+def _first_log_bg(st: _Stack) -> np.ndarray:
+    """Each problem's log background at its first point (a new array; zeros for an empty stack)."""
+    return st.log_bg[np.minimum(st.first, len(st.x) - 1)] if len(st.x) else np.zeros(len(st.area))
 
 
 def _restore(st: _Stack, th: _Theta, problems: np.ndarray) -> None:
