@@ -169,7 +169,7 @@ def _m_step(st: _Stack, pr: _Pairs, r: np.ndarray, sites: np.ndarray, params: Mi
               \\sigma_k^2=\\frac{\\sum_i r_{ik}\\lVert s_i\\rVert^2-n_k\\lVert\\mu_k\\rVert^2}{2n_k},\\
               m_k=\\frac{\\sum_i r_{ik}t_i}{n_k},\\ \\tau_k^2=\\frac{\\sum_i r_{ik}t_i^2}{n_k}-m_k^2
 
-    (σ, τ floored; a site with no weight keeps its place and spreads).
+    (σ clipped to [``min_sigma_m``, ``max_sigma_m``], τ floored; a site with no weight keeps its place and spreads).
     """
     k, pk = len(st.n), pr.pk
     n = np.bincount(pk, weights=r, minlength=k)[sites]
@@ -178,7 +178,7 @@ def _m_step(st: _Stack, pr: _Pairs, r: np.ndarray, sites: np.ndarray, params: Mi
     sx, sy, sq = (np.bincount(pk, weights=r * v, minlength=k)[sites] for v in (pr.px, pr.py, pr.psq))
     mu = np.where(ok[:, None], np.column_stack([sx, sy]) / w[:, None], st.mu[sites])
     var = np.maximum(sq - n * (mu**2).sum(axis=1), 0.0) / np.maximum(2 * n, 1e-9)
-    st.sigma[sites] = np.maximum(np.sqrt(np.where(ok, var, st.sigma[sites] ** 2)), params.min_sigma_m)
+    st.sigma[sites] = np.clip(np.sqrt(np.where(ok, var, st.sigma[sites] ** 2)), params.min_sigma_m, params.max_sigma_m)
     st.mu[sites] = mu
     st.n[sites] = n
     if st.tau is not None and st.tm is not None and pr.pt is not None and pr.pt2 is not None:
@@ -349,7 +349,7 @@ def _extrapolate(
     u = 2 * ss * r + ss**2 * v
     on = running[st.sp]
     st.mu[on] = (t0.mu + t0.sigma[:, None] * u[:, :2])[on]
-    st.sigma[on] = np.maximum(t0.sigma * np.exp(u[:, 2]), params.min_sigma_m)[on]
+    st.sigma[on] = np.clip(t0.sigma * np.exp(u[:, 2]), params.min_sigma_m, params.max_sigma_m)[on]
     st.n[on] = (np.maximum(t0.n, 1e-12) * np.exp(u[:, 3]))[on]
     if st.tm is not None and st.tau is not None and t0.tm is not None and t0.tau is not None:
         st.tm[on] = (t0.tm + t0.tau * u[:, 4])[on]

@@ -54,6 +54,10 @@ class MixtureParams:
     ----------
     min_sigma_m
         Smallest site spread σ (the precision of a reported location).
+    max_sigma_m
+        Largest site spread σ (one site, 现场: a yard and its street, not a district); the
+        M-step clips σ to [``min_sigma_m``, ``max_sigma_m``], so several sites crowded into one
+        area are fitted as several sites, not one wide Gaussian (``inf``: no limit).
     min_background
         Floor of the background intensity (per m²).
     fit_background
@@ -106,6 +110,7 @@ class MixtureParams:
     """
 
     min_sigma_m: float
+    max_sigma_m: float
     min_background: float
     fit_background: bool
     criterion: str
@@ -233,7 +238,7 @@ def fit_intensity(
     .. math:: n_k = \\sum_i r_{ik},\\quad \\mu_k = \\frac{\\sum_i r_{ik}s_i}{n_k},\\quad
               \\sigma_k^2 = \\frac{\\sum_i r_{ik}\\lVert s_i-\\mu_k\\rVert^2}{2n_k}
 
-    (σ floored at ``min_sigma_m``; :math:`\\lambda_0` fixed, ``log_bg`` its log at each
+    (σ clipped to [``min_sigma_m``, ``max_sigma_m``]; :math:`\\lambda_0` fixed, ``log_bg`` its log at each
     point; a site's terms are computed within ``reach_sigmas`` σ of it, where the
     truncated Gaussian lives). The log-likelihood of the Poisson process on the window
     *W* is :math:`\\ell = \\sum_i \\log\\lambda(s_i) - \\int_W\\lambda_0 - \\sum_k n_k`; the
@@ -268,7 +273,7 @@ def fit_intensity(
         ok = n > 1e-9
         mu = np.where(ok[:, None], np.asarray(resp.T @ x[:, :2]) / np.maximum(n, 1e-9)[:, None], s.mu)
         var = np.maximum(np.asarray(resp.T @ sq).ravel() - n * (mu**2).sum(axis=1), 0.0) / np.maximum(2 * n, 1e-9)
-        sigma = np.maximum(np.sqrt(np.where(ok, var, s.sigma**2)), params.min_sigma_m)
+        sigma = np.clip(np.sqrt(np.where(ok, var, s.sigma**2)), params.min_sigma_m, params.max_sigma_m)
         s = Sites(mu, sigma, n, *_time_m_step(x, resp, n, ok, s, params.min_tau_days))
     return _shifted(s, centre), ll, log_bg
 

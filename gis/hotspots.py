@@ -160,7 +160,9 @@ def mixture_params(cfg: dict[str, Any]) -> MixtureParams:
     """:class:`gis.cluster_mixture.MixtureParams` from the ``clusters`` parameters (``scan.mixture`` block)."""
     sc, mx = cfg["scan"], cfg["scan"]["mixture"]
     return MixtureParams(
-        min_sigma_m=float(mx["min_sigma_m"]), min_background=float(sc["min_background_per_km2"]) / 1e6,
+        min_sigma_m=float(mx["min_sigma_m"]),
+        max_sigma_m=float("inf") if mx["max_sigma_m"] is None else float(mx["max_sigma_m"]),
+        min_background=float(sc["min_background_per_km2"]) / 1e6,
         fit_background=bool(mx["fit_background"]), criterion=str(mx["criterion"]), split=bool(mx["split"]),
         max_iter=int(mx["max_iter"]), tol=float(mx["tol"]), min_size=float(cfg["min_cluster_size"]),
         reach_sigmas=float(mx["reach_sigmas"]), sectors=int(mx["sectors"]),

@@ -183,6 +183,7 @@ class ScanMixtureParams(Section):
     """The mixture step of the scan detector (:mod:`gis.cluster_mixture`)."""
 
     min_sigma_m: float
+    max_sigma_m: float | None
     reach_sigmas: float
     fit_background: bool
     sectors: int

@@ -204,6 +204,37 @@ def test_batched_fits_give_the_per_group_labels(params, timed):
     np.testing.assert_array_equal(fast, ref)
 
 
+@pytest.mark.parametrize("timed", [False, True])
+def test_no_site_is_fitted_wider_than_max_sigma_and_both_fits_clip_alike(params, timed):
+    """A crowded area (seven sites of σ 110 m within 350 m, active over most of the period) is not fitted as
+    one site wider than ``max_sigma_m``; the batched fits clip σ as the per-group reference (same labels)."""
+    from gis.cluster_batch import batched_mixture_labels
+    from gis.cluster_mixture import mixture_labels
+
+    rng = np.random.default_rng(0)
+    side, days = 3000.0, 900.0
+    ring = [(1500 + 350 * np.cos(a), 1500 + 350 * np.sin(a)) for a in np.linspace(0, 2 * np.pi, 6, endpoint=False)]
+    parts = [np.column_stack([rng.normal(c, 110, (30, 2)), rng.uniform(0, 800, 30) + rng.uniform(0, 100)])
+             for c in ring + [(1500, 1500)]]  # fmt: skip
+    x = np.vstack(parts + [np.column_stack([rng.uniform(0, side, (180, 2)), rng.uniform(0, days, 180)])])
+    x = x if timed else x[:, :2]
+    owner = np.r_[np.zeros(210, int), np.full(180, -1)]  # one quick-shift tree over the area
+    span = np.ptp(x[:, 2]) + 1 if timed else 1.0
+    p = replace(params, time=timed, min_background=params.min_background / span)
+    log_bg = np.full(len(x), np.log(20e-6 / span))
+    wide = select_sites(x, log_bg, initial_sites(x, owner, p.min_sigma_m, p.min_tau_days), replace(p, max_sigma_m=np.inf),
+                        side**2 * span)  # fmt: skip
+    capped = select_sites(x, log_bg, initial_sites(x, owner, p.min_sigma_m, p.min_tau_days), p, side**2 * span)
+    assert wide.sigma.max() > params.max_sigma_m  # without the limit: one wide Gaussian over the area
+    assert len(capped) and capped.sigma.max() <= params.max_sigma_m + 1e-9
+    core = np.flatnonzero(owner == 0)[::2]
+    group = np.zeros(len(core), int)
+    low = replace(p, max_sigma_m=90.0, propose="all", accelerate="none")  # the limit binds on most sites
+    ref = mixture_labels(x, core, np.zeros(len(core), int), group, log_bg, 350.0, low)
+    np.testing.assert_array_equal(batched_mixture_labels(x, core, np.zeros(len(core), int), group, log_bg, 350.0, low), ref)
+    assert (ref >= 0).sum() > 100  # the area's reports are clustered
+
+
 def test_batched_em_is_the_single_fit(params):
     """fit_many of several problems at once gives each problem's fit_intensity (sites, ℓ, background), also when a
     site's reach is wider than the spacing of the problems in the stack."""
@@ -219,7 +250,7 @@ def test_batched_em_is_the_single_fit(params):
     problems.append(Problem(problems[0].x, problems[0].log_bg, problems[0].sites, None, params.min_background))
     wide = Sites(problems[1].sites.mu, np.array([3e5, 60.0]), problems[1].sites.n)  # reaches past the next problem
     problems.insert(1, Problem(problems[1].x, problems[1].log_bg, wide, None, params.min_background))
-    plain = replace(params, accelerate="none")
+    plain = replace(params, accelerate="none", max_sigma_m=np.inf)  # the wide site keeps its reach
     for (s, ll, bg), pr in zip(fit_many(problems, plain), problems):
         ref, ll_r, bg_r = fit_intensity(pr.x, pr.log_bg, pr.sites, plain, area=pr.area)
         np.testing.assert_allclose(s.mu, ref.mu, atol=1e-6)
@@ -262,7 +293,7 @@ def test_squarem_reaches_the_plain_em_fixed_point_in_fewer_e_steps(params, timed
     fits, used = {}, {}
     for acc in ("none", "squarem"):
         steps["n"] = 0
-        p = replace(params, time=timed, accelerate=acc, tol=1e-9, max_iter=20_000, reach_sigmas=50.0)
+        p = replace(params, time=timed, accelerate=acc, tol=1e-9, max_iter=20_000, reach_sigmas=50.0, max_sigma_m=np.inf)
         fits[acc] = fit_many(problems, p)
         used[acc] = steps["n"]
     for (s, ll, bg), (ref, ll_r, bg_r) in zip(fits["squarem"], fits["none"]):
