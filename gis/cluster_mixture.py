@@ -382,6 +382,62 @@ def _local_gain(
     return float(gain)
 
 
+def change_gains(
+    tree: cKDTree, x: np.ndarray, log_bg: np.ndarray, s: Sites, cands: list[tuple[list[int], Sites]], params: MixtureParams
+) -> np.ndarray:
+    """BIC change of every candidate change (sites ``old`` replaced by ``new``, others fixed), all at once.
+
+    On the points within ``reach_sigmas`` σ of an old site (*L*), with every site's term cut at its reach
+    as in the EM's intensity (:func:`_e_step`):
+
+    .. math:: \\Delta = -2\\Big[\\sum_{i\\in L}\\log\\frac{\\rho_i + \\sum_{new} n_k\\phi_k(s_i)}{\\lambda(s_i)}
+              - \\sum_{new} n_k + \\sum_{old} n_k\\Big] + 4\\,(k_{new}-k_{old})\\ln|L|
+
+    with :math:`\\rho_i = \\lambda(s_i) - \\sum_{old} n_k\\phi_k(s_i)` the intensity without the old sites
+    (at least the background; AIC: 8 per site). ``inf`` when no point is near. One pass over the
+    (candidate, point) pairs instead of one call per candidate (:func:`_local_gain`, kept for ICL).
+    """
+    n_pts, reach = len(x), params.reach_sigmas
+    i, k, lf = _pair_terms(tree, x, s, reach)
+    m = np.array(log_bg, dtype=float)
+    np.maximum.at(m, i, lf)
+    e = np.exp(np.maximum(lf - m[i], EXP_FLOOR))
+    tot = np.exp(log_bg - m) + np.bincount(i, weights=e, minlength=n_pts)
+    start = np.searchsorted(k, np.arange(len(s) + 1))
+    cid = [np.full(start[a + 1] - start[a], c) for c, (old, _) in enumerate(cands) for a in old]
+    pid = [np.arange(start[a], start[a + 1]) for old, _ in cands for a in old]
+    cc, pp = (np.concatenate(v) if v else np.zeros(0, np.int64) for v in (cid, pid))
+    key, inv = np.unique(cc * n_pts + i[pp], return_inverse=True)
+    c_of, pt = key // n_pts, key % n_pts
+    rest = np.maximum(tot[pt] - np.bincount(inv, weights=e[pp], minlength=len(key)), np.exp(log_bg[pt] - m[pt]))
+    added = _new_terms(x, pt, c_of, m, cands, reach)
+    n_c = len(cands)
+    dl = np.bincount(c_of, weights=np.log(rest + added) - np.log(tot[pt]), minlength=n_c)
+    dn = np.array([new.n.sum() - s.n[old].sum() for old, new in cands])
+    dk = np.array([len(new) - len(old) for old, new in cands])
+    near = np.bincount(c_of, minlength=n_c)
+    per_site = 8.0 if params.criterion == "aic" else 4 * np.log(np.maximum(near, 2))
+    return np.where(near > 0, -2 * (dl - dn) + dk * per_site, np.inf)
+
+
+def _new_terms(x: np.ndarray, pt: np.ndarray, c_of: np.ndarray, m: np.ndarray, cands: list[tuple[list[int], Sites]],
+               reach: float) -> np.ndarray:  # fmt: skip
+    """Per (candidate, point) row: the candidate's new sites' terms there (cut at ``reach`` σ), shifted by ``m``."""
+    out = np.zeros(len(pt))
+    rows = np.searchsorted(c_of, np.arange(len(cands) + 1))
+    for slot in range(max((len(new) for _, new in cands), default=0)):
+        has = [c for c, (_, new) in enumerate(cands) if len(new) > slot and rows[c + 1] > rows[c]]
+        if not has:
+            continue
+        new = Sites(*(np.concatenate([getattr(cands[c][1], f)[slot:slot + 1] for c in has]) if getattr(cands[has[0]][1], f) is not None
+                      else None for f in ("mu", "sigma", "n", "tm", "tau")))  # fmt: skip
+        sel = np.concatenate([np.arange(rows[c], rows[c + 1]) for c in has])
+        j = np.repeat(np.arange(len(has)), [rows[c + 1] - rows[c] for c in has])
+        lf, d2 = _site_log(x, new, pt[sel], j)
+        out[sel] += np.where(d2 <= (reach * new.sigma[j]) ** 2, np.exp(np.maximum(lf - m[pt[sel]], EXP_FLOOR)), 0.0)
+    return out
+
+
 def _entropy(lt: np.ndarray, lse: np.ndarray) -> float:
     """Classification entropy :math:`-\\sum_i\\sum_k r_{ik}\\log r_{ik}` of log terms ``lt`` (row totals ``lse``)."""
     logr = lt - lse[:, None]
@@ -452,12 +508,13 @@ def change_candidates(s: Sites) -> list[tuple[list[int], Sites]]:
 def ranked_changes(
     tree: cKDTree, x: np.ndarray, lt: np.ndarray, s: Sites, cands: list[tuple[list[int], Sites]], params: MixtureParams
 ) -> list[tuple[float, list[int], Sites]]:
-    """The changes ``cands`` that lower the criterion (:func:`_local_gain`; ``lt``: :func:`log_terms` of ``s``), best first."""
-    out = []
-    for old, new in cands:
-        gain = _local_gain(tree, x, lt, s, old, new, params.reach_sigmas, params.criterion)
-        if gain < 0:
-            out.append((gain, old, new))
+    """The changes ``cands`` that lower the criterion (:func:`change_gains`, all at once; ICL: :func:`_local_gain`;
+    ``lt``: :func:`log_terms` of ``s``), best first."""
+    if params.criterion == "icl":
+        gains = [_local_gain(tree, x, lt, s, old, new, params.reach_sigmas, params.criterion) for old, new in cands]
+    else:
+        gains = list(change_gains(tree, x, lt[:, 0], s, cands, params)) if cands else []
+    out = [(float(g), old, new) for g, (old, new) in zip(gains, cands) if g < 0]
     return sorted(out, key=lambda t: t[0])
 
 

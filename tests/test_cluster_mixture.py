@@ -235,6 +235,31 @@ def test_no_site_is_fitted_wider_than_max_sigma_and_both_fits_clip_alike(params,
     assert (ref >= 0).sum() > 100  # the area's reports are clustered
 
 
+@pytest.mark.parametrize("timed", [False, True])
+def test_changes_scored_at_once_as_one_by_one(params, timed):
+    """change_gains (every drop, merge and split of a group scored in one pass over candidate–point pairs) gives
+    the BIC changes of _local_gain, one call per change, when no site is cut at its reach (50 σ); at the default
+    reach the gains differ only by the terms beyond a site's reach (cut, as in the EM's intensity)."""
+    from scipy.spatial import cKDTree
+
+    from gis.cluster_mixture import _local_gain, _split, change_candidates, change_gains, log_terms
+
+    rng = np.random.default_rng(2)
+    xy = np.vstack([rng.normal(c, 90, (40, 2)) for c in [(500, 500), (800, 560), (1500, 1400), (1600, 1450)]]
+                   + [rng.uniform(0, 2000, (200, 2))])  # fmt: skip
+    x = np.column_stack([xy, rng.uniform(0, 500, len(xy))]) if timed else xy
+    start = Sites(np.array([[500.0, 500], [800, 560], [1550, 1420], [300, 1700]]), np.full(4, 100.0),
+                  np.array([40.0, 40, 80, 5]), *((np.full(4, 250.0), np.full(4, 150.0)) if timed else ()))  # fmt: skip
+    for reach, close in ((50.0, 1e-9), (params.reach_sigmas, 5.0)):
+        p = replace(params, time=timed, reach_sigmas=reach)
+        s, _, lb = fit_intensity(x, np.full(len(x), np.log(50e-6 / (500 if timed else 1))), start, p)
+        tree = cKDTree(x[:, :2])
+        lt = log_terms(x, lb, s)
+        cands = change_candidates(s) + [([a], _split(tree, x, lt, s, a, p)) for a in range(len(s))]
+        one_by_one = [_local_gain(tree, x, lt, s, old, new, reach, "bic") for old, new in cands]
+        np.testing.assert_allclose(change_gains(tree, x, lb, s, cands, p), one_by_one, atol=close)
+
+
 def test_batched_em_is_the_single_fit(params):
     """fit_many of several problems at once gives each problem's fit_intensity (sites, ℓ, background), also when a
     site's reach is wider than the spacing of the problems in the stack."""
