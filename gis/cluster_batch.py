@@ -22,16 +22,16 @@ from scipy.spatial import cKDTree
 from gis.cluster_mixture import (
     Group,
     EXP_FLOOR,
+    Intensity,
     MixtureParams,
     Sites,
-    lse_rows,
     change_candidates,
+    intensity,
     ranked_changes,
     split_start,
     apply_changes,
     group_inputs,
     labels_of_sites,
-    log_terms,
     _without,
 )
 
@@ -495,22 +495,21 @@ def _unstack(st: _Stack, centres: list[np.ndarray], ll: np.ndarray) -> list[tupl
 
 
 def _split_fits(
-    trees: list[cKDTree], xs: list[np.ndarray], lts: list[np.ndarray], sites: list[Sites], params: list[MixtureParams],
+    xs: list[np.ndarray], intens: list[Intensity], sites: list[Sites], params: list[MixtureParams],
     which: list[np.ndarray] | None = None,
 ) -> list[list[tuple[list[int], Sites]]]:
     """The split of every large enough site of every group (:func:`gis.cluster_mixture.split_start`), fitted at once.
 
-    ``lts``: per group the log terms of its points (:func:`gis.cluster_mixture.log_terms`); ``which``: per group
-    the sites to split (None: all).
+    ``intens``: per group the intensity of its sites at its points (:func:`gis.cluster_mixture.intensity`);
+    ``which``: per group the sites to split (None: all).
     """
     where, problems = [], []
-    for g, (tree, x, lt, s, p) in enumerate(zip(trees, xs, lts, sites, params)):
+    for g, (x, inten, s, p) in enumerate(zip(xs, intens, sites, params)):
         if not p.split:
             continue
-        lse = lse_rows(lt)
         for a in range(len(s)) if which is None else which[g]:
             if s.n[a] >= 2 * p.min_size:
-                xl, base, two = split_start(tree, x, lt, s, a, p, lse)
+                xl, base, two = split_start(x, inten, s, a, p)
                 where.append((g, a))
                 problems.append(Problem(xl, base, two, None, p.min_background))
     out: list[list[tuple[list[int], Sites]]] = [[] for _ in xs]
@@ -538,13 +537,13 @@ def select_many(groups: list[Group]) -> list[Sites]:
     rounds = np.zeros(len(groups), dtype=np.int64)
     running = [j for j, g in enumerate(groups) if len(g.init) * 2 + 2 > 0]
     while running:
-        lts = {j: log_terms(groups[j].x, bgs[j], sites[j]) for j in running}
-        splits = _split_fits([trees[j] for j in running], [groups[j].x for j in running], [lts[j] for j in running],
+        intens = {j: intensity(trees[j], groups[j].x, bgs[j], sites[j], base.reach_sigmas) for j in running}
+        splits = _split_fits([groups[j].x for j in running], [intens[j] for j in running],
                              [sites[j] for j in running], [groups[j].params for j in running])  # fmt: skip
         changed = []
         for j, sp in zip(running, splits):
             p = groups[j].params
-            todo = ranked_changes(trees[j], groups[j].x, lts[j], sites[j], change_candidates(sites[j]) + sp, p)
+            todo = ranked_changes(trees[j], groups[j].x, intens[j], sites[j], change_candidates(sites[j]) + sp, p)
             if todo:
                 sites[j] = apply_changes(sites[j], todo)
                 changed.append(j)
@@ -628,14 +627,14 @@ def _round_changes(
     one penalty would be undone by the merge and proposed again, round after round.
     """
     run = list(active)
-    lts = [log_terms(groups[j].x, bgs[j], sites[j]) for j in run]
-    splits = _split_fits([trees[j] for j in run], [groups[j].x for j in run], lts, [sites[j] for j in run],
+    intens = [intensity(trees[j], groups[j].x, bgs[j], sites[j], groups[j].params.reach_sigmas) for j in run]
+    splits = _split_fits([groups[j].x for j in run], intens, [sites[j] for j in run],
                          [groups[j].params for j in run], [np.flatnonzero(active[j]) for j in run])  # fmt: skip
     out = []
-    for j, lt, sp in zip(run, lts, splits):
+    for j, inten, sp in zip(run, intens, splits):
         cands = [c for c in change_candidates(sites[j]) if active[j][c[0]].any() and not _rejoins(c[0], pairs[j])]
         cands += sp
-        out.append(ranked_changes(trees[j], groups[j].x, lt, sites[j], cands, groups[j].params))
+        out.append(ranked_changes(trees[j], groups[j].x, inten, sites[j], cands, groups[j].params))
     return out
 
 

@@ -382,8 +382,41 @@ def _local_gain(
     return float(gain)
 
 
+@dataclass
+class Intensity:
+    """A group's fitted intensity at its points, each site's term cut at its reach as in the EM (:func:`_e_step`).
+
+    Point–site pairs ``i``, ``k`` (grouped by site: site *a*'s are ``start[a]:start[a+1]``), their terms
+    ``e`` and the point totals ``tot`` (background included), both shifted by ``m`` per point:
+    :math:`\\lambda(s_i) = e^{m_i}\\,\\mathrm{tot}_i`.
+    """
+
+    log_bg: np.ndarray
+    i: np.ndarray
+    k: np.ndarray
+    e: np.ndarray
+    m: np.ndarray
+    tot: np.ndarray
+    start: np.ndarray
+
+    def without(self, rows: np.ndarray, pts: np.ndarray, e_old: np.ndarray) -> np.ndarray:
+        """Shifted intensity at points ``pts`` without the terms ``e_old`` (never below the background)."""
+        return np.maximum(self.tot[pts] - e_old, np.exp(self.log_bg[pts] - self.m[pts]))
+
+
+def intensity(tree: cKDTree, x: np.ndarray, log_bg: np.ndarray, s: Sites, reach: float) -> Intensity:
+    """:class:`Intensity` of sites ``s`` over the log background ``log_bg`` at points ``x`` (``tree``: of ``x[:, :2]``)."""
+    log_bg = np.array(np.broadcast_to(log_bg, (len(x),)), dtype=float)
+    i, k, lf = _pair_terms(tree, x, s, reach)
+    m = log_bg.copy()
+    np.maximum.at(m, i, lf)
+    e = np.exp(np.maximum(lf - m[i], EXP_FLOOR))
+    tot = np.exp(log_bg - m) + np.bincount(i, weights=e, minlength=len(x))
+    return Intensity(log_bg, i, k, e, m, tot, np.searchsorted(k, np.arange(len(s) + 1)))
+
+
 def change_gains(
-    tree: cKDTree, x: np.ndarray, log_bg: np.ndarray, s: Sites, cands: list[tuple[list[int], Sites]], params: MixtureParams
+    x: np.ndarray, inten: Intensity, s: Sites, cands: list[tuple[list[int], Sites]], params: MixtureParams
 ) -> np.ndarray:
     """BIC change of every candidate change (sites ``old`` replaced by ``new``, others fixed), all at once.
 
@@ -397,22 +430,16 @@ def change_gains(
     (at least the background; AIC: 8 per site). ``inf`` when no point is near. One pass over the
     (candidate, point) pairs instead of one call per candidate (:func:`_local_gain`, kept for ICL).
     """
-    n_pts, reach = len(x), params.reach_sigmas
-    i, k, lf = _pair_terms(tree, x, s, reach)
-    m = np.array(log_bg, dtype=float)
-    np.maximum.at(m, i, lf)
-    e = np.exp(np.maximum(lf - m[i], EXP_FLOOR))
-    tot = np.exp(log_bg - m) + np.bincount(i, weights=e, minlength=n_pts)
-    start = np.searchsorted(k, np.arange(len(s) + 1))
+    n_pts, start = len(x), inten.start
     cid = [np.full(start[a + 1] - start[a], c) for c, (old, _) in enumerate(cands) for a in old]
     pid = [np.arange(start[a], start[a + 1]) for old, _ in cands for a in old]
     cc, pp = (np.concatenate(v) if v else np.zeros(0, np.int64) for v in (cid, pid))
-    key, inv = np.unique(cc * n_pts + i[pp], return_inverse=True)
+    key, inv = np.unique(cc * n_pts + inten.i[pp], return_inverse=True)
     c_of, pt = key // n_pts, key % n_pts
-    rest = np.maximum(tot[pt] - np.bincount(inv, weights=e[pp], minlength=len(key)), np.exp(log_bg[pt] - m[pt]))
-    added = _new_terms(x, pt, c_of, m, cands, reach)
+    rest = inten.without(c_of, pt, np.bincount(inv, weights=inten.e[pp], minlength=len(key)))
+    added = _new_terms(x, pt, c_of, inten.m, cands, params.reach_sigmas)
     n_c = len(cands)
-    dl = np.bincount(c_of, weights=np.log(rest + added) - np.log(tot[pt]), minlength=n_c)
+    dl = np.bincount(c_of, weights=np.log(rest + added) - np.log(inten.tot[pt]), minlength=n_c)
     dn = np.array([new.n.sum() - s.n[old].sum() for old, new in cands])
     dk = np.array([len(new) - len(old) for old, new in cands])
     near = np.bincount(c_of, minlength=n_c)
@@ -444,20 +471,18 @@ def _entropy(lt: np.ndarray, lse: np.ndarray) -> float:
     return float(-(np.exp(logr) * logr).sum())
 
 
-def split_start(
-    tree: cKDTree, x: np.ndarray, lt: np.ndarray, s: Sites, a: int, params: MixtureParams, lse: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, Sites]:
+def split_start(x: np.ndarray, inten: Intensity, s: Sites, a: int, params: MixtureParams) -> tuple[np.ndarray, np.ndarray, Sites]:
     """The fit of a split of site *a*: its nearby points, the log intensity of the other sites there, the pair.
 
-    The pair starts ±1 sd along the main axis of the points' offsets from the site (weighted by its
-    responsibilities; :func:`_split_time` with time); :func:`_split` fits it with the others fixed.
-    ``lt``: the log terms of all points (:func:`log_terms` of ``s``); ``lse``: their row totals
-    (:func:`lse_rows` of ``lt``, computed here when not given).
+    The points within reach of *a* (its pairs in ``inten``, :class:`Intensity`); the pair starts ±1 sd along
+    the main axis of the points' offsets from the site (weighted by its responsibilities; :func:`_split_time`
+    with time); :func:`_split` fits it with the others fixed.
     """
-    near = _near(tree, len(x), s, [a], params.reach_sigmas)
+    rows = np.arange(inten.start[a], inten.start[a + 1])
+    rows = rows[np.argsort(inten.i[rows], kind="stable")]
+    near = inten.i[rows]
     xl = x[near]
-    rows = lt[near]
-    r = np.exp(rows[:, a + 1] - (lse_rows(rows) if lse is None else lse[near]))
+    r = inten.e[rows] / inten.tot[near]
     d = xl[:, :2] - s.mu[a]
     cov = (r[:, None, None] * d[:, :, None] * d[:, None, :]).sum(axis=0) / max(r.sum(), 1e-9)
     vals, vecs = np.linalg.eigh(cov)
@@ -466,12 +491,12 @@ def split_start(
     two = Sites(np.vstack([s.mu[a] + step, s.mu[a] - step]), np.array([sig, sig]), np.full(2, s.n[a] / 2))
     if s.tau is not None and s.tm is not None:
         two = _split_time(xl, r, s, a, params)
-    return xl, lse_rows(rows[:, np.r_[0, _without(np.arange(len(s)), [a]) + 1]]), two
+    return xl, inten.m[near] + np.log(inten.without(rows, near, inten.e[rows])), two
 
 
-def _split(tree: cKDTree, x: np.ndarray, lt: np.ndarray, s: Sites, a: int, params: MixtureParams) -> Sites:
+def _split(x: np.ndarray, inten: Intensity, s: Sites, a: int, params: MixtureParams) -> Sites:
     """Site *a* as two sites (:func:`split_start`), refitted with the others fixed."""
-    xl, base, two = split_start(tree, x, lt, s, a, params)
+    xl, base, two = split_start(x, inten, s, a, params)
     return fit_intensity(xl, base, two, params)[0]
 
 
@@ -506,14 +531,15 @@ def change_candidates(s: Sites) -> list[tuple[list[int], Sites]]:
 
 
 def ranked_changes(
-    tree: cKDTree, x: np.ndarray, lt: np.ndarray, s: Sites, cands: list[tuple[list[int], Sites]], params: MixtureParams
+    tree: cKDTree, x: np.ndarray, inten: Intensity, s: Sites, cands: list[tuple[list[int], Sites]], params: MixtureParams
 ) -> list[tuple[float, list[int], Sites]]:
     """The changes ``cands`` that lower the criterion (:func:`change_gains`, all at once; ICL: :func:`_local_gain`;
-    ``lt``: :func:`log_terms` of ``s``), best first."""
+    ``inten``: :func:`intensity` of ``s``), best first."""
     if params.criterion == "icl":
+        lt = log_terms(x, inten.log_bg, s)
         gains = [_local_gain(tree, x, lt, s, old, new, params.reach_sigmas, params.criterion) for old, new in cands]
     else:
-        gains = list(change_gains(tree, x, lt[:, 0], s, cands, params)) if cands else []
+        gains = list(change_gains(x, inten, s, cands, params)) if cands else []
     out = [(float(g), old, new) for g, (old, new) in zip(gains, cands) if g < 0]
     return sorted(out, key=lambda t: t[0])
 
@@ -521,11 +547,11 @@ def ranked_changes(
 def _improvements(x: np.ndarray, log_bg: np.ndarray, s: Sites, params: MixtureParams) -> list[tuple[float, list[int], Sites]]:
     """Changes that lower the criterion, best first: each site merged with its nearest, dropped, or split."""
     tree = cKDTree(x[:, :2])
-    lt = log_terms(x, log_bg, s)
+    inten = intensity(tree, x, log_bg, s, params.reach_sigmas)
     cands = change_candidates(s)
     if params.split:
-        cands += [([a], _split(tree, x, lt, s, a, params)) for a in range(len(s)) if s.n[a] >= 2 * params.min_size]
-    return ranked_changes(tree, x, lt, s, cands, params)
+        cands += [([a], _split(x, inten, s, a, params)) for a in range(len(s)) if s.n[a] >= 2 * params.min_size]
+    return ranked_changes(tree, x, inten, s, cands, params)
 
 
 def apply_changes(s: Sites, todo: list[tuple[float, list[int], Sites]]) -> Sites:

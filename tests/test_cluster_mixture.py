@@ -242,7 +242,7 @@ def test_changes_scored_at_once_as_one_by_one(params, timed):
     reach the gains differ only by the terms beyond a site's reach (cut, as in the EM's intensity)."""
     from scipy.spatial import cKDTree
 
-    from gis.cluster_mixture import _local_gain, _split, change_candidates, change_gains, log_terms
+    from gis.cluster_mixture import _local_gain, _split, change_candidates, change_gains, intensity, log_terms
 
     rng = np.random.default_rng(2)
     xy = np.vstack([rng.normal(c, 90, (40, 2)) for c in [(500, 500), (800, 560), (1500, 1400), (1600, 1450)]]
@@ -254,10 +254,10 @@ def test_changes_scored_at_once_as_one_by_one(params, timed):
         p = replace(params, time=timed, reach_sigmas=reach)
         s, _, lb = fit_intensity(x, np.full(len(x), np.log(50e-6 / (500 if timed else 1))), start, p)
         tree = cKDTree(x[:, :2])
-        lt = log_terms(x, lb, s)
-        cands = change_candidates(s) + [([a], _split(tree, x, lt, s, a, p)) for a in range(len(s))]
+        lt, inten = log_terms(x, lb, s), intensity(tree, x, lb, s, reach)
+        cands = change_candidates(s) + [([a], _split(x, inten, s, a, p)) for a in range(len(s))]
         one_by_one = [_local_gain(tree, x, lt, s, old, new, reach, "bic") for old, new in cands]
-        np.testing.assert_allclose(change_gains(tree, x, lb, s, cands, p), one_by_one, atol=close)
+        np.testing.assert_allclose(change_gains(x, inten, s, cands, p), one_by_one, atol=close)
 
 
 def test_batched_em_is_the_single_fit(params):
