@@ -9,13 +9,12 @@ Run ``.venv/bin/python benchmarks/bench_clusters.py [--scales small,district,cit
 
 For every method of :data:`METHODS` (the first default DBSCAN, HDBSCAN with
 min_cluster_size 15 / min_samples 5, the ``scan`` detector with its quick-shift trees
-merged by BIC, the mixture of :mod:`gis.cluster_mixture` in space at a fit reach of 3 and
-4 σ, and in space and time with places at 2 and 1.75 rms spreads — the latter with every site proposed
-again every round (:func:`gis.cluster_batch.select_many`, the previous default) and with only the sites that
-moved proposed again (:func:`gis.cluster_batch.select_moved`), the latter also with its EM accelerated by
-SQUAREM (``accelerate: squarem``); the default of ``layers/hotspots.yaml`` last;
-``--methods`` picks some), all run in the same process on the same
-incidents (per incident kind, as the pipeline does):
+merged by BIC, the mixture of :mod:`gis.cluster_mixture` in space at a fit reach of 3 σ, in space and
+time with places at 2 rms spreads, the previous default (places 1.75 rms, reach 4 σ, core p 0.01, a
+site's σ unlimited) and it with each change of this wave (σ ≤ ``max_sigma_m`` 200 m, then also reach
+3.5 σ or core p 0.05), the default with its EM accelerated by SQUAREM (``accelerate: squarem``), and
+the default of ``layers/hotspots.yaml`` last; ``--methods`` picks some), all run in the same process on
+the same incidents (per incident kind, as the pipeline does):
 
 * **recall** — share of planted clusters recovered (:func:`gis.hotspots.match_planted`:
   the found cluster holding most of a planted cluster's members holds > half of
@@ -70,35 +69,34 @@ METHODS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
         {"method": "hdbscan", "min_cluster_size": 15, "hdbscan_min_samples": 5},
     ),
     "scan, BIC merge (an earlier default)": ({"merge": "bic"}, {"controls": False, "background": "all"}, {}),
-    "scan, mixture (space only, reach 3σ: the default two waves ago)": (
-        {"merge": "mixture", "mixture": {"time": False, "place_sigmas": 0.0, "reach_sigmas": 3.0, "assign_sigmas": 3.0}},
+    "scan, mixture (space only, reach 3σ: the default three waves ago)": (
+        {"merge": "mixture", "core_p": 0.01, "mixture": {"time": False, "place_sigmas": 0.0, "reach_sigmas": 3.0,
+                                                         "assign_sigmas": 3.0, "max_sigma_m": None}},
         {"controls": False, "background": "unclustered"}, {},
     ),
-    "scan, mixture, reach 4σ": (
-        {"merge": "mixture", "mixture": {"time": False, "place_sigmas": 0.0, "reach_sigmas": 4.0, "assign_sigmas": 4.0}},
+    "scan, space-time mixture, places 2 rms, reach 4σ (two waves ago)": (
+        {"merge": "mixture", "core_p": 0.01, "mixture": {"place_sigmas": 2.0, "reach_sigmas": 4.0, "max_sigma_m": None}},
         {"controls": False, "background": "unclustered"}, {},
     ),
-    "scan, space-time mixture, places 2 rms, reach 4σ": (
-        {"merge": "mixture", "mixture": {"time": True, "place_sigmas": 2.0, "reach_sigmas": 4.0, "assign_sigmas": 4.0}},
+    "scan, space-time mixture, places 1.75 rms, reach 4σ, core p 0.01, σ unlimited (previous default)": (
+        {"merge": "mixture", "core_p": 0.01, "mixture": {"reach_sigmas": 4.0, "max_sigma_m": None}},
         {"controls": False, "background": "unclustered"}, {},
     ),
-    "scan, space-time mixture, places 1.75 rms, reach 4σ, every site proposed every round (previous default)": (
-        {"merge": "mixture", "mixture": {"propose": "all", "split_max_iter": 100}},
+    "previous default, σ ≤ 200 m": (
+        {"merge": "mixture", "core_p": 0.01, "mixture": {"reach_sigmas": 4.0}},
         {"controls": False, "background": "unclustered"}, {},
     ),
-    "scan, space-time mixture, places 1.75 rms, reach 4σ, moved sites proposed (tol 0.05)": (
-        {"merge": "mixture", "mixture": {"propose": "moved", "propose_tol": 0.05, "split_max_iter": 100}},
-        {"controls": False, "background": "unclustered"}, {},
+    "previous default, σ ≤ 200 m, reach 3.5σ": (
+        {"merge": "mixture", "core_p": 0.01}, {"controls": False, "background": "unclustered"}, {},
     ),
-    "scan, space-time mixture, places 1.75 rms, reach 4σ, moved sites proposed (tol 0.1), split fits 30 iterations": (
-        {"merge": "mixture", "mixture": {"propose": "moved", "propose_tol": 0.1, "split_max_iter": 30}},
-        {"controls": False, "background": "unclustered"}, {},
+    "previous default, σ ≤ 200 m, core p 0.05": (
+        {"merge": "mixture", "mixture": {"reach_sigmas": 4.0}}, {"controls": False, "background": "unclustered"}, {},
     ),
-    "scan, space-time mixture, places 1.75 rms, reach 4σ, moved sites proposed (tol 0.1), SQUAREM EM (max step 4)": (
+    "default, SQUAREM EM (max step 4)": (
         {"merge": "mixture", "mixture": {"accelerate": "squarem", "max_step": 4.0}},
         {"controls": False, "background": "unclustered"}, {},
     ),
-    "scan, space-time mixture, places 1.75 rms, reach 4σ, moved sites proposed (tol 0.1) (default)": (
+    "scan, space-time mixture, places 1.75 rms, σ ≤ 200 m, core p 0.05, reach 3.5σ (default)": (
         {"merge": "mixture"}, {"controls": False, "background": "unclustered"}, {}
     ),
 }
@@ -163,6 +161,38 @@ def ceiling_row(scale: str, inc: Any, truth: Any, members: Any, oracle: Any) -> 
     p = cluster_eval.evaluate_places(res, truth, members, oracle, link_sigmas=PLACE_SIGMAS)
     cells.append(f"{p['recall_place_detectable']:.1%} / {p['recall_place_or_sites']:.1%}")
     return f"| {scale} | {len(truth):,} | " + " | ".join(cells) + " |"
+
+
+def timing_rows(scale: str, work: Path, labels: list[str], rounds: int) -> list[str]:
+    """DBSCAN (the first method) and the default (the last) timed alternately, ``rounds`` rounds in one process.
+
+    Medians and ranges of the process's CPU time and of the wall time of :func:`gis.hotspots.find_clusters`,
+    and each median's ratio to DBSCAN's; the labels of every round are checked equal to the first round's.
+    """
+    import numpy as np
+
+    from gis.district import load_district
+
+    d = load_district(sample_folder(scale, work))
+    inc = d.incidents
+    times: dict[str, list[tuple[float, float]]] = {label: [] for label in labels}
+    first: dict[str, Any] = {}
+    for _ in range(rounds):
+        for label in labels:
+            res, wall, cpu = timed_run(inc, d.zones, method_overrides(label))
+            members = res.members.sort_values("incident_id").reset_index(drop=True)
+            if label in first and not members.equals(first[label]):
+                raise RuntimeError(f"{label}: the clusters differ between rounds")
+            first.setdefault(label, members)
+            times[label].append((cpu, wall))
+    base = np.median([c for c, _ in times[labels[0]]])
+    out = []
+    for label, t in times.items():
+        cpu, wall = np.array(t).T
+        out.append(f"| {scale} | {label} | {np.median(cpu):.1f} s ({cpu.min():.1f}–{cpu.max():.1f}) | "
+                   f"{np.median(wall):.1f} s ({wall.min():.1f}–{wall.max():.1f}) | {np.median(cpu) / base:.1f}× |")
+        print(out[-1], flush=True)
+    return out
 
 
 def run_scale(scale: str, work: Path, methods: list[str]) -> tuple[list[str], dict[str, Any], str]:
@@ -240,6 +270,8 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true", help="print the rows only (RESULTS.md untouched)")
     ap.add_argument("--methods", default="", help="comma-separated numbers (0-based) of METHODS to run; default all: "
                     + "; ".join(f"{i} {m}" for i, m in enumerate(METHODS)))  # fmt: skip
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of the DBSCAN / default timing on the last scale "
+                    "(alternated in one process; 0: none)")
     args = ap.parse_args()
     names = list(METHODS)
     methods = [names[int(i)] for i in args.methods.split(",")] if args.methods else names
@@ -302,6 +334,14 @@ def main() -> None:
         lines += ["", notes.read_text(encoding="utf-8").strip()]
     lines += ["", f"Breakdowns of the last sample ({args.scales.split(',')[-1]}):"]
     lines += breakdown(tables)  # of the last sample
+    if args.rounds:
+        last = args.scales.split(",")[-1]
+        lines += ["", f"Time of DBSCAN and of the default on {last}, {args.rounds} rounds alternated in one process "
+                  "(`find_clusters` with significance and outlines; CPU: the process's, all threads; the same clusters "
+                  "in every round, checked), median (range) and the CPU median's ratio to DBSCAN's. Load average at the "
+                  f"start of the timing: {' / '.join(f'{v:.1f}' for v in __import__('os').getloadavg())}:", "",
+                  "| sample | method | CPU time | wall time | CPU vs DBSCAN |", "|---|---|---:|---:|---:|"]
+        lines += timing_rows(last, args.work, [names[0], names[-1]], args.rounds)
     if not args.no_write:
         write_section("clusters", "\n".join(lines))  # benchmarks._common: one writer of RESULTS.md sections
     print(f"wrote {RESULTS}")
