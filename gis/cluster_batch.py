@@ -162,8 +162,36 @@ def _lse(st: _Stack, pr: _Pairs, lf: np.ndarray, inr: np.ndarray) -> tuple[np.nd
     return m + np.log(tot), e, tot
 
 
-def _m_step(st: _Stack, pr: _Pairs, r: np.ndarray, sites: np.ndarray, params: MixtureParams) -> None:
-    """M-step of the sites ``sites`` (global ids) from the pair responsibilities ``r`` (in place).
+def _timed(st: _Stack, pr: _Pairs) -> bool:
+    """Whether the stack's sites have time terms (and its pairs the days)."""
+    return st.tau is not None and st.tm is not None and pr.pt is not None and pr.pt2 is not None
+
+
+def _e_terms(st: _Stack, pr: _Pairs, reach: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_pair_log` and :func:`_lse` in one compiled pass (:func:`gis._em_kernels.pair_estep`): the same
+    :math:`\\log\\lambda`, shifted pair terms and point totals."""
+    from gis._em_kernels import pair_estep  # numba: imported (and compiled, cached) when a fit first runs
+
+    m = _shift(st)
+    none = np.zeros(0)
+    timed = _timed(st, pr)
+    e, tot_sites = pair_estep(pr.px, pr.py, pr.pt if timed else none, pr.pi, pr.pk, st.mu, st.sigma, st.n,
+                              st.tm if timed else none, st.tau if timed else none, timed, reach, m, EXP_FLOOR)  # fmt: skip
+    tot = np.exp(st.log_bg - m) + tot_sites
+    return m + np.log(tot), e, tot
+
+
+def pair_sums(pr: _Pairs, r: np.ndarray, k_sites: int) -> np.ndarray:
+    """Per site :math:`\\sum r`, :math:`\\sum r x`, :math:`\\sum r y`, :math:`\\sum r (x^2+y^2)` (and with time
+    :math:`\\sum r t`, :math:`\\sum r t^2`) over the pairs by numpy: the reference of :func:`gis._em_kernels.pair_msums`."""
+    cols = [pr.px, pr.py, pr.psq] + ([pr.pt, pr.pt2] if pr.pt is not None and pr.pt2 is not None else [])
+    return np.vstack([np.bincount(pr.pk, weights=r, minlength=k_sites)]
+                     + [np.bincount(pr.pk, weights=r * v, minlength=k_sites) for v in cols])  # fmt: skip
+
+
+def _m_step(st: _Stack, pr: _Pairs, e: np.ndarray, tot: np.ndarray, sites: np.ndarray, params: MixtureParams) -> None:
+    """M-step of the sites ``sites`` (global ids) from the pair terms ``e`` and point totals ``tot`` of the E-step
+    (responsibilities :math:`r_{ik} = e_{ik}/\\mathrm{tot}_i`; sums by :func:`gis._em_kernels.pair_msums`), in place.
 
     .. math:: n_k=\\sum_i r_{ik},\\ \\mu_k=\\frac{\\sum_i r_{ik}s_i}{n_k},\\
               \\sigma_k^2=\\frac{\\sum_i r_{ik}\\lVert s_i\\rVert^2-n_k\\lVert\\mu_k\\rVert^2}{2n_k},\\
@@ -171,19 +199,24 @@ def _m_step(st: _Stack, pr: _Pairs, r: np.ndarray, sites: np.ndarray, params: Mi
 
     (σ clipped to [``min_sigma_m``, ``max_sigma_m``], τ floored; a site with no weight keeps its place and spreads).
     """
-    k, pk = len(st.n), pr.pk
-    n = np.bincount(pk, weights=r, minlength=k)[sites]
+    from gis._em_kernels import pair_msums
+
+    none = np.zeros(0)
+    timed = _timed(st, pr)
+    sums = pair_msums(e, tot, pr.pi, pr.pk, pr.px, pr.py, pr.psq, pr.pt if timed else none, pr.pt2 if timed else none,
+                      timed, len(st.n))[:, sites]  # fmt: skip
+    n, sx, sy, sq = sums[:4]
     ok = n > 1e-9
     w = np.maximum(n, 1e-9)
-    sx, sy, sq = (np.bincount(pk, weights=r * v, minlength=k)[sites] for v in (pr.px, pr.py, pr.psq))
     mu = np.where(ok[:, None], np.column_stack([sx, sy]) / w[:, None], st.mu[sites])
     var = np.maximum(sq - n * (mu**2).sum(axis=1), 0.0) / np.maximum(2 * n, 1e-9)
     st.sigma[sites] = np.clip(np.sqrt(np.where(ok, var, st.sigma[sites] ** 2)), params.min_sigma_m, params.max_sigma_m)
     st.mu[sites] = mu
     st.n[sites] = n
-    if st.tau is not None and st.tm is not None and pr.pt is not None and pr.pt2 is not None:
-        tm = np.where(ok, np.bincount(pk, weights=r * pr.pt, minlength=k)[sites] / w, st.tm[sites])
-        tv = np.bincount(pk, weights=r * pr.pt2, minlength=k)[sites] / w - tm**2
+    if timed:
+        assert st.tm is not None and st.tau is not None
+        tm = np.where(ok, sums[4] / w, st.tm[sites])
+        tv = sums[5] / w - tm**2
         st.tau[sites] = np.maximum(np.sqrt(np.where(ok, np.maximum(tv, 0.0), st.tau[sites] ** 2)), params.min_tau_days)
         st.tm[sites] = tm
 
@@ -192,7 +225,7 @@ def fit_many(problems: list[Problem], params: MixtureParams) -> list[tuple[Sites
     """EM of every problem (:func:`gis.cluster_mixture.fit_intensity`), all in lock-step.
 
     Per iteration, for the problems still running: E-step on their pairs
-    (:func:`_pair_log`, :func:`_lse`), log-likelihood
+    (:func:`_e_terms`, compiled; :func:`_pair_log` and :func:`_lse` are its numpy reference), log-likelihood
     :math:`\\ell_p = \\sum_{i\\in p}\\log\\lambda(s_i) - \\sum_{k\\in p} n_k - \\lambda_{0,p}|W_p|`;
     a problem whose :math:`\\ell_p` gained less than ``tol`` stops with these sites;
     the others update their background (:math:`\\lambda_0=\\sum_i r_{i0}/|W|`, floored)
@@ -229,8 +262,7 @@ class _EM:
         """E-step at the current sites: :math:`\\ell_p` of every problem (valid for the running ones),
         :math:`\\log\\lambda` at every point, the shifted pair terms and point totals (:func:`_lse`)."""
         st = self.st
-        lf, inr = _pair_log(st, self.pr, self.params.reach_sigmas)
-        lse, e, tot = _lse(st, self.pr, lf, inr)
+        lse, e, tot = _e_terms(st, self.pr, self.params.reach_sigmas)
         bg_first = _first_log_bg(st)
         ll_now = (np.bincount(st.pp[self.pts], weights=lse[self.pts], minlength=self.n_prob)
                   - np.bincount(st.sp, weights=st.n, minlength=self.n_prob) - np.exp(bg_first) * st.area)  # fmt: skip
@@ -249,7 +281,7 @@ class _EM:
         st = self.st
         _background_step(st, self.pts, lse, self.running)
         on = np.flatnonzero(self.running[st.sp])
-        _m_step(st, self.pr, e / tot[self.pr.pi], on, self.params)
+        _m_step(st, self.pr, e, tot, on, self.params)
         self.pr = self.finder.update(self.pr, on)
 
 

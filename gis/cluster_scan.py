@@ -35,6 +35,11 @@ from gis.cluster_batch import batched_mixture_labels
 from gis.cluster_mixture import MixtureParams, core_groups
 
 
+#: Grid cell (m) on which the core counts bin the incidents (:func:`gis._em_kernels.disc_counts`): speed only, the
+#: counts are exact whatever the cell (200 m was the fastest on the city sample, 50-200 m measured).
+DISC_CELL_M = 200.0
+
+
 def poisson_sf(k: np.ndarray | float, mu: np.ndarray | float) -> np.ndarray:
     """:math:`P(X > k)` for :math:`X \\sim \\mathrm{Poisson}(\\mu)`: :func:`scipy.special.pdtrc`, the function
     ``scipy.stats.poisson.sf`` evaluates, and 1 for :math:`k < 0` as it gives — without importing
@@ -178,13 +183,20 @@ def core_pvalues(xy: np.ndarray, params: ScanParams, at: np.ndarray | None = Non
 
     (*R* radii, Bonferroni).
     """
-    tree = cKDTree(xy)
+    from gis._em_kernels import disc_counts  # numba: imported (and compiled, cached) when cores are first sought
+
+    inner, outer = (float(v) for v in params.annulus_m)
+    if not 0 <= inner < outer:
+        raise AnalysisError(f"background annulus {params.annulus_m} must satisfy 0 <= inner < outer")
     q = xy if at is None else xy[at]
-    lam = np.maximum(background_density(xy, q, params.annulus_m), params.min_background / 1e6)
+    radii = np.array([*params.radii_m, inner, outer], dtype=float)
+    counts = disc_counts(np.ascontiguousarray(xy, dtype=float), np.ascontiguousarray(q, dtype=float), radii,
+                         DISC_CELL_M)  # fmt: skip
+    ring = (counts[:, -1] - counts[:, -2]) / (np.pi * (outer**2 - inner**2))  # background_density's estimate
+    lam = np.maximum(ring, params.min_background / 1e6)
     best = np.ones(len(q))
-    for r in params.radii_m:
-        n = np.asarray(tree.query_ball_point(q, float(r), return_length=True)) - 1
-        best = np.minimum(best, poisson_sf(n - 1, lam * np.pi * float(r) ** 2))
+    for j, r in enumerate(params.radii_m):
+        best = np.minimum(best, poisson_sf(counts[:, j] - 2, lam * np.pi * float(r) ** 2))  # others within r, minus 1
     return np.minimum(best * len(params.radii_m), 1.0)
 
 

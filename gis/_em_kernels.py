@@ -1,0 +1,135 @@
+"""Compiled loops of the batched EM (:mod:`gis.cluster_batch`): the E-step over point–site pairs and the M-step's sums.
+
+Each kernel does in one pass over the pairs what :func:`gis.cluster_batch._pair_log`, :func:`gis.cluster_batch._lse`
+and the bincounts of :func:`gis.cluster_batch._m_step` do in a dozen numpy passes, with the same operations in the
+same order (sums in pair order, as ``np.bincount``); only ``exp`` may differ from numpy's in the last bit
+(``tests/test_cluster_mixture.py`` compares them). Compiled by Numba on first use and cached beside this file.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, nogil=True)
+def pair_estep(
+    px: np.ndarray, py: np.ndarray, pt: np.ndarray, pi: np.ndarray, pk: np.ndarray, mu: np.ndarray, sigma: np.ndarray,
+    n: np.ndarray, tm: np.ndarray, tau: np.ndarray, timed: bool, reach: float, m: np.ndarray, floor: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shifted pair terms and their sum per point.
+
+    .. math:: e_{ik} = \\exp\\big(\\max(\\ell_{ik} - M_i,\\ \\text{floor})\\big)\\,[d_{ik} \\le r\\sigma_k],\\quad
+              \\ell_{ik} = \\log\\frac{n_k}{2\\pi\\sigma_k^2} - \\frac{d_{ik}^2}{2\\sigma_k^2}
+              \\Big[- \\tfrac12\\log(2\\pi\\tau_k^2) - \\frac{(t_i - m_k)^2}{2\\tau_k^2}\\Big]
+
+    (the bracket with ``timed``). Returns ``e`` per pair and :math:`\\sum_k e_{ik}` per point (length of ``m``).
+    """
+    k_sites = len(n)
+    head = np.empty(k_sites)
+    two_s2 = np.empty(k_sites)
+    reach2 = np.empty(k_sites)
+    t_head = np.zeros(k_sites)
+    two_t2 = np.ones(k_sites)
+    for k in range(k_sites):
+        head[k] = np.log(max(n[k], 1e-300)) - np.log(2 * np.pi * sigma[k] ** 2)
+        two_s2[k] = 2 * sigma[k] ** 2
+        reach2[k] = (reach * sigma[k]) ** 2
+        if timed:
+            t_head[k] = 0.5 * np.log(2 * np.pi * tau[k] ** 2)
+            two_t2[k] = 2 * tau[k] ** 2
+    e = np.empty(len(pi))
+    tot = np.zeros(len(m))
+    for q in range(len(pi)):
+        k = pk[q]
+        i = pi[q]
+        d2 = (px[q] - mu[k, 0]) ** 2 + (py[q] - mu[k, 1]) ** 2
+        if d2 > reach2[k]:
+            e[q] = 0.0
+            continue
+        lf = head[k] - d2 / two_s2[k]
+        if timed:
+            lf = lf - t_head[k] - (pt[q] - tm[k]) ** 2 / two_t2[k]
+        v = np.exp(max(lf - m[i], floor))
+        e[q] = v
+        tot[i] += v
+    return e, tot
+
+
+@numba.njit(cache=True, nogil=True)
+def pair_msums(
+    e: np.ndarray, tot: np.ndarray, pi: np.ndarray, pk: np.ndarray, px: np.ndarray, py: np.ndarray, psq: np.ndarray,
+    pt: np.ndarray, pt2: np.ndarray, timed: bool, k_sites: int,
+) -> np.ndarray:
+    """Responsibility-weighted sums per site, :math:`r_{ik} = e_{ik}/\\mathrm{tot}_i`: columns
+    :math:`\\sum r`, :math:`\\sum r x`, :math:`\\sum r y`, :math:`\\sum r (x^2+y^2)` and with ``timed``
+    :math:`\\sum r t`, :math:`\\sum r t^2` (pair order, as ``np.bincount``)."""
+    out = np.zeros((6 if timed else 4, k_sites))
+    for q in range(len(pi)):
+        k = pk[q]
+        r = e[q] / tot[pi[q]]
+        out[0, k] += r
+        out[1, k] += r * px[q]
+        out[2, k] += r * py[q]
+        out[3, k] += r * psq[q]
+        if timed:
+            out[4, k] += r * pt[q]
+            out[5, k] += r * pt2[q]
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def disc_counts(xy: np.ndarray, q: np.ndarray, radii: np.ndarray, cell: float) -> np.ndarray:
+    """Points of ``xy`` within each radius of each query point ``q`` (distance ≤ r), shape (len(q), len(radii)).
+
+    The points are binned on a grid of ``cell`` metres; around a query, a cell whose farthest corner lies within
+    *r* adds its count, a cell whose nearest point lies beyond *r* adds nothing, and only the points of the
+    cells the circle crosses are measured — the counts of ``cKDTree.query_ball_point(q, r, return_length=True)``
+    (``tests/test_cluster_scan.py``).
+    """
+    out = np.zeros((len(q), len(radii)), dtype=np.int64)
+    if len(xy) == 0:
+        return out
+    x0, y0 = xy[:, 0].min(), xy[:, 1].min()
+    nx = int((xy[:, 0].max() - x0) / cell) + 1
+    ny = int((xy[:, 1].max() - y0) / cell) + 1
+    cid = np.empty(len(xy), dtype=np.int64)
+    for p in range(len(xy)):
+        cid[p] = min(int((xy[p, 0] - x0) / cell), nx - 1) * ny + min(int((xy[p, 1] - y0) / cell), ny - 1)
+    order = np.argsort(cid, kind="mergesort")
+    start = np.zeros(nx * ny + 1, dtype=np.int64)
+    for p in range(len(xy)):
+        start[cid[p] + 1] += 1
+    for c in range(nx * ny):
+        start[c + 1] += start[c]
+    r2 = radii**2
+    reach = int(radii.max() / cell) + 1
+    for a in range(len(q)):
+        qx, qy = q[a, 0], q[a, 1]
+        gx, gy = int(np.floor((qx - x0) / cell)), int(np.floor((qy - y0) / cell))
+        for ix in range(max(gx - reach, 0), min(gx + reach, nx - 1) + 1):
+            lo_x, hi_x = x0 + ix * cell - qx, x0 + (ix + 1) * cell - qx
+            near_x = 0.0 if lo_x <= 0.0 <= hi_x else min(lo_x * lo_x, hi_x * hi_x)
+            far_x = max(lo_x * lo_x, hi_x * hi_x)
+            for iy in range(max(gy - reach, 0), min(gy + reach, ny - 1) + 1):
+                c = ix * ny + iy
+                if start[c + 1] == start[c]:
+                    continue
+                lo_y, hi_y = y0 + iy * cell - qy, y0 + (iy + 1) * cell - qy
+                near = near_x + (0.0 if lo_y <= 0.0 <= hi_y else min(lo_y * lo_y, hi_y * hi_y))
+                far = far_x + max(lo_y * lo_y, hi_y * hi_y)
+                crossed = False
+                for j in range(len(radii)):
+                    if far < r2[j] * (1 - 1e-12):
+                        out[a, j] += start[c + 1] - start[c]
+                    elif near <= r2[j] * (1 + 1e-12):
+                        crossed = True
+                if not crossed:
+                    continue
+                for t in range(start[c], start[c + 1]):
+                    p = order[t]
+                    d2 = (xy[p, 0] - qx) ** 2 + (xy[p, 1] - qy) ** 2
+                    for j in range(len(radii)):
+                        if not far < r2[j] * (1 - 1e-12) and d2 <= r2[j]:
+                            out[a, j] += 1
+    return out

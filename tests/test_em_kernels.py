@@ -1,0 +1,103 @@
+"""The compiled loops of the cluster detector (gis._em_kernels) against the numpy code they replace."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.spatial import cKDTree
+
+from gis import hotspots
+from gis._em_kernels import disc_counts, pair_msums
+from gis.cluster_mixture import Sites
+
+
+def _stack_and_pairs(timed: bool):
+    """A stack of three problems (overlapping sites over a background; one far away) and its pairs."""
+    from gis.cluster_batch import Problem, _PairFinder, _stack
+
+    rng = np.random.default_rng(7)
+    params = hotspots.mixture_params(hotspots.cluster_params())
+    problems = []
+    for shift in (0.0, 50_000.0, 20.0):
+        xy = np.vstack([rng.normal((900, 900), 80, (60, 2)), rng.normal((1100, 1000), 140, (40, 2)),
+                        rng.uniform(0, 3000, (150, 2))]) + shift  # fmt: skip
+        x = np.column_stack([xy, rng.uniform(0, 900, len(xy))]) if timed else xy
+        sites = Sites(np.array([[950.0, 900.0], [1150.0, 1000.0], [2500.0, 300.0]]) + shift, np.array([70.0, 150.0, 90.0]),
+                      np.array([50.0, 35.0, 2.0]), *((np.array([200.0, 500.0, 800.0]), np.array([60.0, 150.0, 7.0]))
+                                                     if timed else ()))  # fmt: skip
+        problems.append(Problem(x, np.full(len(x), np.log(20e-6)), sites, 3000.0**2, params.min_background))
+    stk, _ = _stack(problems)
+    return stk, _PairFinder(stk, params.reach_sigmas).pairs(np.arange(len(stk.n))), params
+
+
+@pytest.mark.parametrize("timed", [False, True])
+def test_compiled_e_step_is_the_numpy_one(timed):
+    """pair_estep's pair terms and point totals are _pair_log + _lse's (one pass instead of a dozen)."""
+    from gis.cluster_batch import _e_terms, _lse, _pair_log
+
+    stk, pr, params = _stack_and_pairs(timed)
+    lf, inr = _pair_log(stk, pr, params.reach_sigmas)
+    lse, e, tot = _lse(stk, pr, lf, inr)
+    assert inr.any() and (~inr).any()  # pairs beyond reach (in the finder's margin) are there and cut
+    lse_c, e_c, tot_c = _e_terms(stk, pr, params.reach_sigmas)
+    np.testing.assert_allclose(e_c, e, rtol=1e-13, atol=0)
+    np.testing.assert_allclose(tot_c, tot, rtol=1e-13)
+    np.testing.assert_allclose(lse_c, lse, rtol=1e-13)
+
+
+@pytest.mark.parametrize("timed", [False, True])
+def test_compiled_m_step_sums_are_numpys_bincounts(timed):
+    """pair_msums adds the responsibility-weighted coordinates per site in pair order, as np.bincount does."""
+    from gis.cluster_batch import _lse, _pair_log, pair_sums
+
+    stk, pr, params = _stack_and_pairs(timed)
+    _, e, tot = _lse(stk, pr, *_pair_log(stk, pr, params.reach_sigmas))
+    want = pair_sums(pr, e / tot[pr.pi], len(stk.n))
+    none = np.zeros(0)
+    got = pair_msums(e, tot, pr.pi, pr.pk, pr.px, pr.py, pr.psq, pr.pt if timed else none, pr.pt2 if timed else none,
+                     timed, len(stk.n))  # fmt: skip
+    assert got.shape == want.shape == ((6 if timed else 4), len(stk.n))
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-9)
+
+
+def test_compiled_fit_is_the_per_group_fit():
+    """fit_many (compiled steps) still gives fit_intensity's sites (numpy), as before the kernels."""
+    from gis.cluster_batch import Problem, fit_many
+    from gis.cluster_mixture import fit_intensity
+
+    rng = np.random.default_rng(5)
+    params = replace(hotspots.mixture_params(hotspots.cluster_params()), accelerate="none")
+    x = np.vstack([rng.normal((900, 900), 80, (50, 2)), rng.uniform(0, 3000, (180, 2))])
+    start = Sites(np.array([[950.0, 950.0], [1250.0, 1100.0]]), np.array([60.0, 60.0]), np.array([30.0, 30.0]))
+    pr = Problem(x, np.full(len(x), np.log(10e-6)), start, 3000.0**2, params.min_background)
+    (s, ll, _), = fit_many([pr], params)
+    ref, ll_r, _ = fit_intensity(x, pr.log_bg, start, params, area=pr.area)
+    np.testing.assert_allclose(s.mu, ref.mu, atol=1e-6)
+    np.testing.assert_allclose(s.sigma, ref.sigma, rtol=1e-9)
+    assert ll == pytest.approx(ll_r, rel=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(0, 300), spread=st.floats(1.0, 5000.0), cell=st.floats(5.0, 400.0),
+    radii=st.lists(st.floats(0.0, 2000.0), min_size=1, max_size=6), grid=st.booleans(), seed=st.integers(0, 2**16),
+)
+def test_disc_counts_are_the_k_d_trees(n, spread, cell, radii, grid, seed):
+    """disc_counts (grid cells wholly inside, outside or crossed) counts the points within each radius of each query
+    exactly as cKDTree.query_ball_point(return_length=True), whatever the cell size, also on points lying on a
+    grid of whole metres (on the cells' edges and at ties of distance)."""
+    rng = np.random.default_rng(seed)
+    xy = rng.normal(0.0, spread, (n, 2)) + rng.uniform(-1e5, 1e5, 2)
+    if grid:
+        xy = np.round(xy / 10.0) * 10.0
+    q = xy[rng.permutation(n)[: max(n // 2, 1)]] if n else np.zeros((3, 2))
+    r = np.array(radii)
+    got = disc_counts(np.ascontiguousarray(xy), np.ascontiguousarray(q), r, cell)
+    want = (np.column_stack([cKDTree(xy).query_ball_point(q, v, return_length=True) for v in r]) if n
+            else np.zeros((len(q), len(r)), dtype=np.int64))  # fmt: skip
+    np.testing.assert_array_equal(got, want)
+
