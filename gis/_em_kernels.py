@@ -79,17 +79,9 @@ def pair_msums(
 
 
 @numba.njit(cache=True, nogil=True)
-def disc_counts(xy: np.ndarray, q: np.ndarray, radii: np.ndarray, cell: float) -> np.ndarray:
-    """Points of ``xy`` within each radius of each query point ``q`` (distance ≤ r), shape (len(q), len(radii)).
-
-    The points are binned on a grid of ``cell`` metres; around a query, a cell whose farthest corner lies within
-    *r* adds its count, a cell whose nearest point lies beyond *r* adds nothing, and only the points of the
-    cells the circle crosses are measured — the counts of ``cKDTree.query_ball_point(q, r, return_length=True)``
-    (``tests/test_cluster_scan.py``).
-    """
-    out = np.zeros((len(q), len(radii)), dtype=np.int64)
-    if len(xy) == 0:
-        return out
+def _grid(xy: np.ndarray, cell: float) -> tuple[float, float, int, int, np.ndarray, np.ndarray]:
+    """Points binned on square cells of ``cell`` from the lower-left corner: origin, cells in x and y, the points
+    ordered by cell (by index within a cell) and each cell's start in that order (cell ``ix * ny + iy``)."""
     x0, y0 = xy[:, 0].min(), xy[:, 1].min()
     nx = int((xy[:, 0].max() - x0) / cell) + 1
     ny = int((xy[:, 1].max() - y0) / cell) + 1
@@ -102,6 +94,57 @@ def disc_counts(xy: np.ndarray, q: np.ndarray, radii: np.ndarray, cell: float) -
         start[cid[p] + 1] += 1
     for c in range(nx * ny):
         start[c + 1] += start[c]
+    return x0, y0, nx, ny, order, start
+
+
+@numba.njit(cache=True, nogil=True)
+def kernel_sums(centres: np.ndarray, xy: np.ndarray, bandwidth: float) -> np.ndarray:
+    """Gaussian kernel sum :math:`1 + \\sum_{j:\\,d_j \\le 3h} \\exp(-d_j^2 / 2h^2)` at each centre over the points
+    ``xy``, summed in the order of ``xy`` (the pairs of ``cKDTree.sparse_distance_matrix`` sorted by point, as
+    :func:`gis.cluster_scan.kernel_weights_at` sums them; ``tests/test_em_kernels.py``)."""
+    out = np.ones(len(centres))
+    if len(xy) == 0:
+        return out
+    reach_m = 3.0 * bandwidth
+    x0, y0, nx, ny, order, start = _grid(xy, reach_m)
+    idx = np.empty(len(xy), dtype=np.int64)
+    dist = np.empty(len(xy))
+    for a in range(len(centres)):
+        qx, qy = centres[a, 0], centres[a, 1]
+        gx, gy = int(np.floor((qx - x0) / reach_m)), int(np.floor((qy - y0) / reach_m))
+        found = 0
+        for ix in range(max(gx - 1, 0), min(gx + 1, nx - 1) + 1):
+            for iy in range(max(gy - 1, 0), min(gy + 1, ny - 1) + 1):
+                c = ix * ny + iy
+                for t in range(start[c], start[c + 1]):
+                    p = order[t]
+                    d = np.sqrt((xy[p, 0] - qx) ** 2 + (xy[p, 1] - qy) ** 2)
+                    if d <= reach_m:
+                        idx[found] = p
+                        dist[found] = d
+                        found += 1
+        by_point = np.argsort(idx[:found])
+        s = 0.0
+        for t in by_point:
+            s += np.exp(-0.5 * (dist[t] / bandwidth) ** 2)
+        out[a] = s + 1.0
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def disc_counts(xy: np.ndarray, q: np.ndarray, radii: np.ndarray, cell: float) -> np.ndarray:
+    """Points of ``xy`` within each radius of each query point ``q`` (distance ≤ r), shape (len(q), len(radii)).
+
+    The points are binned on a grid of ``cell`` metres; around a query, a cell whose farthest corner lies within
+    *r* adds its count, a cell whose nearest point lies beyond *r* adds nothing, and only the points of the
+    cells the circle crosses are measured — the counts of ``cKDTree.query_ball_point(q, r, return_length=True)``
+    (``tests/test_cluster_scan.py``).
+    """
+    out = np.zeros((len(q), len(radii)), dtype=np.int64)
+    if len(xy) == 0:
+        return out
+    x0, y0, nx, ny, order, start = _grid(xy, cell)
+    xs, ys = xy[order, 0], xy[order, 1]  # the points in cell order: each cell's points side by side
     r2 = radii**2
     reach = int(radii.max() / cell) + 1
     for a in range(len(q)):
@@ -127,8 +170,7 @@ def disc_counts(xy: np.ndarray, q: np.ndarray, radii: np.ndarray, cell: float) -
                 if not crossed:
                     continue
                 for t in range(start[c], start[c + 1]):
-                    p = order[t]
-                    d2 = (xy[p, 0] - qx) ** 2 + (xy[p, 1] - qy) ** 2
+                    d2 = (xs[t] - qx) ** 2 + (ys[t] - qy) ** 2
                     for j in range(len(radii)):
                         if not far < r2[j] * (1 - 1e-12) and d2 <= r2[j]:
                             out[a, j] += 1

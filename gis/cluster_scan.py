@@ -203,13 +203,14 @@ def core_pvalues(xy: np.ndarray, params: ScanParams, at: np.ndarray | None = Non
 def kernel_weights_at(centres: np.ndarray, xy: np.ndarray, bandwidth_m: float) -> np.ndarray:
     """Gaussian kernel sum :math:`\\rho_i = \\sum_j \\exp(-\\lVert c_i - s_j\\rVert^2 / 2h^2)` (pairs within 3h).
 
-    Summed in the order of ``xy`` (not the k-d trees' order), so that the sums do not depend on which other
-    points the trees hold: a partition with its halo gives the whole run's numbers (:mod:`gis.cluster_tiles`).
+    Summed in the order of ``xy`` (not a k-d tree's order), so that the sums do not depend on which other
+    points are there: a partition with its halo gives the whole run's numbers (:mod:`gis.cluster_tiles`).
+    The sum counts the centre itself twice (:math:`d = 0` within 3h, and +1), as it always has. Compiled
+    (:func:`gis._em_kernels.kernel_sums`; ``tests/test_em_kernels.py`` compares it with the k-d tree's pairs).
     """
-    sdm = cKDTree(centres).sparse_distance_matrix(cKDTree(xy), 3.0 * bandwidth_m, output_type="ndarray")
-    sdm = sdm[np.argsort(sdm["i"].astype(np.int64) * len(xy) + sdm["j"], kind="stable")]  # by (i, j): np.lexsort's order, 4x faster
-    w = np.exp(-0.5 * (sdm["v"] / bandwidth_m) ** 2)
-    return np.bincount(sdm["i"], weights=w, minlength=len(centres)) + 1.0  # +1: the point itself at d = 0
+    from gis._em_kernels import kernel_sums  # numba: imported (and compiled, cached) on first use
+
+    return kernel_sums(np.ascontiguousarray(centres, dtype=float), np.ascontiguousarray(xy, dtype=float), float(bandwidth_m))
 
 
 def quick_shift(xy: np.ndarray, density: np.ndarray, tau_m: float, k: int) -> np.ndarray:

@@ -101,3 +101,30 @@ def test_disc_counts_are_the_k_d_trees(n, spread, cell, radii, grid, seed):
             else np.zeros((len(q), len(r)), dtype=np.int64))  # fmt: skip
     np.testing.assert_array_equal(got, want)
 
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(0, 400), spread=st.floats(5.0, 3000.0), h=st.floats(5.0, 200.0), grid=st.booleans(),
+       seed=st.integers(0, 2**16))  # fmt: skip
+def test_kernel_sums_are_the_sorted_k_d_tree_pairs(n, spread, h, grid, seed):
+    """kernel_sums (grid of 3h cells) gives the Gaussian kernel sums of the k-d tree's pairs within 3h, summed in
+    point order, plus 1 — what gis.cluster_scan.kernel_weights_at computed with sparse_distance_matrix — to the last
+    bits of exp; and the same sums at the centres when only a subset of the points (a partition with its halo)
+    holds every point within 3h of them."""
+    from gis._em_kernels import kernel_sums
+
+    rng = np.random.default_rng(seed)
+    xy = rng.normal(0.0, spread, (n, 2)) + rng.uniform(-1e5, 1e5, 2)
+    if grid:
+        xy = np.round(xy / 10.0) * 10.0
+    c = xy[: n // 2]
+    got = kernel_sums(c, xy, h)
+    want = np.ones(len(c))
+    if len(c):
+        sdm = cKDTree(c).sparse_distance_matrix(cKDTree(xy), 3.0 * h, output_type="ndarray")
+        sdm = sdm[np.lexsort((sdm["j"], sdm["i"]))]
+        want += np.bincount(sdm["i"], weights=np.exp(-0.5 * (sdm["v"] / h) ** 2), minlength=len(c))
+    np.testing.assert_allclose(got, want, rtol=1e-13)
+    if len(c):
+        near = np.flatnonzero(cKDTree(c).query(xy, k=1)[0] <= 3.0 * h + 1.0)  # the halo, in point order
+        np.testing.assert_array_equal(kernel_sums(c, xy[near], h), got)
