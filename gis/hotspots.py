@@ -475,7 +475,7 @@ def group_labels(
         sel = np.flatnonzero(groups == g)
         ok = labels[sel] >= 0
         ctl = [(xy[groups == h], xy[(groups == h) & (labels < 0)]) for h in pd.unique(groups)
-               if h != g and (groups == h).sum() > size] if by else None  # fmt: skip
+               if h != g and (groups == h).sum() > size] if by and sparams.controls else None  # fmt: skip
         table, w = cluster_pvalues(xy[sel], np.flatnonzero(ok), labels[sel[ok]], sparams, controls=ctl)
         tables.append(table)
         windows += w
