@@ -14,8 +14,8 @@ import numpy as np
 
 @numba.njit(cache=True, nogil=True)
 def pair_estep(
-    px: np.ndarray, py: np.ndarray, pt: np.ndarray, pi: np.ndarray, pk: np.ndarray, mu: np.ndarray, sigma: np.ndarray,
-    n: np.ndarray, tm: np.ndarray, tau: np.ndarray, timed: bool, reach: float, m: np.ndarray, floor: float,
+    x: np.ndarray, pi: np.ndarray, pk: np.ndarray, mu: np.ndarray, sigma: np.ndarray, n: np.ndarray, tm: np.ndarray,
+    tau: np.ndarray, timed: bool, reach: float, m: np.ndarray, floor: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Shifted pair terms and their sum per point.
 
@@ -43,13 +43,13 @@ def pair_estep(
     for q in range(len(pi)):
         k = pk[q]
         i = pi[q]
-        d2 = (px[q] - mu[k, 0]) ** 2 + (py[q] - mu[k, 1]) ** 2
+        d2 = (x[i, 0] - mu[k, 0]) ** 2 + (x[i, 1] - mu[k, 1]) ** 2
         if d2 > reach2[k]:
             e[q] = 0.0
             continue
         lf = head[k] - d2 / two_s2[k]
         if timed:
-            lf = lf - t_head[k] - (pt[q] - tm[k]) ** 2 / two_t2[k]
+            lf = lf - t_head[k] - (x[i, 2] - tm[k]) ** 2 / two_t2[k]
         v = np.exp(max(lf - m[i], floor))
         e[q] = v
         tot[i] += v
@@ -58,23 +58,22 @@ def pair_estep(
 
 @numba.njit(cache=True, nogil=True)
 def pair_msums(
-    e: np.ndarray, tot: np.ndarray, pi: np.ndarray, pk: np.ndarray, px: np.ndarray, py: np.ndarray, psq: np.ndarray,
-    pt: np.ndarray, pt2: np.ndarray, timed: bool, k_sites: int,
+    e: np.ndarray, tot: np.ndarray, pi: np.ndarray, pk: np.ndarray, x: np.ndarray, timed: bool, k_sites: int
 ) -> np.ndarray:
     """Responsibility-weighted sums per site, :math:`r_{ik} = e_{ik}/\\mathrm{tot}_i`: columns
     :math:`\\sum r`, :math:`\\sum r x`, :math:`\\sum r y`, :math:`\\sum r (x^2+y^2)` and with ``timed``
     :math:`\\sum r t`, :math:`\\sum r t^2` (pair order, as ``np.bincount``)."""
     out = np.zeros((6 if timed else 4, k_sites))
     for q in range(len(pi)):
-        k = pk[q]
-        r = e[q] / tot[pi[q]]
+        k, i = pk[q], pi[q]
+        r = e[q] / tot[i]
         out[0, k] += r
-        out[1, k] += r * px[q]
-        out[2, k] += r * py[q]
-        out[3, k] += r * psq[q]
+        out[1, k] += r * x[i, 0]
+        out[2, k] += r * x[i, 1]
+        out[3, k] += r * (x[i, 0] ** 2 + x[i, 1] ** 2)
         if timed:
-            out[4, k] += r * pt[q]
-            out[5, k] += r * pt2[q]
+            out[4, k] += r * x[i, 2]
+            out[5, k] += r * x[i, 2] ** 2
     return out
 
 
@@ -175,3 +174,150 @@ def disc_counts(xy: np.ndarray, q: np.ndarray, radii: np.ndarray, cell: float) -
                         if not far < r2[j] * (1 - 1e-12) and d2 <= r2[j]:
                             out[a, j] += 1
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def em_plain(
+    x: np.ndarray, pp: np.ndarray, sp: np.ndarray, log_bg: np.ndarray, first: np.ndarray, area: np.ndarray,
+    floor: np.ndarray, mu: np.ndarray, sigma: np.ndarray, n: np.ndarray, tm: np.ndarray, tau: np.ndarray, timed: bool,
+    pi: np.ndarray, pk: np.ndarray, centre: np.ndarray, radius: np.ndarray, running: np.ndarray, ll_old: np.ndarray,
+    ll: np.ndarray, it: int, max_iter: int, tol: float, reach: float, bounds: np.ndarray, exp_floor: float,
+) -> tuple[int, np.ndarray]:
+    """Plain EM steps of a stack of problems (:func:`gis.cluster_batch._plain_reference`, in one compiled loop).
+
+    From step ``it`` to ``max_iter``: the E-step over the pairs of the running problems (as :func:`pair_estep`),
+    each problem's :math:`\\ell` (into ``ll``), the problems whose :math:`\\ell` gained less than ``tol`` over
+    ``ll_old`` stop, then the M-step of the others (background, then sites, as
+    :func:`gis.cluster_batch._background_step` and :func:`gis.cluster_batch._m_step`; ``bounds``: min σ, max σ,
+    min τ). The points of a problem are ``first[p]`` up to the next problem's first. Sites, backgrounds,
+    ``running``, ``ll_old`` and ``ll`` change in place. Returns the next step and the sites that left their
+    pairs' search radius (``centre``, ``radius``: the caller searches their pairs again and calls again), or
+    ``max_iter`` when every problem has stopped or the steps are done.
+    """
+    n_pts, n_sites, n_prob = len(pp), len(n), len(area)
+    end = np.append(first[1:], n_pts)
+    m, tot, lse = np.zeros(n_pts), np.zeros(n_pts), np.zeros(n_pts)
+    e = np.zeros(len(pi))
+    moved = np.zeros(n_sites, dtype=np.bool_)
+    head, t_head = np.zeros(n_sites), np.zeros(n_sites)
+    while it < max_iter and n_pts:
+        it += 1
+        top = np.full(n_prob, -np.inf)
+        for k in range(n_sites):
+            head[k] = np.log(max(n[k], 1e-300)) - np.log(2 * np.pi * sigma[k] ** 2)
+            peak = head[k]
+            if timed:
+                t_head[k] = 0.5 * np.log(2 * np.pi * tau[k] ** 2)
+                peak = peak - t_head[k]
+            top[sp[k]] = max(top[sp[k]], peak)
+        for p in range(n_prob):
+            if running[p]:
+                for i in range(first[p], end[p]):
+                    m[i] = max(log_bg[i], top[p])
+                    tot[i] = 0.0
+        _pairs_e(x, pi, pk, sp, mu, sigma, head, tm, tau, t_head, timed, reach, m, running, exp_floor, e, tot)
+        n_sum = np.zeros(n_prob)
+        for k in range(n_sites):
+            n_sum[sp[k]] += n[k]
+        alive = False
+        for p in range(n_prob):
+            if not running[p]:
+                continue
+            llp = 0.0
+            for i in range(first[p], end[p]):
+                tot[i] = np.exp(log_bg[i] - m[i]) + tot[i]
+                lse[i] = m[i] + np.log(tot[i])
+                llp += lse[i]
+            ll[p] = llp - n_sum[p] - np.exp(log_bg[min(first[p], n_pts - 1)]) * area[p]
+            if ll[p] - ll_old[p] < tol:
+                running[p] = False
+            ll_old[p] = ll[p]
+            alive = alive or running[p]
+        if not alive:
+            return max_iter, moved
+        _background(first, end, log_bg, lse, area, floor, running)
+        _sites_m(x, pi, pk, sp, e, tot, mu, sigma, n, tm, tau, timed, running, bounds)
+        for k in range(n_sites):
+            if running[sp[k]]:
+                out = np.hypot(mu[k, 0] - centre[k, 0], mu[k, 1] - centre[k, 1]) + reach * sigma[k]
+                moved[k] = out > radius[k] * (1 - 1e-9) - 1e-3
+                alive = alive and not moved[k]
+        if not alive:
+            return it, moved
+    return max_iter, moved
+
+
+@numba.njit(cache=True, nogil=True)
+def _pairs_e(
+    x: np.ndarray, pi: np.ndarray, pk: np.ndarray, sp: np.ndarray, mu: np.ndarray, sigma: np.ndarray, head: np.ndarray,
+    tm: np.ndarray, tau: np.ndarray, t_head: np.ndarray, timed: bool, reach: float, m: np.ndarray, running: np.ndarray,
+    exp_floor: float, e: np.ndarray, tot: np.ndarray,
+) -> None:
+    """E-step terms of the pairs of the running problems (:func:`pair_estep`; ``head``, ``t_head``: the sites'
+    log factors), into ``e`` and their sums per point into ``tot``."""
+    for q in range(len(pi)):
+        k, i = pk[q], pi[q]
+        e[q] = 0.0
+        if not running[sp[k]]:
+            continue
+        d2 = (x[i, 0] - mu[k, 0]) ** 2 + (x[i, 1] - mu[k, 1]) ** 2
+        if d2 > (reach * sigma[k]) ** 2:
+            continue
+        lf = head[k] - d2 / (2 * sigma[k] ** 2)
+        if timed:
+            lf = lf - t_head[k] - (x[i, 2] - tm[k]) ** 2 / (2 * tau[k] ** 2)
+        e[q] = np.exp(max(lf - m[i], exp_floor))
+        tot[i] += e[q]
+
+
+@numba.njit(cache=True, nogil=True)
+def _background(first: np.ndarray, end: np.ndarray, log_bg: np.ndarray, lse: np.ndarray, area: np.ndarray,
+                floor: np.ndarray, running: np.ndarray) -> None:  # fmt: skip
+    """Fitted background of the running problems with a window (:func:`gis.cluster_batch._background_step`)."""
+    for p in range(len(area)):
+        if not running[p] or area[p] <= 0:
+            continue
+        share = 0.0
+        for i in range(first[p], end[p]):
+            share += np.exp(log_bg[i] - lse[i])
+        new = np.log(max(share / area[p], floor[p]))
+        for i in range(first[p], end[p]):
+            log_bg[i] = new
+
+
+@numba.njit(cache=True, nogil=True)
+def _sites_m(
+    x: np.ndarray, pi: np.ndarray, pk: np.ndarray, sp: np.ndarray, e: np.ndarray, tot: np.ndarray, mu: np.ndarray,
+    sigma: np.ndarray, n: np.ndarray, tm: np.ndarray, tau: np.ndarray, timed: bool, running: np.ndarray, bounds: np.ndarray,
+) -> None:
+    """M-step of the sites of the running problems (:func:`gis.cluster_batch._m_step`), in place."""
+    k_sites = len(n)
+    s = np.zeros((6, k_sites))
+    for q in range(len(pi)):
+        k, i = pk[q], pi[q]
+        if not running[sp[k]]:
+            continue
+        r = e[q] / tot[i]
+        s[0, k] += r
+        s[1, k] += r * x[i, 0]
+        s[2, k] += r * x[i, 1]
+        s[3, k] += r * (x[i, 0] ** 2 + x[i, 1] ** 2)
+        if timed:
+            s[4, k] += r * x[i, 2]
+            s[5, k] += r * x[i, 2] ** 2
+    for k in range(k_sites):
+        if not running[sp[k]]:
+            continue
+        nk = s[0, k]
+        ok = nk > 1e-9
+        w = max(nk, 1e-9)
+        if ok:
+            mu[k, 0], mu[k, 1] = s[1, k] / w, s[2, k] / w
+        var = max(s[3, k] - nk * (mu[k, 0] ** 2 + mu[k, 1] ** 2), 0.0) / max(2 * nk, 1e-9)
+        sigma[k] = min(max(np.sqrt(var if ok else sigma[k] ** 2), bounds[0]), bounds[1])
+        n[k] = nk
+        if timed:
+            t_mean = s[4, k] / w if ok else tm[k]
+            tv = s[5, k] / w - t_mean**2
+            tau[k] = max(np.sqrt(max(tv, 0.0) if ok else tau[k] ** 2), bounds[2])
+            tm[k] = t_mean

@@ -95,42 +95,40 @@ def _stack(problems: list[Problem]) -> tuple[_Stack, list[np.ndarray]]:
 
 @dataclass
 class _Pairs:
-    """Point–site pairs with their points' coordinates gathered once: x, y, x² + y², day, day²."""
+    """Point–site pairs: point ``pi`` (of the stack) and site ``pk``; the compiled steps read the points' coordinates
+    from the stack (:func:`_gathered` gathers them for the numpy reference steps)."""
 
     pi: np.ndarray
     pk: np.ndarray
-    px: np.ndarray
-    py: np.ndarray
-    psq: np.ndarray
-    pt: np.ndarray | None
-    pt2: np.ndarray | None
+
     def __len__(self) -> int:
         return len(self.pi)
 
     def keep(self, mask: np.ndarray) -> "_Pairs":
         """The pairs selected by ``mask``."""
-        t, t2 = (None, None) if self.pt is None or self.pt2 is None else (self.pt[mask], self.pt2[mask])
-        return _Pairs(self.pi[mask], self.pk[mask], self.px[mask], self.py[mask], self.psq[mask], t, t2)
+        return _Pairs(self.pi[mask], self.pk[mask])
 
 
-def _gathered(st: _Stack, pi: np.ndarray, pk: np.ndarray) -> _Pairs:
-    """:class:`_Pairs` of ``pi``, ``pk``."""
-    px, py = st.x[pi, 0], st.x[pi, 1]
-    pt = st.x[pi, 2] if st.tau is not None else None
-    return _Pairs(pi, pk, px, py, px**2 + py**2, pt, None if pt is None else pt**2)
+def _gathered(st: _Stack, pr: _Pairs) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The pairs' points' x, y, x² + y² and, with time, day and day² (for the numpy reference steps)."""
+    px, py = st.x[pr.pi, 0], st.x[pr.pi, 1]
+    pt = st.x[pr.pi, 2] if st.tau is not None else None
+    return px, py, px**2 + py**2, pt, None if pt is None else pt**2
 
 
 def _pair_log(st: _Stack, pr: _Pairs, reach: float) -> tuple[np.ndarray, np.ndarray]:
     """Log site term of each pair (:func:`gis.cluster_mixture._site_log`) and whether it is within ``reach`` σ.
 
-    The per-site factors are computed once per site and gathered (the same numbers as per pair).
+    The per-site factors are computed once per site and gathered (the same numbers as per pair). The numpy
+    reference of the compiled E-step (:func:`gis._em_kernels.pair_estep`).
     """
     pk = pr.pk
-    d2 = (pr.px - st.mu[:, 0][pk]) ** 2 + (pr.py - st.mu[:, 1][pk]) ** 2
+    px, py, _, pt, _ = _gathered(st, pr)
+    d2 = (px - st.mu[:, 0][pk]) ** 2 + (py - st.mu[:, 1][pk]) ** 2
     head = np.log(np.maximum(st.n, 1e-300)) - np.log(2 * np.pi * st.sigma**2)
     lf = head[pk] - d2 / (2 * st.sigma**2)[pk]
-    if st.tau is not None and st.tm is not None and pr.pt is not None:
-        lf = lf - (0.5 * np.log(2 * np.pi * st.tau**2))[pk] - (pr.pt - st.tm[pk]) ** 2 / (2 * st.tau**2)[pk]
+    if st.tau is not None and st.tm is not None and pt is not None:
+        lf = lf - (0.5 * np.log(2 * np.pi * st.tau**2))[pk] - (pt - st.tm[pk]) ** 2 / (2 * st.tau**2)[pk]
     return lf, d2 <= ((reach * st.sigma) ** 2)[pk]
 
 
@@ -162,9 +160,9 @@ def _lse(st: _Stack, pr: _Pairs, lf: np.ndarray, inr: np.ndarray) -> tuple[np.nd
     return m + np.log(tot), e, tot
 
 
-def _timed(st: _Stack, pr: _Pairs) -> bool:
-    """Whether the stack's sites have time terms (and its pairs the days)."""
-    return st.tau is not None and st.tm is not None and pr.pt is not None and pr.pt2 is not None
+def _timed(st: _Stack) -> bool:
+    """Whether the stack's sites have time terms (and its points the days)."""
+    return st.tau is not None and st.tm is not None and st.x.shape[1] > 2
 
 
 def _e_terms(st: _Stack, pr: _Pairs, reach: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -174,17 +172,18 @@ def _e_terms(st: _Stack, pr: _Pairs, reach: float) -> tuple[np.ndarray, np.ndarr
 
     m = _shift(st)
     none = np.zeros(0)
-    timed = _timed(st, pr)
-    e, tot_sites = pair_estep(pr.px, pr.py, pr.pt if timed else none, pr.pi, pr.pk, st.mu, st.sigma, st.n,
-                              st.tm if timed else none, st.tau if timed else none, timed, reach, m, EXP_FLOOR)  # fmt: skip
+    timed = _timed(st)
+    e, tot_sites = pair_estep(st.x, pr.pi, pr.pk, st.mu, st.sigma, st.n, st.tm if timed else none,
+                              st.tau if timed else none, timed, reach, m, EXP_FLOOR)  # fmt: skip
     tot = np.exp(st.log_bg - m) + tot_sites
     return m + np.log(tot), e, tot
 
 
-def pair_sums(pr: _Pairs, r: np.ndarray, k_sites: int) -> np.ndarray:
+def pair_sums(st: _Stack, pr: _Pairs, r: np.ndarray, k_sites: int) -> np.ndarray:
     """Per site :math:`\\sum r`, :math:`\\sum r x`, :math:`\\sum r y`, :math:`\\sum r (x^2+y^2)` (and with time
     :math:`\\sum r t`, :math:`\\sum r t^2`) over the pairs by numpy: the reference of :func:`gis._em_kernels.pair_msums`."""
-    cols = [pr.px, pr.py, pr.psq] + ([pr.pt, pr.pt2] if pr.pt is not None and pr.pt2 is not None else [])
+    px, py, psq, pt, pt2 = _gathered(st, pr)
+    cols = [px, py, psq] + ([pt, pt2] if pt is not None and pt2 is not None else [])
     return np.vstack([np.bincount(pr.pk, weights=r, minlength=k_sites)]
                      + [np.bincount(pr.pk, weights=r * v, minlength=k_sites) for v in cols])  # fmt: skip
 
@@ -201,10 +200,8 @@ def _m_step(st: _Stack, pr: _Pairs, e: np.ndarray, tot: np.ndarray, sites: np.nd
     """
     from gis._em_kernels import pair_msums
 
-    none = np.zeros(0)
-    timed = _timed(st, pr)
-    sums = pair_msums(e, tot, pr.pi, pr.pk, pr.px, pr.py, pr.psq, pr.pt if timed else none, pr.pt2 if timed else none,
-                      timed, len(st.n))[:, sites]  # fmt: skip
+    timed = _timed(st)
+    sums = pair_msums(e, tot, pr.pi, pr.pk, st.x, timed, len(st.n))[:, sites]
     n, sx, sy, sq = sums[:4]
     ok = n > 1e-9
     w = np.maximum(n, 1e-9)
@@ -286,8 +283,29 @@ class _EM:
 
 
 def _plain(em: _EM, params: MixtureParams) -> None:
+    """Plain EM (:func:`_plain_reference`) in one compiled loop (:func:`gis._em_kernels.em_plain`): the loop
+    returns when sites left their pairs' search radius, whose pairs are searched again here (:class:`_PairFinder`,
+    the pairs of stopped problems dropped first), and goes on."""
+    from gis._em_kernels import em_plain
+
+    st, finder = em.st, em.finder
+    ll_old = np.full(em.n_prob, -np.inf)
+    timed = st.tau is not None and st.tm is not None
+    none = np.zeros(0)
+    bounds = np.array([params.min_sigma_m, params.max_sigma_m, params.min_tau_days], dtype=float)
+    step = 0
+    while step < params.max_iter:
+        step, moved = em_plain(st.x, st.pp, st.sp, st.log_bg, st.first, st.area, st.floor, st.mu, st.sigma, st.n,
+                               st.tm if timed else none, st.tau if timed else none, timed, em.pr.pi, em.pr.pk,
+                               finder.centre, finder.radius, em.running, ll_old, em.ll, step, params.max_iter,
+                               params.tol, params.reach_sigmas, bounds, EXP_FLOOR)  # fmt: skip
+        if moved.any():
+            em.pr = finder.update(em.pr, np.flatnonzero(moved), em.running[st.pp[em.pr.pi]])
+
+
+def _plain_reference(em: _EM, params: MixtureParams) -> None:
     """Plain EM: up to ``max_iter`` steps, a problem stops when its :math:`\\ell` gains less than ``tol`` (or falls:
-    with sites cut at their reach a step can lower :math:`\\ell`)."""
+    with sites cut at their reach a step can lower :math:`\\ell`). The numpy steps that :func:`_plain` compiles."""
     ll_old = np.full(em.n_prob, -np.inf)
     for _ in range(params.max_iter):
         step = _evaluate_or_stop(em, ll_old, params.tol)
@@ -478,26 +496,21 @@ class _PairFinder:
         pi = np.concatenate([np.asarray(v, dtype=np.int64) for v in lists]) if counts.sum() else np.zeros(0, np.int64)
         pk = np.repeat(sites, counts)
         own = st.pp[pi] == st.sp[pk]  # a site wider than the spacing must not reach the next problem's points
-        return _gathered(st, pi[own], pk[own])
+        return _Pairs(pi[own], pk[own])
 
-    def update(self, pr: _Pairs, on: np.ndarray) -> _Pairs:
-        """``pr`` with the pairs of the sites among ``on`` that left their search radius searched again."""
+    def update(self, pr: _Pairs, on: np.ndarray, alive: np.ndarray | None = None) -> _Pairs:
+        """``pr`` with the pairs of the sites among ``on`` that left their search radius searched again (and only the
+        pairs with ``alive`` set, when given: those of the running problems)."""
         st = self.st
         moved = np.hypot(*(st.mu[on] - self.centre[on]).T) + self.reach * st.sigma[on]
         out = on[moved > self.radius[on] * (1 - 1e-9) - 1e-3]
         if len(out) == 0:
-            return pr
+            return pr if alive is None else pr.keep(alive)
         gone = np.zeros(len(st.n), dtype=bool)
         gone[out] = True
-        kept = pr.keep(~gone[pr.pk])
+        kept = pr.keep(~gone[pr.pk] if alive is None else ~gone[pr.pk] & alive)
         new = self.pairs(out)
-        return _Pairs(*(None if a is None or b is None else np.concatenate([a, b])
-                        for a, b in zip(_fields(kept), _fields(new))))  # type: ignore[arg-type]  # fmt: skip
-
-
-def _fields(pr: _Pairs) -> tuple[np.ndarray | None, ...]:
-    """The arrays of ``pr`` in field order."""
-    return (pr.pi, pr.pk, pr.px, pr.py, pr.psq, pr.pt, pr.pt2)
+        return _Pairs(np.concatenate([kept.pi, new.pi]), np.concatenate([kept.pk, new.pk]))
 
 
 def _background_step(st: _Stack, pts: np.ndarray, lse: np.ndarray, running: np.ndarray) -> None:

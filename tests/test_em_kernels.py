@@ -56,10 +56,8 @@ def test_compiled_m_step_sums_are_numpys_bincounts(timed):
 
     stk, pr, params = _stack_and_pairs(timed)
     _, e, tot = _lse(stk, pr, *_pair_log(stk, pr, params.reach_sigmas))
-    want = pair_sums(pr, e / tot[pr.pi], len(stk.n))
-    none = np.zeros(0)
-    got = pair_msums(e, tot, pr.pi, pr.pk, pr.px, pr.py, pr.psq, pr.pt if timed else none, pr.pt2 if timed else none,
-                     timed, len(stk.n))  # fmt: skip
+    want = pair_sums(stk, pr, e / tot[pr.pi], len(stk.n))
+    got = pair_msums(e, tot, pr.pi, pr.pk, stk.x, timed, len(stk.n))
     assert got.shape == want.shape == ((6 if timed else 4), len(stk.n))
     np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-9)
 
@@ -128,3 +126,37 @@ def test_kernel_sums_are_the_sorted_k_d_tree_pairs(n, spread, h, grid, seed):
     if len(c):
         near = np.flatnonzero(cKDTree(c).query(xy, k=1)[0] <= 3.0 * h + 1.0)  # the halo, in point order
         np.testing.assert_array_equal(kernel_sums(c, xy[near], h), got)
+
+
+@pytest.mark.parametrize("timed", [False, True])
+def test_compiled_em_loop_is_the_numpy_loop(timed, monkeypatch):
+    """fit_many with the compiled loop (gis._em_kernels.em_plain) gives the numpy loop's fits (_plain_reference):
+    sites, ℓ and backgrounds, with problems stopping at different steps, sites starting far from their points
+    (their pairs searched again several times), backgrounds fitted and fixed, and the step limit reached."""
+    from gis import cluster_batch
+    from gis.cluster_batch import Problem, fit_many
+
+    rng = np.random.default_rng(3)
+    params = replace(hotspots.mixture_params(hotspots.cluster_params()), time=timed, accelerate="none")
+    problems = []
+    for j, shift in enumerate((0.0, 40_000.0, 90_000.0, 150_000.0)):
+        xy = np.vstack([rng.normal((900, 900), 60 + 30 * j, (70, 2)), rng.normal((1400, 1200), 120, (40, 2)),
+                        rng.uniform(0, 3000, (120, 2))]) + shift  # fmt: skip
+        x = np.column_stack([xy, rng.uniform(0, 900, len(xy))]) if timed else xy
+        far = Sites(np.array([[400.0, 300.0], [2000.0, 1900.0]]) + shift, np.array([40.0, 60.0]), np.array([20.0, 20.0]),
+                    *((np.array([100.0, 700.0]), np.array([30.0, 30.0])) if timed else ()))  # fmt: skip
+        problems.append(Problem(x, np.full(len(x), np.log(20e-6)), far, 3000.0**2 if j != 2 else None, params.min_background))
+    for limit in (params.max_iter, 7):
+        p = replace(params, max_iter=limit)
+        fast = fit_many(problems, p)
+        with monkeypatch.context() as mp:
+            mp.setattr(cluster_batch, "_plain", cluster_batch._plain_reference)
+            ref = fit_many(problems, p)
+        for (s, ll, bg), (r, ll_r, bg_r) in zip(fast, ref):
+            np.testing.assert_allclose(s.mu, r.mu, rtol=1e-11)
+            np.testing.assert_allclose(s.sigma, r.sigma, rtol=1e-11)
+            np.testing.assert_allclose(s.n, r.n, rtol=1e-11)
+            if timed:
+                np.testing.assert_allclose(s.tm, r.tm, rtol=1e-11)
+                np.testing.assert_allclose(s.tau, r.tau, rtol=1e-11)
+            assert ll == pytest.approx(ll_r, rel=1e-12) and bg == pytest.approx(bg_r, rel=1e-11)
