@@ -144,11 +144,15 @@ def disc_counts(xy: np.ndarray, q: np.ndarray, radii: np.ndarray, cell: float) -
         return out
     x0, y0, nx, ny, order, start = _grid(xy, cell)
     xs, ys = xy[order, 0], xy[order, 1]  # the points in cell order: each cell's points side by side
-    r2 = radii**2
+    by_r = np.argsort(radii)
+    r2 = radii[by_r] ** 2  # ascending: a cell inside radius j is inside every larger one
+    n_r = len(radii)
     reach = int(radii.max() / cell) + 1
+    acc = np.zeros(n_r + 1, dtype=np.int64)  # per query: counts added from radius j on (summed at the end)
     for a in range(len(q)):
         qx, qy = q[a, 0], q[a, 1]
         gx, gy = int(np.floor((qx - x0) / cell)), int(np.floor((qy - y0) / cell))
+        acc[:] = 0
         for ix in range(max(gx - reach, 0), min(gx + reach, nx - 1) + 1):
             lo_x, hi_x = x0 + ix * cell - qx, x0 + (ix + 1) * cell - qx
             near_x = 0.0 if lo_x <= 0.0 <= hi_x else min(lo_x * lo_x, hi_x * hi_x)
@@ -160,19 +164,26 @@ def disc_counts(xy: np.ndarray, q: np.ndarray, radii: np.ndarray, cell: float) -
                 lo_y, hi_y = y0 + iy * cell - qy, y0 + (iy + 1) * cell - qy
                 near = near_x + (0.0 if lo_y <= 0.0 <= hi_y else min(lo_y * lo_y, hi_y * hi_y))
                 far = far_x + max(lo_y * lo_y, hi_y * hi_y)
-                crossed = False
-                for j in range(len(radii)):
-                    if far < r2[j] * (1 - 1e-12):
-                        out[a, j] += start[c + 1] - start[c]
-                    elif near <= r2[j] * (1 + 1e-12):
-                        crossed = True
-                if not crossed:
+                inside = n_r  # first radius holding the whole cell
+                while inside > 0 and far < r2[inside - 1] * (1 - 1e-12):
+                    inside -= 1
+                acc[inside] += start[c + 1] - start[c]
+                crossed = inside  # first radius the cell reaches
+                while crossed > 0 and near <= r2[crossed - 1] * (1 + 1e-12):
+                    crossed -= 1
+                if crossed == inside:
                     continue
                 for t in range(start[c], start[c + 1]):
                     d2 = (xs[t] - qx) ** 2 + (ys[t] - qy) ** 2
-                    for j in range(len(radii)):
-                        if not far < r2[j] * (1 - 1e-12) and d2 <= r2[j]:
-                            out[a, j] += 1
+                    j = crossed
+                    while j < inside and d2 > r2[j]:
+                        j += 1
+                    acc[j] += 1  # within radii j ... inside - 1 (the whole cell already counts from inside on)
+                    acc[inside] -= 1
+        run = 0
+        for j in range(n_r):
+            run += acc[j]
+            out[a, by_r[j]] = run
     return out
 
 
