@@ -332,3 +332,20 @@ def _sites_m(
             tv = s[5, k] / w - t_mean**2
             tau[k] = max(np.sqrt(max(tv, 0.0) if ok else tau[k] ** 2), bounds[2])
             tm[k] = t_mean
+
+
+@numba.njit(cache=True, nogil=True)
+def pair_log_terms(
+    x: np.ndarray, mu: np.ndarray, sigma: np.ndarray, n: np.ndarray, tm: np.ndarray, tau: np.ndarray, timed: bool,
+    i: np.ndarray, k: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Log site term and squared distance of each point–site pair (``i``, ``k``): the pair branch of
+    :func:`gis.cluster_mixture._site_log`, the same operations per pair."""
+    lf, d2 = np.empty(len(i)), np.empty(len(i))
+    for q in range(len(i)):
+        p, s = i[q], k[q]
+        d2[q] = (x[p, 0] - mu[s, 0]) ** 2 + (x[p, 1] - mu[s, 1]) ** 2
+        lf[q] = np.log(max(n[s], 1e-300)) - np.log(2 * np.pi * sigma[s] ** 2) - d2[q] / (2 * sigma[s] ** 2)
+        if timed:
+            lf[q] = lf[q] - 0.5 * np.log(2 * np.pi * tau[s] ** 2) - (x[p, 2] - tm[s]) ** 2 / (2 * tau[s] ** 2)
+    return lf, d2

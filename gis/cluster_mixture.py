@@ -180,11 +180,12 @@ def _site_log(
         if s.tau is not None and s.tm is not None:
             lf = lf - 0.5 * np.log(2 * np.pi * s.tau**2) - (x[:, 2:3] - s.tm[None, :]) ** 2 / (2 * s.tau**2)
         return lf, d2
-    d2 = ((x[i, :2] - s.mu[k]) ** 2).sum(axis=1)
-    lf = np.log(np.maximum(s.n[k], 1e-300)) - np.log(2 * np.pi * s.sigma[k] ** 2) - d2 / (2 * s.sigma[k] ** 2)
-    if s.tau is not None and s.tm is not None:
-        lf = lf - 0.5 * np.log(2 * np.pi * s.tau[k] ** 2) - (x[i, 2] - s.tm[k]) ** 2 / (2 * s.tau[k] ** 2)
-    return lf, d2
+    from gis._em_kernels import pair_log_terms  # compiled (numba), the same operations per pair
+
+    timed = s.tau is not None and s.tm is not None
+    none = np.zeros(0)
+    return pair_log_terms(np.ascontiguousarray(x, dtype=float), s.mu, s.sigma, s.n, s.tm if timed else none,
+                          s.tau if timed else none, timed, np.asarray(i, dtype=np.int64), np.asarray(k, dtype=np.int64))
 
 
 def log_terms(x: np.ndarray, log_bg: np.ndarray, s: Sites) -> np.ndarray:

@@ -160,3 +160,20 @@ def test_compiled_em_loop_is_the_numpy_loop(timed, monkeypatch):
                 np.testing.assert_allclose(s.tm, r.tm, rtol=1e-11)
                 np.testing.assert_allclose(s.tau, r.tau, rtol=1e-11)
             assert ll == pytest.approx(ll_r, rel=1e-12) and bg == pytest.approx(bg_r, rel=1e-11)
+
+
+@pytest.mark.parametrize("timed", [False, True])
+def test_compiled_pair_terms_are_the_dense_ones(timed):
+    """The pair branch of _site_log (compiled: gis._em_kernels.pair_log_terms) gives, pair by pair, the dense
+    numpy branch's log terms and squared distances."""
+    from gis.cluster_mixture import _site_log
+
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0, 2000, (300, 3 if timed else 2))
+    s = Sites(rng.uniform(0, 2000, (5, 2)), rng.uniform(30, 200, 5), rng.uniform(1, 60, 5),
+              *((rng.uniform(0, 900, 5), rng.uniform(7, 150, 5)) if timed else ()))  # fmt: skip
+    lf, d2 = _site_log(x, s)
+    i, k = np.repeat(np.arange(300), 5), np.tile(np.arange(5), 300)
+    lf_p, d2_p = _site_log(x, s, i, k)
+    np.testing.assert_allclose(lf_p, lf.ravel(), rtol=1e-13)
+    np.testing.assert_allclose(d2_p, d2.ravel(), rtol=1e-13)
