@@ -175,6 +175,8 @@ def timing_rows(scale: str, work: Path, labels: list[str], rounds: int) -> list[
 
     d = load_district(sample_folder(scale, work))
     inc = d.incidents
+    if len(inc) <= TRACE_MAX:  # the small samples take a fraction of a second: timed at city scale only
+        return []
     times: dict[str, list[tuple[float, float]]] = {label: [] for label in labels}
     first: dict[str, Any] = {}
     for _ in range(rounds):
@@ -270,8 +272,8 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true", help="print the rows only (RESULTS.md untouched)")
     ap.add_argument("--methods", default="", help="comma-separated numbers (0-based) of METHODS to run; default all: "
                     + "; ".join(f"{i} {m}" for i, m in enumerate(METHODS)))  # fmt: skip
-    ap.add_argument("--rounds", type=int, default=3, help="rounds of the DBSCAN / default timing on the last scale "
-                    "(alternated in one process; 0: none)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of the DBSCAN / default timing on each scale of over "
+                    f"{TRACE_MAX:,} incidents (alternated in one process; 0: none)")
     args = ap.parse_args()
     names = list(METHODS)
     methods = [names[int(i)] for i in args.methods.split(",")] if args.methods else names
@@ -335,13 +337,13 @@ def main() -> None:
     lines += ["", f"Breakdowns of the last sample ({args.scales.split(',')[-1]}):"]
     lines += breakdown(tables)  # of the last sample
     if args.rounds:
-        last = args.scales.split(",")[-1]
-        lines += ["", f"Time of DBSCAN and of the default on {last}, {args.rounds} rounds alternated in one process "
+        lines += ["", f"Time of DBSCAN and of the default, {args.rounds} rounds alternated in one process per sample "
                   "(`find_clusters` with significance and outlines; CPU: the process's, all threads; the same clusters "
                   "in every round, checked), median (range) and the CPU median's ratio to DBSCAN's. Load average at the "
                   f"start of the timing: {' / '.join(f'{v:.1f}' for v in __import__('os').getloadavg())}:", "",
                   "| sample | method | CPU time | wall time | CPU vs DBSCAN |", "|---|---|---:|---:|---:|"]
-        lines += timing_rows(last, args.work, [names[0], names[-1]], args.rounds)
+        for scale in args.scales.split(","):
+            lines += timing_rows(scale, args.work, [names[0], names[-1]], args.rounds)
     if not args.no_write:
         write_section("clusters", "\n".join(lines))  # benchmarks._common: one writer of RESULTS.md sections
     print(f"wrote {RESULTS}")
