@@ -12,7 +12,7 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def pair_estep(
     x: np.ndarray, pi: np.ndarray, pk: np.ndarray, mu: np.ndarray, sigma: np.ndarray, n: np.ndarray, tm: np.ndarray,
     tau: np.ndarray, timed: bool, reach: float, m: np.ndarray, floor: float,
@@ -56,7 +56,7 @@ def pair_estep(
     return e, tot
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def pair_msums(
     e: np.ndarray, tot: np.ndarray, pi: np.ndarray, pk: np.ndarray, x: np.ndarray, timed: bool, k_sites: int
 ) -> np.ndarray:
@@ -77,7 +77,7 @@ def pair_msums(
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _grid(xy: np.ndarray, cell: float) -> tuple[float, float, int, int, np.ndarray, np.ndarray]:
     """Points binned on square cells of ``cell`` from the lower-left corner: origin, cells in x and y, the points
     ordered by cell (by index within a cell) and each cell's start in that order (cell ``ix * ny + iy``)."""
@@ -96,7 +96,7 @@ def _grid(xy: np.ndarray, cell: float) -> tuple[float, float, int, int, np.ndarr
     return x0, y0, nx, ny, order, start
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def kernel_sums(centres: np.ndarray, xy: np.ndarray, bandwidth: float) -> np.ndarray:
     """Gaussian kernel sum :math:`1 + \\sum_{j:\\,d_j \\le 3h} \\exp(-d_j^2 / 2h^2)` at each centre over the points
     ``xy``, summed in the order of ``xy`` (the pairs of ``cKDTree.sparse_distance_matrix`` sorted by point, as
@@ -130,7 +130,7 @@ def kernel_sums(centres: np.ndarray, xy: np.ndarray, bandwidth: float) -> np.nda
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def disc_counts(xy: np.ndarray, q: np.ndarray, radii: np.ndarray, cell: float) -> np.ndarray:
     """Points of ``xy`` within each radius of each query point ``q`` (distance ≤ r), shape (len(q), len(radii)).
 
@@ -187,7 +187,7 @@ def disc_counts(xy: np.ndarray, q: np.ndarray, radii: np.ndarray, cell: float) -
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def em_plain(
     x: np.ndarray, pp: np.ndarray, sp: np.ndarray, log_bg: np.ndarray, first: np.ndarray, area: np.ndarray,
     floor: np.ndarray, mu: np.ndarray, sigma: np.ndarray, n: np.ndarray, tm: np.ndarray, tau: np.ndarray, timed: bool,
@@ -258,7 +258,7 @@ def em_plain(
     return max_iter, moved
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _pairs_e(
     x: np.ndarray, pi: np.ndarray, pk: np.ndarray, sp: np.ndarray, mu: np.ndarray, sigma: np.ndarray, head: np.ndarray,
     tm: np.ndarray, tau: np.ndarray, t_head: np.ndarray, timed: bool, reach: float, m: np.ndarray, running: np.ndarray,
@@ -281,7 +281,7 @@ def _pairs_e(
         tot[i] += e[q]
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _background(first: np.ndarray, end: np.ndarray, log_bg: np.ndarray, lse: np.ndarray, area: np.ndarray,
                 floor: np.ndarray, running: np.ndarray) -> None:  # fmt: skip
     """Fitted background of the running problems with a window (:func:`gis.cluster_batch._background_step`)."""
@@ -296,7 +296,7 @@ def _background(first: np.ndarray, end: np.ndarray, log_bg: np.ndarray, lse: np.
             log_bg[i] = new
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _sites_m(
     x: np.ndarray, pi: np.ndarray, pk: np.ndarray, sp: np.ndarray, e: np.ndarray, tot: np.ndarray, mu: np.ndarray,
     sigma: np.ndarray, n: np.ndarray, tm: np.ndarray, tau: np.ndarray, timed: bool, running: np.ndarray, bounds: np.ndarray,
@@ -334,7 +334,7 @@ def _sites_m(
             tm[k] = t_mean
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def pair_log_terms(
     x: np.ndarray, mu: np.ndarray, sigma: np.ndarray, n: np.ndarray, tm: np.ndarray, tau: np.ndarray, timed: bool,
     i: np.ndarray, k: np.ndarray,
