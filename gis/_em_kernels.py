@@ -349,3 +349,34 @@ def pair_log_terms(
         if timed:
             lf[q] = lf[q] - 0.5 * np.log(2 * np.pi * tau[s] ** 2) - (x[p, 2] - tm[s]) ** 2 / (2 * tau[s] ** 2)
     return lf, d2
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def split_moments(
+    x: np.ndarray, pi: np.ndarray, e: np.ndarray, tot: np.ndarray, start: np.ndarray, mu: np.ndarray,
+    sigma: np.ndarray, tm: np.ndarray, tau: np.ndarray, timed: bool, sites: np.ndarray,
+) -> np.ndarray:
+    """Per site of ``sites``: the responsibility-weighted second moments of its points' offsets (its pairs
+    ``start[a]:start[a+1]``, :math:`r = e / \\\\mathrm{tot}`) over their total weight — in metres (2×2), or with
+    ``timed`` standardised, :math:`((s-\\\\mu)/\\\\sigma, (t-m)/\\\\tau)` (3×3) — for the split starts of
+    :func:`gis.cluster_mixture.split_starts`."""
+    dim = 3 if timed else 2
+    out = np.zeros((len(sites), dim, dim))
+    z = np.zeros(dim)
+    for j in range(len(sites)):
+        a = sites[j]
+        w = 0.0
+        for q in range(start[a], start[a + 1]):
+            i = pi[q]
+            r = e[q] / tot[i]
+            w += r
+            if timed:
+                z[0], z[1] = (x[i, 0] - mu[a, 0]) / sigma[a], (x[i, 1] - mu[a, 1]) / sigma[a]
+                z[2] = (x[i, 2] - tm[a]) / tau[a]
+            else:
+                z[0], z[1] = x[i, 0] - mu[a, 0], x[i, 1] - mu[a, 1]
+            for u in range(dim):
+                for v in range(dim):
+                    out[j, u, v] += r * z[u] * z[v]
+        out[j] /= max(w, 1e-9)
+    return out

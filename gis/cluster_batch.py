@@ -28,7 +28,7 @@ from gis.cluster_mixture import (
     change_candidates,
     intensity,
     ranked_changes,
-    split_start,
+    split_starts,
     apply_changes,
     group_inputs,
     labels_of_sites,
@@ -543,7 +543,7 @@ def _split_fits(
     xs: list[np.ndarray], intens: list[Intensity], sites: list[Sites], params: list[MixtureParams],
     which: list[np.ndarray] | None = None,
 ) -> list[list[tuple[list[int], Sites]]]:
-    """The split of every large enough site of every group (:func:`gis.cluster_mixture.split_start`), fitted at once.
+    """The split of every large enough site of every group (:func:`gis.cluster_mixture.split_starts`), fitted at once.
 
     ``intens``: per group the intensity of its sites at its points (:func:`gis.cluster_mixture.intensity`);
     ``which``: per group the sites to split (None: all).
@@ -552,11 +552,10 @@ def _split_fits(
     for g, (x, inten, s, p) in enumerate(zip(xs, intens, sites, params)):
         if not p.split:
             continue
-        for a in range(len(s)) if which is None else which[g]:
-            if s.n[a] >= 2 * p.min_size:
-                xl, base, two = split_start(x, inten, s, a, p)
-                where.append((g, a))
-                problems.append(Problem(xl, base, two, None, p.min_background))
+        cand = np.array([a for a in (range(len(s)) if which is None else which[g]) if s.n[a] >= 2 * p.min_size], dtype=np.int64)
+        for a, (xl, base, two) in zip(cand, split_starts(x, inten, s, cand, p)):
+            where.append((g, int(a)))
+            problems.append(Problem(xl, base, two, None, p.min_background))
     out: list[list[tuple[list[int], Sites]]] = [[] for _ in xs]
     for (g, a), (two, _, _) in zip(where, fit_many(problems, replace(params[0], max_iter=params[0].split_max_iter)) if problems else []):
         out[g].append(([a], two))

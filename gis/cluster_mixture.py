@@ -473,49 +473,52 @@ def _entropy(lt: np.ndarray, lse: np.ndarray) -> float:
 
 
 def split_start(x: np.ndarray, inten: Intensity, s: Sites, a: int, params: MixtureParams) -> tuple[np.ndarray, np.ndarray, Sites]:
-    """The fit of a split of site *a*: its nearby points, the log intensity of the other sites there, the pair.
+    """The fit of a split of site *a*: :func:`split_starts` of the one site."""
+    return split_starts(x, inten, s, np.array([a]), params)[0]
 
-    The points within reach of *a* (its pairs in ``inten``, :class:`Intensity`); the pair starts ±1 sd along
-    the main axis of the points' offsets from the site (weighted by its responsibilities; :func:`_split_time`
-    with time); :func:`_split` fits it with the others fixed.
+
+def split_starts(
+    x: np.ndarray, inten: Intensity, s: Sites, sites: np.ndarray, params: MixtureParams
+) -> list[tuple[np.ndarray, np.ndarray, Sites]]:
+    """The fits of the splits of ``sites``: per site its nearby points, the log intensity of the other sites there,
+    and the starting pair.
+
+    The points within reach of site *a* (its pairs in ``inten``, :class:`Intensity`); the pair starts ±1 sd along
+    the main axis of the points' offsets from the site, weighted by its responsibilities :math:`r_i`
+    (:func:`gis._em_kernels.split_moments`, the eigenvectors of all sites at once); with time along the main axis
+    of the standardised offsets :math:`((s_i-\\mu_a)/\\sigma_a, (t_i-m_a)/\\tau_a)`, the two sites keeping
+    :math:`\\sigma_a` and :math:`\\tau_a`; in space alone the pair's σ is the minor axis' sd. :func:`_split` fits it
+    with the others fixed.
     """
-    rows = np.arange(inten.start[a], inten.start[a + 1])
-    rows = rows[np.argsort(inten.i[rows], kind="stable")]
-    near = inten.i[rows]
-    xl = x[near]
-    r = inten.e[rows] / inten.tot[near]
-    d = xl[:, :2] - s.mu[a]
-    cov = (r[:, None, None] * d[:, :, None] * d[:, None, :]).sum(axis=0) / max(r.sum(), 1e-9)
-    vals, vecs = np.linalg.eigh(cov)
-    step = np.sqrt(max(vals[-1], 1e-9)) * vecs[:, -1]
-    sig = max(np.sqrt(max(vals[0], 1e-9)), params.min_sigma_m)
-    two = Sites(np.vstack([s.mu[a] + step, s.mu[a] - step]), np.array([sig, sig]), np.full(2, s.n[a] / 2))
-    if s.tau is not None and s.tm is not None:
-        two = _split_time(xl, r, s, a, params)
-    return xl, inten.m[near] + np.log(inten.without(rows, near, inten.e[rows])), two
+    from gis._em_kernels import split_moments
+
+    timed = s.tau is not None and s.tm is not None
+    none = np.zeros(0)
+    sites = np.asarray(sites, dtype=np.int64)
+    cov = split_moments(np.ascontiguousarray(x, dtype=float), inten.i, inten.e, inten.tot, inten.start, s.mu, s.sigma,
+                        s.tm if timed else none, s.tau if timed else none, timed, sites)  # fmt: skip
+    vals, vecs = np.linalg.eigh(cov) if len(sites) else (np.zeros((0, 2)), np.zeros((0, 2, 2)))
+    out = []
+    for j, a in enumerate(sites):
+        rows = np.arange(inten.start[a], inten.start[a + 1])
+        near = inten.i[rows]
+        v = np.sqrt(max(vals[j, -1], 1e-9)) * vecs[j, :, -1]
+        if timed:
+            assert s.tau is not None and s.tm is not None
+            step, dt = v[:2] * s.sigma[a], v[2] * s.tau[a]
+            two = Sites(np.vstack([s.mu[a] + step, s.mu[a] - step]), np.full(2, s.sigma[a]), np.full(2, s.n[a] / 2),
+                        np.array([s.tm[a] + dt, s.tm[a] - dt]), np.full(2, s.tau[a]))  # fmt: skip
+        else:
+            sig = max(np.sqrt(max(vals[j, 0], 1e-9)), params.min_sigma_m)
+            two = Sites(np.vstack([s.mu[a] + v, s.mu[a] - v]), np.array([sig, sig]), np.full(2, s.n[a] / 2))
+        out.append((x[near], inten.m[near] + np.log(inten.without(rows, near, inten.e[rows])), two))
+    return out
 
 
 def _split(x: np.ndarray, inten: Intensity, s: Sites, a: int, params: MixtureParams) -> Sites:
     """Site *a* as two sites (:func:`split_start`), refitted with the others fixed."""
     xl, base, two = split_start(x, inten, s, a, params)
     return fit_intensity(xl, base, two, params)[0]
-
-
-def _split_time(xl: np.ndarray, r: np.ndarray, s: Sites, a: int, params: MixtureParams) -> Sites:
-    """Starting pair of a space-time split: ±1 sd along the main axis of the standardised offsets.
-
-    Offsets :math:`((s_i-\\mu_a)/\\sigma_a, (t_i-m_a)/\\tau_a)` weighted by the site's
-    responsibilities :math:`r_i`; the two sites keep :math:`\\sigma_a` and :math:`\\tau_a`
-    (the EM that follows fits them).
-    """
-    assert s.tau is not None and s.tm is not None
-    z = np.column_stack([(xl[:, :2] - s.mu[a]) / s.sigma[a], (xl[:, 2] - s.tm[a]) / s.tau[a]])
-    cov = (r[:, None, None] * z[:, :, None] * z[:, None, :]).sum(axis=0) / max(r.sum(), 1e-9)
-    vals, vecs = np.linalg.eigh(cov)
-    v = np.sqrt(max(vals[-1], 1e-9)) * vecs[:, -1]
-    step, dt = v[:2] * s.sigma[a], v[2] * s.tau[a]
-    return Sites(np.vstack([s.mu[a] + step, s.mu[a] - step]), np.full(2, s.sigma[a]), np.full(2, s.n[a] / 2),
-                 np.array([s.tm[a] + dt, s.tm[a] - dt]), np.full(2, s.tau[a]))  # fmt: skip
 
 
 def change_candidates(s: Sites) -> list[tuple[list[int], Sites]]:

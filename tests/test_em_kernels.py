@@ -177,3 +177,29 @@ def test_compiled_pair_terms_are_the_dense_ones(timed):
     lf_p, d2_p = _site_log(x, s, i, k)
     np.testing.assert_allclose(lf_p, lf.ravel(), rtol=1e-13)
     np.testing.assert_allclose(d2_p, d2.ravel(), rtol=1e-13)
+
+
+@pytest.mark.parametrize("timed", [False, True])
+def test_split_moments_are_the_weighted_offsets_second_moments(timed):
+    """split_moments: per site, the responsibility-weighted second moments of its points' offsets (standardised by
+    σ and τ with time) over the total weight, as numpy computes them from the site's pairs."""
+    from scipy.spatial import cKDTree as Tree
+
+    from gis._em_kernels import split_moments
+    from gis.cluster_mixture import intensity
+
+    rng = np.random.default_rng(9)
+    x = np.column_stack([rng.normal(1000, 150, (400, 2)), rng.uniform(0, 900, 400)])[:, : 3 if timed else 2]
+    s = Sites(np.array([[950.0, 1000.0], [1100.0, 900.0]]), np.array([90.0, 140.0]), np.array([60.0, 40.0]),
+              *((np.array([300.0, 600.0]), np.array([80.0, 120.0])) if timed else ()))  # fmt: skip
+    inten = intensity(Tree(x[:, :2]), x, np.full(len(x), np.log(20e-6)), s, 3.5)
+    none = np.zeros(0)
+    got = split_moments(x, inten.i, inten.e, inten.tot, inten.start, s.mu, s.sigma, s.tm if timed else none,
+                        s.tau if timed else none, timed, np.array([1, 0]))  # fmt: skip
+    for j, a in enumerate([1, 0]):
+        rows = np.arange(inten.start[a], inten.start[a + 1])
+        r = inten.e[rows] / inten.tot[inten.i[rows]]
+        d = x[inten.i[rows], :2] - s.mu[a]
+        z = np.column_stack([d / s.sigma[a], (x[inten.i[rows], 2] - s.tm[a]) / s.tau[a]]) if timed else d
+        np.testing.assert_allclose(got[j], (r[:, None, None] * z[:, :, None] * z[:, None, :]).sum(axis=0) / r.sum(),
+                                   rtol=1e-12)  # fmt: skip
