@@ -380,3 +380,49 @@ def split_moments(
                     out[j, u, v] += r * z[u] * z[v]
         out[j] /= max(w, 1e-9)
     return out
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def change_loglik(
+    x: np.ndarray, pi: np.ndarray, e: np.ndarray, tot: np.ndarray, m: np.ndarray, log_bg: np.ndarray,
+    start: np.ndarray, old_ptr: np.ndarray, old_sites: np.ndarray, new_ptr: np.ndarray, new_mu: np.ndarray,
+    new_sigma: np.ndarray, new_n: np.ndarray, new_tm: np.ndarray, new_tau: np.ndarray, timed: bool, reach: float,
+    exp_floor: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per candidate change *c* (old sites ``old_sites[old_ptr[c]:old_ptr[c+1]]`` replaced by the new sites
+    ``new_ptr[c]:new_ptr[c+1]``): :math:`\\\\sum_{i\\\\in L}\\\\log\\\\big((\\\\rho_i + \\\\sum_{new} n_k\\\\phi_k(s_i)) / \\\\lambda(s_i)\\\\big)`
+    over the points *L* within reach of an old site, and :math:`|L|` — the sums of
+    :func:`gis.cluster_mixture.change_gains`, in the same order (points ascending)."""
+    n_c = len(old_ptr) - 1
+    dl, near = np.zeros(n_c), np.zeros(n_c, dtype=np.int64)
+    e_old = np.zeros(len(m))
+    seen = np.zeros(len(m), dtype=np.bool_)
+    buf = np.empty(len(m), dtype=np.int64)
+    for c in range(n_c):
+        cnt = 0
+        for o in range(old_ptr[c], old_ptr[c + 1]):
+            a = old_sites[o]
+            for q in range(start[a], start[a + 1]):
+                i = pi[q]
+                if not seen[i]:
+                    seen[i] = True
+                    buf[cnt] = i
+                    cnt += 1
+                e_old[i] += e[q]
+        acc = 0.0
+        for i in np.sort(buf[:cnt]):
+            rest = max(tot[i] - e_old[i], np.exp(log_bg[i] - m[i]))
+            added = 0.0
+            for t in range(new_ptr[c], new_ptr[c + 1]):
+                d2 = (x[i, 0] - new_mu[t, 0]) ** 2 + (x[i, 1] - new_mu[t, 1]) ** 2
+                if d2 > (reach * new_sigma[t]) ** 2:
+                    continue
+                lf = np.log(max(new_n[t], 1e-300)) - np.log(2 * np.pi * new_sigma[t] ** 2) - d2 / (2 * new_sigma[t] ** 2)
+                if timed:
+                    lf = lf - 0.5 * np.log(2 * np.pi * new_tau[t] ** 2) - (x[i, 2] - new_tm[t]) ** 2 / (2 * new_tau[t] ** 2)
+                added += np.exp(max(lf - m[i], exp_floor))
+            acc += np.log(rest + added) - np.log(tot[i])
+            e_old[i] = 0.0
+            seen[i] = False
+        dl[c], near[c] = acc, cnt
+    return dl, near

@@ -429,41 +429,26 @@ def change_gains(
 
     with :math:`\\rho_i = \\lambda(s_i) - \\sum_{old} n_k\\phi_k(s_i)` the intensity without the old sites
     (at least the background; AIC: 8 per site). ``inf`` when no point is near. One pass over the
-    (candidate, point) pairs instead of one call per candidate (:func:`_local_gain`, kept for ICL).
+    (candidate, point) pairs (compiled: :func:`gis._em_kernels.change_loglik`) instead of one call per candidate
+    (:func:`_local_gain`, kept for ICL).
     """
-    n_pts, start = len(x), inten.start
-    cid = [np.full(start[a + 1] - start[a], c) for c, (old, _) in enumerate(cands) for a in old]
-    pid = [np.arange(start[a], start[a + 1]) for old, _ in cands for a in old]
-    cc, pp = (np.concatenate(v) if v else np.zeros(0, np.int64) for v in (cid, pid))
-    key, inv = np.unique(cc * n_pts + inten.i[pp], return_inverse=True)
-    c_of, pt = key // n_pts, key % n_pts
-    rest = inten.without(c_of, pt, np.bincount(inv, weights=inten.e[pp], minlength=len(key)))
-    added = _new_terms(x, pt, c_of, inten.m, cands, params.reach_sigmas)
-    n_c = len(cands)
-    dl = np.bincount(c_of, weights=np.log(rest + added) - np.log(inten.tot[pt]), minlength=n_c)
+    from gis._em_kernels import change_loglik
+
+    timed = s.tau is not None and s.tm is not None
+    news = [new for _, new in cands]
+    old_ptr = np.cumsum([0] + [len(old) for old, _ in cands]).astype(np.int64)
+    new_ptr = np.cumsum([0] + [len(new) for new in news]).astype(np.int64)
+    old_sites = np.array([a for old, _ in cands for a in old], dtype=np.int64)
+    cols = {f: np.concatenate([getattr(new, f) for new in news]) if timed or f in ("sigma", "n") else np.zeros(0)
+            for f in ("sigma", "n", "tm", "tau")}  # fmt: skip
+    new_mu = np.vstack([new.mu for new in news]) if news else np.zeros((0, 2))
+    dl, near = change_loglik(np.ascontiguousarray(x, dtype=float), inten.i, inten.e, inten.tot, inten.m, inten.log_bg,
+                             inten.start, old_ptr, old_sites, new_ptr, new_mu, cols["sigma"], cols["n"], cols["tm"],
+                             cols["tau"], timed, params.reach_sigmas, EXP_FLOOR)  # fmt: skip
     dn = np.array([new.n.sum() - s.n[old].sum() for old, new in cands])
     dk = np.array([len(new) - len(old) for old, new in cands])
-    near = np.bincount(c_of, minlength=n_c)
     per_site = 8.0 if params.criterion == "aic" else 4 * np.log(np.maximum(near, 2))
     return np.where(near > 0, -2 * (dl - dn) + dk * per_site, np.inf)
-
-
-def _new_terms(x: np.ndarray, pt: np.ndarray, c_of: np.ndarray, m: np.ndarray, cands: list[tuple[list[int], Sites]],
-               reach: float) -> np.ndarray:  # fmt: skip
-    """Per (candidate, point) row: the candidate's new sites' terms there (cut at ``reach`` σ), shifted by ``m``."""
-    out = np.zeros(len(pt))
-    rows = np.searchsorted(c_of, np.arange(len(cands) + 1))
-    for slot in range(max((len(new) for _, new in cands), default=0)):
-        has = [c for c, (_, new) in enumerate(cands) if len(new) > slot and rows[c + 1] > rows[c]]
-        if not has:
-            continue
-        new = Sites(*(np.concatenate([getattr(cands[c][1], f)[slot:slot + 1] for c in has]) if getattr(cands[has[0]][1], f) is not None
-                      else None for f in ("mu", "sigma", "n", "tm", "tau")))  # fmt: skip
-        sel = np.concatenate([np.arange(rows[c], rows[c + 1]) for c in has])
-        j = np.repeat(np.arange(len(has)), [rows[c + 1] - rows[c] for c in has])
-        lf, d2 = _site_log(x, new, pt[sel], j)
-        out[sel] += np.where(d2 <= (reach * new.sigma[j]) ** 2, np.exp(np.maximum(lf - m[pt[sel]], EXP_FLOOR)), 0.0)
-    return out
 
 
 def _entropy(lt: np.ndarray, lse: np.ndarray) -> float:
