@@ -426,3 +426,75 @@ def change_loglik(
             seen[i] = False
         dl[c], near[c] = acc, cnt
     return dl, near
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def problem_grids(
+    x: np.ndarray, first: np.ndarray, end: np.ndarray, cell: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A grid of ``cell`` metres per problem of a stack (points ``first[p]:end[p]``): per problem its origin (x, y),
+    cells in x and y and first cell; the points ordered by (problem, cell, index) and each cell's start there."""
+    n_prob = len(first)
+    origin, shape = np.zeros((n_prob, 2)), np.zeros((n_prob, 2), dtype=np.int64)
+    base = np.zeros(n_prob + 1, dtype=np.int64)
+    cid = np.empty(len(x), dtype=np.int64)
+    for p in range(n_prob):
+        if end[p] > first[p]:
+            origin[p, 0], origin[p, 1] = x[first[p]:end[p], 0].min(), x[first[p]:end[p], 1].min()
+            shape[p, 0] = int((x[first[p]:end[p], 0].max() - origin[p, 0]) / cell) + 1
+            shape[p, 1] = int((x[first[p]:end[p], 1].max() - origin[p, 1]) / cell) + 1
+        base[p + 1] = base[p] + shape[p, 0] * shape[p, 1]
+        for i in range(first[p], end[p]):
+            gx = min(int((x[i, 0] - origin[p, 0]) / cell), shape[p, 0] - 1)
+            gy = min(int((x[i, 1] - origin[p, 1]) / cell), shape[p, 1] - 1)
+            cid[i] = base[p] + gx * shape[p, 1] + gy
+    order = np.argsort(cid, kind="mergesort")
+    start = np.zeros(base[n_prob] + 1, dtype=np.int64)
+    for i in range(len(x)):
+        start[cid[i] + 1] += 1
+    for c in range(base[n_prob]):
+        start[c + 1] += start[c]
+    return origin, shape, base, order, start, cid
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def ball_pairs(
+    x: np.ndarray, sp: np.ndarray, origin: np.ndarray, shape: np.ndarray, base: np.ndarray, order: np.ndarray,
+    start: np.ndarray, cell: float, centre: np.ndarray, radius: np.ndarray, sites: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The points of its own problem within ``radius[k]`` of ``centre[k]`` (distance ≤ r) for each site *k* of
+    ``sites``: pairs grouped by site in the order of ``sites``, each site's points ascending — what
+    ``cKDTree.query_ball_point`` returns for the stack laid out problem by problem."""
+    counts = np.zeros(len(sites), dtype=np.int64)
+    buf = np.empty(len(x), dtype=np.int64)
+    for pass_ in range(2):
+        if pass_ == 1:
+            total = counts.sum()
+            pi, pk = np.empty(total, dtype=np.int64), np.empty(total, dtype=np.int64)
+            at = 0
+        for j in range(len(sites)):
+            k = sites[j]
+            p = sp[k]
+            cx, cy, r = centre[k, 0], centre[k, 1], radius[k]
+            found = 0
+            if shape[p, 0] > 0:
+                lo_x = max(int(np.floor((cx - r - origin[p, 0]) / cell)), 0)
+                hi_x = min(int(np.floor((cx + r - origin[p, 0]) / cell)), shape[p, 0] - 1)
+                lo_y = max(int(np.floor((cy - r - origin[p, 1]) / cell)), 0)
+                hi_y = min(int(np.floor((cy + r - origin[p, 1]) / cell)), shape[p, 1] - 1)
+                for gx in range(lo_x, hi_x + 1):
+                    for gy in range(lo_y, hi_y + 1):
+                        c = base[p] + gx * shape[p, 1] + gy
+                        for t in range(start[c], start[c + 1]):
+                            i = order[t]
+                            if (x[i, 0] - cx) ** 2 + (x[i, 1] - cy) ** 2 <= r * r:
+                                if pass_ == 1:
+                                    buf[found] = i
+                                found += 1
+            if pass_ == 0:
+                counts[j] = found
+            else:
+                pi[at:at + found] = np.sort(buf[:found])
+                pk[at:at + found] = k
+                at += found
+    return pi, pk

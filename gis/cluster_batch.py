@@ -464,39 +464,41 @@ def _squarem(em: _EM, params: MixtureParams) -> None:
 #: rather than 1.25: the same labels on the city sample, about 3 % less CPU of the mixture step: fewer pairs
 #: outside the reach outweigh the more frequent searches).
 PAIR_MARGIN = 1.1
-#: Spacing (m) between the problems laid side by side for one k-d tree: larger than any group of cores, so that
-#: a search rarely meets another problem's points (those it meets are left out).
-PROBLEM_SPACING = 1.0e6
+#: Grid cell (m) of each problem's points when pairs are searched (:func:`gis._em_kernels.ball_pairs`): speed
+#: only, the pairs are every point within the radius whatever the cell.
+PAIR_CELL_M = 100.0
 
 
 class _PairFinder:
     """Point–site pairs within :data:`PAIR_MARGIN` × ``reach`` σ of each site, kept up to date as the sites move.
 
-    The problems are laid side by side (problem *p* shifted by *p* × :data:`PROBLEM_SPACING`
-    in x) so that one k-d tree finds every site's points in its own problem. A site's
+    Each problem's points are binned on a grid of :data:`PAIR_CELL_M` (:func:`gis._em_kernels.problem_grids`), so
+    that a search finds a site's points in its own problem only. A site's
     pairs hold every pair within reach while it stays inside the radius it was searched
     with (:math:`\\lVert\\mu_k-\\mu_k^0\\rVert + r\\sigma_k \\le R_k`); the pairs of a site
     that left it are searched again.
     """
 
     def __init__(self, st: _Stack, reach: float) -> None:
+        from gis._em_kernels import problem_grids
+
         self.st, self.reach = st, reach
-        self.tree = cKDTree(st.x[:, :2] + np.column_stack([st.pp * PROBLEM_SPACING, np.zeros(len(st.x))]))
+        end = np.append(st.first[1:], len(st.x))
+        self.xy = np.ascontiguousarray(st.x[:, :2])
+        self.grid = problem_grids(self.xy, st.first, end, PAIR_CELL_M)[:5]
         self.centre = st.mu.copy()
         self.radius = PAIR_MARGIN * reach * st.sigma
 
     def pairs(self, sites: np.ndarray) -> _Pairs:
-        """The pairs of ``sites`` (searched now)."""
+        """The pairs of ``sites`` (searched now, :func:`gis._em_kernels.ball_pairs`)."""
+        from gis._em_kernels import ball_pairs
+
         st = self.st
         self.centre[sites] = st.mu[sites]
         self.radius[sites] = PAIR_MARGIN * self.reach * st.sigma[sites]
-        centre = st.mu[sites] + np.column_stack([st.sp[sites] * PROBLEM_SPACING, np.zeros(len(sites))])
-        lists = self.tree.query_ball_point(centre, self.radius[sites]) if len(sites) else []
-        counts = np.fromiter((len(v) for v in lists), dtype=np.int64, count=len(lists))
-        pi = np.concatenate([np.asarray(v, dtype=np.int64) for v in lists]) if counts.sum() else np.zeros(0, np.int64)
-        pk = np.repeat(sites, counts)
-        own = st.pp[pi] == st.sp[pk]  # a site wider than the spacing must not reach the next problem's points
-        return _Pairs(pi[own], pk[own])
+        pi, pk = ball_pairs(self.xy, st.sp, *self.grid, PAIR_CELL_M, self.centre, self.radius,
+                            np.asarray(sites, dtype=np.int64))  # fmt: skip
+        return _Pairs(pi, pk)
 
     def update(self, pr: _Pairs, on: np.ndarray, alive: np.ndarray | None = None) -> _Pairs:
         """``pr`` with the pairs of the sites among ``on`` that left their search radius searched again (and only the

@@ -203,3 +203,34 @@ def test_split_moments_are_the_weighted_offsets_second_moments(timed):
         z = np.column_stack([d / s.sigma[a], (x[inten.i[rows], 2] - s.tm[a]) / s.tau[a]]) if timed else d
         np.testing.assert_allclose(got[j], (r[:, None, None] * z[:, :, None] * z[:, None, :]).sum(axis=0) / r.sum(),
                                    rtol=1e-12)  # fmt: skip
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.integers(0, 120), min_size=1, max_size=5), spread=st.floats(1.0, 3000.0),
+       cell=st.floats(5.0, 500.0), grid=st.booleans(), seed=st.integers(0, 2**16))  # fmt: skip
+def test_ball_pairs_are_each_problems_k_d_tree_balls(sizes, spread, cell, grid, seed):
+    """ball_pairs (a grid per problem of a stack) gives, per site, the points of its own problem within its radius,
+    ascending — cKDTree.query_ball_point on that problem's points — whatever the cell, the radii (wider than the
+    problem too) and ties on a grid of whole metres."""
+    from gis._em_kernels import ball_pairs, problem_grids
+
+    rng = np.random.default_rng(seed)
+    xy = rng.normal(0.0, spread, (sum(sizes), 2))
+    if grid:
+        xy = np.round(xy / 10.0) * 10.0
+    first = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    end = first + np.array(sizes)
+    sp = np.repeat(np.arange(len(sizes)), 3)
+    centre = rng.normal(0.0, spread, (len(sp), 2))
+    radius = rng.uniform(0.0, 3 * spread, len(sp))
+    sites = rng.permutation(len(sp)).astype(np.int64)
+    pi, pk = ball_pairs(xy, sp, *problem_grids(xy, first, end, cell)[:5], cell, centre, radius, sites)
+    want_i, want_k = [], []
+    for k in sites:
+        p = sp[k]
+        own = xy[first[p]:end[p]]
+        hit = sorted(cKDTree(own).query_ball_point(centre[k], radius[k])) if len(own) else []
+        want_i += [first[p] + h for h in hit]
+        want_k += [k] * len(hit)
+    np.testing.assert_array_equal(pi, np.array(want_i, dtype=np.int64))
+    np.testing.assert_array_equal(pk, np.array(want_k, dtype=np.int64))
