@@ -64,8 +64,20 @@ def pair_msums(
     :math:`\\sum r`, :math:`\\sum r x`, :math:`\\sum r y`, :math:`\\sum r (x^2+y^2)` and with ``timed``
     :math:`\\sum r t`, :math:`\\sum r t^2` (pair order, as ``np.bincount``)."""
     out = np.zeros((6 if timed else 4, k_sites))
+    _accumulate(out, e, tot, pi, pk, x, timed, np.ones(k_sites, dtype=np.bool_))
+    return out
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _accumulate(
+    out: np.ndarray, e: np.ndarray, tot: np.ndarray, pi: np.ndarray, pk: np.ndarray, x: np.ndarray, timed: bool,
+    active: np.ndarray,
+) -> None:
+    """Add the sums of :func:`pair_msums` of the pairs of the ``active`` sites to ``out``, in pair order."""
     for q in range(len(pi)):
         k, i = pk[q], pi[q]
+        if not active[k]:
+            continue
         r = e[q] / tot[i]
         out[0, k] += r
         out[1, k] += r * x[i, 0]
@@ -74,7 +86,6 @@ def pair_msums(
         if timed:
             out[4, k] += r * x[i, 2]
             out[5, k] += r * x[i, 2] ** 2
-    return out
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -304,18 +315,10 @@ def _sites_m(
     """M-step of the sites of the running problems (:func:`gis.cluster_batch._m_step`), in place."""
     k_sites = len(n)
     s = np.zeros((6, k_sites))
-    for q in range(len(pi)):
-        k, i = pk[q], pi[q]
-        if not running[sp[k]]:
-            continue
-        r = e[q] / tot[i]
-        s[0, k] += r
-        s[1, k] += r * x[i, 0]
-        s[2, k] += r * x[i, 1]
-        s[3, k] += r * (x[i, 0] ** 2 + x[i, 1] ** 2)
-        if timed:
-            s[4, k] += r * x[i, 2]
-            s[5, k] += r * x[i, 2] ** 2
+    active = np.empty(k_sites, dtype=np.bool_)
+    for k in range(k_sites):
+        active[k] = running[sp[k]]
+    _accumulate(s, e, tot, pi, pk, x, timed, active)
     for k in range(k_sites):
         if not running[sp[k]]:
             continue
