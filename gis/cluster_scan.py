@@ -642,8 +642,9 @@ def cluster_significance(
 
 
 def significance_text(observed: int, expected: float, *, lang: str = "en") -> str:
-    """Plain-language significance: "40 reports where 3 would be expected" / "40 起，按背景预期约 3 起"."""
+    """Plain-language significance: "40 reports where 3 would be expected" / "40起，按背景预期约3起" (numerals set
+    close to 起, as the ledger's other counts)."""
     exp = f"{expected:.0f}" if expected >= 1 else f"{expected:.1f}"
     if lang == "zh":
-        return f"{int(observed)} 起，按背景预期约 {exp} 起"
+        return f"{int(observed)}起，按背景预期约{exp}起"
     return f"{int(observed)} reports where {exp} would be expected"
